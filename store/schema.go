@@ -1,0 +1,231 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/meshlens/meshlens/mesh"
+)
+
+// Tables.
+const (
+	TableAccessLogs   = "access_logs"   // one row per mesh request record
+	TableSpans        = "spans"         // raw spans, for trace lookup
+	TableMetricPoints = "metric_points" // OTLP metric data points
+	TableEdges1m      = "edges_1m"      // per-minute edge rollup (AggregatingMergeTree)
+	TableEdges1h      = "edges_1h"      // per-hour edge rollup, for long windows
+	tableMigrations   = "schema_migrations"
+)
+
+// RawTables are the tables partitioned by day whose partitions retention drops.
+var RawTables = []string{TableAccessLogs, TableSpans, TableMetricPoints, TableEdges1m, TableEdges1h}
+
+// migration is one schema step. Steps are applied in order, once, and recorded
+// in schema_migrations; every statement is also idempotent (IF NOT EXISTS) so
+// a step interrupted half-way can be run again.
+type migration struct {
+	id    uint32
+	name  string
+	stmts []string
+}
+
+// schemaParams fill the statement templates: names, and the column types that
+// depend on the server version.
+type schemaParams struct {
+	DB       string
+	LC       string // a low-cardinality string type
+	ZSTD     string // a heavy-compression codec clause, or nothing
+	Buckets  string // the latency bucket bounds in microseconds, as an array literal
+	NBuckets int    // len(mesh.LatencyBucketsMs) + 1 for +Inf
+}
+
+func (s *Store) params() schemaParams {
+	p := schemaParams{DB: s.db, LC: "String"}
+	if s.features.LowCardinality {
+		p.LC = "LowCardinality(String)"
+	}
+	if s.features.Codecs {
+		p.ZSTD = " CODEC(ZSTD(1))"
+	}
+	bounds := make([]string, len(mesh.LatencyBucketsMs))
+	for i, ms := range mesh.LatencyBucketsMs {
+		bounds[i] = fmt.Sprintf("%d", uint64(ms*1000))
+	}
+	p.Buckets = "[" + strings.Join(bounds, ", ") + "]"
+	p.NBuckets = len(bounds) + 1
+	return p
+}
+
+// The edge rollup dimensions, shared by both rollups and the history queries.
+const edgeKey = `src_namespace, src_service, src_workload, src_version,
+  dst_namespace, dst_service, dst_workload, dst_version, protocol, code, grpc_status`
+
+// rollupColumns are the aggregate states kept per edge and interval. The
+// latency histogram counts requests per bucket of mesh.LatencyBucketsMs plus
+// +Inf (non-cumulative), so percentiles are computed exactly as the live graph
+// and Prometheus compute them.
+const rollupColumns = `requests AggregateFunction(count),
+  mtls AggregateFunction(sum, UInt8),
+  bytes_in AggregateFunction(sum, UInt64),
+  bytes_out AggregateFunction(sum, UInt64),
+  duration_sum_us AggregateFunction(sum, UInt64),
+  latency AggregateFunction(sumForEach, Array(UInt64))`
+
+// rollupSelect turns access_logs rows into rollup states for the interval
+// computed by {{.Interval}}.
+const rollupSelect = `SELECT {{.Interval}} AS t, ` + edgeKey + `,
+  countState() AS requests,
+  sumState(mtls) AS mtls,
+  sumState(bytes_in) AS bytes_in,
+  sumState(bytes_out) AS bytes_out,
+  sumState(duration_us) AS duration_sum_us,
+  sumForEachState(arrayMap(i -> toUInt64(i = arrayCount(b -> b < duration_us, {{.Buckets}})), range({{.NBuckets}}))) AS latency
+FROM {{.DB}}.access_logs
+GROUP BY t, ` + edgeKey
+
+var migrations = []migration{
+	{1, "baseline tables", []string{
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.schema_migrations (id UInt32, name String, applied DateTime)
+ENGINE = MergeTree ORDER BY id`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.access_logs (
+  time DateTime,
+  time_ns UInt64,
+  src_namespace {{.LC}}, src_service {{.LC}}, src_workload {{.LC}}, src_version {{.LC}},
+  dst_namespace {{.LC}}, dst_service {{.LC}}, dst_workload {{.LC}}, dst_version {{.LC}},
+  protocol {{.LC}},
+  method {{.LC}},
+  path String,
+  authority {{.LC}},
+  code UInt16,
+  grpc_status Int16,
+  flags {{.LC}},
+  duration_us UInt64,
+  bytes_in UInt64,
+  bytes_out UInt64,
+  mtls UInt8,
+  trace_id String,
+  span_id String,
+  origin {{.LC}}
+) ENGINE = MergeTree
+PARTITION BY toDate(time)
+ORDER BY (dst_namespace, dst_service, time)`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.spans (
+  time DateTime,
+  start_ns UInt64,
+  trace_id String,
+  span_id String,
+  parent_span_id String,
+  name String,
+  kind {{.LC}},
+  namespace {{.LC}}, service {{.LC}}, workload {{.LC}}, version {{.LC}},
+  duration_us UInt64,
+  status_code {{.LC}},
+  status_message String,
+  attr_keys Array(String){{.ZSTD}},
+  attr_values Array(String){{.ZSTD}}
+) ENGINE = MergeTree
+PARTITION BY toDate(time)
+ORDER BY (trace_id, start_ns)`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.metric_points (
+  time DateTime,
+  time_ns UInt64,
+  name {{.LC}},
+  type {{.LC}},
+  unit {{.LC}},
+  namespace {{.LC}}, service {{.LC}}, version {{.LC}},
+  value Float64,
+  count UInt64,
+  sum Float64,
+  bounds Array(Float64),
+  bucket_counts Array(UInt64),
+  attr_keys Array(String){{.ZSTD}},
+  attr_values Array(String){{.ZSTD}}
+) ENGINE = MergeTree
+PARTITION BY toDate(time)
+ORDER BY (name, service, time)`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1m (
+  t DateTime,
+  src_namespace {{.LC}}, src_service {{.LC}}, src_workload {{.LC}}, src_version {{.LC}},
+  dst_namespace {{.LC}}, dst_service {{.LC}}, dst_workload {{.LC}}, dst_version {{.LC}},
+  protocol {{.LC}}, code UInt16, grpc_status Int16,
+  ` + rollupColumns + `
+) ENGINE = AggregatingMergeTree
+PARTITION BY toDate(t)
+ORDER BY (t, ` + edgeKey + `)`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1h AS {{.DB}}.edges_1m`,
+
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1m_mv TO {{.DB}}.edges_1m AS ` +
+			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfMinute(time)", 1),
+
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1h_mv TO {{.DB}}.edges_1h AS ` +
+			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfHour(time)", 1),
+	}},
+}
+
+// Migrate brings the schema up to date. It is safe to run on every start and
+// concurrently with writers.
+func (s *Store) Migrate(ctx context.Context) error {
+	p := s.params()
+	applied := map[uint32]bool{}
+	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.Table(tableMigrations))
+	if err == nil {
+		for rows.Next() {
+			var id uint32
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("read %s: %w", tableMigrations, err)
+			}
+			applied[id] = true
+		}
+		rows.Close()
+	} // else: the table does not exist yet; migration 1 creates it.
+
+	for _, m := range migrations {
+		if applied[m.id] {
+			continue
+		}
+		for i, stmt := range m.stmts {
+			sql, err := render(stmt, p)
+			if err != nil {
+				return fmt.Errorf("migration %d (%s) statement %d: %w", m.id, m.name, i+1, err)
+			}
+			if err := s.conn.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("migration %d (%s) statement %d on ClickHouse %s: %w", m.id, m.name, i+1, s.version, err)
+			}
+		}
+		// Inserts go through a batch: clickhouse-go's Exec of INSERT ... VALUES
+		// waits forever on 18.16.
+		batch, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.Table(tableMigrations)+" (id, name, applied)")
+		if err == nil {
+			err = batch.Append(m.id, m.name, time.Now())
+		}
+		if err == nil {
+			err = batch.Send()
+		}
+		if err != nil {
+			return fmt.Errorf("record migration %d: %w", m.id, err)
+		}
+		s.logger.Info("clickhouse schema migrated", "migration", m.id, "name", m.name)
+	}
+	return nil
+}
+
+func render(stmt string, p schemaParams) (string, error) {
+	t, err := template.New("sql").Parse(stmt)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, p); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
