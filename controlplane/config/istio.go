@@ -1,0 +1,89 @@
+package config
+
+import (
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1"
+	security "istio.io/api/security/v1"
+)
+
+// Istio API versions meshlens accepts. The spec types are the same across
+// them (istio.io/api aliases v1 to v1alpha3/v1beta1), so Object.Spec is
+// always the networking/v1 or security/v1 type whatever version was written.
+var (
+	networkingVersions = []string{"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+	securityVersions   = []string{"security.istio.io/v1", "security.istio.io/v1beta1"}
+)
+
+// Istio kind names.
+const (
+	KindVirtualService      = "VirtualService"
+	KindDestinationRule     = "DestinationRule"
+	KindServiceEntry        = "ServiceEntry"
+	KindWorkloadEntry       = "WorkloadEntry"
+	KindPeerAuthentication  = "PeerAuthentication"
+	KindAuthorizationPolicy = "AuthorizationPolicy"
+)
+
+// IstioOptions tune Istio validation.
+type IstioOptions struct {
+	// KnownHost reports whether a fully qualified host (e.g.
+	// "reviews.default.svc.cluster.local") exists outside the config, for
+	// example in a Kubernetes registry. Hosts not defined by a ServiceEntry
+	// or WorkloadEntry and not known here are validation errors. Nil knows
+	// no host.
+	KnownHost func(fqdn string) bool
+}
+
+// IstioKinds returns the specs of the Istio kinds meshlens serves:
+// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry
+// (networking.istio.io) and PeerAuthentication, AuthorizationPolicy
+// (security.istio.io).
+func IstioKinds(opts IstioOptions) []KindSpec {
+	v := &istioValidator{opts: opts}
+	return []KindSpec{
+		{APIVersions: networkingVersions, Kind: KindVirtualService, ShortNames: []string{"vs"},
+			Decode: decodeAs(func() proto.Message { return &networking.VirtualService{} }), Validate: v.virtualService},
+		{APIVersions: networkingVersions, Kind: KindDestinationRule, ShortNames: []string{"dr"},
+			Decode: decodeAs(func() proto.Message { return &networking.DestinationRule{} }), Validate: v.destinationRule},
+		{APIVersions: networkingVersions, Kind: KindServiceEntry, ShortNames: []string{"se"},
+			Decode: decodeAs(func() proto.Message { return &networking.ServiceEntry{} }), Validate: v.serviceEntry},
+		{APIVersions: networkingVersions, Kind: KindWorkloadEntry, ShortNames: []string{"we"},
+			Decode: decodeAs(func() proto.Message { return &networking.WorkloadEntry{} }), Validate: v.workloadEntry},
+		{APIVersions: securityVersions, Kind: KindPeerAuthentication, ShortNames: []string{"pa"},
+			Decode: decodeAs(func() proto.Message { return &security.PeerAuthentication{} }), Validate: v.peerAuthentication},
+		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},
+			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy},
+	}
+}
+
+func decodeAs(newMsg func() proto.Message) func([]byte) (any, error) {
+	return func(js []byte) (any, error) {
+		m := newMsg()
+		if err := DecodeProto(js, m); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+}
+
+// istioValidator validates Istio objects. It caches the host index of the
+// last snapshot it saw, because a batch validates many objects against one
+// snapshot.
+type istioValidator struct {
+	opts IstioOptions
+
+	mu      sync.Mutex
+	lastSn  *Snapshot
+	lastIdx *hostIndex
+}
+
+func (v *istioValidator) index(sn *Snapshot) *hostIndex {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.lastSn != sn || v.lastIdx == nil {
+		v.lastSn, v.lastIdx = sn, newHostIndex(sn)
+	}
+	return v.lastIdx
+}

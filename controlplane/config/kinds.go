@@ -1,0 +1,86 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// KindSpec plugs one kind of object into parsing and validation. Istio's
+// kinds come from IstioKinds; meshlens' own kinds (Rollout, AlertRule) are
+// declared by the packages that own them and handed to NewKinds by the caller.
+type KindSpec struct {
+	// APIVersions accepted for the kind, e.g. "networking.istio.io/v1".
+	APIVersions []string
+	Kind        string
+	// ShortNames are extra names the CLI and REST API accept ("vs").
+	ShortNames []string
+	// Decode turns the spec's JSON into the typed spec stored in
+	// Object.Spec. Unknown fields must be errors; returning FieldErrors
+	// (Object left empty) lets the error name the field path.
+	Decode func(json []byte) (any, error)
+	// Validate checks one decoded object against the snapshot it would be
+	// part of (which includes the object itself). Errors name fields
+	// relative to the spec. Nil means no checks beyond Decode.
+	Validate func(*Object, *Snapshot) []FieldError
+}
+
+// Kinds is the set of kinds one store or CLI understands.
+type Kinds struct {
+	specs  []KindSpec
+	byKind map[string]*KindSpec // lower-cased kind, plural and short names
+}
+
+// NewKinds builds a registry. Kind names must be unique.
+func NewKinds(specs ...KindSpec) (*Kinds, error) {
+	k := &Kinds{byKind: map[string]*KindSpec{}}
+	k.specs = append(k.specs, specs...)
+	for i := range k.specs {
+		s := &k.specs[i]
+		if s.Kind == "" || len(s.APIVersions) == 0 || s.Decode == nil {
+			return nil, fmt.Errorf("kind %q: Kind, APIVersions and Decode are required", s.Kind)
+		}
+		names := append([]string{s.Kind, s.Kind + "s"}, s.ShortNames...)
+		for _, n := range names {
+			n = strings.ToLower(n)
+			if prev, ok := k.byKind[n]; ok && prev != s {
+				return nil, fmt.Errorf("kind %s: name %q already used by kind %s", s.Kind, n, prev.Kind)
+			}
+			k.byKind[n] = s
+		}
+	}
+	return k, nil
+}
+
+// Lookup finds a kind by its name, case-insensitively, or by its plural or
+// short name ("virtualservice", "virtualservices", "vs").
+func (k *Kinds) Lookup(name string) (*KindSpec, bool) {
+	s, ok := k.byKind[strings.ToLower(name)]
+	return s, ok
+}
+
+// Names lists the kinds in registration order.
+func (k *Kinds) Names() []string {
+	out := make([]string, len(k.specs))
+	for i, s := range k.specs {
+		out[i] = s.Kind
+	}
+	return out
+}
+
+// spec finds the spec of an exactly spelled kind.
+func (k *Kinds) spec(kind string) (*KindSpec, bool) {
+	s, ok := k.byKind[strings.ToLower(kind)]
+	if !ok || s.Kind != kind {
+		return nil, false
+	}
+	return s, true
+}
+
+func (s *KindSpec) acceptsVersion(v string) bool {
+	for _, a := range s.APIVersions {
+		if a == v {
+			return true
+		}
+	}
+	return false
+}

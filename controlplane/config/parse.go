@@ -1,0 +1,261 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultNamespace is the namespace of an object that names none.
+const DefaultNamespace = "default"
+
+// MaxDocumentBytes bounds one parse call: config is small, and the REST API
+// and config dir must not let one request or file exhaust memory.
+const MaxDocumentBytes = 8 << 20
+
+// Parse reads Kubernetes-style objects from multi-document YAML, a JSON
+// object, a JSON array of objects, or a "kind: List" with items. Every
+// document is parsed even after an error so the caller sees all problems
+// at once; any error means no object should be used. The error is
+// FieldErrors.
+func (k *Kinds) Parse(data []byte) ([]*Object, error) {
+	if len(data) > MaxDocumentBytes {
+		return nil, FieldErrors{{Message: fmt.Sprintf("config is %d bytes, more than the limit of %d", len(data), MaxDocumentBytes)}}
+	}
+	var objs []*Object
+	var errs FieldErrors
+	for i, doc := range splitDocuments(data) {
+		docName := fmt.Sprintf("document %d", i+1)
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			errs = append(errs, FieldError{Object: docName, Message: "not valid YAML or JSON: " + err.Error()})
+			continue
+		}
+		js = bytes.TrimSpace(js)
+		if len(js) == 0 || string(js) == "null" {
+			continue // a document of only comments
+		}
+		o, es := k.parseValue(docName, js, 0)
+		objs = append(objs, o...)
+		errs = append(errs, es...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return objs, nil
+}
+
+// parseValue parses one JSON document: an object, an array of objects, or a
+// List. depth bounds nesting of lists so hostile input cannot recurse deeply.
+func (k *Kinds) parseValue(docName string, js []byte, depth int) ([]*Object, FieldErrors) {
+	if depth > 2 {
+		return nil, FieldErrors{{Object: docName, Message: "lists nested too deeply"}}
+	}
+	if js[0] == '[' {
+		var items []json.RawMessage
+		if err := json.Unmarshal(js, &items); err != nil {
+			return nil, FieldErrors{{Object: docName, Message: "not a JSON array of objects: " + err.Error()}}
+		}
+		var objs []*Object
+		var errs FieldErrors
+		for i, item := range items {
+			o, es := k.parseValue(fmt.Sprintf("%s item %d", docName, i), item, depth+1)
+			objs = append(objs, o...)
+			errs = append(errs, es...)
+		}
+		return objs, errs
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(js, &top); err != nil {
+		return nil, FieldErrors{{Object: docName, Message: "not an object: " + err.Error()}}
+	}
+	var kind string
+	if raw, ok := top["kind"]; ok {
+		_ = json.Unmarshal(raw, &kind)
+	}
+	if kind == "List" {
+		items, ok := top["items"]
+		if !ok {
+			return nil, FieldErrors{{Object: docName, Field: "items", Message: "a List needs items"}}
+		}
+		return k.parseValue(docName, bytes.TrimSpace(items), depth+1)
+	}
+	o, errs := k.parseObject(docName, top)
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return []*Object{o}, nil
+}
+
+// envelopeIgnored are top-level fields Kubernetes adds that carry no config;
+// accepting them lets `kubectl get -o yaml` output be applied as is.
+var envelopeIgnored = map[string]bool{"status": true}
+
+// metadataIgnored are ObjectMeta fields that Kubernetes owns; see envelopeIgnored.
+var metadataIgnored = map[string]bool{
+	"uid": true, "resourceVersion": true, "generation": true, "creationTimestamp": true,
+	"managedFields": true, "selfLink": true, "deletionTimestamp": true,
+	"deletionGracePeriodSeconds": true, "generateName": true, "ownerReferences": true, "finalizers": true,
+}
+
+func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Object, FieldErrors) {
+	fe := &fieldErrs{object: docName}
+	o := &Object{}
+	for key, raw := range top {
+		switch key {
+		case "apiVersion":
+			if json.Unmarshal(raw, &o.APIVersion) != nil {
+				fe.add("apiVersion", "must be a string")
+			}
+		case "kind":
+			if json.Unmarshal(raw, &o.Kind) != nil {
+				fe.add("kind", "must be a string")
+			}
+		case "metadata", "spec":
+		default:
+			if !envelopeIgnored[key] {
+				fe.add(key, "unknown field %q (want apiVersion, kind, metadata, spec)", key)
+			}
+		}
+	}
+	if raw, ok := top["metadata"]; ok {
+		parseMeta(raw, &o.Meta, fe)
+	} else {
+		fe.add("metadata", "required")
+	}
+	if o.Meta.Namespace == "" {
+		o.Meta.Namespace = DefaultNamespace
+	}
+	if o.Kind != "" && o.Meta.Name != "" {
+		fe.object = o.Key()
+		for i := range fe.errs {
+			fe.errs[i].Object = fe.object
+		}
+	}
+	if o.Kind == "" {
+		fe.add("kind", "required")
+		return nil, fe.errs
+	}
+	spec, ok := k.spec(o.Kind)
+	if !ok {
+		hint := ""
+		if s, ok := k.Lookup(o.Kind); ok {
+			hint = fmt.Sprintf(" (did you mean %s?)", s.Kind)
+		}
+		fe.add("kind", "unknown kind %q%s; known kinds: %s", o.Kind, hint, strings.Join(k.Names(), ", "))
+		return nil, fe.errs
+	}
+	if !spec.acceptsVersion(o.APIVersion) {
+		fe.add("apiVersion", "%s does not accept apiVersion %q; use one of %s", o.Kind, o.APIVersion, strings.Join(spec.APIVersions, ", "))
+	}
+	raw, ok := top["spec"]
+	if !ok || string(bytes.TrimSpace(raw)) == "null" {
+		raw = []byte("{}")
+	}
+	v, err := spec.Decode(raw)
+	if err != nil {
+		var ferrs FieldErrors
+		if errors.As(err, &ferrs) {
+			for _, e := range ferrs {
+				fe.errs = append(fe.errs, FieldError{Object: fe.object, Field: e.Field, Message: e.Message})
+			}
+		} else {
+			fe.add("spec", "%v", err)
+		}
+	}
+	o.Spec = v
+	if len(fe.errs) > 0 {
+		return nil, fe.errs
+	}
+	return o, nil
+}
+
+func parseMeta(raw json.RawMessage, m *Meta, fe *fieldErrs) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		fe.add("metadata", "must be an object")
+		return
+	}
+	for key, v := range fields {
+		var err error
+		switch key {
+		case "name":
+			err = json.Unmarshal(v, &m.Name)
+		case "namespace":
+			err = json.Unmarshal(v, &m.Namespace)
+		case "labels":
+			err = json.Unmarshal(v, &m.Labels)
+		case "annotations":
+			err = json.Unmarshal(v, &m.Annotations)
+		default:
+			if !metadataIgnored[key] {
+				fe.add("metadata."+key, "unknown field %q", key)
+			}
+			continue
+		}
+		if err != nil {
+			fe.add("metadata."+key, "wrong type: %s", jsonTypeError(err))
+		}
+	}
+	switch {
+	case m.Name == "":
+		fe.add("metadata.name", "required")
+	case !dns1123Subdomain.MatchString(m.Name) || len(m.Name) > 253:
+		fe.add("metadata.name", "%q is not a valid name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters", m.Name)
+	}
+	if m.Namespace != "" && (!dns1123Label.MatchString(m.Namespace) || len(m.Namespace) > 63) {
+		fe.add("metadata.namespace", "%q is not a valid namespace: lower-case letters, digits and '-', at most 63 characters", m.Namespace)
+	}
+}
+
+var (
+	dns1123Label     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dns1123Subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+func jsonTypeError(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("got %s, want %s", te.Value, te.Type)
+	}
+	return err.Error()
+}
+
+// splitDocuments splits YAML on "---" separator lines, as kubectl does.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), MaxDocumentBytes+1)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if isSeparator(line) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+			// "--- value" starts the next document with value on the same line.
+			if rest := bytes.TrimSpace(line[3:]); len(rest) > 0 && rest[0] != '#' {
+				cur.Write(rest)
+				cur.WriteByte('\n')
+			}
+			continue
+		}
+		cur.Write(line)
+		cur.WriteByte('\n')
+	}
+	docs = append(docs, cur.Bytes())
+	return docs
+}
+
+func isSeparator(line []byte) bool {
+	if !bytes.HasPrefix(line, []byte("---")) {
+		return false
+	}
+	rest := line[3:]
+	return len(bytes.TrimSpace(rest)) == 0 || rest[0] == ' ' || rest[0] == '\t'
+}

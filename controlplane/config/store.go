@@ -1,0 +1,431 @@
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+)
+
+// StateFile is the file, under the data dir, that holds accepted config.
+const StateFile = "config.json"
+
+// SourceAPI is the origin of objects applied through Store.Apply (the REST
+// API and the CLI). Objects from the config dir have origin "dir:FILE".
+const SourceAPI = "api"
+
+var (
+	// ErrNotFound is returned for an object the store does not hold.
+	ErrNotFound = errors.New("not found")
+	// ErrOwned is returned when the API tries to delete an object that
+	// another source (the config dir) owns.
+	ErrOwned = errors.New("owned by another source")
+)
+
+// Store holds accepted configuration. It is the one owner of config state:
+// every change is validated as a whole batch, written durably, and only then
+// published as a new immutable Snapshot with a higher Version.
+//
+// Objects have one owner each. The config dir owns the objects its files
+// define: it may replace an object first applied through the API, and the
+// API may then neither change nor delete it until the file stops defining
+// it (GitOps wins, so a directory checkout is the truth for what it names).
+// Objects only the API applied are the API's.
+type Store struct {
+	kinds  *Kinds
+	path   string
+	logger *slog.Logger
+
+	mu      sync.Mutex        // serialises changes
+	origins map[string]string // key -> origin ("api", "dir:reviews.yaml")
+	cur     atomic.Pointer[Snapshot]
+
+	wmu      sync.Mutex // guards watchers and sends to them
+	watchers map[chan *Snapshot]struct{}
+
+	version prometheus.Gauge
+	objects prometheus.Gauge
+	changes *prometheus.CounterVec
+}
+
+// persisted is the on-disk form of the store.
+type persisted struct {
+	Version uint64            `json:"version"`
+	Objects []persistedObject `json:"objects"`
+}
+
+type persistedObject struct {
+	Origin string          `json:"origin"`
+	Object json.RawMessage `json:"object"`
+}
+
+// Open loads the store from dataDir (creating the directory if needed).
+// reg may be nil.
+func Open(dataDir string, kinds *Kinds, logger *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("config store: create data dir: %w", err)
+	}
+	s := &Store{
+		kinds:    kinds,
+		path:     filepath.Join(dataDir, StateFile),
+		logger:   logger,
+		origins:  map[string]string{},
+		watchers: map[chan *Snapshot]struct{}{},
+		version: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_config_version", Help: "Version of the published config snapshot."}),
+		objects: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_config_objects", Help: "Objects in the published config snapshot."}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_config_changes_total", Help: "Config changes by source and result (applied, unchanged, invalid, error)."},
+			[]string{"source", "result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{s.version, s.objects, s.changes} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("config store: register metrics: %w", err)
+			}
+		}
+	}
+	sn, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(sn)
+	s.version.Set(float64(sn.Version))
+	s.objects.Set(float64(len(sn.Objects)))
+	return s, nil
+}
+
+func (s *Store) load() (*Snapshot, error) {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Snapshot{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config store: %w", err)
+	}
+	var p persisted
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("config store: %s is corrupt: %w", s.path, err)
+	}
+	var objs []*Object
+	var errs FieldErrors
+	for i, po := range p.Objects {
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(po.Object, &top); err != nil {
+			return nil, fmt.Errorf("config store: %s object %d: %w", s.path, i, err)
+		}
+		o, es := s.kinds.parseObject(fmt.Sprintf("stored object %d", i), top)
+		if len(es) > 0 {
+			errs = append(errs, es...)
+			continue
+		}
+		objs = append(objs, o)
+		s.origins[o.Key()] = po.Origin
+	}
+	if len(errs) > 0 {
+		// Refusing to start beats silently dropping accepted config, e.g.
+		// when a kind's package was not registered with NewKinds.
+		return nil, fmt.Errorf("config store: cannot read %s: %w", s.path, errs)
+	}
+	sn, verrs := s.kinds.prepare(nil, objs, nil)
+	if sn == nil {
+		return nil, fmt.Errorf("config store: %s: %w", s.path, verrs)
+	}
+	for _, e := range verrs {
+		// Accepted earlier under other rules or other kinds' validators:
+		// keep serving it, but say so.
+		s.logger.Warn("stored config fails current validation", "object", e.Object, "field", e.Field, "error", e.Message)
+	}
+	sn.Version = p.Version
+	s.logger.Info("config loaded", "file", s.path, "version", sn.Version, "objects", len(sn.Objects))
+	return sn, nil
+}
+
+// Kinds is the registry the store parses with.
+func (s *Store) Kinds() *Kinds { return s.kinds }
+
+// Snapshot returns the current snapshot. It is never nil.
+func (s *Store) Snapshot() *Snapshot { return s.cur.Load() }
+
+// Get returns one object of the current snapshot. kind may be any name
+// Kinds.Lookup accepts.
+func (s *Store) Get(kind, namespace, name string) (*Object, bool) {
+	spec, ok := s.kinds.Lookup(kind)
+	if !ok {
+		return nil, false
+	}
+	o := s.Snapshot().Get(spec.Kind, namespace, name)
+	return o, o != nil
+}
+
+// List returns the objects of one kind, or all objects for "", in key order.
+func (s *Store) List(kind string) []*Object {
+	sn := s.Snapshot()
+	if kind == "" {
+		return append([]*Object(nil), sn.Objects...)
+	}
+	spec, ok := s.kinds.Lookup(kind)
+	if !ok {
+		return nil
+	}
+	return sn.OfKind(spec.Kind)
+}
+
+// Origin says which source owns an object: SourceAPI or "dir:FILE".
+func (s *Store) Origin(kind, namespace, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.origins[kind+"/"+namespace+"/"+name]
+}
+
+// Apply validates and stores a batch from the API: all objects or none.
+// Validation failures are FieldErrors.
+func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs FieldErrors
+	for _, o := range objs {
+		if origin, ok := s.origins[o.Key()]; ok && origin != SourceAPI {
+			errs = append(errs, FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
+		}
+	}
+	if len(errs) > 0 {
+		s.changes.WithLabelValues(SourceAPI, "invalid").Inc()
+		return nil, errs
+	}
+	origins := map[string]string{}
+	for _, o := range objs {
+		origins[o.Key()] = SourceAPI
+	}
+	return s.commit(ctx, SourceAPI, objs, origins, nil)
+}
+
+// Delete removes one object owned by the API. Removing an object other
+// objects depend on (a DestinationRule whose subsets a VirtualService
+// routes to) is refused with FieldErrors, as an Apply would be.
+func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (*Snapshot, error) {
+	spec, ok := s.kinds.Lookup(kind)
+	if !ok {
+		return nil, fmt.Errorf("delete %s %s/%s: unknown kind: %w", kind, namespace, name, ErrNotFound)
+	}
+	key := spec.Kind + "/" + namespace + "/" + name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	origin, ok := s.origins[key]
+	if !ok {
+		return nil, fmt.Errorf("delete %s: %w", key, ErrNotFound)
+	}
+	if origin != SourceAPI {
+		return nil, fmt.Errorf("delete %s: %w: the config dir (%s) defines it; remove it there", key, ErrOwned, strings.TrimPrefix(origin, "dir:"))
+	}
+	return s.commit(ctx, SourceAPI, nil, nil, map[string]bool{key: true})
+}
+
+// replaceSource makes the objects of one source (e.g. "dir") exactly objs:
+// objects the source owned and no longer defines are removed, and objs
+// take over keys from any other source. origins maps each key to its
+// origin ("dir:reviews.yaml").
+func (s *Store) replaceSource(ctx context.Context, source string, objs []*Object, origins map[string]string) (*Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	remove := map[string]bool{}
+	for key, origin := range s.origins {
+		if originSource(origin) == source {
+			remove[key] = true
+		}
+	}
+	for _, o := range objs {
+		delete(remove, o.Key())
+		if prev, ok := s.origins[o.Key()]; ok && originSource(prev) != source {
+			s.logger.Warn("config source takes over object", "object", o.Key(), "from", prev, "to", origins[o.Key()])
+		}
+	}
+	return s.commit(ctx, source, objs, origins, remove)
+}
+
+func originSource(origin string) string {
+	src, _, _ := strings.Cut(origin, ":")
+	return src
+}
+
+// commit validates, persists and publishes one change. s.mu is held.
+func (s *Store) commit(ctx context.Context, source string, batch []*Object, origins map[string]string, remove map[string]bool) (*Snapshot, error) {
+	cur := s.Snapshot()
+	if s.unchanged(cur, batch, origins, remove) {
+		s.changes.WithLabelValues(source, "unchanged").Inc()
+		return cur, nil
+	}
+	next, errs := s.kinds.prepare(cur, batch, remove)
+	if len(errs) > 0 {
+		s.changes.WithLabelValues(source, "invalid").Inc()
+		return nil, errs
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("apply config: %w", err)
+	}
+	next.Version = cur.Version + 1
+	newOrigins := make(map[string]string, len(next.Objects))
+	for _, o := range next.Objects {
+		key := o.Key()
+		if origin, ok := origins[key]; ok {
+			newOrigins[key] = origin
+		} else {
+			newOrigins[key] = s.origins[key]
+		}
+	}
+	if err := s.persist(next, newOrigins); err != nil {
+		s.changes.WithLabelValues(source, "error").Inc()
+		return nil, err
+	}
+	s.origins = newOrigins
+	s.cur.Store(next)
+	s.version.Set(float64(next.Version))
+	s.objects.Set(float64(len(next.Objects)))
+	s.changes.WithLabelValues(source, "applied").Inc()
+	s.publish(next)
+	return next, nil
+}
+
+// unchanged reports whether a change would leave the config as it is, so
+// that re-reading an untouched config dir pushes nothing.
+func (s *Store) unchanged(cur *Snapshot, batch []*Object, origins map[string]string, remove map[string]bool) bool {
+	for key := range remove {
+		if cur.getKey(key) != nil {
+			return false
+		}
+	}
+	for _, o := range batch {
+		old := cur.getKey(o.Key())
+		if old == nil || !sameObject(old, o) || s.origins[o.Key()] != origins[o.Key()] {
+			return false
+		}
+	}
+	return true
+}
+
+func (sn *Snapshot) getKey(key string) *Object {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return nil
+	}
+	return sn.Get(parts[0], parts[1], parts[2])
+}
+
+func sameObject(a, b *Object) bool {
+	if a.APIVersion != b.APIVersion || !reflect.DeepEqual(a.Meta, b.Meta) {
+		return false
+	}
+	pa, aok := a.Spec.(proto.Message)
+	pb, bok := b.Spec.(proto.Message)
+	if aok && bok {
+		return proto.Equal(pa, pb)
+	}
+	return reflect.DeepEqual(a.Spec, b.Spec)
+}
+
+// persist writes the snapshot durably: a temp file in the same directory,
+// fsynced, renamed over the state file, and the directory fsynced so the
+// rename itself survives a crash.
+func (s *Store) persist(sn *Snapshot, origins map[string]string) error {
+	p := persisted{Version: sn.Version, Objects: make([]persistedObject, 0, len(sn.Objects))}
+	for _, o := range sn.Objects {
+		b, err := json.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("persist config: %w", err)
+		}
+		p.Objects = append(p.Objects, persistedObject{Origin: origins[o.Key()], Object: b})
+	}
+	data, err := json.MarshalIndent(p, "", " ")
+	if err != nil {
+		return fmt.Errorf("persist config: %w", err)
+	}
+	dir := filepath.Dir(s.path)
+	f, err := os.CreateTemp(dir, StateFile+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("persist config: %w", err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("persist config: write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("persist config: fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("persist config: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("persist config: %w", err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("persist config: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("persist config: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Watch returns a channel that receives the current snapshot at once and
+// then every newer one. A slow reader never blocks the store: the channel
+// holds only the latest snapshot, older unread ones are dropped. The
+// channel is closed when ctx ends.
+func (s *Store) Watch(ctx context.Context) <-chan *Snapshot {
+	ch := make(chan *Snapshot, 1)
+	s.wmu.Lock()
+	ch <- s.Snapshot()
+	s.watchers[ch] = struct{}{}
+	s.wmu.Unlock()
+	go func() {
+		<-ctx.Done()
+		s.wmu.Lock()
+		delete(s.watchers, ch)
+		close(ch)
+		s.wmu.Unlock()
+	}()
+	return ch
+}
+
+// Subscribe calls fn, from one goroutine of its own, with the current
+// snapshot and then with newer ones, latest-wins like Watch. cancel stops
+// it; a call in progress finishes.
+func (s *Store) Subscribe(fn func(*Snapshot)) (cancel func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := s.Watch(ctx)
+	go func() {
+		for sn := range ch {
+			fn(sn)
+		}
+	}()
+	return cancel
+}
+
+func (s *Store) publish(sn *Snapshot) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for ch := range s.watchers {
+		// Only this function sends, under wmu: after draining, the send
+		// cannot block.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- sn
+	}
+}
