@@ -1,0 +1,336 @@
+package xds
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	security "istio.io/api/security/v1beta1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+const (
+	// ServerListenerTemplate is grpc-go's default server listener resource
+	// name template; meshlens' generated bootstraps use it.
+	ServerListenerTemplate = "grpc/server?xds.resource.listening_address=%s"
+	routerFilter           = "envoy.filters.http.router"
+	hcmFilter              = "envoy.filters.network.http_connection_manager"
+	// envoyInboundPort is Istio's virtualInbound capture port.
+	envoyInboundPort = 15006
+)
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		// Only fails for messages without a registered type, a programming error.
+		panic(fmt.Sprintf("pack %T: %v", m, err))
+	}
+	return a
+}
+
+func httpFilter(name string, cfg proto.Message) *hcm.HttpFilter {
+	return &hcm.HttpFilter{Name: name, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
+}
+
+// clientFilters are the outbound HTTP filters: fault (configured per route)
+// and the router, which must be last.
+func clientFilters() []*hcm.HttpFilter {
+	return []*hcm.HttpFilter{httpFilter(faultFilter, &faultv3.HTTPFault{}), httpFilter(routerFilter, &routerv3.Router{})}
+}
+
+func rdsManager(statPrefix, routeName string, filters []*hcm.HttpFilter) *hcm.HttpConnectionManager {
+	return &hcm.HttpConnectionManager{
+		CodecType:  hcm.HttpConnectionManager_AUTO,
+		StatPrefix: statPrefix,
+		RouteSpecifier: &hcm.HttpConnectionManager_Rds{Rds: &hcm.Rds{
+			ConfigSource: ads(), RouteConfigName: routeName,
+		}},
+		HttpFilters: filters,
+	}
+}
+
+// grpcClientListeners are API listeners named "host:port", one per HTTP
+// service port, each with its own route configuration of the same name: what
+// grpc-go's resolver asks for when dialling xds:///host:port.
+func (t *translator) grpcClientListeners() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
+	var ls []*listenerv3.Listener
+	var rs []*routev3.RouteConfiguration
+	for _, h := range t.m.hosts {
+		svc := t.m.services[h]
+		for _, p := range svc.ports {
+			if !isHTTP(p.Protocol) {
+				continue
+			}
+			name := net.JoinHostPort(h, strconv.FormatUint(uint64(p.Number), 10))
+			vh, err := t.virtualHost(svc, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			rs = append(rs, &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{vh}})
+			ls = append(ls, &listenerv3.Listener{
+				Name: name,
+				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
+					rdsManager("outbound_"+name, name, clientFilters()),
+				)},
+			})
+		}
+	}
+	return ls, rs, nil
+}
+
+// inboundPort is one port of one workload that serves a service.
+type inboundPort struct {
+	w           *workload
+	servicePort uint32
+	port        uint32
+}
+
+// inboundPorts lists, once each, the (address, target port) pairs of the
+// node's workloads.
+func (t *translator) inboundPorts() []inboundPort {
+	seen := map[string]bool{}
+	var out []inboundPort
+	for _, h := range t.m.hosts {
+		svc := t.m.services[h]
+		for _, w := range svc.endpoints {
+			if len(t.node.IPs) > 0 && !slices.Contains(t.node.IPs, w.address) {
+				continue
+			}
+			for _, p := range svc.ports {
+				if !isHTTP(p.Protocol) {
+					continue
+				}
+				tp := w.targetPort(p)
+				key := net.JoinHostPort(w.address, strconv.FormatUint(uint64(tp), 10))
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				out = append(out, inboundPort{w: w, servicePort: p.Number, port: tp})
+			}
+		}
+	}
+	return out
+}
+
+// inboundManager is the server-side HTTP connection manager: RBAC from
+// AuthorizationPolicy, then the router, with routes built by the caller.
+func (t *translator) inboundManager(in inboundPort, rc *routev3.RouteConfiguration) (*hcm.HttpConnectionManager, error) {
+	filters, err := t.rbacFilters(in.w, in.port)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", in.w.namespace, in.w.name, err)
+	}
+	filters = append(filters, httpFilter(routerFilter, &routerv3.Router{}))
+	return &hcm.HttpConnectionManager{
+		CodecType:      hcm.HttpConnectionManager_AUTO,
+		StatPrefix:     fmt.Sprintf("inbound_%d", in.port),
+		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters:    filters,
+	}, nil
+}
+
+// grpcServerListeners are the listeners grpc-go xDS servers ask for, one per
+// workload address:port. grpc-go matches filter chains only on
+// transport_protocol "raw_buffer", so it cannot sniff TLS: STRICT gets an
+// mTLS-only chain, PERMISSIVE and DISABLE a plaintext chain (Istio's grpcgen
+// does the same).
+func (t *translator) grpcServerListeners() ([]*listenerv3.Listener, error) {
+	var out []*listenerv3.Listener
+	for _, in := range t.inboundPorts() {
+		addr := net.JoinHostPort(in.w.address, strconv.FormatUint(uint64(in.port), 10))
+		rc := &routev3.RouteConfiguration{
+			Name: fmt.Sprintf("inbound|%d", in.port),
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    fmt.Sprintf("inbound|http|%d", in.port),
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_NonForwardingAction{NonForwardingAction: &routev3.NonForwardingAction{}},
+				}},
+			}},
+		}
+		m, err := t.inboundManager(in, rc)
+		if err != nil {
+			return nil, err
+		}
+		fc := &listenerv3.FilterChain{
+			Name:    "inbound|" + addr,
+			Filters: []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}},
+		}
+		if t.m.peerMode(in.w, in.port) == security.PeerAuthentication_MutualTLS_STRICT {
+			ts, err := t.downstreamTLS()
+			if err != nil {
+				return nil, err
+			}
+			fc.TransportSocket = ts
+		}
+		out = append(out, &listenerv3.Listener{
+			Name:             fmt.Sprintf(ServerListenerTemplate, addr),
+			Address:          socketAddress(in.w.address, in.port),
+			TrafficDirection: corev3.TrafficDirection_INBOUND,
+			FilterChains:     []*listenerv3.FilterChain{fc},
+		})
+	}
+	return out, nil
+}
+
+// envoyOutbound builds Istio's sidecar shape: one listener per HTTP port
+// "0.0.0.0_<port>" whose HTTP connection manager takes route configuration
+// "<port>" over RDS, holding one virtual host per service on that port.
+func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
+	byPort := map[uint32]*routev3.RouteConfiguration{}
+	// Envoy rejects a domain that appears in two virtual hosts of one route
+	// configuration; the first (sorted) host keeps a contested short name.
+	used := map[uint32]map[string]bool{}
+	for _, h := range t.m.hosts {
+		svc := t.m.services[h]
+		for _, p := range svc.ports {
+			if !isHTTP(p.Protocol) {
+				continue
+			}
+			vh, err := t.virtualHost(svc, p)
+			if err != nil {
+				return nil, nil, err
+			}
+			rc := byPort[p.Number]
+			if rc == nil {
+				rc = &routev3.RouteConfiguration{Name: strconv.FormatUint(uint64(p.Number), 10), ValidateClusters: wrapperspb.Bool(false)}
+				byPort[p.Number] = rc
+			}
+			if used[p.Number] == nil {
+				used[p.Number] = map[string]bool{}
+			}
+			vh.Domains = slices.DeleteFunc(vh.Domains, func(d string) bool { return used[p.Number][d] })
+			for _, d := range vh.Domains {
+				used[p.Number][d] = true
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+	}
+	var ls []*listenerv3.Listener
+	var rs []*routev3.RouteConfiguration
+	for _, port := range sortedPorts(byPort) {
+		rc := byPort[port]
+		rs = append(rs, rc)
+		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, clientFilters())
+		ls = append(ls, &listenerv3.Listener{
+			Name:             fmt.Sprintf("0.0.0.0_%d", port),
+			Address:          socketAddress("0.0.0.0", port),
+			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+			BindToPort:       wrapperspb.Bool(false), // traffic arrives through the iptables capture
+			FilterChains: []*listenerv3.FilterChain{{
+				Filters: []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}},
+			}},
+		})
+	}
+	return ls, rs, nil
+}
+
+func sortedPorts[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func inboundClusterName(port uint32) string { return fmt.Sprintf("inbound|%d||", port) }
+
+// envoyInbound is Istio's "virtualInbound" listener: captured inbound
+// connections, one filter chain per workload port and transport (Envoy can
+// sniff TLS, so PERMISSIVE really accepts both), RBAC, then a static
+// cluster to the application on localhost.
+func (t *translator) envoyInbound() ([]*listenerv3.Listener, error) {
+	ins := t.inboundPorts()
+	if len(ins) == 0 || len(t.node.IPs) == 0 {
+		return nil, nil
+	}
+	l := &listenerv3.Listener{
+		Name:             "virtualInbound",
+		Address:          socketAddress("0.0.0.0", envoyInboundPort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		ListenerFilters: []*listenerv3.ListenerFilter{
+			{Name: "envoy.filters.listener.original_dst", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdst.OriginalDst{})}},
+			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
+		},
+	}
+	for _, in := range ins {
+		rc := &routev3.RouteConfiguration{
+			Name: fmt.Sprintf("inbound|%d", in.port),
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name: fmt.Sprintf("inbound|http|%d", in.port), Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: inboundClusterName(in.port)},
+						Timeout:          durationpb.New(0),
+					}},
+				}},
+			}},
+		}
+		m, err := t.inboundManager(in, rc)
+		if err != nil {
+			return nil, err
+		}
+		filters := []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}}
+		mode := t.m.peerMode(in.w, in.port)
+		if mode != security.PeerAuthentication_MutualTLS_DISABLE {
+			ts, err := t.downstreamTLS()
+			if err != nil {
+				return nil, err
+			}
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             fmt.Sprintf("inbound|%d|tls", in.port),
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "tls"},
+				Filters:          filters,
+				TransportSocket:  ts,
+			})
+		}
+		if mode != security.PeerAuthentication_MutualTLS_STRICT {
+			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
+				Name:             fmt.Sprintf("inbound|%d|plaintext", in.port),
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "raw_buffer"},
+				Filters:          filters,
+			})
+		}
+	}
+	return []*listenerv3.Listener{l}, nil
+}
+
+// envoyInboundClusters are the static clusters from the sidecar to the
+// application on localhost.
+func (t *translator) envoyInboundClusters() []*clusterv3.Cluster {
+	if len(t.node.IPs) == 0 {
+		return nil
+	}
+	var out []*clusterv3.Cluster
+	for _, in := range t.inboundPorts() {
+		name := inboundClusterName(in.port)
+		out = append(out, &clusterv3.Cluster{
+			Name:                 name,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: socketAddress("127.0.0.1", in.port),
+				}}}},
+			}}},
+		})
+	}
+	return out
+}

@@ -1,0 +1,255 @@
+package xds
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// model is the config snapshot indexed the way translation reads it.
+type model struct {
+	services map[string]*service // by FQDN host
+	hosts    []string            // sorted keys of services
+	drs      map[string]*config.Object
+	vss      map[string]*config.Object
+	peers    []*config.Object
+	authz    []*config.Object
+	opts     Options
+}
+
+// service is one ServiceEntry host.
+type service struct {
+	host      string
+	namespace string
+	ports     []*networking.ServicePort
+	endpoints []*workload
+	sans      []string
+}
+
+// workload is one endpoint: an inline ServiceEntry endpoint or a selected
+// WorkloadEntry.
+type workload struct {
+	name, namespace string
+	address         string
+	ports           map[string]uint32
+	labels          map[string]string
+	locality        string
+	weight          uint32
+	serviceAccount  string
+}
+
+// targetPort is the port the workload listens on for a service port.
+func (w *workload) targetPort(p *networking.ServicePort) uint32 {
+	if n, ok := w.ports[p.Name]; ok && n != 0 {
+		return n
+	}
+	if p.TargetPort != 0 {
+		return p.TargetPort
+	}
+	return p.Number
+}
+
+// version is the workload's version label, by convention the subset name.
+func (w *workload) version() string { return w.labels["version"] }
+
+func (m *model) fqdn(host, namespace string) string {
+	if strings.Contains(host, ".") || host == "*" || namespace == "" {
+		return host
+	}
+	return host + "." + namespace + ".svc." + m.opts.DomainSuffix
+}
+
+func buildModel(snap *config.Snapshot, opts Options) (*model, error) {
+	m := &model{
+		services: map[string]*service{},
+		drs:      map[string]*config.Object{},
+		vss:      map[string]*config.Object{},
+		opts:     opts,
+	}
+	if snap == nil {
+		return m, nil
+	}
+	var entries []*config.Object
+	var workloadEntries []*config.Object
+	for _, o := range snap.Objects {
+		switch o.Spec.(type) {
+		case *networking.ServiceEntry:
+			entries = append(entries, o)
+		case *networking.WorkloadEntry:
+			workloadEntries = append(workloadEntries, o)
+		case *networking.DestinationRule:
+			dr := o.Spec.(*networking.DestinationRule)
+			h := m.fqdn(dr.Host, o.Meta.Namespace)
+			if _, dup := m.drs[h]; !dup { // Istio: the oldest wins; snapshots are in key order
+				m.drs[h] = o
+			}
+		case *networking.VirtualService:
+			vs := o.Spec.(*networking.VirtualService)
+			for _, h := range vs.Hosts {
+				h = m.fqdn(h, o.Meta.Namespace)
+				if _, dup := m.vss[h]; !dup {
+					m.vss[h] = o
+				}
+			}
+		case *security.PeerAuthentication:
+			m.peers = append(m.peers, o)
+		case *security.AuthorizationPolicy:
+			m.authz = append(m.authz, o)
+		}
+	}
+	for _, o := range entries {
+		se := o.Spec.(*networking.ServiceEntry)
+		var eps []*workload
+		for i, e := range se.Endpoints {
+			eps = append(eps, workloadOf(fmt.Sprintf("%s-%d", o.Meta.Name, i), o.Meta.Namespace, e))
+		}
+		if se.WorkloadSelector != nil && len(se.WorkloadSelector.Labels) > 0 {
+			for _, we := range workloadEntries {
+				if we.Meta.Namespace != o.Meta.Namespace {
+					continue
+				}
+				spec := we.Spec.(*networking.WorkloadEntry)
+				labels := mergeLabels(we.Meta.Labels, spec.Labels)
+				if selects(se.WorkloadSelector.Labels, labels) {
+					w := workloadOf(we.Meta.Name, we.Meta.Namespace, spec)
+					w.labels = labels
+					eps = append(eps, w)
+				}
+			}
+		}
+		for _, h := range se.Hosts {
+			h = m.fqdn(h, o.Meta.Namespace)
+			if strings.HasPrefix(h, "*") {
+				continue // wildcard hosts need DNS forwarding, which meshlens does not proxy
+			}
+			if _, dup := m.services[h]; dup {
+				continue
+			}
+			m.services[h] = &service{host: h, namespace: o.Meta.Namespace, ports: se.Ports, endpoints: eps, sans: se.SubjectAltNames}
+		}
+	}
+	m.hosts = slices.Sorted(maps.Keys(m.services))
+	return m, nil
+}
+
+func workloadOf(name, ns string, e *networking.WorkloadEntry) *workload {
+	return &workload{
+		name: name, namespace: ns,
+		address: e.Address, ports: e.Ports, labels: e.Labels,
+		locality: e.Locality, weight: e.Weight, serviceAccount: e.ServiceAccount,
+	}
+}
+
+func mergeLabels(a, b map[string]string) map[string]string {
+	out := make(map[string]string, len(a)+len(b))
+	maps.Copy(out, a)
+	maps.Copy(out, b)
+	return out
+}
+
+// selects reports whether every selector label is present in labels.
+func selects(selector, labels map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// destinationRule returns the DestinationRule for a host, or nil.
+func (m *model) destinationRule(host string) *networking.DestinationRule {
+	if o := m.drs[host]; o != nil {
+		return o.Spec.(*networking.DestinationRule)
+	}
+	return nil
+}
+
+// subsetLabels returns a subset's labels; ok is false if the subset is unknown.
+func (m *model) subsetLabels(host, subset string) (map[string]string, bool) {
+	dr := m.destinationRule(host)
+	if dr == nil {
+		return nil, false
+	}
+	for _, s := range dr.Subsets {
+		if s.Name == subset {
+			return s.Labels, true
+		}
+	}
+	return nil, false
+}
+
+// trafficPolicy merges a DestinationRule's policy for one port and subset the
+// way Istio does: port-level settings override the top level, a subset's
+// policy overrides both, each section (lb, pool, outlier, tls) as a whole.
+func (m *model) trafficPolicy(host string, port uint32, subset string) *networking.TrafficPolicy {
+	dr := m.destinationRule(host)
+	if dr == nil {
+		return nil
+	}
+	out := mergePolicy(nil, dr.TrafficPolicy, port)
+	if subset != "" {
+		for _, s := range dr.Subsets {
+			if s.Name == subset {
+				out = mergePolicy(out, s.TrafficPolicy, port)
+			}
+		}
+	}
+	return out
+}
+
+func mergePolicy(base, over *networking.TrafficPolicy, port uint32) *networking.TrafficPolicy {
+	out := &networking.TrafficPolicy{}
+	if base != nil {
+		out.LoadBalancer, out.ConnectionPool, out.OutlierDetection, out.Tls = base.LoadBalancer, base.ConnectionPool, base.OutlierDetection, base.Tls
+	}
+	if over == nil {
+		return out
+	}
+	apply := func(lb *networking.LoadBalancerSettings, cp *networking.ConnectionPoolSettings, od *networking.OutlierDetection, tls *networking.ClientTLSSettings) {
+		if lb != nil {
+			out.LoadBalancer = lb
+		}
+		if cp != nil {
+			out.ConnectionPool = cp
+		}
+		if od != nil {
+			out.OutlierDetection = od
+		}
+		if tls != nil {
+			out.Tls = tls
+		}
+	}
+	apply(over.LoadBalancer, over.ConnectionPool, over.OutlierDetection, over.Tls)
+	for _, pl := range over.PortLevelSettings {
+		if pl.Port != nil && pl.Port.Number == port {
+			apply(pl.LoadBalancer, pl.ConnectionPool, pl.OutlierDetection, pl.Tls)
+		}
+	}
+	return out
+}
+
+// isHTTP reports whether a ServiceEntry port protocol is HTTP-family (and so
+// gets HTTP routing). Istio treats an empty protocol as auto-detect; meshlens
+// routes it as HTTP.
+func isHTTP(protocol string) bool {
+	switch strings.ToUpper(strings.SplitN(protocol, "-", 2)[0]) {
+	case "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "":
+		return true
+	}
+	return false
+}
+
+func isHTTP2(protocol string) bool {
+	switch strings.ToUpper(protocol) {
+	case "HTTP2", "GRPC":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,492 @@
+package xds
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	networking "istio.io/api/networking/v1alpha3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+const faultFilter = "envoy.filters.http.fault"
+
+// Istio's default retry policy for Envoy sidecars when a route names none.
+const istioDefaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+
+func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
+
+// virtualHost builds the routes for one service port, from the service's
+// VirtualService or a default route to the subset-less cluster.
+func (t *translator) virtualHost(svc *service, port *networking.ServicePort) (*routev3.VirtualHost, error) {
+	vh := &routev3.VirtualHost{
+		Name:    fmt.Sprintf("%s:%d", svc.host, port.Number),
+		Domains: hostDomains(svc.host, port.Number),
+	}
+	if o := t.m.vss[svc.host]; o != nil {
+		vs := o.Spec.(*networking.VirtualService)
+		for i, hr := range vs.Http {
+			routes, err := t.httpRoutes(svc, port, o.Meta.Namespace, hr)
+			if err != nil {
+				return nil, fmt.Errorf("VirtualService %s/%s http[%d]: %w", o.Meta.Namespace, o.Meta.Name, i, err)
+			}
+			vh.Routes = append(vh.Routes, routes...)
+		}
+		if len(vh.Routes) > 0 {
+			return vh, nil
+		}
+	}
+	vh.Routes = []*routev3.Route{{
+		Name:  "default",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: t.routeAction(&routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: outboundName(port.Number, "", svc.host)},
+		}, nil, nil, svc.host, port.Number, "")},
+	}}
+	return vh, nil
+}
+
+// hostDomains are the authorities a client may use: the FQDN with and
+// without port, and for Kubernetes-style names the short forms Istio adds.
+func hostDomains(host string, port uint32) []string {
+	p := strconv.FormatUint(uint64(port), 10)
+	out := []string{host, host + ":" + p}
+	if i := strings.Index(host, ".svc."); i > 0 {
+		short := host[:i]                           // name.namespace
+		out = append(out, short+".svc", short+".svc:"+p, short, short+":"+p)
+		if j := strings.IndexByte(short, '.'); j > 0 {
+			out = append(out, short[:j], short[:j]+":"+p)
+		}
+	}
+	return out
+}
+
+// routeAction adds the timeout, retry and hash policy defaults.
+func (t *translator) routeAction(ra *routev3.RouteAction, timeout *durationpb.Duration, retries *networking.HTTPRetry, host string, port uint32, subset string) *routev3.RouteAction {
+	grpc := t.node.Flavour == FlavourGRPC
+	if timeout != nil {
+		ra.Timeout = timeout
+		if grpc {
+			// grpc-go takes the route deadline from max_stream_duration, not timeout.
+			ra.MaxStreamDuration = &routev3.RouteAction_MaxStreamDuration{MaxStreamDuration: timeout}
+		}
+	} else if !grpc {
+		ra.Timeout = durationpb.New(0) // Istio disables Envoy's 15s default
+	}
+	switch {
+	case retries != nil && retries.Attempts == 0:
+		// attempts 0 disables retries
+	case retries != nil:
+		rp := &routev3.RetryPolicy{
+			RetryOn:    retries.RetryOn,
+			NumRetries: wrapperspb.UInt32(uint32(retries.Attempts)),
+		}
+		if rp.RetryOn == "" {
+			rp.RetryOn = istioDefaultRetryOn
+		}
+		if retries.PerTryTimeout != nil {
+			rp.PerTryTimeout = retries.PerTryTimeout
+		}
+		if retries.Backoff != nil {
+			rp.RetryBackOff = &routev3.RetryPolicy_RetryBackOff{BaseInterval: retries.Backoff}
+		}
+		ra.RetryPolicy = rp
+	case !grpc:
+		ra.RetryPolicy = &routev3.RetryPolicy{RetryOn: istioDefaultRetryOn, NumRetries: wrapperspb.UInt32(2)}
+	}
+	ra.HashPolicy = t.hashPolicy(host, port, subset)
+	return ra
+}
+
+// hashPolicy is the route side of a consistent-hash DestinationRule. grpc-go
+// has no cookie hash policy, so for gRPC nodes an httpCookie hashes the whole
+// "cookie" header: sticky for a client that keeps sending the same cookies.
+func (t *translator) hashPolicy(host string, port uint32, subset string) []*routev3.RouteAction_HashPolicy {
+	tp := t.m.trafficPolicy(host, port, subset)
+	ch := tp.GetLoadBalancer().GetConsistentHash()
+	if ch == nil {
+		return nil
+	}
+	grpc := t.node.Flavour == FlavourGRPC
+	header := func(name string) []*routev3.RouteAction_HashPolicy {
+		return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{
+			Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: name},
+		}}}
+	}
+	switch k := ch.HashKey.(type) {
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpHeaderName:
+		return header(k.HttpHeaderName)
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpCookie:
+		if grpc {
+			return header("cookie")
+		}
+		return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_Cookie_{
+			Cookie: &routev3.RouteAction_HashPolicy_Cookie{Name: k.HttpCookie.Name, Path: k.HttpCookie.Path, Ttl: k.HttpCookie.Ttl},
+		}}}
+	case *networking.LoadBalancerSettings_ConsistentHashLB_UseSourceIp:
+		return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_ConnectionProperties_{
+			ConnectionProperties: &routev3.RouteAction_HashPolicy_ConnectionProperties{SourceIp: true},
+		}}}
+	case *networking.LoadBalancerSettings_ConsistentHashLB_HttpQueryParameterName:
+		return []*routev3.RouteAction_HashPolicy{{PolicySpecifier: &routev3.RouteAction_HashPolicy_QueryParameter_{
+			QueryParameter: &routev3.RouteAction_HashPolicy_QueryParameter{Name: k.HttpQueryParameterName},
+		}}}
+	}
+	return nil
+}
+
+// httpRoutes translates one VirtualService HTTP route: one Envoy route per
+// match (Istio ORs the matches), all with the same action.
+func (t *translator) httpRoutes(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) ([]*routev3.Route, error) {
+	if hr.Delegate != nil {
+		return nil, nil // delegation is a gateway feature
+	}
+	proto, err := t.routeTemplate(svc, port, ns, hr)
+	if err != nil {
+		return nil, err
+	}
+	matches := hr.Match
+	if len(matches) == 0 {
+		matches = []*networking.HTTPMatchRequest{nil}
+	}
+	var out []*routev3.Route
+	for i, m := range matches {
+		if m != nil && m.Port != 0 && m.Port != port.Number {
+			continue
+		}
+		if m != nil && len(m.SourceLabels) > 0 && !selects(m.SourceLabels, t.node.Labels) {
+			continue
+		}
+		if m != nil && m.SourceNamespace != "" && m.SourceNamespace != t.node.Namespace {
+			continue
+		}
+		rm, err := routeMatch(m)
+		if err != nil {
+			return nil, fmt.Errorf("match[%d]: %w", i, err)
+		}
+		r := cloneRoute(proto)
+		r.Match = rm
+		r.Name = hr.Name
+		if m != nil && m.Name != "" {
+			r.Name = hr.Name + "." + m.Name
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// routeTemplate is everything of a route except its match.
+func (t *translator) routeTemplate(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) (*routev3.Route, error) {
+	r := &routev3.Route{}
+	switch {
+	case hr.Redirect != nil:
+		rd := &routev3.RedirectAction{HostRedirect: hr.Redirect.Authority}
+		if hr.Redirect.Uri != "" {
+			rd.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: hr.Redirect.Uri}
+		}
+		if hr.Redirect.RedirectCode != 0 {
+			rd.ResponseCode = redirectCode(hr.Redirect.RedirectCode)
+		}
+		r.Action = &routev3.Route_Redirect{Redirect: rd}
+	case hr.DirectResponse != nil:
+		dr := &routev3.DirectResponseAction{Status: hr.DirectResponse.Status}
+		if b := hr.DirectResponse.Body; b != nil {
+			if s := b.GetString_(); s != "" {
+				dr.Body = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: s}}
+			} else if by := b.GetBytes(); len(by) > 0 {
+				dr.Body = &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: by}}
+			}
+		}
+		r.Action = &routev3.Route_DirectResponse{DirectResponse: dr}
+	default:
+		ra, err := t.destinations(svc, port, ns, hr)
+		if err != nil {
+			return nil, err
+		}
+		if rw := hr.Rewrite; rw != nil {
+			if rw.Uri != "" {
+				ra.PrefixRewrite = rw.Uri
+			}
+			if rw.Authority != "" {
+				ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Authority}
+			}
+		}
+		r.Action = &routev3.Route_Route{Route: ra}
+	}
+	if h := hr.Headers; h != nil {
+		r.RequestHeadersToAdd, r.RequestHeadersToRemove = headerOps(h.Request)
+		r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = headerOps(h.Response)
+	}
+	if hr.Fault != nil {
+		f, err := faultConfig(hr.Fault)
+		if err != nil {
+			return nil, err
+		}
+		r.TypedPerFilterConfig = map[string]*anypb.Any{faultFilter: f}
+	}
+	return r, nil
+}
+
+func redirectCode(c uint32) routev3.RedirectAction_RedirectResponseCode {
+	switch c {
+	case 302:
+		return routev3.RedirectAction_FOUND
+	case 303:
+		return routev3.RedirectAction_SEE_OTHER
+	case 307:
+		return routev3.RedirectAction_TEMPORARY_REDIRECT
+	case 308:
+		return routev3.RedirectAction_PERMANENT_REDIRECT
+	}
+	return routev3.RedirectAction_MOVED_PERMANENTLY
+}
+
+// destinations builds the cluster or weighted clusters of a route.
+func (t *translator) destinations(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) (*routev3.RouteAction, error) {
+	type dest struct {
+		cluster, host, subset string
+		port                  uint32
+		weight                uint32
+		headers               *networking.Headers
+	}
+	var ds []dest
+	for i, rd := range hr.Route {
+		if rd.Destination == nil {
+			return nil, fmt.Errorf("route[%d]: no destination", i)
+		}
+		host := t.m.fqdn(rd.Destination.Host, ns)
+		p, err := t.destinationPort(host, rd.Destination.GetPort().GetNumber(), svc, port)
+		if err != nil {
+			return nil, fmt.Errorf("route[%d]: %w", i, err)
+		}
+		w := rd.Weight
+		if len(hr.Route) == 1 && w == 0 {
+			w = 100
+		}
+		if w <= 0 {
+			continue // Istio drops zero-weight destinations
+		}
+		ds = append(ds, dest{
+			cluster: outboundName(p, rd.Destination.Subset, host),
+			host:    host, subset: rd.Destination.Subset, port: p,
+			weight: uint32(w), headers: rd.Headers,
+		})
+	}
+	if len(ds) == 0 {
+		return nil, fmt.Errorf("no destination with a positive weight")
+	}
+	if len(ds) == 1 {
+		ra := t.routeAction(&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ds[0].cluster}},
+			hr.Timeout, hr.Retries, ds[0].host, ds[0].port, ds[0].subset)
+		return ra, nil
+	}
+	wc := &routev3.WeightedCluster{}
+	for _, d := range ds {
+		cw := &routev3.WeightedCluster_ClusterWeight{Name: d.cluster, Weight: wrapperspb.UInt32(d.weight)}
+		if d.headers != nil {
+			cw.RequestHeadersToAdd, cw.RequestHeadersToRemove = headerOps(d.headers.Request)
+			cw.ResponseHeadersToAdd, cw.ResponseHeadersToRemove = headerOps(d.headers.Response)
+		}
+		wc.Clusters = append(wc.Clusters, cw)
+	}
+	return t.routeAction(&routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_WeightedClusters{WeightedClusters: wc}},
+		hr.Timeout, hr.Retries, ds[0].host, ds[0].port, ds[0].subset), nil
+}
+
+// destinationPort is the port a destination means: explicit, or the port
+// being routed when the destination is the routed service, or the
+// destination service's only port.
+func (t *translator) destinationPort(host string, explicit uint32, routed *service, routedPort *networking.ServicePort) (uint32, error) {
+	if explicit != 0 {
+		return explicit, nil
+	}
+	if host == routed.host {
+		return routedPort.Number, nil
+	}
+	if s := t.m.services[host]; s != nil && len(s.ports) == 1 {
+		return s.ports[0].Number, nil
+	}
+	return routedPort.Number, nil
+}
+
+func headerOps(h *networking.Headers_HeaderOperations) ([]*corev3.HeaderValueOption, []string) {
+	if h == nil {
+		return nil, nil
+	}
+	var add []*corev3.HeaderValueOption
+	for _, k := range sortedKeys(h.Set) {
+		add = append(add, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: k, Value: h.Set[k]},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
+	}
+	for _, k := range sortedKeys(h.Add) {
+		add = append(add, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: k, Value: h.Add[k]},
+			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
+		})
+	}
+	return add, slices.Clone(h.Remove)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func routeMatch(m *networking.HTTPMatchRequest) (*routev3.RouteMatch, error) {
+	rm := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	if m == nil {
+		return rm, nil
+	}
+	if m.Uri != nil {
+		switch u := m.Uri.MatchType.(type) {
+		case *networking.StringMatch_Exact:
+			rm.PathSpecifier = &routev3.RouteMatch_Path{Path: u.Exact}
+		case *networking.StringMatch_Prefix:
+			rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: u.Prefix}
+		case *networking.StringMatch_Regex:
+			rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: u.Regex}}
+		}
+		if m.IgnoreUriCase {
+			rm.CaseSensitive = wrapperspb.Bool(false)
+		}
+	}
+	for _, name := range sortedKeys(m.Headers) {
+		sm, err := stringMatcher(m.Headers[name])
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", name, err)
+		}
+		rm.Headers = append(rm.Headers, headerMatcher(strings.ToLower(name), sm, false))
+	}
+	for _, name := range sortedKeys(m.WithoutHeaders) {
+		hm := &routev3.HeaderMatcher{Name: strings.ToLower(name), HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}, InvertMatch: true}
+		if sm := m.WithoutHeaders[name]; sm != nil && sm.MatchType != nil {
+			s, err := stringMatcher(sm)
+			if err != nil {
+				return nil, fmt.Errorf("withoutHeaders %q: %w", name, err)
+			}
+			hm = headerMatcher(strings.ToLower(name), s, true)
+		}
+		rm.Headers = append(rm.Headers, hm)
+	}
+	for _, pseudo := range []struct {
+		name string
+		sm   *networking.StringMatch
+	}{{":method", m.Method}, {":authority", m.Authority}, {":scheme", m.Scheme}} {
+		if pseudo.sm == nil {
+			continue
+		}
+		sm, err := stringMatcher(pseudo.sm)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", pseudo.name, err)
+		}
+		rm.Headers = append(rm.Headers, headerMatcher(pseudo.name, sm, false))
+	}
+	for _, name := range sortedKeys(m.QueryParams) {
+		sm, err := stringMatcher(m.QueryParams[name])
+		if err != nil {
+			return nil, fmt.Errorf("queryParams %q: %w", name, err)
+		}
+		rm.QueryParameters = append(rm.QueryParameters, &routev3.QueryParameterMatcher{
+			Name: name, QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: sm},
+		})
+	}
+	return rm, nil
+}
+
+func stringMatcher(s *networking.StringMatch) (*matcherv3.StringMatcher, error) {
+	switch m := s.GetMatchType().(type) {
+	case *networking.StringMatch_Exact:
+		return exact(m.Exact), nil
+	case *networking.StringMatch_Prefix:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: m.Prefix}}, nil
+	case *networking.StringMatch_Regex:
+		if _, err := regexp.Compile(m.Regex); err != nil {
+			return nil, fmt.Errorf("regex %q: %w", m.Regex, err)
+		}
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.Regex}}}, nil
+	}
+	// An empty match means "present", as in Istio.
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".*"}}}, nil
+}
+
+func headerMatcher(name string, sm *matcherv3.StringMatcher, invert bool) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: sm}, InvertMatch: invert}
+}
+
+// faultConfig is the per-route fault filter configuration.
+func faultConfig(f *networking.HTTPFaultInjection) (*anypb.Any, error) {
+	out := &faultv3.HTTPFault{}
+	if d := f.Delay; d != nil {
+		fd := &faultcommon.FaultDelay{Percentage: percent(d.Percentage, d.Percent)} //nolint:staticcheck // deprecated integer percent honoured
+		switch x := d.HttpDelayType.(type) {
+		case *networking.HTTPFaultInjection_Delay_FixedDelay:
+			fd.FaultDelaySecifier = &faultcommon.FaultDelay_FixedDelay{FixedDelay: x.FixedDelay}
+		default:
+			return nil, fmt.Errorf("fault delay: only fixedDelay is supported")
+		}
+		out.Delay = fd
+	}
+	if a := f.Abort; a != nil {
+		fa := &faultv3.FaultAbort{Percentage: percent(a.Percentage, 0)}
+		switch x := a.ErrorType.(type) {
+		case *networking.HTTPFaultInjection_Abort_HttpStatus:
+			fa.ErrorType = &faultv3.FaultAbort_HttpStatus{HttpStatus: uint32(x.HttpStatus)}
+		case *networking.HTTPFaultInjection_Abort_GrpcStatus:
+			code, err := grpcCode(x.GrpcStatus)
+			if err != nil {
+				return nil, fmt.Errorf("fault abort: %w", err)
+			}
+			fa.ErrorType = &faultv3.FaultAbort_GrpcStatus{GrpcStatus: code}
+		default:
+			return nil, fmt.Errorf("fault abort: httpStatus or grpcStatus is required")
+		}
+		out.Abort = fa
+	}
+	return anypb.New(out)
+}
+
+// percent converts Istio's 0-100 double to a per-million fraction; absent
+// means every request, as in Istio.
+func percent(p *networking.Percent, legacy int32) *typev3.FractionalPercent {
+	v := 100.0
+	switch {
+	case p != nil:
+		v = p.Value
+	case legacy > 0:
+		v = float64(legacy)
+	}
+	return &typev3.FractionalPercent{Numerator: uint32(v * 10000), Denominator: typev3.FractionalPercent_MILLION}
+}
+
+func grpcCode(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if strings.EqualFold(strings.ReplaceAll(c.String(), "_", ""), strings.ReplaceAll(s, "_", "")) {
+			return uint32(c), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown gRPC status %q", s)
+}
+
+func cloneRoute(r *routev3.Route) *routev3.Route { return proto.Clone(r).(*routev3.Route) }

@@ -1,0 +1,75 @@
+package xds
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// TestTranslateGolden translates every testdata/*.yaml for a proxyless gRPC
+// node and an Envoy node and compares with testdata/<name>.<flavour>.golden.json.
+// Translate itself runs ValidateAll on every resource.
+func TestTranslateGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		for _, flavour := range []Flavour{FlavourGRPC, FlavourEnvoy} {
+			t.Run(base+"/"+string(flavour), func(t *testing.T) {
+				snap := parseSnapshot(t, 1, string(src))
+				node := Node{ID: "test", Flavour: flavour, Namespace: "default"}
+				if ips := directive(string(src), "node-ips"); ips != "" {
+					node.IPs = strings.Split(ips, ",")
+				}
+				res, err := Translate(snap, node, DefaultOptions())
+				if err != nil {
+					t.Fatalf("Translate: %v", err)
+				}
+				got := resourcesJSON(t, res)
+				golden := filepath.Join("testdata", base+"."+string(flavour)+".golden.json")
+				if *update {
+					if err := os.WriteFile(golden, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run with -update to create it)", err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("%s differs from the translation; run `go test -run TestTranslateGolden -update` and review the diff.\n%s", golden, firstDiff(string(want), string(got)))
+				}
+			})
+		}
+	}
+}
+
+func firstDiff(want, got string) string {
+	wl, gl := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(wl) || i < len(gl); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			return "line " + strconv.Itoa(i+1) + ":\n- " + w + "\n+ " + g
+		}
+	}
+	return ""
+}

@@ -1,0 +1,134 @@
+package xds
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// parseSnapshot reads Kubernetes-style multi-document YAML into a config
+// snapshot. It is a test helper, independent of controlplane/config's parser.
+func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
+	t.Helper()
+	snap := &config.Snapshot{Version: version}
+	for i, doc := range strings.Split(src, "\n---") {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		js, err := yaml.YAMLToJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		var raw struct {
+			APIVersion string          `json:"apiVersion"`
+			Kind       string          `json:"kind"`
+			Meta       config.Meta     `json:"metadata"`
+			Spec       json.RawMessage `json:"spec"`
+		}
+		if err := json.Unmarshal(js, &raw); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		var spec proto.Message
+		switch raw.Kind {
+		case "VirtualService":
+			spec = &networking.VirtualService{}
+		case "DestinationRule":
+			spec = &networking.DestinationRule{}
+		case "ServiceEntry":
+			spec = &networking.ServiceEntry{}
+		case "WorkloadEntry":
+			spec = &networking.WorkloadEntry{}
+		case "PeerAuthentication":
+			spec = &security.PeerAuthentication{}
+		case "AuthorizationPolicy":
+			spec = &security.AuthorizationPolicy{}
+		default:
+			t.Fatalf("document %d: unknown kind %q", i, raw.Kind)
+		}
+		if len(raw.Spec) > 0 {
+			if err := protojson.Unmarshal(raw.Spec, spec); err != nil {
+				t.Fatalf("%s %s: %v", raw.Kind, raw.Meta.Name, err)
+			}
+		}
+		if raw.Meta.Namespace == "" {
+			raw.Meta.Namespace = "default"
+		}
+		snap.Objects = append(snap.Objects, &config.Object{APIVersion: raw.APIVersion, Kind: raw.Kind, Meta: raw.Meta, Spec: spec})
+	}
+	sort.Slice(snap.Objects, func(a, b int) bool { return snap.Objects[a].Key() < snap.Objects[b].Key() })
+	return snap
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// directive returns the value of a "# name: value" line in a test file.
+func directive(src, name string) string {
+	for _, l := range strings.Split(src, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "# "+name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// resourcesJSON renders resources as stable, indented protojson
+// (protojson's own output deliberately varies its whitespace).
+func resourcesJSON(t testing.TB, r *Resources) []byte {
+	t.Helper()
+	section := func(msgs []proto.Message) []json.RawMessage {
+		out := []json.RawMessage{}
+		for _, m := range msgs {
+			b, err := protojson.Marshal(m)
+			if err != nil {
+				t.Fatalf("marshal %T: %v", m, err)
+			}
+			out = append(out, b)
+		}
+		return out
+	}
+	var ls, rs, cs, es []proto.Message
+	for _, x := range r.Listeners {
+		ls = append(ls, x)
+	}
+	for _, x := range r.Routes {
+		rs = append(rs, x)
+	}
+	for _, x := range r.Clusters {
+		cs = append(cs, x)
+	}
+	for _, x := range r.Endpoints {
+		es = append(es, x)
+	}
+	doc := map[string][]json.RawMessage{
+		"listeners": section(ls), "routes": section(rs), "clusters": section(cs), "endpoints": section(es),
+	}
+	compact, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, compact, "", "  "); err != nil {
+		t.Fatal(fmt.Errorf("indent: %w", err))
+	}
+	buf.WriteByte('\n')
+	return buf.Bytes()
+}
