@@ -14,12 +14,12 @@ import (
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 const faultFilter = "envoy.filters.http.fault"
@@ -65,7 +65,7 @@ func hostDomains(host string, port uint32) []string {
 	p := strconv.FormatUint(uint64(port), 10)
 	out := []string{host, host + ":" + p}
 	if i := strings.Index(host, ".svc."); i > 0 {
-		short := host[:i]                           // name.namespace
+		short := host[:i] // name.namespace
 		out = append(out, short+".svc", short+".svc:"+p, short, short+":"+p)
 		if j := strings.IndexByte(short, '.'); j > 0 {
 			out = append(out, short[:j], short[:j]+":"+p)

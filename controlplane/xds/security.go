@@ -12,11 +12,11 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
-	networking "istio.io/api/networking/v1alpha3"
-	security "istio.io/api/security/v1beta1"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+	security "istio.io/api/security/v1beta1"
 )
 
 const (
@@ -107,7 +107,7 @@ func (t *translator) upstreamTLS(svc *service, p *networking.ServicePort, tp *ne
 		common := &tlsv3.CommonTlsContext{}
 		if tls.CaCertificates != "" {
 			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa:             fileSource(tls.CaCertificates),
+				TrustedCa:                 fileSource(tls.CaCertificates),
 				MatchTypedSubjectAltNames: sanMatchers(tls.SubjectAltNames),
 			}}
 		}
@@ -331,7 +331,9 @@ func (t *translator) rbacPolicy(r *security.Rule, allow bool) *rbacv3.Policy {
 	return p
 }
 
-func anyPrincipal() *rbacv3.Principal { return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}} }
+func anyPrincipal() *rbacv3.Principal {
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Any{Any: true}}
+}
 
 func orIDs(ids []*rbacv3.Principal) *rbacv3.Principal {
 	if len(ids) == 1 {
