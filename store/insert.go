@@ -44,6 +44,45 @@ type MetricPoint struct {
 	AttrValues   []string
 }
 
+// LogRow is one row of the logs table: an OTLP log record that is not an
+// access-log entry.
+type LogRow struct {
+	Time       time.Time
+	Severity   string
+	Body       string
+	Peer       mesh.Peer
+	TraceID    string
+	SpanID     string
+	AttrKeys   []string
+	AttrValues []string
+}
+
+// InsertLogs writes log rows in one batch.
+func (s *Store) InsertLogs(ctx context.Context, logs []LogRow) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	n := len(logs)
+	var (
+		tm                     = make([]time.Time, n)
+		tns                    = make([]uint64, n)
+		sev, body, trace, span = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ns, svc, wl, ver       = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		keys, vals             = make([][]string, n), make([][]string, n)
+	)
+	for i := range logs {
+		l := &logs[i]
+		tm[i], tns[i] = l.Time, uint64(l.Time.UnixNano())
+		sev[i], body[i], trace[i], span[i] = l.Severity, l.Body, l.TraceID, l.SpanID
+		ns[i], svc[i], wl[i], ver[i] = l.Peer.Namespace, l.Peer.Service, l.Peer.Workload, l.Peer.Version
+		keys[i], vals[i] = nonNil(l.AttrKeys), nonNil(l.AttrValues)
+	}
+	return s.insertColumns(ctx, TableLogs, []string{
+		"time", "time_ns", "severity", "body", "namespace", "service", "workload", "version",
+		"trace_id", "span_id", "attr_keys", "attr_values",
+	}, []any{tm, tns, sev, body, ns, svc, wl, ver, trace, span, keys, vals})
+}
+
 // InsertRecords writes mesh request records in one batch. Columns are named
 // in the INSERT, as ClickHouse 18.16 requires, and appended column-wise,
 // which is several times cheaper than row-wise appends.

@@ -55,6 +55,7 @@ func DefaultRetention() Retention {
 		TableAccessLogs:   7 * 24 * time.Hour,
 		TableSpans:        7 * 24 * time.Hour,
 		TableMetricPoints: 7 * 24 * time.Hour,
+		TableLogs:         7 * 24 * time.Hour,
 		TableEdges1m:      14 * 24 * time.Hour,
 		TableEdges1h:      90 * 24 * time.Hour,
 	}

@@ -15,13 +15,14 @@ const (
 	TableAccessLogs   = "access_logs"   // one row per mesh request record
 	TableSpans        = "spans"         // raw spans, for trace lookup
 	TableMetricPoints = "metric_points" // OTLP metric data points
+	TableLogs         = "logs"          // OTLP log records that are not access logs
 	TableEdges1m      = "edges_1m"      // per-minute edge rollup (AggregatingMergeTree)
 	TableEdges1h      = "edges_1h"      // per-hour edge rollup, for long windows
 	tableMigrations   = "schema_migrations"
 )
 
 // RawTables are the tables partitioned by day whose partitions retention drops.
-var RawTables = []string{TableAccessLogs, TableSpans, TableMetricPoints, TableEdges1m, TableEdges1h}
+var RawTables = []string{TableAccessLogs, TableSpans, TableMetricPoints, TableLogs, TableEdges1m, TableEdges1h}
 
 // migration is one schema step. Steps are applied in order, once, and recorded
 // in schema_migrations; every statement is also idempotent (IF NOT EXISTS) so
@@ -149,6 +150,20 @@ ORDER BY (trace_id, start_ns)`,
 ) ENGINE = MergeTree
 PARTITION BY toDate(time)
 ORDER BY (name, service, time)`,
+
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.logs (
+  time DateTime,
+  time_ns UInt64,
+  severity {{.LC}},
+  body String{{.ZSTD}},
+  namespace {{.LC}}, service {{.LC}}, workload {{.LC}}, version {{.LC}},
+  trace_id String,
+  span_id String,
+  attr_keys Array(String){{.ZSTD}},
+  attr_values Array(String){{.ZSTD}}
+) ENGINE = MergeTree
+PARTITION BY toDate(time)
+ORDER BY (service, time)`,
 
 		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1m (
   t DateTime,

@@ -1,0 +1,33 @@
+// Package alsreceiver is an OpenTelemetry collector receiver for Envoy's gRPC
+// Access Log Service (envoy.service.accesslog.v3). Every HTTP or TCP entry
+// becomes a log record whose attributes follow the accesslog vocabulary, with
+// the proxy's identity (from Istio node metadata) on the resource.
+package alsreceiver
+
+import (
+	"context"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+)
+
+// Type is the component type name used in collector configuration.
+var Type = component.MustNewType("envoyals")
+
+// Metrics is the receiver's own accounting, supplied by its owner.
+type Metrics interface {
+	// Entries counts accepted entries.
+	Entries(n int)
+	// Malformed counts messages refused as invalid.
+	Malformed()
+}
+
+// NewFactory returns the receiver factory. metrics may be nil.
+func NewFactory(metrics Metrics) receiver.Factory {
+	return receiver.NewFactory(Type,
+		func() component.Config { return &Config{Endpoint: "127.0.0.1:19001", MaxRecvMsgSizeMiB: 16} },
+		receiver.WithLogs(func(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+			return newReceiver(cfg.(*Config), set, next, metrics), nil
+		}, component.StabilityLevelBeta))
+}

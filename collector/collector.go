@@ -1,0 +1,279 @@
+// Package collector is meshlens' telemetry intake: an OpenTelemetry collector
+// assembled in-process from collector components. OTLP (gRPC and HTTP, from
+// go.opentelemetry.io/collector) and Envoy's gRPC Access Log Service (our
+// alsreceiver) feed a memory limiter and meshlens' exporter, which derives
+// mesh request records, feeds the live graph, and queues every row on disk;
+// the Writer drains that queue into ClickHouse in large batches.
+//
+// There is deliberately no batch processor in the pipelines: it would
+// acknowledge data before it is durable and hide ClickHouse back-pressure from
+// senders. Batching happens after the durable queue, in the Writer.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/otelcol"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/otlpreceiver"
+	"go.opentelemetry.io/collector/service/telemetry"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlens/meshlens/collector/alsreceiver"
+	"github.com/meshlens/meshlens/collector/meshexporter"
+	"github.com/meshlens/meshlens/collector/normalize"
+	"github.com/meshlens/meshlens/collector/spool"
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/store"
+)
+
+// Config is the collector's part of meshlens' configuration.
+type Config struct {
+	OTLPGRPC       string        `json:"otlp-grpc"`        // OTLP/gRPC listen address; empty disables
+	OTLPHTTP       string        `json:"otlp-http"`        // OTLP/HTTP listen address; empty disables
+	ALS            string        `json:"als"`              // Envoy ALS listen address; empty disables
+	QueueMaxBytes  int64         `json:"queue-max-bytes"`  // bound of the on-disk queue
+	PairWait       time.Duration `json:"pair-wait"`        // how long a span waits for its other half
+	MemoryLimitMiB int           `json:"memory-limit-mib"` // memory limiter hard limit
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		OTLPGRPC:       "127.0.0.1:4317",
+		OTLPHTTP:       "127.0.0.1:4318",
+		ALS:            "127.0.0.1:19001",
+		QueueMaxBytes:  1 << 30,
+		PairWait:       5 * time.Second,
+		MemoryLimitMiB: 2048,
+	}
+}
+
+// Validate checks the configuration, naming the offending setting.
+func (c Config) Validate() error {
+	for name, addr := range map[string]string{"--otlp-grpc": c.OTLPGRPC, "--otlp-http": c.OTLPHTTP, "--als": c.ALS} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: want host:port", name, addr)
+		}
+	}
+	if c.QueueMaxBytes < 1<<20 {
+		return fmt.Errorf("--queue-max-bytes %d: must be at least 1 MiB", c.QueueMaxBytes)
+	}
+	if c.PairWait <= 0 {
+		return fmt.Errorf("--pair-wait %s: must be positive", c.PairWait)
+	}
+	if c.MemoryLimitMiB < 64 {
+		return fmt.Errorf("--memory-limit-mib %d: must be at least 64", c.MemoryLimitMiB)
+	}
+	return nil
+}
+
+// Collector runs the OpenTelemetry pipelines and the ClickHouse writer.
+type Collector struct {
+	cfg     Config
+	logger  *slog.Logger
+	spool   *spool.Spool
+	writer  *Writer
+	deps    meshexporter.Deps
+	running atomic.Bool
+}
+
+// New builds a collector writing to st and feeding sinks; its queue lives in
+// dataDir/queue.
+func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, reg prometheus.Registerer, logger *slog.Logger) (*Collector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sp, err := spool.Open(filepath.Join(dataDir, "queue"), cfg.QueueMaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if n, bytes := sp.Depth(); n > 0 {
+		logger.Info("ingest queue holds data from the previous run; writing it first", "batches", n, "mib", bytes>>20)
+	}
+	m := meshexporter.NewMetrics(reg)
+	c := &Collector{
+		cfg:    cfg,
+		logger: logger,
+		spool:  sp,
+		deps: meshexporter.Deps{
+			Spool:   sp,
+			Pairer:  normalize.NewPairer(cfg.PairWait, 200_000),
+			Sinks:   sinks,
+			Metrics: m,
+		},
+	}
+	c.writer = &Writer{Spool: sp, Store: st, Metrics: m, Logger: logger}
+	return c, nil
+}
+
+// Ready reports whether the receivers are up.
+func (c *Collector) Ready() bool { return c.running.Load() }
+
+// Run serves until ctx ends. On the way out, the receivers stop first, span
+// halves still waiting are queued, and the writer gets a few seconds to drain;
+// whatever it cannot write stays on disk for the next start.
+func (c *Collector) Run(ctx context.Context) error {
+	wctx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- c.writer.Run(wctx) }()
+
+	col, err := c.newOtelcol()
+	if err != nil {
+		stopWriter()
+		<-writerDone
+		c.spool.Close()
+		return err
+	}
+	go c.watchState(ctx, col)
+	runErr := col.Run(ctx)
+	c.running.Store(false)
+
+	// Drain what is queued, for a bounded time.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _ := c.spool.Depth(); n == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stopWriter()
+	werr := <-writerDone
+	if n, bytes := c.spool.Depth(); n > 0 {
+		c.logger.Info("ingest queue kept on disk for the next start", "batches", n, "mib", bytes>>20)
+	}
+	return errors.Join(runErr, werr, c.spool.Close())
+}
+
+func (c *Collector) watchState(ctx context.Context, col *otelcol.Collector) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if col.GetState() == otelcol.StateRunning {
+				c.running.Store(true)
+				return
+			}
+		}
+	}
+}
+
+// pipelineConfig is the collector configuration, as the collector's own YAML.
+func (c *Collector) pipelineConfig() map[string]any {
+	receivers := map[string]any{}
+	var traceRx, logRx, metricRx []string
+	if c.cfg.OTLPGRPC != "" || c.cfg.OTLPHTTP != "" {
+		protocols := map[string]any{}
+		if c.cfg.OTLPGRPC != "" {
+			protocols["grpc"] = map[string]any{"endpoint": c.cfg.OTLPGRPC, "max_recv_msg_size_mib": 64}
+		}
+		if c.cfg.OTLPHTTP != "" {
+			protocols["http"] = map[string]any{"endpoint": c.cfg.OTLPHTTP}
+		}
+		receivers["otlp"] = map[string]any{"protocols": protocols}
+		traceRx, logRx, metricRx = []string{"otlp"}, []string{"otlp"}, []string{"otlp"}
+	}
+	if c.cfg.ALS != "" {
+		receivers[alsreceiver.Type.String()] = map[string]any{"endpoint": c.cfg.ALS}
+		logRx = append(logRx, alsreceiver.Type.String())
+	}
+	pipelines := map[string]any{}
+	add := func(name string, rx []string) {
+		if len(rx) > 0 {
+			pipelines[name] = map[string]any{"receivers": rx, "processors": []string{"memory_limiter"}, "exporters": []string{meshexporter.Type.String()}}
+		}
+	}
+	add("traces", traceRx)
+	add("logs", logRx)
+	add("metrics", metricRx)
+	return map[string]any{
+		"receivers": receivers,
+		"processors": map[string]any{"memory_limiter": map[string]any{
+			"check_interval":  "1s",
+			"limit_mib":       c.cfg.MemoryLimitMiB,
+			"spike_limit_mib": c.cfg.MemoryLimitMiB / 4,
+		}},
+		"exporters": map[string]any{meshexporter.Type.String(): map[string]any{}},
+		"service":   map[string]any{"pipelines": pipelines},
+	}
+}
+
+func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
+	doc, err := yaml.Marshal(c.pipelineConfig())
+	if err != nil {
+		return nil, fmt.Errorf("collector config: %w", err)
+	}
+	factories := func() (otelcol.Factories, error) {
+		var f otelcol.Factories
+		var err error
+		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), alsreceiver.NewFactory(alsMetrics{c.deps.Metrics})); err != nil {
+			return f, err
+		}
+		if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](memorylimiterprocessor.NewFactory()); err != nil {
+			return f, err
+		}
+		if f.Exporters, err = otelcol.MakeFactoryMap[exporter.Factory](meshexporter.NewFactory(c.deps)); err != nil {
+			return f, err
+		}
+		f.Telemetry = telemetry.NewFactory(
+			func() component.Config { return &struct{}{} },
+			telemetry.WithCreateLogger(func(context.Context, telemetry.LoggerSettings, component.Config) (*zap.Logger, component.ShutdownFunc, error) {
+				return zapLogger(), nil, nil
+			}),
+		)
+		return f, nil
+	}
+	return otelcol.NewCollector(otelcol.CollectorSettings{
+		BuildInfo:               component.BuildInfo{Command: "meshlens", Description: "meshlens collector", Version: "dev"},
+		Factories:               factories,
+		DisableGracefulShutdown: true, // meshlens owns signals
+		SkipSettingGRPCLogger:   true,
+		ConfigProviderSettings: otelcol.ConfigProviderSettings{ResolverSettings: confmap.ResolverSettings{
+			URIs:              []string{"yaml:" + string(doc)},
+			ProviderFactories: []confmap.ProviderFactory{yamlprovider.NewFactory()},
+		}},
+	})
+}
+
+// zapLogger is the collector components' logger: warnings and errors only,
+// since meshlens logs its own lifecycle.
+func zapLogger() *zap.Logger {
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	cfg.Encoding = "console"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	cfg.Sampling = nil
+	l, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l
+}
+
+// alsMetrics routes the ALS receiver's accounting into the ingest metrics.
+type alsMetrics struct{ m *meshexporter.Metrics }
+
+func (a alsMetrics) Entries(int) {}
+func (a alsMetrics) Malformed()  { a.m.Malformed.WithLabelValues("envoyals").Inc() }

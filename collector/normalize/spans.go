@@ -1,0 +1,349 @@
+package normalize
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/store"
+)
+
+// Spans converts every span into a span row.
+func Spans(td ptrace.Traces) []store.Span {
+	out := make([]store.Span, 0, td.SpanCount())
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		peer := PeerOf(rs.Resource().Attributes())
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				row := store.Span{
+					Start:         sp.StartTimestamp().AsTime(),
+					TraceID:       hexID(sp.TraceID()),
+					SpanID:        hexID(sp.SpanID()),
+					ParentSpanID:  hexID(sp.ParentSpanID()),
+					Name:          sp.Name(),
+					Kind:          kindName(sp.Kind()),
+					Peer:          peer,
+					Duration:      duration(sp),
+					StatusCode:    strings.ToLower(strings.TrimPrefix(sp.Status().Code().String(), "STATUS_CODE_")),
+					StatusMessage: sp.Status().Message(),
+				}
+				row.AttrKeys, row.AttrValues = flatten(sp.Attributes())
+				out = append(out, row)
+			}
+		}
+	}
+	return out
+}
+
+// hexID formats a trace or span id; empty for the all-zero id.
+func hexID[T interface {
+	IsEmpty() bool
+	String() string
+}](id T) string {
+	if id.IsEmpty() {
+		return ""
+	}
+	return id.String()
+}
+
+func kindName(k ptrace.SpanKind) string {
+	switch k {
+	case ptrace.SpanKindServer:
+		return "server"
+	case ptrace.SpanKindClient:
+		return "client"
+	case ptrace.SpanKindProducer:
+		return "producer"
+	case ptrace.SpanKindConsumer:
+		return "consumer"
+	default:
+		return "internal"
+	}
+}
+
+func duration(sp ptrace.Span) time.Duration {
+	s, e := sp.StartTimestamp(), sp.EndTimestamp()
+	if e <= s {
+		return 0
+	}
+	return time.Duration(e - s)
+}
+
+// flatten turns attributes into parallel key/value arrays, sorted by key.
+func flatten(m pcommon.Map) (keys, values []string) {
+	if m.Len() == 0 {
+		return nil, nil
+	}
+	keys = make([]string, 0, m.Len())
+	values = make([]string, 0, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		keys = append(keys, k)
+		values = append(values, v.AsString())
+		return true
+	})
+	sort.Sort(byKey{keys, values})
+	return keys, values
+}
+
+type byKey struct{ k, v []string }
+
+func (b byKey) Len() int           { return len(b.k) }
+func (b byKey) Less(i, j int) bool { return b.k[i] < b.k[j] }
+func (b byKey) Swap(i, j int) {
+	b.k[i], b.k[j] = b.k[j], b.k[i]
+	b.v[i], b.v[j] = b.v[j], b.v[i]
+}
+
+// half is one side of a request seen in a span: what it knows about the call.
+type half struct {
+	peer     mesh.Peer // the service that emitted the span
+	start    time.Time
+	duration time.Duration
+	traceID  string
+	spanID   string
+	call     callInfo
+	deadline time.Time
+}
+
+// callInfo is what a span's attributes say about the request.
+type callInfo struct {
+	protocol   string
+	method     string
+	path       string
+	authority  string
+	code       uint16
+	grpcStatus int16
+	target     mesh.Peer // the callee as named by a client span
+	isError    bool
+}
+
+func callOf(sp ptrace.Span) callInfo {
+	a := sp.Attributes()
+	c := callInfo{protocol: "http", grpcStatus: -1}
+	if str(a, "rpc.system") == "grpc" {
+		c.protocol = "grpc"
+		c.method = "/" + str(a, "rpc.service") + "/" + str(a, "rpc.method")
+		g, ok := integer(a, "rpc.grpc.status_code")
+		c.grpcStatus = clampGRPC(g, ok)
+		if !ok && sp.Status().Code() != ptrace.StatusCodeError {
+			c.grpcStatus = 0
+		}
+	} else {
+		c.method = firstNonEmpty(str(a, "http.request.method"), str(a, "http.method"))
+		c.path = firstNonEmpty(str(a, "url.path"), str(a, "http.route"), str(a, "http.target"))
+	}
+	code, ok := integer(a, "http.response.status_code", "http.status_code")
+	if ok {
+		c.code = clampCode(code)
+	} else if c.protocol == "grpc" {
+		c.code = 200 // gRPC rides on HTTP/2 200; the outcome is in grpcStatus
+	} else if sp.Status().Code() == ptrace.StatusCodeError {
+		c.code = 500
+	} else {
+		c.code = 200
+	}
+	host := firstNonEmpty(str(a, "server.address"), str(a, "net.peer.name"), str(a, "peer.service"))
+	c.authority = host
+	if host != "" {
+		host = strings.TrimPrefix(host, "xds:///")
+		if i := strings.LastIndexByte(host, ':'); i > 0 {
+			host = host[:i]
+		}
+		svc, ns := mesh.ServiceOfHost(host)
+		c.target = mesh.Peer{Service: svc, Namespace: ns}
+	}
+	if ps := str(a, "peer.service"); ps != "" {
+		c.target.Service = ps
+	}
+	return c
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// Pairer turns client/server span pairs into one request record each. A
+// server span's parent is the client span of the caller; the two usually
+// arrive in different batches from different services, so each half waits up
+// to Wait for the other. A half that waits in vain still becomes a record: a
+// server span with an unknown caller, or a client span calling an
+// uninstrumented service (named by server.address or peer.service).
+type Pairer struct {
+	Wait       time.Duration // how long a half waits for its other half
+	MaxPending int           // bound on waiting halves; the oldest are released early
+
+	mu      sync.Mutex
+	clients map[string]*half // by client span id
+	servers map[string]*half // by parent span id (= the client span id)
+	order   []pendingRef     // insertion order, for expiry
+}
+
+type pendingRef struct {
+	server bool
+	key    string
+	h      *half
+}
+
+// NewPairer returns a Pairer with the given wait and bound.
+func NewPairer(wait time.Duration, maxPending int) *Pairer {
+	return &Pairer{Wait: wait, MaxPending: maxPending, clients: map[string]*half{}, servers: map[string]*half{}}
+}
+
+// Add feeds spans and returns the records completed by them: pairs found,
+// root server spans (no parent: the caller is outside the traces), and halves
+// released early because the pending bound was reached.
+func (p *Pairer) Add(td ptrace.Traces, now time.Time) []mesh.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []mesh.Record
+	rss := td.ResourceSpans()
+	for i := 0; i < rss.Len(); i++ {
+		rs := rss.At(i)
+		peer := PeerOf(rs.Resource().Attributes())
+		sss := rs.ScopeSpans()
+		for j := 0; j < sss.Len(); j++ {
+			spans := sss.At(j).Spans()
+			for k := 0; k < spans.Len(); k++ {
+				sp := spans.At(k)
+				kind := sp.Kind()
+				if kind != ptrace.SpanKindServer && kind != ptrace.SpanKindClient {
+					continue
+				}
+				h := &half{
+					peer:     peer,
+					start:    sp.StartTimestamp().AsTime(),
+					duration: duration(sp),
+					traceID:  hexID(sp.TraceID()),
+					spanID:   hexID(sp.SpanID()),
+					call:     callOf(sp),
+					deadline: now.Add(p.Wait),
+				}
+				if kind == ptrace.SpanKindServer {
+					parent := hexID(sp.ParentSpanID())
+					if parent == "" {
+						out = append(out, serverOnly(h))
+						continue
+					}
+					if c, ok := p.clients[parent]; ok {
+						delete(p.clients, parent)
+						out = append(out, pair(c, h))
+						continue
+					}
+					p.servers[parent] = h
+					p.order = append(p.order, pendingRef{true, parent, h})
+				} else {
+					if s, ok := p.servers[h.spanID]; ok {
+						delete(p.servers, h.spanID)
+						out = append(out, pair(h, s))
+						continue
+					}
+					p.clients[h.spanID] = h
+					p.order = append(p.order, pendingRef{false, h.spanID, h})
+				}
+			}
+		}
+	}
+	for p.MaxPending > 0 && len(p.clients)+len(p.servers) > p.MaxPending {
+		out = p.releaseOldest(out)
+	}
+	return out
+}
+
+// Expire releases the halves whose wait is over, as unpaired records.
+func (p *Pairer) Expire(now time.Time) []mesh.Record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []mesh.Record
+	for len(p.order) > 0 && !p.order[0].h.deadline.After(now) {
+		out = p.releaseOldest(out)
+	}
+	return out
+}
+
+// Pending is the number of halves waiting.
+func (p *Pairer) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.clients) + len(p.servers)
+}
+
+func (p *Pairer) releaseOldest(out []mesh.Record) []mesh.Record {
+	for len(p.order) > 0 {
+		ref := p.order[0]
+		p.order[0] = pendingRef{}
+		p.order = p.order[1:]
+		m := p.clients
+		if ref.server {
+			m = p.servers
+		}
+		if m[ref.key] != ref.h {
+			continue // already paired
+		}
+		delete(m, ref.key)
+		if ref.server {
+			return append(out, serverOnly(ref.h))
+		}
+		return append(out, clientOnly(ref.h))
+	}
+	return out
+}
+
+func pair(client, server *half) mesh.Record {
+	r := record(server)
+	r.Source = client.peer
+	r.Destination = server.peer
+	// The caller's view of the duration is what an edge's latency means.
+	r.Time, r.Duration = client.start, client.duration
+	if server.call.method == "" || server.call.method == "//" {
+		r.Method = client.call.method
+	}
+	return r
+}
+
+func serverOnly(server *half) mesh.Record {
+	r := record(server)
+	r.Destination = server.peer
+	return r
+}
+
+func clientOnly(client *half) mesh.Record {
+	r := record(client)
+	r.Source = client.peer
+	r.Destination = client.call.target
+	if r.Destination.Namespace == "" {
+		r.Destination.Namespace = client.peer.Namespace
+	}
+	return r
+}
+
+func record(h *half) mesh.Record {
+	return mesh.Record{
+		Time:       h.start,
+		Protocol:   h.call.protocol,
+		Method:     h.call.method,
+		Path:       h.call.path,
+		Authority:  h.call.authority,
+		Code:       h.call.code,
+		GRPCStatus: h.call.grpcStatus,
+		Flags:      "-",
+		Duration:   h.duration,
+		TraceID:    h.traceID,
+		SpanID:     h.spanID,
+		Origin:     mesh.OriginSpanPair,
+	}
+}
