@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -57,6 +59,7 @@ func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 			t.Fatalf("document %d: unknown kind %q", i, raw.Kind)
 		}
 		if len(raw.Spec) > 0 {
+			raw.Spec = istioDurations(t, raw.Spec)
 			if err := protojson.Unmarshal(raw.Spec, spec); err != nil {
 				t.Fatalf("%s %s: %v", raw.Kind, raw.Meta.Name, err)
 			}
@@ -131,4 +134,39 @@ func resourcesJSON(t testing.TB, r *Resources) []byte {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes()
+}
+
+// istioDurations rewrites Go-style durations ("300ms", "1m") that Istio
+// accepts into the seconds form protojson requires ("0.3s", "60s").
+func istioDurations(t testing.TB, js []byte) []byte {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(js, &v); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(any) any
+	walk = func(x any) any {
+		switch x := x.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = walk(e)
+			}
+		case []any:
+			for i, e := range x {
+				x[i] = walk(e)
+			}
+		case string:
+			if strings.HasSuffix(x, "s") && strings.IndexFunc(x[:1], func(r rune) bool { return r < '0' || r > '9' }) < 0 || strings.HasSuffix(x, "m") || strings.HasSuffix(x, "h") {
+				if d, err := time.ParseDuration(x); err == nil {
+					return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+				}
+			}
+		}
+		return x
+	}
+	out, err := json.Marshal(walk(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
