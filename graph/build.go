@@ -1,0 +1,347 @@
+package graph
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"gonum.org/v1/gonum/graph/simple"
+
+	"github.com/meshlens/meshlens/mesh"
+)
+
+// View says what a node is.
+type View string
+
+const (
+	ViewService  View = "service"  // one node per namespace/service
+	ViewVersion  View = "version"  // one node per namespace/service/version
+	ViewWorkload View = "workload" // one node per namespace/workload
+)
+
+// ParseView parses a view name.
+func ParseView(s string) (View, error) {
+	switch v := View(s); v {
+	case ViewService, ViewVersion, ViewWorkload:
+		return v, nil
+	}
+	return "", fmt.Errorf("view %q: want service, version or workload", s)
+}
+
+// Options shape a graph.
+type Options struct {
+	View      View
+	Namespace string // when set, keep edges with either end in it
+	MaxNodes  int    // keep the busiest nodes; 0 means 5,000
+	MaxEdges  int    // keep the busiest edges; 0 means 20,000
+	Source    string // recorded in the output: live, clickhouse, prometheus
+	Now       time.Time
+}
+
+// Node is a vertex of the graph.
+type Node struct {
+	ID        string `json:"id"`
+	Namespace string `json:"namespace"`
+	Service   string `json:"service"`
+	Version   string `json:"version"`
+	Workload  string `json:"workload"`
+	Unknown   bool   `json:"unknown,omitempty"`
+
+	// Inbound traffic.
+	Requests  uint64  `json:"requests"`
+	RPS       float64 `json:"rps"`
+	ErrorRate float64 `json:"errorRate"`
+	Health    string  `json:"health"` // healthy, degraded, failing, idle
+	InCycle   bool    `json:"inCycle,omitempty"`
+
+	gid     int64
+	inbound *Stats
+	weight  uint64 // inbound + outbound requests, for the node cap
+}
+
+// Edge is a directed edge between two nodes.
+type Edge struct {
+	Source    string            `json:"source"`
+	Target    string            `json:"target"`
+	Protocol  string            `json:"protocol"`
+	Requests  uint64            `json:"requests"`
+	Errors    uint64            `json:"errors"`
+	RPS       float64           `json:"rps"`
+	ErrorRate float64           `json:"errorRate"`
+	P50Ms     float64           `json:"p50Ms"`
+	P90Ms     float64           `json:"p90Ms"`
+	P99Ms     float64           `json:"p99Ms"`
+	AvgMs     float64           `json:"avgMs"`
+	Codes     map[string]uint64 `json:"codes"`
+	GRPC      map[string]uint64 `json:"grpc,omitempty"`
+	Flags     map[string]uint64 `json:"flags,omitempty"`
+	MTLS      float64           `json:"mtls"` // share of requests over mTLS, 0..1
+	BytesIn   uint64            `json:"bytesIn"`
+	BytesOut  uint64            `json:"bytesOut"`
+
+	stats     *Stats
+	protocols map[string]uint64
+}
+
+// Graph is the answer to a graph query, the same for every source.
+type Graph struct {
+	View          View       `json:"view"`
+	Namespace     string     `json:"namespace,omitempty"`
+	Source        string     `json:"source"`
+	Window        string     `json:"window"`
+	WindowSeconds float64    `json:"windowSeconds"`
+	End           time.Time  `json:"end"`
+	Generated     time.Time  `json:"generated"`
+	Nodes         []*Node    `json:"nodes"`
+	Edges         []*Edge    `json:"edges"`
+	Cycles        [][]string `json:"cycles,omitempty"`
+	// Truncated says the node or edge cap dropped the quietest parts;
+	// Partial says the source itself left traffic out.
+	Truncated bool `json:"truncated,omitempty"`
+	Partial   bool `json:"partial,omitempty"`
+
+	byID  map[string]*Node
+	byGID []*Node // by gonum node id
+	g     *simple.DirectedGraph
+}
+
+// Appender is one step of graph building, adding one kind of information.
+// Steps run in order over the same builder (Kiali's appender pipeline).
+type Appender struct {
+	Name   string
+	Append func(b *Builder)
+}
+
+// Builder is the state the appenders share.
+type Builder struct {
+	Traffic *Traffic
+	Opts    Options
+	Graph   *Graph
+	edges   map[[2]string]*Edge
+}
+
+// DefaultAppenders are the steps Build runs.
+var DefaultAppenders = []Appender{
+	{"traffic", appendTraffic},
+	{"limit", appendLimit},
+	{"responseTime", appendResponseTime},
+	{"security", appendSecurity},
+	{"health", appendHealth},
+	{"topology", appendTopology},
+}
+
+// Build turns traffic into a graph for the view with the default appenders.
+func Build(t *Traffic, opts Options) *Graph {
+	return BuildWith(t, opts, DefaultAppenders)
+}
+
+// BuildWith runs the given appenders.
+func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
+	if opts.View == "" {
+		opts.View = ViewService
+	}
+	if opts.MaxNodes <= 0 {
+		opts.MaxNodes = 5000
+	}
+	if opts.MaxEdges <= 0 {
+		opts.MaxEdges = 20000
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	b := &Builder{Traffic: t, Opts: opts, edges: map[[2]string]*Edge{}, Graph: &Graph{
+		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
+		Window: t.Window.String(), WindowSeconds: t.Window.Seconds(),
+		End: t.End.UTC(), Generated: opts.Now.UTC(), Partial: t.Partial,
+		byID: map[string]*Node{},
+	}}
+	for _, s := range steps {
+		s.Append(b)
+	}
+	g := b.Graph
+	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	sort.Slice(g.Edges, func(i, j int) bool {
+		if g.Edges[i].Source != g.Edges[j].Source {
+			return g.Edges[i].Source < g.Edges[j].Source
+		}
+		return g.Edges[i].Target < g.Edges[j].Target
+	})
+	if g.Nodes == nil {
+		g.Nodes = []*Node{}
+	}
+	if g.Edges == nil {
+		g.Edges = []*Edge{}
+	}
+	return g
+}
+
+// NodeOf maps a peer to its node in a view.
+func NodeOf(v View, p mesh.Peer) Node {
+	p = p.OrUnknown()
+	if p.Service == mesh.Unknown && p.Workload == "" {
+		return Node{ID: mesh.Unknown, Service: mesh.Unknown, Unknown: true}
+	}
+	switch v {
+	case ViewVersion:
+		return Node{ID: p.Namespace + "/" + p.Service + "/" + p.Version, Namespace: p.Namespace, Service: p.Service, Version: p.Version}
+	case ViewWorkload:
+		wl := p.Workload
+		if wl == "" {
+			wl = p.Service
+		}
+		return Node{ID: p.Namespace + "/" + wl, Namespace: p.Namespace, Service: p.Service, Version: p.Version, Workload: p.Workload}
+	default:
+		return Node{ID: p.Namespace + "/" + p.Service, Namespace: p.Namespace, Service: p.Service}
+	}
+}
+
+func (b *Builder) node(v View, p mesh.Peer) *Node {
+	n := NodeOf(v, p)
+	if got := b.Graph.byID[n.ID]; got != nil {
+		return got
+	}
+	nn := n
+	nn.inbound = NewStats()
+	b.Graph.byID[n.ID] = &nn
+	b.Graph.Nodes = append(b.Graph.Nodes, &nn)
+	return &nn
+}
+
+// appendTraffic aggregates edge keys into the view's nodes and edges: counts,
+// codes, bytes, rates.
+func appendTraffic(b *Builder) {
+	ns := b.Opts.Namespace
+	secs := b.Traffic.Window.Seconds()
+	for k, st := range b.Traffic.Edges {
+		if st.Requests == 0 {
+			continue
+		}
+		if ns != "" && k.Source.Namespace != ns && k.Destination.Namespace != ns {
+			continue
+		}
+		src, dst := b.node(b.Opts.View, k.Source), b.node(b.Opts.View, k.Destination)
+		dst.inbound.Add(st)
+		src.weight += st.Requests
+		dst.weight += st.Requests
+		id := [2]string{src.ID, dst.ID}
+		e := b.edges[id]
+		if e == nil {
+			e = &Edge{Source: src.ID, Target: dst.ID, stats: NewStats(), protocols: map[string]uint64{}}
+			b.edges[id] = e
+			b.Graph.Edges = append(b.Graph.Edges, e)
+		}
+		e.stats.Add(st)
+		e.protocols[k.Protocol] += st.Requests
+	}
+	for _, e := range b.Graph.Edges {
+		st := e.stats
+		e.Requests, e.Errors, e.ErrorRate = st.Requests, st.Errors, st.ErrorRate()
+		if secs > 0 {
+			e.RPS = float64(st.Requests) / secs
+		}
+		e.BytesIn, e.BytesOut = st.BytesIn, st.BytesOut
+		e.Codes = map[string]uint64{}
+		for ck, n := range st.Codes {
+			e.Codes[strconv.Itoa(int(ck.Code))] += n
+			if ck.GRPCStatus >= 0 {
+				if e.GRPC == nil {
+					e.GRPC = map[string]uint64{}
+				}
+				e.GRPC[strconv.Itoa(int(ck.GRPCStatus))] += n
+			}
+		}
+		if len(st.Flags) > 0 {
+			e.Flags = st.Flags
+		}
+		var best uint64
+		for p, n := range e.protocols {
+			if n > best || (n == best && p < e.Protocol) {
+				e.Protocol, best = p, n
+			}
+		}
+	}
+}
+
+// appendLimit keeps the busiest MaxNodes nodes and MaxEdges edges, so a
+// response stays bounded on any mesh.
+func appendLimit(b *Builder) {
+	g := b.Graph
+	if len(g.Nodes) > b.Opts.MaxNodes {
+		sort.Slice(g.Nodes, func(i, j int) bool {
+			if g.Nodes[i].weight != g.Nodes[j].weight {
+				return g.Nodes[i].weight > g.Nodes[j].weight
+			}
+			return g.Nodes[i].ID < g.Nodes[j].ID
+		})
+		for _, n := range g.Nodes[b.Opts.MaxNodes:] {
+			delete(g.byID, n.ID)
+		}
+		g.Nodes = g.Nodes[:b.Opts.MaxNodes]
+		kept := g.Edges[:0]
+		for _, e := range g.Edges {
+			if g.byID[e.Source] != nil && g.byID[e.Target] != nil {
+				kept = append(kept, e)
+			}
+		}
+		g.Edges = kept
+		g.Truncated = true
+	}
+	if len(g.Edges) > b.Opts.MaxEdges {
+		sort.Slice(g.Edges, func(i, j int) bool { return g.Edges[i].Requests > g.Edges[j].Requests })
+		g.Edges = g.Edges[:b.Opts.MaxEdges]
+		g.Truncated = true
+	}
+}
+
+// appendResponseTime adds latency percentiles from the merged histograms.
+func appendResponseTime(b *Builder) {
+	for _, e := range b.Graph.Edges {
+		e.P50Ms = round3(finite(e.stats.Quantile(0.5)))
+		e.P90Ms = round3(finite(e.stats.Quantile(0.9)))
+		e.P99Ms = round3(finite(e.stats.Quantile(0.99)))
+		if e.stats.Requests > 0 {
+			e.AvgMs = round3(float64(e.stats.DurationSumUs) / 1000 / float64(e.stats.Requests))
+		}
+	}
+}
+
+// appendSecurity adds the mTLS share of each edge.
+func appendSecurity(b *Builder) {
+	for _, e := range b.Graph.Edges {
+		e.MTLS = e.stats.MTLSShare()
+	}
+}
+
+// Health thresholds on a node's inbound error rate.
+const (
+	degradedErrorRate = 0.01
+	failingErrorRate  = 0.10
+)
+
+// appendHealth adds each node's inbound rate, error rate and health.
+func appendHealth(b *Builder) {
+	secs := b.Traffic.Window.Seconds()
+	for _, n := range b.Graph.Nodes {
+		in := n.inbound
+		n.Requests = in.Requests
+		if secs > 0 {
+			n.RPS = float64(in.Requests) / secs
+		}
+		n.ErrorRate = in.ErrorRate()
+		switch {
+		case in.Requests == 0:
+			n.Health = "idle"
+		case n.ErrorRate >= failingErrorRate:
+			n.Health = "failing"
+		case n.ErrorRate >= degradedErrorRate:
+			n.Health = "degraded"
+		default:
+			n.Health = "healthy"
+		}
+	}
+}
+
+func round3(v float64) float64 {
+	return float64(int64(v*1000+0.5)) / 1000
+}
