@@ -20,8 +20,8 @@ import (
 type clock struct{ ns atomic.Int64 }
 
 func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *clock) Now() time.Time    { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Set(t time.Time)   { c.ns.Store(t.UnixNano()) }
+func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Set(t time.Time)  { c.ns.Store(t.UnixNano()) }
 func (c *clock) Add(d time.Duration) {
 	c.ns.Add(int64(d))
 }
