@@ -6,11 +6,12 @@
 #   scripts/clickhouse.sh dsn
 #
 # The server listens on loopback only, keeps its data under .run/clickhouse and
-# never touches a system-wide installation. CLICKHOUSE_PORT overrides the native port.
+# never touches a system-wide installation. CLICKHOUSE_PORT overrides the native
+# port (the HTTP port is the next one) and CLICKHOUSE_DIR the data directory.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-dir="$root/.run/clickhouse"
+dir="${CLICKHOUSE_DIR:-$root/.run/clickhouse}"
 port="${CLICKHOUSE_PORT:-19000}"
 http_port=$((port + 1))
 pidfile="$dir/clickhouse.pid"

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/store"
+)
+
+// serveConfig is everything `meshlens serve` can be told, by flag or by the
+// YAML file given with --config (flags win).
+type serveConfig struct {
+	ClickHouse     string           `json:"clickhouse"`
+	ClickHouseWait time.Duration    `json:"clickhouse-wait"`
+	HTTP           string           `json:"http"`
+	DataDir        string           `json:"data-dir"`
+	LogLevel       string           `json:"log-level"`
+	Collector      collector.Config `json:",inline"`
+}
+
+func defaultServeConfig() serveConfig {
+	return serveConfig{
+		ClickHouse:     store.DefaultDSN,
+		ClickHouseWait: time.Minute,
+		HTTP:           "127.0.0.1:8080",
+		DataDir:        ".run/data",
+		LogLevel:       "info",
+		Collector:      collector.DefaultConfig(),
+	}
+}
+
+func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ClickHouse, "clickhouse", c.ClickHouse, "ClickHouse DSN, clickhouse://host:port/database")
+	fs.DurationVar(&c.ClickHouseWait, "clickhouse-wait", c.ClickHouseWait, "how long to wait for ClickHouse at start")
+	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address of the HTTP API, UI, /healthz, /readyz and /metrics")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the ingest queue, accepted config and tokens")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
+	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP/HTTP listen address (empty disables)")
+	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
+	fs.Int64Var(&c.Collector.QueueMaxBytes, "queue-max-bytes", c.Collector.QueueMaxBytes, "bound of the on-disk ingest queue; when full, receivers push back")
+	fs.DurationVar(&c.Collector.PairWait, "pair-wait", c.Collector.PairWait, "how long a client or server span waits for its other half")
+	fs.IntVar(&c.Collector.MemoryLimitMiB, "memory-limit-mib", c.Collector.MemoryLimitMiB, "collector memory limiter hard limit")
+}
+
+// loadServeConfig reads --config (if any) under the defaults, then the flags
+// over it.
+func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	var path string
+	pre := flag.NewFlagSet("serve", flag.ContinueOnError)
+	pre.SetOutput(io.Discard)
+	pre.StringVar(&path, "config", "", "")
+	cfg.registerFlags(pre)
+	_ = pre.Parse(args) // real errors are reported by the second parse
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("--config: %w", err)
+		}
+		cfg = defaultServeConfig()
+		if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+			return cfg, fmt.Errorf("--config %s: %w", path, err)
+		}
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&path, "config", path, "YAML file with the same settings as the flags (flags win)")
+	cfg.registerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, errUsage
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if _, _, err := net.SplitHostPort(cfg.HTTP); err != nil {
+		return cfg, fmt.Errorf("--http %q: want host:port", cfg.HTTP)
+	}
+	return cfg, cfg.Collector.Validate()
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runServe is the wiring diagram of meshlens: every component is built from
+// the config, then all run together in one group and stop together.
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	cfg, err := loadServeConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseWait, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var sinks []mesh.RecordSink
+	col, err := collector.New(cfg.Collector, cfg.DataDir, st, sinks, reg, logger)
+	if err != nil {
+		return err
+	}
+
+	e := newHTTP(reg, func() error {
+		if !col.Ready() {
+			return errors.New("collector is starting")
+		}
+		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(pctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		return nil
+	})
+
+	var g run.Group
+	{
+		ctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return col.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return store.DefaultRetention().Run(ctx, st) }, func(error) { cancel() })
+	}
+	{
+		ln, err := net.Listen("tcp", cfg.HTTP)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
+		}
+		srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+		g.Add(func() error {
+			logger.Info("meshlens serving", "http", "http://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
+				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS)
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	err = g.Run()
+	logger.Info("meshlens stopped")
+	return err
+}
+
+// openStore connects to ClickHouse, waiting up to wait for it to come up.
+func openStore(ctx context.Context, dsn string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
+	deadline := time.Now().Add(wait)
+	for attempt := 0; ; attempt++ {
+		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := store.Open(octx, dsn, logger)
+		cancel()
+		if err == nil {
+			return st, nil
+		}
+		if !store.IsUnavailable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		if attempt == 0 {
+			logger.Warn("waiting for ClickHouse", "dsn", dsn, "for", wait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// newHTTP builds the HTTP server: health, readiness and metrics here; the API
+// and the UI are added by their owners.
+func newHTTP(reg *prometheus.Registry, ready func() error) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		if err := ready(); err != nil {
+			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+		}
+		return c.String(http.StatusOK, "ready\n")
+	})
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	return e
+}
+
