@@ -221,4 +221,3 @@ func newHTTP(reg *prometheus.Registry, ready func() error) *echo.Echo {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 	return e
 }
-
