@@ -31,6 +31,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 )
@@ -137,10 +138,31 @@ type backend struct {
 	inflight  atomic.Int64
 	maxFlight atomic.Int64
 	release   chan struct{} // if set, calls wait for it (or ctx)
+	lastAuth  atomic.Value  // string: the last caller's transport security
+}
+
+// recordPeer remembers how the caller connected: "tls:<first URI SAN>" or
+// the credentials' auth type.
+func (b *backend) recordPeer(ctx context.Context) {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.AuthInfo == nil {
+		b.lastAuth.Store("none")
+		return
+	}
+	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
+		id := ""
+		if cs := ti.State.PeerCertificates; len(cs) > 0 && len(cs[0].URIs) > 0 {
+			id = cs[0].URIs[0].String()
+		}
+		b.lastAuth.Store("tls:" + id)
+		return
+	}
+	b.lastAuth.Store(p.AuthInfo.AuthType())
 }
 
 func (b *backend) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	n := b.calls.Add(1)
+	b.recordPeer(ctx)
 	cur := b.inflight.Add(1)
 	defer b.inflight.Add(-1)
 	for {
