@@ -238,6 +238,10 @@ func checkScalar(v any, kind protoreflect.Kind, path string, fe *fieldErrs) {
 		case json.Number:
 			n = x
 		case string:
+			if _, err := strconv.ParseFloat(x, 64); err != nil {
+				fe.add(path, "want an integer, got a string (%q)", x)
+				return
+			}
 			n = json.Number(x)
 		default:
 			fe.add(path, "want an integer, got %s", describeJSON(v))

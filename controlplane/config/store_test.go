@@ -1,0 +1,187 @@
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+const seYAML = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %[1]s, namespace: shop}
+spec:
+  hosts: [%[1]s]
+  resolution: DNS
+  ports: [{number: 80, name: http, protocol: HTTP}]
+`
+
+func parse(t *testing.T, s *Store, yaml string) []*Object {
+	t.Helper()
+	objs, err := s.Kinds().Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// A watcher sees a snapshot only after it is on disk: the state file read
+// when a snapshot arrives holds at least that version.
+func TestSnapshotIsPersistedBeforePublished(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := s.Watch(ctx)
+	if sn := <-ch; sn.Version != 0 {
+		t.Fatalf("initial version %d", sn.Version)
+	}
+	for i := range 5 {
+		if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i)))); err != nil {
+			t.Fatal(err)
+		}
+		sn := <-ch
+		data, err := os.ReadFile(filepath.Join(dir, StateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p persisted
+		if err := json.Unmarshal(data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Version < sn.Version || len(p.Objects) < len(sn.Objects) {
+			t.Fatalf("published version %d (%d objects) but disk has %d (%d objects)", sn.Version, len(sn.Objects), p.Version, len(p.Objects))
+		}
+	}
+}
+
+// A watcher that does not read never blocks the writer, and when it reads
+// it gets the latest snapshot; versions only grow.
+func TestWatchIsLatestWinsAndNeverBlocksWriter(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := s.Watch(ctx)
+	var last *Snapshot
+	for i := range 20 {
+		sn, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != nil && sn.Version <= last.Version {
+			t.Fatalf("version went from %d to %d", last.Version, sn.Version)
+		}
+		last = sn
+	}
+	if got := <-ch; got != last {
+		t.Fatalf("watcher got version %d, want latest %d", got.Version, last.Version)
+	}
+	cancel()
+	for range ch { // closed once ctx ends
+	}
+}
+
+func TestSubscribeDeliversLatest(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	got := make(chan uint64, 100)
+	stop := s.Subscribe(func(sn *Snapshot) { got <- sn.Version })
+	defer stop()
+	sn, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-got:
+			if v == sn.Version {
+				return
+			}
+		case <-deadline:
+			t.Fatal("subscriber never saw the applied version")
+		}
+	}
+}
+
+func TestReapplyingSameConfigKeepsVersion(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	first, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Errorf("identical apply published version %d after %d", again.Version, first.Version)
+	}
+}
+
+func TestDeleteRefusesToBreakReferencesAndRemovesOtherwise(t *testing.T) {
+	s := exampleStore(t)
+	ctx := context.Background()
+	_, err := s.Delete(ctx, "dr", "bookinfo", "reviews")
+	var fe FieldErrors
+	if !errors.As(err, &fe) || fe[0].Object != "VirtualService/bookinfo/reviews" {
+		t.Fatalf("deleting a used DestinationRule: err = %v, want FieldErrors naming the VirtualService", err)
+	}
+	if _, ok := s.Get("DestinationRule", "bookinfo", "reviews"); !ok {
+		t.Fatal("refused delete removed the object")
+	}
+	if _, err := s.Delete(ctx, "VirtualService", "bookinfo", "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleting a missing object: err = %v, want ErrNotFound", err)
+	}
+	before := s.Snapshot().Version
+	sn, err := s.Delete(ctx, "VirtualService", "bookinfo", "reviews")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.Version != before+1 || sn.Get("VirtualService", "bookinfo", "reviews") != nil {
+		t.Fatalf("delete: version %d (was %d), object still there: %v", sn.Version, before, sn.Get("VirtualService", "bookinfo", "reviews") != nil)
+	}
+	if _, err := s.Delete(ctx, "DestinationRule", "bookinfo", "reviews"); err != nil {
+		t.Fatalf("delete after its user is gone: %v", err)
+	}
+}
+
+// When the state file cannot be written, the change is refused and
+// nothing is published.
+func TestPersistFailureLeavesConfigUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Snapshot()
+	// A non-empty directory where the state file goes makes the rename fail.
+	state := filepath.Join(dir, StateFile)
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(state, "block"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "b")))
+	if err == nil {
+		t.Fatal("apply succeeded without persisting")
+	}
+	if s.Snapshot() != before {
+		t.Fatal("snapshot changed although persisting failed")
+	}
+}
+
+func TestOpenRefusesStateWithUnregisteredKind(t *testing.T) {
+	dir := t.TempDir()
+	state := `{"version": 3, "objects": [{"origin": "api", "object": {"apiVersion": "meshlens.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r", "namespace": "default"}, "spec": {}}}]}`
+	if err := os.WriteFile(filepath.Join(dir, StateFile), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(dir, testKinds(t), testLogger(), nil)
+	if err == nil {
+		t.Fatal("Open dropped an object of an unknown kind silently")
+	}
+}
