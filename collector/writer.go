@@ -121,7 +121,10 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 		delay, rejections, since := 100*time.Millisecond, 0, time.Now()
 		for {
 			ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			err := p.insert(ictx)
+			err := w.Store.EnsureSchema(ictx) // after a cold start with ClickHouse down
+			if err == nil {
+				err = p.insert(ictx)
+			}
 			cancel()
 			if err == nil {
 				w.Metrics.Written.WithLabelValues(p.signal).Add(float64(p.rows))

@@ -188,6 +188,17 @@ ORDER BY (t, ` + edgeKey + `)`,
 // Migrate brings the schema up to date. It is safe to run on every start and
 // concurrently with writers.
 func (s *Store) Migrate(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.version == (Version{}) {
+		if err := s.connect(ctx); err != nil {
+			return err
+		}
+	}
+	return s.migrate(ctx)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
 	p := s.params()
 	applied := map[uint32]bool{}
 	rows, err := s.conn.Query(ctx, "SELECT id FROM "+s.Table(tableMigrations))

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -24,33 +25,23 @@ const DefaultDSN = "clickhouse://127.0.0.1:9000/meshlens"
 
 // Store is a connection to the meshlens database.
 type Store struct {
-	conn     driver.Conn
-	db       string
+	conn   driver.Conn
+	db     string
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	ready    bool // database created and schema migrated
 	version  Version
 	features Features
-	logger   *slog.Logger
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// Open connects to the ClickHouse named by dsn (clickhouse://host:port/database),
-// creating the database if needed, detects the server version, and migrates
-// the schema. It fails with a message that says what to check when the server
-// cannot be reached.
-func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
-	s, err := Connect(ctx, dsn, logger)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.Migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// Connect is Open without the migration.
-func Connect(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+// New prepares a connection to the ClickHouse named by dsn
+// (clickhouse://host:port/database) without contacting it: meshlens starts,
+// and queues what it receives, even while ClickHouse is down. EnsureSchema
+// makes it usable.
+func New(dsn string, logger *slog.Logger) (*Store, error) {
 	db, opts, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
@@ -59,23 +50,77 @@ func Connect(ctx context.Context, dsn string, logger *slog.Logger) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
 	}
-	if err := conn.Ping(ctx); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("clickhouse %s is not reachable (start it with `make clickhouse` or pass --clickhouse): %w", redact(dsn), err)
-	}
-	sv, err := conn.ServerVersion()
+	return &Store{conn: conn, db: db, logger: logger}, nil
+}
+
+// Open is New followed by EnsureSchema.
+func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	s, err := New(dsn, logger)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("clickhouse %s: read server version: %w", redact(dsn), err)
+		return nil, err
 	}
-	v := Version{Major: sv.Version.Major, Minor: sv.Version.Minor, Patch: sv.Version.Patch}
-	s := &Store{conn: conn, db: db, version: v, features: FeaturesOf(v), logger: logger}
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("create database %s: %w", db, err)
+	if err := s.EnsureSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
-	logger.Info("clickhouse connected", "server", v.String(), "database", db, "features", s.features.String())
 	return s, nil
+}
+
+// Connect is Open without the migration: it detects the version and creates
+// the database.
+func Connect(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	s, err := New(dsn, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.connect(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// EnsureSchema detects the server version, creates the database and migrates
+// the schema, once; later calls return at once. It fails with a message that
+// says what to check when the server cannot be reached.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready {
+		return nil
+	}
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	s.ready = true
+	return nil
+}
+
+// Ready reports whether EnsureSchema has succeeded.
+func (s *Store) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+func (s *Store) connect(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse is not reachable (start it with `scripts/clickhouse.sh start`, or pass --clickhouse): %w", err)
+	}
+	sv, err := s.conn.ServerVersion()
+	if err != nil {
+		return fmt.Errorf("clickhouse: read server version: %w", err)
+	}
+	s.version = Version{Major: sv.Version.Major, Minor: sv.Version.Minor, Patch: sv.Version.Patch}
+	s.features = FeaturesOf(s.version)
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+		return fmt.Errorf("create database %s: %w", s.db, err)
+	}
+	s.logger.Info("clickhouse connected", "server", s.version.String(), "database", s.db, "features", s.features.String())
+	return nil
 }
 
 // parseDSN splits the database out of the DSN: the connection itself uses
@@ -127,10 +172,18 @@ func (s *Store) Conn() driver.Conn { return s.conn }
 func (s *Store) Database() string { return s.db }
 
 // Version is the server version detected at connect time.
-func (s *Store) Version() Version { return s.version }
+func (s *Store) Version() Version {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.version
+}
 
 // Features are the server capabilities the schema and queries may use.
-func (s *Store) Features() Features { return s.features }
+func (s *Store) Features() Features {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.features
+}
 
 // Ping checks the server answers.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }

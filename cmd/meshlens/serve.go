@@ -38,7 +38,7 @@ type serveConfig struct {
 func defaultServeConfig() serveConfig {
 	return serveConfig{
 		ClickHouse:     store.DefaultDSN,
-		ClickHouseWait: time.Minute,
+		ClickHouseWait: 10 * time.Second,
 		HTTP:           "127.0.0.1:8080",
 		DataDir:        ".run/data",
 		LogLevel:       "info",
@@ -48,7 +48,7 @@ func defaultServeConfig() serveConfig {
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouse, "clickhouse", c.ClickHouse, "ClickHouse DSN, clickhouse://host:port/database")
-	fs.DurationVar(&c.ClickHouseWait, "clickhouse-wait", c.ClickHouseWait, "how long to wait for ClickHouse at start")
+	fs.DurationVar(&c.ClickHouseWait, "clickhouse-wait", c.ClickHouseWait, "how long to wait for ClickHouse at start before starting without it (ingest queues on disk)")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address of the HTTP API, UI, /healthz, /readyz and /metrics")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the ingest queue, accepted config and tokens")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
@@ -139,7 +139,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := st.Ping(pctx); err != nil {
+		if err := st.EnsureSchema(pctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
 		return nil
@@ -182,24 +182,38 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return err
 }
 
-// openStore connects to ClickHouse, waiting up to wait for it to come up.
+// openStore prepares the ClickHouse store and waits up to wait for it to
+// answer. If it does not, meshlens starts anyway: the collector queues on disk
+// and the writer creates the schema once ClickHouse is up.
 func openStore(ctx context.Context, dsn string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
+	st, err := store.New(dsn, logger)
+	if err != nil {
+		return nil, err
+	}
 	deadline := time.Now().Add(wait)
 	for attempt := 0; ; attempt++ {
 		octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		st, err := store.Open(octx, dsn, logger)
+		err := st.EnsureSchema(octx)
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return st, nil
-		}
-		if !store.IsUnavailable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+		case !store.IsUnavailable(err):
+			st.Close()
 			return nil, err
+		case ctx.Err() != nil:
+			st.Close()
+			return nil, ctx.Err()
+		case time.Now().After(deadline):
+			logger.Warn("ClickHouse is not reachable; starting anyway: telemetry is queued on disk until it is", "dsn", dsn, "err", err)
+			return st, nil
 		}
 		if attempt == 0 {
 			logger.Warn("waiting for ClickHouse", "dsn", dsn, "for", wait, "err", err)
 		}
 		select {
 		case <-ctx.Done():
+			st.Close()
 			return nil, ctx.Err()
 		case <-time.After(time.Second):
 		}
