@@ -447,6 +447,11 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 				ns.lastNack = &Nack{Version: sent.version, TypeURL: typ, Message: req.GetErrorDetail().GetMessage(), At: time.Now()}
 				s.metrics.nacks.WithLabelValues(shortType(typ)).Inc()
 				s.log.Warn("xds NACK", "node", st.nodeID, "type", typ, "version", sent.version, "error", req.GetErrorDetail().GetMessage())
+				// The request carries the last accepted version, and the cache
+				// answers any version mismatch at once: it would resend the
+				// rejected resources in a tight loop. Marking the rejected
+				// version as the client's makes the cache wait for the next push.
+				req.VersionInfo = sent.version
 			} else {
 				ns.acked[typ] = req.GetVersionInfo()
 				ns.lastAcked = req.GetVersionInfo()
