@@ -1,0 +1,70 @@
+# meshlens: `make run` starts everything; `make test` runs every test.
+# Both install what they need on a fresh Debian machine (scripts/deps.sh).
+
+SHELL := /bin/bash
+GO ?= go
+CLICKHOUSE_PORT ?= 19000
+export CLICKHOUSE_PORT
+TEST_DSN := clickhouse://127.0.0.1:$(CLICKHOUSE_PORT)/
+HTTP ?= 127.0.0.1:8080
+DATA_DIR ?= .run/data
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop deps clean
+
+all: build
+
+## build: the UI (when npm is present) and bin/meshlens with the UI embedded
+build: ui
+	$(GO) build -o bin/meshlens ./cmd/meshlens
+
+ui:
+	@if [ -f ui/web/package.json ] && command -v npm >/dev/null; then \
+	  scripts/deps.sh run && (cd ui/web && npm run build --silent); \
+	else echo "ui: npm not found; embedding the placeholder UI"; fi
+
+## clickhouse: start a ClickHouse server owned by this checkout (installs it if missing)
+clickhouse:
+	@scripts/clickhouse.sh start >/dev/null
+
+clickhouse-stop:
+	@scripts/clickhouse.sh stop
+
+## run: ClickHouse, meshlens serve and the demo mesh; Ctrl-C stops everything
+run: deps-run clickhouse build
+	@scripts/run.sh
+
+deps-run:
+	@scripts/deps.sh run
+
+deps:
+	@scripts/deps.sh test
+
+## test: every test, against real ClickHouse, Prometheus, Alertmanager, xDS peers and Chromium
+test: deps clickhouse test-go test-ui
+
+test-go:
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 25m ./...
+
+test-ui:
+	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
+
+## bench: the performance scenarios, each printed against a reference measured in the same run
+bench: deps clickhouse
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+clean:
+	rm -rf bin
