@@ -1,0 +1,345 @@
+// Package query is meshlens' HTTP API on echo: the dependency graph now (the
+// live graph), at any past window (ClickHouse rollups) or from Istio metrics
+// in Prometheus; services with per-version series; access-log search; trace
+// lookup and search. Every route answers JSON, bounded in size, and a bad
+// parameter gets 400 with {"error": ..., "parameter": ...}.
+package query
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/store"
+)
+
+// Deps are what the API reads from. Live is required; Store and Prometheus
+// may be nil, and the routes that need them then answer 503 or 400.
+type Deps struct {
+	Live       *graph.Live
+	Store      *store.Store
+	Prometheus *Prometheus // from --prometheus; nil when not configured
+	Logger     *slog.Logger
+	Now        func() time.Time // default time.Now
+	// MaxNodes and MaxEdges bound a graph response; 0 means 5,000 and 20,000.
+	MaxNodes, MaxEdges int
+	// Timeout bounds one request's reads; 0 means 30 s.
+	Timeout time.Duration
+}
+
+type handlers struct {
+	Deps
+	history *History
+}
+
+// RegisterRoutes adds the query routes to g, the /api/v1 group.
+func RegisterRoutes(g *echo.Group, deps Deps) {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Timeout <= 0 {
+		deps.Timeout = 30 * time.Second
+	}
+	a := &handlers{Deps: deps}
+	if deps.Store != nil {
+		a.history = NewHistory(deps.Store, 0)
+	}
+	g.GET("/graph", a.getGraph)
+	g.GET("/graph/nodes/:id/impact", a.getImpact)
+	g.GET("/graph/paths", a.getPath)
+	g.GET("/services", a.getServices)
+	g.GET("/services/:ns/:name", a.getService)
+	g.GET("/services/:ns/:name/versions/:version/stats", a.getVersionStats)
+	g.GET("/logs", a.getLogs)
+	g.GET("/traces", a.searchTraces)
+	g.GET("/traces/:traceId", a.getTrace)
+}
+
+// apiError is the JSON body of every error.
+type apiError struct {
+	Error     string `json:"error"`
+	Parameter string `json:"parameter,omitempty"`
+}
+
+func (a *handlers) fail(c echo.Context, err error) error {
+	var pe *ParamError
+	switch {
+	case errors.As(err, &pe):
+		return c.JSON(http.StatusBadRequest, apiError{Error: pe.Message, Parameter: pe.Parameter})
+	case errors.Is(err, graph.ErrWindow):
+		return c.JSON(http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "window"})
+	case errors.Is(err, graph.ErrNoNode), errors.Is(err, ErrNotFound):
+		return c.JSON(http.StatusNotFound, apiError{Error: err.Error()})
+	case errors.Is(err, errUnavailable):
+		return c.JSON(http.StatusServiceUnavailable, apiError{Error: err.Error()})
+	case errors.Is(err, context.DeadlineExceeded):
+		return c.JSON(http.StatusGatewayTimeout, apiError{Error: err.Error()})
+	default:
+		a.Logger.Warn("query failed", "path", c.Request().URL.Path, "err", err)
+		return c.JSON(http.StatusBadGateway, apiError{Error: err.Error()})
+	}
+}
+
+var errUnavailable = errors.New("unavailable")
+
+func (a *handlers) ctx(c echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request().Context(), a.Timeout)
+}
+
+// traffic gets the traffic of a window from the chosen source.
+func (a *handlers) traffic(ctx context.Context, p GraphParams) (*graph.Traffic, error) {
+	switch p.Source {
+	case SourceClickHouse:
+		if a.history == nil {
+			return nil, badParam("source", "no ClickHouse is configured")
+		}
+		return a.history.Traffic(ctx, p.End, p.Window, p.Namespace)
+	case SourcePrometheus:
+		if a.Prometheus == nil {
+			return nil, badParam("source", "no Prometheus is configured (start meshlens with --prometheus URL)")
+		}
+		return a.Prometheus.Traffic(ctx, p.End, p.Window, p.Namespace)
+	default:
+		return a.Live.Traffic(p.Window)
+	}
+}
+
+func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
+	p, err := ParseGraphParams(c.QueryParams(), a.Now(), a.Live.MaxWindow())
+	if err != nil {
+		return nil, p, err
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	t, err := a.traffic(ctx, p)
+	if err != nil {
+		return nil, p, err
+	}
+	g := graph.Build(t, graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()})
+	return g, p, nil
+}
+
+func (a *handlers) getGraph(c echo.Context) error {
+	g, _, err := a.graphFor(c)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, g)
+}
+
+func pathParam(c echo.Context, name string) string {
+	v := c.Param(name)
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+func (a *handlers) getImpact(c echo.Context) error {
+	g, _, err := a.graphFor(c)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	imp, err := g.Impact(pathParam(c, "id"))
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, imp)
+}
+
+func (a *handlers) getPath(c echo.Context) error {
+	from, to := c.QueryParam("from"), c.QueryParam("to")
+	if from == "" {
+		return a.fail(c, badParam("from", "required"))
+	}
+	if to == "" {
+		return a.fail(c, badParam("to", "required"))
+	}
+	g, _, err := a.graphFor(c)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	p, err := g.Path(from, to)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	if p == nil {
+		p = []string{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"from": from, "to": to, "path": p})
+}
+
+// maxServices bounds the services list.
+const maxServices = 5000
+
+func (a *handlers) getServices(c echo.Context) error {
+	p, err := ParseGraphParams(c.QueryParams(), a.Now(), a.Live.MaxWindow())
+	if err != nil {
+		return a.fail(c, err)
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	t, err := a.traffic(ctx, p)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	svcs := graph.Services(t, p.Namespace)
+	truncated := len(svcs) > maxServices
+	if truncated {
+		svcs = svcs[:maxServices]
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"source": p.Source, "window": p.Window.String(), "end": p.End.UTC(),
+		"services": svcs, "truncated": truncated,
+	})
+}
+
+// maxSeriesPoints bounds a series.
+const maxSeriesPoints = 120
+
+func (a *handlers) getService(c echo.Context) error {
+	ns, err := parseName("ns", pathParam(c, "ns"))
+	if err == nil && ns == "" {
+		err = badParam("ns", "required")
+	}
+	if err != nil {
+		return a.fail(c, err)
+	}
+	name, err := parseName("name", pathParam(c, "name"))
+	if err == nil && name == "" {
+		err = badParam("name", "required")
+	}
+	if err != nil {
+		return a.fail(c, err)
+	}
+	q := c.QueryParams()
+	rng, err := parseWindow("range", q.Get("range"), time.Hour)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	end, endGiven, err := parseTime("end", q.Get("end"), a.Now())
+	if err != nil {
+		return a.fail(c, err)
+	}
+	source := q.Get("source")
+	switch source {
+	case "":
+		source = SourceLive
+		if endGiven || rng > a.Live.MaxWindow() {
+			source = SourceClickHouse
+		}
+	case SourceLive, SourceClickHouse, SourcePrometheus:
+	default:
+		return a.fail(c, badParam("source", "%q: want live, clickhouse or prometheus", truncate(source)))
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	var (
+		series []graph.Series
+		step   time.Duration
+	)
+	switch source {
+	case SourceLive:
+		if endGiven {
+			return a.fail(c, badParam("source", "the live graph has no past: drop end or use source=clickhouse"))
+		}
+		series, step, err = a.Live.Snapshot().ServiceSeries(ns, name, rng, maxSeriesPoints)
+	case SourceClickHouse:
+		if a.history == nil {
+			return a.fail(c, badParam("source", "no ClickHouse is configured"))
+		}
+		step = stepFor(rng, time.Minute)
+		series, err = a.history.ServiceSeries(ctx, ns, name, end, rng, step)
+	case SourcePrometheus:
+		if a.Prometheus == nil {
+			return a.fail(c, badParam("source", "no Prometheus is configured (start meshlens with --prometheus URL)"))
+		}
+		step = stepFor(rng, 10*time.Second)
+		series, err = a.Prometheus.ServiceSeries(ctx, ns, name, end, rng, step)
+	}
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"namespace": ns, "name": name, "source": source, "range": rng.String(), "end": end.UTC(),
+		"step": step.String(), "stepSeconds": step.Seconds(), "versions": series,
+	})
+}
+
+func (a *handlers) getVersionStats(c echo.Context) error {
+	ns, name, ver := pathParam(c, "ns"), pathParam(c, "name"), pathParam(c, "version")
+	for _, f := range [][2]string{{"ns", ns}, {"name", name}, {"version", ver}} {
+		if _, err := parseName(f[0], f[1]); err != nil || f[1] == "" {
+			return a.fail(c, badParam(f[0], "%q is not a valid name", truncate(f[1])))
+		}
+	}
+	w, err := parseWindow("window", c.QueryParam("window"), time.Minute)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	vs, err := a.Live.VersionStats(ns, name, ver, w)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, vs)
+}
+
+func (a *handlers) getLogs(c echo.Context) error {
+	p, err := ParseLogsParams(c.QueryParams(), a.Now())
+	if err != nil {
+		return a.fail(c, err)
+	}
+	if a.Store == nil {
+		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	page, err := Logs(ctx, a.Store, p)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+func (a *handlers) getTrace(c echo.Context) error {
+	id, err := ParseTraceID(pathParam(c, "traceId"))
+	if err != nil {
+		return a.fail(c, err)
+	}
+	if a.Store == nil {
+		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	tr, err := GetTrace(ctx, a.Store, id)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, tr)
+}
+
+func (a *handlers) searchTraces(c echo.Context) error {
+	p, err := ParseTraceSearchParams(c.QueryParams(), a.Now())
+	if err != nil {
+		return a.fail(c, err)
+	}
+	if a.Store == nil {
+		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	ts, err := SearchTraces(ctx, a.Store, p)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"traces": ts})
+}
