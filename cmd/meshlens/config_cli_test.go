@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// configServer serves the config API as `meshlens serve` does, with a
+// generated operator token in dataDir and reads open (loopback).
+func configServer(t *testing.T) (url, dataDir string, store *config.Store) {
+	t.Helper()
+	dataDir = t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	kinds, err := configKinds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err = config.Open(dataDir, kinds, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.Load("", dataDir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	config.RegisterRoutes(e.Group("/api/v1", a.Viewer(false)), store, a.Operator())
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return srv.URL, dataDir, store
+}
+
+func run(t *testing.T, fn func(context.Context, []string, io.Writer, io.Writer) error, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := fn(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+func examplesDir() string { return filepath.Join("..", "..", "examples", "istio") }
+
+func TestCLIApplyGetDeleteAgainstServer(t *testing.T) {
+	t.Setenv("MESHLENS_TOKEN", "")
+	t.Setenv("MESHLENS_SERVER", "")
+	url, dataDir, store := configServer(t)
+	common := []string{"--server", url, "--data-dir", dataDir}
+
+	// A directory is one batch: the files' references resolve together.
+	out, stderr, err := run(t, runApply, append([]string{"-f", examplesDir()}, common...)...)
+	if err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(out, "VirtualService/bookinfo/reviews applied") || !strings.Contains(out, "config version 1") {
+		t.Fatalf("apply output:\n%s", out)
+	}
+
+	out, _, err = run(t, runGet, append([]string{"vs", "-n", "bookinfo"}, common...)...)
+	if err != nil || !strings.Contains(out, "VirtualService  bookinfo   reviews") {
+		t.Fatalf("get vs: %v\n%s", err, out)
+	}
+	// -o yaml output is config that applies again, unchanged.
+	out, _, err = run(t, runGet, append([]string{"virtualservice", "reviews", "-n", "bookinfo", "-o", "yaml"}, common...)...)
+	if err != nil || !strings.Contains(out, "weight: 80") {
+		t.Fatalf("get -o yaml: %v\n%s", err, out)
+	}
+	f := filepath.Join(t.TempDir(), "reviews.yaml")
+	if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, runApply, append([]string{"-f", f}, common...)...); err != nil {
+		t.Fatalf("re-apply get output: %v\n%s", err, stderr)
+	}
+	if v := store.Snapshot().Version; v != 1 {
+		t.Fatalf("re-applying unchanged config made version %d", v)
+	}
+
+	// Invalid config: field errors on stderr, nothing applied.
+	bad := strings.Replace(out, "weight: 80", "weight: 70", 1)
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = run(t, runApply, append([]string{"-f", f}, common...)...)
+	if !errors.Is(err, errInvalid) || !strings.Contains(stderr, "VirtualService/bookinfo/reviews http[1].route[1].weight: weights of http[1].route sum to 90, want 100") {
+		t.Fatalf("invalid apply: err %v, stderr:\n%s", err, stderr)
+	}
+
+	out, _, err = run(t, runDelete, append([]string{"vs", "ratings", "-n", "bookinfo"}, common...)...)
+	if err != nil || !strings.Contains(out, "VirtualService/bookinfo/ratings deleted") {
+		t.Fatalf("delete: %v\n%s", err, out)
+	}
+	_, _, err = run(t, runGet, append([]string{"vs", "ratings", "-n", "bookinfo"}, common...)...)
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("get deleted object: %v", err)
+	}
+}
+
+func TestCLIWithoutTokenSaysWhatToDo(t *testing.T) {
+	t.Setenv("MESHLENS_TOKEN", "")
+	url, _, _ := configServer(t)
+	_, _, err := run(t, runApply, "-f", filepath.Join(examplesDir(), "serviceentry.yaml"), "--server", url, "--data-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--token") {
+		t.Fatalf("err = %v, want a 401 that mentions --token", err)
+	}
+	_, _, err = run(t, runGet, "all", "--server", "http://127.0.0.1:1")
+	if err == nil || !strings.Contains(err.Error(), "is `meshlens serve` running?") {
+		t.Fatalf("unreachable server: err = %v", err)
+	}
+}
+
+func TestCLIValidateOffline(t *testing.T) {
+	out, _, err := run(t, runValidate, "-f", examplesDir())
+	if err != nil || !strings.Contains(out, "No validation issues found in 22 objects (6 files)") {
+		t.Fatalf("validate examples: %v\n%s", err, out)
+	}
+	// Routes without the services they name fail, naming file, object and field.
+	vs := filepath.Join(examplesDir(), "virtualservice.yaml")
+	out, _, err = run(t, runValidate, "-f", vs)
+	if !errors.Is(err, errInvalid) {
+		t.Fatalf("validate lone VirtualService: err = %v", err)
+	}
+	want := "Error [" + vs + "] VirtualService/bookinfo/details http[0].route[0].destination.host: host \"details\" (details.bookinfo.svc.cluster.local) is not defined"
+	if !strings.Contains(out, want) {
+		t.Fatalf("output lacks %q:\n%s", want, out)
+	}
+	broken := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(broken, []byte("apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: x}\nspec: {mtls: {mode: STRICTER}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, runValidate, "-f", broken)
+	if !errors.Is(err, errInvalid) || !strings.Contains(out, "Error ["+broken+"] PeerAuthentication/default/x mtls.mode: invalid value \"STRICTER\"") {
+		t.Fatalf("validate broken: %v\n%s", err, out)
+	}
+}
+
+func TestCLIValidateReadsStdin(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdin
+	os.Stdin = r
+	t.Cleanup(func() { os.Stdin = old; r.Close() })
+	go func() {
+		data, _ := os.ReadFile(filepath.Join(examplesDir(), "serviceentry.yaml"))
+		w.Write(data)
+		w.Close()
+	}()
+	out, _, err := run(t, runValidate, "-f", "-")
+	if err != nil || !strings.Contains(out, "No validation issues found in 4 objects (1 files)") {
+		t.Fatalf("validate stdin: %v\n%s", err, out)
+	}
+}

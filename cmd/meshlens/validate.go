@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// configKinds is the registry of config kinds this binary understands.
+// `meshlens serve` builds its store with it and `meshlens validate` checks
+// with it, so both accept the same config. Packages with their own kinds
+// (rollout, alerting) add their KindSpecs here.
+func configKinds() (*config.Kinds, error) {
+	return config.NewKinds(config.IstioKinds(config.IstioOptions{})...)
+}
+
+// runValidate is `meshlens validate -f FILE|DIR|-`: offline, the checks the
+// server runs before accepting config, over the given files as one batch
+// (as if they were the whole config). Exit status 1 with every field error,
+// like `istioctl analyze`, so CI can gate on it.
+func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validate", "validate -f FILE|DIR|- [-f ...]", stderr)
+	var files fileList
+	fs.Var(&files, "f", "file, directory or - (stdin) of YAML/JSON config; repeatable")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q; config files go after -f", pos[0])
+	}
+	contents, err := readConfigFiles(files, os.Stdin)
+	if err != nil {
+		return err
+	}
+	kinds, err := configKinds()
+	if err != nil {
+		return err
+	}
+	var all []*config.Object
+	var errs config.FieldErrors
+	fileOf := map[string]string{}
+	for _, f := range contents {
+		objs, err := kinds.Parse(f.data)
+		var fe config.FieldErrors
+		if errors.As(err, &fe) {
+			for _, e := range fe {
+				fmt.Fprintf(stdout, "Error [%s] %s\n", f.name, e.Error())
+			}
+			errs = append(errs, fe...)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		for _, o := range objs {
+			fileOf[o.Key()] = f.name
+		}
+		all = append(all, objs...)
+	}
+	if len(errs) == 0 {
+		err := kinds.Validate(nil, all)
+		var fe config.FieldErrors
+		if errors.As(err, &fe) {
+			printFieldErrors(stdout, fe, fileOf)
+			errs = fe
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %d errors in %d files", errInvalid, len(errs), len(contents))
+	}
+	fmt.Fprintf(stdout, "No validation issues found in %d objects (%d files).\n", len(all), len(contents))
+	return nil
+}
