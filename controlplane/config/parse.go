@@ -32,7 +32,7 @@ func (k *Kinds) Parse(data []byte) ([]*Object, error) {
 	var errs FieldErrors
 	for i, doc := range splitDocuments(data) {
 		docName := fmt.Sprintf("document %d", i+1)
-		js, err := yaml.YAMLToJSON(doc)
+		js, err := toJSON(doc)
 		if err != nil {
 			errs = append(errs, FieldError{Object: docName, Message: "not valid YAML or JSON: " + err.Error()})
 			continue
@@ -49,6 +49,15 @@ func (k *Kinds) Parse(data []byte) ([]*Object, error) {
 		return nil, errs
 	}
 	return objs, nil
+}
+
+// toJSON converts one document to JSON. JSON documents are used as they
+// are: JSON is YAML, but pretty-printed JSON indented with tabs is not.
+func toJSON(doc []byte) ([]byte, error) {
+	if t := bytes.TrimSpace(doc); len(t) > 0 && (t[0] == '{' || t[0] == '[') && json.Valid(t) {
+		return t, nil
+	}
+	return yaml.YAMLToJSON(doc)
 }
 
 // parseValue parses one JSON document: an object, an array of objects, or a

@@ -185,3 +185,78 @@ func TestOpenRefusesStateWithUnregisteredKind(t *testing.T) {
 		t.Fatal("Open dropped an object of an unknown kind silently")
 	}
 }
+
+// An object stored under older rules that fails today's validation keeps
+// being served and does not block unrelated changes; a change that makes
+// it worse is still refused.
+func TestStoredInvalidObjectDoesNotBlockUnrelatedChanges(t *testing.T) {
+	dir := t.TempDir()
+	vs := `{"apiVersion":"networking.istio.io/v1","kind":"VirtualService","metadata":{"name":"old","namespace":"shop"},"spec":{"hosts":["old"],"http":[{"route":[{"destination":{"host":"old"}}]}]}}`
+	state := `{"version": 9, "objects": [{"origin": "api", "object": ` + vs + `}]}`
+	if err := os.WriteFile(filepath.Join(dir, StateFile), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, dir)
+	if s.Snapshot().Version != 9 || s.Snapshot().Get("VirtualService", "shop", "old") == nil {
+		t.Fatal("stored object not loaded")
+	}
+	sn, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "unrelated")))
+	if err != nil {
+		t.Fatalf("unrelated apply blocked: %v", err)
+	}
+	if sn.Version != 10 {
+		t.Fatalf("version %d, want 10", sn.Version)
+	}
+}
+
+func TestConcurrentAppliesGetDistinctGrowingVersions(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := s.Watch(ctx)
+	seen := make(chan uint64)
+	go func() {
+		var last uint64
+		for sn := range ch {
+			if sn.Version < last {
+				seen <- sn.Version + 1<<62 // report going backwards
+				return
+			}
+			last = sn.Version
+		}
+		seen <- last
+	}()
+	const workers, each = 4, 10
+	errs := make(chan error, workers)
+	batches := make([][][]*Object, workers)
+	for w := range workers {
+		for i := range each {
+			batches[w] = append(batches[w], parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("w%d-%d", w, i))))
+		}
+	}
+	for w := range workers {
+		go func() {
+			for _, batch := range batches[w] {
+				_, err := s.Apply(ctx, batch)
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	sn := s.Snapshot()
+	if sn.Version != workers*each || len(sn.Objects) != workers*each {
+		t.Fatalf("version %d with %d objects, want %d", sn.Version, len(sn.Objects), workers*each)
+	}
+	cancel()
+	if last := <-seen; last > 1<<62 {
+		t.Fatal("a watcher saw the version go backwards")
+	}
+}

@@ -51,21 +51,27 @@ func (k *Kinds) prepare(base *Snapshot, batch []*Object, remove map[string]bool)
 	next.Objects = append(next.Objects, batch...)
 	sort.Slice(next.Objects, func(i, j int) bool { return next.Objects[i].Key() < next.Objects[j].Key() })
 
-	var others []*Object // unchanged objects with errors in next
+	type unchanged struct {
+		o    *Object
+		errs []FieldError // in next
+	}
+	var others []unchanged // unchanged objects with errors in next
 	for _, o := range next.Objects {
 		es := k.validateOne(o, next)
 		if changed[o.Key()] {
 			errs = append(errs, es...)
 		} else if len(es) > 0 {
-			others = append(others, o)
+			others = append(others, unchanged{o, es})
 		}
 	}
-	for _, o := range others {
+	// All base validations after all next ones: validators cache per
+	// snapshot, so alternating would rebuild their indexes each time.
+	for _, u := range others {
 		old := map[FieldError]bool{}
-		for _, e := range k.validateOne(o, base) {
+		for _, e := range k.validateOne(u.o, base) {
 			old[e] = true
 		}
-		for _, e := range k.validateOne(o, next) {
+		for _, e := range u.errs {
 			if !old[e] {
 				errs = append(errs, e)
 			}
