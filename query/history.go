@@ -145,7 +145,7 @@ LIMIT %d`, stepS, stepS, src, h.maxRows)
 	sb := graph.NewSeriesBuilder(start, step, n)
 	for rows.Next() {
 		var (
-			ts                uint32
+			ts                uint64
 			version, protocol string
 			code              uint16
 			grpcStatus        int16
