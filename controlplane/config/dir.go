@@ -53,7 +53,13 @@ func (d *DirSource) Sync(ctx context.Context) (*Snapshot, error) {
 			}
 			de := &DirError{}
 			for _, e := range fe {
-				de.Errors = append(de.Errors, FileError{File: byKey[e.Object], FieldError: e})
+				file, ok := byKey[e.Object]
+				if !ok {
+					// An object of another source that the dir's change
+					// would break, e.g. an API route to a removed subset.
+					file = "(applied through the API)"
+				}
+				de.Errors = append(de.Errors, FileError{File: file, FieldError: e})
 			}
 			return nil, de
 		}

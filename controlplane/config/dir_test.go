@@ -156,3 +156,32 @@ func TestDirSourceRunFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A dir change that would break an object applied through the API is
+// refused, and the error says which object and that the API owns it.
+func TestDirChangeBreakingAPIObjectIsRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "se.yaml"), fmt.Sprintf(seYAML, "a"))
+	d := NewDirSource(dir, s, testLogger())
+	if _, err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	vs := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: shop}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}}]}]\n"
+	if _, err := s.Apply(ctx, parse(t, s, vs)); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Snapshot()
+	if err := os.Remove(filepath.Join(dir, "se.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Sync(ctx)
+	var de *DirError
+	if !errors.As(err, &de) || de.Errors[0].Object != "VirtualService/shop/a" || !strings.Contains(de.Errors[0].File, "API") {
+		t.Fatalf("err = %v, want the API's VirtualService named", err)
+	}
+	if s.Snapshot() != before {
+		t.Fatal("refused dir change altered the config")
+	}
+}

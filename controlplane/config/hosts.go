@@ -8,19 +8,22 @@ import (
 	networking "istio.io/api/networking/v1"
 )
 
-// DomainSuffix is the cluster domain short host names are qualified with,
-// as in Kubernetes: "reviews" in namespace "default" is
+// DefaultDomainSuffix is the cluster domain short host names are qualified
+// with, as in Kubernetes: "reviews" in namespace "default" is
 // "reviews.default.svc.cluster.local".
-const DomainSuffix = "svc.cluster.local"
+const DefaultDomainSuffix = "cluster.local"
 
 // FQDN qualifies a host written in namespace ns the way Istio does: a name
-// without dots is a service of that namespace; anything else is already a
-// full name. The xDS translator uses it too, so both agree on names.
-func FQDN(host, ns string) string {
+// without dots is a service of that namespace, "NAME.NS.svc.DOMAIN"; anything
+// else is already a full name. domain "" means DefaultDomainSuffix.
+func FQDN(host, ns, domain string) string {
 	if host == "" || strings.Contains(host, ".") || host == "*" {
 		return host
 	}
-	return host + "." + ns + "." + DomainSuffix
+	if domain == "" {
+		domain = DefaultDomainSuffix
+	}
+	return host + "." + ns + ".svc." + domain
 }
 
 // hostMatches reports whether pattern (possibly "*.example.com" or "*")
@@ -43,7 +46,7 @@ type hostIndex struct {
 	wildDR       map[string][]string // wildcard DestinationRule host -> subset names
 }
 
-func newHostIndex(sn *Snapshot) *hostIndex {
+func newHostIndex(sn *Snapshot, domain string) *hostIndex {
 	idx := &hostIndex{addresses: map[string]bool{}, subsets: map[string][]string{}, wildDR: map[string][]string{}}
 	if sn == nil {
 		return idx
@@ -52,14 +55,14 @@ func newHostIndex(sn *Snapshot) *hostIndex {
 		switch spec := o.Spec.(type) {
 		case *networking.ServiceEntry:
 			for _, h := range spec.GetHosts() {
-				idx.serviceHosts = append(idx.serviceHosts, FQDN(h, o.Meta.Namespace))
+				idx.serviceHosts = append(idx.serviceHosts, FQDN(h, o.Meta.Namespace, domain))
 			}
 		case *networking.WorkloadEntry:
 			if spec.GetAddress() != "" {
 				idx.addresses[spec.GetAddress()] = true
 			}
 		case *networking.DestinationRule:
-			h := FQDN(spec.GetHost(), o.Meta.Namespace)
+			h := FQDN(spec.GetHost(), o.Meta.Namespace, domain)
 			for _, s := range spec.GetSubsets() {
 				if strings.HasPrefix(h, "*") {
 					idx.wildDR[h] = append(idx.wildDR[h], s.GetName())

@@ -34,6 +34,10 @@ type IstioOptions struct {
 	// or WorkloadEntry and not known here are validation errors. Nil knows
 	// no host.
 	KnownHost func(fqdn string) bool
+	// DomainSuffix qualifies short hosts ("reviews" is
+	// "reviews.NS.svc.DOMAIN"); "" means DefaultDomainSuffix. It must match
+	// the xDS translator's.
+	DomainSuffix string
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
@@ -83,7 +87,7 @@ func (v *istioValidator) index(sn *Snapshot) *hostIndex {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.lastSn != sn || v.lastIdx == nil {
-		v.lastSn, v.lastIdx = sn, newHostIndex(sn)
+		v.lastSn, v.lastIdx = sn, newHostIndex(sn, v.opts.DomainSuffix)
 	}
 	return v.lastIdx
 }

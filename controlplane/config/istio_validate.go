@@ -183,7 +183,7 @@ func (v *istioValidator) destination(d *networking.Destination, path, ns string,
 		fe.add(hp, "%s", msg)
 		return
 	}
-	host := FQDN(d.GetHost(), ns)
+	host := FQDN(d.GetHost(), ns, v.opts.DomainSuffix)
 	if !idx.resolves(host, v.opts.KnownHost) {
 		fe.add(hp, "host %q (%s) is not defined by any ServiceEntry or WorkloadEntry; add a ServiceEntry for it", d.GetHost(), host)
 		return
@@ -268,6 +268,7 @@ func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p, ns string, idx *h
 		}
 		if d := f.GetDelay(); d != nil {
 			dp := joinPath(fp, "delay")
+			//lint:ignore SA1019 deprecated but still accepted by Istio, so still checked
 			percent(int64(d.GetPercent()), joinPath(dp, "percent"), fe)
 			switch {
 			case d.GetFixedDelay() != nil:
@@ -297,8 +298,9 @@ func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p, ns string, idx *h
 	if r.GetMirror() != nil {
 		v.destination(r.GetMirror(), joinPath(p, "mirror"), ns, idx, fe)
 	}
-	if r.GetMirrorPercent() != nil {
-		percent(int64(r.GetMirrorPercent().GetValue()), joinPath(p, "mirrorPercent"), fe)
+	//lint:ignore SA1019 deprecated but still accepted by Istio, so still checked
+	if mp := r.GetMirrorPercent(); mp != nil {
+		percent(int64(mp.GetValue()), joinPath(p, "mirrorPercent"), fe)
 	}
 	for i, m := range r.GetMirrors() {
 		v.destination(m.GetDestination(), indexPath(joinPath(p, "mirrors"), i)+".destination", ns, idx, fe)
@@ -338,7 +340,7 @@ func (v *istioValidator) destinationRule(o *Object, sn *Snapshot) []FieldError {
 	checkGeneric(dr, fe)
 	if msg := validHost(dr.GetHost(), true); msg != "" {
 		fe.add("host", "%s", msg)
-	} else if host := FQDN(dr.GetHost(), o.Meta.Namespace); !strings.HasPrefix(host, "*") && !v.index(sn).resolves(host, v.opts.KnownHost) {
+	} else if host := FQDN(dr.GetHost(), o.Meta.Namespace, v.opts.DomainSuffix); !strings.HasPrefix(host, "*") && !v.index(sn).resolves(host, v.opts.KnownHost) {
 		fe.add("host", "host %q (%s) is not defined by any ServiceEntry or WorkloadEntry; add a ServiceEntry for it", dr.GetHost(), host)
 	}
 	trafficPolicy(dr.GetTrafficPolicy(), "trafficPolicy", fe)
@@ -369,6 +371,7 @@ func trafficPolicy(tp *networking.TrafficPolicy, p string, fe *fieldErrs) {
 		percent(int64(od.GetMinHealthPercent()), joinPath(op, "minHealthPercent"), fe)
 		positive(od.GetInterval(), joinPath(op, "interval"), fe)
 		positive(od.GetBaseEjectionTime(), joinPath(op, "baseEjectionTime"), fe)
+		//lint:ignore SA1019 deprecated but still accepted by Istio, so still checked
 		if od.GetConsecutiveErrors() < 0 {
 			fe.add(joinPath(op, "consecutiveErrors"), "must not be negative")
 		}
