@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,12 +107,23 @@ func (m *istioMetrics) observe(recs []mesh.Record) {
 
 // serve exposes the registry on a loopback port.
 func (m *istioMetrics) serve(t testing.TB) string {
+	var p atomic.Pointer[istioMetrics]
+	p.Store(m)
+	return serveMetrics(t, &p)
+}
+
+// serveMetrics exposes whichever registry p holds at scrape time, so a test
+// can swap it for a fresh one: a restarted sidecar whose counters reset.
+func serveMetrics(t testing.TB, p *atomic.Pointer[istioMetrics]) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		promhttp.HandlerFor(p.Load().reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
@@ -202,5 +213,3 @@ func lastScrapeAfter(t testing.TB, p *Prometheus, after time.Time, timeout time.
 	t.Fatalf("no scrape after %v within %v", after, timeout)
 	return time.Time{}
 }
-
-var _ = url.Values{}

@@ -204,3 +204,44 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 	compareGraphs(t, "namespace/prometheus", wantNS, graph.Build(promNS, graph.Options{View: graph.ViewService, Namespace: "edge"}))
 	compareGraphs(t, "namespace/clickhouse", wantNS, graph.Build(histNS, graph.Options{View: graph.ViewService, Namespace: "edge"}))
 }
+
+// TestPrometheusSourceCountsAcrossCounterResets restarts the "sidecar"
+// (fresh counters at zero) between two halves of the traffic; increase()
+// must count both halves, as the live graph does.
+func TestPrometheusSourceCountsAcrossCounterResets(t *testing.T) {
+	ctx := context.Background()
+	var cur atomic.Pointer[istioMetrics]
+	first := newIstioMetrics()
+	cur.Store(first)
+	prom, err := NewPrometheus(startPrometheus(t, serveMetrics(t, &cur)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := testTraffic(time.Now())
+	half := len(recs) / 2
+	first.declare(recs)
+	lastScrapeAfter(t, prom, time.Now(), 30*time.Second)
+	first.observe(recs[:half])
+	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+
+	second := newIstioMetrics()
+	second.declare(recs)
+	cur.Store(second)
+	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+	second.observe(recs[half:])
+	end := lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+
+	live, err := graph.New(graph.Config{Now: func() time.Time { return end }}, discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := live.ConsumeRecords(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	liveT, _ := live.Refresh().Traffic(5 * time.Minute)
+	promT, err := prom.Traffic(ctx, end, 5*time.Minute, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareGraphs(t, "after reset", graph.Build(liveT, graph.Options{View: graph.ViewVersion}), graph.Build(promT, graph.Options{View: graph.ViewVersion}))
+}
