@@ -55,7 +55,7 @@ func (d *Demo) handleStatus(w http.ResponseWriter, _ *http.Request) {
 
 func (d *Demo) handleRate(w http.ResponseWriter, r *http.Request) {
 	rps, err := strconv.ParseFloat(r.URL.Query().Get("rps"), 64)
-	if err != nil || rps < 0 || rps > 100000 {
+	if err != nil || !(rps >= 0 && rps <= 100000) { // also refuses NaN
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("rps %q: want a number between 0 and 100000", r.URL.Query().Get("rps")))
 		return
 	}

@@ -97,8 +97,8 @@ func (c *Config) Validate() error {
 	if c.XDS == "" {
 		errs = append(errs, errors.New("xds: the control plane address must not be empty"))
 	}
-	if c.Rate < 0 {
-		errs = append(errs, fmt.Errorf("rate %v: must not be negative", c.Rate))
+	if !(c.Rate >= 0 && c.Rate <= 100000) {
+		errs = append(errs, fmt.Errorf("rate %v: must be between 0 and 100000 requests per second", c.Rate))
 	}
 	if c.RequestTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("request timeout %v: must be positive", c.RequestTimeout))

@@ -391,6 +391,7 @@ func TestControlEndpoint(t *testing.T) {
 		}},
 		{"negative rate is refused", http.MethodPut, "/rate?rps=-1", 400, nil},
 		{"missing rate is refused", http.MethodPut, "/rate", 400, nil},
+		{"NaN rate is refused", http.MethodPut, "/rate?rps=NaN", 400, nil},
 		{"fault sets error rate and delay", http.MethodPut, "/fault?service=reviews&version=v3&errorRate=0.5&delay=300ms", 200, func(t *testing.T) {
 			if f := d.faults.Get(VersionKey{"reviews", "v3"}); f != (Fault{ErrorRate: 0.5, Delay: 300 * time.Millisecond}) {
 				t.Errorf("fault = %+v", f)

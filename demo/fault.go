@@ -19,7 +19,7 @@ type Fault struct {
 
 // Validate checks the fault's ranges.
 func (f Fault) Validate() error {
-	if f.ErrorRate < 0 || f.ErrorRate > 1 {
+	if !(f.ErrorRate >= 0 && f.ErrorRate <= 1) { // also refuses NaN
 		return fmt.Errorf("errorRate %v: must be between 0 and 1", f.ErrorRate)
 	}
 	if f.Delay < 0 {
