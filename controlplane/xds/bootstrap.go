@@ -43,7 +43,7 @@ func (b GRPCBootstrap) JSON() ([]byte, error) {
 			"channel_creds":   []any{map[string]string{"type": "insecure"}},
 			"server_features": []string{"xds_v3"},
 		}},
-		"node": map[string]any{"id": b.NodeID, "cluster": b.Cluster, "metadata": md},
+		"node":                                   map[string]any{"id": b.NodeID, "cluster": b.Cluster, "metadata": md},
 		"server_listener_resource_name_template": ServerListenerTemplate,
 	}
 	if b.Certs != nil {

@@ -39,7 +39,7 @@ import (
 // testMesh is a running meshlens xDS server plus the backends and clients a
 // test starts against it, all on 127.0.0.1.
 type testMesh struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	reg     *prometheus.Registry
 	addr    string
@@ -47,7 +47,7 @@ type testMesh struct {
 	ids     atomic.Int64
 }
 
-func newTestMesh(t *testing.T) *testMesh {
+func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
@@ -71,7 +71,7 @@ func newTestMesh(t *testing.T) *testMesh {
 	return &testMesh{t: t, srv: s, reg: reg, addr: lis.Addr().String()}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -23,6 +23,7 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	sotw "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,9 @@ type Server struct {
 	pushMu sync.Mutex
 	config *config.Snapshot
 	push   uint64
+	// classes caches this push's translations by node class, so a fleet
+	// reconnecting after a restart costs one translation per class.
+	classes map[string]*classResult
 
 	mu      sync.Mutex
 	nodes   map[string]*nodeState // by node ID
@@ -105,6 +109,7 @@ type nodeState struct {
 	typeHash    map[string][32]byte
 	subscribed  map[string]bool
 	acked       map[string]string
+	ackedAt     map[string]time.Time
 	lastAcked   string
 	lastAckAt   time.Time
 	lastNack    *Nack
@@ -175,7 +180,10 @@ func NewServer(ctx context.Context, logger *slog.Logger, reg prometheus.Register
 	// ads=false: in ADS mode the cache only answers requests naming every
 	// resource in the snapshot, but proxyless gRPC asks for single listeners.
 	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{logger})
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	// Ordered ADS multiplexes a stream's watches on one channel with a slot
+	// per resource type: cheaper than a select over per-watch channels, and
+	// the cache still never blocks on a stream that does not read.
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks(), sotw.WithOrderedADS())
 	return s, nil
 }
 
@@ -239,10 +247,10 @@ func (s *Server) Update(snap *config.Snapshot) error {
 	s.mu.Unlock()
 	slices.Sort(ids)
 
-	classes := map[string]*classResult{}
+	s.classes = map[string]*classResult{}
 	var errs []error
 	for _, id := range ids {
-		if err := s.install(id, version, classes); err != nil {
+		if err := s.install(id, version, s.classes); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -429,7 +437,7 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 			ns = &nodeState{
 				node: NodeFromProto(req.GetNode()), cluster: req.GetNode().GetCluster(), connectedAt: time.Now(),
 				typeVersion: map[string]string{}, typeHash: map[string][32]byte{},
-				subscribed: map[string]bool{}, acked: map[string]string{},
+				subscribed: map[string]bool{}, acked: map[string]string{}, ackedAt: map[string]time.Time{},
 			}
 			s.nodes[st.nodeID] = ns
 			newNode = true
@@ -453,9 +461,11 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 				// version as the client's makes the cache wait for the next push.
 				req.VersionInfo = sent.version
 			} else {
+				now := time.Now()
 				ns.acked[typ] = req.GetVersionInfo()
+				ns.ackedAt[typ] = now
 				ns.lastAcked = req.GetVersionInfo()
-				ns.lastAckAt = time.Now()
+				ns.lastAckAt = now
 			}
 		}
 	}
@@ -467,7 +477,10 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 		// so the very first request is answered at once.
 		s.pushMu.Lock()
 		version := fmt.Sprintf("%d.%d", s.config.Version, s.push)
-		err := s.install(nodeID, version, map[string]*classResult{})
+		if s.classes == nil {
+			s.classes = map[string]*classResult{}
+		}
+		err := s.install(nodeID, version, s.classes)
 		s.pushMu.Unlock()
 		if err != nil {
 			s.log.Error("xds: no resources for new node", "node", nodeID, "err", err)
@@ -536,11 +549,11 @@ func (s *Server) Proxies() []ProxyStatus {
 
 // inSync: every subscribed type has ACKed the installed version of that type.
 func (ns *nodeState) inSync() bool {
-	if len(ns.subscribed) == 0 {
+	if len(ns.subscribed) == 0 || ns.version == "" {
 		return false
 	}
 	for typ := range ns.subscribed {
-		if v, ok := ns.typeVersion[typ]; ok && ns.acked[typ] != v {
+		if v, ok := ns.typeVersion[typ]; !ok || ns.acked[typ] != v {
 			return false
 		}
 	}
@@ -565,3 +578,37 @@ func (c cacheLogger) Debugf(f string, a ...any) { c.l.Debug(fmt.Sprintf(f, a...)
 func (c cacheLogger) Infof(f string, a ...any)  { c.l.Debug(fmt.Sprintf(f, a...)) }
 func (c cacheLogger) Warnf(f string, a ...any)  { c.l.Warn(fmt.Sprintf(f, a...)) }
 func (c cacheLogger) Errorf(f string, a ...any) { c.l.Error(fmt.Sprintf(f, a...)) }
+
+// ackedCount counts nodes that have ACKed version of typeURL.
+func (s *Server) ackedCount(typeURL, version string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ns := range s.nodes {
+		if ns.acked[typeURL] == version {
+			n++
+		}
+	}
+	return n
+}
+
+// syncState counts connected nodes and those in sync, and returns when each
+// node ACKed version of typeURL (zero time if it has not). Benchmarks poll it.
+func (s *Server) syncState(typeURL, version string) (nodes, synced int, ackedAt []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ns := range s.nodes {
+		nodes++
+		if ns.inSync() {
+			synced++
+		}
+		if version != "" {
+			var at time.Time
+			if ns.acked[typeURL] == version {
+				at = ns.ackedAt[typeURL]
+			}
+			ackedAt = append(ackedAt, at)
+		}
+	}
+	return nodes, synced, ackedAt
+}
