@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const seYAML = `apiVersion: networking.istio.io/v1
@@ -258,5 +261,45 @@ func TestConcurrentAppliesGetDistinctGrowingVersions(t *testing.T) {
 	cancel()
 	if last := <-seen; last > 1<<62 {
 		t.Fatal("a watcher saw the version go backwards")
+	}
+}
+
+func TestStoreExportsVersionAndChangeMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := Open(t.TempDir(), testKinds(t), testLogger(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
+		t.Fatal(err)
+	}
+	bad := parse(t, s, strings.Replace(fmt.Sprintf(seYAML, "b"), "number: 80", "number: 0", 1))
+	if _, err := s.Apply(ctx, bad); err == nil {
+		t.Fatal("invalid apply accepted")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{
+		"meshlens_config_version":                                 1,
+		"meshlens_config_objects":                                 1,
+		"meshlens_config_changes_total,result=applied,source=api": 1,
+		"meshlens_config_changes_total,result=invalid,source=api": 1,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", name, got[name], want, got)
+		}
 	}
 }
