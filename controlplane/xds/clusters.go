@@ -158,6 +158,7 @@ func (t *translator) applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSe
 	switch x := lb.LbPolicy.(type) {
 	case *networking.LoadBalancerSettings_Simple:
 		switch x.Simple {
+		//lint:ignore SA1019 LEAST_CONN is Istio's deprecated alias of LEAST_REQUEST; configs still use it
 		case networking.LoadBalancerSettings_LEAST_REQUEST, networking.LoadBalancerSettings_LEAST_CONN:
 			c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 			c.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{
@@ -193,7 +194,8 @@ func (t *translator) applyLB(c *clusterv3.Cluster, lb *networking.LoadBalancerSe
 		}
 		c.LbPolicy = clusterv3.Cluster_RING_HASH
 		cfg := &clusterv3.Cluster_RingHashLbConfig{}
-		ring := ch.MinimumRingSize //nolint:staticcheck // deprecated field still honoured, as Istio does
+		//lint:ignore SA1019 the deprecated field is still honoured, as Istio does
+		ring := ch.MinimumRingSize
 		if rh, ok := ch.HashAlgorithm.(*networking.LoadBalancerSettings_ConsistentHashLB_RingHash_); ok && rh.RingHash.MinimumRingSize != 0 {
 			ring = rh.RingHash.MinimumRingSize
 		}
@@ -300,8 +302,9 @@ func (t *translator) applyOutlier(c *clusterv3.Cluster, od *networking.OutlierDe
 		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(min(od.MaxEjectionPercent, 100)))
 	}
 	consecutive := od.Consecutive_5XxErrors
-	if consecutive == nil && od.ConsecutiveErrors > 0 { //nolint:staticcheck // deprecated field still honoured
-		consecutive = wrapperspb.UInt32(uint32(od.ConsecutiveErrors)) //nolint:staticcheck
+	//lint:ignore SA1019 the deprecated field is still honoured, as Istio does
+	if legacy := od.ConsecutiveErrors; consecutive == nil && legacy > 0 {
+		consecutive = wrapperspb.UInt32(uint32(legacy))
 	}
 	if t.node.Flavour == FlavourGRPC {
 		out.EnforcingSuccessRate = wrapperspb.UInt32(0)

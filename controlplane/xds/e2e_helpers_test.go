@@ -29,7 +29,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -160,7 +159,7 @@ func (b *backend) recordPeer(ctx context.Context) {
 	b.lastAuth.Store(p.AuthInfo.AuthType())
 }
 
-func (b *backend) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	n := b.calls.Add(1)
 	b.recordPeer(ctx)
 	cur := b.inflight.Add(1)
@@ -191,12 +190,12 @@ func (b *backend) UnaryCall(ctx context.Context, _ *testpb.SimpleRequest) (*test
 	if mod := b.flakyMod.Load(); mod > 1 && n%mod != 0 {
 		return nil, status.Errorf(codes.Unavailable, "%s is flaky (call %d)", b.name, n)
 	}
-	return &testpb.SimpleResponse{Hostname: b.name}, nil
+	return &testgrpc.SimpleResponse{Hostname: b.name}, nil
 }
 
-func (b *backend) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
+func (b *backend) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
 	b.calls.Add(1)
-	return &testpb.Empty{}, nil
+	return &testgrpc.Empty{}, nil
 }
 
 // startBackend starts a plain gRPC server (no xDS on the server side).
@@ -294,7 +293,7 @@ func call(ctx context.Context, c testgrpc.TestServiceClient, md ...string) (stri
 	if len(md) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
-	r, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
+	r, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 	if err != nil {
 		return "", err
 	}

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 )
 
@@ -45,7 +44,7 @@ func securedMesh(t *testing.T, pki *testPKI, extra string) (*testMesh, *backend)
 func callOnce(c testgrpc.TestServiceClient) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{})
+	_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{})
 	return err
 }
 
@@ -170,10 +169,10 @@ spec:
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
 				if tc.method == "Empty" {
-					_, err := c.EmptyCall(ctx, &testpb.Empty{}, grpc.WaitForReady(true))
+					_, err := c.EmptyCall(ctx, &testgrpc.Empty{}, grpc.WaitForReady(true))
 					return err
 				}
-				_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
+				_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 				return err
 			}
 			for _, who := range tc.allowed {

@@ -55,9 +55,6 @@ func (w *workload) targetPort(p *networking.ServicePort) uint32 {
 	return p.Number
 }
 
-// version is the workload's version label, by convention the subset name.
-func (w *workload) version() string { return w.labels["version"] }
-
 func (m *model) fqdn(host, namespace string) string {
 	if strings.Contains(host, ".") || host == "*" || namespace == "" {
 		return host
@@ -169,20 +166,6 @@ func (m *model) destinationRule(host string) *networking.DestinationRule {
 		return o.Spec.(*networking.DestinationRule)
 	}
 	return nil
-}
-
-// subsetLabels returns a subset's labels; ok is false if the subset is unknown.
-func (m *model) subsetLabels(host, subset string) (map[string]string, bool) {
-	dr := m.destinationRule(host)
-	if dr == nil {
-		return nil, false
-	}
-	for _, s := range dr.Subsets {
-		if s.Name == subset {
-			return s.Labels, true
-		}
-	}
-	return nil, false
 }
 
 // trafficPolicy merges a DestinationRule's policy for one port and subset the

@@ -436,7 +436,8 @@ func headerMatcher(name string, sm *matcherv3.StringMatcher, invert bool) *route
 func faultConfig(f *networking.HTTPFaultInjection) (*anypb.Any, error) {
 	out := &faultv3.HTTPFault{}
 	if d := f.Delay; d != nil {
-		fd := &faultcommon.FaultDelay{Percentage: percent(d.Percentage, d.Percent)} //nolint:staticcheck // deprecated integer percent honoured
+		//lint:ignore SA1019 the deprecated integer percent is still honoured, as Istio does
+		fd := &faultcommon.FaultDelay{Percentage: percent(d.Percentage, d.Percent)}
 		switch x := d.HttpDelayType.(type) {
 		case *networking.HTTPFaultInjection_Delay_FixedDelay:
 			fd.FaultDelaySecifier = &faultcommon.FaultDelay_FixedDelay{FixedDelay: x.FixedDelay}

@@ -169,7 +169,8 @@ func (t *translator) meshTLS(sans []string) *tlsv3.CommonTlsContext {
 		for _, s := range sans {
 			ms = append(ms, exact(s))
 		}
-		vc.MatchSubjectAltNames = ms //nolint:staticcheck // grpc-go reads this field, not the typed one
+		//lint:ignore SA1019 grpc-go reads only this field, not match_typed_subject_alt_names
+		vc.MatchSubjectAltNames = ms
 		return &tlsv3.CommonTlsContext{
 			TlsCertificateProviderInstance: &tlsv3.CertificateProviderPluginInstance{InstanceName: t.opts.CertProviderInstance, CertificateName: identityCertName},
 			ValidationContextType:          &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
@@ -203,7 +204,8 @@ func (t *translator) certPaths() (chain, key, ca string) {
 func (t *translator) downstreamTLS() (*corev3.TransportSocket, error) {
 	common := t.meshTLS(nil)
 	if t.node.Flavour == FlavourGRPC {
-		common.GetValidationContext().MatchSubjectAltNames = nil //nolint:staticcheck // grpc-go servers reject SAN matching
+		//lint:ignore SA1019 grpc-go servers reject SAN matching in this field
+		common.GetValidationContext().MatchSubjectAltNames = nil
 	}
 	return transportSocket(&tlsv3.DownstreamTlsContext{CommonTlsContext: common, RequireClientCertificate: wrapperspb.Bool(true)})
 }

@@ -73,3 +73,27 @@ func firstDiff(want, got string) string {
 	}
 	return ""
 }
+
+// FuzzTranslate feeds arbitrary Istio YAML through translation for both
+// flavours: it must never panic, and whatever it returns has passed
+// ValidateAll (Translate checks that itself).
+func FuzzTranslate(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, file := range files {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(src))
+	}
+	f.Add("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [x], http: [{route: [{destination: {host: x}, weight: -5}]}]}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		snap, err := decodeSnapshot(1, src)
+		if err != nil {
+			return
+		}
+		for _, fl := range []Flavour{FlavourGRPC, FlavourEnvoy} {
+			_, _ = Translate(snap, Node{ID: "fuzz", Flavour: fl, Namespace: "default", IPs: []string{"10.1.0.1"}}, DefaultOptions())
+		}
+	})
+}

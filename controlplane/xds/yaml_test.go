@@ -23,6 +23,14 @@ import (
 // snapshot. It is a test helper, independent of controlplane/config's parser.
 func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 	t.Helper()
+	snap, err := decodeSnapshot(version, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func decodeSnapshot(version uint64, src string) (*config.Snapshot, error) {
 	snap := &config.Snapshot{Version: version}
 	for i, doc := range strings.Split(src, "\n---") {
 		if strings.TrimSpace(stripComments(doc)) == "" {
@@ -30,7 +38,7 @@ func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 		}
 		js, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
-			t.Fatalf("document %d: %v", i, err)
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		var raw struct {
 			APIVersion string          `json:"apiVersion"`
@@ -39,7 +47,7 @@ func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 			Spec       json.RawMessage `json:"spec"`
 		}
 		if err := json.Unmarshal(js, &raw); err != nil {
-			t.Fatalf("document %d: %v", i, err)
+			return nil, fmt.Errorf("document %d: %w", i, err)
 		}
 		var spec proto.Message
 		switch raw.Kind {
@@ -56,12 +64,15 @@ func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 		case "AuthorizationPolicy":
 			spec = &security.AuthorizationPolicy{}
 		default:
-			t.Fatalf("document %d: unknown kind %q", i, raw.Kind)
+			return nil, fmt.Errorf("document %d: unknown kind %q", i, raw.Kind)
 		}
 		if len(raw.Spec) > 0 {
-			raw.Spec = istioDurations(t, raw.Spec)
-			if err := protojson.Unmarshal(raw.Spec, spec); err != nil {
-				t.Fatalf("%s %s: %v", raw.Kind, raw.Meta.Name, err)
+			js, err := istioDurations(raw.Spec)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", raw.Kind, raw.Meta.Name, err)
+			}
+			if err := protojson.Unmarshal(js, spec); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", raw.Kind, raw.Meta.Name, err)
 			}
 		}
 		if raw.Meta.Namespace == "" {
@@ -70,7 +81,7 @@ func parseSnapshot(t testing.TB, version uint64, src string) *config.Snapshot {
 		snap.Objects = append(snap.Objects, &config.Object{APIVersion: raw.APIVersion, Kind: raw.Kind, Meta: raw.Meta, Spec: spec})
 	}
 	sort.Slice(snap.Objects, func(a, b int) bool { return snap.Objects[a].Key() < snap.Objects[b].Key() })
-	return snap
+	return snap, nil
 }
 
 func stripComments(doc string) string {
@@ -138,11 +149,10 @@ func resourcesJSON(t testing.TB, r *Resources) []byte {
 
 // istioDurations rewrites Go-style durations ("300ms", "1m") that Istio
 // accepts into the seconds form protojson requires ("0.3s", "60s").
-func istioDurations(t testing.TB, js []byte) []byte {
-	t.Helper()
+func istioDurations(js []byte) ([]byte, error) {
 	var v any
 	if err := json.Unmarshal(js, &v); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var walk func(any) any
 	walk = func(x any) any {
@@ -164,9 +174,5 @@ func istioDurations(t testing.TB, js []byte) []byte {
 		}
 		return x
 	}
-	out, err := json.Marshal(walk(v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return json.Marshal(walk(v))
 }
