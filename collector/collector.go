@@ -148,11 +148,16 @@ func (c *Collector) Run(ctx context.Context) error {
 	runErr := col.Run(ctx)
 	c.running.Store(false)
 
-	// Drain what is queued, for a bounded time.
+	// Drain what is queued while the writer makes progress, for at most 5s.
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if n, _ := c.spool.Depth(); n == 0 {
+	lastN, lastProgress := -1, time.Now()
+	for time.Now().Before(deadline) && time.Since(lastProgress) < time.Second {
+		n, _ := c.spool.Depth()
+		if n == 0 {
 			break
+		}
+		if n != lastN {
+			lastN, lastProgress = n, time.Now()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

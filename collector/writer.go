@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshlens/meshlens/collector/meshexporter"
 	"github.com/meshlens/meshlens/collector/spool"
+	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store"
 )
 
@@ -91,71 +92,95 @@ func countRows(es []spool.Entry) int {
 	return n
 }
 
-// write inserts the entries' rows table by table, remembering which tables
-// are done so that a retry after a partial failure writes nothing twice.
+// tagged is one table's rows from several queue entries, each row tagged with
+// the id of its entry.
+type tagged[T any] struct {
+	rows []T
+	ids  []uint64
+}
+
+func (t *tagged[T]) add(rows []T, id uint64) {
+	t.rows = append(t.rows, rows...)
+	for range rows {
+		t.ids = append(t.ids, id)
+	}
+}
+
+// without drops the rows of the given entries.
+func (t *tagged[T]) without(landed map[uint64]bool) {
+	keep := 0
+	for i := range t.rows {
+		if !landed[t.ids[i]] {
+			t.rows[keep], t.ids[keep] = t.rows[i], t.ids[i]
+			keep++
+		}
+	}
+	t.rows, t.ids = t.rows[:keep], t.ids[:keep]
+}
+
+// distinct returns the entry ids present.
+func (t *tagged[T]) distinct() []uint64 {
+	var out []uint64
+	for i, id := range t.ids {
+		if i == 0 || id != t.ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// part is one table's share of a write.
+type part struct {
+	signal  string
+	table   string
+	rows    func() int
+	insert  func(context.Context) error
+	ids     func() []uint64
+	without func(map[uint64]bool)
+}
+
+func partOf[T any](signal, table string, t *tagged[T], insert func(context.Context, []T, []uint64) error) part {
+	return part{
+		signal:  signal,
+		table:   table,
+		rows:    func() int { return len(t.rows) },
+		insert:  func(ctx context.Context) error { return insert(ctx, t.rows, t.ids) },
+		ids:     t.distinct,
+		without: t.without,
+	}
+}
+
+// write inserts the entries' rows table by table. Rows carry the id of their
+// queue entry; after a failed insert, whose outcome is unknown when the
+// connection broke mid-way, the rows of entries that did land are removed
+// before the retry, so that nothing is written twice and nothing is lost.
 func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
-	var merged spool.Batch
+	var (
+		recs   tagged[mesh.Record]
+		spans  tagged[store.Span]
+		points tagged[store.MetricPoint]
+		logs   tagged[store.LogRow]
+	)
 	for _, e := range entries {
 		if e.Batch == nil {
 			w.Metrics.Dropped.WithLabelValues("unknown", "undecodable_queue_entry").Inc()
 			w.Logger.Error("ingest queue entry could not be decoded; skipped", "index", e.Index, "bytes", e.Size)
 			continue
 		}
-		merged.Merge(e.Batch)
-	}
-	type part struct {
-		signal string
-		rows   int
-		insert func(context.Context) error
+		recs.add(e.Batch.Records, e.ID)
+		spans.add(e.Batch.Spans, e.ID)
+		points.add(e.Batch.Points, e.ID)
+		logs.add(e.Batch.Logs, e.ID)
 	}
 	parts := []part{
-		{meshexporter.SignalRecords, len(merged.Records), func(ctx context.Context) error { return w.Store.InsertRecords(ctx, merged.Records) }},
-		{meshexporter.SignalTraces, len(merged.Spans), func(ctx context.Context) error { return w.Store.InsertSpans(ctx, merged.Spans) }},
-		{meshexporter.SignalMetrics, len(merged.Points), func(ctx context.Context) error { return w.Store.InsertMetricPoints(ctx, merged.Points) }},
-		{meshexporter.SignalLogs, len(merged.Logs), func(ctx context.Context) error { return w.Store.InsertLogs(ctx, merged.Logs) }},
+		partOf(meshexporter.SignalRecords, store.TableAccessLogs, &recs, w.Store.InsertRecordsTagged),
+		partOf(meshexporter.SignalTraces, store.TableSpans, &spans, w.Store.InsertSpansTagged),
+		partOf(meshexporter.SignalMetrics, store.TableMetricPoints, &points, w.Store.InsertMetricPointsTagged),
+		partOf(meshexporter.SignalLogs, store.TableLogs, &logs, w.Store.InsertLogsTagged),
 	}
 	for _, p := range parts {
-		if p.rows == 0 {
-			continue
-		}
-		delay, rejections, since := 100*time.Millisecond, 0, time.Now()
-		for {
-			ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			err := w.Store.EnsureSchema(ictx) // after a cold start with ClickHouse down
-			if err == nil {
-				err = p.insert(ictx)
-			}
-			cancel()
-			if err == nil {
-				w.Metrics.Written.WithLabelValues(p.signal).Add(float64(p.rows))
-				if rejections > 0 || time.Since(since) > 2*delay {
-					w.Logger.Info("clickhouse write recovered", "signal", p.signal, "rows", p.rows, "after", time.Since(since).Round(time.Millisecond))
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			w.Metrics.Retries.Inc()
-			if !store.IsUnavailable(err) {
-				rejections++
-				if rejections >= maxRejections {
-					w.Metrics.Dropped.WithLabelValues(p.signal, "rejected_by_clickhouse").Add(float64(p.rows))
-					w.Logger.Error("clickhouse rejected a batch repeatedly; dropping it", "signal", p.signal, "rows", p.rows, "err", err)
-					break
-				}
-			}
-			n, bytes := w.Spool.Depth()
-			w.Logger.Warn("clickhouse write failed; data stays queued on disk and will be retried",
-				"signal", p.signal, "rows", p.rows, "queued_batches", n, "queued_mib", fmt.Sprintf("%.1f", float64(bytes)/(1<<20)),
-				"retry_in", delay, "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(delay):
-			}
-			delay = min(delay*2, w.MaxDelay)
-			w.report()
+		if err := w.writePart(ctx, p); err != nil {
+			return err
 		}
 	}
 	if len(entries) == 0 {
@@ -163,6 +188,68 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 	}
 	if err := w.Spool.Commit(entries[len(entries)-1].Index); err != nil {
 		return errors.Join(errors.New("ingest queue commit failed"), err)
+	}
+	return nil
+}
+
+func (w *Writer) writePart(ctx context.Context, p part) error {
+	delay, rejections, since, failed := 100*time.Millisecond, 0, time.Now(), false
+	for p.rows() > 0 {
+		ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := w.Store.EnsureSchema(ictx) // after a cold start with ClickHouse down
+		if err == nil && failed {
+			err = w.skipLanded(ictx, p)
+		}
+		if err == nil && p.rows() > 0 {
+			err = p.insert(ictx)
+		}
+		cancel()
+		if err == nil {
+			w.Metrics.Written.WithLabelValues(p.signal).Add(float64(p.rows()))
+			if failed {
+				w.Logger.Info("clickhouse write recovered", "signal", p.signal, "rows", p.rows(), "after", time.Since(since).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		failed = true
+		w.Metrics.Retries.Inc()
+		if !store.IsUnavailable(err) {
+			rejections++
+			if rejections >= maxRejections {
+				w.Metrics.Dropped.WithLabelValues(p.signal, "rejected_by_clickhouse").Add(float64(p.rows()))
+				w.Logger.Error("clickhouse rejected a batch repeatedly; dropping it", "signal", p.signal, "rows", p.rows(), "err", err)
+				return nil
+			}
+		}
+		n, bytes := w.Spool.Depth()
+		w.Logger.Warn("clickhouse write failed; data stays queued on disk and will be retried",
+			"signal", p.signal, "rows", p.rows(), "queued_batches", n, "queued_mib", fmt.Sprintf("%.1f", float64(bytes)/(1<<20)),
+			"retry_in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, w.MaxDelay)
+		w.report()
+	}
+	return nil
+}
+
+// skipLanded removes from p the rows of entries already in ClickHouse.
+func (w *Writer) skipLanded(ctx context.Context, p part) error {
+	landed, err := w.Store.LandedBatches(ctx, p.table, p.ids())
+	if err != nil {
+		return err
+	}
+	if len(landed) > 0 {
+		before := p.rows()
+		p.without(landed)
+		w.Metrics.Written.WithLabelValues(p.signal).Add(float64(before - p.rows()))
+		w.Logger.Info("part of a failed write had landed; not writing it again", "signal", p.signal, "rows", before-p.rows())
 	}
 	return nil
 }

@@ -78,8 +78,14 @@ start() {
   server=$(find_server) || { install_server; server=$(find_server); }
   write_config
   # shellcheck disable=SC2086
-  nohup $server --config-file="$dir/config.xml" --pid-file="$pidfile" >"$dir/log/stdout.log" 2>&1 &
+  nohup $server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
   for _ in $(seq 1 120); do
+    if ! running; then
+      echo "clickhouse: the server exited at start; see $dir/log/" >&2
+      tail -20 "$dir/log/stdout.log" "$dir/log/error.log" >&2 2>/dev/null || true
+      return 1
+    fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "clickhouse: ready on 127.0.0.1:$port (data in $dir)" >&2
       echo "clickhouse://127.0.0.1:$port/meshlens"

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type LogRow struct {
 
 // InsertLogs writes log rows in one batch.
 func (s *Store) InsertLogs(ctx context.Context, logs []LogRow) error {
+	return s.InsertLogsTagged(ctx, logs, nil)
+}
+
+// InsertLogsTagged is InsertLogs with a batch id per row (see LandedBatches).
+func (s *Store) InsertLogsTagged(ctx context.Context, logs []LogRow, batch []uint64) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -79,14 +85,20 @@ func (s *Store) InsertLogs(ctx context.Context, logs []LogRow) error {
 	}
 	return s.insertColumns(ctx, TableLogs, []string{
 		"time", "time_ns", "severity", "body", "namespace", "service", "workload", "version",
-		"trace_id", "span_id", "attr_keys", "attr_values",
-	}, []any{tm, tns, sev, body, ns, svc, wl, ver, trace, span, keys, vals})
+		"trace_id", "span_id", "attr_keys", "attr_values", "batch",
+	}, []any{tm, tns, sev, body, ns, svc, wl, ver, trace, span, keys, vals, batchColumn(batch, n)})
 }
 
 // InsertRecords writes mesh request records in one batch. Columns are named
 // in the INSERT, as ClickHouse 18.16 requires, and appended column-wise,
 // which is several times cheaper than row-wise appends.
 func (s *Store) InsertRecords(ctx context.Context, recs []mesh.Record) error {
+	return s.InsertRecordsTagged(ctx, recs, nil)
+}
+
+// InsertRecordsTagged is InsertRecords with a batch id per row (see
+// LandedBatches).
+func (s *Store) InsertRecordsTagged(ctx context.Context, recs []mesh.Record, batch []uint64) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -121,16 +133,21 @@ func (s *Store) InsertRecords(ctx context.Context, recs []mesh.Record) error {
 		"src_namespace", "src_service", "src_workload", "src_version",
 		"dst_namespace", "dst_service", "dst_workload", "dst_version",
 		"protocol", "method", "path", "authority", "code", "grpc_status", "flags",
-		"duration_us", "bytes_in", "bytes_out", "mtls", "trace_id", "span_id", "origin",
+		"duration_us", "bytes_in", "bytes_out", "mtls", "trace_id", "span_id", "origin", "batch",
 	}, []any{
 		tm, tns, sns, ssvc, swl, sver, dns, dsvc, dwl, dver,
 		proto, method, path, auth, code, grpcStatus, flags,
-		dur, bin, bout, mtls, trace, span, origin,
+		dur, bin, bout, mtls, trace, span, origin, batchColumn(batch, n),
 	})
 }
 
 // InsertSpans writes spans in one batch.
 func (s *Store) InsertSpans(ctx context.Context, spans []Span) error {
+	return s.InsertSpansTagged(ctx, spans, nil)
+}
+
+// InsertSpansTagged is InsertSpans with a batch id per row (see LandedBatches).
+func (s *Store) InsertSpansTagged(ctx context.Context, spans []Span, batch []uint64) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -153,12 +170,18 @@ func (s *Store) InsertSpans(ctx context.Context, spans []Span) error {
 	return s.insertColumns(ctx, TableSpans, []string{
 		"time", "start_ns", "trace_id", "span_id", "parent_span_id", "name", "kind",
 		"namespace", "service", "workload", "version", "duration_us", "status_code", "status_message",
-		"attr_keys", "attr_values",
-	}, []any{tm, start, trace, id, parent, name, kind, ns, svc, wl, ver, dur, status, statusMsg, keys, vals})
+		"attr_keys", "attr_values", "batch",
+	}, []any{tm, start, trace, id, parent, name, kind, ns, svc, wl, ver, dur, status, statusMsg, keys, vals, batchColumn(batch, n)})
 }
 
 // InsertMetricPoints writes metric data points in one batch.
 func (s *Store) InsertMetricPoints(ctx context.Context, pts []MetricPoint) error {
+	return s.InsertMetricPointsTagged(ctx, pts, nil)
+}
+
+// InsertMetricPointsTagged is InsertMetricPoints with a batch id per row (see
+// LandedBatches).
+func (s *Store) InsertMetricPointsTagged(ctx context.Context, pts []MetricPoint, batch []uint64) error {
 	if len(pts) == 0 {
 		return nil
 	}
@@ -190,8 +213,43 @@ func (s *Store) InsertMetricPoints(ctx context.Context, pts []MetricPoint) error
 	}
 	return s.insertColumns(ctx, TableMetricPoints, []string{
 		"time", "time_ns", "name", "type", "unit", "namespace", "service", "version",
-		"value", "count", "sum", "bounds", "bucket_counts", "attr_keys", "attr_values",
-	}, []any{tm, tns, name, typ, unit, ns, svc, ver, value, count, sum, bounds, buckets, keys, vals})
+		"value", "count", "sum", "bounds", "bucket_counts", "attr_keys", "attr_values", "batch",
+	}, []any{tm, tns, name, typ, unit, ns, svc, ver, value, count, sum, bounds, buckets, keys, vals, batchColumn(batch, n)})
+}
+
+// batchColumn returns the batch ids, or zeros when the rows are untagged.
+func batchColumn(batch []uint64, n int) []uint64 {
+	if len(batch) == n {
+		return batch
+	}
+	return make([]uint64, n)
+}
+
+// LandedBatches returns which of the batch ids have rows in table. The writer
+// asks after a failed insert whose outcome is unknown (the connection broke
+// after the data was sent), so that a retry writes nothing twice.
+func (s *Store) LandedBatches(ctx context.Context, table string, ids []uint64) (map[uint64]bool, error) {
+	landed := map[uint64]bool{}
+	if len(ids) == 0 {
+		return landed, nil
+	}
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = strconv.FormatUint(id, 10)
+	}
+	rows, err := s.conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT batch FROM %s WHERE batch IN (%s)", s.Table(table), strings.Join(list, ",")))
+	if err != nil {
+		return nil, fmt.Errorf("landed batches in %s: %w", table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("landed batches in %s: %w", table, err)
+		}
+		landed[id] = true
+	}
+	return landed, rows.Err()
 }
 
 func nonNil(s []string) []string {

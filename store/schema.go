@@ -110,7 +110,8 @@ ENGINE = MergeTree ORDER BY id`,
   mtls UInt8,
   trace_id String,
   span_id String,
-  origin {{.LC}}
+  origin {{.LC}},
+  batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toDate(time)
 ORDER BY (dst_namespace, dst_service, time)`,
@@ -128,7 +129,8 @@ ORDER BY (dst_namespace, dst_service, time)`,
   status_code {{.LC}},
   status_message String,
   attr_keys Array(String){{.ZSTD}},
-  attr_values Array(String){{.ZSTD}}
+  attr_values Array(String){{.ZSTD}},
+  batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toDate(time)
 ORDER BY (trace_id, start_ns)`,
@@ -146,7 +148,8 @@ ORDER BY (trace_id, start_ns)`,
   bounds Array(Float64),
   bucket_counts Array(UInt64),
   attr_keys Array(String){{.ZSTD}},
-  attr_values Array(String){{.ZSTD}}
+  attr_values Array(String){{.ZSTD}},
+  batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toDate(time)
 ORDER BY (name, service, time)`,
@@ -160,7 +163,8 @@ ORDER BY (name, service, time)`,
   trace_id String,
   span_id String,
   attr_keys Array(String){{.ZSTD}},
-  attr_values Array(String){{.ZSTD}}
+  attr_values Array(String){{.ZSTD}},
+  batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toDate(time)
 ORDER BY (service, time)`,

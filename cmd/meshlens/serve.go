@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/oklog/run"
+	rungroup "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -133,19 +133,21 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 
-	e := newHTTP(reg, func() error {
+	// Ready means telemetry is accepted. ClickHouse being down does not make
+	// meshlens unready: ingest queues on disk meanwhile; /readyz says so.
+	e := newHTTP(reg, func() (string, error) {
 		if !col.Ready() {
-			return errors.New("collector is starting")
+			return "", errors.New("collector is starting")
 		}
 		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := st.EnsureSchema(pctx); err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
+			return "clickhouse unreachable: telemetry is queued on disk until it is back", nil
 		}
-		return nil
+		return "", nil
 	})
 
-	var g run.Group
+	var g rungroup.Group
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
@@ -222,13 +224,17 @@ func openStore(ctx context.Context, dsn string, wait time.Duration, logger *slog
 
 // newHTTP builds the HTTP server: health, readiness and metrics here; the API
 // and the UI are added by their owners.
-func newHTTP(reg *prometheus.Registry, ready func() error) *echo.Echo {
+func newHTTP(reg *prometheus.Registry, ready func() (warning string, err error)) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
-		if err := ready(); err != nil {
+		warning, err := ready()
+		if err != nil {
 			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+		}
+		if warning != "" {
+			return c.String(http.StatusOK, "ready; "+warning+"\n")
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})

@@ -9,10 +9,15 @@ package spool
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/tidwall/wal"
@@ -46,6 +51,7 @@ func (b *Batch) Merge(o *Batch) {
 // Entry is a queued batch and its position.
 type Entry struct {
 	Index uint64
+	ID    uint64 // unique across queues and restarts: epoch<<32 | index
 	Batch *Batch
 	Size  int
 }
@@ -54,6 +60,7 @@ type Entry struct {
 // Commit belong to a single consumer.
 type Spool struct {
 	maxBytes int64
+	epoch    uint64 // random, chosen when the queue directory was created
 
 	mu     sync.Mutex
 	log    *wal.Log
@@ -92,7 +99,11 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	s := &Spool{maxBytes: maxBytes, log: l, last: last, notify: make(chan struct{}, 1)}
+	epoch, err := loadEpoch(filepath.Join(dir, "epoch"))
+	if err != nil {
+		return nil, fmt.Errorf("spool %s: %w", dir, err)
+	}
+	s := &Spool{maxBytes: maxBytes, epoch: epoch, log: l, last: last, notify: make(chan struct{}, 1)}
 	if first == 0 {
 		first = 1
 	}
@@ -174,9 +185,9 @@ func (s *Spool) Next(ctx context.Context, max int) ([]Entry, error) {
 		if err := gob.NewDecoder(bytes.NewReader(data)).Decode(b); err != nil {
 			// An entry this process cannot read is skipped, not retried forever;
 			// the caller counts it as dropped.
-			out = append(out, Entry{Index: idx, Batch: nil, Size: len(data)})
+			out = append(out, Entry{Index: idx, ID: s.id(idx), Batch: nil, Size: len(data)})
 		} else {
-			out = append(out, Entry{Index: idx, Batch: b, Size: len(data)})
+			out = append(out, Entry{Index: idx, ID: s.id(idx), Batch: b, Size: len(data)})
 		}
 		s.read = idx
 	}
@@ -241,4 +252,28 @@ func (s *Spool) Close() error {
 		return err
 	}
 	return s.log.Close()
+}
+
+func (s *Spool) id(index uint64) uint64 { return s.epoch<<32 | index&0xffffffff }
+
+// loadEpoch reads the queue's epoch, creating it on first use. Entry ids
+// combine it with the entry index, so a queue directory that is wiped and
+// started again never reuses an id that ClickHouse has already seen.
+func loadEpoch(path string) (uint64, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		return strconv.ParseUint(strings.TrimSpace(string(data)), 10, 32)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	epoch := uint64(binary.BigEndian.Uint32(b[:])) | 1
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(epoch, 10)+"\n"), 0o640); err != nil {
+		return 0, err
+	}
+	return epoch, nil
 }

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// binary is bin/meshlens built once for the tests that run it as users do.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "meshlens-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "meshlens")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build meshlens: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..")
+}
+
+// clickhouseServer is a ClickHouse of the test's own, started by the same
+// script `make` uses, so that the test may stop and start it.
+type clickhouseServer struct {
+	t         testing.TB
+	dir, port string
+}
+
+func startClickHouse(t testing.TB) *clickhouseServer {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	c := &clickhouseServer{t: t, dir: t.TempDir(), port: port}
+	c.Start()
+	t.Cleanup(c.Stop)
+	return c
+}
+
+func (c *clickhouseServer) script(verb string) {
+	c.t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot(c.t), "scripts", "clickhouse.sh"), verb)
+	cmd.Env = append(os.Environ(), "CLICKHOUSE_DIR="+c.dir, "CLICKHOUSE_PORT="+c.port)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("clickhouse.sh %s: %v\n%s", verb, err, out)
+	}
+}
+
+func (c *clickhouseServer) Start()      { c.script("start") }
+func (c *clickhouseServer) Stop()       { c.script("stop") }
+func (c *clickhouseServer) DSN() string { return "clickhouse://127.0.0.1:" + c.port + "/meshlens" }
+
+// meshlensProcess is `meshlens serve` running as a child process.
+type meshlensProcess struct {
+	cmd  *exec.Cmd
+	http string
+	done chan error
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+func startMeshlens(t testing.TB, args ...string) *meshlensProcess {
+	t.Helper()
+	p := &meshlensProcess{http: freeAddr(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(binary, append([]string{"serve", "--http", p.http}, args...)...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		p.done <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if p.Running() {
+			p.Stop(t)
+		}
+		if t.Failed() {
+			t.Logf("meshlens log:\n%s", p.Log())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if !p.Running() || time.Now().After(deadline) {
+			t.Fatalf("meshlens serve did not become ready:\n%s", p.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (p *meshlensProcess) Log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// Running reports whether the process has not exited.
+func (p *meshlensProcess) Running() bool {
+	return p.cmd.ProcessState == nil && len(p.done) == 0
+}
+
+// Stop sends SIGTERM and expects a clean exit.
+func (p *meshlensProcess) Stop(t testing.TB) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Errorf("meshlens exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		t.Errorf("meshlens did not stop within 30s of SIGTERM")
+	}
+}
+
+// metric reads one sample of meshlens' /metrics.
+func (p *meshlensProcess) metric(t testing.TB, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			return v
+		}
+	}
+	return 0
+}
+
+func TestUnknownCommandPrintsUsage(t *testing.T) {
+	out, err := exec.CommandContext(context.Background(), binary, "frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown command") || !strings.Contains(string(out), "serve") {
+		t.Fatalf("meshlens frobnicate: %v\n%s", err, out)
+	}
+}
+
+func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--http", "nonsense"}, "--http"},
+		{[]string{"--otlp-grpc", "nope"}, "--otlp-grpc"},
+		{[]string{"--clickhouse", "mysql://x"}, "--clickhouse"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+	} {
+		cmd := exec.Command(binary, append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("serve %v: %v\n%s", tc.args, err, out)
+		}
+	}
+}
