@@ -196,7 +196,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Demo, err e
 	if err != nil {
 		return nil, err
 	}
-	conn, err := dialXDS(Target("productpage", cfg.Namespace, cfg.ServicePort), r, tp)
+	conn, err := dialXDS("productpage", &cfg, r, tp)
 	if err != nil {
 		return nil, fmt.Errorf("load generator: %w", err)
 	}

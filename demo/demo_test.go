@@ -282,6 +282,13 @@ func TestDemoRoutesCallsThroughXDSAndReportsPairedSpans(t *testing.T) {
 				t.Fatalf("span of %s: rpc.grpc.status_code = %d (present %v), want 0", peerOf(s), code, ok)
 			}
 		}
+		attrs := stringAttrs(p.client.span.GetAttributes())
+		if want := Host(p.server.resource["service.name"], "bookinfo"); attrs["server.address"] != want || attrs["peer.service"] != p.server.resource["service.name"] {
+			t.Fatalf("client span to %s: server.address %q, peer.service %q; want %q and the service", peerOf(p.server), attrs["server.address"], attrs["peer.service"], want)
+		}
+		if attrs["rpc.system"] != "grpc" {
+			t.Fatalf("client span to %s: rpc.system %q", peerOf(p.server), attrs["rpc.system"])
+		}
 		if p.client.resource["service.name"] == "reviews" && p.client.resource["service.version"] == "v1" {
 			t.Errorf("reviews v1 called %s; only v2 and v3 call ratings", peerOf(p.server))
 		}

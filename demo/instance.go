@@ -44,7 +44,8 @@ type downstream struct {
 
 // dialXDS opens a client to a mesh service through the xds resolver, with
 // the workload's own bootstrap and client spans from tp.
-func dialXDS(target string, r resolver.Builder, tp trace.TracerProvider) (*grpc.ClientConn, error) {
+func dialXDS(service string, cfg *Config, r resolver.Builder, tp trace.TracerProvider) (*grpc.ClientConn, error) {
+	target := Target(service, cfg.Namespace, cfg.ServicePort)
 	// xDS credentials follow the control plane: mTLS where it pushes
 	// security config, plaintext otherwise.
 	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
@@ -53,7 +54,7 @@ func dialXDS(target string, r resolver.Builder, tp trace.TracerProvider) (*grpc.
 	}
 	conn, err := grpc.NewClient(target, grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(creds),
-		grpc.WithStatsHandler(statsHandler(tp, true)),
+		grpc.WithStatsHandler(statsHandler(tp, &callee{service: service, host: Host(service, cfg.Namespace), port: cfg.ServicePort})),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", target, err)
@@ -76,8 +77,7 @@ func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvid
 			return nil, err
 		}
 		for _, svc := range def.Calls {
-			target := Target(svc, cfg.Namespace, cfg.ServicePort)
-			conn, err := dialXDS(target, r, tp)
+			conn, err := dialXDS(svc, cfg, r, tp)
 			if err != nil {
 				in.closeClients()
 				return nil, fmt.Errorf("%s: %w", def.Workload(), err)
@@ -91,7 +91,7 @@ func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvid
 		return nil, fmt.Errorf("%s: listen on %s: %w", def.Workload(), addr, err)
 	}
 	in.lis = lis
-	in.server = grpc.NewServer(grpc.StatsHandler(statsHandler(tp, false)))
+	in.server = grpc.NewServer(grpc.StatsHandler(statsHandler(tp, nil)))
 	testpb.RegisterTestServiceServer(in.server, in)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(in.server, hs)

@@ -50,33 +50,55 @@ func newTracerProvider(ctx context.Context, collector string, id peerIdentity, b
 	), nil
 }
 
-// statsHandler returns the otelgrpc stats handler for a client or a server,
-// propagating W3C trace context so that a client span and the server span it
-// causes share a trace and pair up in the collector.
-func statsHandler(tp trace.TracerProvider, client bool) stats.Handler {
+// callee names the service a client calls, for its spans.
+type callee struct {
+	service string
+	host    string // mesh host, reviews.bookinfo.svc.cluster.local
+	port    int    // mesh port
+}
+
+// statsHandler returns the otelgrpc stats handler for a server (to == nil)
+// or for a client of one mesh service, propagating W3C trace context so that
+// a client span and the server span it causes share a trace and pair up in
+// the collector.
+func statsHandler(tp trace.TracerProvider, to *callee) stats.Handler {
 	opts := []otelgrpc.Option{
 		otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithPropagators(propagation.TraceContext{}),
 	}
-	var h stats.Handler
-	if client {
-		h = otelgrpc.NewClientHandler(opts...)
-	} else {
-		h = otelgrpc.NewServerHandler(opts...)
+	if to == nil {
+		return meshAttributes{Handler: otelgrpc.NewServerHandler(opts...)}
 	}
-	return statusCodeHandler{h}
+	return meshAttributes{Handler: otelgrpc.NewClientHandler(opts...), to: to}
 }
 
-// statusCodeHandler adds the numeric rpc.grpc.status_code attribute to each
-// span before it ends. Current otelgrpc only writes the newer
-// rpc.response.status_code (a code name); collectors that read the older,
-// numeric attribute get it too.
-type statusCodeHandler struct{ stats.Handler }
+// meshAttributes completes each span before it ends with what a mesh
+// collector reads, whichever semantic-convention generation it follows:
+// current otelgrpc writes rpc.system.name, a fully qualified rpc.method and
+// the code name rpc.response.status_code; older readers want rpc.system and
+// the numeric rpc.grpc.status_code. On client spans it names the callee as
+// the mesh sees it (server.address = the mesh host, peer.service), not the
+// endpoint IP that xDS picked, so a request that never reached a server
+// still shows whom it was for.
+type meshAttributes struct {
+	stats.Handler
+	to *callee
+}
 
-func (h statusCodeHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
+func (h meshAttributes) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	if end, ok := s.(*stats.End); ok {
 		if span := trace.SpanFromContext(ctx); span.IsRecording() {
-			span.SetAttributes(attribute.Int("rpc.grpc.status_code", int(status.Code(end.Error))))
+			span.SetAttributes(
+				attribute.String("rpc.system", "grpc"),
+				attribute.Int("rpc.grpc.status_code", int(status.Code(end.Error))),
+			)
+			if h.to != nil {
+				span.SetAttributes(
+					attribute.String("server.address", h.to.host),
+					attribute.Int("server.port", h.to.port),
+					attribute.String("peer.service", h.to.service),
+				)
+			}
 		}
 	}
 	h.Handler.HandleRPC(ctx, s)
