@@ -10,6 +10,9 @@ import (
 // FuzzParse feeds arbitrary bytes to the parser (the REST body and config
 // dir files are untrusted). It must not panic; anything it accepts must
 // validate without panicking and survive a JSON round trip unchanged.
+// The seeds are whole config files, so run it with a bounded minimization
+// (go test -fuzz FuzzParse -fuzzminimizetime 200x); the default 60s per
+// new input leaves almost no time to fuzz.
 func FuzzParse(f *testing.F) {
 	for _, name := range exampleFiles {
 		f.Add(readExample(f, name))

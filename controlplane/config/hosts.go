@@ -44,10 +44,11 @@ type hostIndex struct {
 	addresses    map[string]bool     // WorkloadEntry addresses
 	subsets      map[string][]string // DestinationRule FQDN host -> subset names
 	wildDR       map[string][]string // wildcard DestinationRule host -> subset names
+	vsHosts      map[string][]string // FQDN -> keys of mesh VirtualServices routing it
 }
 
 func newHostIndex(sn *Snapshot, domain string) *hostIndex {
-	idx := &hostIndex{addresses: map[string]bool{}, subsets: map[string][]string{}, wildDR: map[string][]string{}}
+	idx := &hostIndex{addresses: map[string]bool{}, subsets: map[string][]string{}, wildDR: map[string][]string{}, vsHosts: map[string][]string{}}
 	if sn == nil {
 		return idx
 	}
@@ -60,6 +61,13 @@ func newHostIndex(sn *Snapshot, domain string) *hostIndex {
 		case *networking.WorkloadEntry:
 			if spec.GetAddress() != "" {
 				idx.addresses[spec.GetAddress()] = true
+			}
+		case *networking.VirtualService:
+			if meshRouting(spec) {
+				for _, h := range spec.GetHosts() {
+					f := FQDN(h, o.Meta.Namespace, domain)
+					idx.vsHosts[f] = append(idx.vsHosts[f], o.Key())
+				}
 			}
 		case *networking.DestinationRule:
 			h := FQDN(spec.GetHost(), o.Meta.Namespace, domain)
@@ -146,3 +154,18 @@ func hostLabel(l string) bool {
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
+
+// meshRouting reports whether a VirtualService applies to sidecars (no
+// gateways, or the reserved gateway "mesh"), where one host has one route
+// table.
+func meshRouting(vs *networking.VirtualService) bool {
+	if len(vs.GetGateways()) == 0 {
+		return true
+	}
+	for _, g := range vs.GetGateways() {
+		if g == "mesh" {
+			return true
+		}
+	}
+	return false
+}

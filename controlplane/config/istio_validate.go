@@ -104,6 +104,17 @@ func (v *istioValidator) virtualService(o *Object, sn *Snapshot) []FieldError {
 	for i, h := range vs.GetHosts() {
 		if msg := validHost(h, true); msg != "" {
 			fe.add(indexPath("hosts", i), "%s", msg)
+			continue
+		}
+		if !meshRouting(vs) || strings.HasPrefix(h, "*") {
+			continue
+		}
+		// The sidecar has one route table per host: a second VirtualService
+		// for it would silently lose to the first.
+		for _, other := range idx.vsHosts[FQDN(h, o.Meta.Namespace, v.opts.DomainSuffix)] {
+			if other != o.Key() {
+				fe.add(indexPath("hosts", i), "host %q is also routed by %s; use one VirtualService per host", h, other)
+			}
 		}
 	}
 	if len(vs.GetHttp())+len(vs.GetTcp())+len(vs.GetTls()) == 0 {
