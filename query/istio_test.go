@@ -133,20 +133,26 @@ func serveMetrics(t testing.TB, p *atomic.Pointer[istioMetrics]) string {
 // data directory, scraping target every second, and returns its URL.
 func startPrometheus(t testing.TB, target string) string {
 	t.Helper()
+	return startPrometheusEvery(t, target, time.Second)
+}
+
+// startPrometheusEvery is startPrometheus with a scrape interval.
+func startPrometheusEvery(t testing.TB, target string, every time.Duration) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatalf("prometheus binary not found (Debian package prometheus): %v", err)
 	}
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
+  scrape_interval: %s
+  scrape_timeout: %s
+  evaluation_interval: %s
 scrape_configs:
   - job_name: mesh
     static_configs:
       - targets: [%q]
-`, target)
+`, every, every, every, target)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +182,10 @@ scrape_configs:
 		cancel()
 		_ = cmd.Wait()
 		logf.Close()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
+			t.Logf("prometheus log:\n%s", log)
+		}
 	})
 	u := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
