@@ -29,10 +29,12 @@ func Metrics(md pmetric.Metrics) []store.MetricPoint {
 				}
 				switch m.Type() {
 				case pmetric.MetricTypeGauge, pmetric.MetricTypeSum:
-					dps := m.Gauge().DataPoints()
+					var dps pmetric.NumberDataPointSlice
 					typ := "gauge"
 					if m.Type() == pmetric.MetricTypeSum {
 						dps, typ = m.Sum().DataPoints(), "sum"
+					} else {
+						dps = m.Gauge().DataPoints()
 					}
 					for d := 0; d < dps.Len(); d++ {
 						dp := dps.At(d)
