@@ -98,9 +98,10 @@ func joinDocuments(files []configFile) []byte {
 // runApply is `meshlens apply -f FILE|DIR|-`: send config to the server,
 // which applies all of it or none.
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("apply", "apply -f FILE|DIR|- [-f ...] [--server URL] [--token TOKEN]", stderr)
+	fs := newFlagSet("apply", "apply -f FILE|DIR|- [-f ...] [--dry-run] [--server URL] [--token TOKEN]", stderr)
 	var files fileList
 	fs.Var(&files, "f", "file, directory or - (stdin) of YAML/JSON config; repeatable")
+	dryRun := fs.Bool("dry-run", false, "only check the config against the server's current config; change nothing")
 	var cf clientFlags
 	cf.register(fs)
 	pos, err := parseArgs(fs, args)
@@ -114,12 +115,16 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	path, verb := "/config", "applied"
+	if *dryRun {
+		path, verb = "/config?dryRun=true", "valid (dry run)"
+	}
 	var resp config.ApplyResponse
-	if err := cf.client().do(ctx, "POST", "/config", joinDocuments(contents), &resp, stderr); err != nil {
+	if err := cf.client().do(ctx, "POST", path, joinDocuments(contents), &resp, stderr); err != nil {
 		return err
 	}
 	for _, r := range resp.Applied {
-		fmt.Fprintf(stdout, "%s/%s/%s applied\n", r.Kind, r.Namespace, r.Name)
+		fmt.Fprintf(stdout, "%s/%s/%s %s\n", r.Kind, r.Namespace, r.Name, verb)
 	}
 	fmt.Fprintf(stdout, "config version %d\n", resp.Version)
 	return nil

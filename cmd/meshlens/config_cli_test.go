@@ -59,7 +59,11 @@ func TestCLIApplyGetDeleteAgainstServer(t *testing.T) {
 	common := []string{"--server", url, "--data-dir", dataDir}
 
 	// A directory is one batch: the files' references resolve together.
-	out, stderr, err := run(t, runApply, append([]string{"-f", examplesDir()}, common...)...)
+	out, stderr, err := run(t, runApply, append([]string{"-f", examplesDir(), "--dry-run"}, common...)...)
+	if err != nil || !strings.Contains(out, "VirtualService/bookinfo/reviews valid (dry run)") || store.Snapshot().Version != 0 {
+		t.Fatalf("apply --dry-run: %v (version %d)\n%s%s", err, store.Snapshot().Version, out, stderr)
+	}
+	out, stderr, err = run(t, runApply, append([]string{"-f", examplesDir()}, common...)...)
 	if err != nil {
 		t.Fatalf("apply: %v\n%s", err, stderr)
 	}

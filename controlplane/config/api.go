@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 )
@@ -20,6 +21,9 @@ type ObjectRef struct {
 type ApplyResponse struct {
 	Version uint64      `json:"version"`
 	Applied []ObjectRef `json:"applied"`
+	// DryRun is set when ?dryRun=true only checked the objects; Version
+	// is then the unchanged current one.
+	DryRun bool `json:"dryRun,omitempty"`
 }
 
 // ListResponse is the body of GET /api/v1/config.
@@ -47,7 +51,7 @@ type ErrorResponse struct {
 // RegisterRoutes serves config under api (the /api/v1 group, which already
 // carries the read-auth middleware); operator guards the mutating routes.
 //
-//	POST   /config                        apply multi-document YAML or JSON
+//	POST   /config[?dryRun=true]          apply (or only check) multi-document YAML or JSON
 //	GET    /config[?kind=K]               list
 //	GET    /config/{kind}/{ns}/{name}     one object
 //	DELETE /config/{kind}/{ns}/{name}     delete
@@ -74,6 +78,16 @@ func (h *handlers) apply(c echo.Context) error {
 	}
 	if len(objs) == 0 {
 		return c.JSON(http.StatusBadRequest, ErrorResponse{"the body holds no objects; send YAML or JSON config"})
+	}
+	if dry, _ := strconv.ParseBool(c.QueryParam("dryRun")); dry {
+		if err := h.store.Check(objs); err != nil {
+			return writeErr(c, err)
+		}
+		resp := ApplyResponse{Version: h.store.Snapshot().Version, DryRun: true}
+		for _, o := range objs {
+			resp.Applied = append(resp.Applied, ObjectRef{o.Kind, o.Meta.Namespace, o.Meta.Name})
+		}
+		return c.JSON(http.StatusOK, resp)
 	}
 	sn, err := h.store.Apply(c.Request().Context(), objs)
 	if err != nil {

@@ -106,6 +106,17 @@ func TestAPIApplyGetListDelete(t *testing.T) {
 		t.Fatal("invalid apply changed the config")
 	}
 
+	// A dry run reports the same errors, and on success applies nothing.
+	code, body = call(t, "POST", api+"/config?dryRun=true", operatorToken, bad)
+	if code != 400 || !strings.Contains(string(body), "sum to 105") {
+		t.Fatalf("dry run of invalid config: %d %s", code, body)
+	}
+	newSE := `{"apiVersion":"networking.istio.io/v1","kind":"ServiceEntry","metadata":{"name":"new","namespace":"shop"},"spec":{"hosts":["new"],"resolution":"DNS","ports":[{"number":80,"name":"http"}]}}`
+	code, body = call(t, "POST", api+"/config?dryRun=true", operatorToken, newSE)
+	if code != 200 || !strings.Contains(string(body), `"dryRun":true`) || s.Snapshot().Get("ServiceEntry", "shop", "new") != nil || s.Snapshot().Version != 1 {
+		t.Fatalf("dry run of valid config: %d %s (version %d)", code, body, s.Snapshot().Version)
+	}
+
 	code, body = call(t, "DELETE", api+"/config/vs/bookinfo/ratings", operatorToken, "")
 	if code != 200 {
 		t.Fatalf("delete: %d %s", code, body)

@@ -96,6 +96,12 @@ func Open(dataDir string, kinds *Kinds, logger *slog.Logger, reg prometheus.Regi
 			}
 		}
 	}
+	// Temp files of writes a crash interrupted; the state file is intact.
+	if stale, _ := filepath.Glob(filepath.Join(dataDir, StateFile+".tmp-*")); len(stale) > 0 {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
 	sn, err := s.load()
 	if err != nil {
 		return nil, err
@@ -194,13 +200,7 @@ func (s *Store) Origin(kind, namespace, name string) string {
 func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs FieldErrors
-	for _, o := range objs {
-		if origin, ok := s.origins[o.Key()]; ok && origin != SourceAPI {
-			errs = append(errs, FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
-		}
-	}
-	if len(errs) > 0 {
+	if errs := s.ownedElsewhere(objs); len(errs) > 0 {
 		s.changes.WithLabelValues(SourceAPI, "invalid").Inc()
 		return nil, errs
 	}
@@ -209,6 +209,32 @@ func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, error) {
 		origins[o.Key()] = SourceAPI
 	}
 	return s.commit(ctx, SourceAPI, objs, origins, nil)
+}
+
+// Check runs every check Apply would, against the current config, without
+// changing anything: a dry run. The error is FieldErrors.
+func (s *Store) Check(objs []*Object) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if errs := s.ownedElsewhere(objs); len(errs) > 0 {
+		return errs
+	}
+	if _, errs := s.kinds.prepare(s.Snapshot(), objs, nil); len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// ownedElsewhere refuses API changes to objects another source owns.
+// s.mu is held.
+func (s *Store) ownedElsewhere(objs []*Object) FieldErrors {
+	var errs FieldErrors
+	for _, o := range objs {
+		if origin, ok := s.origins[o.Key()]; ok && origin != SourceAPI {
+			errs = append(errs, FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
+		}
+	}
+	return errs
 }
 
 // Delete removes one object owned by the API. Removing an object other
