@@ -61,7 +61,7 @@ func TestUnpairedHalvesBecomeRecordsAfterTheWait(t *testing.T) {
 	now := time.Unix(1000, 0)
 	p := NewPairer(time.Second, 100)
 	td := ptrace.NewTraces()
-	span(td, "b", "v1", ptrace.SpanKindServer, 1, 2, 9, now, time.Millisecond) // caller never reports
+	span(td, "b", "v1", ptrace.SpanKindServer, 1, 2, 9, now, time.Millisecond)    // caller never reports
 	c := span(td, "a", "", ptrace.SpanKindClient, 3, 4, 0, now, time.Millisecond) // callee never reports
 	c.Attributes().PutStr("server.address", "payments.shop.svc.cluster.local")
 	if got := p.Add(td, now); len(got) != 0 {
@@ -118,7 +118,7 @@ func TestInboundEntryFromMeshCallerIsLeftToTheCallersProxy(t *testing.T) {
 		}
 	}
 	mk("spiffe://cluster.local/ns/shop/sa/productpage") // reported by productpage's proxy as outbound
-	mk("")                                             // from outside the mesh
+	mk("")                                              // from outside the mesh
 	recs, rows := Logs(logs)
 	if len(rows) != 0 || len(recs) != 1 || recs[0].Destination.Service != "reviews" || recs[0].Source.Service != "" {
 		t.Fatalf("records = %+v, rows = %d", recs, len(rows))
