@@ -1,9 +1,13 @@
 package xds
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
 func vsWeightsYAML(w1, w2 int) string {
@@ -97,6 +101,46 @@ spec:
 			got := distribution(t, c, 20, 2, tc.md...)
 			if got[tc.want] != 20 {
 				t.Fatalf("want 20 RPCs on %s, got %v", tc.want, got)
+			}
+		})
+	}
+}
+
+func TestURIMatchRoutesByGRPCMethod(t *testing.T) {
+	for _, tc := range []struct {
+		name, uri string
+	}{
+		{"exact", `{exact: /grpc.testing.TestService/EmptyCall}`},
+		{"prefix", `{prefix: /grpc.testing.TestService/Empty}`},
+		{"regex", `{regex: "/grpc\\.testing\\.TestService/Empty.*"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMesh(t)
+			v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+			m.apply(serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2") + `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo]
+  http:
+  - match: [{uri: ` + tc.uri + `}]
+    route: [{destination: {host: echo, subset: v2}}]
+  - route: [{destination: {host: echo, subset: v1}}]
+`)
+			c := m.client(echoTarget, nil, nil)
+			if got := distribution(t, c, 10, 1); got["v1"] != 10 {
+				t.Fatalf("UnaryCall must stay on v1: %v", got)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 10 {
+				if _, err := c.EmptyCall(ctx, &testgrpc.Empty{}, grpc.WaitForReady(true)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v2.calls.Load() != 10 {
+				t.Fatalf("EmptyCall must go to v2: v1 saw %d calls, v2 %d", v1.calls.Load()-10, v2.calls.Load())
 			}
 		})
 	}
