@@ -66,7 +66,9 @@ func (s *recordSink) ConsumeRecords(_ context.Context, recs []mesh.Record) error
 
 // startCollector runs a collector on free loopback ports against a fresh
 // ClickHouse database until the test ends.
-func startCollector(t *testing.T) *harness {
+func startCollector(t *testing.T) *harness { return startCollectorB(t) }
+
+func startCollectorB(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{store: storetest.Open(t), reg: prometheus.NewRegistry(), sink: &recordSink{ch: make(chan []mesh.Record, 1024)}}
 	h.cfg = collector.DefaultConfig()

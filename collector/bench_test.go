@@ -1,0 +1,160 @@
+package collector_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshlens/meshlens/collector/normalize"
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/store"
+	"github.com/meshlens/meshlens/store/storetest"
+)
+
+// benchTraces builds batches of client/server span pairs: frontend calls
+// three versions of a backend.
+func benchTraces(batches, pairsPerBatch int) []ptrace.Traces {
+	out := make([]ptrace.Traces, batches)
+	start := time.Now().Add(-time.Minute)
+	var id uint64
+	for b := range out {
+		td := ptrace.NewTraces()
+		client := td.ResourceSpans().AppendEmpty()
+		client.Resource().Attributes().PutStr("service.name", "frontend")
+		client.Resource().Attributes().PutStr("k8s.namespace.name", "bench")
+		cs := client.ScopeSpans().AppendEmpty().Spans()
+		servers := make([]ptrace.SpanSlice, 3)
+		for v := range servers {
+			rs := td.ResourceSpans().AppendEmpty()
+			rs.Resource().Attributes().PutStr("service.name", "backend")
+			rs.Resource().Attributes().PutStr("service.version", fmt.Sprintf("v%d", v+1))
+			rs.Resource().Attributes().PutStr("k8s.namespace.name", "bench")
+			servers[v] = rs.ScopeSpans().AppendEmpty().Spans()
+		}
+		for i := 0; i < pairsPerBatch; i++ {
+			id++
+			var tid pcommon.TraceID
+			tid[0], tid[1], tid[2], tid[3] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
+			c := cs.AppendEmpty()
+			c.SetKind(ptrace.SpanKindClient)
+			c.SetName("GET /items")
+			c.SetTraceID(tid)
+			c.SetSpanID(pcommon.SpanID{1, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
+			c.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+			c.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(id%50) * time.Millisecond)))
+			c.Attributes().PutStr("http.request.method", "GET")
+			s := servers[id%3].AppendEmpty()
+			s.SetKind(ptrace.SpanKindServer)
+			s.SetName("GET /items")
+			s.SetTraceID(tid)
+			s.SetSpanID(pcommon.SpanID{2, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
+			s.SetParentSpanID(c.SpanID())
+			s.SetStartTimestamp(c.StartTimestamp())
+			s.SetEndTimestamp(c.EndTimestamp())
+			s.Attributes().PutInt("http.response.status_code", 200)
+			s.Attributes().PutStr("url.path", "/items")
+		}
+		out[b] = td
+	}
+	return out
+}
+
+// BenchmarkIngest measures OTLP spans/s end to end into ClickHouse (sent over
+// gRPC, normalised, paired, queued on disk, written), and in the same run the
+// rows/s of a plain clickhouse-go batch insert of the same rows, and prints
+// their ratio. Target: ≥ 50,000 spans/s and a ratio ≥ 0.5.
+func BenchmarkIngest(b *testing.B) {
+	const batches, pairs = 100, 1000 // 200,000 spans, 100,000 request records
+	data := benchTraces(batches, pairs)
+	spans := batches * pairs * 2
+
+	// Reference: the same rows, inserted directly with clickhouse-go.
+	ref := storetest.Open(b)
+	type chunk struct {
+		spans []store.Span
+		recs  []mesh.Record
+	}
+	var chunks []chunk
+	p := normalize.NewPairer(time.Minute, 0)
+	for i := 0; i < len(data); i += 25 {
+		var c chunk
+		for _, td := range data[i:min(i+25, len(data))] {
+			c.spans = append(c.spans, normalize.Spans(td)...)
+			c.recs = append(c.recs, p.Add(td, time.Now())...)
+		}
+		chunks = append(chunks, c)
+	}
+	var rowsSpans, rowsRecs int
+	refStart := time.Now() // only the inserts are timed
+	for _, c := range chunks {
+		if err := ref.InsertSpans(context.Background(), c.spans); err != nil {
+			b.Fatal(err)
+		}
+		if err := ref.InsertRecords(context.Background(), c.recs); err != nil {
+			b.Fatal(err)
+		}
+		rowsSpans += len(c.spans)
+		rowsRecs += len(c.recs)
+	}
+	refDur := time.Since(refStart)
+	refRate := float64(rowsSpans) / refDur.Seconds()
+
+	// End to end.
+	h := startCollectorB(b)
+	conn, err := grpc.NewClient(h.cfg.OTLPGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := ptraceotlp.NewGRPCClient(conn)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	work := make(chan ptrace.Traces, len(data))
+	for _, td := range data {
+		work <- td
+	}
+	close(work)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for td := range work {
+				for {
+					_, err := client.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td))
+					if err == nil {
+						break
+					}
+					time.Sleep(10 * time.Millisecond) // pushed back: retry like an SDK
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var got uint64
+	for got < uint64(spans) {
+		if err := h.store.Conn().QueryRow(context.Background(), "SELECT count() FROM "+h.store.Table("spans")).Scan(&got); err != nil {
+			b.Fatal(err)
+		}
+		if time.Since(start) > 5*time.Minute {
+			b.Fatalf("only %d of %d spans after 5 minutes", got, spans)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e2e := time.Since(start)
+	b.StopTimer()
+	e2eRate := float64(spans) / e2e.Seconds()
+	b.ReportMetric(e2eRate, "spans/s")
+	b.ReportMetric(refRate, "ref-rows/s")
+	b.ReportMetric(e2eRate/refRate, "ratio")
+	b.Logf("OTLP end to end: %d spans in %v = %.0f spans/s; plain clickhouse-go insert of the same %d span rows (+%d records): %v = %.0f rows/s; ratio %.2f (target ≥ 0.5, ≥ 50,000 spans/s)",
+		spans, e2e.Round(time.Millisecond), e2eRate, rowsSpans, rowsRecs, refDur.Round(time.Millisecond), refRate, e2eRate/refRate)
+}
