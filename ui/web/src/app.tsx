@@ -1,0 +1,156 @@
+import { useEffect, useState } from 'preact/hooks';
+import { getToken, onAuthError, setToken, type ApiError } from './api';
+import { AlertsPage } from './pages/Alerts';
+import { ConfigPage } from './pages/Config';
+import { RolloutDetailPage, RolloutsPage } from './pages/Rollouts';
+import { ServiceDetailPage, ServicesPage } from './pages/Services';
+import { TopologyPage } from './pages/Topology';
+import { match, navigate, onLinkClick, useLocation } from './router';
+import { onToasts, type Toast } from './toast';
+
+const NAV = [
+  { href: '/topology', label: 'Topology', icon: '◎' },
+  { href: '/services', label: 'Services', icon: '▤' },
+  { href: '/rollouts', label: 'Rollouts', icon: '⇢' },
+  { href: '/config', label: 'Config', icon: '⚙' },
+  { href: '/alerts', label: 'Alerts', icon: '⚑' },
+];
+
+function route(path: string, query: URLSearchParams) {
+  let m;
+  if (path === '/' || path === '') {
+    navigate('/topology', true);
+    return null;
+  }
+  if (match('/topology', path)) return <TopologyPage query={query} />;
+  if (match('/services', path)) return <ServicesPage />;
+  if ((m = match('/services/:ns/:name', path))) return <ServiceDetailPage ns={m.ns} name={m.name} query={query} />;
+  if (match('/rollouts', path)) return <RolloutsPage query={query} />;
+  if ((m = match('/rollouts/:ns/:name', path))) return <RolloutDetailPage ns={m.ns} name={m.name} />;
+  if (match('/config', path)) return <ConfigPage query={query} />;
+  if (match('/alerts', path)) return <AlertsPage />;
+  return (
+    <div class="page">
+      <div class="empty">
+        <div class="empty-title">No page at {path}</div>
+        <div class="empty-body">
+          Go to the <a href="/topology">topology</a>.
+        </div>
+      </div>
+    </div>
+  );
+}
+
+export function App() {
+  const { path, query } = useLocation();
+  const [login, setLogin] = useState<{ reason: string } | null>(null);
+  const [hasToken, setHasToken] = useState(!!getToken());
+  const [toasts, setToasts] = useState<Toast[]>([]);
+  useEffect(() => onToasts(setToasts), []);
+  useEffect(
+    () =>
+      onAuthError((e: ApiError) =>
+        setLogin((cur) => cur ?? { reason: e.status === 403 ? `This action needs more rights: ${e.message}. Sign in with an operator token.` : `meshlens asks for a token: ${e.message}` }),
+      ),
+    [],
+  );
+  const section = '/' + (path.split('/')[1] ?? '');
+  return (
+    <div class="shell" onClick={onLinkClick}>
+      <nav class="sidebar">
+        <a class="brand" href="/topology">
+          <svg viewBox="0 0 32 32" width="26" height="26" aria-hidden="true">
+            <rect width="32" height="32" rx="7" fill="#1e3a5f" />
+            <circle cx="9" cy="16" r="4" fill="#5eead4" />
+            <circle cx="23" cy="9" r="4" fill="#93c5fd" />
+            <circle cx="23" cy="23" r="4" fill="#93c5fd" />
+            <path d="M12.5 14.5 19.5 10.5M12.5 17.5 19.5 21.5" stroke="#e2e8f0" stroke-width="2" />
+          </svg>
+          meshlens
+        </a>
+        <ul>
+          {NAV.map((n) => (
+            <li>
+              <a href={n.href} class={section === n.href ? 'active' : ''} aria-current={section === n.href ? 'page' : undefined}>
+                <span class="nav-icon" aria-hidden="true">{n.icon}</span>
+                {n.label}
+              </a>
+            </li>
+          ))}
+        </ul>
+        <div class="sidebar-foot">
+          {hasToken ? (
+            <button
+              class="btn small ghost"
+              onClick={() => {
+                setToken('');
+                setHasToken(false);
+              }}
+            >
+              Sign out
+            </button>
+          ) : (
+            <button class="btn small" onClick={() => setLogin({ reason: '' })} data-testid="sign-in">
+              Sign in
+            </button>
+          )}
+          <div class="muted tiny">{hasToken ? 'token set' : 'read-only until signed in'}</div>
+        </div>
+      </nav>
+      <main class="content">{route(path, query)}</main>
+      {login && (
+        <LoginDialog
+          reason={login.reason}
+          onDone={(ok) => {
+            setLogin(null);
+            setHasToken(!!getToken());
+            if (ok) location.reload();
+          }}
+        />
+      )}
+      <div class="toasts" aria-live="polite">
+        {toasts.map((t) => (
+          <div class={`toast ${t.kind}`}>{t.text}</div>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+function LoginDialog({ reason, onDone }: { reason: string; onDone: (ok: boolean) => void }) {
+  const [value, setValue] = useState(getToken());
+  return (
+    <div class="modal-backdrop">
+      <form
+        class="modal"
+        role="dialog"
+        aria-label="Sign in"
+        data-testid="login"
+        onSubmit={(e) => {
+          e.preventDefault();
+          setToken(value.trim());
+          onDone(true);
+        }}
+      >
+        <h2>Sign in to meshlens</h2>
+        {reason && <p class="banner warn">{reason}</p>}
+        <p class="muted">
+          Paste a bearer token. A viewer token can read; an operator token can also apply config and steer rollouts. The token stays in this browser (local storage).
+        </p>
+        <label class="field">
+          <span>Token</span>
+          <input type="password" autoFocus value={value} onInput={(e) => setValue((e.target as HTMLInputElement).value)} name="token" autoComplete="off" />
+        </label>
+        <div class="form-actions">
+          <span class="spacer" />
+          <button type="button" class="btn" onClick={() => onDone(false)}>
+            Cancel
+          </button>
+          <button type="submit" class="btn primary" disabled={!value.trim()}>
+            Sign in
+          </button>
+        </div>
+      </form>
+    </div>
+  );
+}

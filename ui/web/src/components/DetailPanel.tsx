@@ -1,0 +1,155 @@
+import type { Graph, GraphEdge, GraphNode } from '../api';
+import { fmtMs, fmtPct, fmtRps, health } from '../format';
+import { groupId, nodeTraffic } from '../graph';
+import { Badge, CodeBar, Stat } from './common';
+import type { Selection } from './GraphCanvas';
+import { VersionCharts } from './VersionCharts';
+
+function nodeName(n: GraphNode | undefined, id: string): string {
+  if (!n) return id;
+  if (n.unknown) return 'unknown caller';
+  return n.version ? `${n.service} ${n.version}` : n.workload || n.service;
+}
+
+function mergeCodes(es: GraphEdge[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const e of es) for (const [c, n] of Object.entries(e.codes)) out[c] = (out[c] ?? 0) + n;
+  return out;
+}
+
+function p99Of(es: GraphEdge[]): number {
+  // The slowest caller's p99 bounds what a user saw; a weighted mean of p99s is not a p99.
+  return es.reduce((m, e) => Math.max(m, e.p99Ms), 0);
+}
+
+function tone(rps: number, er: number) {
+  const h = health(rps, er);
+  return h === 'failing' ? 'bad' : h === 'degraded' ? 'warn' : undefined;
+}
+
+export function DetailPanel({ graph, selection, onSelect, onClose, range }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string }) {
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  let body;
+  if (selection.type === 'edge') {
+    const e = graph.edges.find((x) => `${x.source}->${x.target}` === selection.id);
+    if (!e) body = <div class="muted">This edge has no traffic in the current window.</div>;
+    else {
+      const src = byId.get(e.source);
+      const dst = byId.get(e.target);
+      body = (
+        <>
+          <div class="panel-kicker">Edge</div>
+          <h2 class="panel-title" data-testid="detail-title">
+            <a onClick={() => onSelect({ type: 'node', id: e.source })}>{nodeName(src, e.source)}</a>
+            <span class="arrow">→</span>
+            <a onClick={() => onSelect({ type: 'node', id: e.target })}>{nodeName(dst, e.target)}</a>
+          </h2>
+          <div class="stats">
+            <Stat label="rps" value={fmtRps(e.rps)} />
+            <Stat label="errors" value={fmtPct(e.errorRate)} tone={tone(e.rps, e.errorRate)} />
+            <Stat label="p50" value={fmtMs(e.p50Ms)} />
+            <Stat label="p90" value={fmtMs(e.p90Ms)} />
+            <Stat label="p99" value={fmtMs(e.p99Ms)} />
+          </div>
+          <div class="kv">
+            <span>Requests in window</span>
+            <b>{e.requests.toLocaleString()}</b>
+            <span>mTLS</span>
+            <b>{e.mtls >= 0.999 ? <Badge kind="ok">mutual TLS</Badge> : e.mtls > 0 ? <Badge kind="warn">{fmtPct(e.mtls)} mTLS</Badge> : <Badge kind="muted">plaintext</Badge>}</b>
+          </div>
+          <h3>Response codes</h3>
+          <CodeBar codes={e.codes} />
+          {dst && !dst.unknown && (
+            <>
+              <h3>
+                {dst.service} by version <a class="more" href={`/services/${dst.namespace}/${dst.service}`}>service page →</a>
+              </h3>
+              <VersionCharts namespace={dst.namespace} service={dst.service} range={range} highlight={dst.version || undefined} height={110} />
+            </>
+          )}
+        </>
+      );
+    }
+  } else {
+    const isGroup = selection.id.startsWith('group:');
+    const members = isGroup ? graph.nodes.filter((n) => groupId(n.namespace, n.service) === selection.id) : graph.nodes.filter((n) => n.id === selection.id);
+    const n = members[0];
+    if (!n) body = <div class="muted">This node has no traffic in the current window.</div>;
+    else {
+      const t = nodeTraffic(graph, new Set(members.map((m) => m.id)));
+      body = (
+        <>
+          <div class="panel-kicker">{n.unknown ? 'Unknown caller' : isGroup ? 'Service' : n.version ? 'Version' : 'Service'}</div>
+          <h2 class="panel-title" data-testid="detail-title">
+            {isGroup ? n.service : nodeName(n, n.id)}
+            {n.namespace && <span class="ns">{n.namespace}</span>}
+          </h2>
+          {isGroup && (
+            <div class="chips">
+              {members.map((m) => (
+                <button class="chip" onClick={() => onSelect({ type: 'node', id: m.id })}>
+                  {m.version || m.workload}
+                </button>
+              ))}
+            </div>
+          )}
+          <div class="stats">
+            <Stat label="in rps" value={fmtRps(t.rpsIn)} />
+            <Stat label="in errors" value={fmtPct(t.errorRateIn)} tone={tone(t.rpsIn, t.errorRateIn)} />
+            <Stat label="in p99" value={fmtMs(p99Of(t.inbound))} />
+            <Stat label="out rps" value={fmtRps(t.rpsOut)} />
+            <Stat label="out errors" value={fmtPct(t.errorRateOut)} tone={tone(t.rpsOut, t.errorRateOut)} />
+          </div>
+          {t.inbound.length > 0 && (
+            <>
+              <h3>Inbound response codes</h3>
+              <CodeBar codes={mergeCodes(t.inbound)} />
+            </>
+          )}
+          <EdgeList title="Callers" edges={t.inbound} other={(e) => e.source} byId={byId} onSelect={onSelect} />
+          <EdgeList title="Calls" edges={t.outbound} other={(e) => e.target} byId={byId} onSelect={onSelect} />
+          {!n.unknown && (
+            <>
+              <h3>
+                Per-version traffic <a class="more" href={`/services/${n.namespace}/${n.service}`}>service page →</a>
+              </h3>
+              <VersionCharts namespace={n.namespace} service={n.service} range={range} highlight={isGroup ? undefined : n.version || undefined} height={110} />
+            </>
+          )}
+        </>
+      );
+    }
+  }
+  return (
+    <aside class="detail-panel" data-testid="detail-panel" aria-label="Details">
+      <button class="close" onClick={onClose} aria-label="Close details">
+        ×
+      </button>
+      {body}
+    </aside>
+  );
+}
+
+function EdgeList({ title, edges, other, byId, onSelect }: { title: string; edges: GraphEdge[]; other: (e: GraphEdge) => string; byId: Map<string, GraphNode>; onSelect: (s: Selection) => void }) {
+  if (!edges.length) return null;
+  return (
+    <>
+      <h3>{title}</h3>
+      <table class="mini">
+        <tbody>
+          {[...edges].sort((a, b) => b.rps - a.rps).slice(0, 12).map((e) => (
+            <tr class="clickable" onClick={() => onSelect({ type: 'edge', id: `${e.source}->${e.target}` })}>
+              <td>
+                <i class={`hdot h-${health(e.rps, e.errorRate)}`} />
+                {nodeName(byId.get(other(e)), other(e))}
+              </td>
+              <td class="num">{fmtRps(e.rps)} rps</td>
+              <td class="num">{fmtPct(e.errorRate)}</td>
+              <td class="num">{fmtMs(e.p99Ms)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}

@@ -1,0 +1,303 @@
+import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
+import dagre from 'cytoscape-dagre';
+import { useEffect, useRef } from 'preact/hooks';
+import { planUpdate, type Elements } from '../graph';
+import { layeredPositions } from '../layered';
+
+let registered = false;
+function register() {
+  if (!registered) {
+    cytoscape.use(dagre);
+    registered = true;
+  }
+}
+
+export interface Selection {
+  type: 'node' | 'edge';
+  id: string;
+}
+
+/** Above this many nodes, the canvas trades eye candy for speed. */
+export const LARGE_GRAPH = 150;
+
+const style: cytoscape.StylesheetJson = [
+  {
+    selector: 'node',
+    style: {
+      'background-color': '#ffffff',
+      'border-width': 2.5,
+      'border-color': 'data(color)',
+      label: 'data(label)',
+      'font-family': 'Inter, system-ui, sans-serif',
+      'font-size': 11,
+      color: '#1f2937',
+      'text-valign': 'bottom',
+      'text-halign': 'center',
+      'text-margin-y': 4,
+      'text-wrap': 'wrap',
+      'text-background-color': '#ffffff',
+      'text-background-opacity': 0.8,
+      'text-background-padding': '1px',
+      'min-zoomed-font-size': 7,
+      width: 30,
+      height: 30,
+      shape: 'ellipse',
+    },
+  },
+  { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
+  { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
+  { selector: 'node.service', style: { shape: 'round-triangle', width: 34, height: 30 } },
+  { selector: 'node.unknown', style: { shape: 'diamond', 'border-color': '#6b7280', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
+  { selector: 'node.health-idle', style: { 'border-color': '#9ca3af' } },
+  {
+    selector: 'node.group',
+    style: {
+      shape: 'round-rectangle',
+      'background-color': '#f8fafc',
+      'background-opacity': 1,
+      'border-width': 1.5,
+      'border-style': 'dashed',
+      'border-color': '#94a3b8',
+      label: 'data(label)',
+      'font-weight': 600,
+      'font-size': 12,
+      color: '#334155',
+      'text-valign': 'top',
+      'text-halign': 'center',
+      'text-margin-y': -4,
+      'text-background-opacity': 0,
+      padding: '12px',
+    },
+  },
+  { selector: 'node.group.health-failing', style: { 'border-color': '#dc2626', 'background-color': '#fef2f2' } },
+  { selector: 'node.group.health-degraded', style: { 'border-color': '#d97706', 'background-color': '#fffbeb' } },
+  {
+    selector: 'edge',
+    style: {
+      width: 'data(width)',
+      'line-color': 'data(color)',
+      'target-arrow-color': 'data(color)',
+      'target-arrow-shape': 'triangle',
+      'arrow-scale': 0.9,
+      'curve-style': 'bezier',
+      label: 'data(label)',
+      'font-family': 'Inter, system-ui, sans-serif',
+      'font-size': 9,
+      color: '#374151',
+      'text-background-color': '#ffffff',
+      'text-background-opacity': 0.9,
+      'text-background-padding': '2px',
+      'text-background-shape': 'roundrectangle',
+      'min-zoomed-font-size': 7,
+      'text-rotation': 'none',
+    },
+  },
+  { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'source-arrow-color': 'data(color)', 'arrow-scale': 0.8 } },
+  { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3], color: '#b91c1c' } },
+  { selector: '.dim', style: { opacity: 0.15 } },
+  { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
+  { selector: 'node:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.25, 'underlay-padding': 8 } },
+  { selector: 'node.group:selected', style: { 'underlay-opacity': 0.12 } },
+  { selector: 'edge:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.3, 'underlay-padding': 5, 'z-index': 10 } },
+];
+
+export interface GraphCanvasProps {
+  elements: Elements;
+  /** changing it (a new view) lays out from scratch and fits */
+  layoutKey: string;
+  selected: Selection | null;
+  onSelect: (s: Selection | null) => void;
+  onReady?: (cy: Core) => void;
+}
+
+/** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
+const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
+
+export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }: GraphCanvasProps) {
+  const box = useRef<HTMLDivElement>(null);
+  const cyRef = useRef<Core | null>(null);
+  const keyRef = useRef<string>('');
+  const onSelectRef = useRef(onSelect);
+  onSelectRef.current = onSelect;
+
+  useEffect(() => {
+    register();
+    const cy = cytoscape({
+      container: box.current,
+      style,
+      minZoom: 0.05,
+      maxZoom: 3,
+      wheelSensitivity: 0.3,
+      boxSelectionEnabled: false,
+      selectionType: 'single',
+    });
+    cy.on('tap', 'node, edge', (e) => {
+      const t = e.target;
+      onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
+    });
+    cy.on('tap', (e) => {
+      if (e.target === cy) onSelectRef.current(null);
+    });
+    cy.on('dragfree', 'node', () => save(cy, keyRef.current));
+    cyRef.current = cy;
+    (window as unknown as { __cy?: Core }).__cy = cy; // for e2e tests and debugging
+    onReady?.(cy);
+    return () => {
+      save(cy, keyRef.current);
+      cy.destroy();
+      cyRef.current = null;
+    };
+  }, []);
+
+  useEffect(() => {
+    const cy = cyRef.current;
+    if (!cy) return;
+    const large = elements.nodes.length > LARGE_GRAPH;
+    // cytoscape reads these at render time; they make pan/zoom cheap on big graphs.
+    const r = cy as unknown as { renderer(): { textureOnViewport?: boolean; hideEdgesOnViewport?: boolean } };
+    try {
+      r.renderer().textureOnViewport = large;
+      r.renderer().hideEdgesOnViewport = large;
+    } catch {
+      /* headless */
+    }
+    cy.style().selector('edge').style('curve-style', large ? 'straight' : 'bezier').update();
+    const newKey = keyRef.current !== layoutKey;
+    if (newKey) {
+      save(cy, keyRef.current);
+      keyRef.current = layoutKey;
+    }
+    const current = new Map<string, string | undefined>();
+    cy.elements().forEach((el) => {
+      current.set(el.id(), el.isNode() ? (el.data('parent') as string | undefined) : undefined);
+    });
+    performance.mark('meshlens:update-start');
+    const plan = planUpdate(current, elements);
+    const first = newKey || current.size === 0;
+    const needLayout = plan.relayout || newKey;
+
+    // Positions known without running a layout: the ones saved for this
+    // view, or, for big meshes, the linear layered layout (dagre with
+    // service boxes is quadratic and takes tens of seconds at 1,000 nodes).
+    let positions: Map<string, cytoscape.Position> | undefined;
+    const leafIds = elements.nodes.filter((n) => n.data.kind !== 'group').map((n) => String(n.data.id));
+    const saved = savedPositions.get(layoutKey);
+    if (newKey && saved && leafIds.length > 0 && leafIds.every((id) => saved.has(id))) positions = saved;
+    else if (needLayout && large) {
+      positions = layeredPositions({
+        nodes: elements.nodes.filter((n) => n.data.kind !== 'group').map((n) => ({ id: String(n.data.id), parent: n.data.parent as string | undefined })),
+        edges: elements.edges.map((e) => ({ source: String(e.data.source), target: String(e.data.target) })),
+      });
+    }
+
+    cy.batch(() => {
+      if (plan.remove.length) {
+        let gone = cy.collection();
+        for (const id of plan.remove) gone = gone.union(cy.getElementById(id));
+        cy.remove(gone);
+      }
+      for (const el of plan.update) {
+        // Touch only what changed: every data() call restyles the element.
+        const sig = JSON.stringify(el.data) + (el.classes ?? '');
+        const e = cy.getElementById(String(el.data.id));
+        if (e.scratch('_sig') === sig) continue;
+        e.scratch('_sig', sig);
+        e.data(el.data);
+        e.classes(el.classes as string);
+      }
+      if (plan.add.length) {
+        const added = plan.add.map((el) => {
+          const p = positions?.get(String(el.data.id));
+          return p ? { ...el, position: { ...p } } : el;
+        });
+        cy.add(added as ElementDefinition[]);
+        for (const el of plan.add) cy.getElementById(String(el.data.id)).scratch('_sig', JSON.stringify(el.data) + (el.classes ?? ''));
+      }
+      if (positions) {
+        cy.nodes().forEach((n) => {
+          const p = positions!.get(n.id());
+          if (p && !n.isParent()) n.position({ ...p });
+        });
+      }
+    });
+    performance.mark('meshlens:elements-added');
+
+    if (positions) {
+      if (first) fitTo(cy, positions, 40);
+      save(cy, layoutKey);
+      performance.mark('meshlens:layout-done');
+      markRendered();
+    } else if (needLayout) {
+      const layout = cy.layout({
+        name: 'dagre',
+        rankDir: 'LR',
+        nodeSep: 46,
+        rankSep: 170,
+        edgeSep: 10,
+        ranker: 'network-simplex',
+        fit: first,
+        padding: 40,
+        animate: !first,
+        animationDuration: 300,
+      } as cytoscape.LayoutOptions);
+      layout.one('layoutstop', () => {
+        performance.mark('meshlens:layout-done');
+        save(cy, layoutKey);
+        markRendered();
+      });
+      layout.run();
+    } else {
+      markRendered();
+    }
+  }, [elements, layoutKey]);
+
+  useEffect(() => {
+    const cy = cyRef.current;
+    if (!cy) return;
+    cy.$(':selected').unselect();
+    if (selected) cy.getElementById(selected.id).select();
+  }, [selected, elements]);
+
+  return <div ref={box} class="graph-canvas" data-testid="graph-canvas" />;
+}
+
+/**
+ * markRendered records when the graph was last drawn (performance.now()),
+ * after the next frame; the timing script reads the first one.
+ */
+function markRendered() {
+  requestAnimationFrame(() => {
+    const w = window as unknown as { __meshlensFirstRender?: number; __meshlensLastRender?: number };
+    w.__meshlensLastRender = performance.now();
+    w.__meshlensFirstRender ??= w.__meshlensLastRender;
+  });
+}
+
+/**
+ * fitTo fits the viewport to known positions. cy.fit() would measure every
+ * label of every element for the bounding box, which for thousands of
+ * elements costs seconds.
+ */
+function fitTo(cy: Core, positions: Map<string, cytoscape.Position>, padding: number) {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  for (const p of positions.values()) {
+    x1 = Math.min(x1, p.x);
+    y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x);
+    y2 = Math.max(y2, p.y);
+  }
+  if (!Number.isFinite(x1)) return;
+  const w = cy.width() || 800;
+  const h = cy.height() || 600;
+  const zoom = Math.max(cy.minZoom(), Math.min(1.5, (w - 2 * padding) / Math.max(1, x2 - x1 + 60), (h - 2 * padding) / Math.max(1, y2 - y1 + 60)));
+  cy.viewport({ zoom, pan: { x: w / 2 - zoom * (x1 + x2) / 2, y: h / 2 - zoom * (y1 + y2) / 2 } });
+}
+
+function save(cy: Core, key: string) {
+  if (!key) return;
+  const m = new Map<string, cytoscape.Position>();
+  cy.nodes().forEach((n) => {
+    if (!n.isParent()) m.set(n.id(), { ...n.position() });
+  });
+  savedPositions.set(key, m);
+}

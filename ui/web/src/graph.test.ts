@@ -1,0 +1,212 @@
+import { describe, expect, it } from 'vitest';
+import { normalizeGraph, type Graph } from './api';
+import { edgeLabel, edgeWidth, filterNamespace, groupId, nodeTraffic, planUpdate, toElements } from './graph';
+import { HEALTH_COLOR } from './format';
+// @ts-expect-error plain JS module shared with the fixture server
+import { syntheticGraph } from '../e2e/synthetic.mjs';
+
+// A bookinfo-shaped graph as the API returns it in the version view.
+const bookinfo = normalizeGraph({
+  nodes: [
+    { id: 'unknown', namespace: '', service: 'unknown' },
+    { id: 'default/productpage/v1', namespace: 'default', service: 'productpage', version: 'v1', workload: 'productpage-v1' },
+    { id: 'default/details/v1', namespace: 'default', service: 'details', version: 'v1', workload: 'details-v1' },
+    { id: 'default/reviews/v1', namespace: 'default', service: 'reviews', version: 'v1', workload: 'reviews-v1' },
+    { id: 'default/reviews/v2', namespace: 'default', service: 'reviews', version: 'v2', workload: 'reviews-v2' },
+    { id: 'default/reviews/v3', namespace: 'default', service: 'reviews', version: 'v3', workload: 'reviews-v3' },
+    { id: 'default/ratings/v1', namespace: 'default', service: 'ratings', version: 'v1', workload: 'ratings-v1' },
+  ],
+  edges: [
+    { source: 'unknown', target: 'default/productpage/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 20, p90Ms: 40, p99Ms: 80, codes: { '200': 3000 }, mtls: false },
+    { source: 'default/productpage/v1', target: 'default/details/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 3, p90Ms: 6, p99Ms: 9, codes: { '200': 3000 }, mtls: true },
+    { source: 'default/productpage/v1', target: 'default/reviews/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 30, codes: { '200': 1000 }, mtls: true },
+    { source: 'default/productpage/v1', target: 'default/reviews/v2', requests: 1000, rps: 3.3, errorRate: 0.02, p99Ms: 35, codes: { '200': 980, '503': 20 }, mtls: true },
+    { source: 'default/productpage/v1', target: 'default/reviews/v3', requests: 1000, rps: 3.3, errorRate: 0.2, p99Ms: 1200, codes: { '200': 800, '500': 200 }, mtls: true },
+    { source: 'default/reviews/v2', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: true },
+    { source: 'default/reviews/v3', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: true },
+  ],
+});
+
+const byId = (els: ReturnType<typeof toElements>) => new Map([...els.nodes, ...els.edges].map((e) => [String(e.data.id), e]));
+
+describe('toElements in the version view', () => {
+  const els = toElements(bookinfo, { view: 'version' });
+  const m = byId(els);
+
+  it('groups the versions of a service inside one compound node named for the service', () => {
+    const g = m.get(groupId('default', 'reviews'));
+    expect(g?.data.kind).toBe('group');
+    expect(g?.data.label).toBe('reviews');
+    for (const v of ['v1', 'v2', 'v3']) {
+      expect(m.get(`default/reviews/${v}`)?.data.parent).toBe(groupId('default', 'reviews'));
+      expect(m.get(`default/reviews/${v}`)?.data.label).toBe(v);
+    }
+  });
+
+  it('puts group nodes before their children so cytoscape can add them in order', () => {
+    const ids = els.nodes.map((n) => String(n.data.id));
+    expect(ids.indexOf(groupId('default', 'reviews'))).toBeLessThan(ids.indexOf('default/reviews/v1'));
+  });
+
+  it('keeps the unknown caller as its own ungrouped node', () => {
+    const u = m.get('unknown');
+    expect(u?.data.kind).toBe('unknown');
+    expect(u?.data.parent).toBeUndefined();
+  });
+
+  it('colours edges green, amber and red by error rate', () => {
+    expect(m.get('default/productpage/v1->default/reviews/v1')?.data.color).toBe(HEALTH_COLOR.healthy);
+    expect(m.get('default/productpage/v1->default/reviews/v2')?.data.color).toBe(HEALTH_COLOR.degraded);
+    expect(m.get('default/productpage/v1->default/reviews/v3')?.data.color).toBe(HEALTH_COLOR.failing);
+    expect(m.get('default/productpage/v1->default/reviews/v3')?.classes).toContain('health-failing');
+  });
+
+  it('labels edges with rps, error percentage and p99', () => {
+    expect(m.get('default/productpage/v1->default/reviews/v3')?.data.label).toBe('3.3 rps · 20% · p99 1.2s');
+    expect(m.get('default/productpage/v1->default/details/v1')?.data.label).toBe('10 rps · p99 9ms');
+  });
+
+  it('derives node health from incoming traffic and group health from its versions', () => {
+    expect(m.get('default/reviews/v3')?.data.health).toBe('failing');
+    expect(m.get('default/reviews/v1')?.data.health).toBe('healthy');
+    // reviews overall: (0 + 0.066 + 0.66) / 9.9 rps ≈ 7.3% → failing
+    expect(m.get(groupId('default', 'reviews'))?.data.health).toBe('failing');
+    expect(m.get('unknown')?.data.health).toBe('idle');
+  });
+
+  it('marks fully mTLS edges', () => {
+    expect(m.get('default/productpage/v1->default/details/v1')?.classes).toContain('mtls');
+    expect(m.get('unknown->default/productpage/v1')?.classes).not.toContain('mtls');
+  });
+});
+
+describe('toElements in other views', () => {
+  it('does not group in the service view and labels nodes by service', () => {
+    const g = normalizeGraph({
+      nodes: [{ id: 'default/reviews', namespace: 'default', service: 'reviews' }, { id: 'default/ratings', namespace: 'default', service: 'ratings' }],
+      edges: [{ source: 'default/reviews', target: 'default/ratings', rps: 2 }],
+    });
+    const els = toElements(g, { view: 'service' });
+    expect(els.nodes.map((n) => n.data.label)).toEqual(['reviews', 'ratings']);
+    expect(els.nodes.every((n) => n.data.parent === undefined)).toBe(true);
+  });
+
+  it('labels workloads by workload name inside their service group', () => {
+    const els = toElements(bookinfo, { view: 'workload' });
+    const n = byId(els).get('default/reviews/v2');
+    expect(n?.data.label).toBe('reviews-v2');
+    expect(n?.data.parent).toBe(groupId('default', 'reviews'));
+  });
+
+  it('adds the namespace to labels when the graph spans namespaces', () => {
+    const g = normalizeGraph({
+      nodes: [{ id: 'a/x', namespace: 'a', service: 'x' }, { id: 'b/y', namespace: 'b', service: 'y' }],
+      edges: [],
+    });
+    expect(toElements(g, { view: 'service' }).nodes.map((n) => n.data.label)).toEqual(['x\na', 'y\nb']);
+  });
+
+  it('dims what does not match the search and highlights what does', () => {
+    const els = toElements(bookinfo, { view: 'version', search: 'RATINGS' });
+    const m = byId(els);
+    expect(m.get('default/ratings/v1')?.classes).toContain('match');
+    expect(m.get('default/details/v1')?.classes).toContain('dim');
+    expect(m.get('default/reviews/v2->default/ratings/v1')?.classes).toContain('match');
+    expect(m.get('default/productpage/v1->default/details/v1')?.classes).toContain('dim');
+  });
+
+  it('can leave edge labels out', () => {
+    const els = toElements(bookinfo, { view: 'version', edgeLabels: false });
+    expect(els.edges.every((e) => e.data.label === '')).toBe(true);
+  });
+});
+
+describe('normalizeGraph', () => {
+  it('tolerates missing fields, percentages, boolean mTLS and edges to unlisted nodes', () => {
+    const g = normalizeGraph({ nodes: [{ id: 'a' }], edges: [{ source: 'a', target: 'b', rps: '5', errorRate: 12, mtls: true }, { source: 'a' }] });
+    expect(g.nodes.map((n) => n.id)).toEqual(['a', 'b']);
+    expect(g.edges).toHaveLength(1);
+    expect(g.edges[0]).toMatchObject({ rps: 5, errorRate: 0.12, mtls: 1, p99Ms: 0, codes: {} });
+  });
+  it('returns an empty graph for garbage', () => {
+    expect(normalizeGraph(null)).toEqual({ nodes: [], edges: [] });
+    expect(normalizeGraph({ nodes: 'x', edges: [1, 2] })).toEqual({ nodes: [], edges: [] });
+  });
+});
+
+describe('planUpdate', () => {
+  const current = (els: ReturnType<typeof toElements>) =>
+    new Map([...els.nodes, ...els.edges].map((e) => [String(e.data.id), e.data.parent as string | undefined]));
+
+  it('updates in place without a new layout when only rates change', () => {
+    const before = toElements(bookinfo, { view: 'version' });
+    const changed: Graph = { ...bookinfo, edges: bookinfo.edges.map((e) => ({ ...e, rps: e.rps * 2 })) };
+    const plan = planUpdate(current(before), toElements(changed, { view: 'version' }));
+    expect(plan.relayout).toBe(false);
+    expect(plan.add).toHaveLength(0);
+    expect(plan.remove).toHaveLength(0);
+    expect(plan.update).toHaveLength(before.nodes.length + before.edges.length);
+  });
+
+  it('asks for a layout when a node appears and adds it', () => {
+    const before = toElements({ ...bookinfo, nodes: bookinfo.nodes.filter((n) => n.id !== 'default/reviews/v3'), edges: bookinfo.edges.filter((e) => !e.target.endsWith('v3') && !e.source.endsWith('v3')) }, { view: 'version' });
+    const plan = planUpdate(current(before), toElements(bookinfo, { view: 'version' }));
+    expect(plan.relayout).toBe(true);
+    expect(plan.add.map((e) => e.data.id)).toContain('default/reviews/v3');
+  });
+
+  it('removes a vanished edge without a new layout', () => {
+    const before = toElements(bookinfo, { view: 'version' });
+    const after = toElements({ ...bookinfo, edges: bookinfo.edges.slice(1) }, { view: 'version' });
+    const plan = planUpdate(current(before), after);
+    expect(plan.remove).toEqual(['unknown->default/productpage/v1']);
+    expect(plan.relayout).toBe(false);
+  });
+
+  it('replaces a node whose group changed', () => {
+    const before = toElements(bookinfo, { view: 'service' });
+    const plan = planUpdate(current(before), toElements(bookinfo, { view: 'version' }));
+    expect(plan.remove).toContain('default/reviews/v1');
+    expect(plan.add.map((e) => e.data.id)).toContain('default/reviews/v1');
+    expect(plan.relayout).toBe(true);
+  });
+});
+
+describe('helpers', () => {
+  it('widens edges with the logarithm of the rate', () => {
+    expect(edgeWidth(0)).toBe(1);
+    expect(edgeWidth(1)).toBeLessThan(edgeWidth(100));
+    expect(edgeWidth(1e9)).toBe(6);
+  });
+  it('leaves zero error and latency out of the label', () => {
+    expect(edgeLabel({ rps: 0, errorRate: 0, p99Ms: 0 })).toBe('0 rps');
+  });
+  it('filters a namespace and keeps its direct neighbours', () => {
+    const g = normalizeGraph({
+      nodes: [{ id: 'a/x', namespace: 'a' }, { id: 'b/y', namespace: 'b' }, { id: 'c/z', namespace: 'c' }],
+      edges: [{ source: 'a/x', target: 'b/y' }, { source: 'c/z', target: 'a/x' }, { source: 'b/y', target: 'c/z' }],
+    });
+    expect(filterNamespace(g, 'b').nodes.map((n) => n.id)).toEqual(['a/x', 'b/y', 'c/z']);
+    expect(filterNamespace(g, 'b').edges).toHaveLength(2);
+    expect(filterNamespace(g, '')).toBe(g);
+  });
+  it('sums traffic into and out of a set of nodes', () => {
+    const t = nodeTraffic(bookinfo, new Set(['default/reviews/v1', 'default/reviews/v2', 'default/reviews/v3']));
+    expect(t.inbound).toHaveLength(3);
+    expect(t.outbound).toHaveLength(2);
+    expect(t.rpsIn).toBeCloseTo(9.9);
+    expect(t.errorRateIn).toBeCloseTo((3.3 * 0.02 + 3.3 * 0.2) / 9.9);
+  });
+});
+
+describe('a 1,000-node synthetic graph', () => {
+  it('transforms quickly enough to be redone on every refresh', () => {
+    const g = normalizeGraph(syntheticGraph(1000));
+    expect(g.nodes).toHaveLength(1000);
+    const els = toElements(g, { view: 'version' });
+    const groups = els.nodes.filter((n) => n.data.kind === 'group');
+    expect(groups.length).toBeGreaterThan(300);
+    expect(els.nodes.length).toBe(1000 + groups.length);
+    expect(els.edges.length).toBe(g.edges.length);
+  });
+});

@@ -1,0 +1,218 @@
+import { useMemo, useState } from 'preact/hooks';
+import { applyConfig, deleteConfig, fetchConfig, fetchProxies, type ConfigObject, type Proxy } from '../api';
+import { Badge, Empty, ErrorBox, PageHeader, Spinner, Updated } from '../components/common';
+import { ErrorList, locateErrors, YamlEditor, type LocatedError } from '../components/YamlEditor';
+import { fmtAgo } from '../format';
+import { useResource } from '../resource';
+import { setQuery } from '../router';
+import { toast } from '../toast';
+import { toYAML } from '../yaml';
+
+const EXAMPLE = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 90
+    - destination:
+        host: reviews
+        subset: v2
+      weight: 10
+`;
+
+export function ConfigPage({ query }: { query: URLSearchParams }) {
+  const tab = query.get('tab') ?? 'objects';
+  return (
+    <div class="page">
+      <PageHeader title="Config" sub="Istio traffic-management objects and meshlens rollouts and alert rules in force, and the proxies that receive them." />
+      <div class="tabs">
+        <button class={tab === 'objects' ? 'on' : ''} onClick={() => setQuery({ tab: undefined })}>Objects in force</button>
+        <button class={tab === 'apply' ? 'on' : ''} onClick={() => setQuery({ tab: 'apply' })} data-testid="apply-tab">Apply YAML</button>
+        <button class={tab === 'proxies' ? 'on' : ''} onClick={() => setQuery({ tab: 'proxies' })}>Proxies (xDS)</button>
+      </div>
+      {tab === 'objects' && <Objects />}
+      {tab === 'apply' && <Apply />}
+      {tab === 'proxies' && <Proxies />}
+    </div>
+  );
+}
+
+function Objects() {
+  const r = useResource<ConfigObject[]>('config', (s) => fetchConfig(undefined, s), { refreshMs: 10000 });
+  const [kind, setKind] = useState('');
+  const [open, setOpen] = useState('');
+  const kinds = useMemo(() => [...new Set((r.data ?? []).map((o) => o.kind))].sort(), [r.data]);
+  const rows = (r.data ?? []).filter((o) => !kind || o.kind === kind);
+  const del = async (o: ConfigObject) => {
+    if (!confirm(`Delete ${o.kind} ${o.namespace}/${o.name}? Proxies get the change at once.`)) return;
+    try {
+      await deleteConfig(o.kind, o.namespace, o.name);
+      toast(`Deleted ${o.kind} ${o.namespace}/${o.name}`, 'ok');
+      r.refresh();
+    } catch (e) {
+      toast(`Delete failed: ${(e as Error).message}`, 'bad');
+    }
+  };
+  return (
+    <div class="card flush">
+      <div class="filters">
+        <div class="chips">
+          <button class={`chip${kind === '' ? ' on' : ''}`} onClick={() => setKind('')}>All ({r.data?.length ?? 0})</button>
+          {kinds.map((k) => (
+            <button class={`chip${kind === k ? ' on' : ''}`} onClick={() => setKind(k)}>
+              {k} ({r.data!.filter((o) => o.kind === k).length})
+            </button>
+          ))}
+        </div>
+        <div class="spacer" />
+        <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+      </div>
+      {r.error && !r.data && <ErrorBox error={r.error} retry={r.refresh} />}
+      {!r.data && !r.error && <Spinner />}
+      {r.data && rows.length === 0 && (
+        <Empty title="No config objects">
+          Apply VirtualServices, DestinationRules or Rollouts on the <a onClick={() => setQuery({ tab: 'apply' })}>Apply YAML</a> tab, with <code>meshlens apply -f</code>, or from a config directory.
+        </Empty>
+      )}
+      {rows.length > 0 && (
+        <table class="table" data-testid="config-objects">
+          <thead>
+            <tr>
+              <th>Kind</th>
+              <th>Namespace</th>
+              <th>Name</th>
+              <th>API version</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((o) => {
+              const id = `${o.kind}/${o.namespace}/${o.name}`;
+              return (
+                <>
+                  <tr class="clickable" onClick={() => setOpen(open === id ? '' : id)}>
+                    <td>
+                      <Badge kind={o.apiVersion.startsWith('meshlens') ? 'info' : 'muted'}>{o.kind}</Badge>
+                    </td>
+                    <td class="muted">{o.namespace}</td>
+                    <td>
+                      <b>{o.name}</b>
+                    </td>
+                    <td class="muted mono">{o.apiVersion}</td>
+                    <td class="num">
+                      <button class="btn small ghost danger" onClick={(e) => { e.stopPropagation(); del(o); }}>Delete</button>
+                    </td>
+                  </tr>
+                  {open === id && (
+                    <tr class="expanded">
+                      <td colSpan={5}>
+                        <pre class="yaml">{toYAML(o.raw)}</pre>
+                      </td>
+                    </tr>
+                  )}
+                </>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}
+
+function Apply() {
+  const [text, setText] = useState(EXAMPLE);
+  const [errors, setErrors] = useState<LocatedError[]>([]);
+  const [status, setStatus] = useState<{ kind: 'ok' | 'bad'; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const apply = async () => {
+    setBusy(true);
+    setStatus(null);
+    try {
+      const res = await applyConfig(text);
+      if (res.ok) {
+        setErrors([]);
+        setStatus({ kind: 'ok', text: 'Applied. The objects are persisted and pushed to connected proxies.' });
+        toast('Config applied', 'ok');
+      } else {
+        setErrors(locateErrors(text, res.errors));
+        setStatus({ kind: 'bad', text: `${res.message}. Nothing was applied: a batch with any error is refused whole.` });
+      }
+    } catch (e) {
+      setStatus({ kind: 'bad', text: (e as Error).message });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <div class="card">
+      <p class="muted">
+        Paste one or more documents separated by <code>---</code>. Validation errors are marked on the line of the field they name.
+      </p>
+      <YamlEditor value={text} onChange={(v) => setText(v)} errors={errors} label="YAML to apply" />
+      <ErrorList errors={errors} />
+      {status && (
+        <div class={`banner ${status.kind}`} role="status" data-testid="apply-status">
+          {status.text}
+        </div>
+      )}
+      <div class="form-actions">
+        <span class="muted">Needs an operator token.</span>
+        <span class="spacer" />
+        <button class="btn primary" disabled={busy} onClick={apply} data-testid="apply">
+          {busy ? 'Applying…' : 'Apply'}
+        </button>
+      </div>
+    </div>
+  );
+}
+
+function Proxies() {
+  const r = useResource<Proxy[]>('proxies', (s) => fetchProxies(s), { refreshMs: 5000 });
+  return (
+    <div class="card flush">
+      <div class="filters">
+        <span class="muted">Data-plane nodes connected to meshlens' xDS server, with the config version each has acknowledged.</span>
+        <div class="spacer" />
+        <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+      </div>
+      {r.error && !r.data && <ErrorBox error={r.error} retry={r.refresh} />}
+      {!r.data && !r.error && <Spinner />}
+      {r.data && r.data.length === 0 && <Empty title="No proxies connected">Envoy sidecars or proxyless gRPC clients appear here once they connect over ADS.</Empty>}
+      {r.data && r.data.length > 0 && (
+        <table class="table">
+          <thead>
+            <tr>
+              <th>Node</th>
+              <th>Service</th>
+              <th>Version</th>
+              <th>Acked config</th>
+              <th>Status</th>
+              <th>Seen</th>
+            </tr>
+          </thead>
+          <tbody>
+            {r.data.map((p) => (
+              <tr>
+                <td class="mono ellipsis">{p.id}</td>
+                <td>{p.service}</td>
+                <td>{p.version}</td>
+                <td class="mono">{p.ackedVersion || '—'}</td>
+                <td>{p.nack ? <Badge kind="bad">NACK: {p.nack}</Badge> : <Badge kind="ok">in sync</Badge>}</td>
+                <td class="muted">{fmtAgo(p.lastSeen)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,229 @@
+import type { Core } from 'cytoscape';
+import { useMemo, useRef, useState } from 'preact/hooks';
+import { fetchGraph, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView } from '../api';
+import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
+import { DetailPanel } from '../components/DetailPanel';
+import { GraphCanvas, LARGE_GRAPH, type Selection } from '../components/GraphCanvas';
+import { fmtDuration, fmtRps, HEALTH_COLOR, parseWindow } from '../format';
+import { filterNamespace, namespacesOf, toElements } from '../graph';
+import { useResource } from '../resource';
+import { setQuery } from '../router';
+
+const WINDOWS = ['1m', '5m', '15m', '1h'];
+const HISTORY_MINUTES = 24 * 60;
+
+export function TopologyPage({ query }: { query: URLSearchParams }) {
+  const view = (query.get('view') as GraphView) || 'version';
+  const ns = query.get('namespace') ?? '';
+  const search = query.get('q') ?? '';
+  const window = query.get('window') ?? '5m';
+  const end = query.get('end') ?? '';
+  const source = (query.get('source') as GraphSource) || 'live';
+  const labels = query.get('labels') !== 'off';
+  const boxes = query.get('boxes') !== 'off';
+  const [selection, setSelection] = useState<Selection | null>(() => {
+    const sel = query.get('sel');
+    return sel ? { type: sel.includes('->') ? 'edge' : 'node', id: sel } : null;
+  });
+  const [searchText, setSearchText] = useState(search);
+  const cyRef = useRef<Core | null>(null);
+
+  // History lives in ClickHouse; the live graph only knows the recent window.
+  const q: GraphQuery = { window, view, namespace: ns || undefined, end: end || undefined, source: end && source === 'live' ? 'clickhouse' : source };
+  const r = useResource<Graph>(graphPath(q), (s) => fetchGraph(q, s), { refreshMs: end ? 0 : 5000 });
+
+  const seenNamespaces = useRef(new Set<string>());
+  const graph = useMemo(() => (r.data ? filterNamespace(r.data, ns) : undefined), [r.data, ns]);
+  if (r.data) for (const n of namespacesOf(r.data)) seenNamespaces.current.add(n);
+  const large = (graph?.nodes.length ?? 0) > LARGE_GRAPH;
+  const elements = useMemo(() => {
+    if (!graph) return { nodes: [], edges: [] };
+    performance.mark('meshlens:graph-received');
+    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes });
+  }, [graph, view, search, labels, boxes]);
+
+  const totals = useMemo(() => {
+    if (!graph) return null;
+    const targets = new Set(graph.edges.map((e) => e.target));
+    // Traffic entering the mesh: edges from nodes nobody calls.
+    const entry = graph.edges.filter((e) => !targets.has(e.source));
+    return { nodes: graph.nodes.length, edges: graph.edges.length, rps: entry.reduce((s, e) => s + e.rps, 0) };
+  }, [graph]);
+
+  const select = (s: Selection | null) => {
+    setSelection(s);
+    setQuery({ sel: s?.id });
+  };
+
+  return (
+    <div class="topology">
+      <div class="toolbar">
+        <Segmented<GraphView>
+          label="Graph view"
+          value={view}
+          onChange={(v) => setQuery({ view: v === 'version' ? undefined : v })}
+          options={[
+            { value: 'service', label: 'Services' },
+            { value: 'version', label: 'Versions' },
+            { value: 'workload', label: 'Workloads' },
+          ]}
+        />
+        <label class="field inline">
+          <select aria-label="Namespace" value={ns} onChange={(e) => setQuery({ namespace: (e.target as HTMLSelectElement).value })} data-testid="namespace">
+            <option value="">All namespaces</option>
+            {[...seenNamespaces.current].sort().map((n) => (
+              <option value={n}>{n}</option>
+            ))}
+          </select>
+        </label>
+        <form
+          class="search"
+          onSubmit={(e) => {
+            e.preventDefault();
+            setQuery({ q: searchText });
+          }}
+        >
+          <input
+            type="search"
+            placeholder="Find service, version…"
+            value={searchText}
+            onInput={(e) => {
+              const v = (e.target as HTMLInputElement).value;
+              setSearchText(v);
+              if (!large) setQuery({ q: v });
+            }}
+            aria-label="Search the graph"
+            data-testid="search"
+          />
+        </form>
+        <label class="field inline">
+          <span>Window</span>
+          <select value={window} onChange={(e) => setQuery({ window: (e.target as HTMLSelectElement).value })}>
+            {WINDOWS.map((w) => (
+              <option value={w}>{w}</option>
+            ))}
+          </select>
+        </label>
+        <label class="field inline" title="Where the graph comes from">
+          <select value={source} onChange={(e) => setQuery({ source: (e.target as HTMLSelectElement).value === 'live' ? undefined : (e.target as HTMLSelectElement).value })}>
+            <option value="live">Live graph</option>
+            <option value="clickhouse">ClickHouse history</option>
+            <option value="prometheus">Prometheus</option>
+          </select>
+        </label>
+        <label class="check">
+          <input type="checkbox" checked={labels} onChange={(e) => setQuery({ labels: (e.target as HTMLInputElement).checked ? undefined : 'off' })} /> Edge labels
+        </label>
+        <div class="spacer" />
+        <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+      </div>
+
+      <div class="graph-area">
+        {graph && graph.nodes.length > 0 && (
+          <GraphCanvas
+            elements={elements}
+            layoutKey={`${view}|${ns}`}
+            selected={selection}
+            onSelect={select}
+            onReady={(cy) => (cyRef.current = cy)}
+          />
+        )}
+        {!graph && !r.error && <div class="overlay-center"><Spinner label="Loading the graph…" /></div>}
+        {!graph && r.error && (
+          <div class="overlay-center">
+            <ErrorBox error={r.error} retry={r.refresh} />
+          </div>
+        )}
+        {graph && graph.nodes.length === 0 && (
+          <div class="overlay-center">
+            <Empty title={end ? 'No traffic at this time' : 'No traffic yet'} icon="⌁">
+              {end
+                ? 'Nothing was recorded in this window. Move the time scrubber or go back to live.'
+                : 'meshlens has not seen requests in the last ' + fmtDuration(parseWindow(window)) + '. Send traffic through the mesh (e.g. `meshlens demo`), or widen the window.'}
+            </Empty>
+          </div>
+        )}
+        {graph && r.error && <div class="overlay-top"><ErrorBox error={r.error} retry={r.refresh} compact /></div>}
+        {graph && graph.nodes.length > 0 && (
+          <>
+            <div class="graph-controls">
+              <button title="Zoom in" onClick={() => cyRef.current?.zoom({ level: cyRef.current.zoom() * 1.25, renderedPosition: center(cyRef.current) })}>+</button>
+              <button title="Zoom out" onClick={() => cyRef.current?.zoom({ level: cyRef.current.zoom() / 1.25, renderedPosition: center(cyRef.current) })}>−</button>
+              <button title="Fit to screen" onClick={() => cyRef.current?.fit(undefined, 40)}>⤢</button>
+            </div>
+            <Legend />
+            {totals && (
+              <div class="graph-summary">
+                <b>{totals.nodes}</b> nodes · <b>{totals.edges}</b> edges · <b>{fmtRps(totals.rps)}</b> rps in
+              </div>
+            )}
+          </>
+        )}
+        {selection && graph && <DetailPanel graph={graph} selection={selection} onSelect={select} onClose={() => select(null)} range={end ? '1h' : '30m'} />}
+      </div>
+      <Scrubber end={end} window={window} />
+    </div>
+  );
+}
+
+function center(cy: Core | null) {
+  return { x: (cy?.width() ?? 0) / 2, y: (cy?.height() ?? 0) / 2 };
+}
+
+function Legend() {
+  return (
+    <div class="legend">
+      <span><i style={{ background: HEALTH_COLOR.healthy }} />&lt; 1% errors</span>
+      <span><i style={{ background: HEALTH_COLOR.degraded }} />1–5%</span>
+      <span><i style={{ background: HEALTH_COLOR.failing }} />≥ 5%</span>
+      <span><i style={{ background: HEALTH_COLOR.idle }} />idle</span>
+      <span class="legend-sep">▢ version · △ service · ◇ unknown · ■→ mTLS</span>
+    </div>
+  );
+}
+
+/** Scrubber picks the end of the window: the right end is live, dragging left goes back up to 24 h. */
+function Scrubber({ end, window }: { end: string; window: string }) {
+  const endMs = end ? Date.parse(end) : 0;
+  const minutesBack = endMs ? Math.max(0, Math.min(HISTORY_MINUTES, Math.round((Date.now() - endMs) / 60000))) : 0;
+  const [drag, setDrag] = useState<number | null>(null);
+  const shown = drag ?? minutesBack;
+  const at = new Date(Date.now() - shown * 60000);
+  const commit = (m: number) => {
+    setDrag(null);
+    setQuery({ end: m <= 0 ? undefined : new Date(Date.now() - m * 60000).toISOString().replace(/\.\d+Z$/, 'Z') });
+  };
+  return (
+    <div class="scrubber">
+      <button class={`btn small ${shown === 0 ? 'live on' : ''}`} onClick={() => commit(0)} data-testid="live">
+        <span class="live-dot" /> Live
+      </button>
+      <button class="btn small ghost" title="Back one window" onClick={() => commit(Math.min(HISTORY_MINUTES, shown + Math.max(1, parseWindow(window) / 60)))}>
+        ◀
+      </button>
+      <input
+        type="range"
+        min={0}
+        max={HISTORY_MINUTES}
+        step={1}
+        value={HISTORY_MINUTES - shown}
+        aria-label="Time"
+        data-testid="scrubber"
+        onInput={(e) => setDrag(HISTORY_MINUTES - Number((e.target as HTMLInputElement).value))}
+        onChange={(e) => commit(HISTORY_MINUTES - Number((e.target as HTMLInputElement).value))}
+      />
+      <button class="btn small ghost" title="Forward one window" disabled={shown === 0} onClick={() => commit(Math.max(0, shown - Math.max(1, parseWindow(window) / 60)))}>
+        ▶
+      </button>
+      <div class="scrub-label">
+        {shown === 0 ? (
+          <>Showing the last <b>{window}</b>, refreshing every 5 s</>
+        ) : (
+          <>
+            <b>{window}</b> ending <b>{at.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })}</b> ({fmtDuration(shown * 60)} ago) · history
+          </>
+        )}
+      </div>
+    </div>
+  );
+}
