@@ -123,7 +123,7 @@ func (api *configAPI) serve(t *testing.T) http.HandlerFunc {
 // and the config API above.
 type fixture struct {
 	cp   *controlPlane
-	col  *collector
+	col  *otlpSink
 	api  *configAPI
 	demo *Demo
 	cfg  Config

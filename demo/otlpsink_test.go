@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc"
 )
 
-// collector is a real OTLP/gRPC trace endpoint that keeps every span it
+// otlpSink is a real OTLP/gRPC trace endpoint that keeps every span it
 // receives, with its resource's attributes.
-type collector struct {
+type otlpSink struct {
 	collectortracepb.UnimplementedTraceServiceServer
 	addr string
 
@@ -27,9 +27,9 @@ type receivedSpan struct {
 	span     *tracepb.Span
 }
 
-func startCollector(t *testing.T) *collector {
+func startCollector(t *testing.T) *otlpSink {
 	t.Helper()
-	c := &collector{}
+	c := &otlpSink{}
 	gs := grpc.NewServer()
 	collectortracepb.RegisterTraceServiceServer(gs, c)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -42,7 +42,7 @@ func startCollector(t *testing.T) *collector {
 	return c
 }
 
-func (c *collector) Export(_ context.Context, req *collectortracepb.ExportTraceServiceRequest) (*collectortracepb.ExportTraceServiceResponse, error) {
+func (c *otlpSink) Export(_ context.Context, req *collectortracepb.ExportTraceServiceRequest) (*collectortracepb.ExportTraceServiceResponse, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, rs := range req.GetResourceSpans() {
@@ -57,7 +57,7 @@ func (c *collector) Export(_ context.Context, req *collectortracepb.ExportTraceS
 }
 
 // Spans returns what has been received so far.
-func (c *collector) Spans() []receivedSpan {
+func (c *otlpSink) Spans() []receivedSpan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]receivedSpan(nil), c.spans...)
