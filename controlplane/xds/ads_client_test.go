@@ -25,19 +25,26 @@ type adsClient struct {
 
 	mu    sync.Mutex
 	acked map[string]string // type URL → version
+	last  map[string]*discovery.DiscoveryResponse
 	seen  chan struct{}     // signalled (non-blocking) after each ACK
 }
 
 func newADSClient(ctx context.Context, cc *grpc.ClientConn, id string, names map[string][]string) (*adsClient, error) {
+	md, _ := structpb.NewStruct(map[string]any{MetaGenerator: "grpc", MetaNamespace: "default"})
+	return newADSClientAs(ctx, cc, &corev3.Node{Id: id, UserAgentName: "gRPC Go", Metadata: md}, names)
+}
+
+// newADSClientAs opens the stream as the given node.
+func newADSClientAs(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node, names map[string][]string) (*adsClient, error) {
+	id := node.GetId()
 	s, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ads stream for %s: %w", id, err)
 	}
-	md, _ := structpb.NewStruct(map[string]any{MetaGenerator: "grpc", MetaNamespace: "default"})
 	a := &adsClient{
-		id: id, stream: s, names: names,
-		node:  &corev3.Node{Id: id, UserAgentName: "gRPC Go", Metadata: md},
+		id: id, stream: s, names: names, node: node,
 		acked: map[string]string{}, seen: make(chan struct{}, 1),
+		last:  map[string]*discovery.DiscoveryResponse{},
 	}
 	first := true
 	for _, typ := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType} {
@@ -71,6 +78,7 @@ func (a *adsClient) run() error {
 		}
 		a.mu.Lock()
 		a.acked[typ] = resp.GetVersionInfo()
+		a.last[typ] = resp
 		a.mu.Unlock()
 		select {
 		case a.seen <- struct{}{}:
@@ -109,4 +117,15 @@ func grpcNodeNames(subsets ...string) map[string][]string {
 		resource.ListenerType: {echoTarget}, resource.RouteType: {echoTarget},
 		resource.ClusterType: clusters, resource.EndpointType: clusters,
 	}
+}
+
+// resourceNames lists the names in the last response of a type.
+func (a *adsClient) resourceNames(typ string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, r := range a.last[typ].GetResources() {
+		out = append(out, resourceName(r))
+	}
+	return out
 }

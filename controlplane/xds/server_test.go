@@ -6,14 +6,18 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/labstack/echo/v4"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 func TestNACKedResourceShowsInProxies(t *testing.T) {
@@ -166,4 +170,72 @@ func metricValue(t *testing.T, m *testMesh, name, label string) float64 {
 		}
 	}
 	return 0
+}
+
+// resourceName decodes the name of a listener in a discovery response.
+func resourceName(a *anypb.Any) string {
+	var l listenerv3.Listener
+	if err := a.UnmarshalTo(&l); err != nil {
+		return "?" + a.GetTypeUrl()
+	}
+	return l.GetName()
+}
+
+func TestNodeFlavourSelectsResourceShape(t *testing.T) {
+	m := newTestMesh(t)
+	m.apply(serviceYAML(echoHost, &backend{name: "v1", version: "v1", port: 7001}))
+	cc, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		node *corev3.Node
+		want []string
+	}{
+		{"envoy user agent gets sidecar listeners", &corev3.Node{Id: "sidecar", UserAgentName: "envoy"}, []string{"0.0.0.0_9000"}},
+		{"grpc user agent gets API and server listeners", &corev3.Node{Id: "proxyless", UserAgentName: "gRPC Go"},
+			[]string{echoTarget, fmt.Sprintf(ServerListenerTemplate, "127.0.0.1:7001")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := newADSClientAs(ctx, cc, tc.node, map[string][]string{resource.ListenerType: nil})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go a.run()
+			eventually(t, 5*time.Second, "listeners arrive", func() error {
+				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.want) {
+					return fmt.Errorf("got listeners %v, want %v", got, tc.want)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+func TestTranslationErrorKeepsPreviousResources(t *testing.T) {
+	m := newTestMesh(t)
+	v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+	base := serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2")
+	m.apply(base + vsWeightsYAML(100, 0))
+	c := m.client(echoTarget, nil, nil)
+	if got := distribution(t, c, 10, 1); got["v1"] != 10 {
+		t.Fatalf("baseline: %v", got)
+	}
+	m.version++
+	bad := parseSnapshot(t, m.version, base+vsYAML(`  - fault: {delay: {exponentialDelay: 1s}}
+    route: [{destination: {host: echo, subset: v2}}]
+`))
+	if err := m.srv.Update(bad); err == nil || !strings.Contains(err.Error(), "exponentialDelay") && !strings.Contains(err.Error(), "fixedDelay") {
+		t.Fatalf("want a translation error naming the field, got %v", err)
+	}
+	if got := distribution(t, c, 10, 1); got["v1"] != 10 {
+		t.Fatalf("the client must keep the previous routes: %v", got)
+	}
+	if v := metricValue(t, m, "meshlens_xds_translate_errors_total", ""); v < 1 {
+		t.Fatalf("translate_errors_total = %v", v)
+	}
 }
