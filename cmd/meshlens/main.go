@@ -21,7 +21,12 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve": {"run meshlens: collector, graph, API, control plane, UI", runServe},
+		"serve":    {"run meshlens: collector, graph, API, control plane, UI", runServe},
+		"demo":     {"run a demo mesh (bookinfo) of proxyless gRPC services steered by meshlens", runDemo},
+		"apply":    {"apply configuration: meshlens apply -f FILE|DIR|-", runApply},
+		"get":      {"list or show configuration: meshlens get KIND [NAME] [-n NS] [-o yaml|json]", runGet},
+		"delete":   {"delete configuration: meshlens delete KIND NAME [-n NS]", runDelete},
+		"validate": {"validate configuration offline, for CI: meshlens validate -f FILE", runValidate},
 	}
 }
 

@@ -19,9 +19,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/xds"
+	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/query"
 	"github.com/meshlens/meshlens/store"
+	"github.com/meshlens/meshlens/ui"
 )
 
 // serveConfig is everything `meshlens serve` can be told, by flag or by the
@@ -32,6 +38,10 @@ type serveConfig struct {
 	HTTP           string           `json:"http"`
 	DataDir        string           `json:"data-dir"`
 	LogLevel       string           `json:"log-level"`
+	XDS            string           `json:"xds"`
+	ConfigDir      string           `json:"config-dir"`
+	Tokens         string           `json:"tokens"`
+	Prometheus     string           `json:"prometheus"`
 	Collector      collector.Config `json:",inline"`
 }
 
@@ -42,6 +52,7 @@ func defaultServeConfig() serveConfig {
 		HTTP:           "127.0.0.1:8080",
 		DataDir:        ".run/data",
 		LogLevel:       "info",
+		XDS:            "127.0.0.1:15010",
 		Collector:      collector.DefaultConfig(),
 	}
 }
@@ -52,6 +63,10 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address of the HTTP API, UI, /healthz, /readyz and /metrics")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the ingest queue, accepted config and tokens")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.XDS, "xds", c.XDS, "listen address of the xDS (ADS) server")
+	fs.StringVar(&c.ConfigDir, "config-dir", c.ConfigDir, "directory of Istio YAML to apply and watch (GitOps); empty disables")
+	fs.StringVar(&c.Tokens, "tokens", c.Tokens, "file of API tokens, lines `TOKEN ROLE` (viewer or operator); default: DATA_DIR/operator.token is created")
+	fs.StringVar(&c.Prometheus, "prometheus", c.Prometheus, "URL of a Prometheus with Istio standard metrics, a graph source (?source=prometheus)")
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP/HTTP listen address (empty disables)")
 	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
@@ -93,6 +108,9 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	if _, _, err := net.SplitHostPort(cfg.HTTP); err != nil {
 		return cfg, fmt.Errorf("--http %q: want host:port", cfg.HTTP)
 	}
+	if _, _, err := net.SplitHostPort(cfg.XDS); err != nil {
+		return cfg, fmt.Errorf("--xds %q: want host:port", cfg.XDS)
+	}
 	return cfg, cfg.Collector.Validate()
 }
 
@@ -127,10 +145,45 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	defer st.Close()
 
-	var sinks []mesh.RecordSink
-	col, err := collector.New(cfg.Collector, cfg.DataDir, st, sinks, reg, logger)
+	live, err := graph.New(graph.Config{}, logger, reg)
 	if err != nil {
 		return err
+	}
+	col, err := collector.New(cfg.Collector, cfg.DataDir, st, []mesh.RecordSink{live}, reg, logger)
+	if err != nil {
+		return err
+	}
+	var prom *query.Prometheus
+	if cfg.Prometheus != "" {
+		if prom, err = query.NewPrometheus(cfg.Prometheus, nil); err != nil {
+			return fmt.Errorf("--prometheus: %w", err)
+		}
+	}
+
+	kinds, err := configKinds()
+	if err != nil {
+		return err
+	}
+	cfgStore, err := config.Open(cfg.DataDir, kinds, logger, reg)
+	if err != nil {
+		return err
+	}
+	xdsServer, err := xds.NewServer(ctx, logger, reg, xds.DefaultOptions())
+	if err != nil {
+		return err
+	}
+	// Accepted config is durable before it is published; every published
+	// snapshot becomes one xDS push.
+	unsubscribe := cfgStore.Subscribe(func(snap *config.Snapshot) {
+		if err := xdsServer.Update(snap); err != nil {
+			logger.Warn("xds push: some nodes keep their previous config", "version", snap.Version, "err", err)
+		}
+	})
+	defer unsubscribe()
+
+	authz, err := auth.Load(cfg.Tokens, cfg.DataDir, logger)
+	if err != nil {
+		return fmt.Errorf("--tokens: %w", err)
 	}
 
 	// Ready means telemetry is accepted. ClickHouse being down does not make
@@ -146,6 +199,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		return "", nil
 	})
+	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
+	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger})
+	config.RegisterRoutes(api, cfgStore, authz.Operator())
+	xdsServer.RegisterRoutes(api)
+	e.GET("/*", echo.WrapHandler(ui.Handler()))
 
 	var g rungroup.Group
 	{
@@ -161,6 +219,15 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		g.Add(func() error { return store.DefaultRetention().Run(ctx, st) }, func(error) { cancel() })
 	}
 	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return xdsServer.Serve(ctx, cfg.XDS) }, func(error) { cancel() })
+	}
+	if cfg.ConfigDir != "" {
+		dir := config.NewDirSource(cfg.ConfigDir, cfgStore, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return dir.Run(ctx) }, func(error) { cancel() })
+	}
+	{
 		ln, err := net.Listen("tcp", cfg.HTTP)
 		if err != nil {
 			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
@@ -168,7 +235,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 		g.Add(func() error {
 			logger.Info("meshlens serving", "http", "http://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
-				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS)
+				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS, "xds", cfg.XDS)
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
