@@ -64,7 +64,7 @@ async function inboundRates() {
 
 async function startRollout(name, candidate) {
   await page.goto(`${t.url}/rollouts?new`);
-  await page.waitForSelector('[data-testid=rollout-form] select[name=service] option[value="' + SERVICE + '"]', { timeout: 30000 });
+  await page.waitForSelector('[data-testid=rollout-form] select[name=service] option[value="' + SERVICE + '"]', { timeout: 30000, state: 'attached' });
   await page.selectOption('[data-testid=rollout-form] select[name=service]', SERVICE);
   await page.fill('[data-testid=rollout-form] input[name=name]', name);
   await page.fill('[data-testid=rollout-form] input[name=namespace]', NS);
