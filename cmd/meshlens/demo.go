@@ -158,7 +158,11 @@ flags:`)
 	logger.Info("stopping demo")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return d.Stop(sctx)
+	if err := d.Stop(sctx); err != nil {
+		return err
+	}
+	logger.Info("demo stopped")
+	return nil
 }
 
 func throttledOTelErrors(logger *slog.Logger, every time.Duration) otel.ErrorHandlerFunc {
