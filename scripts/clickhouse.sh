@@ -7,13 +7,13 @@
 #
 # The server listens on loopback only, keeps its data under .run/clickhouse and
 # never touches a system-wide installation. CLICKHOUSE_PORT overrides the native
-# port (the HTTP port is the next one) and CLICKHOUSE_DIR the data directory.
+# port (the HTTP port is 123 above it) and CLICKHOUSE_DIR the data directory.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir="${CLICKHOUSE_DIR:-$root/.run/clickhouse}"
 port="${CLICKHOUSE_PORT:-19000}"
-http_port=$((port + 1))
+http_port=$((port + 123)) # clear of meshlens' defaults (4317, 4318, 19001, 15010)
 pidfile="$dir/clickhouse.pid"
 
 find_server() {
