@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 		OTLPHTTP:       "127.0.0.1:4318",
 		ALS:            "127.0.0.1:19001",
 		QueueMaxBytes:  1 << 30,
-		PairWait:       5 * time.Second,
+		PairWait:       10 * time.Second,
 		MemoryLimitMiB: 2048,
 	}
 }
@@ -117,7 +117,7 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, r
 		spool:  sp,
 		deps: meshexporter.Deps{
 			Spool:   sp,
-			Pairer:  normalize.NewPairer(cfg.PairWait, 200_000),
+			Pairer:  normalize.NewPairer(cfg.PairWait, 500_000),
 			Sinks:   sinks,
 			Metrics: m,
 		},
