@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ type adsClient struct {
 	mu    sync.Mutex
 	acked map[string]string // type URL → version
 	last  map[string]*discovery.DiscoveryResponse
-	seen  chan struct{}     // signalled (non-blocking) after each ACK
+	seen  chan struct{} // signalled (non-blocking) after each ACK
 }
 
 func newADSClient(ctx context.Context, cc *grpc.ClientConn, id string, names map[string][]string) (*adsClient, error) {
@@ -44,7 +45,7 @@ func newADSClientAs(ctx context.Context, cc *grpc.ClientConn, node *corev3.Node,
 	a := &adsClient{
 		id: id, stream: s, names: names, node: node,
 		acked: map[string]string{}, seen: make(chan struct{}, 1),
-		last:  map[string]*discovery.DiscoveryResponse{},
+		last: map[string]*discovery.DiscoveryResponse{},
 	}
 	first := true
 	for _, typ := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType} {
@@ -127,5 +128,6 @@ func (a *adsClient) resourceNames(typ string) []string {
 	for _, r := range a.last[typ].GetResources() {
 		out = append(out, resourceName(r))
 	}
+	slices.Sort(out)
 	return out
 }
