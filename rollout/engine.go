@@ -1,0 +1,582 @@
+package rollout
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/graph"
+)
+
+// StateFile is the file, under the data dir, holding rollout state.
+const StateFile = "rollouts.json"
+
+// MaxHistory bounds a rollout's history; the oldest verdicts go first.
+const MaxHistory = 500
+
+var (
+	// ErrNotFound: no such rollout.
+	ErrNotFound = errors.New("rollout not found")
+	// ErrTransition: the state machine does not allow the event now.
+	ErrTransition = errors.New("transition not allowed")
+)
+
+// Stats is where verdicts read live per-version numbers: *graph.Live.
+type Stats interface {
+	Refresh() *graph.Snapshot
+	MaxWindow() time.Duration
+}
+
+// Options tune the engine. Zero values take the defaults.
+type Options struct {
+	// DataDir holds StateFile. Required.
+	DataDir string
+	// Tick is how often the engine looks at its rollouts; each is judged at
+	// its own analysis interval. Default 1s.
+	Tick time.Duration
+	// DomainSuffix must match the config store's and the xDS translator's.
+	DomainSuffix string
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Status is everything known about one rollout: what the API shows and
+// what survives a restart.
+type Status struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Service   string `json:"service"`
+	Strategy  string `json:"strategy"`
+	// Stable and Candidate are subsets; the versions are the labels the
+	// live graph knows them by.
+	Stable           string    `json:"stable"`
+	Candidate        string    `json:"candidate"`
+	StableVersion    string    `json:"stableVersion"`
+	CandidateVersion string    `json:"candidateVersion"`
+	State            State     `json:"state"`
+	Step             int       `json:"step"`
+	Steps            []int32   `json:"steps,omitempty"`
+	Weights          Weights   `json:"weights"`
+	Applied          *Weights  `json:"applied,omitempty"` // last weights the config store accepted
+	VirtualService   string    `json:"virtualService"`
+	StartedAt        time.Time `json:"startedAt"`
+	StepStartedAt    time.Time `json:"stepStartedAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
+	Message          string    `json:"message,omitempty"`
+	Failures         int       `json:"consecutiveFailures"`
+	LastVerdict      *Verdict  `json:"lastVerdict,omitempty"`
+	SpecHash         string    `json:"specHash"`
+	History          []Entry   `json:"history"`
+}
+
+// Entry is one line of a rollout's history.
+type Entry struct {
+	At   time.Time `json:"at"`
+	Type string    `json:"type"` // "transition", "verdict", "push"
+	// Transition.
+	Event  Event  `json:"event,omitempty"`
+	From   State  `json:"from,omitempty"`
+	To     State  `json:"to,omitempty"`
+	Source string `json:"source,omitempty"` // "judge", "operator", "alert:NAME", "alertmanager", "engine"
+	// Push.
+	Weights       *Weights `json:"weights,omitempty"`
+	ConfigVersion uint64   `json:"configVersion,omitempty"`
+	Error         string   `json:"error,omitempty"`
+	// Verdict.
+	Verdict *Verdict `json:"verdict,omitempty"`
+	Step    int      `json:"step"`
+	Message string   `json:"message,omitempty"`
+}
+
+type run struct {
+	st         Status
+	spec       *Spec
+	lastJudged time.Time
+	pushErrs   int
+}
+
+// Engine runs rollouts: it watches Rollout objects in the config store,
+// judges each active one on live stats and applies its routes through the
+// store. It is the one owner of rollout state.
+type Engine struct {
+	store  *config.Store
+	stats  Stats
+	opts   Options
+	logger *slog.Logger
+	path   string
+
+	mu   sync.Mutex
+	runs map[string]*run // "ns/name"
+
+	transitions *prometheus.CounterVec
+	verdicts    *prometheus.CounterVec
+	pushes      *prometheus.CounterVec
+}
+
+// New loads persisted rollout state from opts.DataDir. Register KindSpec
+// with the store's kinds; call Run to start the engine.
+func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("rollout engine: DataDir is required")
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	e := &Engine{store: store, stats: stats, opts: opts, logger: logger,
+		path: filepath.Join(opts.DataDir, StateFile), runs: map[string]*run{},
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_rollout_transitions_total",
+			Help: "Rollout state transitions by event and new state."}, []string{"event", "state"}),
+		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_rollout_verdicts_total",
+			Help: "Judge verdicts by result."}, []string{"result"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_rollout_pushes_total",
+			Help: "Route changes applied through the config store, by result."}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{e.transitions, e.verdicts, e.pushes} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("rollout engine: register metrics: %w", err)
+			}
+		}
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("rollout engine: %w", err)
+	}
+	data, err := os.ReadFile(e.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("rollout engine: %w", err)
+	default:
+		var p persisted
+		if err := json.Unmarshal(data, &p); err != nil {
+			return nil, fmt.Errorf("rollout engine: %s is corrupt: %w", e.path, err)
+		}
+		for _, st := range p.Rollouts {
+			e.runs[st.Namespace+"/"+st.Name] = &run{st: st}
+		}
+	}
+	return e, nil
+}
+
+type persisted struct {
+	Rollouts []Status `json:"rollouts"`
+}
+
+// Run drives the rollouts until ctx ends: it follows Rollout objects as
+// they are applied and judges active rollouts.
+func (e *Engine) Run(ctx context.Context) error {
+	snaps := e.store.Watch(ctx)
+	t := time.NewTicker(e.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case sn, ok := <-snaps:
+			if !ok {
+				return nil
+			}
+			e.Sync(ctx, sn)
+		case <-t.C:
+			e.Tick(ctx)
+		}
+	}
+}
+
+func specHash(s *Spec) string {
+	b, _ := json.Marshal(s)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// Sync takes on new and changed Rollout objects and forgets deleted ones.
+// A rollout loaded from disk whose spec is unchanged keeps its state, step
+// and weights; its routes are re-applied only if the store lacks them
+// (an identical apply is no change and pushes nothing).
+func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[string]bool{}
+	changed := false
+	for _, o := range sn.OfKind(Kind) {
+		spec, ok := o.Spec.(*Spec)
+		if !ok {
+			continue
+		}
+		key := o.Meta.Namespace + "/" + o.Meta.Name
+		seen[key] = true
+		h := specHash(spec)
+		r := e.runs[key]
+		if r != nil && r.st.SpecHash == h {
+			if r.spec == nil { // loaded from disk: resume
+				r.spec = spec
+				e.logger.Info("rollout resumed", "rollout", key, "state", r.st.State, "step", r.st.Step, "weights", r.st.Weights)
+				e.reconcile(ctx, r)
+			}
+			continue
+		}
+		changed = true
+		versions := subsetVersions(sn, o.Meta.Namespace, spec.Service, e.opts.DomainSuffix)
+		now := e.opts.Now()
+		r = &run{spec: spec, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
+			Strategy: strategyName(spec), Stable: spec.Stable, Candidate: spec.Candidate,
+			StableVersion: versionOf(versions, spec.Stable), CandidateVersion: versionOf(versions, spec.Candidate),
+			State: Pending, VirtualService: spec.vsName(), StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
+		if c := spec.Strategy.Canary; c != nil {
+			r.st.Steps = c.Steps
+		}
+		if old := e.runs[key]; old != nil {
+			r.st.History = old.st.History // one history across revisions of the rollout
+		}
+		e.runs[key] = r
+		e.fire(ctx, r, EvStart, "engine", "rollout of "+spec.Candidate+" started")
+	}
+	for key := range e.runs {
+		if !seen[key] {
+			delete(e.runs, key)
+			changed = true
+			e.logger.Info("rollout deleted; its VirtualService is left as it is", "rollout", key)
+		}
+	}
+	if changed {
+		e.saveLocked()
+	}
+}
+
+func versionOf(versions map[string]string, subset string) string {
+	if v, ok := versions[subset]; ok {
+		return v
+	}
+	return subset
+}
+
+func strategyName(s *Spec) string {
+	switch {
+	case s.Strategy.Canary != nil:
+		return "canary"
+	case s.Strategy.BlueGreen != nil:
+		return "blueGreen"
+	case s.Strategy.AB != nil:
+		return "ab"
+	}
+	return ""
+}
+
+// fire applies one event: the new state is persisted, then its routes are
+// applied (persisted by the store, then pushed), so a restart at any point
+// finds either the old or the new routes and the state that explains them.
+func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string) error {
+	from := r.st.State
+	to, err := next(from, ev)
+	if err != nil {
+		return err
+	}
+	now := e.opts.Now()
+	r.st.State = to
+	switch ev {
+	case EvStart:
+		r.st.Step, r.st.StepStartedAt = 0, now
+	case EvAdvance:
+		r.st.Step++
+		r.st.StepStartedAt = now
+	}
+	r.st.Failures = 0
+	r.st.Message = msg
+	r.st.UpdatedAt = now
+	r.st.Weights = desiredWeights(r.spec, to, r.st.Step)
+	r.pushErrs = 0
+	r.lastJudged = now // a new step is judged after a full interval of its own traffic
+	e.record(r, Entry{At: now, Type: "transition", Event: ev, From: from, To: to, Source: source, Step: r.st.Step, Message: msg})
+	e.transitions.WithLabelValues(string(ev), string(to)).Inc()
+	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
+		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
+	e.saveLocked()
+	e.reconcile(ctx, r)
+	return nil
+}
+
+// reconcile applies the rollout's desired routes if they are not yet
+// applied, and completes promoting / rolling back once they are.
+func (e *Engine) reconcile(ctx context.Context, r *run) {
+	w := r.st.Weights
+	vs := virtualService(r.st.Namespace, r.st.Name, r.spec, w)
+	before := e.store.Snapshot().Version
+	sn, err := e.store.Apply(ctx, []*config.Object{vs})
+	now := e.opts.Now()
+	if err != nil {
+		r.pushErrs++
+		e.pushes.WithLabelValues("error").Inc()
+		e.record(r, Entry{At: now, Type: "push", Weights: &w, Error: err.Error(), Step: r.st.Step})
+		e.logger.Error("rollout push failed", "rollout", r.st.Namespace+"/"+r.st.Name, "err", err)
+		if r.st.State == RollingBack && r.pushErrs >= 5 {
+			_ = e.fire(ctx, r, EvGiveUp, "engine", "rollback push keeps failing: "+err.Error())
+		}
+		e.saveLocked()
+		return
+	}
+	r.pushErrs = 0
+	if sn.Version != before || r.st.Applied == nil || *r.st.Applied != w {
+		e.pushes.WithLabelValues("applied").Inc()
+		e.record(r, Entry{At: now, Type: "push", Weights: &w, ConfigVersion: sn.Version, Step: r.st.Step})
+	}
+	r.st.Applied = &w
+	e.saveLocked()
+	if r.st.State == Promoting || r.st.State == RollingBack {
+		_ = e.fire(ctx, r, EvPushed, "engine", fmt.Sprintf("routes applied (config version %d)", sn.Version))
+	}
+}
+
+func (e *Engine) record(r *run, en Entry) {
+	r.st.History = append(r.st.History, en)
+	if len(r.st.History) > MaxHistory {
+		drop := 0
+		for i, h := range r.st.History {
+			if h.Type == "verdict" {
+				drop = i
+				break
+			}
+		}
+		r.st.History = append(r.st.History[:drop], r.st.History[drop+1:]...)
+	}
+}
+
+// saveLocked writes all rollout state durably (temp file, fsync, rename).
+func (e *Engine) saveLocked() {
+	p := persisted{Rollouts: make([]Status, 0, len(e.runs))}
+	for _, r := range e.runs {
+		p.Rollouts = append(p.Rollouts, r.st)
+	}
+	sort.Slice(p.Rollouts, func(i, j int) bool {
+		return p.Rollouts[i].Namespace+"/"+p.Rollouts[i].Name < p.Rollouts[j].Namespace+"/"+p.Rollouts[j].Name
+	})
+	if err := writeFileAtomic(e.path, p); err != nil {
+		e.logger.Error("rollout state not saved", "err", err)
+	}
+}
+
+func writeFileAtomic(path string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Tick judges every progressing rollout whose interval has passed, retries
+// pushes that failed, and moves rollouts whose step is done.
+func (e *Engine) Tick(ctx context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.opts.Now()
+	for _, r := range e.runs {
+		if r.spec == nil {
+			continue // loaded from disk, its object not seen yet
+		}
+		if r.st.Applied == nil || *r.st.Applied != r.st.Weights {
+			e.reconcile(ctx, r)
+			continue
+		}
+		if r.st.State != Progressing {
+			continue
+		}
+		a := r.spec.Analysis.withDefaults()
+		if now.Sub(r.lastJudged) < a.Interval.Duration {
+			continue
+		}
+		r.lastJudged = now
+		e.judgeStep(ctx, r, a, now)
+	}
+}
+
+func (e *Engine) judgeStep(ctx context.Context, r *run, a Analysis, now time.Time) {
+	key := r.st.Namespace + "/" + r.st.Name
+	sinceStep := now.Sub(r.st.StepStartedAt)
+	window := min(a.Window.Duration, sinceStep, e.stats.MaxWindow())
+	if window < time.Second {
+		window = time.Second
+	}
+	snap := e.stats.Refresh()
+	svc := shortName(r.spec.Service)
+	cand, err1 := snap.VersionStats(r.st.Namespace, svc, r.st.CandidateVersion, window)
+	stable, err2 := snap.VersionStats(r.st.Namespace, svc, r.st.StableVersion, window)
+	stepWindow := max(min(sinceStep, e.stats.MaxWindow()), time.Second)
+	stepCand, err3 := snap.VersionStats(r.st.Namespace, svc, r.st.CandidateVersion, stepWindow)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		e.logger.Error("rollout judge cannot read stats", "rollout", key, "err", err)
+		return
+	}
+	v := judge(a, cand, stable, r.st.CandidateVersion, r.st.StableVersion)
+	v.At, v.Step, v.Window = now, r.st.Step, Duration{window}
+	r.st.LastVerdict = &v
+	e.record(r, Entry{At: now, Type: "verdict", Verdict: &v, Step: r.st.Step})
+	e.verdicts.WithLabelValues(string(v.Result)).Inc()
+	switch v.Result {
+	case Fail:
+		r.st.Failures++
+		if r.st.Failures >= a.FailureLimit {
+			_ = e.fire(ctx, r, EvFail, "judge", fmt.Sprintf("%d failing verdicts in a row: %v", r.st.Failures, v.Reasons))
+		}
+		return
+	case Inconclusive:
+		return
+	}
+	r.st.Failures = 0
+	successes := stepCand.Requests - stepCand.Errors
+	if successes < a.MinSuccess {
+		return
+	}
+	switch s := r.spec; {
+	case s.Strategy.Canary != nil:
+		c := s.Strategy.Canary
+		if sinceStep < c.MinDuration.Duration || stepCand.Requests < c.MinRequests {
+			return
+		}
+		msg := fmt.Sprintf("step %d (%d%%) passed: %d candidate requests, error rate %.4f, p99 %.1f ms",
+			r.st.Step, c.Steps[r.st.Step], stepCand.Requests, stepCand.ErrorRate, stepCand.P99Ms)
+		if r.st.Step+1 >= len(c.Steps) {
+			_ = e.fire(ctx, r, EvComplete, "judge", msg)
+		} else {
+			_ = e.fire(ctx, r, EvAdvance, "judge", msg)
+		}
+	case s.Strategy.BlueGreen != nil:
+		b := s.Strategy.BlueGreen
+		if b.AutoPromote && sinceStep >= b.MinDuration.Duration && stepCand.Requests >= b.MinRequests {
+			_ = e.fire(ctx, r, EvComplete, "judge", fmt.Sprintf("preview passed: %d candidate requests", stepCand.Requests))
+		}
+	case s.Strategy.AB != nil:
+		ab := s.Strategy.AB
+		if (ab.Duration.Duration > 0 && sinceStep >= ab.Duration.Duration) || (ab.Requests > 0 && stepCand.Requests >= ab.Requests) {
+			_ = e.fire(ctx, r, EvComplete, "judge", fmt.Sprintf("A/B test passed: %d candidate requests in %v", stepCand.Requests, sinceStep.Round(time.Second)))
+		}
+	}
+}
+
+// ActionResult says what an action did.
+type ActionResult struct {
+	Rollout string `json:"rollout"` // "ns/name"
+	From    State  `json:"from"`
+	To      State  `json:"to"`
+	// Changed is false when the rollout already was where the action
+	// leads (a repeated abort, a duplicate alert).
+	Changed bool   `json:"changed"`
+	Message string `json:"message"`
+}
+
+// Do applies an operator or alert event to a rollout: EvPause, EvResume,
+// EvPromote, EvAbort or EvAlert. Rolling back a rollout that is already
+// rolling back or rolled back is not an error (alerts repeat).
+func (e *Engine) Do(ctx context.Context, ns, name string, ev Event, source, reason string) (ActionResult, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	key := ns + "/" + name
+	r := e.runs[key]
+	if r == nil || r.spec == nil {
+		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)
+	}
+	from := r.st.State
+	if (ev == EvAbort || ev == EvAlert) && (from == RollingBack || from == RolledBack) {
+		return ActionResult{Rollout: key, From: from, To: from, Message: "already " + string(from)}, nil
+	}
+	if err := e.fire(ctx, r, ev, source, reason); err != nil {
+		return ActionResult{Rollout: key, From: from, To: from}, fmt.Errorf("rollout %s: %w", key, err)
+	}
+	return ActionResult{Rollout: key, From: from, To: r.st.State, Changed: true, Message: r.st.Message}, nil
+}
+
+// Rollback rolls a rollout back because of an alert.
+func (e *Engine) Rollback(ctx context.Context, ns, name, source, reason string) (ActionResult, error) {
+	return e.Do(ctx, ns, name, EvAlert, source, reason)
+}
+
+// FindByVersion returns the rollouts of a service whose candidate version
+// (or subset) is version and that are not finished; version "" matches any.
+func (e *Engine) FindByVersion(ns, service, version string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for key, r := range e.runs {
+		if r.st.Namespace != ns || shortName(r.st.Service) != shortName(service) {
+			continue
+		}
+		if version != "" && r.st.CandidateVersion != version && r.st.Candidate != version {
+			continue
+		}
+		if r.st.State.Terminal() {
+			continue
+		}
+		out = append(out, key)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns a copy of one rollout's status.
+func (e *Engine) Get(ns, name string) (Status, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.runs[ns+"/"+name]
+	if r == nil {
+		return Status{}, false
+	}
+	return r.st.clone(), true
+}
+
+// List returns copies of every rollout's status without history.
+func (e *Engine) List() []Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Status, 0, len(e.runs))
+	for _, r := range e.runs {
+		st := r.st.clone()
+		st.History = nil
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
+	return out
+}
+
+func (s Status) clone() Status {
+	s.History = append([]Entry(nil), s.History...)
+	s.Steps = append([]int32(nil), s.Steps...)
+	return s
+}

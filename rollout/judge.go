@@ -1,0 +1,183 @@
+package rollout
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"gonum.org/v1/gonum/stat"
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// Result of one verdict.
+type Result string
+
+// Results.
+const (
+	Pass         Result = "pass"
+	Fail         Result = "fail"
+	Inconclusive Result = "inconclusive" // too little traffic to decide either way
+)
+
+// VersionNumbers are the stats a verdict saw for one version.
+type VersionNumbers struct {
+	Version   string  `json:"version"`
+	Requests  uint64  `json:"requests"`
+	Errors    uint64  `json:"errors"`
+	ErrorRate float64 `json:"errorRate"`
+	P50Ms     float64 `json:"p50Ms"`
+	P99Ms     float64 `json:"p99Ms"`
+	Samples   int     `json:"samples"`
+	MedianMs  float64 `json:"medianMs"` // of the samples
+}
+
+// Verdict is one judgement of the candidate, with every number it used.
+type Verdict struct {
+	At        time.Time      `json:"at"`
+	Step      int            `json:"step"`
+	Result    Result         `json:"result"`
+	Reasons   []string       `json:"reasons"`
+	Window    Duration       `json:"window"`
+	Candidate VersionNumbers `json:"candidate"`
+	Stable    VersionNumbers `json:"stable"`
+	// Two-proportion z-test, H1: candidate error rate > stable's.
+	ErrorZ float64 `json:"errorZ"`
+	ErrorP float64 `json:"errorP"`
+	// Mann-Whitney U on latency samples, H1: candidate slower.
+	LatencyU      float64 `json:"latencyU"`
+	LatencyZ      float64 `json:"latencyZ"`
+	LatencyP      float64 `json:"latencyP"`
+	LatencyEffect float64 `json:"latencyEffect"` // P(candidate sample > stable sample)
+}
+
+func numbers(version string, vs graph.VersionStats) VersionNumbers {
+	n := VersionNumbers{Version: version, Requests: vs.Requests, Errors: vs.Errors, ErrorRate: vs.ErrorRate,
+		P50Ms: vs.P50Ms, P99Ms: vs.P99Ms, Samples: len(vs.SamplesMs)}
+	if len(vs.SamplesMs) > 0 {
+		s := slices.Clone(vs.SamplesMs)
+		slices.Sort(s)
+		n.MedianMs = stat.Quantile(0.5, stat.Empirical, s, nil)
+	}
+	return n
+}
+
+// judge decides on the candidate from the stats of both versions over the
+// same window. Thresholds and comparisons only decide with at least
+// MinSamples requests (samples for the rank test) on each side they use.
+func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersion string) Verdict {
+	a = a.withDefaults()
+	v := Verdict{Result: Pass, Candidate: numbers(candVersion, cand), Stable: numbers(stableVersion, stable),
+		ErrorP: 1, LatencyP: 1}
+	if cand.Requests < a.MinSamples {
+		v.Result = Inconclusive
+		v.Reasons = append(v.Reasons, fmt.Sprintf("candidate has %d requests, fewer than the %d needed to decide", cand.Requests, a.MinSamples))
+		return v
+	}
+	fail := func(format string, args ...any) {
+		v.Result = Fail
+		v.Reasons = append(v.Reasons, fmt.Sprintf(format, args...))
+	}
+	if cand.ErrorRate > *a.MaxErrorRate {
+		fail("candidate error rate %.4f exceeds the maximum %.4f", cand.ErrorRate, *a.MaxErrorRate)
+	}
+	if a.MaxP99Ms > 0 && cand.P99Ms > a.MaxP99Ms {
+		fail("candidate p99 %.1f ms exceeds the maximum %.1f ms", cand.P99Ms, a.MaxP99Ms)
+	}
+	if stable.Requests >= a.MinSamples {
+		v.ErrorZ, v.ErrorP = proportionTest(cand.Errors, cand.Requests, stable.Errors, stable.Requests)
+		if v.ErrorP < a.Alpha && cand.ErrorRate-stable.ErrorRate > *a.MaxErrorRateIncrease {
+			fail("candidate error rate %.4f is significantly above stable's %.4f (z=%.2f, p=%.2g)", cand.ErrorRate, stable.ErrorRate, v.ErrorZ, v.ErrorP)
+		}
+	} else {
+		v.Reasons = append(v.Reasons, fmt.Sprintf("stable has %d requests: no error-rate comparison", stable.Requests))
+	}
+	if len(cand.SamplesMs) >= int(a.MinSamples) && len(stable.SamplesMs) >= int(a.MinSamples) {
+		v.LatencyU, v.LatencyZ, v.LatencyP, v.LatencyEffect = mannWhitney(cand.SamplesMs, stable.SamplesMs)
+		delta := v.Candidate.MedianMs - v.Stable.MedianMs
+		if v.LatencyP < a.Alpha && delta > a.MinLatencyDeltaMs && delta > a.MaxLatencyIncrease*v.Stable.MedianMs {
+			fail("candidate latency is significantly above stable's: median %.2f ms vs %.2f ms (Mann-Whitney U=%.0f, z=%.2f, p=%.2g)",
+				v.Candidate.MedianMs, v.Stable.MedianMs, v.LatencyU, v.LatencyZ, v.LatencyP)
+		}
+	} else {
+		v.Reasons = append(v.Reasons, fmt.Sprintf("latency samples %d/%d: no latency comparison", len(cand.SamplesMs), len(stable.SamplesMs)))
+	}
+	if v.Result == Pass {
+		v.Reasons = append(v.Reasons, fmt.Sprintf("candidate error rate %.4f, p99 %.1f ms over %d requests: within limits", cand.ErrorRate, cand.P99Ms, cand.Requests))
+	}
+	return v
+}
+
+// proportionTest is the one-sided two-proportion z-test of H1: p1 > p2,
+// with the pooled standard error.
+func proportionTest(x1, n1, x2, n2 uint64) (z, p float64) {
+	if n1 == 0 || n2 == 0 {
+		return 0, 1
+	}
+	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
+	pool := float64(x1+x2) / float64(n1+n2)
+	se := math.Sqrt(pool * (1 - pool) * (1/float64(n1) + 1/float64(n2)))
+	if se == 0 {
+		return 0, 1 // both all-success or both all-failure: no evidence of a difference
+	}
+	z = (p1 - p2) / se
+	return z, 1 - distuv.UnitNormal.CDF(z)
+}
+
+// mannWhitney is the one-sided Mann-Whitney U test of H1: x tends to be
+// larger than y, with the normal approximation and tie correction. effect is
+// U/(n1·n2), the probability that a sample of x exceeds one of y.
+func mannWhitney(x, y []float64) (u, z, p, effect float64) {
+	n1, n2 := len(x), len(y)
+	if n1 == 0 || n2 == 0 {
+		return 0, 0, 1, 0.5
+	}
+	type obs struct {
+		v     float64
+		fromX bool
+	}
+	all := make([]obs, 0, n1+n2)
+	for _, v := range x {
+		all = append(all, obs{v, true})
+	}
+	for _, v := range y {
+		all = append(all, obs{v, false})
+	}
+	slices.SortFunc(all, func(a, b obs) int {
+		switch {
+		case a.v < b.v:
+			return -1
+		case a.v > b.v:
+			return 1
+		}
+		return 0
+	})
+	var rankX, tieSum float64
+	for i := 0; i < len(all); {
+		j := i
+		for j < len(all) && all[j].v == all[i].v {
+			j++
+		}
+		rank := float64(i+j+1) / 2 // mean of ranks i+1..j
+		t := float64(j - i)
+		tieSum += t*t*t - t
+		for k := i; k < j; k++ {
+			if all[k].fromX {
+				rankX += rank
+			}
+		}
+		i = j
+	}
+	fn1, fn2 := float64(n1), float64(n2)
+	u = rankX - fn1*(fn1+1)/2
+	n := fn1 + fn2
+	sigma := math.Sqrt(fn1 * fn2 / 12 * ((n + 1) - tieSum/(n*(n-1))))
+	effect = u / (fn1 * fn2)
+	if sigma == 0 {
+		return u, 0, 1, effect
+	}
+	z = (u - fn1*fn2/2 - 0.5) / sigma // continuity correction toward H0
+	return u, z, 1 - distuv.UnitNormal.CDF(z), effect
+}

@@ -1,0 +1,396 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+	grpcxds "google.golang.org/grpc/xds"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/xds"
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/mesh"
+)
+
+// rig is the real closed loop on loopback: a config store whose snapshots
+// feed meshlens' ADS server, proxyless gRPC clients routed by it, two
+// versions of a backend whose every call becomes a mesh.Record in the live
+// graph (as the collector would make from their server spans), and the
+// rollout engine judging that graph and applying routes to the store.
+type rig struct {
+	t       testing.TB
+	dir     string
+	logger  *slog.Logger
+	kinds   *config.Kinds
+	store   *config.Store
+	live    *graph.Live
+	xds     *xds.Server
+	xdsAddr string
+	engine  *Engine
+	stopEng func()
+	unsub   func()
+	v1, v2  *backend
+	clients atomic.Int64
+}
+
+const (
+	ns       = "default"
+	svc      = "echo"
+	host     = "echo.default.svc.cluster.local"
+	target   = host + ":9000"
+	testTick = 20 * time.Millisecond
+)
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir()}
+	r.logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var err error
+	r.kinds, err = config.NewKinds(append(config.IstioKinds(config.IstioOptions{}), KindSpec(""))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.live, err = graph.New(graph.Config{Tiers: []graph.Tier{{Width: time.Second, Buckets: 120}, {Width: 10 * time.Second, Buckets: 60}},
+		PublishInterval: 50 * time.Millisecond}, r.logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.xds, err = xds.NewServer(ctx, r.logger, nil, xds.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.xdsAddr = lis.Addr().String()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.xds.ServeListener(ctx, lis) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r.v1, r.v2 = r.startBackend("v1"), r.startBackend("v2")
+	r.openStore()
+	t.Cleanup(func() { r.stop() })
+	r.apply(fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [%[1]s]
+  ports: [{number: 9000, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: echo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v1, namespace: default}
+spec: {address: 127.0.0.1, ports: {grpc: %[2]d}, labels: {app: echo, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo-v2, namespace: default}
+spec: {address: 127.0.0.1, ports: {grpc: %[3]d}, labels: {app: echo, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: default}
+spec:
+  host: echo
+  subsets:
+  - {name: stable, labels: {version: v1}}
+  - {name: canary, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: default}
+spec:
+  hosts: [echo]
+  http: [{route: [{destination: {host: echo, subset: stable}}]}]
+`, host, r.v1.port, r.v2.port))
+	return r
+}
+
+// openStore opens the config store in the rig's data dir and feeds its
+// snapshots to the ADS server, as `meshlens serve` does.
+func (r *rig) openStore() {
+	var err error
+	r.store, err = config.Open(r.dir, r.kinds, r.logger, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.unsub = r.store.Subscribe(func(sn *config.Snapshot) {
+		if err := r.xds.Update(sn); err != nil {
+			r.t.Errorf("xds update: %v", err)
+		}
+	})
+}
+
+// startEngine builds the engine from the data dir and runs it.
+func (r *rig) startEngine() {
+	r.t.Helper()
+	var err error
+	r.engine, err = New(r.store, r.live, Options{DataDir: r.dir, Tick: testTick}, r.logger, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.engine.Run(ctx) }()
+	r.stopEng = func() { cancel(); <-done }
+}
+
+// stop stops the engine and the store's feed to xDS: meshlens going away
+// (the ADS server keeps serving what it had, as clients would keep it).
+func (r *rig) stop() {
+	if r.stopEng != nil {
+		r.stopEng()
+		r.stopEng = nil
+	}
+	if r.unsub != nil {
+		r.unsub()
+		r.unsub = nil
+	}
+}
+
+func (r *rig) apply(yaml string) {
+	r.t.Helper()
+	objs, err := r.kinds.Parse([]byte(yaml))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.store.Apply(context.Background(), objs); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *rig) status(name string) Status {
+	st, _ := r.engine.Get(ns, name)
+	return st
+}
+
+// waitState waits for the rollout to reach state; it fails fast when the
+// rollout ends in another terminal state.
+func (r *rig) waitState(name string, want State, d time.Duration) Status {
+	r.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		st := r.status(name)
+		if st.State == want {
+			return st
+		}
+		if st.State.Terminal() {
+			r.t.Fatalf("rollout ended %s (%s), want %s; history:\n%s", st.State, st.Message, want, historyText(st))
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("rollout is %s at step %d after %v, want %s; last verdict %+v", st.State, st.Step, d, want, st.LastVerdict)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func historyText(st Status) string {
+	var b strings.Builder
+	for _, h := range st.History {
+		switch h.Type {
+		case "verdict":
+			fmt.Fprintf(&b, "  %s verdict step %d %s %v\n", h.At.Format("15:04:05.000"), h.Step, h.Verdict.Result, h.Verdict.Reasons)
+		case "push":
+			fmt.Fprintf(&b, "  %s push %+v version %d %s\n", h.At.Format("15:04:05.000"), *h.Weights, h.ConfigVersion, h.Error)
+		default:
+			fmt.Fprintf(&b, "  %s %s: %s -> %s (%s) %s\n", h.At.Format("15:04:05.000"), h.Event, h.From, h.To, h.Source, h.Message)
+		}
+	}
+	return b.String()
+}
+
+// backend is one version of the echo service. Every call is recorded in
+// the live graph as its server span would be.
+type backend struct {
+	testgrpc.UnimplementedTestServiceServer
+	version  string
+	port     int
+	failCode atomic.Int32 // non-zero: calls fail with it
+	delay    atomic.Int64 // nanoseconds added to each call
+}
+
+func (r *rig) startBackend(version string) *backend {
+	r.t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	b := &backend{version: version, port: lis.Addr().(*net.TCPAddr).Port}
+	s := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := h(ctx, req)
+		st := status.Convert(err)
+		_ = r.live.ConsumeRecords(ctx, []mesh.Record{{
+			Time:        start,
+			Source:      mesh.Peer{Namespace: ns, Service: "client", Workload: "client", Version: "v1"},
+			Destination: mesh.Peer{Namespace: ns, Service: svc, Workload: "echo-" + version, Version: version},
+			Protocol:    "grpc", Method: info.FullMethod, Code: 200, GRPCStatus: int16(st.Code()),
+			Duration: time.Since(start), Origin: mesh.OriginSpanPair,
+		}})
+		return resp, err
+	}))
+	testgrpc.RegisterTestServiceServer(s, b)
+	go s.Serve(lis)
+	r.t.Cleanup(s.Stop)
+	return b
+}
+
+func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if d := time.Duration(b.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if c := codes.Code(b.failCode.Load()); c != codes.OK {
+		return nil, status.Errorf(c, "%s fails on purpose", b.version)
+	}
+	return &testgrpc.SimpleResponse{Hostname: b.version}, nil
+}
+
+// client dials the echo service through meshlens' xDS as its own node.
+func (r *rig) client() testgrpc.TestServiceClient {
+	r.t.Helper()
+	bs, err := xds.GRPCBootstrap{ServerAddr: r.xdsAddr, NodeID: fmt.Sprintf("client-%d", r.clients.Add(1)),
+		Metadata: map[string]string{xds.MetaNamespace: ns}}.JSON()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(bs)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { cc.Close() })
+	return testgrpc.NewTestServiceClient(cc)
+}
+
+// outcome is one response a client saw: the version that served it, or
+// "error".
+type outcome struct {
+	at   time.Time
+	host string
+}
+
+// load calls the service continuously from conc goroutines, each pausing
+// between calls, and remembers what it saw.
+type load struct {
+	mu     sync.Mutex
+	seen   []outcome
+	cancel func()
+	done   sync.WaitGroup
+}
+
+func (r *rig) startLoad(c testgrpc.TestServiceClient, conc int, pause time.Duration) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for range conc {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			for ctx.Err() == nil {
+				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+				resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+				ccancel()
+				if ctx.Err() != nil {
+					return
+				}
+				o := outcome{at: time.Now(), host: "error"}
+				if err == nil {
+					o.host = resp.GetHostname()
+				}
+				l.mu.Lock()
+				l.seen = append(l.seen, o)
+				l.mu.Unlock()
+				if pause > 0 {
+					select {
+					case <-time.After(pause):
+					case <-ctx.Done():
+					}
+				}
+			}
+		}()
+	}
+	r.t.Cleanup(l.stop)
+	return l
+}
+
+func (l *load) stop() { l.cancel(); l.done.Wait() }
+
+// since counts outcomes by host from t on.
+func (l *load) since(t time.Time) map[string]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int{}
+	for _, o := range l.seen {
+		if !o.at.Before(t) {
+			out[o.host]++
+		}
+	}
+	return out
+}
+
+// firstAfter is the time of the first outcome from host at or after t.
+func (l *load) firstAfter(t time.Time, host string) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, o := range l.seen {
+		if !o.at.Before(t) && o.host == host {
+			return o.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// lastNot is the time of the last outcome not from host.
+func (l *load) lastNot(host string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.seen) - 1; i >= 0; i-- {
+		if l.seen[i].host != host {
+			return l.seen[i].at
+		}
+	}
+	return time.Time{}
+}
+
+// eventually retries check until it returns nil or d passes.
+func eventually(t testing.TB, d time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

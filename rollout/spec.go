@@ -1,0 +1,330 @@
+package rollout
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	networking "istio.io/api/networking/v1"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// APIVersion and Kind of the Rollout object.
+const (
+	APIVersion = "meshlens.io/v1alpha1"
+	Kind       = "Rollout"
+)
+
+// Spec is a Rollout's spec as users write it.
+type Spec struct {
+	// Service is the host whose routes the rollout owns, as written in a
+	// VirtualService ("reviews", or a full name). Its short name is the
+	// service name the live graph knows.
+	Service string `json:"service"`
+	// VirtualService is the name of the VirtualService the rollout writes;
+	// default: the service's short name.
+	VirtualService string `json:"virtualService,omitempty"`
+	// Stable and Candidate are DestinationRule subsets of the service.
+	Stable    string   `json:"stable"`
+	Candidate string   `json:"candidate"`
+	Strategy  Strategy `json:"strategy"`
+	Analysis  Analysis `json:"analysis,omitzero"`
+}
+
+// Strategy holds exactly one of its fields.
+type Strategy struct {
+	Canary    *Canary    `json:"canary,omitempty"`
+	BlueGreen *BlueGreen `json:"blueGreen,omitempty"`
+	AB        *AB        `json:"ab,omitempty"`
+}
+
+// Canary moves weight to the candidate in steps.
+type Canary struct {
+	// Steps are candidate weights in percent, increasing, ending at 100.
+	Steps []int32 `json:"steps"`
+	// MinDuration is how long each step lasts at least.
+	MinDuration Duration `json:"minDuration"`
+	// MinRequests is how many candidate requests a step needs before it
+	// may pass.
+	MinRequests uint64 `json:"minRequests,omitempty"`
+	// Match: requests matching any of these always reach the candidate.
+	Match []Match `json:"match,omitempty"`
+}
+
+// BlueGreen sends only preview traffic to the candidate until promoted,
+// then switches everything at once.
+type BlueGreen struct {
+	Preview []Match `json:"preview"`
+	// AutoPromote promotes once the preview traffic passed the judge for
+	// MinDuration and MinRequests; otherwise promotion is manual.
+	AutoPromote bool     `json:"autoPromote,omitempty"`
+	MinDuration Duration `json:"minDuration,omitzero"`
+	MinRequests uint64   `json:"minRequests,omitempty"`
+}
+
+// AB sends matching traffic to the candidate for a duration or a request
+// count (whichever comes first); if the judge passed, the candidate is then
+// promoted.
+type AB struct {
+	Match    []Match  `json:"match"`
+	Duration Duration `json:"duration,omitzero"`
+	Requests uint64   `json:"requests,omitempty"`
+}
+
+// Match selects requests by one header or one cookie.
+type Match struct {
+	Header string `json:"header,omitempty"`
+	Cookie string `json:"cookie,omitempty"`
+	// Exact value; for a header, Regex may be given instead.
+	Exact string `json:"exact,omitempty"`
+	Regex string `json:"regex,omitempty"`
+}
+
+// Analysis tunes the judge. Zero values take the defaults.
+type Analysis struct {
+	// Interval between verdicts. Default 5s.
+	Interval Duration `json:"interval,omitzero"`
+	// Window of live stats a verdict reads, capped at the time since the
+	// step started. Default 30s.
+	Window Duration `json:"window,omitzero"`
+	// MinSamples: below this many requests of the candidate (and, for the
+	// comparisons, of the stable version) a verdict is inconclusive: low
+	// traffic never decides. Default 50.
+	MinSamples uint64 `json:"minSamples,omitempty"`
+	// MaxErrorRate of the candidate (0..1). Default 0.05.
+	MaxErrorRate *float64 `json:"maxErrorRate,omitempty"`
+	// MaxP99Ms is the candidate's p99 latency limit; 0 means none.
+	MaxP99Ms float64 `json:"maxP99Ms,omitempty"`
+	// MinSuccess is how many successful candidate requests a step needs
+	// before it may pass. Default 0.
+	MinSuccess uint64 `json:"minSuccess,omitempty"`
+	// Alpha is the significance level of the comparisons. Default 0.01.
+	Alpha float64 `json:"alpha,omitempty"`
+	// MaxErrorRateIncrease is the smallest increase of the candidate's
+	// error rate over stable's (absolute) that the proportion test may fail
+	// on. Default 0.02.
+	MaxErrorRateIncrease *float64 `json:"maxErrorRateIncrease,omitempty"`
+	// MaxLatencyIncrease is the smallest relative increase of the
+	// candidate's median latency over stable's that the rank test may fail
+	// on (0.2 = 20%); the increase must also exceed MinLatencyDeltaMs.
+	// Defaults 0.2 and 2 ms.
+	MaxLatencyIncrease float64 `json:"maxLatencyIncrease,omitempty"`
+	MinLatencyDeltaMs  float64 `json:"minLatencyDeltaMs,omitempty"`
+	// FailureLimit is how many failing verdicts in a row roll back.
+	// Default 2.
+	FailureLimit int `json:"failureLimit,omitempty"`
+}
+
+func (a Analysis) withDefaults() Analysis {
+	if a.Interval.Duration <= 0 {
+		a.Interval.Duration = 5 * time.Second
+	}
+	if a.Window.Duration <= 0 {
+		a.Window.Duration = 30 * time.Second
+	}
+	if a.MinSamples == 0 {
+		a.MinSamples = 50
+	}
+	if a.MaxErrorRate == nil {
+		v := 0.05
+		a.MaxErrorRate = &v
+	}
+	if a.Alpha == 0 {
+		a.Alpha = 0.01
+	}
+	if a.MaxErrorRateIncrease == nil {
+		v := 0.02
+		a.MaxErrorRateIncrease = &v
+	}
+	if a.MaxLatencyIncrease == 0 {
+		a.MaxLatencyIncrease = 0.2
+	}
+	if a.MinLatencyDeltaMs == 0 {
+		a.MinLatencyDeltaMs = 2
+	}
+	if a.FailureLimit <= 0 {
+		a.FailureLimit = 2
+	}
+	return a
+}
+
+// Duration is a time.Duration written as "30s" in YAML and JSON.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes "30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads "30s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var secs float64
+		if err2 := json.Unmarshal(b, &secs); err2 != nil {
+			return fmt.Errorf("want a duration such as \"30s\", got %s", b)
+		}
+		d.Duration = time.Duration(secs * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"30s\": %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// KindSpec plugs Rollout into the config registry. domain is the cluster
+// domain suffix ("" = cluster.local), as given to config.IstioOptions.
+func KindSpec(domain string) config.KindSpec {
+	return config.KindSpec{
+		APIVersions: []string{APIVersion},
+		Kind:        Kind,
+		ShortNames:  []string{"ro"},
+		Decode: func(js []byte) (any, error) {
+			var s Spec
+			if err := config.DecodeJSON(js, &s); err != nil {
+				return nil, err
+			}
+			return &s, nil
+		},
+		Validate: func(o *config.Object, sn *config.Snapshot) []config.FieldError {
+			return validate(o, sn, domain)
+		},
+	}
+}
+
+func validate(o *config.Object, sn *config.Snapshot, domain string) []config.FieldError {
+	s := o.Spec.(*Spec)
+	var errs []config.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, config.FieldError{Object: o.Key(), Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if s.Service == "" {
+		add("service", "required")
+	}
+	if s.Stable == "" {
+		add("stable", "required: the stable subset")
+	}
+	if s.Candidate == "" {
+		add("candidate", "required: the candidate subset")
+	}
+	if s.Stable != "" && s.Stable == s.Candidate {
+		add("candidate", "must differ from stable (%q)", s.Stable)
+	}
+	n := 0
+	if c := s.Strategy.Canary; c != nil {
+		n++
+		if len(c.Steps) == 0 {
+			add("strategy.canary.steps", "at least one step is required")
+		}
+		prev := int32(0)
+		for i, w := range c.Steps {
+			if w <= prev || w > 100 {
+				add(fmt.Sprintf("strategy.canary.steps[%d]", i), "weights must increase, within 1..100 (got %d after %d)", w, prev)
+			}
+			prev = w
+		}
+		if len(c.Steps) > 0 && c.Steps[len(c.Steps)-1] != 100 {
+			add("strategy.canary.steps", "the last step must be 100")
+		}
+		if c.MinDuration.Duration < 0 {
+			add("strategy.canary.minDuration", "must not be negative")
+		}
+		validateMatches(c.Match, "strategy.canary.match", add)
+	}
+	if b := s.Strategy.BlueGreen; b != nil {
+		n++
+		if len(b.Preview) == 0 {
+			add("strategy.blueGreen.preview", "at least one header or cookie match is required")
+		}
+		validateMatches(b.Preview, "strategy.blueGreen.preview", add)
+	}
+	if ab := s.Strategy.AB; ab != nil {
+		n++
+		if len(ab.Match) == 0 {
+			add("strategy.ab.match", "at least one header or cookie match is required")
+		}
+		if ab.Duration.Duration <= 0 && ab.Requests == 0 {
+			add("strategy.ab", "duration or requests is required")
+		}
+		validateMatches(ab.Match, "strategy.ab.match", add)
+	}
+	if n != 1 {
+		add("strategy", "exactly one of canary, blueGreen, ab is required (got %d)", n)
+	}
+	a := s.Analysis
+	if a.MaxErrorRate != nil && (*a.MaxErrorRate < 0 || *a.MaxErrorRate > 1) {
+		add("analysis.maxErrorRate", "must be within 0..1")
+	}
+	if a.Alpha < 0 || a.Alpha >= 0.5 {
+		add("analysis.alpha", "must be within 0..0.5")
+	}
+	if a.Interval.Duration < 0 || a.Window.Duration < 0 {
+		add("analysis", "interval and window must not be negative")
+	}
+	if s.Service != "" && s.Stable != "" && s.Candidate != "" && sn != nil {
+		subsets := subsetVersions(sn, o.Meta.Namespace, s.Service, domain)
+		if subsets == nil {
+			add("service", "no DestinationRule defines subsets for host %q", config.FQDN(s.Service, o.Meta.Namespace, domain))
+		} else {
+			for field, sub := range map[string]string{"stable": s.Stable, "candidate": s.Candidate} {
+				if _, ok := subsets[sub]; !ok {
+					add(field, "no subset %q in the DestinationRule of %s", sub, s.Service)
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func validateMatches(ms []Match, path string, add func(string, string, ...any)) {
+	for i, m := range ms {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case (m.Header == "") == (m.Cookie == ""):
+			add(p, "exactly one of header, cookie is required")
+		case m.Cookie != "" && (m.Exact == "" || m.Regex != ""):
+			add(p, "a cookie match needs exact (and no regex)")
+		case m.Header != "" && (m.Exact == "") == (m.Regex == ""):
+			add(p, "exactly one of exact, regex is required")
+		}
+	}
+}
+
+// subsetVersions maps the subsets of the DestinationRule for the service to
+// the version label the live graph knows them by (the subset's "version"
+// label, else its name). Nil when no DestinationRule covers the host.
+func subsetVersions(sn *config.Snapshot, ns, service, domain string) map[string]string {
+	fqdn := config.FQDN(service, ns, domain)
+	for _, o := range sn.OfKind(config.KindDestinationRule) {
+		dr, ok := o.Spec.(*networking.DestinationRule)
+		if !ok || config.FQDN(dr.GetHost(), o.Meta.Namespace, domain) != fqdn {
+			continue
+		}
+		out := map[string]string{}
+		for _, s := range dr.GetSubsets() {
+			v := s.GetLabels()["version"]
+			if v == "" {
+				v = s.GetName()
+			}
+			out[s.GetName()] = v
+		}
+		return out
+	}
+	return nil
+}
+
+// shortName is the service name the graph knows: the host's first label.
+func shortName(host string) string {
+	name, _, _ := strings.Cut(host, ".")
+	return name
+}
+
+func (s *Spec) vsName() string {
+	if s.VirtualService != "" {
+		return s.VirtualService
+	}
+	return shortName(s.Service)
+}
