@@ -60,6 +60,11 @@ type Config struct {
 	TraceBatchTimeout time.Duration
 	// ApplyRetryEvery is the pause between attempts to reach meshlens.
 	ApplyRetryEvery time.Duration
+	// XDSServers makes every workload an xDS-managed gRPC server, so
+	// PeerAuthentication (mTLS) and AuthorizationPolicy (RBAC) apply to
+	// its inbound calls. Off, workloads are plain gRPC servers and only
+	// the outbound side (routing, retries, faults, LB) follows xDS.
+	XDSServers bool
 }
 
 // DefaultConfig returns the defaults `meshlens demo` starts with.

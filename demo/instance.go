@@ -20,6 +20,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/xds"
 )
 
 // instance is one running workload: its gRPC server and, for each service it
@@ -32,8 +33,16 @@ type instance struct {
 	logger *slog.Logger
 
 	lis     net.Listener
-	server  *grpc.Server
+	server  grpcServer
 	clients []downstream
+}
+
+// grpcServer is what *grpc.Server and the xDS-managed *xds.GRPCServer share.
+type grpcServer interface {
+	grpc.ServiceRegistrar
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
 }
 
 type downstream struct {
@@ -91,7 +100,13 @@ func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvid
 		return nil, fmt.Errorf("%s: listen on %s: %w", def.Workload(), addr, err)
 	}
 	in.lis = lis
-	in.server = grpc.NewServer(grpc.StatsHandler(statsHandler(tp, nil)))
+	srv, err := in.newServer(cfg, tp)
+	if err != nil {
+		lis.Close()
+		in.closeClients()
+		return nil, err
+	}
+	in.server = srv
 	testpb.RegisterTestServiceServer(in.server, in)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(in.server, hs)
@@ -101,6 +116,39 @@ func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvid
 		}
 	}()
 	return in, nil
+}
+
+// newServer builds the instance's gRPC server: a plain one, or with
+// cfg.XDSServers one whose inbound side (mTLS, RBAC from
+// PeerAuthentication and AuthorizationPolicy) follows the control plane. An
+// xDS server accepts connections only once the control plane has sent its
+// inbound listener.
+func (in *instance) newServer(cfg *Config, tp trace.TracerProvider) (grpcServer, error) {
+	sh := grpc.StatsHandler(statsHandler(tp, nil))
+	if !cfg.XDSServers {
+		return grpc.NewServer(sh), nil
+	}
+	b, err := Bootstrap(cfg.XDS, in.id)
+	if err != nil {
+		return nil, fmt.Errorf("xDS bootstrap for %s: %w", in.id.Workload, err)
+	}
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		return nil, fmt.Errorf("%s: xDS server credentials: %w", in.id.Workload, err)
+	}
+	logger := in.logger
+	srv, err := xds.NewGRPCServer(sh, grpc.Creds(creds),
+		// The only public grpc-go way to give one server of several in a
+		// process its own bootstrap (see xdsResolver).
+		xds.BootstrapContentsForTesting(b),
+		xds.ServingModeCallback(func(addr net.Addr, args xds.ServingModeChangeArgs) {
+			logger.Info("xDS serving mode", "addr", addr.String(), "mode", args.Mode.String(), "err", args.Err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%s: xDS server: %w", in.id.Workload, err)
+	}
+	return srv, nil
 }
 
 // Port is the port the instance listens on.

@@ -22,6 +22,18 @@ import (
 // demo's config must be accepted as it is, and its translation must route
 // every hop of the mesh and honour the reviews split.
 func TestDemoRunsOnMeshlensControlPlane(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		xdsServers bool
+	}{
+		{"plain gRPC servers", false},
+		{"xDS-managed gRPC servers", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) { runOnMeshlensControlPlane(t, tt.xdsServers) })
+	}
+}
+
+func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -72,6 +84,7 @@ func TestDemoRunsOnMeshlensControlPlane(t *testing.T) {
 	cfg.StatusEvery = 0
 	cfg.TraceBatchTimeout = 100 * time.Millisecond
 	cfg.ReviewsSplit = map[string]uint32{"v1": 20, "v2": 40, "v3": 40}
+	cfg.XDSServers = xdsServers
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
 	d, err := Start(sctx, cfg, logger)
@@ -111,10 +124,32 @@ func TestDemoRunsOnMeshlensControlPlane(t *testing.T) {
 	for _, p := range xs.Proxies() {
 		connected = append(connected, p.ID)
 	}
-	for _, w := range []string{"loadgen", "productpage-v1", "reviews-v2", "reviews-v3"} {
+	workloads := []string{"loadgen", "productpage-v1", "reviews-v2", "reviews-v3"}
+	if xdsServers { // every server fetches its inbound listener
+		workloads = append(workloads, "details-v1", "reviews-v1", "ratings-v1")
+	}
+	for _, w := range workloads {
 		if !strings.Contains(strings.Join(connected, " "), "~"+w+".bookinfo~") {
 			t.Errorf("workload %s not among meshlens' xDS proxies %v", w, connected)
 		}
+	}
+
+	if xdsServers {
+		// The servers follow inbound config too: deny every call to ratings,
+		// and reviews v2/v3, which call it, start failing.
+		a := &Applier{Server: api.URL, TokenFile: cfg.TokenFile, RetryEvery: 50 * time.Millisecond}
+		deny := []byte(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-ratings, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  action: DENY
+  rules: [{}]
+`)
+		if err := a.Apply(sctx, deny); err != nil {
+			t.Fatalf("apply AuthorizationPolicy: %v", err)
+		}
+		waitStats(t, d, "calls to ratings to be denied", func(s Stats) bool { return s.ByCode["PermissionDenied"] >= 10 })
 	}
 
 	stop()

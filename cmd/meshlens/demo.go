@@ -100,6 +100,7 @@ flags:`)
 	fs.StringVar(&cfg.Control, "control", cfg.Control, "control HTTP endpoint address (empty: off)")
 	fs.DurationVar(&cfg.StatusEvery, "status-every", cfg.StatusEvery, "period of the status line (0: none)")
 	fs.DurationVar(&cfg.RequestTimeout, "timeout", cfg.RequestTimeout, "timeout of each load generator request")
+	fs.BoolVar(&cfg.XDSServers, "xds-servers", cfg.XDSServers, "make the workloads xDS-managed gRPC servers, so AuthorizationPolicy (RBAC) applies to their inbound calls")
 	faults := map[demo.VersionKey]demo.Fault{}
 	fs.Var(&faultFlags{m: faults}, "fail", "make a version fail a share of requests, SERVICE:VERSION=RATE (e.g. reviews:v3=0.5); repeatable")
 	fs.Var(&faultFlags{m: faults, slow: true}, "slow", "make a version slow, SERVICE:VERSION=DELAY (e.g. reviews:v2=300ms); repeatable")
