@@ -233,6 +233,9 @@ func (s *Server) ServeListener(ctx context.Context, lis net.Listener) error {
 // resources; the errors are returned joined.
 func (s *Server) Update(snap *config.Snapshot) error {
 	start := time.Now()
+	if snap == nil {
+		snap = &config.Snapshot{}
+	}
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	s.config = snap

@@ -97,9 +97,7 @@ type validator interface{ ValidateAll() error }
 // an error here means a translator bug or config validation let something
 // through; the caller keeps serving the previous resources.
 func Translate(snap *config.Snapshot, node Node, opts Options) (*Resources, error) {
-	if opts.DomainSuffix == "" {
-		opts = mergeDefaults(opts)
-	}
+	opts = mergeDefaults(opts)
 	m, err := buildModel(snap, opts)
 	if err != nil {
 		return nil, err
@@ -144,8 +142,10 @@ func Translate(snap *config.Snapshot, node Node, opts Options) (*Resources, erro
 	return out, nil
 }
 
+// mergeDefaults fills the zero fields of o from DefaultOptions.
 func mergeDefaults(o Options) Options {
 	d := DefaultOptions()
+	d.DomainSuffix = cmp.Or(o.DomainSuffix, d.DomainSuffix)
 	d.CertChainPath = cmp.Or(o.CertChainPath, d.CertChainPath)
 	d.PrivateKeyPath = cmp.Or(o.PrivateKeyPath, d.PrivateKeyPath)
 	d.RootCAPath = cmp.Or(o.RootCAPath, d.RootCAPath)

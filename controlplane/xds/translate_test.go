@@ -97,3 +97,20 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
+
+func TestTranslateHonoursDomainSuffix(t *testing.T) {
+	snap := parseSnapshot(t, 1, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: a, namespace: prod}
+spec:
+  hosts: [a]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+`)
+	res, err := Translate(snap, Node{ID: "n", Flavour: FlavourGRPC}, Options{DomainSuffix: "example.internal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 1 || res.Listeners[0].Name != "a.prod.svc.example.internal:80" {
+		t.Fatalf("listeners %v", res.Listeners)
+	}
+}
