@@ -25,7 +25,7 @@ func appendTopology(b *Builder) {
 	}
 	var selfLoops []string
 	for _, e := range g.Edges {
-		s, t := g.byID[e.Source], g.byID[e.Target]
+		s, t := e.src, e.dst
 		if s == t {
 			selfLoops = append(selfLoops, s.ID)
 			continue // simple graphs have no self loops

@@ -55,9 +55,10 @@ type Node struct {
 	Health    string  `json:"health"` // healthy, degraded, failing, idle
 	InCycle   bool    `json:"inCycle,omitempty"`
 
-	gid     int64
-	inbound *Stats
-	weight  uint64 // inbound + outbound requests, for the node cap
+	gid                int64
+	inRequests, inErrs uint64
+	weight             uint64 // inbound + outbound requests, for the node cap
+	rank               int    // position in the sorted node list
 }
 
 // Edge is a directed edge between two nodes.
@@ -80,8 +81,10 @@ type Edge struct {
 	BytesIn   uint64            `json:"bytesIn"`
 	BytesOut  uint64            `json:"bytesOut"`
 
-	stats     *Stats
+	stats     *Stats // the source's own Stats until a second edge merges in
+	owned     bool
 	protocols map[string]uint64
+	src, dst  *Node
 }
 
 // Graph is the answer to a graph query, the same for every source.
@@ -118,7 +121,8 @@ type Builder struct {
 	Traffic *Traffic
 	Opts    Options
 	Graph   *Graph
-	edges   map[[2]string]*Edge
+	edges   map[[2]*Node]*Edge
+	nodes   map[mesh.Peer]*Node // peers reduced to the view's grain
 }
 
 // DefaultAppenders are the steps Build runs.
@@ -150,7 +154,7 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	b := &Builder{Traffic: t, Opts: opts, edges: map[[2]string]*Edge{}, Graph: &Graph{
+	b := &Builder{Traffic: t, Opts: opts, edges: make(map[[2]*Node]*Edge, len(t.Edges)), nodes: map[mesh.Peer]*Node{}, Graph: &Graph{
 		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
 		Window: t.Window.String(), WindowSeconds: t.Window.Seconds(),
 		End: t.End.UTC(), Generated: opts.Now.UTC(), Partial: t.Partial,
@@ -161,11 +165,16 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 	}
 	g := b.Graph
 	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	for i, n := range g.Nodes {
+		n.rank = i
+	}
+	// Edges sort by their nodes' ranks: the order of (source, target) ids.
 	sort.Slice(g.Edges, func(i, j int) bool {
-		if g.Edges[i].Source != g.Edges[j].Source {
-			return g.Edges[i].Source < g.Edges[j].Source
+		a, b := g.Edges[i], g.Edges[j]
+		if a.src.rank != b.src.rank {
+			return a.src.rank < b.src.rank
 		}
-		return g.Edges[i].Target < g.Edges[j].Target
+		return a.dst.rank < b.dst.rank
 	})
 	if g.Nodes == nil {
 		g.Nodes = []*Node{}
@@ -196,16 +205,37 @@ func NodeOf(v View, p mesh.Peer) Node {
 	}
 }
 
+// grain reduces a peer to the fields that identify its node in a view, so
+// nodes are found without building their id strings.
+func grain(v View, p mesh.Peer) mesh.Peer {
+	switch v {
+	case ViewVersion:
+		p.Workload = ""
+	case ViewWorkload:
+		if p.Workload != "" {
+			p.Service, p.Version = "", ""
+		}
+	default:
+		p.Workload, p.Version = "", ""
+	}
+	return p
+}
+
 func (b *Builder) node(v View, p mesh.Peer) *Node {
+	k := grain(v, p)
+	if n := b.nodes[k]; n != nil {
+		return n
+	}
 	n := NodeOf(v, p)
 	if got := b.Graph.byID[n.ID]; got != nil {
+		b.nodes[k] = got
 		return got
 	}
-	nn := n
-	nn.inbound = NewStats()
-	b.Graph.byID[n.ID] = &nn
-	b.Graph.Nodes = append(b.Graph.Nodes, &nn)
-	return &nn
+	nn := &n
+	b.Graph.byID[n.ID] = nn
+	b.nodes[k] = nn
+	b.Graph.Nodes = append(b.Graph.Nodes, nn)
+	return nn
 }
 
 // appendTraffic aggregates edge keys into the view's nodes and edges: counts,
@@ -221,15 +251,24 @@ func appendTraffic(b *Builder) {
 			continue
 		}
 		src, dst := b.node(b.Opts.View, k.Source), b.node(b.Opts.View, k.Destination)
-		dst.inbound.Add(st)
+		dst.inRequests += st.Requests
+		dst.inErrs += st.Errors
 		src.weight += st.Requests
 		dst.weight += st.Requests
-		id := [2]string{src.ID, dst.ID}
+		id := [2]*Node{src, dst}
 		e := b.edges[id]
 		if e == nil {
-			e = &Edge{Source: src.ID, Target: dst.ID, stats: NewStats(), protocols: map[string]uint64{}}
+			// Borrow the source's stats; copy only when a second edge merges in.
+			e = &Edge{Source: src.ID, Target: dst.ID, stats: st, src: src, dst: dst, Protocol: k.Protocol}
 			b.edges[id] = e
 			b.Graph.Edges = append(b.Graph.Edges, e)
+			continue
+		}
+		if !e.owned {
+			own := NewStats()
+			own.Add(e.stats)
+			e.stats, e.owned = own, true
+			e.protocols = map[string]uint64{e.Protocol: e.stats.Requests}
 		}
 		e.stats.Add(st)
 		e.protocols[k.Protocol] += st.Requests
@@ -252,7 +291,10 @@ func appendTraffic(b *Builder) {
 			}
 		}
 		if len(st.Flags) > 0 {
-			e.Flags = st.Flags
+			e.Flags = make(map[string]uint64, len(st.Flags))
+			for f, n := range st.Flags {
+				e.Flags[f] = n
+			}
 		}
 		var best uint64
 		for p, n := range e.protocols {
@@ -323,14 +365,15 @@ const (
 func appendHealth(b *Builder) {
 	secs := b.Traffic.Window.Seconds()
 	for _, n := range b.Graph.Nodes {
-		in := n.inbound
-		n.Requests = in.Requests
+		n.Requests = n.inRequests
 		if secs > 0 {
-			n.RPS = float64(in.Requests) / secs
+			n.RPS = float64(n.inRequests) / secs
 		}
-		n.ErrorRate = in.ErrorRate()
+		if n.inRequests > 0 {
+			n.ErrorRate = float64(n.inErrs) / float64(n.inRequests)
+		}
 		switch {
-		case in.Requests == 0:
+		case n.inRequests == 0:
 			n.Health = "idle"
 		case n.ErrorRate >= failingErrorRate:
 			n.Health = "failing"

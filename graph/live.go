@@ -96,6 +96,11 @@ type Live struct {
 
 	mu          sync.Mutex
 	edges       map[EdgeKey]*edge
+	table       []*edge // by edge id; shared with snapshots until written
+	tableShared bool
+	free        []freeID // ids of evicted edges, oldest first
+	flagNames   []string // interned response flags, append-only
+	flagIDs     map[string]uint16
 	rings       []*ring
 	reservoirs  map[mesh.Peer]*reservoir
 	resDirty    bool
@@ -116,11 +121,20 @@ type liveMetrics struct {
 	memory    prometheus.Gauge
 }
 
-// edge is an interned edge key. Buckets point at it, so an evicted edge's
-// past traffic stays counted until its buckets age out.
+// edge is an interned edge key with a dense id. Cells name edges by id so
+// that cells hold no pointers (the garbage collector skips them, and a query
+// sums into a slice, not a map). An evicted edge's id is reused only once no
+// bucket can still hold its cells, so its past traffic stays counted until
+// it ages out.
 type edge struct {
+	id       uint32
 	key      EdgeKey
 	lastSeen int64 // unix nanoseconds; writer-only
+}
+
+type freeID struct {
+	id uint32
+	at int64 // eviction time, unix nanoseconds
 }
 
 type ring struct {
@@ -131,17 +145,21 @@ type ring struct {
 type bucket struct {
 	idx    int64 // start / width
 	frozen bool  // published: copy before writing
-	index  map[*edge]int32
+	index  map[uint32]int32
 	cells  []cell
+	// Codes and flags beyond a cell's inline slots, rare.
+	moreCodes map[edgeCode]uint32
+	moreFlags map[edgeFlag]uint32
 }
 
+// cell is one edge's counters in one bucket; it holds no pointers.
 type cell struct {
-	edge                   *edge
+	edge                   uint32
 	requests, errors, mtls uint32
 	bytesIn, bytesOut, dur uint64
 	latency                [maxLatencyBuckets]uint32
-	codes                  []codeCount
-	flags                  []flagCount
+	codes                  [4]codeCount // n == 0: free slot
+	flags                  [2]flagCount
 }
 
 type codeCount struct {
@@ -150,8 +168,18 @@ type codeCount struct {
 }
 
 type flagCount struct {
-	f string
-	n uint32
+	id uint16
+	n  uint32
+}
+
+type edgeCode struct {
+	edge uint32
+	k    CodeKey
+}
+
+type edgeFlag struct {
+	edge uint32
+	id   uint16
 }
 
 // New builds an empty live graph and registers its metrics on reg.
@@ -166,6 +194,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Live, err
 		bounds:     latencyBoundsUs(),
 		base:       cfg.Now().Add(-48 * time.Hour),
 		edges:      map[EdgeKey]*edge{},
+		flagIDs:    map[string]uint16{},
 		reservoirs: map[mesh.Peer]*reservoir{},
 	}
 	for _, t := range cfg.Tiers {
@@ -252,10 +281,9 @@ func (l *Live) addLocked(r *mesh.Record, nowNs, oldest int64) addResult {
 	e := l.edges[key]
 	if e == nil {
 		if len(l.edges) >= l.cfg.MaxEdges {
-			l.evictLocked()
+			l.evictLocked(nowNs)
 		}
-		e = &edge{key: key}
-		l.edges[key] = e
+		e = l.internLocked(key, nowNs, oldest)
 	}
 	if t > e.lastSeen {
 		e.lastSeen = t
@@ -264,16 +292,17 @@ func (l *Live) addLocked(r *mesh.Record, nowNs, oldest int64) addResult {
 	lb := bucketOfUs(l.bounds, us)
 	isErr := r.IsError()
 	ck := CodeKey{Code: r.Code, GRPCStatus: r.GRPCStatus}
+	flag, hasFlag := l.flagLocked(r.Flags)
 	res := addOK
 	for _, rg := range l.rings {
-		c := rg.cellFor(e, t, nowNs, l.cfg.MaxEdges)
+		b, c := rg.cellFor(e.id, t, nowNs, l.cfg.MaxEdges)
 		if c == nil {
-			if rg == l.rings[len(l.rings)-1] {
+			if b != nil || rg == l.rings[len(l.rings)-1] {
 				res = addLimited
 			}
 			continue
 		}
-		c.add(r, us, lb, isErr, ck)
+		c.add(b, r, us, lb, isErr, ck, flag, hasFlag)
 	}
 	rk := mesh.Peer{Namespace: key.Destination.Namespace, Service: key.Destination.Service, Version: key.Destination.Version}
 	rv := l.reservoirs[rk]
@@ -289,8 +318,50 @@ func (l *Live) addLocked(r *mesh.Record, nowNs, oldest int64) addResult {
 	return res
 }
 
+// internLocked gives key an edge, reusing the id of an edge evicted before
+// the oldest time any bucket still covers.
+func (l *Live) internLocked(key EdgeKey, nowNs, oldest int64) *edge {
+	e := &edge{key: key}
+	if len(l.free) > 0 && l.free[0].at < oldest {
+		e.id = l.free[0].id
+		l.free = l.free[1:]
+		if l.tableShared {
+			l.table = append([]*edge(nil), l.table...)
+			l.tableShared = false
+		}
+		l.table[e.id] = e
+	} else {
+		e.id = uint32(len(l.table))
+		l.table = append(l.table, e) // beyond every snapshot's length: no copy needed
+	}
+	l.edges[key] = e
+	return e
+}
+
+// maxFlags bounds the interned response-flag strings; more are counted as "other".
+const maxFlags = 1 << 12
+
+func (l *Live) flagLocked(f string) (uint16, bool) {
+	if f == "" || f == "-" {
+		return 0, false
+	}
+	if id, ok := l.flagIDs[f]; ok {
+		return id, true
+	}
+	if len(l.flagNames) >= maxFlags {
+		f = "other"
+		if id, ok := l.flagIDs[f]; ok {
+			return id, true
+		}
+	}
+	id := uint16(len(l.flagNames))
+	l.flagNames = append(l.flagNames, f)
+	l.flagIDs[f] = id
+	return id, true
+}
+
 // evictLocked forgets the least recently seen tenth of the edges.
-func (l *Live) evictLocked() {
+func (l *Live) evictLocked(nowNs int64) {
 	all := make([]*edge, 0, len(l.edges))
 	for _, e := range l.edges {
 		all = append(all, e)
@@ -299,20 +370,22 @@ func (l *Live) evictLocked() {
 	n := len(all)/10 + 1
 	for _, e := range all[:n] {
 		delete(l.edges, e.key)
+		l.free = append(l.free, freeID{id: e.id, at: nowNs})
 	}
 	l.m.evicted.Add(float64(n))
 	l.logger.Debug("live graph evicted edges", "evicted", n, "cap", l.cfg.MaxEdges)
 }
 
-// cellFor returns the cell of e in the bucket holding time t, creating the
-// bucket (recycling its ring slot) or the cell as needed. It returns nil when
-// t is older than this ring keeps or the bucket is full.
-func (rg *ring) cellFor(e *edge, t, nowNs int64, maxCells int) *cell {
+// cellFor returns the bucket holding time t and the cell of edge id in it,
+// creating the bucket (recycling its ring slot) or the cell as needed. The
+// bucket is nil when t is older than this ring keeps; the cell is nil then
+// or when the bucket is full.
+func (rg *ring) cellFor(id uint32, t, nowNs int64, maxCells int) (*bucket, *cell) {
 	idx := t / rg.width
 	nowIdx := nowNs / rg.width
 	n := int64(len(rg.buckets))
 	if idx <= nowIdx-n {
-		return nil
+		return nil, nil
 	}
 	slot := idx % n
 	b := rg.buckets[slot]
@@ -320,45 +393,48 @@ func (rg *ring) cellFor(e *edge, t, nowNs int64, maxCells int) *cell {
 	case b == nil || b.idx < idx:
 		// Empty, or holding a bucket a full ring ago: start over. This is where
 		// counts reset; nothing else ever subtracts.
-		b = &bucket{idx: idx, index: map[*edge]int32{}}
+		b = &bucket{idx: idx, index: map[uint32]int32{}}
 		rg.buckets[slot] = b
 	case b.idx > idx:
-		return nil // cannot happen within the ring span; be safe
+		return nil, nil // cannot happen within the ring span; be safe
 	case b.frozen:
 		b = b.clone()
 		rg.buckets[slot] = b
 	}
-	i, ok := b.index[e]
+	i, ok := b.index[id]
 	if !ok {
 		if len(b.cells) >= maxCells {
-			return nil
+			return b, nil
 		}
 		i = int32(len(b.cells))
-		b.cells = append(b.cells, cell{edge: e})
-		b.index[e] = i
+		b.cells = append(b.cells, cell{edge: id})
+		b.index[id] = i
 	}
-	return &b.cells[i]
+	return b, &b.cells[i]
 }
 
 func (b *bucket) clone() *bucket {
-	nb := &bucket{idx: b.idx, index: make(map[*edge]int32, len(b.index)), cells: make([]cell, len(b.cells), cap(b.cells))}
+	nb := &bucket{idx: b.idx, index: make(map[uint32]int32, len(b.index)), cells: make([]cell, len(b.cells), cap(b.cells))}
 	copy(nb.cells, b.cells)
-	for i := range nb.cells {
-		c := &nb.cells[i]
-		if c.codes != nil {
-			c.codes = append([]codeCount(nil), c.codes...)
-		}
-		if c.flags != nil {
-			c.flags = append([]flagCount(nil), c.flags...)
-		}
-	}
 	for e, i := range b.index {
 		nb.index[e] = i
+	}
+	if b.moreCodes != nil {
+		nb.moreCodes = make(map[edgeCode]uint32, len(b.moreCodes))
+		for k, v := range b.moreCodes {
+			nb.moreCodes[k] = v
+		}
+	}
+	if b.moreFlags != nil {
+		nb.moreFlags = make(map[edgeFlag]uint32, len(b.moreFlags))
+		for k, v := range b.moreFlags {
+			nb.moreFlags[k] = v
+		}
 	}
 	return nb
 }
 
-func (c *cell) add(r *mesh.Record, us uint64, lb int, isErr bool, ck CodeKey) {
+func (c *cell) add(b *bucket, r *mesh.Record, us uint64, lb int, isErr bool, ck CodeKey, flag uint16, hasFlag bool) {
 	c.requests++
 	if isErr {
 		c.errors++
@@ -370,48 +446,44 @@ func (c *cell) add(r *mesh.Record, us uint64, lb int, isErr bool, ck CodeKey) {
 	c.bytesOut += r.BytesOut
 	c.dur += us
 	c.latency[lb]++
-	found := false
-	for i := range c.codes {
-		if c.codes[i].k == ck {
-			c.codes[i].n++
-			found = true
-			break
-		}
-	}
-	if !found {
-		c.codes = append(c.codes, codeCount{k: ck, n: 1})
-	}
-	if r.Flags != "" && r.Flags != "-" {
-		for i := range c.flags {
-			if c.flags[i].f == r.Flags {
-				c.flags[i].n++
-				return
-			}
-		}
-		c.flags = append(c.flags, flagCount{f: r.Flags, n: 1})
+	c.addCode(b, ck)
+	if hasFlag {
+		c.addFlag(b, flag)
 	}
 }
 
-// addTo accumulates the cell into s.
-func (c *cell) addTo(s *Stats) {
-	s.Requests += uint64(c.requests)
-	s.Errors += uint64(c.errors)
-	s.MTLS += uint64(c.mtls)
-	s.BytesIn += c.bytesIn
-	s.BytesOut += c.bytesOut
-	s.DurationSumUs += c.dur
-	for i := range s.Latency {
-		s.Latency[i] += uint64(c.latency[i])
-	}
-	for _, cc := range c.codes {
-		s.Codes[cc.k] += uint64(cc.n)
-	}
-	for _, f := range c.flags {
-		if s.Flags == nil {
-			s.Flags = map[string]uint64{}
+func (c *cell) addCode(b *bucket, ck CodeKey) {
+	for i := range c.codes {
+		switch {
+		case c.codes[i].n == 0:
+			c.codes[i] = codeCount{k: ck, n: 1}
+			return
+		case c.codes[i].k == ck:
+			c.codes[i].n++
+			return
 		}
-		s.Flags[f.f] += uint64(f.n)
 	}
+	if b.moreCodes == nil {
+		b.moreCodes = map[edgeCode]uint32{}
+	}
+	b.moreCodes[edgeCode{c.edge, ck}]++
+}
+
+func (c *cell) addFlag(b *bucket, id uint16) {
+	for i := range c.flags {
+		switch {
+		case c.flags[i].n == 0:
+			c.flags[i] = flagCount{id: id, n: 1}
+			return
+		case c.flags[i].id == id:
+			c.flags[i].n++
+			return
+		}
+	}
+	if b.moreFlags == nil {
+		b.moreFlags = map[edgeFlag]uint32{}
+	}
+	b.moreFlags[edgeFlag{c.edge, id}]++
 }
 
 // Refresh publishes a snapshot of everything counted so far. Readers that
@@ -442,7 +514,9 @@ func (l *Live) Snapshot() *Snapshot {
 }
 
 func (l *Live) publishLocked(now time.Time) *Snapshot {
-	s := &Snapshot{built: now, bounds: l.bounds, base: l.base, tiers: l.cfg.Tiers, now: l.cfg.Now}
+	s := &Snapshot{built: now, bounds: l.bounds, base: l.base, tiers: l.cfg.Tiers, now: l.cfg.Now,
+		edges: l.table, flags: l.flagNames}
+	l.tableShared = true
 	cells := 0
 	for _, rg := range l.rings {
 		bs := make([]*bucket, len(rg.buckets))
@@ -476,11 +550,11 @@ func (l *Live) publishLocked(now time.Time) *Snapshot {
 // memoryEstimateLocked approximates the bytes held: cells with their index
 // entries and typical code lists, interned edges, reservoirs.
 func (l *Live) memoryEstimateLocked(cells int) int64 {
-	const indexEntry, codeList, edgeStrings = 48, 2 * int64(unsafe.Sizeof(codeCount{})), 160
-	perCell := int64(unsafe.Sizeof(cell{})) + indexEntry + codeList
+	const indexEntry, edgeStrings = 16, 160
+	perCell := int64(unsafe.Sizeof(cell{})) + indexEntry
 	perEdge := int64(unsafe.Sizeof(edge{})) + edgeStrings + 64
 	perRes := int64(l.cfg.ReservoirSize)*8 + 128
-	return int64(cells)*perCell + int64(len(l.edges))*perEdge + int64(len(l.reservoirs))*perRes
+	return int64(cells)*perCell + int64(len(l.table))*perEdge + int64(len(l.reservoirs))*perRes
 }
 
 // reservoir keeps the most recent samples of a destination version's latency,

@@ -18,6 +18,8 @@ type Snapshot struct {
 	reservoirs map[mesh.Peer]*reservoir
 	bounds     []uint64
 	base       time.Time
+	edges      []*edge  // by id
+	flags      []string // by id
 }
 
 type ringView struct {
@@ -47,16 +49,38 @@ func (s *Snapshot) pick(now time.Time, window time.Duration) (ringView, int64, i
 	return ringView{}, 0, 0, fmt.Errorf("%w: %v exceeds the live graph's %v", ErrWindow, window, time.Duration(last.width)*time.Duration(len(last.buckets)-1))
 }
 
-// each calls fn for every cell of the buckets in (lo, hi].
-func (rg ringView) each(lo, hi int64, fn func(b *bucket, c *cell)) {
-	for _, b := range rg.buckets {
-		if b == nil || b.idx <= lo || b.idx > hi {
-			continue
-		}
-		for i := range b.cells {
-			fn(b, &b.cells[i])
+// each adds the cells (and overflow codes and flags) of the edges that match
+// into the accumulator into returns for them.
+func (b *bucket) each(edges []*edge, match func(*EdgeKey) bool, into func(*EdgeKey) *acc) {
+	for i := range b.cells {
+		c := &b.cells[i]
+		if k := &edges[c.edge].key; match(k) {
+			into(k).add(c)
 		}
 	}
+	for k, n := range b.moreCodes {
+		if key := &edges[k.edge].key; match(key) {
+			into(key).addCode(k.k, uint64(n))
+		}
+	}
+	for k, n := range b.moreFlags {
+		if key := &edges[k.edge].key; match(key) {
+			into(key).addFlag(k.id, uint64(n))
+		}
+	}
+}
+
+// sum adds up the matching edges over the buckets in (lo, hi].
+func (s *Snapshot) sum(rg ringView, lo, hi int64, match func(*EdgeKey) bool) *Stats {
+	var a acc
+	for _, b := range rg.buckets {
+		if b != nil && b.idx > lo && b.idx <= hi {
+			b.each(s.edges, match, func(*EdgeKey) *acc { return &a })
+		}
+	}
+	st := NewStats()
+	a.addTo(st, s.flags)
+	return st
 }
 
 // Traffic sums every edge over the window ending now (the live clock).
@@ -70,24 +94,37 @@ func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, err
 	if err != nil {
 		return nil, err
 	}
-	// Sum per interned edge first (a pointer key hashes cheaply), then merge
-	// by key: an evicted and re-interned edge has two pointers, one key.
-	byEdge := map[*edge]*Stats{}
-	rg.each(lo, hi, func(_ *bucket, c *cell) {
-		st := byEdge[c.edge]
-		if st == nil {
-			st = NewStats()
-			byEdge[c.edge] = st
-		}
-		c.addTo(st)
-	})
-	t := NewTraffic(now, window)
-	for e, st := range byEdge {
-		if prev := t.Edges[e.key]; prev != nil {
-			prev.Add(st)
+	// Sum per edge id into flat accumulators first (no map is touched per
+	// cell), then merge by key: an evicted and re-interned edge has two ids,
+	// one key.
+	accs := make([]acc, len(s.edges))
+	for _, b := range rg.buckets {
+		if b == nil || b.idx <= lo || b.idx > hi {
 			continue
 		}
-		t.Edges[e.key] = st
+		for i := range b.cells {
+			accs[b.cells[i].edge].add(&b.cells[i])
+		}
+		for k, n := range b.moreCodes {
+			accs[k.edge].addCode(k.k, uint64(n))
+		}
+		for k, n := range b.moreFlags {
+			accs[k.edge].addFlag(k.id, uint64(n))
+		}
+	}
+	t := NewTrafficSized(now, window, len(accs))
+	for id := range accs {
+		a := &accs[id]
+		if a.requests == 0 {
+			continue
+		}
+		key := s.edges[id].key
+		st := t.Edges[key]
+		if st == nil {
+			st = NewStats()
+			t.Edges[key] = st
+		}
+		a.addTo(st, s.flags)
 	}
 	return t, nil
 }
@@ -115,12 +152,9 @@ func (s *Snapshot) VersionStats(ns, service, version string, window time.Duratio
 	if err != nil {
 		return VersionStats{}, err
 	}
-	st := NewStats()
-	rg.each(lo, hi, func(_ *bucket, c *cell) {
-		d := &c.edge.key.Destination
-		if d.Service == service && d.Namespace == ns && d.Version == version {
-			c.addTo(st)
-		}
+	st := s.sum(rg, lo, hi, func(k *EdgeKey) bool {
+		d := &k.Destination
+		return d.Service == service && d.Namespace == ns && d.Version == version
 	})
 	vs := VersionStats{
 		Requests: st.Requests, Errors: st.Errors, ErrorRate: st.ErrorRate(),
@@ -237,14 +271,111 @@ func (s *Snapshot) ServiceSeries(ns, service string, rng time.Duration, maxPoint
 	n := int((hi - lo + per - 1) / per)
 	start := time.Unix(0, (lo+1)*rg.width)
 	sb := NewSeriesBuilder(start, step, n)
-	rg.each(lo, hi, func(b *bucket, c *cell) {
-		d := &c.edge.key.Destination
-		if d.Service != service || d.Namespace != ns {
+	for _, b := range rg.buckets {
+		if b == nil || b.idx <= lo || b.idx > hi {
+			continue
+		}
+		at := time.Unix(0, b.idx*rg.width)
+		byVersion := map[string]*acc{}
+		b.each(s.edges, func(k *EdgeKey) bool {
+			return k.Destination.Service == service && k.Destination.Namespace == ns
+		}, func(k *EdgeKey) *acc {
+			a := byVersion[k.Destination.Version]
+			if a == nil {
+				a = &acc{}
+				byVersion[k.Destination.Version] = a
+			}
+			return a
+		})
+		for v, a := range byVersion {
+			if st := sb.At(v, at); st != nil {
+				a.addTo(st, s.flags)
+			}
+		}
+	}
+	return sb.Series(), step, nil
+}
+
+// acc sums cells of one edge without maps.
+type acc struct {
+	requests, errors, mtls, bytesIn, bytesOut, dur uint64
+	latency                                        [maxLatencyBuckets]uint64
+	codes                                          []codeSum
+	flags                                          []flagSum
+}
+
+// codeSum and flagSum are 64-bit sums of cells' 32-bit counts.
+type codeSum struct {
+	k CodeKey
+	n uint64
+}
+
+type flagSum struct {
+	id uint16
+	n  uint64
+}
+
+func (a *acc) add(c *cell) {
+	a.requests += uint64(c.requests)
+	a.errors += uint64(c.errors)
+	a.mtls += uint64(c.mtls)
+	a.bytesIn += c.bytesIn
+	a.bytesOut += c.bytesOut
+	a.dur += c.dur
+	for i := range c.latency {
+		a.latency[i] += uint64(c.latency[i])
+	}
+	for _, cc := range c.codes {
+		if cc.n == 0 {
+			break
+		}
+		a.addCode(cc.k, uint64(cc.n))
+	}
+	for _, f := range c.flags {
+		if f.n == 0 {
+			break
+		}
+		a.addFlag(f.id, uint64(f.n))
+	}
+}
+
+func (a *acc) addCode(k CodeKey, n uint64) {
+	for i := range a.codes {
+		if a.codes[i].k == k {
+			a.codes[i].n += n
 			return
 		}
-		if st := sb.At(d.Version, time.Unix(0, b.idx*rg.width)); st != nil {
-			c.addTo(st)
+	}
+	a.codes = append(a.codes, codeSum{k, n})
+}
+
+func (a *acc) addFlag(id uint16, n uint64) {
+	for i := range a.flags {
+		if a.flags[i].id == id {
+			a.flags[i].n += n
+			return
 		}
-	})
-	return sb.Series(), step, nil
+	}
+	a.flags = append(a.flags, flagSum{id, n})
+}
+
+func (a *acc) addTo(s *Stats, flagNames []string) {
+	s.Requests += a.requests
+	s.Errors += a.errors
+	s.MTLS += a.mtls
+	s.BytesIn += a.bytesIn
+	s.BytesOut += a.bytesOut
+	s.DurationSumUs += a.dur
+	for i := range s.Latency {
+		s.Latency[i] += a.latency[i]
+	}
+	for _, cc := range a.codes {
+		s.Codes[cc.k] += cc.n
+	}
+	for _, f := range a.flags {
+		if s.Flags == nil {
+			s.Flags = map[string]uint64{}
+		}
+		s.Flags[flagNames[f.id]] += f.n
+	}
 }

@@ -123,6 +123,11 @@ func NewTraffic(end time.Time, window time.Duration) *Traffic {
 	return &Traffic{End: end, Window: window, Edges: map[EdgeKey]*Stats{}}
 }
 
+// NewTrafficSized is NewTraffic with room for n edges.
+func NewTrafficSized(end time.Time, window time.Duration, n int) *Traffic {
+	return &Traffic{End: end, Window: window, Edges: make(map[EdgeKey]*Stats, n)}
+}
+
 // Edge returns the stats of k, creating them.
 func (t *Traffic) Edge(k EdgeKey) *Stats {
 	s := t.Edges[k]

@@ -1,0 +1,97 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/mesh"
+)
+
+// BenchmarkLiveGraphQuery fills the live graph with an hour of a synthetic
+// mesh (1,000 services × 3 versions, 10,000 edges, one record per edge every
+// 10 s) and times version-graph queries (Traffic + Build) over 5 m and 1 h.
+// Query counts are fixed inside, so `-benchtime 1x` gives stable figures.
+func BenchmarkLiveGraphQuery(b *testing.B) {
+	const nodes, edges = 3000, 10000
+	peer := func(n int) mesh.Peer {
+		svc := fmt.Sprintf("svc%d", n/3)
+		ver := fmt.Sprintf("v%d", n%3+1)
+		return mesh.Peer{Namespace: fmt.Sprintf("ns%d", (n/3)%10), Service: svc, Workload: svc + "-" + ver, Version: ver}
+	}
+	type pair struct{ src, dst mesh.Peer }
+	pairs := make([]pair, edges)
+	for e := range pairs {
+		s := e % nodes
+		pairs[e] = pair{peer(s), peer((s + 1 + (e/nodes)*997 + (s*13)%500) % nodes)}
+	}
+	end := time.Now()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	l, err := New(Config{Now: func() time.Time { return end }}, discardLogger(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := make([]mesh.Record, edges)
+	var ingest time.Duration
+	n := 0
+	for step := 0; step < 360; step++ {
+		at := end.Add(-time.Hour + time.Duration(step+1)*10*time.Second)
+		for e, p := range pairs {
+			code := uint16(200)
+			if e%10 == 0 && step%2 == 0 {
+				code = 503
+			}
+			batch[e] = mesh.Record{Time: at, Source: p.src, Destination: p.dst, Protocol: "http", Code: code, GRPCStatus: -1,
+				Flags: "-", Duration: time.Duration(1+(e+step)%200) * time.Millisecond, BytesIn: 200, BytesOut: 2000, MTLS: e%4 != 0}
+		}
+		start := time.Now()
+		_ = l.ConsumeRecords(ctx, batch)
+		ingest += time.Since(start)
+		n += edges
+	}
+	l.Refresh()
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	l.mu.Lock()
+	estimate := l.memoryEstimateLocked(int(valueOf(l.m.cells)))
+	l.mu.Unlock()
+
+	b.ResetTimer()
+	measure := func(window time.Duration, n int) (p50, p99 float64) {
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			start := time.Now()
+			t, err := l.Snapshot().Traffic(window)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if g := Build(t, Options{View: ViewVersion}); len(g.Edges) != edges {
+				b.Fatalf("%d edges", len(g.Edges))
+			}
+			ds[i] = time.Since(start)
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		at := func(q float64) float64 { return float64(ds[int(q*float64(n-1))]) / 1e6 }
+		return at(0.5), at(0.99)
+	}
+	p50, p99 := measure(5*time.Minute, 100)
+	h50, h99 := measure(time.Hour, 30)
+	b.StopTimer()
+	heap := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
+	b.ReportMetric(p50, "5m-p50-ms")
+	b.ReportMetric(p99, "5m-p99-ms")
+	b.ReportMetric(h50, "1h-p50-ms")
+	b.ReportMetric(h99, "1h-p99-ms")
+	b.ReportMetric(heap, "heap-MB")
+	b.ReportMetric(float64(estimate)/(1<<20), "estimate-MB")
+	b.ReportMetric(float64(n)/ingest.Seconds(), "ingest-records/s")
+	b.Logf("live graph, %d edges, 1h of traffic: 5m query p50 %.1f ms p99 %.1f ms; 1h query p50 %.1f ms p99 %.1f ms; heap %.0f MB (gauge estimate %.0f MB); ingest %.0f records/s",
+		edges, p50, p99, h50, h99, heap, float64(estimate)/(1<<20), float64(n)/ingest.Seconds())
+}
