@@ -96,7 +96,9 @@ type meshlensProcess struct {
 func startMeshlens(t testing.TB, args ...string) *meshlensProcess {
 	t.Helper()
 	p := &meshlensProcess{http: freeAddr(t), done: make(chan error, 1)}
-	p.cmd = exec.Command(binary, append([]string{"serve", "--http", p.http}, args...)...)
+	// Every listener on a free port, unless the test says otherwise.
+	base := []string{"serve", "--http", p.http, "--xds", freeAddr(t), "--otlp-grpc", freeAddr(t), "--otlp-http", freeAddr(t), "--als", freeAddr(t)}
+	p.cmd = exec.Command(binary, append(base, args...)...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
