@@ -1,0 +1,374 @@
+package alerting
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/rollout"
+)
+
+// Rollbacks is what alerting needs of the rollout engine (*rollout.Engine).
+type Rollbacks interface {
+	Rollback(ctx context.Context, ns, name, source, reason string) (rollout.ActionResult, error)
+	FindByVersion(ns, service, version string) []string
+}
+
+// Options tune alerting. Zero values take the defaults.
+type Options struct {
+	// Interval between rule evaluations. Default 5s.
+	Interval time.Duration
+	// ReceiverSecret, if set, makes POST /alerts/alertmanager require an
+	// HMAC signature (SignatureHeader) on top of the bearer token.
+	ReceiverSecret string
+	// ExternalURL is written into notifications (Alertmanager's
+	// externalURL): where meshlens' UI is.
+	ExternalURL string
+	Notifier    NotifierOptions
+	Now         func() time.Time
+}
+
+// Alerting evaluates AlertRules, notifies receivers, and receives
+// Alertmanager's webhooks. It is the one owner of alert state.
+type Alerting struct {
+	store     *config.Store
+	live      *graph.Live
+	rollbacks Rollbacks
+	opts      Options
+	logger    *slog.Logger
+	notifier  *Notifier
+
+	mu     sync.Mutex
+	rules  map[string]*ruleState // rule key "ns/name" -> state
+	amSeen map[string]time.Time  // Alertmanager alert fingerprint+startsAt -> when first seen
+	amFire map[string]ActiveAlert
+
+	evaluations prometheus.Counter
+	firing      prometheus.Gauge
+	received    *prometheus.CounterVec
+}
+
+// ActiveAlert is a firing (or pending) alert, from a rule or Alertmanager.
+type ActiveAlert struct {
+	Source      string            `json:"source"` // "rule" or "alertmanager"
+	Rule        string            `json:"rule,omitempty"`
+	State       string            `json:"state"` // "pending" or "firing"
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	StartsAt    time.Time         `json:"startsAt"`
+	Value       float64           `json:"value"`
+	Fingerprint string            `json:"fingerprint"`
+	Action      string            `json:"action,omitempty"` // what meshlens did about it
+}
+
+type ruleState struct {
+	ns, name    string
+	spec        *RuleSpec
+	state       string // "", "pending", "firing"
+	activeSince time.Time
+	value       float64
+	action      string
+}
+
+// New builds alerting. rollbacks may be nil (no rollout engine): alerts
+// then never roll back and the receiver says so.
+func New(store *config.Store, live *graph.Live, rollbacks Rollbacks, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Notifier.Now == nil {
+		opts.Notifier.Now = opts.Now
+	}
+	n, err := NewNotifier(opts.Notifier, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	a := &Alerting{store: store, live: live, rollbacks: rollbacks, opts: opts, logger: logger, notifier: n,
+		rules: map[string]*ruleState{}, amSeen: map[string]time.Time{}, amFire: map[string]ActiveAlert{},
+		evaluations: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshlens_alert_rule_evaluations_total", Help: "Rounds of AlertRule evaluation."}),
+		firing:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_alerts_firing", Help: "Alerts of meshlens' own rules that are firing."}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_alertmanager_alerts_received_total",
+			Help: "Alerts received from Alertmanager by outcome."}, []string{"outcome"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{a.evaluations, a.firing, a.received} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("alerting: register metrics: %w", err)
+			}
+		}
+	}
+	return a, nil
+}
+
+// Run evaluates the rules every interval until ctx ends, then waits for
+// notifications in flight.
+func (a *Alerting) Run(ctx context.Context) error {
+	t := time.NewTicker(a.opts.Interval)
+	defer t.Stop()
+	defer a.notifier.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			a.Evaluate(ctx)
+		}
+	}
+}
+
+// Evaluate runs one round over every AlertRule of the current config.
+func (a *Alerting) Evaluate(ctx context.Context) {
+	now := a.opts.Now()
+	snap := a.live.Refresh()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evaluations.Inc()
+	seen := map[string]bool{}
+	for _, o := range a.store.Snapshot().OfKind(Kind) {
+		spec, ok := o.Spec.(*RuleSpec)
+		if !ok {
+			continue
+		}
+		key := o.Meta.Namespace + "/" + o.Meta.Name
+		seen[key] = true
+		rs := a.rules[key]
+		if rs == nil || rs.spec != spec {
+			if rs == nil {
+				rs = &ruleState{ns: o.Meta.Namespace, name: o.Meta.Name}
+				a.rules[key] = rs
+			}
+			rs.spec = spec
+		}
+		val, active, err := conditionValue(snap, now, rs.ns, spec.Condition)
+		if err != nil {
+			a.logger.Error("alert rule not evaluated", "rule", key, "err", err)
+			continue
+		}
+		rs.value = val
+		a.step(ctx, rs, active, now)
+	}
+	for key, rs := range a.rules {
+		if !seen[key] {
+			if rs.state == "firing" {
+				a.notify(ctx, rs, "resolved", now)
+			}
+			delete(a.rules, key)
+		}
+	}
+	n := 0
+	for _, rs := range a.rules {
+		if rs.state == "firing" {
+			n++
+		}
+	}
+	a.firing.Set(float64(n))
+}
+
+// step moves one rule's alert: inactive → pending → firing → resolved.
+func (a *Alerting) step(ctx context.Context, rs *ruleState, active bool, now time.Time) {
+	switch {
+	case active && rs.state == "":
+		rs.state, rs.activeSince, rs.action = "pending", now, ""
+		if rs.spec.For.Duration <= 0 {
+			a.fire(ctx, rs, now)
+		}
+	case active && rs.state == "pending":
+		if now.Sub(rs.activeSince) >= rs.spec.For.Duration {
+			a.fire(ctx, rs, now)
+		}
+	case !active && rs.state == "firing":
+		a.notify(ctx, rs, "resolved", now)
+		a.logger.Info("alert resolved", "rule", rs.ns+"/"+rs.name)
+		rs.state = ""
+	case !active:
+		rs.state = ""
+	}
+}
+
+func (a *Alerting) fire(ctx context.Context, rs *ruleState, now time.Time) {
+	rs.state = "firing"
+	a.logger.Warn("alert firing", "rule", rs.ns+"/"+rs.name, "value", rs.value, "metric", rs.spec.Condition.Metric)
+	if act := rs.spec.Action; act != nil && act.Rollback != nil {
+		reason := fmt.Sprintf("alert %s: %s of %s is %.4g (threshold %s %.4g)", rs.name, rs.spec.Condition.Metric,
+			rs.spec.Condition.Service, rs.value, opOf(rs.spec.Condition), rs.spec.Condition.Threshold)
+		rs.action = a.rollback(ctx, rs.ns, act.Rollback.Rollout, "alert:"+rs.name, reason)
+	}
+	a.notify(ctx, rs, "firing", now)
+}
+
+// rollback rolls a rollout back and says what happened.
+func (a *Alerting) rollback(ctx context.Context, ns, name, source, reason string) string {
+	if a.rollbacks == nil {
+		return "no rollout engine: " + ns + "/" + name + " not rolled back"
+	}
+	res, err := a.rollbacks.Rollback(ctx, ns, name, source, reason)
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		return fmt.Sprintf("unknown rollout %s/%s", ns, name)
+	case err != nil:
+		return fmt.Sprintf("rollout %s/%s not rolled back: %v", ns, name, err)
+	case !res.Changed:
+		return fmt.Sprintf("rollout %s/%s is %s", ns, name, res.To)
+	}
+	return fmt.Sprintf("rolled back rollout %s/%s (was %s)", ns, name, res.From)
+}
+
+func opOf(c Condition) string {
+	if c.Op == "" {
+		return ">"
+	}
+	return c.Op
+}
+
+func (rs *ruleState) labels() map[string]string {
+	l := map[string]string{"alertname": rs.name, "namespace": rs.ns, "service": rs.spec.Condition.Service}
+	if v := rs.spec.Condition.Version; v != "" {
+		l["version"] = v
+	}
+	if s := rs.spec.Condition.Source; s != "" {
+		l["source"] = s
+	}
+	if act := rs.spec.Action; act != nil && act.Rollback != nil {
+		l["rollout"] = act.Rollback.Rollout
+	}
+	for k, v := range rs.spec.Labels {
+		l[k] = v
+	}
+	return l
+}
+
+// fingerprint identifies an alert by its labels, as Alertmanager does.
+func fingerprint(labels map[string]string) string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k + "\xff" + labels[k] + "\xff"))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func (a *Alerting) notify(ctx context.Context, rs *ruleState, status string, now time.Time) {
+	labels := rs.labels()
+	ann := map[string]string{"value": fmt.Sprintf("%.6g", rs.value)}
+	for k, v := range rs.spec.Annotations {
+		ann[k] = v
+	}
+	if rs.action != "" {
+		ann["meshlens_action"] = rs.action
+	}
+	al := Alert{Status: status, Labels: labels, Annotations: ann, StartsAt: rs.activeSince.UTC(),
+		GeneratorURL: strings.TrimRight(a.opts.ExternalURL, "/") + "/api/v1/alerts", Fingerprint: fingerprint(labels)}
+	if status == "resolved" {
+		al.EndsAt = now.UTC()
+	}
+	for _, r := range rs.spec.Receivers {
+		msg := Message{Version: "4", GroupKey: "{}:{alertname=\"" + rs.name + "\"}", Status: status, Receiver: r.Name,
+			GroupLabels: map[string]string{"alertname": rs.name}, CommonLabels: labels, CommonAnnotations: ann,
+			ExternalURL: a.opts.ExternalURL, Alerts: []Alert{al}}
+		a.notifier.Notify(ctx, r, msg)
+	}
+}
+
+// conditionValue computes the condition's metric over its window ending at
+// now, and whether the condition holds.
+func conditionValue(snap *graph.Snapshot, now time.Time, ns string, c Condition) (float64, bool, error) {
+	w := c.window()
+	cur, err := sumTraffic(snap, now, w, ns, c)
+	if err != nil {
+		return 0, false, err
+	}
+	var v float64
+	enough := cur.Requests >= c.minRequests()
+	switch c.Metric {
+	case MetricErrorRate:
+		v = cur.ErrorRate()
+	case MetricLatencyP50:
+		v = cur.Quantile(0.5)
+	case MetricLatencyP90:
+		v = cur.Quantile(0.9)
+	case MetricLatencyP99:
+		v = cur.Quantile(0.99)
+	case MetricRPS:
+		v, enough = float64(cur.Requests)/w.Seconds(), true
+	case MetricQPSDrop:
+		prev, err := sumTraffic(snap, now.Add(-w), w, ns, c)
+		if err != nil {
+			return 0, false, err
+		}
+		enough = prev.Requests >= c.minRequests()
+		if prev.Requests > 0 {
+			v = math.Max(0, 1-float64(cur.Requests)/float64(prev.Requests))
+		}
+	default:
+		return 0, false, fmt.Errorf("unknown metric %q", c.Metric)
+	}
+	if math.IsNaN(v) || !enough {
+		return 0, false, nil
+	}
+	if opOf(c) == "<" {
+		return v, v < c.Threshold, nil
+	}
+	return v, v > c.Threshold, nil
+}
+
+func sumTraffic(snap *graph.Snapshot, end time.Time, w time.Duration, ns string, c Condition) (*graph.Stats, error) {
+	t, err := snap.TrafficAt(end, w)
+	if err != nil {
+		return nil, err
+	}
+	sum := graph.NewStats()
+	for k, st := range t.Edges {
+		d := k.Destination
+		if d.Namespace != ns || d.Service != c.Service || (c.Version != "" && d.Version != c.Version) ||
+			(c.Source != "" && k.Source.Service != c.Source) {
+			continue
+		}
+		sum.Add(st)
+	}
+	return sum, nil
+}
+
+// Firing lists alerts firing now: meshlens' own (and pending ones) and
+// those Alertmanager reported firing and not yet resolved.
+func (a *Alerting) Firing() []ActiveAlert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []ActiveAlert
+	for _, rs := range a.rules {
+		if rs.state == "" {
+			continue
+		}
+		l := rs.labels()
+		out = append(out, ActiveAlert{Source: "rule", Rule: rs.ns + "/" + rs.name, State: rs.state, Labels: l,
+			Annotations: rs.spec.Annotations, StartsAt: rs.activeSince.UTC(), Value: rs.value, Fingerprint: fingerprint(l), Action: rs.action})
+	}
+	for _, al := range a.amFire {
+		out = append(out, al)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Source != out[j].Source {
+			return out[i].Source > out[j].Source
+		}
+		return out[i].Fingerprint < out[j].Fingerprint
+	})
+	return out
+}

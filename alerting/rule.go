@@ -1,0 +1,161 @@
+// Package alerting evaluates AlertRules on the live graph, sends firing and
+// resolved notifications to webhooks in Alertmanager's webhook format
+// (version 4, HMAC-signed, retried with back-off), receives Alertmanager's
+// own webhooks, and rolls rollouts back when an alert names one.
+package alerting
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/rollout"
+)
+
+// APIVersion and Kind of the AlertRule object.
+const (
+	APIVersion = "meshlens.io/v1alpha1"
+	Kind       = "AlertRule"
+)
+
+// Metrics a condition can watch.
+const (
+	MetricErrorRate  = "errorRate"  // errors / requests, 0..1
+	MetricLatencyP50 = "latencyP50" // ms
+	MetricLatencyP90 = "latencyP90" // ms
+	MetricLatencyP99 = "latencyP99" // ms
+	MetricRPS        = "rps"        // requests per second
+	MetricQPSDrop    = "qpsDrop"    // 1 - rps(window) / rps(previous window), 0..1
+)
+
+var metrics = map[string]bool{MetricErrorRate: true, MetricLatencyP50: true, MetricLatencyP90: true,
+	MetricLatencyP99: true, MetricRPS: true, MetricQPSDrop: true}
+
+// RuleSpec is an AlertRule's spec.
+type RuleSpec struct {
+	Condition Condition `json:"condition"`
+	// For is how long the condition must hold before the alert fires.
+	For         rollout.Duration  `json:"for,omitzero"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Receivers   []Receiver        `json:"receivers,omitempty"`
+	Action      *Action           `json:"action,omitempty"`
+}
+
+// Condition is a comparison of one metric of some traffic with a threshold.
+// The traffic is the inbound traffic of a service (in the rule's namespace),
+// optionally of one version, optionally only from one source service (an
+// edge).
+type Condition struct {
+	Metric    string  `json:"metric"`
+	Service   string  `json:"service"`
+	Version   string  `json:"version,omitempty"`
+	Source    string  `json:"source,omitempty"`
+	Op        string  `json:"op,omitempty"` // ">" (default) or "<"
+	Threshold float64 `json:"threshold"`
+	// Window of traffic the metric is computed over. Default 1m.
+	Window rollout.Duration `json:"window,omitzero"`
+	// MinRequests: with fewer requests in the window the condition is
+	// false (no alert on a handful of requests). Default 10; for qpsDrop
+	// it applies to the previous window.
+	MinRequests *uint64 `json:"minRequests,omitempty"`
+}
+
+// Receiver is a webhook that gets notifications.
+type Receiver struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Secret signs notifications with HMAC-SHA256 (SignatureHeader).
+	Secret string `json:"secret,omitempty"`
+}
+
+// Action is what meshlens itself does when the alert fires.
+type Action struct {
+	Rollback *RollbackAction `json:"rollback,omitempty"`
+}
+
+// RollbackAction rolls back a rollout of the rule's namespace.
+type RollbackAction struct {
+	Rollout string `json:"rollout"`
+}
+
+func (c Condition) window() time.Duration {
+	if c.Window.Duration > 0 {
+		return c.Window.Duration
+	}
+	return time.Minute
+}
+
+func (c Condition) minRequests() uint64 {
+	if c.MinRequests != nil {
+		return *c.MinRequests
+	}
+	return 10
+}
+
+// KindSpec plugs AlertRule into the config registry.
+func KindSpec() config.KindSpec {
+	return config.KindSpec{
+		APIVersions: []string{APIVersion},
+		Kind:        Kind,
+		ShortNames:  []string{"ar"},
+		Decode: func(js []byte) (any, error) {
+			var s RuleSpec
+			if err := config.DecodeJSON(js, &s); err != nil {
+				return nil, err
+			}
+			return &s, nil
+		},
+		Validate: validateRule,
+	}
+}
+
+func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {
+	s := o.Spec.(*RuleSpec)
+	var errs []config.FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, config.FieldError{Object: o.Key(), Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	c := s.Condition
+	if !metrics[c.Metric] {
+		add("condition.metric", "unknown metric %q: want errorRate, latencyP50, latencyP90, latencyP99, rps or qpsDrop", c.Metric)
+	}
+	if c.Service == "" {
+		add("condition.service", "required")
+	}
+	if c.Op != "" && c.Op != ">" && c.Op != "<" {
+		add("condition.op", "want \">\" or \"<\", got %q", c.Op)
+	}
+	if c.Threshold < 0 {
+		add("condition.threshold", "must not be negative")
+	}
+	if (c.Metric == MetricErrorRate || c.Metric == MetricQPSDrop) && c.Threshold > 1 {
+		add("condition.threshold", "%s is a fraction within 0..1", c.Metric)
+	}
+	if c.Window.Duration < 0 || s.For.Duration < 0 {
+		add("condition.window", "durations must not be negative")
+	}
+	for i, r := range s.Receivers {
+		u, err := url.Parse(r.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(fmt.Sprintf("receivers[%d].url", i), "want an http(s) URL, got %q", r.URL)
+		}
+		if r.Name == "" {
+			add(fmt.Sprintf("receivers[%d].name", i), "required")
+		}
+	}
+	if a := s.Action; a != nil {
+		if a.Rollback == nil || a.Rollback.Rollout == "" {
+			add("action.rollback.rollout", "required: the rollout to roll back")
+		} else if sn != nil && sn.Get(rollout.Kind, o.Meta.Namespace, a.Rollback.Rollout) == nil {
+			add("action.rollback.rollout", "no Rollout %s/%s", o.Meta.Namespace, a.Rollback.Rollout)
+		}
+	}
+	for k := range s.Labels {
+		if k == "alertname" {
+			add("labels.alertname", "set by meshlens to the rule's name")
+		}
+	}
+	return errs
+}
