@@ -336,3 +336,25 @@ func valueOf(m prometheus.Metric) float64 {
 	}
 	return d.Gauge.GetValue()
 }
+
+func TestSnapshotSharesGraphsUntilTheNextPublish(t *testing.T) {
+	c := newClock(t0)
+	l, _ := newLive(t, c, Config{PublishInterval: time.Hour})
+	consume(t, l, rec(t0, pA, pB1, 200, time.Millisecond))
+	s := l.Refresh()
+	g1, err := s.Graph(time.Minute, Options{View: ViewVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g2, _ := s.Graph(time.Minute, Options{View: ViewVersion}); g2 != g1 {
+		t.Fatal("same snapshot, window and options built the graph twice")
+	}
+	if g3, _ := s.Graph(time.Minute, Options{View: ViewService}); g3 == g1 {
+		t.Fatal("another view got the cached graph")
+	}
+	consume(t, l, rec(t0, pA, pB2, 200, time.Millisecond))
+	g4, _ := l.Refresh().Graph(time.Minute, Options{View: ViewVersion})
+	if len(g4.Edges) != 2 || len(g1.Edges) != 1 {
+		t.Fatalf("edges: new %d, old %d; want 2 and 1", len(g4.Edges), len(g1.Edges))
+	}
+}

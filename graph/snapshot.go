@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/meshlens/meshlens/mesh"
@@ -20,7 +21,30 @@ type Snapshot struct {
 	base       time.Time
 	edges      []*edge  // by id
 	flags      []string // by id
+
+	// Results computed from this snapshot, shared by every reader until the
+	// next publish: a window's traffic and the graphs built from it.
+	cacheMu sync.Mutex
+	traffic map[trafficKey]*Traffic
+	graphs  map[graphKey]*Graph
 }
+
+type trafficKey struct {
+	ring   int
+	lo, hi int64
+	window time.Duration
+}
+
+type graphKey struct {
+	traffic trafficKey
+	view    View
+	ns      string
+	maxN    int
+	maxE    int
+}
+
+// maxCached bounds each cache of a snapshot.
+const maxCached = 16
 
 type ringView struct {
 	width   int64
@@ -33,20 +57,24 @@ func (s *Snapshot) Built() time.Time { return s.built }
 // pick returns the finest ring that covers window, and the bucket indexes
 // (lo, hi] that the window ending at now spans in it.
 func (s *Snapshot) pick(now time.Time, window time.Duration) (ringView, int64, int64, error) {
+	rg, _, lo, hi, err := s.pickIndex(now, window)
+	return rg, lo, hi, err
+}
+
+func (s *Snapshot) pickIndex(now time.Time, window time.Duration) (ringView, int, int64, int64, error) {
 	if window <= 0 {
-		return ringView{}, 0, 0, fmt.Errorf("%w: %v is not positive", ErrWindow, window)
+		return ringView{}, 0, 0, 0, fmt.Errorf("%w: %v is not positive", ErrWindow, window)
 	}
 	for i, rg := range s.rings {
 		span := time.Duration(rg.width) * time.Duration(len(rg.buckets)-1)
 		if window <= span {
 			hi := now.UnixNano() / rg.width
 			n := (int64(window) + rg.width - 1) / rg.width
-			_ = i
-			return rg, hi - n, hi, nil
+			return rg, i, hi - n, hi, nil
 		}
 	}
 	last := s.rings[len(s.rings)-1]
-	return ringView{}, 0, 0, fmt.Errorf("%w: %v exceeds the live graph's %v", ErrWindow, window, time.Duration(last.width)*time.Duration(len(last.buckets)-1))
+	return ringView{}, 0, 0, 0, fmt.Errorf("%w: %v exceeds the live graph's %v", ErrWindow, window, time.Duration(last.width)*time.Duration(len(last.buckets)-1))
 }
 
 // each adds the cells (and overflow codes and flags) of the edges that match
@@ -88,12 +116,69 @@ func (s *Snapshot) Traffic(window time.Duration) (*Traffic, error) {
 	return s.TrafficAt(s.now(), window)
 }
 
-// TrafficAt sums every edge over the window ending at now.
+// TrafficAt sums every edge over the window ending at now. The result is
+// shared: callers must not modify it.
 func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, error) {
-	rg, lo, hi, err := s.pick(now, window)
+	t, _, err := s.trafficAt(now, window)
+	return t, err
+}
+
+func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, trafficKey, error) {
+	rg, ri, lo, hi, err := s.pickIndex(now, window)
+	if err != nil {
+		return nil, trafficKey{}, err
+	}
+	key := trafficKey{ring: ri, lo: lo, hi: hi, window: window}
+	s.cacheMu.Lock()
+	cached := s.traffic[key]
+	s.cacheMu.Unlock()
+	if cached != nil {
+		t := *cached // same edges, this query's end
+		t.End = now
+		return &t, key, nil
+	}
+	t := s.sumTraffic(rg, lo, hi, now, window)
+	s.cacheMu.Lock()
+	if s.traffic == nil || len(s.traffic) >= maxCached {
+		s.traffic = map[trafficKey]*Traffic{}
+	}
+	s.traffic[key] = t
+	s.cacheMu.Unlock()
+	return t, key, nil
+}
+
+// Graph builds the graph of the window ending now, or returns the one
+// already built from this snapshot for the same window and options. The
+// result is shared: callers must not modify it.
+func (s *Snapshot) Graph(window time.Duration, opts Options) (*Graph, error) {
+	t, tk, err := s.trafficAt(s.now(), window)
 	if err != nil {
 		return nil, err
 	}
+	key := graphKey{traffic: tk, view: opts.View, ns: opts.Namespace, maxN: opts.MaxNodes, maxE: opts.MaxEdges}
+	s.cacheMu.Lock()
+	g := s.graphs[key]
+	s.cacheMu.Unlock()
+	if g != nil {
+		return g, nil
+	}
+	g = Build(t, opts)
+	s.cacheMu.Lock()
+	if s.graphs == nil || len(s.graphs) >= maxCached {
+		s.graphs = map[graphKey]*Graph{}
+	}
+	s.graphs[key] = g
+	s.cacheMu.Unlock()
+	return g, nil
+}
+
+// Graph is Snapshot().Graph on the latest snapshot.
+func (l *Live) Graph(window time.Duration, opts Options) (*Graph, error) {
+	return l.Snapshot().Graph(window, opts)
+}
+
+// sumTraffic sums every edge over the buckets (lo, hi] of a ring.
+func (s *Snapshot) sumTraffic(rg ringView, lo, hi int64, now time.Time, window time.Duration) *Traffic {
 	// Sum per edge id into flat accumulators first (no map is touched per
 	// cell), then merge by key: an evicted and re-interned edge has two ids,
 	// one key.
@@ -126,7 +211,7 @@ func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, err
 		}
 		a.addTo(st, s.flags)
 	}
-	return t, nil
+	return t
 }
 
 // VersionStats are the numbers a rollout judges a version by.

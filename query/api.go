@@ -118,14 +118,19 @@ func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
 	if err != nil {
 		return nil, p, err
 	}
+	opts := graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()}
+	if p.Source == SourceLive {
+		// Shared with every reader of the same snapshot and window.
+		g, err := a.Live.Graph(p.Window, opts)
+		return g, p, err
+	}
 	ctx, cancel := a.ctx(c)
 	defer cancel()
 	t, err := a.traffic(ctx, p)
 	if err != nil {
 		return nil, p, err
 	}
-	g := graph.Build(t, graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()})
-	return g, p, nil
+	return graph.Build(t, opts), p, nil
 }
 
 func (a *handlers) getGraph(c echo.Context) error {
