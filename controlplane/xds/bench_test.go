@@ -108,9 +108,15 @@ func BenchmarkPushWeightChange(b *testing.B) {
 		for sc.Scan() {
 		}
 	}()
+	// Settled: every client has ACKed every type it subscribes to.
+	initial := fmt.Sprintf("%d.%d", m.version, m.srv.push)
 	waitFor(b, 60*time.Second, func() bool {
-		nodes, synced, _ := m.srv.syncState("", "")
-		return nodes == n && synced == n
+		for _, typ := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType} {
+			if m.srv.ackedCount(typ, initial) != n {
+				return false
+			}
+		}
+		return true
 	})
 
 	// The first push after the fleet connects pays one-time costs (lazy
