@@ -39,7 +39,7 @@ func runTelemetrygen(t *testing.T, args ...string) {
 	}
 }
 
-func TestTelemetrygenTracesAndLogsAreIngestedExactly(t *testing.T) {
+func TestTelemetrygenTracesLogsAndMetricsAreIngestedExactly(t *testing.T) {
 	h := startCollector(t)
 	// 2 workers x 150 traces x (1 parent + 2 children) spans, over gRPC.
 	runTelemetrygen(t, "traces", "--otlp-insecure", "--otlp-endpoint", h.cfg.OTLPGRPC,
@@ -50,9 +50,14 @@ func TestTelemetrygenTracesAndLogsAreIngestedExactly(t *testing.T) {
 	runTelemetrygen(t, "logs", "--otlp-insecure", "--otlp-http", "--otlp-endpoint", h.cfg.OTLPHTTP,
 		"--workers", "1", "--logs", "300", "--rate", "0")
 
+	// 2 workers x 250 sum data points, over OTLP/HTTP.
+	runTelemetrygen(t, "metrics", "--otlp-insecure", "--otlp-http", "--otlp-endpoint", h.cfg.OTLPHTTP,
+		"--workers", "2", "--metrics", "250", "--rate", "0", "--metric-type", "Sum")
+
 	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("spans")+" WHERE service = 'tgen'", 2*150*3)
+	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("metric_points")+" WHERE type = 'sum'", 2*250)
 	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("logs"), 2*400+300)
-	if got := metricValue(t, h.reg, "meshlens_ingest_written_total"); got < 2*150*3+2*400+300 {
-		t.Fatalf("meshlens_ingest_written_total = %v, want at least every span and log", got)
+	if got := metricValue(t, h.reg, "meshlens_ingest_written_total"); got < 2*150*3+2*400+300+2*250 {
+		t.Fatalf("meshlens_ingest_written_total = %v, want at least every span, log and point", got)
 	}
 }

@@ -209,3 +209,28 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		}
 	}
 }
+
+func TestServeReadsItsSettingsFromAConfigFile(t *testing.T) {
+	otlp := freeAddr(t)
+	file := filepath.Join(t.TempDir(), "meshlens.yaml")
+	body := "otlp-grpc: " + otlp + "\nclickhouse-wait: 1s\nqueue-max-bytes: 2097152\n"
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The flag --otlp-grpc given by startMeshlens is overridden below by the
+	// file only where the flag is absent, so name the file last and drop the
+	// flag: flags win over the file.
+	p := startMeshlens(t, "--config", file, "--otlp-grpc", otlp, "--data-dir", t.TempDir(), "--clickhouse", "clickhouse://127.0.0.1:1/x")
+	conn, err := net.DialTimeout("tcp", otlp, 5*time.Second)
+	if err != nil {
+		t.Fatalf("OTLP/gRPC from the config file is not listening on %s: %v\n%s", otlp, err, p.Log())
+	}
+	conn.Close()
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("otlp-grcp: 127.0.0.1:1\n"), 0o600)
+	out, err := exec.Command(binary, "serve", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "otlp-grcp") {
+		t.Fatalf("a misspelt key was accepted: %v\n%s", err, out)
+	}
+}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -31,18 +34,18 @@ import (
 )
 
 // serveConfig is everything `meshlens serve` can be told, by flag or by the
-// YAML file given with --config (flags win).
+// YAML file given with --config, whose keys are the flag names (flags win).
 type serveConfig struct {
-	ClickHouse     string           `json:"clickhouse"`
-	ClickHouseWait time.Duration    `json:"clickhouse-wait"`
-	HTTP           string           `json:"http"`
-	DataDir        string           `json:"data-dir"`
-	LogLevel       string           `json:"log-level"`
-	XDS            string           `json:"xds"`
-	ConfigDir      string           `json:"config-dir"`
-	Tokens         string           `json:"tokens"`
-	Prometheus     string           `json:"prometheus"`
-	Collector      collector.Config `json:",inline"`
+	ClickHouse     string
+	ClickHouseWait time.Duration
+	HTTP           string
+	DataDir        string
+	LogLevel       string
+	XDS            string
+	ConfigDir      string
+	Tokens         string
+	Prometheus     string
+	Collector      collector.Config
 }
 
 func defaultServeConfig() serveConfig {
@@ -75,8 +78,9 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Collector.MemoryLimitMiB, "memory-limit-mib", c.Collector.MemoryLimitMiB, "collector memory limiter hard limit")
 }
 
-// loadServeConfig reads --config (if any) under the defaults, then the flags
-// over it.
+// loadServeConfig applies --config (if any) over the defaults, then the flags
+// over it. The file's keys are the flag names and its values are parsed by
+// the flags themselves, so the two can never disagree.
 func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	cfg := defaultServeConfig()
 	var path string
@@ -85,20 +89,17 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	pre.StringVar(&path, "config", "", "")
 	cfg.registerFlags(pre)
 	_ = pre.Parse(args) // real errors are reported by the second parse
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("--config: %w", err)
-		}
-		cfg = defaultServeConfig()
-		if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
-			return cfg, fmt.Errorf("--config %s: %w", path, err)
-		}
-	}
+
+	cfg = defaultServeConfig()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&path, "config", path, "YAML file with the same settings as the flags (flags win)")
+	fs.StringVar(&path, "config", path, "YAML file with the same settings as the flags, by flag name (flags win)")
 	cfg.registerFlags(fs)
+	if path != "" {
+		if err := applyConfigFile(fs, path); err != nil {
+			return cfg, err
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, errUsage
 	}
@@ -112,6 +113,42 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 		return cfg, fmt.Errorf("--xds %q: want host:port", cfg.XDS)
 	}
 	return cfg, cfg.Collector.Validate()
+}
+
+// applyConfigFile sets every flag the YAML file names.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--config: %w", err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return fmt.Errorf("--config %s: %w", path, err)
+	}
+	var settings map[string]any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&settings); err != nil {
+		return fmt.Errorf("--config %s: want a mapping of setting: value: %w", path, err)
+	}
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "config" || fs.Lookup(k) == nil {
+			return fmt.Errorf("--config %s: unknown setting %q (settings are the flags of `meshlens serve -h`)", path, k)
+		}
+		v := settings[k]
+		if v == nil {
+			v = ""
+		}
+		if err := fs.Set(k, fmt.Sprint(v)); err != nil {
+			return fmt.Errorf("--config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
