@@ -2,6 +2,7 @@ package alerting
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -162,4 +163,21 @@ func (e *env) traffic(version string, n, errs int, lat time.Duration) {
 			Protocol:    "grpc", Code: 200, GRPCStatus: st, Duration: lat, Origin: mesh.OriginSpanPair}
 	}
 	_ = e.live.ConsumeRecords(context.Background(), recs)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func containsField(err error, field string) bool {
+	var fe config.FieldErrors
+	if !errors.As(err, &fe) {
+		return false
+	}
+	for _, e := range fe {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
 }
