@@ -1,0 +1,43 @@
+// Package rollout runs progressive delivery: a Rollout object (apiVersion
+// meshlens.io/v1alpha1) names a service, its stable and candidate subsets
+// and one strategy — canary weight steps, a blue-green switch after a
+// preview, or an A/B test on headers or cookies — and the engine moves
+// traffic while a judge watches the candidate on live per-version stats.
+//
+// # Routes are config
+//
+// A rollout owns the routes of its host: the engine writes one
+// VirtualService (named spec.virtualService, default the service's short
+// name; annotated meshlens.io/rollout) through config.Store.Apply. The store
+// validates it, persists it, and only then publishes the snapshot that the
+// xDS server pushes, so every move of traffic goes through the same
+// validated, durable path as a user's apply, and one apply is one xDS push:
+// a rollback is a single apply of the stable-only routes.
+//
+// # State machine
+//
+// States, events and transitions are one table (machine.go). Before routes
+// are applied the new state (with the weights it implies) is written to
+// DATA_DIR/rollouts.json (temp file, fsync, rename); the store persists the
+// routes before pushing them. After a restart the engine reads its state,
+// and re-applies the same routes, which the store finds unchanged: nothing
+// is pushed, clients keep their weights, the step keeps its start time.
+// Verdicts between transitions are kept in memory and written with the next
+// transition or push.
+//
+// # Judge
+//
+// Each interval a progressing rollout gets a verdict from the live graph
+// over a sliding window (capped at the time since the step began):
+// thresholds (max error rate, max p99, min successes), a one-sided
+// two-proportion z-test of error rates and a one-sided Mann-Whitney U test
+// of latency samples (normal approximation, tie-corrected; gonum's normal
+// distribution). A comparison fails only when it is significant and the
+// effect is larger than a practical minimum, so large samples do not fail a
+// candidate for a negligible difference. Below MinSamples candidate
+// requests a verdict is inconclusive: low traffic neither promotes nor
+// rolls back. FailureLimit failing verdicts in a row roll back.
+//
+// A step passes when its verdict passes, it has lasted MinDuration and the
+// candidate served MinRequests (and MinSuccess successes) since it began.
+package rollout

@@ -1,0 +1,167 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/meshlens/meshlens/auth"
+)
+
+const opToken = "operator-token-0123456789"
+
+// serveAPI serves the engine's routes over real HTTP with operator auth.
+func (r *rig) serveAPI() string {
+	az := auth.New([]auth.Token{{Value: opToken, Role: auth.Operator}})
+	e := echo.New()
+	r.engine.RegisterRoutes(e.Group("/api/v1", az.Viewer(false)), az.Operator())
+	srv := httptest.NewServer(e)
+	r.t.Cleanup(srv.Close)
+	return srv.URL + "/api/v1"
+}
+
+func httpDo(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// only checks that n calls (with metadata md) all reach version want.
+func only(t *testing.T, c testgrpc.TestServiceClient, want string, md ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if len(md) > 0 {
+		ctx = metadata.AppendToOutgoingContext(ctx, md...)
+	}
+	got := map[string]int{}
+	for range 20 {
+		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			got["error"]++
+			continue
+		}
+		got[resp.GetHostname()]++
+	}
+	if got[want] != 20 {
+		return fmt.Errorf("want all 20 calls on %s, got %v", want, got)
+	}
+	return nil
+}
+
+func TestBlueGreenPreviewThenPromoteThenSwitchBackOverAPI(t *testing.T) {
+	r := newRig(t)
+	r.startEngine()
+	api := r.serveAPI()
+	c := r.client()
+	code, body := httpDo(t, http.MethodPost, api+"/rollouts", opToken, `apiVersion: meshlens.io/v1alpha1
+kind: Rollout
+metadata: {name: echo, namespace: default}
+spec:
+  service: echo
+  stable: stable
+  candidate: canary
+  strategy: {blueGreen: {preview: [{header: x-preview, exact: "1"}]}}
+`)
+	if code != 200 {
+		t.Fatalf("POST /rollouts: %d %s", code, body)
+	}
+	r.waitState("echo", Progressing, 5*time.Second)
+	eventually(t, 10*time.Second, "preview header reaches the candidate", func() error { return only(t, c, "v2", "x-preview", "1") })
+	eventually(t, 10*time.Second, "plain traffic stays on stable", func() error { return only(t, c, "v1") })
+
+	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/promote", "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("promote without a token: %d %s", code, body)
+	}
+	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/promote", opToken, ""); code != 200 {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	r.waitState("echo", Succeeded, 5*time.Second)
+	eventually(t, 10*time.Second, "all traffic switched to the candidate", func() error { return only(t, c, "v2") })
+
+	before := r.store.Snapshot().Version
+	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/abort", opToken, ""); code != 200 {
+		t.Fatalf("abort (switch back): %d %s", code, body)
+	}
+	r.waitState("echo", RolledBack, 5*time.Second)
+	if got := r.store.Snapshot().Version - before; got != 1 {
+		t.Errorf("switch-back took %d config versions, want one push", got)
+	}
+	eventually(t, 10*time.Second, "all traffic back on stable", func() error { return only(t, c, "v1") })
+
+	code, body = httpDo(t, http.MethodGet, api+"/rollouts/default/echo", "", "")
+	var st Status
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.State != RolledBack || len(st.History) == 0 {
+		t.Fatalf("GET rollout: %d %s", code, body)
+	}
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/rollouts/default/echo/resume", http.StatusConflict},
+		{"/rollouts/default/ghost/abort", http.StatusNotFound},
+		{"/rollouts/default/echo/explode", http.StatusNotFound},
+	} {
+		if code, body := httpDo(t, http.MethodPost, api+tc.path, opToken, ""); code != tc.want || !json.Valid([]byte(body)) {
+			t.Errorf("POST %s: %d %s, want %d", tc.path, code, body, tc.want)
+		}
+	}
+}
+
+func TestABCookieGoesToCandidateThenPromotes(t *testing.T) {
+	r := newRig(t)
+	r.startEngine()
+	c := r.client()
+	r.apply(`apiVersion: meshlens.io/v1alpha1
+kind: Rollout
+metadata: {name: echo, namespace: default}
+spec:
+  service: echo
+  stable: stable
+  candidate: canary
+  strategy: {ab: {match: [{cookie: user, exact: beta}], requests: 60}}
+  analysis: {interval: 200ms, window: 3s, minSamples: 20}
+`)
+	r.waitState("echo", Progressing, 5*time.Second)
+	eventually(t, 10*time.Second, "beta cookie reaches the candidate", func() error { return only(t, c, "v2", "cookie", "theme=dark; user=beta") })
+	if err := only(t, c, "v1", "cookie", "user=betamax"); err != nil {
+		t.Fatalf("another cookie value: %v", err)
+	}
+	r.startLoad(c, 1, 0) // plain traffic alongside, all on stable
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "cookie", "user=beta")
+	go func() {
+		for r.status("echo").State == Progressing {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, _ = c.UnaryCall(cctx, &testgrpc.SimpleRequest{})
+			cancel()
+		}
+	}()
+	st := r.waitState("echo", Succeeded, 30*time.Second)
+	explained := false
+	for _, h := range st.History {
+		explained = explained || (h.Event == EvComplete && strings.Contains(h.Message, "A/B test passed"))
+	}
+	if !explained {
+		t.Errorf("completion not explained:\n%s", historyText(st))
+	}
+	eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only(t, c, "v2") })
+}
