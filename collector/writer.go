@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/meshlens/meshlens/collector/meshexporter"
@@ -178,10 +179,20 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 		partOf(meshexporter.SignalMetrics, store.TableMetricPoints, &points, w.Store.InsertMetricPointsTagged),
 		partOf(meshexporter.SignalLogs, store.TableLogs, &logs, w.Store.InsertLogsTagged),
 	}
-	for _, p := range parts {
-		if err := w.writePart(ctx, p); err != nil {
-			return err
-		}
+	// The tables are written concurrently: ClickHouse inserts into different
+	// tables in parallel, and the slowest table, not their sum, sets the pace.
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.writePart(ctx, p)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if len(entries) == 0 {
 		return nil
