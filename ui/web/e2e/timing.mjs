@@ -4,6 +4,7 @@
 // from navigation start. Prints the figures; target < 2000 ms.
 //
 //   node e2e/timing.mjs [--nodes 1000] [--runs 3]
+import { loadavg } from 'node:os';
 import { startFixture } from './fixture-server.mjs';
 import { launch, shot } from './lib.mjs';
 
@@ -47,6 +48,7 @@ try {
 const first = results.map((r) => r.firstRenderMs).sort((a, b) => a - b);
 const median = first[Math.floor(first.length / 2)];
 const r0 = results[0];
+console.log(`machine load average (1 min): ${loadavg()[0].toFixed(1)} on ${(await import('node:os')).cpus().length} cores`);
 console.log(`graph: ${r0.nodes} nodes in ${r0.groups} service groups, ${r0.edges} edges`);
 for (const [i, r] of results.entries()) console.log(`run ${i + 1}: first render ${r.firstRenderMs.toFixed(0)} ms, zoom frame ${r.zoomMs.toFixed(0)} ms, select frame ${r.selectMs.toFixed(0)} ms; marks ${JSON.stringify(r.marks)}`);
 console.log(`time to first render of a ${nodes}-node graph: median ${median.toFixed(0)} ms (target < 2000 ms) ${median < 2000 ? 'OK' : 'OVER TARGET'}`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeGraph, type Graph } from './api';
-import { edgeLabel, edgeWidth, filterNamespace, groupId, nodeTraffic, planUpdate, toElements } from './graph';
+import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, nodeTraffic, planUpdate, toElements } from './graph';
 import { HEALTH_COLOR } from './format';
 // @ts-expect-error plain JS module shared with the fixture server
 import { syntheticGraph } from '../e2e/synthetic.mjs';
@@ -208,5 +208,17 @@ describe('a 1,000-node synthetic graph', () => {
     expect(groups.length).toBeGreaterThan(300);
     expect(els.nodes.length).toBe(1000 + groups.length);
     expect(els.edges.length).toBe(g.edges.length);
+  });
+});
+
+describe('flattenGroups', () => {
+  it('removes compound nodes and parent links and lists each box with its members', () => {
+    const { elements, boxes } = flattenGroups(toElements(bookinfo, { view: 'version' }));
+    expect(elements.nodes.some((n) => n.data.kind === 'group')).toBe(false);
+    expect(elements.nodes.every((n) => n.data.parent === undefined)).toBe(true);
+    expect(elements.nodes).toHaveLength(bookinfo.nodes.length);
+    const reviews = boxes.find((b) => b.id === groupId('default', 'reviews'));
+    expect(reviews?.members.sort()).toEqual(['default/reviews/v1', 'default/reviews/v2', 'default/reviews/v3']);
+    expect(reviews?.health).toBe('failing');
   });
 });

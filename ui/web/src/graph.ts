@@ -187,7 +187,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
       p99Ms: e.p99Ms,
       mtls: e.mtls,
     };
-    const classes = [`health-${h}`];
+    const classes = [`health-${h}`, `w${Math.max(1, Math.min(6, Math.round(data.width)))}`];
     if (e.mtls >= 0.999) classes.push('mtls');
     if (q) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
@@ -276,4 +276,38 @@ export function nodeTraffic(g: Graph, ids: Set<string>): NodeTraffic {
   const [rpsIn, errorRateIn] = agg(inbound);
   const [rpsOut, errorRateOut] = agg(outbound);
   return { inbound, outbound, rpsIn, errorRateIn, rpsOut, errorRateOut };
+}
+
+export interface GroupBox {
+  id: string;
+  label: string;
+  health: Health;
+  members: string[];
+}
+
+/**
+ * flattenGroups takes the service boxes out of the elements: compound nodes
+ * make cytoscape recompute every box on every frame, which for hundreds of
+ * boxes costs seconds, so large graphs draw the boxes on a layer of their
+ * own from the members' positions.
+ */
+export function flattenGroups(els: Elements): { elements: Elements; boxes: GroupBox[] } {
+  const boxes = new Map<string, GroupBox>();
+  const nodes: ElementDefinition[] = [];
+  for (const n of els.nodes) {
+    if (n.data.kind === 'group') {
+      boxes.set(String(n.data.id), { id: String(n.data.id), label: String(n.data.label), health: n.data.health as Health, members: [] });
+    }
+  }
+  for (const n of els.nodes) {
+    if (n.data.kind === 'group') continue;
+    const parent = n.data.parent as string | undefined;
+    if (parent) {
+      boxes.get(parent)?.members.push(String(n.data.id));
+      const { parent: _drop, ...data } = n.data;
+      void _drop;
+      nodes.push({ ...n, data: data as ElementDefinition['data'] });
+    } else nodes.push(n);
+  }
+  return { elements: { nodes, edges: els.edges }, boxes: [...boxes.values()].filter((b) => b.members.length) };
 }

@@ -44,3 +44,19 @@ describe('layeredPositions', () => {
     expect(new Set([...pos.values()].map((p) => `${p.x},${p.y}`)).size).toBe(1000);
   });
 });
+
+describe('layeredPositions on a wide mesh', () => {
+  it('wraps tall ranks so the picture is closer to the wanted aspect ratio', () => {
+    const g = syntheticGraph(1000);
+    const nodes = g.nodes.map((n: { id: string; namespace: string; service: string }) => ({ id: n.id, parent: `${n.namespace}/${n.service}` }));
+    const box = (aspect: number) => {
+      const ps = [...layeredPositions({ nodes, edges: g.edges }, { aspect }).values()];
+      const w = Math.max(...ps.map((p) => p.x)) - Math.min(...ps.map((p) => p.x));
+      const h = Math.max(...ps.map((p) => p.y)) - Math.min(...ps.map((p) => p.y));
+      return w / h;
+    };
+    const ratio = box(1.6);
+    expect(ratio).toBeGreaterThan(0.8);
+    expect(ratio).toBeLessThan(3.2);
+  });
+});

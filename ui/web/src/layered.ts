@@ -15,6 +15,8 @@ export interface LayeredOptions {
   rankSep?: number;
   nodeSep?: number;
   groupSep?: number;
+  /** wanted width / height of the whole picture; tall ranks wrap into sub-columns to approach it */
+  aspect?: number;
 }
 
 export function layeredPositions(g: LayeredInput, opts: LayeredOptions = {}): Map<string, { x: number; y: number }> {
@@ -94,20 +96,45 @@ export function layeredPositions(g: LayeredInput, opts: LayeredOptions = {}): Ma
     }
   }
 
-  // Coordinates: ranks are columns, centred vertically.
+  // Coordinates: ranks are columns, centred vertically. A rank taller than
+  // maxHeight wraps into sub-columns, so a wide mesh is not a thin sliver.
+  const aspect = opts.aspect ?? 1.6;
+  const subSep = rankSep * 0.55;
+  const unitHeight = (u: string) => members.get(u)!.length * nodeSep + groupSep;
+  const rankHeight = new Map(ranks.map((r) => [r, byRank.get(r)!.reduce((h, u) => h + unitHeight(u), 0)]));
+  const tallest = Math.max(...rankHeight.values(), 1);
+  let maxHeight = tallest;
+  let best = Infinity;
+  for (let i = 1; i <= 40; i++) {
+    const h = Math.max(tallest / i, nodeSep * 4);
+    const width = ranks.reduce((w, r) => w + rankSep + (Math.ceil(rankHeight.get(r)! / h) - 1) * subSep, 0);
+    const score = Math.abs(Math.log(width / Math.min(h, tallest) / aspect));
+    if (score < best) {
+      best = score;
+      maxHeight = h;
+    }
+  }
   const pos = new Map<string, { x: number; y: number }>();
+  let x = 0;
   for (const r of ranks) {
     const us = byRank.get(r)!;
-    let height = 0;
-    for (const u of us) height += members.get(u)!.length * nodeSep + groupSep;
-    let y = -height / 2;
+    const cols = Math.ceil(rankHeight.get(r)! / maxHeight);
+    const perCol = rankHeight.get(r)! / cols;
+    let col = 0;
+    let y = 0;
+    const colHeight = Math.min(perCol, maxHeight);
     for (const u of us) {
+      if (y > 0 && y + unitHeight(u) > perCol + nodeSep && col < cols - 1) {
+        col++;
+        y = 0;
+      }
       for (const id of members.get(u)!.sort()) {
-        pos.set(id, { x: r * rankSep, y });
+        pos.set(id, { x: x + col * subSep, y: y - colHeight / 2 });
         y += nodeSep;
       }
       y += groupSep;
     }
+    x += rankSep + (cols - 1) * subSep;
   }
   return pos;
 }

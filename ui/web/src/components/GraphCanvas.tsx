@@ -1,7 +1,8 @@
 import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
 import dagre from 'cytoscape-dagre';
 import { useEffect, useRef } from 'preact/hooks';
-import { planUpdate, type Elements } from '../graph';
+import { HEALTH_COLOR } from '../format';
+import { flattenGroups, planUpdate, type Elements, type GroupBox } from '../graph';
 import { layeredPositions } from '../layered';
 
 let registered = false;
@@ -26,7 +27,7 @@ const style: cytoscape.StylesheetJson = [
     style: {
       'background-color': '#ffffff',
       'border-width': 2.5,
-      'border-color': 'data(color)',
+      'border-color': HEALTH_COLOR.idle,
       label: 'data(label)',
       'font-family': 'Inter, system-ui, sans-serif',
       'font-size': 11,
@@ -47,8 +48,13 @@ const style: cytoscape.StylesheetJson = [
   { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
   { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
   { selector: 'node.service', style: { shape: 'round-triangle', width: 34, height: 30 } },
-  { selector: 'node.unknown', style: { shape: 'diamond', 'border-color': '#6b7280', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
-  { selector: 'node.health-idle', style: { 'border-color': '#9ca3af' } },
+  { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
+  // Colours and widths come from classes, not data() mappers: a mapper is
+  // parsed per element, which costs seconds on thousands of elements.
+  { selector: 'node.health-healthy', style: { 'border-color': HEALTH_COLOR.healthy } },
+  { selector: 'node.health-degraded', style: { 'border-color': HEALTH_COLOR.degraded } },
+  { selector: 'node.health-failing', style: { 'border-color': HEALTH_COLOR.failing } },
+  { selector: 'node.health-idle', style: { 'border-color': HEALTH_COLOR.idle } },
   {
     selector: 'node.group',
     style: {
@@ -74,9 +80,9 @@ const style: cytoscape.StylesheetJson = [
   {
     selector: 'edge',
     style: {
-      width: 'data(width)',
-      'line-color': 'data(color)',
-      'target-arrow-color': 'data(color)',
+      width: 1.5,
+      'line-color': HEALTH_COLOR.idle,
+      'target-arrow-color': HEALTH_COLOR.idle,
       'target-arrow-shape': 'triangle',
       'arrow-scale': 0.9,
       'curve-style': 'bezier',
@@ -92,7 +98,9 @@ const style: cytoscape.StylesheetJson = [
       'text-rotation': 'none',
     },
   },
-  { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'source-arrow-color': 'data(color)', 'arrow-scale': 0.8 } },
+  ...(['healthy', 'degraded', 'failing'] as const).map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h], 'target-arrow-color': HEALTH_COLOR[h], 'source-arrow-color': HEALTH_COLOR[h] } })),
+  ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
+  { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'arrow-scale': 0.8 } },
   { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3], color: '#b91c1c' } },
   { selector: '.dim', style: { opacity: 0.15 } },
   { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
@@ -113,8 +121,12 @@ export interface GraphCanvasProps {
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }: GraphCanvasProps) {
+export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
+  const layer = useRef<HTMLCanvasElement>(null);
+  const boxesRef = useRef<GroupBox[] | null>(null);
+  const selectedRef = useRef<Selection | null>(selected);
+  selectedRef.current = selected;
   const cyRef = useRef<Core | null>(null);
   const keyRef = useRef<string>('');
   const onSelectRef = useRef(onSelect);
@@ -136,8 +148,21 @@ export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }
       onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
     });
     cy.on('tap', (e) => {
-      if (e.target === cy) onSelectRef.current(null);
+      if (e.target !== cy) return;
+      const hit = boxesRef.current && hitBox(cy, boxesRef.current, e.position);
+      onSelectRef.current(hit ? { type: 'node', id: hit } : null);
     });
+    let pending = false;
+    const redraw = () => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => {
+        pending = false;
+        drawBoxes(cy, layer.current, boxesRef.current, selectedRef.current?.id);
+      });
+    };
+    cy.on('viewport position resize', redraw);
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes = redraw;
     cy.on('dragfree', 'node', () => save(cy, keyRef.current));
     cyRef.current = cy;
     (window as unknown as { __cy?: Core }).__cy = cy; // for e2e tests and debugging
@@ -152,7 +177,13 @@ export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }
   useEffect(() => {
     const cy = cyRef.current;
     if (!cy) return;
-    const large = elements.nodes.length > LARGE_GRAPH;
+    const large = input.nodes.length > LARGE_GRAPH;
+    let elements = input;
+    if (large) {
+      const f = flattenGroups(input);
+      elements = f.elements;
+      boxesRef.current = f.boxes;
+    } else boxesRef.current = null;
     // cytoscape reads these at render time; they make pan/zoom cheap on big graphs.
     const r = cy as unknown as { renderer(): { textureOnViewport?: boolean; hideEdgesOnViewport?: boolean } };
     try {
@@ -185,7 +216,7 @@ export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }
     if (newKey && saved && leafIds.length > 0 && leafIds.every((id) => saved.has(id))) positions = saved;
     else if (needLayout && large) {
       positions = layeredPositions({
-        nodes: elements.nodes.filter((n) => n.data.kind !== 'group').map((n) => ({ id: String(n.data.id), parent: n.data.parent as string | undefined })),
+        nodes: input.nodes.filter((n) => n.data.kind !== 'group').map((n) => ({ id: String(n.data.id), parent: n.data.parent as string | undefined })),
         edges: elements.edges.map((e) => ({ source: String(e.data.source), target: String(e.data.target) })),
       });
     }
@@ -249,16 +280,23 @@ export function GraphCanvas({ elements, layoutKey, selected, onSelect, onReady }
     } else {
       markRendered();
     }
-  }, [elements, layoutKey]);
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+  }, [input, layoutKey]);
 
   useEffect(() => {
     const cy = cyRef.current;
     if (!cy) return;
     cy.$(':selected').unselect();
     if (selected) cy.getElementById(selected.id).select();
-  }, [selected, elements]);
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+  }, [selected, input]);
 
-  return <div ref={box} class="graph-canvas" data-testid="graph-canvas" />;
+  return (
+    <>
+      <canvas ref={layer} class="graph-canvas group-layer" aria-hidden="true" />
+      <div ref={box} class="graph-canvas" data-testid="graph-canvas" />
+    </>
+  );
 }
 
 /**
@@ -271,6 +309,72 @@ function markRendered() {
     w.__meshlensLastRender = performance.now();
     w.__meshlensFirstRender ??= w.__meshlensLastRender;
   });
+}
+
+const BOX_PAD = 16;
+
+function boxRect(cy: Core, b: GroupBox): { x1: number; y1: number; x2: number; y2: number } | null {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  for (const id of b.members) {
+    const n = cy.getElementById(id);
+    if (n.empty()) continue;
+    const p = n.position();
+    x1 = Math.min(x1, p.x);
+    y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x);
+    y2 = Math.max(y2, p.y);
+  }
+  if (!Number.isFinite(x1)) return null;
+  return { x1: x1 - 20 - BOX_PAD, y1: y1 - 12 - BOX_PAD, x2: x2 + 20 + BOX_PAD, y2: y2 + 12 + BOX_PAD + 12 };
+}
+
+function hitBox(cy: Core, boxes: GroupBox[], p: cytoscape.Position): string | null {
+  for (const b of boxes) {
+    const r = boxRect(cy, b);
+    if (r && p.x >= r.x1 && p.x <= r.x2 && p.y >= r.y1 && p.y <= r.y2) return b.id;
+  }
+  return null;
+}
+
+/** drawBoxes paints the service boxes of a large graph under the nodes. */
+function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[] | null, selected?: string) {
+  if (!canvas) return;
+  const w = cy.width();
+  const h = cy.height();
+  const dpr = window.devicePixelRatio || 1;
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext('2d');
+  if (!ctx) return;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  if (!boxes) return;
+  const zoom = cy.zoom();
+  const pan = cy.pan();
+  ctx.setTransform(dpr * zoom, 0, 0, dpr * zoom, dpr * pan.x, dpr * pan.y);
+  ctx.lineWidth = 1.5 / zoom;
+  ctx.setLineDash([5 / zoom, 4 / zoom]);
+  ctx.font = `600 12px Inter, system-ui, sans-serif`;
+  ctx.textAlign = 'center';
+  for (const b of boxes) {
+    const r = boxRect(cy, b);
+    if (!r) continue;
+    // Skip boxes outside the viewport.
+    if (r.x2 * zoom + pan.x < 0 || r.x1 * zoom + pan.x > w || r.y2 * zoom + pan.y < 0 || r.y1 * zoom + pan.y > h) continue;
+    const bad = b.health === 'failing' || b.health === 'degraded';
+    ctx.fillStyle = b.id === selected ? '#e8f0fe' : bad ? (b.health === 'failing' ? '#fef2f2' : '#fffbeb') : '#f8fafc';
+    ctx.strokeStyle = b.id === selected ? '#2563eb' : bad ? HEALTH_COLOR[b.health] : '#94a3b8';
+    ctx.beginPath();
+    ctx.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
+    ctx.fill();
+    ctx.stroke();
+    if (zoom * 12 >= 7) {
+      ctx.fillStyle = '#334155';
+      ctx.fillText(b.label, (r.x1 + r.x2) / 2, r.y1 - 4);
+    }
+  }
 }
 
 /**

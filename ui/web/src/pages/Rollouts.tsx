@@ -35,6 +35,8 @@ const STATE_KIND: Record<string, string> = {
 };
 const STATE_LABEL: Record<string, string> = { rollingback: 'rolling back', rolledback: 'rolled back' };
 const TERMINAL = new Set(['succeeded', 'rolledback', 'failed']);
+/** States in which no manual action applies: finished, or already returning to stable. */
+const NO_ACTION = new Set([...TERMINAL, 'rollingback']);
 
 export function StateBadge({ state }: { state: string }) {
   return (
@@ -204,10 +206,10 @@ export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
             {x.state === 'paused' ? (
               <button class="btn" disabled={!!busy} onClick={() => act('resume')} data-testid="resume">Resume</button>
             ) : (
-              <button class="btn" disabled={!!busy || TERMINAL.has(x.state)} onClick={() => act('pause')} data-testid="pause">Pause</button>
+              <button class="btn" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('pause')} data-testid="pause">Pause</button>
             )}
-            <button class="btn" disabled={!!busy || TERMINAL.has(x.state)} onClick={() => act('promote')} data-testid="promote">Promote</button>
-            <button class="btn danger" disabled={!!busy || TERMINAL.has(x.state)} onClick={() => act('abort')} data-testid="abort">Abort</button>
+            <button class="btn" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('promote')} data-testid="promote">Promote</button>
+            <button class="btn danger" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('abort')} data-testid="abort">Abort</button>
           </div>
         )}
       </PageHeader>
