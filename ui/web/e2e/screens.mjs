@@ -53,6 +53,27 @@ try {
   await page.goto(t.url + '/alerts');
   await page.waitForTimeout(800);
   await shot(page, 'alerts');
+  await page.goto(t.url + '/rollouts');
+  await page.waitForTimeout(800);
+  await shot(page, 'rollouts');
+  await page.goto(t.url + '/topology?q=ratings');
+  await page.waitForTimeout(2000);
+  await shot(page, 'topology-search');
+  // A Rollout naming a version that does not exist: errors on the lines.
+  await page.goto(t.url + '/rollouts?new');
+  await page.waitForTimeout(800);
+  await page.click('.new-rollout .tabs button:nth-child(2)');
+  await page.fill('.new-rollout textarea', (await page.inputValue('.new-rollout textarea')).replace('candidate: v2', 'candidate: v9').replace('name: reviews-canary', 'name: reviews-canary-2'));
+  await page.click('[data-testid=start-rollout]');
+  await page.waitForTimeout(1000);
+  await shot(page, 'rollout-yaml-errors');
+  // Without a token, a write asks for one.
+  const anon = await b.ctx.newPage();
+  await anon.addInitScript(() => localStorage.removeItem('meshlens.token'));
+  await anon.goto(t.url + '/config?tab=apply');
+  await anon.click('[data-testid=apply]');
+  await anon.waitForSelector('[data-testid=login]');
+  await shot(anon, 'login');
   if (page.errors.length) console.log('page errors:', page.errors);
 } finally {
   await b.close();

@@ -6,7 +6,7 @@ import { RolloutDetailPage, RolloutsPage } from './pages/Rollouts';
 import { ServiceDetailPage, ServicesPage } from './pages/Services';
 import { TopologyPage } from './pages/Topology';
 import { match, navigate, onLinkClick, useLocation } from './router';
-import { onToasts, type Toast } from './toast';
+import { onToasts, toast, type Toast } from './toast';
 
 const NAV = [
   { href: '/topology', label: 'Topology', icon: '◎' },
@@ -104,7 +104,8 @@ export function App() {
           onDone={(ok) => {
             setLogin(null);
             setHasToken(!!getToken());
-            if (ok) location.reload();
+            // No reload: what the user typed (YAML, a form) stays; pages refresh by themselves.
+            if (ok) toast('Signed in. Repeat the action that asked for the token.', 'ok');
           }}
         />
       )}
