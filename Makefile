@@ -8,7 +8,7 @@ export CLICKHOUSE_PORT
 TEST_DSN := clickhouse://127.0.0.1:$(CLICKHOUSE_PORT)/
 HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop deps clean
 
