@@ -280,14 +280,14 @@ func appendTraffic(b *Builder) {
 			e.RPS = float64(st.Requests) / secs
 		}
 		e.BytesIn, e.BytesOut = st.BytesIn, st.BytesOut
-		e.Codes = map[string]uint64{}
-		for ck, n := range st.Codes {
-			e.Codes[strconv.Itoa(int(ck.Code))] += n
-			if ck.GRPCStatus >= 0 {
+		e.Codes = make(map[string]uint64, len(st.Codes))
+		for _, c := range st.Codes {
+			e.Codes[codeString(c.Code)] += c.N
+			if c.GRPCStatus >= 0 {
 				if e.GRPC == nil {
 					e.GRPC = map[string]uint64{}
 				}
-				e.GRPC[strconv.Itoa(int(ck.GRPCStatus))] += n
+				e.GRPC[strconv.Itoa(int(c.GRPCStatus))] += c.N
 			}
 		}
 		if len(st.Flags) > 0 {
@@ -383,6 +383,23 @@ func appendHealth(b *Builder) {
 			n.Health = "healthy"
 		}
 	}
+}
+
+// codeString formats an HTTP status without allocating for the common ones.
+func codeString(c uint16) string {
+	switch c {
+	case 200:
+		return "200"
+	case 0:
+		return "0"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(int(c))
 }
 
 func round3(v float64) float64 {

@@ -358,3 +358,34 @@ func TestSnapshotSharesGraphsUntilTheNextPublish(t *testing.T) {
 		t.Fatalf("edges: new %d, old %d; want 2 and 1", len(g4.Edges), len(g1.Edges))
 	}
 }
+
+func TestFineWindowsSummedWithCoarseBucketsMatchFineBucketsAlone(t *testing.T) {
+	c := newClock(t0.Add(7 * time.Second))
+	l, _ := newLive(t, c, Config{})
+	var recs []mesh.Record
+	for i := 0; i < 360; i++ {
+		code := uint16(200)
+		if i%7 == 0 {
+			code = 500
+		}
+		recs = append(recs, rec(c.Now().Add(-time.Duration(i)*time.Second), pA, pB1, code, time.Duration(i)*time.Millisecond))
+	}
+	consume(t, l, recs...)
+	s := l.Refresh()
+	for _, w := range []time.Duration{10 * time.Second, 50 * time.Second, time.Minute, 70 * time.Second, 2 * time.Minute, 5*time.Minute + 30*time.Second} {
+		rg, ri, lo, hi, err := s.pickIndex(c.Now(), w)
+		if err != nil || ri != 0 {
+			t.Fatalf("%v: ring %d, %v", w, ri, err)
+		}
+		mixed := s.sumTraffic(s.segments(ri, rg, lo, hi), c.Now(), w)
+		fine := s.sumTraffic([]segment{{rg, lo, hi}}, c.Now(), w)
+		k := EdgeKey{pA, pB1, "http"}
+		m, f := mixed.Edges[k], fine.Edges[k]
+		if m == nil || f == nil || m.Requests != f.Requests || m.Errors != f.Errors || m.DurationSumUs != f.DurationSumUs || m.Quantile(0.9) != f.Quantile(0.9) {
+			t.Fatalf("%v: mixed %+v, fine %+v", w, m, f)
+		}
+		if len(s.segments(ri, rg, lo, hi)) == 1 && w >= 2*time.Minute {
+			t.Fatalf("%v: no coarse buckets used", w)
+		}
+	}
+}

@@ -137,7 +137,7 @@ func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, tra
 		t.End = now
 		return &t, key, nil
 	}
-	t := s.sumTraffic(rg, lo, hi, now, window)
+	t := s.sumTraffic(s.segments(ri, rg, lo, hi), now, window)
 	s.cacheMu.Lock()
 	if s.traffic == nil || len(s.traffic) >= maxCached {
 		s.traffic = map[trafficKey]*Traffic{}
@@ -177,25 +177,37 @@ func (l *Live) Graph(window time.Duration, opts Options) (*Graph, error) {
 	return l.Snapshot().Graph(window, opts)
 }
 
-// sumTraffic sums every edge over the buckets (lo, hi] of a ring.
-func (s *Snapshot) sumTraffic(rg ringView, lo, hi int64, now time.Time, window time.Duration) *Traffic {
+// segment is the buckets (lo, hi] of a ring.
+type segment struct {
+	rg     ringView
+	lo, hi int64
+}
+
+// segments covers the buckets (lo, hi] of ring ri with as few buckets as
+// possible: the whole buckets of the next coarser ring inside the range
+// replace the fine buckets they sum, leaving fine buckets at both ends.
+func (s *Snapshot) segments(ri int, rg ringView, lo, hi int64) []segment {
+	if ri+1 >= len(s.rings) || s.rings[ri+1].width%rg.width != 0 {
+		return []segment{{rg, lo, hi}}
+	}
+	coarse := s.rings[ri+1]
+	k := coarse.width / rg.width
+	first := (lo + 1 + k - 1) / k // first coarse bucket starting at or after fine lo+1
+	last := (hi+1)/k - 1          // last coarse bucket ending at or before fine hi
+	if first > last {
+		return []segment{{rg, lo, hi}}
+	}
+	return []segment{{rg, lo, first*k - 1}, {coarse, first - 1, last}, {rg, (last+1)*k - 1, hi}}
+}
+
+// sumTraffic sums every edge over the segments.
+func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duration) *Traffic {
 	// Sum per edge id into flat accumulators first (no map is touched per
 	// cell), then merge by key: an evicted and re-interned edge has two ids,
 	// one key.
 	accs := make([]acc, len(s.edges))
-	for _, b := range rg.buckets {
-		if b == nil || b.idx <= lo || b.idx > hi {
-			continue
-		}
-		for i := range b.cells {
-			accs[b.cells[i].edge].add(&b.cells[i])
-		}
-		for k, n := range b.moreCodes {
-			accs[k.edge].addCode(k.k, uint64(n))
-		}
-		for k, n := range b.moreFlags {
-			accs[k.edge].addFlag(k.id, uint64(n))
-		}
+	for _, sg := range segs {
+		s.sumInto(accs, sg)
 	}
 	t := NewTrafficSized(now, window, len(accs))
 	for id := range accs {
@@ -212,6 +224,23 @@ func (s *Snapshot) sumTraffic(rg ringView, lo, hi int64, now time.Time, window t
 		a.addTo(st, s.flags)
 	}
 	return t
+}
+
+func (s *Snapshot) sumInto(accs []acc, sg segment) {
+	for _, b := range sg.rg.buckets {
+		if b == nil || b.idx <= sg.lo || b.idx > sg.hi {
+			continue
+		}
+		for i := range b.cells {
+			accs[b.cells[i].edge].add(&b.cells[i])
+		}
+		for k, n := range b.moreCodes {
+			accs[k.edge].addCode(k.k, uint64(n))
+		}
+		for k, n := range b.moreFlags {
+			accs[k.edge].addFlag(k.id, uint64(n))
+		}
+	}
 }
 
 // VersionStats are the numbers a rollout judges a version by.
@@ -455,7 +484,7 @@ func (a *acc) addTo(s *Stats, flagNames []string) {
 		s.Latency[i] += a.latency[i]
 	}
 	for _, cc := range a.codes {
-		s.Codes[cc.k] += cc.n
+		s.addCount(cc.k, cc.n)
 	}
 	for _, f := range a.flags {
 		if s.Flags == nil {

@@ -33,14 +33,41 @@ type Stats struct {
 	BytesIn       uint64
 	BytesOut      uint64
 	DurationSumUs uint64
-	Codes         map[CodeKey]uint64
-	Flags         map[string]uint64 // Envoy response flags other than "-"; empty for sources without them
-	Latency       []uint64
+	Codes         []CodeCount // by status; a handful per edge, so a slice beats a map
+
+	Flags   map[string]uint64 // Envoy response flags other than "-"; empty for sources without them
+	Latency []uint64
+}
+
+// CodeCount is a number of responses with one status.
+type CodeCount struct {
+	CodeKey
+	N uint64
 }
 
 // NewStats returns empty stats with the histogram allocated.
 func NewStats() *Stats {
-	return &Stats{Codes: map[CodeKey]uint64{}, Latency: make([]uint64, len(mesh.LatencyBucketsMs)+1)}
+	return &Stats{Latency: make([]uint64, len(mesh.LatencyBucketsMs)+1)}
+}
+
+// Code returns the count of responses with status k.
+func (s *Stats) Code(k CodeKey) uint64 {
+	for _, c := range s.Codes {
+		if c.CodeKey == k {
+			return c.N
+		}
+	}
+	return 0
+}
+
+func (s *Stats) addCount(k CodeKey, n uint64) {
+	for i := range s.Codes {
+		if s.Codes[i].CodeKey == k {
+			s.Codes[i].N += n
+			return
+		}
+	}
+	s.Codes = append(s.Codes, CodeCount{k, n})
 }
 
 // IsError says whether a response counts as an error. It is the one
@@ -56,7 +83,7 @@ func (s *Stats) AddCode(protocol string, k CodeKey, n uint64) {
 		return
 	}
 	s.Requests += n
-	s.Codes[k] += n
+	s.addCount(k, n)
 	if IsError(protocol, k.Code, k.GRPCStatus) {
 		s.Errors += n
 	}
@@ -70,8 +97,8 @@ func (s *Stats) Add(o *Stats) {
 	s.BytesIn += o.BytesIn
 	s.BytesOut += o.BytesOut
 	s.DurationSumUs += o.DurationSumUs
-	for k, n := range o.Codes {
-		s.Codes[k] += n
+	for _, c := range o.Codes {
+		s.addCount(c.CodeKey, c.N)
 	}
 	for f, n := range o.Flags {
 		if s.Flags == nil {
