@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,5 +108,5 @@ func TestClickHouseOutageAndRestartLoseNothing(t *testing.T) {
 	if !ml.Running() {
 		t.Fatalf("meshlens died:\n%s", ml.Log())
 	}
-	t.Log(fmt.Sprintf("all %d spans arrived", want))
+	t.Logf("all %d spans arrived", want)
 }

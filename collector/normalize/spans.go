@@ -124,7 +124,6 @@ type callInfo struct {
 	code       uint16
 	grpcStatus int16
 	target     mesh.Peer // the callee as named by a client span
-	isError    bool
 }
 
 func callOf(sp ptrace.Span) callInfo {
