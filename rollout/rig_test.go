@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -228,6 +229,8 @@ type backend struct {
 	port     int
 	failCode atomic.Int32 // non-zero: calls fail with it
 	delay    atomic.Int64 // nanoseconds added to each call
+	jitter   atomic.Int64 // up to this many nanoseconds more, uniformly
+	errPerK  atomic.Int64 // this many calls in 1000 fail at random
 }
 
 func (r *rig) startBackend(version string) *backend {
@@ -257,7 +260,11 @@ func (r *rig) startBackend(version string) *backend {
 }
 
 func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	if d := time.Duration(b.delay.Load()); d > 0 {
+	d := time.Duration(b.delay.Load())
+	if j := b.jitter.Load(); j > 0 {
+		d += time.Duration(rand.Int64N(j))
+	}
+	if d > 0 {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -266,6 +273,9 @@ func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*te
 	}
 	if c := codes.Code(b.failCode.Load()); c != codes.OK {
 		return nil, status.Errorf(c, "%s fails on purpose", b.version)
+	}
+	if k := b.errPerK.Load(); k > 0 && rand.Int64N(1000) < k {
+		return nil, status.Errorf(codes.Unavailable, "%s: background noise", b.version)
 	}
 	return &testgrpc.SimpleResponse{Hostname: b.version}, nil
 }
