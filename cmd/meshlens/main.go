@@ -27,6 +27,7 @@ func commands() map[string]command {
 		"get":      {"list or show configuration: meshlens get KIND [NAME] [-n NS] [-o yaml|json]", runGet},
 		"delete":   {"delete configuration: meshlens delete KIND NAME [-n NS]", runDelete},
 		"validate": {"validate configuration offline, for CI: meshlens validate -f FILE", runValidate},
+		"rollout":  {"follow and steer rollouts: meshlens rollout status|promote|abort|pause|resume NAME [-n NS]", runRollout},
 	}
 }
 
