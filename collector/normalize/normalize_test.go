@@ -203,3 +203,15 @@ func FuzzMetrics(f *testing.F) {
 		}
 	})
 }
+
+func TestGRPCMethodUnderBothSemanticConventions(t *testing.T) {
+	for _, tc := range []struct{ service, method, want string }{
+		{"grpc.testing.TestService", "UnaryCall", "/grpc.testing.TestService/UnaryCall"},
+		{"", "grpc.testing.TestService/UnaryCall", "/grpc.testing.TestService/UnaryCall"},
+		{"", "", ""},
+	} {
+		if got := grpcMethod(tc.service, tc.method); got != tc.want {
+			t.Errorf("grpcMethod(%q, %q) = %q, want %q", tc.service, tc.method, got, tc.want)
+		}
+	}
+}

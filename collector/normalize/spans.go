@@ -131,7 +131,7 @@ func callOf(sp ptrace.Span) callInfo {
 	c := callInfo{protocol: "http", grpcStatus: -1}
 	if str(a, "rpc.system") == "grpc" {
 		c.protocol = "grpc"
-		c.method = "/" + str(a, "rpc.service") + "/" + str(a, "rpc.method")
+		c.method = grpcMethod(str(a, "rpc.service"), str(a, "rpc.method"))
 		g, ok := integer(a, "rpc.grpc.status_code")
 		c.grpcStatus = clampGRPC(g, ok)
 		if !ok && sp.Status().Code() != ptrace.StatusCodeError {
@@ -165,6 +165,20 @@ func callOf(sp ptrace.Span) callInfo {
 		c.target.Service = ps
 	}
 	return c
+}
+
+// grpcMethod returns the full gRPC method "/pkg.Service/Method". Older
+// semantic conventions split it into rpc.service and rpc.method; newer ones
+// put "pkg.Service/Method" in rpc.method alone.
+func grpcMethod(service, method string) string {
+	switch {
+	case strings.Contains(method, "/"):
+		return "/" + strings.TrimPrefix(method, "/")
+	case service == "" && method == "":
+		return ""
+	default:
+		return "/" + service + "/" + method
+	}
 }
 
 func firstNonEmpty(s ...string) string {
@@ -308,7 +322,7 @@ func pair(client, server *half) mesh.Record {
 	r.Destination = server.peer
 	// The caller's view of the duration is what an edge's latency means.
 	r.Time, r.Duration = client.start, client.duration
-	if server.call.method == "" || server.call.method == "//" {
+	if server.call.method == "" {
 		r.Method = client.call.method
 	}
 	return r
