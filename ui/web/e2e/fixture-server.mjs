@@ -254,7 +254,7 @@ class Mesh {
         points: Array.from({ length: n }, (_, i) => {
           const t = now - (n - 1 - i) * step;
           const e = this.edges(t, step / 1000).find((x) => x.target === `${NS}/${name}/${v}`);
-          return { t: new Date(t).toISOString(), qps: e?.rps ?? 0, errorRate: e?.errorRate ?? 0, p50Ms: e?.p50Ms ?? 0, p90Ms: e?.p90Ms ?? 0, p99Ms: e?.p99Ms ?? 0 };
+          return { t: new Date(t).toISOString(), rps: e?.rps ?? 0, errorRate: e?.errorRate ?? 0, p50Ms: e?.p50Ms ?? 0, p90Ms: e?.p90Ms ?? 0, p99Ms: e?.p99Ms ?? 0 };
         }),
       })),
     };
@@ -265,10 +265,11 @@ class Mesh {
   tick() {
     const now = Date.now();
     for (const r of this.rollouts.values()) {
-      if (r.state === 'rollingback' && now - r.updated > 800) {
-        r.state = 'rolledback';
+      if (r.state === 'rolling back' && now - r.updated > 800) {
+        r.state = 'rolled back';
         r.updated = now;
-        r.history.push({ time: new Date(now).toISOString(), step: r.step, kind: 'push', result: 'rolled back', reason: `weights returned to ${r.stable} in one push`, weights: { ...r.weights } });
+        r.history.push({ at: new Date(now).toISOString(), type: 'push', step: r.step, weights: { ...r.weights, matched: false }, configVersion: ++this.configVersion });
+        r.history.push({ at: new Date(now).toISOString(), type: 'transition', event: 'pushed', from: 'rolling back', to: 'rolled back', source: 'engine', step: r.step });
       }
       if (r.state === 'pending' && now - r.updated > 500) this.enterStep(r, 0, now);
       if (r.state !== 'progressing' || now - r.stepStarted < Math.min(r.stepMs, this.stepMs)) continue;
@@ -280,23 +281,25 @@ class Mesh {
       const stabReq = Math.round((this.rps * r.weights.stable * secs) / 100 * 10);
       const p99c = (PROFILE[`${r.service}/${r.candidate}`]?.p50 ?? 5) * 4.5 * (this.bad.has(r.candidate) ? 6 : 1);
       const p99s = (PROFILE[`${r.service}/${r.stable}`]?.p50 ?? 5) * 4.5;
-      const numbers = { candidateRequests: candReq, stableRequests: stabReq, candidateErrorRate: round(cand, 4), stableErrorRate: round(stab, 4), candidateP99Ms: round(p99c, 1), stableP99Ms: round(p99s, 1), pValue: cand > r.maxErrorRate ? 0.0002 : 0.41 };
+      const vn = (version, requests, er, p99) => ({ version, requests, errors: Math.round(requests * er), errorRate: round(er, 4), p50Ms: round(p99 / 4.5, 1), p99Ms: round(p99, 1), samples: Math.min(requests, 1000), medianMs: round(p99 / 4.5, 1) });
+      const verdict = (result, reasons) => ({ at: new Date(now).toISOString(), step: r.step, result, reasons, window: '30s', candidate: vn(r.candidate, candReq, cand, p99c), stable: vn(r.stable, stabReq, stab, p99s) });
       if (cand > r.maxErrorRate) {
         const reason = `candidate ${r.candidate} error rate ${(cand * 100).toFixed(1)}% > max ${(r.maxErrorRate * 100).toFixed(1)}% at step ${r.step + 1} (${candReq} requests; stable ${(stab * 100).toFixed(1)}%, proportion test p=0.0002)`;
-        r.history.push({ time: new Date(now).toISOString(), step: r.step, kind: 'verdict', result: 'fail', reason, numbers });
-        r.state = 'rollingback';
+        r.history.push({ at: new Date(now).toISOString(), type: 'verdict', step: r.step, verdict: verdict('fail', [reason]) });
+        r.history.push({ at: new Date(now).toISOString(), type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: r.step });
+        r.state = 'rolling back';
         r.reason = reason;
         r.weights = { stable: 100, candidate: 0 };
         r.updated = now;
         continue;
       }
-      r.history.push({ time: new Date(now).toISOString(), step: r.step, kind: 'verdict', result: 'pass', reason: `error rate ${(cand * 100).toFixed(2)}% ≤ ${(r.maxErrorRate * 100).toFixed(1)}%, p99 ${Math.round(p99c)}ms ≤ ${r.maxP99Ms}ms`, numbers });
+      r.history.push({ at: new Date(now).toISOString(), type: 'verdict', step: r.step, verdict: verdict('pass', [`error rate ${(cand * 100).toFixed(2)}% ≤ ${(r.maxErrorRate * 100).toFixed(1)}%`, `p99 ${Math.round(p99c)}ms ≤ ${r.maxP99Ms}ms`]) });
       if (r.step + 1 >= r.steps.length) {
         r.state = 'succeeded';
         r.weights = { stable: 0, candidate: 100 };
         r.updated = now;
         r.reason = `all ${r.steps.length} steps passed`;
-        r.history.push({ time: new Date(now).toISOString(), step: r.step, kind: 'push', result: 'promoted', reason: `${r.candidate} takes all traffic`, weights: { ...r.weights } });
+        r.history.push({ at: new Date(now).toISOString(), type: 'transition', event: 'complete', from: 'progressing', to: 'succeeded', source: 'judge', step: r.step, message: `${r.candidate} takes all traffic` });
       } else this.enterStep(r, r.step + 1, now);
     }
   }
@@ -307,7 +310,7 @@ class Mesh {
     r.stepStarted = now;
     r.weights = { stable: 100 - r.steps[i], candidate: r.steps[i] };
     r.updated = now;
-    r.history.push({ time: new Date(now).toISOString(), step: i, kind: 'push', result: 'push', reason: `step ${i + 1}: ${r.candidate} at ${r.steps[i]}%`, weights: { ...r.weights } });
+    r.history.push({ at: new Date(now).toISOString(), type: 'push', step: i, weights: { ...r.weights, matched: false }, configVersion: ++this.configVersion, message: `step ${i + 1}: ${r.candidate} at ${r.steps[i]}%` });
   }
 
   startRollout(o) {
@@ -317,38 +320,43 @@ class Mesh {
     const r = {
       namespace: o.metadata.namespace ?? NS, name: o.metadata.name, service: s.service, strategy: 'canary', stable: s.stable, candidate: s.candidate,
       state: 'pending', step: 0, steps, weights: { stable: 100, candidate: 0 }, reason: '', updated: Date.now(), stepStarted: 0,
-      stepMs: parseDur(canary.stepDuration ?? '30s') * 1000, minRequests: canary.minRequests ?? 50,
+      stepMs: parseDur(canary.minDuration ?? canary.stepDuration ?? '30s') * 1000, minRequests: canary.minRequests ?? 50,
       maxErrorRate: s.analysis?.maxErrorRate ?? 0.05, maxP99Ms: s.analysis?.maxP99Ms ?? 500, history: [],
     };
     this.rollouts.set(`${r.namespace}/${r.name}`, r);
   }
 
   rolloutJSON(r) {
-    const { stepStarted, stepMs, minRequests, maxErrorRate, maxP99Ms, ...rest } = r;
-    return { ...rest, updated: new Date(r.updated).toISOString(), history: [...r.history] };
+    // The rollout engine's Status (rollout/engine.go).
+    return {
+      namespace: r.namespace, name: r.name, service: r.service, strategy: r.strategy, stable: r.stable, candidate: r.candidate, stableVersion: r.stable, candidateVersion: r.candidate,
+      state: r.state, step: r.step, steps: r.steps, weights: { ...r.weights, matched: false }, virtualService: r.service, updatedAt: new Date(r.updated).toISOString(),
+      message: r.reason, consecutiveFailures: 0, history: [...r.history],
+    };
   }
 
   action(r, a) {
     const now = Date.now();
-    const push = (result, reason) => r.history.push({ time: new Date(now).toISOString(), step: r.step, kind: 'action', result, reason, weights: { ...r.weights } });
-    if (['succeeded', 'rolledback', 'failed'].includes(r.state)) return `rollout ${r.name} is ${r.state}; nothing to ${a}`;
+    const from = r.state;
+    const push = (event) => r.history.push({ at: new Date(now).toISOString(), type: 'transition', event, from, to: r.state, source: 'operator', step: r.step });
+    if (['succeeded', 'rolled back', 'failed'].includes(r.state)) return `rollout ${r.name} is ${r.state}; nothing to ${a}`;
     if (a === 'pause') {
       r.state = 'paused';
-      push('paused', 'paused by operator');
+      push('pause');
     } else if (a === 'resume') {
       r.state = 'progressing';
       r.stepStarted = now;
-      push('resumed', 'resumed by operator');
+      push('resume');
     } else if (a === 'promote') {
       r.state = 'succeeded';
       r.weights = { stable: 0, candidate: 100 };
       r.step = r.steps.length - 1;
-      push('promoted', 'promoted by operator');
+      push('promote');
     } else if (a === 'abort') {
-      r.state = 'rollingback';
+      r.state = 'rolling back';
       r.reason = 'aborted by operator';
       r.weights = { stable: 100, candidate: 0 };
-      push('abort', 'aborted by operator');
+      push('abort');
     }
     r.updated = now;
     return '';
@@ -358,7 +366,8 @@ class Mesh {
     const out = [];
     for (const v of this.bad) {
       const w = this.weights('reviews')[v] ?? 0;
-      if (w > 0) out.push({ name: 'CandidateErrorRate', severity: 'critical', state: 'firing', summary: `reviews ${v} error rate above 5% for 30s`, labels: { alertname: 'CandidateErrorRate', service: 'reviews', version: v, namespace: NS }, since: new Date(Date.now() - 95000).toISOString(), value: '0.30' });
+      // alerting.ActiveAlert
+      if (w > 0) out.push({ source: 'rule', rule: 'CandidateErrorRate', state: 'firing', labels: { alertname: 'CandidateErrorRate', severity: 'critical', service: 'reviews', version: v, namespace: NS }, annotations: { summary: `reviews ${v} error rate above 5% for 30s` }, startsAt: new Date(Date.now() - 95000).toISOString(), value: 0.3, fingerprint: `f-${v}` });
     }
     return out;
   }
@@ -405,7 +414,7 @@ function validate(docs, mesh) {
       });
       const key = `${o.metadata?.namespace ?? NS}/${o.metadata?.name}`;
       const cur = mesh.rollouts.get(key);
-      if (cur && ['pending', 'progressing', 'paused', 'promoting', 'rollingback'].includes(cur.state)) errors.push({ object: obj, field: 'metadata.name', message: `rollout ${key} is ${cur.state}; abort it first` });
+      if (cur && ['pending', 'progressing', 'paused', 'promoting', 'rolling back'].includes(cur.state)) errors.push({ object: obj, field: 'metadata.name', message: `rollout ${key} is ${cur.state}; abort it first` });
     }
   });
   return errors;
@@ -429,7 +438,7 @@ function api(mesh, synthetic, token, req, url, body) {
     if (synthetic) return { status: 200, body: synthetic };
     return { status: 200, body: mesh.graph({ view, end: q.get('end'), window: q.get('window'), namespace: q.get('namespace') }) };
   }
-  if (p === '/api/v1/services') return { status: 200, body: mesh.services() };
+  if (p === '/api/v1/services') return { status: 200, body: { source: 'live', window: '5m', services: mesh.services() } };
   if ((m = /^\/api\/v1\/services\/([^/]+)\/([^/]+)$/.exec(p))) {
     const d = mesh.serviceDetail(decodeURIComponent(m[2]), q.get('range') ?? '1h');
     return d ? { status: 200, body: d } : { status: 404, body: { error: `service ${m[1]}/${m[2]} not found` } };
@@ -439,7 +448,7 @@ function api(mesh, synthetic, token, req, url, body) {
   if ((m = /^\/api\/v1\/traces\/([^/]+)$/.exec(p))) return { status: 200, body: trace(m[1]) };
   if (p === '/api/v1/config' && req.method === 'GET') {
     const kind = q.get('kind');
-    return { status: 200, body: { version: mesh.configVersion, objects: [...mesh.config.values()].filter((o) => !kind || o.kind === kind) } };
+    return { status: 200, body: { version: mesh.configVersion, items: [...mesh.config.values()].filter((o) => !kind || o.kind === kind) } };
   }
   if (p === '/api/v1/config' && req.method === 'POST') {
     let docs;
@@ -459,13 +468,13 @@ function api(mesh, synthetic, token, req, url, body) {
       mesh.put(o);
       if (o.kind === 'Rollout') mesh.startRollout(o);
     }
-    return { status: 200, body: { applied: docs.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`), version: mesh.configVersion } };
+    return { status: 200, body: { applied: docs.map((o) => ({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })), version: mesh.configVersion } };
   }
   if ((m = /^\/api\/v1\/config\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(p)) && req.method === 'DELETE') {
     const key = `${m[1]}/${m[2]}/${m[3]}`;
     if (!mesh.config.delete(key)) return { status: 404, body: { error: `${key} not found` } };
     mesh.configVersion++;
-    return { status: 200, body: { deleted: key } };
+    return { status: 200, body: { version: mesh.configVersion, deleted: { kind: m[1], namespace: m[2], name: m[3] } } };
   }
   if (p === '/api/v1/proxies') {
     const v = String(mesh.configVersion);
@@ -474,7 +483,7 @@ function api(mesh, synthetic, token, req, url, body) {
       body: Object.entries(SERVICES).flatMap(([s, vs]) => vs.map((ver) => ({ id: `sidecar~10.0.0.${vs.indexOf(ver) + 2}~${s}-${ver}-7d9f.${NS}~${NS}.svc.cluster.local`, service: s, version: ver, ackedVersion: s === 'ratings' ? String(Number(v) - 1) : v, nack: s === 'ratings' ? { version: v, message: 'cluster outbound|9080|v2|ratings: unknown subset' } : null, lastSeen: new Date(Date.now() - 4000).toISOString() }))),
     };
   }
-  if (p === '/api/v1/rollouts' && req.method === 'GET') return { status: 200, body: [...mesh.rollouts.values()].map((r) => mesh.rolloutJSON(r)).reverse() };
+  if (p === '/api/v1/rollouts' && req.method === 'GET') return { status: 200, body: { items: [...mesh.rollouts.values()].map((r) => ({ ...mesh.rolloutJSON(r), history: undefined })).reverse() } };
   if ((m = /^\/api\/v1\/rollouts\/([^/]+)\/([^/]+)$/.exec(p))) {
     const r = mesh.rollouts.get(`${m[1]}/${m[2]}`);
     return r ? { status: 200, body: mesh.rolloutJSON(r) } : { status: 404, body: { error: `rollout ${m[1]}/${m[2]} not found` } };
@@ -485,7 +494,7 @@ function api(mesh, synthetic, token, req, url, body) {
     const err = mesh.action(r, m[3]);
     return err ? { status: 409, body: { error: err } } : { status: 200, body: mesh.rolloutJSON(r) };
   }
-  if (p === '/api/v1/alerts') return { status: 200, body: mesh.alerts() };
+  if (p === '/api/v1/alerts') return { status: 200, body: { alerts: mesh.alerts() } };
   return { status: 404, body: { error: `no route ${req.method} ${p}` } };
 }
 
@@ -524,7 +533,7 @@ function logs(mesh, q) {
     if (q.get('path') && !r.path.includes(q.get('path'))) continue;
     records.push(r);
   }
-  return { records, next: String(slot) };
+  return { entries: records, cursor: String(slot) };
 }
 
 function traceIdFor(slot) {
@@ -536,15 +545,25 @@ function traceList(service, min) {
   const out = [];
   for (let i = 1; out.length < 20 && i < 2000; i++) {
     const slot = now - i * 7;
-    const t = trace(traceIdFor(slot), slot);
-    const root = t.spans[0];
+    const id = traceIdFor(slot);
+    const spans = traceSpans(id, slot);
+    const root = spans[0];
     if (root.durationMs < min) continue;
-    out.push({ traceId: t.traceId, rootService: root.service, rootName: root.name, start: root.start, durationMs: root.durationMs, spanCount: t.spans.length, error: t.spans.some((s) => s.status === 'error') });
+    out.push({ traceId: id, start: root.start, durationMs: root.durationMs, spans: spans.length, services: [...new Set(spans.map((x) => x.service))], rootName: root.name, errors: spans.filter((x) => x.status === 'error').length });
   }
   return service ? out : out;
 }
 
-function trace(id, slotHint) {
+// The query API's trace: a span tree with peers (query/openapi.yaml SpanNode).
+function trace(id) {
+  const spans = traceSpans(id);
+  const nodes = new Map(spans.map((x) => [x.spanId, { spanId: x.spanId, parentSpanId: x.parentSpanId, name: x.name, kind: 'SPAN_KIND_SERVER', peer: { namespace: NS, service: x.service, workload: `${x.service}-${x.version}`, version: x.version }, start: x.start, durationMs: x.durationMs, statusCode: x.status === 'error' ? 'STATUS_CODE_ERROR' : 'STATUS_CODE_OK', attributes: x.attributes, children: [] }]));
+  const roots = [];
+  for (const n of nodes.values()) (n.parentSpanId && nodes.get(n.parentSpanId) ? nodes.get(n.parentSpanId).children : roots).push(n);
+  return { traceId: id, spans: spans.length, roots };
+}
+
+function traceSpans(id, slotHint) {
   const seed = parseInt(id.slice(0, 8), 16) || 1;
   const r = (k) => hash(seed * 31 + k);
   const t0 = slotHint ? slotHint * 250 : Date.now() - 60000 - Math.floor(r(1) * 600000);
@@ -565,7 +584,7 @@ function trace(id, slotHint) {
   span(d, 'details', 'v1', 'db.query books', t0 + 2.5, detailsDur * 0.5);
   const rv = span(root, 'reviews', v, 'GET /reviews/0', t0 + 3 + detailsDur, reviewsDur, err ? 'error' : 'ok', { 'http.status_code': err ? '500' : '200', 'upstream_cluster': `outbound|9080|${v}|reviews.default.svc.cluster.local` });
   if (v !== 'v1') span(rv, 'ratings', 'v1', 'GET /ratings/0', t0 + 5 + detailsDur, 2 + r(7) * 3, 'ok', { 'http.status_code': '200' });
-  return { traceId: id, spans };
+  return spans;
 }
 
 function parseDur(s) {

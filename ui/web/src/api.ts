@@ -452,21 +452,22 @@ function normalizeSpan(s: Obj): Span {
   }
   const attrs: Record<string, string> = {};
   if (isObj(s.attributes)) for (const [k, v] of Object.entries(s.attributes)) attrs[k] = str(v, JSON.stringify(v));
-  const status = pick(s, 'status', 'statusCode');
+  const status = str(pick(s, 'status', 'statusCode')).toLowerCase();
+  const p = peer(s, 'peer');
   return {
     spanId: str(pick(s, 'spanId', 'span_id', 'id')),
     parentId: str(pick(s, 'parentSpanId', 'parentId', 'parent_span_id')),
-    service: str(s.service),
-    version: str(s.version),
+    service: str(s.service ?? p.service),
+    version: str(s.version ?? p.version),
     name: str(pick(s, 'name', 'operation')),
     start,
     durationMs,
-    error: s.error === true || status === 'error' || status === 'ERROR' || status === 2 || num(s.code) >= 500,
+    error: s.error === true || status.includes('error') || status === '2' || num(s.code) >= 500,
     attributes: attrs,
   };
 }
 
-/** Accepts flat {traceId, spans:[...]} or a nested tree {root:{..., children:[...]}}. */
+/** Accepts meshlens' {traceId, spans: N, roots:[{..., peer, children:[...]}]}, a flat {spans:[...]} or {root:{...}}. */
 export function normalizeTrace(raw: unknown): Trace {
   const o = isObj(raw) ? raw : {};
   const spans: Span[] = [];
@@ -478,6 +479,7 @@ export function normalizeTrace(raw: unknown): Trace {
     for (const c of list(n.children)) walk(c, s.spanId);
   };
   for (const s of list(raw, 'spans')) walk(s, '');
+  for (const s of list(o.roots)) walk(s, '');
   if (!spans.length && isObj(o.root)) walk(o.root, '');
   return { traceId: str(pick(o, 'traceId', 'trace_id', 'id')), spans };
 }
@@ -502,7 +504,7 @@ export function normalizeTraceList(raw: unknown): TraceSummary[] {
     .filter(isObj)
     .map((t) => ({
       traceId: str(pick(t, 'traceId', 'trace_id', 'id')),
-      service: str(pick(t, 'rootService', 'service')),
+      service: str(pick(t, 'rootService', 'service')) || (Array.isArray(t.services) ? str(t.services[0]) : ''),
       name: str(pick(t, 'rootName', 'name', 'operation')),
       start: toMillis(pick(t, 'start', 'startTime', 'time')),
       durationMs: num(pick(t, 'durationMs', 'duration_ms')),
@@ -588,10 +590,10 @@ export function normalizeProxies(raw: unknown): Proxy[] {
       return {
         id: str(pick(p, 'id', 'nodeId', 'node')),
         service: str(pick(p, 'service', 'cluster')),
-        version: str(p.version),
+        version: str(pick(p, 'version', 'flavour')),
         ackedVersion: str(pick(p, 'ackedVersion', 'lastAckedVersion', 'acked')),
         nack: isObj(nack) ? str(pick(nack, 'message', 'error')) : str(nack),
-        lastSeen: toMillis(pick(p, 'lastSeen', 'connectedAt', 'updatedAt')),
+        lastSeen: toMillis(pick(p, 'lastSeen', 'lastAckAt', 'connectedAt', 'updatedAt')),
       };
     });
 }
@@ -672,18 +674,33 @@ export function normalizeRollout(raw: unknown): Rollout {
   const history = list(f('history', 'events', 'verdicts'))
     .filter(isObj)
     .map((h): Verdict => {
+      // meshlens' rollout engine writes {at, type, event, from, to, source,
+      // weights, verdict:{result, reasons[], candidate:{...}, stable:{...}}, message};
+      // flatter shapes ({time, kind, result, reason, numbers}) are accepted too.
+      const v = isObj(h.verdict) ? h.verdict : undefined;
       const numbers: Record<string, number | string> = {};
       const ns = pick(h, 'numbers', 'metrics', 'stats');
-      if (isObj(ns)) for (const [k, v] of Object.entries(ns)) numbers[k] = typeof v === 'number' ? v : str(v, JSON.stringify(v));
+      if (isObj(ns)) for (const [k, x] of Object.entries(ns)) numbers[k] = typeof x === 'number' ? x : str(x, JSON.stringify(x));
+      if (v) {
+        for (const side of ['candidate', 'stable']) {
+          const sv = v[side];
+          if (!isObj(sv)) continue;
+          for (const [k, x] of Object.entries(sv)) if (typeof x === 'number') numbers[side + k[0].toUpperCase() + k.slice(1)] = x;
+        }
+        if (typeof v.window === 'string') numbers.window = v.window;
+      }
       const w = pick(h, 'weights');
+      const reasons = v && Array.isArray(v.reasons) ? (v.reasons as unknown[]).map((r) => str(r)).filter(Boolean).join('; ') : '';
+      const transition = h.from !== undefined || h.to !== undefined ? `${str(h.from) || '·'} → ${str(h.to)}` : '';
+      const extra = [reasons, transition && str(h.event) ? `${str(h.event)}${h.source ? ` by ${str(h.source)}` : ''}` : '', str(h.error)].filter(Boolean);
       return {
         time: toMillis(pick(h, 'time', 'at', 'timestamp')),
-        step: num(h.step),
+        step: num(h.step ?? v?.step),
         kind: str(pick(h, 'kind', 'type'), 'verdict'),
-        result: str(pick(h, 'result', 'verdict', 'outcome', 'state')),
-        reason: str(pick(h, 'reason', 'message')),
+        result: str(pick(h, 'result', 'outcome')) || (v ? str(v.result) : '') || str(h.to) || str(h.event),
+        reason: [str(pick(h, 'reason', 'message')), ...extra].filter(Boolean).join(' — '),
         numbers,
-        weights: w !== undefined ? normalizeWeights(w, 0) : undefined,
+        weights: isObj(w) ? normalizeWeights(w, 0) : undefined,
       };
     })
     .sort((a, b) => b.time - a.time);
@@ -699,10 +716,15 @@ export function normalizeRollout(raw: unknown): Rollout {
     step,
     steps,
     weights: normalizeWeights(f('weights'), stepWeight),
-    reason: str(f('reason', 'message')),
+    reason: str(f('reason', 'message')) || lastVerdictReason(f('lastVerdict')),
     updated: toMillis(f('updated', 'updatedAt', 'lastTransitionTime')),
     history,
   };
+}
+
+function lastVerdictReason(v: unknown): string {
+  if (!isObj(v) || str(v.result) !== 'fail' || !Array.isArray(v.reasons)) return '';
+  return (v.reasons as unknown[]).map((r) => str(r)).join('; ');
 }
 
 function strategyName(v: unknown, spec: Obj, hasSteps: boolean): string {
@@ -742,10 +764,10 @@ export interface RolloutForm {
 }
 
 /**
- * rolloutYAML writes a canary Rollout as meshlens.io/v1alpha1 YAML. The
- * field names follow issue 5's wording; the Config page lets the user edit
- * the text before it is applied, so a renamed field is fixed in one place
- * here.
+ * rolloutYAML writes a canary Rollout as meshlens.io/v1alpha1 YAML, in the
+ * rollout engine's spec (rollout/spec.go): stable and candidate are
+ * DestinationRule subsets, steps are candidate weights, minDuration is the
+ * least time per step.
  */
 export function rolloutYAML(f: RolloutForm): string {
   const lines = [
@@ -761,11 +783,11 @@ export function rolloutYAML(f: RolloutForm): string {
     '  strategy:',
     '    canary:',
     `      steps: [${f.steps.join(', ')}]`,
-    `      stepDuration: ${f.stepDuration}`,
+    `      minDuration: ${f.stepDuration}`,
     `      minRequests: ${f.minRequests}`,
   ];
   if (f.header && f.headerValue) {
-    lines.push('      match:', '        headers:', `          ${f.header}:`, `            exact: "${f.headerValue.replace(/"/g, '\\"')}"`);
+    lines.push('      match:', `      - header: ${f.header}`, `        exact: "${f.headerValue.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`);
   }
   lines.push('  analysis:', `    maxErrorRate: ${f.maxErrorRate}`, `    maxP99Ms: ${f.maxP99Ms}`);
   return lines.join('\n') + '\n';
@@ -781,6 +803,8 @@ export interface Alert {
   labels: Record<string, string>;
   since: number;
   value: string;
+  /** what meshlens did about it, e.g. "rolled back default/reviews" */
+  action: string;
 }
 
 /** Accepts meshlens' list or Alertmanager-shaped alerts ({labels:{alertname}, annotations, startsAt}). */
@@ -798,7 +822,8 @@ export function normalizeAlerts(raw: unknown): Alert[] {
         summary: str(pick(a, 'summary', 'message') ?? ann.summary ?? ann.description),
         labels,
         since: toMillis(pick(a, 'since', 'startsAt', 'activeAt')),
-        value: str(a.value),
+        value: typeof a.value === 'number' ? String(Math.round(a.value * 1000) / 1000) : str(a.value),
+        action: str(a.action),
       };
     });
 }

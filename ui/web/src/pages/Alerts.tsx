@@ -49,6 +49,7 @@ export function AlertsTable({ r, compact }: { r: Resource<Alert[]>; compact?: bo
               <td>
                 {a.summary}
                 {a.value && <span class="muted"> (value {a.value})</span>}
+                {a.action && <div class="muted tiny">action: {a.action}</div>}
               </td>
               <td>
                 {Object.entries(a.labels)

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { normalizeAlerts, normalizeConfig, normalizeLogs, normalizeProxies, normalizeRollout, normalizeServiceDetail, normalizeTrace, normalizeTraceList, rolloutYAML } from './api';
+import { locateField } from './yaml';
+
+describe('normalizeRollout on the rollout engine status', () => {
+  const status = {
+    namespace: 'default', name: 'reviews-canary', service: 'reviews', strategy: 'canary', stable: 'v1', candidate: 'v3',
+    stableVersion: 'v1', candidateVersion: 'v3', state: 'rolled back', step: 1, steps: [10, 50, 100],
+    weights: { stable: 100, candidate: 0, matched: false }, updatedAt: '2026-11-25T17:00:10Z',
+    message: 'candidate error rate 31% > 5%',
+    history: [
+      { at: '2026-11-25T17:00:00Z', type: 'push', step: 0, weights: { stable: 90, candidate: 10 }, configVersion: 7 },
+      { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: { at: '2026-11-25T17:00:05Z', step: 1, result: 'fail', reasons: ['error rate 31% > max 5%'], window: '30s', candidate: { version: 'v3', requests: 412, errors: 128, errorRate: 0.31, p50Ms: 9, p99Ms: 40, samples: 400, medianMs: 9 }, stable: { version: 'v1', requests: 1650, errors: 0, errorRate: 0, p50Ms: 5, p99Ms: 20, samples: 400, medianMs: 5 } } },
+      { at: '2026-11-25T17:00:06Z', type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: 1 },
+    ],
+  };
+  const r = normalizeRollout(status);
+
+  it('reads identity, state, steps and weights', () => {
+    expect(r).toMatchObject({ namespace: 'default', name: 'reviews-canary', service: 'reviews', stable: 'v1', candidate: 'v3', state: 'rolledback', step: 1, steps: [10, 50, 100], weights: { stable: 100, candidate: 0 } });
+    expect(r.reason).toBe('candidate error rate 31% > 5%');
+  });
+
+  it('turns verdicts into results with their reasons and numbers, newest first', () => {
+    expect(r.history.map((h) => h.kind)).toEqual(['transition', 'verdict', 'push']);
+    const v = r.history[1];
+    expect(v.result).toBe('fail');
+    expect(v.reason).toContain('error rate 31% > max 5%');
+    expect(v.numbers).toMatchObject({ candidateRequests: 412, candidateErrorRate: 0.31, stableRequests: 1650, stableP99Ms: 20, window: '30s' });
+    expect(r.history[0].result).toBe('rolling back');
+    expect(r.history[0].reason).toContain('fail by judge');
+    expect(r.history[2].weights).toEqual({ stable: 90, candidate: 10 });
+  });
+
+  it('takes the reason from the last failing verdict when there is no message', () => {
+    const x = normalizeRollout({ ...status, message: '', lastVerdict: { result: 'fail', reasons: ['p99 900ms > 500ms'] } });
+    expect(x.reason).toBe('p99 900ms > 500ms');
+  });
+
+  it('accepts a Kubernetes-like object with spec and status', () => {
+    const x = normalizeRollout({ metadata: { name: 'a', namespace: 'n' }, spec: { service: 's', stable: 'v1', candidate: 'v2', strategy: { canary: { steps: [20, 100] } } }, status: { state: 'Progressing', step: 0 } });
+    expect(x).toMatchObject({ name: 'a', namespace: 'n', service: 's', strategy: 'canary', state: 'progressing', steps: [20, 100], weights: { candidate: 20, stable: 80 } });
+  });
+});
+
+describe('other adapters on the query API shapes', () => {
+  it('reads a span tree from roots with peers and children', () => {
+    const t = normalizeTrace({
+      traceId: 'abc', spans: 3,
+      roots: [{ spanId: '1', name: 'GET /productpage', peer: { service: 'productpage', version: 'v1' }, start: '2026-11-25T17:00:00.000Z', durationMs: 30, statusCode: 'STATUS_CODE_ERROR',
+        children: [{ spanId: '2', parentSpanId: '1', name: 'GET /reviews', peer: { service: 'reviews', version: 'v2' }, start: '2026-11-25T17:00:00.005Z', durationMs: 10, children: [{ spanId: '3', name: 'x', peer: { service: 'ratings' }, start: '2026-11-25T17:00:00.006Z', durationMs: 2 }] }] }],
+    });
+    expect(t.spans.map((s) => [s.spanId, s.parentId, s.service])).toEqual([['1', '', 'productpage'], ['2', '1', 'reviews'], ['3', '2', 'ratings']]);
+    expect(t.spans[0].error).toBe(true);
+    expect(t.spans[1].start - t.spans[0].start).toBe(5);
+  });
+
+  it('reads trace summaries, access-log entries with a cursor, alerts, config items and proxies', () => {
+    expect(normalizeTraceList({ traces: [{ traceId: 't', start: '2026-11-25T17:00:00Z', durationMs: 12, spans: 4, services: ['productpage', 'reviews'], rootName: 'GET /', errors: 1 }] })[0]).toMatchObject({ service: 'productpage', spans: 4, error: true, name: 'GET /' });
+    const logs = normalizeLogs({ entries: [{ time: '2026-11-25T17:00:00Z', source: { service: 'productpage', version: 'v1' }, destination: { service: 'reviews', version: 'v2' }, method: 'GET', path: '/reviews/0', code: 503, durationMs: 4.5, flags: 'UF', traceId: 'abc' }], cursor: 'next-page' });
+    expect(logs.next).toBe('next-page');
+    expect(logs.records[0]).toMatchObject({ sourceService: 'productpage', service: 'reviews', version: 'v2', code: 503, flags: 'UF' });
+    expect(normalizeAlerts({ alerts: [{ source: 'rule', rule: 'ReviewsErrors', state: 'firing', labels: { severity: 'critical', service: 'reviews' }, annotations: { summary: 'errors' }, startsAt: '2026-11-25T17:00:00Z', value: 0.31234, action: 'rolled back default/reviews' }] })[0]).toMatchObject({ name: 'ReviewsErrors', severity: 'critical', summary: 'errors', value: '0.312', action: 'rolled back default/reviews' });
+    expect(normalizeConfig({ version: 3, items: [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'default' }, spec: {} }] })[0]).toMatchObject({ kind: 'VirtualService', name: 'reviews', namespace: 'default' });
+    expect(normalizeProxies([{ id: 'n1', cluster: 'reviews', version: '7', inSync: false, lastAckedVersion: '6', lastNack: { version: '7', message: 'bad cluster' } }])[0]).toMatchObject({ service: 'reviews', ackedVersion: '6', nack: 'bad cluster' });
+  });
+
+  it('reads per-version series as points with rps', () => {
+    const d = normalizeServiceDetail({ namespace: 'default', name: 'reviews', versions: [{ version: 'v2', points: [{ t: '2026-11-25T17:00:00Z', rps: 3, errorRate: 0.1, p50Ms: 1, p90Ms: 2, p99Ms: 3 }] }, { version: 'v1', points: [] }] });
+    expect(d.versions.map((v) => v.version)).toEqual(['v1', 'v2']);
+    expect(d.versions[1]).toMatchObject({ qps: [3], errorRate: [0.1], p99Ms: [3] });
+    expect(d.versions[1].t[0]).toBe(Date.parse('2026-11-25T17:00:00Z') / 1000);
+  });
+});
+
+describe('rolloutYAML', () => {
+  const y = rolloutYAML({ namespace: 'default', name: 'reviews-canary', service: 'reviews', stable: 'v1', candidate: 'v2', steps: [10, 50, 100], stepDuration: '30s', minRequests: 50, maxErrorRate: 0.05, maxP99Ms: 500, header: 'x-canary', headerValue: 'a"b' });
+  it('writes the engine spec with steps, minDuration, header match and analysis', () => {
+    expect(y).toContain('kind: Rollout');
+    expect(y).toContain('apiVersion: meshlens.io/v1alpha1');
+    expect(y).toContain('      steps: [10, 50, 100]');
+    expect(y).toContain('      minDuration: 30s');
+    expect(y).toContain('      - header: x-canary\n        exact: "a\\"b"');
+    expect(y).toContain('    maxErrorRate: 0.05');
+  });
+  it('lets validation errors point at its lines', () => {
+    const lines = y.split('\n');
+    expect(lines[locateField(y, 'Rollout/default/reviews-canary', 'spec.candidate')]).toBe('  candidate: v2');
+    expect(lines[locateField(y, 'Rollout/default/reviews-canary', 'spec.strategy.canary.match[0].exact')]).toContain('exact:');
+  });
+});
