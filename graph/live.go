@@ -27,7 +27,8 @@ type Tier struct {
 
 // Config tunes the live graph. Zero values take the defaults.
 type Config struct {
-	// Tiers, finest first. Default: 10 s × 36 (6 min) and 1 min × 61 (1 h).
+	// Tiers, finest first. Default: 10 s × 36 (6 min), 1 min × 61 (1 h) and
+	// 10 min × 7 (1 h), the last only to sum long windows from fewer buckets.
 	Tiers []Tier
 	// MaxEdges caps distinct edges (and cells per bucket). When a new edge
 	// would exceed it, the least recently seen tenth of edges is forgotten.
@@ -45,7 +46,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if len(c.Tiers) == 0 {
-		c.Tiers = []Tier{{10 * time.Second, 36}, {time.Minute, 61}}
+		c.Tiers = []Tier{{10 * time.Second, 36}, {time.Minute, 61}, {10 * time.Minute, 7}}
 	}
 	if c.MaxEdges <= 0 {
 		c.MaxEdges = 20000
