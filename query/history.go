@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/graph"
-	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store"
 )
 
@@ -170,9 +169,4 @@ LIMIT %d`, stepS, stepS, src, h.maxRows)
 		return nil, fmt.Errorf("history series of %s/%s: %w", ns, service, err)
 	}
 	return sb.Series(), nil
-}
-
-// peerOf fills a peer from columns.
-func peerOf(ns, svc, wl, ver string) mesh.Peer {
-	return mesh.Peer{Namespace: ns, Service: svc, Workload: wl, Version: ver}
 }
