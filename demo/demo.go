@@ -190,6 +190,10 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Demo, err e
 		logger.Info("demo config applied", "server", cfg.Server)
 	}
 
+	if err := d.waitServing(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+
 	// The load generator is a workload of its own, so the graph shows who
 	// calls productpage.
 	lgID := peerIdentity{Service: "loadgen", Version: "v1", Namespace: cfg.Namespace, Workload: "loadgen"}
@@ -231,6 +235,32 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Demo, err e
 	}
 	logger.Info("demo running", "rate", cfg.Rate, "faults", d.faults.String(), "front", Target("productpage", cfg.Namespace, cfg.ServicePort))
 	return d, nil
+}
+
+// waitServing waits until every workload accepts calls (xDS servers need
+// their inbound listener from the control plane first), so the first
+// requests do not fail for want of it. After limit it carries on with a
+// warning: the graph will show what is wrong.
+func (d *Demo) waitServing(ctx context.Context, limit time.Duration) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for _, in := range d.instances {
+		select {
+		case <-in.serving:
+			continue
+		default:
+		}
+		d.logger.Info("waiting for the workload's inbound listener from meshlens", "workload", in.def.Workload(), "xds", d.cfg.XDS)
+		select {
+		case <-in.serving:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s to serve: %w", in.def.Workload(), ctx.Err())
+		case <-deadline.C:
+			d.logger.Warn("workloads not serving yet; starting the load anyway", "after", limit)
+			return nil
+		}
+	}
+	return nil
 }
 
 func (d *Demo) tracerProvider(ctx context.Context, id peerIdentity) (trace.TracerProvider, error) {

@@ -144,7 +144,7 @@ func startDemo(t *testing.T, tweak func(*Config)) *fixture {
 	cfg.Server = f.api.URL
 	cfg.TokenFile = tokenFile
 	cfg.Control = "127.0.0.1:0"
-	cfg.Rate = 100
+	cfg.Rate = 50
 	cfg.StatusEvery = 0
 	cfg.TraceBatchTimeout = 100 * time.Millisecond
 	cfg.ApplyRetryEvery = 20 * time.Millisecond

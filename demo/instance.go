@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/health"
@@ -35,6 +37,11 @@ type instance struct {
 	lis     net.Listener
 	server  grpcServer
 	clients []downstream
+
+	// serving is closed once the server accepts calls: at once for a plain
+	// server, when its inbound listener arrives for an xDS one.
+	serving     chan struct{}
+	servingOnce sync.Once
 }
 
 // grpcServer is what *grpc.Server and the xDS-managed *xds.GRPCServer share.
@@ -75,10 +82,11 @@ func dialXDS(service string, cfg *Config, r resolver.Builder, tp trace.TracerPro
 // clients resolve through the xDS server at cfg.XDS.
 func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvider, faults *Faults, logger *slog.Logger) (*instance, error) {
 	in := &instance{
-		def:    def,
-		id:     peerIdentity{Service: def.Service, Version: def.Version, Namespace: cfg.Namespace, Workload: def.Workload()},
-		faults: faults,
-		logger: logger.With("workload", def.Workload()),
+		def:     def,
+		id:      peerIdentity{Service: def.Service, Version: def.Version, Namespace: cfg.Namespace, Workload: def.Workload()},
+		faults:  faults,
+		logger:  logger.With("workload", def.Workload()),
+		serving: make(chan struct{}),
 	}
 	if len(def.Calls) > 0 {
 		r, err := xdsResolver(cfg.XDS, in.id)
@@ -126,6 +134,7 @@ func startInstance(def Instance, addr string, cfg *Config, tp trace.TracerProvid
 func (in *instance) newServer(cfg *Config, tp trace.TracerProvider) (grpcServer, error) {
 	sh := grpc.StatsHandler(statsHandler(tp, nil))
 	if !cfg.XDSServers {
+		in.markServing()
 		return grpc.NewServer(sh), nil
 	}
 	b, err := Bootstrap(cfg.XDS, in.id)
@@ -143,6 +152,9 @@ func (in *instance) newServer(cfg *Config, tp trace.TracerProvider) (grpcServer,
 		xds.BootstrapContentsForTesting(b),
 		xds.ServingModeCallback(func(addr net.Addr, args xds.ServingModeChangeArgs) {
 			logger.Info("xDS serving mode", "addr", addr.String(), "mode", args.Mode.String(), "err", args.Err)
+			if args.Mode == connectivity.ServingModeServing {
+				in.markServing()
+			}
 		}),
 	)
 	if err != nil {
@@ -150,6 +162,8 @@ func (in *instance) newServer(cfg *Config, tp trace.TracerProvider) (grpcServer,
 	}
 	return srv, nil
 }
+
+func (in *instance) markServing() { in.servingOnce.Do(func() { close(in.serving) }) }
 
 // Port is the port the instance listens on.
 func (in *instance) Port() int { return in.lis.Addr().(*net.TCPAddr).Port }

@@ -80,10 +80,10 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	cfg.Server = api.URL
 	cfg.TokenFile = auth.TokenPath(dataDir)
 	cfg.Control = ""
-	cfg.Rate = 200
+	cfg.Rate = 50
 	cfg.StatusEvery = 0
 	cfg.TraceBatchTimeout = 100 * time.Millisecond
-	cfg.ReviewsSplit = map[string]uint32{"v1": 20, "v2": 40, "v3": 40}
+	cfg.ReviewsSplit = map[string]uint32{"v1": 10, "v2": 45, "v3": 45}
 	cfg.XDSServers = xdsServers
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
@@ -109,15 +109,15 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 		t.Errorf("meshlens holds %d objects after the demo applied its config, want 15", n)
 	}
 	s := waitStats(t, d, "every reviews version to serve through meshlens' xDS", func(s Stats) bool {
-		return s.OK >= 300 && s.ByReview["v1"] >= 10 && s.ByReview["v2"] >= 10 && s.ByReview["v3"] >= 10
+		return s.OK >= 100 && s.ByReview["v1"] >= 5 && s.ByReview["v2"] >= 5 && s.ByReview["v3"] >= 5
 	})
 	if s.Errors != 0 {
 		t.Errorf("%d errors without faults (last: %s)", s.Errors, s.LastError)
 	}
-	// The split is 20/40/40: v1 must get the smallest share. A loose,
+	// The split is 10/45/45: v1 must get the smallest share. A loose,
 	// order-only check; the control plane's own tests measure weights.
 	if s.ByReview["v1"] >= s.ByReview["v2"] || s.ByReview["v1"] >= s.ByReview["v3"] {
-		t.Errorf("reviews by version %v: v1 (20%%) not below v2 and v3 (40%% each)", s.ByReview)
+		t.Errorf("reviews by version %v: v1 (10%%) not below v2 and v3 (45%% each)", s.ByReview)
 	}
 
 	var connected []string

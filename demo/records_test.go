@@ -54,7 +54,9 @@ func TestDemoTracesBecomeMeshRecords(t *testing.T) {
 	sink := &recordSink{}
 	ccfg := collector.DefaultConfig()
 	ccfg.OTLPGRPC, ccfg.OTLPHTTP, ccfg.ALS = freeAddr(t), "", ""
-	ccfg.PairWait = time.Second
+	// Halves pair as soon as both arrive; the wait only bounds how late
+	// one may be, which on a loaded machine (or under -race) is seconds.
+	ccfg.PairWait = 10 * time.Second
 	c, err := collector.New(ccfg, t.TempDir(), storetest.Open(t), []mesh.RecordSink{sink}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +78,7 @@ func TestDemoTracesBecomeMeshRecords(t *testing.T) {
 
 	f := startDemo(t, func(cfg *Config) {
 		cfg.Collector = ccfg.OTLPGRPC
+		cfg.Rate = 50
 		cfg.ReviewsSplit = map[string]uint32{"v1": 34, "v2": 33, "v3": 33}
 		cfg.Faults = map[VersionKey]Fault{{"reviews", "v3"}: {ErrorRate: 1}}
 	})
@@ -97,7 +100,7 @@ func TestDemoTracesBecomeMeshRecords(t *testing.T) {
 		{mesh.Peer{Namespace: "bookinfo", Service: "loadgen", Workload: "loadgen", Version: "v1"}, mesh.Peer{Namespace: "bookinfo", Service: "productpage", Workload: "productpage-v1", Version: "v1"}, 14},
 	}
 	var seen map[edge]int
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		seen = map[edge]int{}
 		for _, r := range sink.Records() {
 			if r.Origin != mesh.OriginSpanPair || r.Protocol != "grpc" {
