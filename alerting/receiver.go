@@ -96,7 +96,7 @@ func ParseMessage(body []byte) (*Message, error) {
 		return nil, fmt.Errorf("not an Alertmanager webhook: %w", err)
 	}
 	if m.Version != "4" {
-		return nil, fmt.Errorf("Alertmanager webhook version %q: want \"4\"", m.Version)
+		return nil, fmt.Errorf("webhook version %q: want \"4\" (Alertmanager's format)", m.Version)
 	}
 	for i, al := range m.Alerts {
 		if al.Status != "firing" && al.Status != "resolved" {

@@ -229,3 +229,33 @@ func countActions(st Status) int {
 	}
 	return n
 }
+
+func TestRoutesThatCannotBeAppliedAbortThenFail(t *testing.T) {
+	r := newRig(t)
+	r.startEngine()
+	// The rig's own VirtualService "echo" routes the host; a rollout told
+	// to write another one for the same host is refused by the store.
+	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, "  virtualService: echo-rollout\n"))
+	eventually(t, 20*time.Second, "rollout gives up", func() error {
+		if st := r.status("echo"); st.State != Failed {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	st := r.status("echo")
+	var aborted, failedPushes int
+	for _, h := range st.History {
+		if h.Event == EvAbort && h.Source == "engine" {
+			aborted++
+		}
+		if h.Type == "push" && h.Error != "" {
+			failedPushes++
+		}
+	}
+	if aborted != 1 || failedPushes != 8 {
+		t.Fatalf("want 3 failed pushes, an abort, 5 failed rollback pushes; got %d aborts, %d failed pushes\n%s", aborted, failedPushes, historyText(st))
+	}
+	if !strings.Contains(st.Message, "rollback push keeps failing") {
+		t.Errorf("message %q", st.Message)
+	}
+}

@@ -105,6 +105,7 @@ type run struct {
 	spec       *Spec
 	lastJudged time.Time
 	pushErrs   int
+	retryAt    time.Time // no push retry before this
 }
 
 // Engine runs rollouts: it watches Rollout objects in the config store,
@@ -226,7 +227,9 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 			if r.spec == nil { // loaded from disk: resume
 				r.spec = spec
 				e.logger.Info("rollout resumed", "rollout", key, "state", r.st.State, "step", r.st.Step, "weights", r.st.Weights)
-				e.reconcile(ctx, r)
+				if r.st.State != Failed {
+					e.reconcile(ctx, r)
+				}
 			}
 			continue
 		}
@@ -299,14 +302,16 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	r.st.Message = msg
 	r.st.UpdatedAt = now
 	r.st.Weights = desiredWeights(r.spec, to, r.st.Step)
-	r.pushErrs = 0
+	r.pushErrs, r.retryAt = 0, time.Time{}
 	r.lastJudged = now // a new step is judged after a full interval of its own traffic
 	e.record(r, Entry{At: now, Type: "transition", Event: ev, From: from, To: to, Source: source, Step: r.st.Step, Message: msg})
 	e.transitions.WithLabelValues(string(ev), string(to)).Inc()
 	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
 		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
 	e.saveLocked()
-	e.reconcile(ctx, r)
+	if to != Failed { // failed: routes could not be applied; stop trying until a new spec
+		e.reconcile(ctx, r)
+	}
 	return nil
 }
 
@@ -323,8 +328,14 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 		e.pushes.WithLabelValues("error").Inc()
 		e.record(r, Entry{At: now, Type: "push", Weights: &w, Error: err.Error(), Step: r.st.Step})
 		e.logger.Error("rollout push failed", "rollout", r.st.Namespace+"/"+r.st.Name, "err", err)
-		if r.st.State == RollingBack && r.pushErrs >= 5 {
+		// Retry with back-off; a rollout whose routes cannot be applied is
+		// rolled back, and a rollback that cannot be applied fails.
+		r.retryAt = now.Add(min(time.Duration(1<<min(r.pushErrs, 5))*e.opts.Tick, 15*time.Second))
+		switch {
+		case r.st.State == RollingBack && r.pushErrs >= 5:
 			_ = e.fire(ctx, r, EvGiveUp, "engine", "rollback push keeps failing: "+err.Error())
+		case (r.st.State == Progressing || r.st.State == Paused || r.st.State == Promoting) && r.pushErrs >= 3:
+			_ = e.fire(ctx, r, EvAbort, "engine", "routes cannot be applied: "+err.Error())
 		}
 		e.saveLocked()
 		return
@@ -412,8 +423,10 @@ func (e *Engine) Tick(ctx context.Context) {
 		if r.spec == nil {
 			continue // loaded from disk, its object not seen yet
 		}
-		if r.st.Applied == nil || *r.st.Applied != r.st.Weights {
-			e.reconcile(ctx, r)
+		if r.st.State != Failed && (r.st.Applied == nil || *r.st.Applied != r.st.Weights) {
+			if !now.Before(r.retryAt) {
+				e.reconcile(ctx, r)
+			}
 			continue
 		}
 		if r.st.State != Progressing {
