@@ -60,7 +60,7 @@ export function Updated({ at, loading, error }: { at: number; loading: boolean; 
   return (
     <span class={`updated${error ? ' stale' : ''}`} title={error ? error.message : undefined}>
       <span class={`dot${loading ? ' pulse' : ''}${error ? ' bad' : ''}`} />
-      {error ? `stale — ${fmtAgo(at)}` : at ? `updated ${fmtAgo(at)}` : 'loading'}
+      {error ? (at ? `stale — updated ${fmtAgo(at)}` : 'unavailable') : at ? `updated ${fmtAgo(at)}` : 'loading'}
     </span>
   );
 }

@@ -159,7 +159,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             )}
           </>
         )}
-        {selection && graph && <DetailPanel graph={graph} selection={selection} onSelect={select} onClose={() => select(null)} range={end ? '1h' : '30m'} />}
+        {selection && graph && <DetailPanel graph={graph} selection={selection} onSelect={select} onClose={() => select(null)} range={end ? '1h' : '15m'} />}
       </div>
       <Scrubber end={end} window={window} />
     </div>
