@@ -44,6 +44,9 @@ type rig struct {
 	unsub   func()
 	v1, v2  *backend
 	clients atomic.Int64
+	// tel, when set (startCollector), makes calls and backends emit OTel
+	// spans through the collector instead of recording to the graph.
+	tel atomic.Pointer[telemetry]
 }
 
 const (
@@ -241,6 +244,9 @@ func (r *rig) startBackend(version string) *backend {
 	}
 	b := &backend{version: version, port: lis.Addr().(*net.TCPAddr).Port}
 	s := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if tel := r.tel.Load(); tel != nil {
+			return tel.serverSpan(ctx, version, info.FullMethod, func(ctx context.Context) (any, error) { return h(ctx, req) })
+		}
 		start := time.Now()
 		resp, err := h(ctx, req)
 		st := status.Convert(err)
@@ -325,7 +331,13 @@ func (r *rig) startLoad(c testgrpc.TestServiceClient, conc int, pause time.Durat
 			defer l.done.Done()
 			for ctx.Err() == nil {
 				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-				resp, err := c.UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+				var resp *testgrpc.SimpleResponse
+				var err error
+				if tel := r.tel.Load(); tel != nil {
+					resp, err = tel.clientCall(cctx, c, grpc.WaitForReady(true))
+				} else {
+					resp, err = c.UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+				}
 				ccancel()
 				if ctx.Err() != nil {
 					return
