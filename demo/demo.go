@@ -242,22 +242,24 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Demo, err e
 // requests do not fail for want of it. After limit it carries on with a
 // warning: the graph will show what is wrong.
 func (d *Demo) waitServing(ctx context.Context, limit time.Duration) error {
+	start := time.Now()
+	quiet := time.NewTimer(2 * time.Second) // a push normally takes milliseconds
+	defer quiet.Stop()
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for _, in := range d.instances {
-		select {
-		case <-in.serving:
-			continue
-		default:
-		}
-		d.logger.Info("waiting for the workload's inbound listener from meshlens", "workload", in.def.Workload(), "xds", d.cfg.XDS)
-		select {
-		case <-in.serving:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s to serve: %w", in.def.Workload(), ctx.Err())
-		case <-deadline.C:
-			d.logger.Warn("workloads not serving yet; starting the load anyway", "after", limit)
-			return nil
+		for waiting := true; waiting; {
+			select {
+			case <-in.serving:
+				waiting = false
+			case <-quiet.C:
+				d.logger.Info("waiting for workloads' inbound listeners from meshlens", "workload", in.def.Workload(), "xds", d.cfg.XDS)
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s to serve: %w", in.def.Workload(), ctx.Err())
+			case <-deadline.C:
+				d.logger.Warn("workloads not serving yet; starting the load anyway", "after", time.Since(start).Round(time.Second))
+				return nil
+			}
 		}
 	}
 	return nil
