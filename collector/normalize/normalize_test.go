@@ -215,3 +215,15 @@ func TestGRPCMethodUnderBothSemanticConventions(t *testing.T) {
 		}
 	}
 }
+
+func TestGRPCStatusUnderNewSemanticConventions(t *testing.T) {
+	td := ptrace.NewTraces()
+	sp := span(td, "b", "v1", ptrace.SpanKindServer, 1, 1, 0, time.Unix(1, 0), time.Millisecond)
+	sp.Attributes().PutStr("rpc.system.name", "grpc")
+	sp.Attributes().PutStr("rpc.method", "shop.Cart/Add")
+	sp.Attributes().PutStr("rpc.response.status_code", "DEADLINE_EXCEEDED")
+	got := NewPairer(time.Second, 10).Add(td, time.Unix(1, 0))
+	if len(got) != 1 || got[0].Protocol != "grpc" || got[0].GRPCStatus != 4 || got[0].Method != "/shop.Cart/Add" {
+		t.Fatalf("records = %+v", got)
+	}
+}

@@ -2,12 +2,14 @@ package normalize
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"google.golang.org/grpc/codes"
 
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store"
@@ -129,10 +131,13 @@ type callInfo struct {
 func callOf(sp ptrace.Span) callInfo {
 	a := sp.Attributes()
 	c := callInfo{protocol: "http", grpcStatus: -1}
-	if str(a, "rpc.system") == "grpc" {
+	if str(a, "rpc.system") == "grpc" || str(a, "rpc.system.name") == "grpc" {
 		c.protocol = "grpc"
 		c.method = grpcMethod(str(a, "rpc.service"), str(a, "rpc.method"))
 		g, ok := integer(a, "rpc.grpc.status_code")
+		if !ok {
+			g, ok = grpcCodeByName(str(a, "rpc.response.status_code"))
+		}
 		c.grpcStatus = clampGRPC(g, ok)
 		if !ok && sp.Status().Code() != ptrace.StatusCodeError {
 			c.grpcStatus = 0
@@ -165,6 +170,24 @@ func callOf(sp ptrace.Span) callInfo {
 		c.target.Service = ps
 	}
 	return c
+}
+
+// grpcCodeByName reads a gRPC status the way newer semantic conventions
+// write it in rpc.response.status_code: "UNAVAILABLE", or a number.
+func grpcCodeByName(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, true
+	}
+	want := strings.ReplaceAll(strings.ToUpper(s), "_", "")
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if strings.ToUpper(c.String()) == want {
+			return int64(c), true
+		}
+	}
+	return 0, false
 }
 
 // grpcMethod returns the full gRPC method "/pkg.Service/Method". Older
