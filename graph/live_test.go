@@ -389,3 +389,29 @@ func TestFineWindowsSummedWithCoarseBucketsMatchFineBucketsAlone(t *testing.T) {
 		}
 	}
 }
+
+func TestReadersPublishAStaleSnapshotWhenTheWriterIsIdle(t *testing.T) {
+	c := newClock(t0)
+	l, _ := newLive(t, c, Config{PublishInterval: time.Second})
+	consume(t, l, rec(t0, pA, pB1, 200, time.Millisecond)) // pending: New published at t0
+	before := l.Snapshot()
+	c.Add(2 * time.Second)
+	consume(t, l, rec(c.Now(), pA, pB1, 200, time.Millisecond)) // publishes (interval passed)
+	consume(t, l, rec(c.Now(), pA, pB1, 200, time.Millisecond)) // pending: within the interval
+	mid := l.Snapshot()
+	if mid == before {
+		t.Fatal("the writer did not publish after the interval")
+	}
+	c.Add(2 * time.Second)
+	after := l.Snapshot()
+	if after == mid {
+		t.Fatal("a reader found pending records and a stale snapshot, and did not publish")
+	}
+	tr, _ := after.Traffic(time.Minute)
+	if n := tr.Edges[EdgeKey{pA, pB1, "http"}].Requests; n != 3 {
+		t.Fatalf("requests = %d, want 3", n)
+	}
+	if l.Snapshot() != after {
+		t.Fatal("republished with nothing pending")
+	}
+}
