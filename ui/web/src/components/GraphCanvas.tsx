@@ -162,6 +162,11 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       });
     };
     cy.on('viewport position resize', redraw);
+    // Large graphs draw labels and arrows only when zoomed in enough to read them.
+    cy.on('zoom', () => {
+      const large = cy.scratch('_large') === true;
+      if (large) setDetail(cy, true, cy.zoom() >= DETAIL_ZOOM);
+    });
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes = redraw;
     cy.on('dragfree', 'node', () => save(cy, keyRef.current));
     cyRef.current = cy;
@@ -192,7 +197,9 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     } catch {
       /* headless */
     }
-    cy.style().selector('edge').style('curve-style', large ? 'straight' : 'bezier').update();
+    // Large graphs start at overview detail; the zoom handler adds labels back.
+    if (!large) setDetail(cy, false, true);
+    else if (cy.scratch('_large') !== true) setDetail(cy, true, false);
     const newKey = keyRef.current !== layoutKey;
     if (newKey) {
       save(cy, keyRef.current);
@@ -255,6 +262,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
 
     if (positions) {
       if (first) fitTo(cy, positions, 40);
+      if (large) setDetail(cy, true, cy.zoom() >= DETAIL_ZOOM);
       save(cy, layoutKey);
       performance.mark('meshlens:layout-done');
       markRendered();
@@ -309,6 +317,26 @@ function markRendered() {
     w.__meshlensLastRender = performance.now();
     w.__meshlensFirstRender ??= w.__meshlensLastRender;
   });
+}
+
+const DETAIL_ZOOM = 0.55;
+
+/**
+ * setDetail switches the costly parts of the style (labels, arrows, curved
+ * edges) for large graphs: at overview zoom nobody can read them, and
+ * measuring thousands of labels costs seconds on the first frame.
+ */
+function setDetail(cy: Core, large: boolean, detail: boolean) {
+  const key = `${large}|${detail}`;
+  if (cy.scratch('_detail') === key) return;
+  cy.scratch('_detail', key);
+  cy.scratch('_large', large);
+  cy.style()
+    .selector('edge')
+    .style({ 'curve-style': large ? 'straight' : 'bezier', 'target-arrow-shape': detail ? 'triangle' : 'none', label: detail ? 'data(label)' : '' })
+    .selector('node[kind != "group"]')
+    .style({ label: detail ? 'data(label)' : '' })
+    .update();
 }
 
 const BOX_PAD = 16;
