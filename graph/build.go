@@ -125,19 +125,21 @@ type Builder struct {
 	nodes   map[mesh.Peer]*Node // peers reduced to the view's grain
 }
 
-// DefaultAppenders are the steps Build runs.
-var DefaultAppenders = []Appender{
-	{"traffic", appendTraffic},
-	{"limit", appendLimit},
-	{"responseTime", appendResponseTime},
-	{"security", appendSecurity},
-	{"health", appendHealth},
-	{"topology", appendTopology},
+// DefaultAppenders are the steps Build runs, in order.
+func DefaultAppenders() []Appender {
+	return []Appender{
+		{"traffic", appendTraffic},
+		{"limit", appendLimit},
+		{"responseTime", appendResponseTime},
+		{"security", appendSecurity},
+		{"health", appendHealth},
+		{"topology", appendTopology},
+	}
 }
 
 // Build turns traffic into a graph for the view with the default appenders.
 func Build(t *Traffic, opts Options) *Graph {
-	return BuildWith(t, opts, DefaultAppenders)
+	return BuildWith(t, opts, DefaultAppenders())
 }
 
 // BuildWith runs the given appenders.
