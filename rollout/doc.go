@@ -7,8 +7,9 @@
 // # Routes are config
 //
 // A rollout owns the routes of its host: the engine writes one
-// VirtualService (named spec.virtualService, default the service's short
-// name; annotated meshlens.io/rollout) through config.Store.Apply. The store
+// VirtualService (spec.virtualService; by default the mesh VirtualService
+// that already routes the host, which it takes over, else one named after
+// the service; annotated meshlens.io/rollout) through config.Store.Apply. The store
 // validates it, persists it, and only then publishes the snapshot that the
 // xDS server pushes, so every move of traffic goes through the same
 // validated, durable path as a user's apply, and one apply is one xDS push:

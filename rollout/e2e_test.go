@@ -1,12 +1,15 @@
 package rollout
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -258,4 +261,42 @@ func TestRoutesThatCannotBeAppliedAbortThenFail(t *testing.T) {
 	if !strings.Contains(st.Message, "rollback push keeps failing") {
 		t.Errorf("message %q", st.Message)
 	}
+}
+
+func TestRolloutTakesOverTheVirtualServiceOfItsHost(t *testing.T) {
+	r := newRig(t)
+	if _, err := r.store.Delete(context.Background(), "VirtualService", ns, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	r.apply(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo-routes, namespace: default}
+spec:
+  hosts: [echo.default.svc.cluster.local]
+  http: [{route: [{destination: {host: echo, subset: stable}}]}]
+`)
+	r.startEngine()
+	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, ""))
+	st := r.waitState("echo", Progressing, 5*time.Second)
+	if st.VirtualService != "echo-routes" || st.Applied == nil || *st.Applied != st.Weights {
+		t.Fatalf("rollout writes %q (applied %+v), want it to take over echo-routes", st.VirtualService, st.Applied)
+	}
+	if _, ok := r.store.Get("VirtualService", ns, "echo"); ok {
+		t.Fatal("a second VirtualService was created for the host")
+	}
+	c := r.client()
+	eventually(t, 10*time.Second, "clients reach both versions", func() error {
+		got := map[string]int{}
+		for range 40 {
+			resp, err := c.UnaryCall(context.Background(), &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+			if err != nil {
+				return err
+			}
+			got[resp.GetHostname()]++
+		}
+		if got["v1"] == 0 || got["v2"] == 0 {
+			return fmt.Errorf("50/50 split not in effect: %v", got)
+		}
+		return nil
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	networking "istio.io/api/networking/v1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/graph"
@@ -239,7 +240,7 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 		r = &run{spec: spec, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
 			Strategy: strategyName(spec), Stable: spec.Stable, Candidate: spec.Candidate,
 			StableVersion: versionOf(versions, spec.Stable), CandidateVersion: versionOf(versions, spec.Candidate),
-			State: Pending, VirtualService: spec.vsName(), StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
+			State: Pending, VirtualService: e.vsNameFor(sn, o.Meta.Namespace, spec), StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
 		if c := spec.Strategy.Canary; c != nil {
 			r.st.Steps = c.Steps
 		}
@@ -259,6 +260,28 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 	if changed {
 		e.saveLocked()
 	}
+}
+
+// vsNameFor is the VirtualService a rollout writes: spec.virtualService,
+// else the one that already routes the host (so the rollout takes over its
+// routes instead of conflicting with it), else the service's short name.
+func (e *Engine) vsNameFor(sn *config.Snapshot, ns string, spec *Spec) string {
+	if spec.VirtualService != "" {
+		return spec.VirtualService
+	}
+	fqdn := config.FQDN(spec.Service, ns, e.opts.DomainSuffix)
+	for _, o := range sn.OfKind(config.KindVirtualService) {
+		vs, ok := o.Spec.(*networking.VirtualService)
+		if !ok || o.Meta.Namespace != ns || len(vs.GetGateways()) > 0 {
+			continue
+		}
+		for _, h := range vs.GetHosts() {
+			if config.FQDN(h, ns, e.opts.DomainSuffix) == fqdn {
+				return o.Meta.Name
+			}
+		}
+	}
+	return spec.vsName()
 }
 
 func versionOf(versions map[string]string, subset string) string {
@@ -319,7 +342,7 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 // applied, and completes promoting / rolling back once they are.
 func (e *Engine) reconcile(ctx context.Context, r *run) {
 	w := r.st.Weights
-	vs := virtualService(r.st.Namespace, r.st.Name, r.spec, w)
+	vs := virtualService(r.st.Namespace, r.st.Name, r.st.VirtualService, r.spec, w)
 	before := e.store.Snapshot().Version
 	sn, err := e.store.Apply(ctx, []*config.Object{vs})
 	now := e.opts.Now()

@@ -57,7 +57,7 @@ func (s *Spec) matches() []Match {
 
 // virtualService renders the routes the rollout owns: one VirtualService for
 // the service's host, so one apply (one xDS push) moves all of its traffic.
-func virtualService(ns, name string, s *Spec, w Weights) *config.Object {
+func virtualService(ns, name, vsName string, s *Spec, w Weights) *config.Object {
 	dest := func(subset string, weight int32) *networking.HTTPRouteDestination {
 		return &networking.HTTPRouteDestination{Destination: &networking.Destination{Host: s.Service, Subset: subset}, Weight: weight}
 	}
@@ -86,7 +86,7 @@ func virtualService(ns, name string, s *Spec, w Weights) *config.Object {
 	return &config.Object{
 		APIVersion: "networking.istio.io/v1",
 		Kind:       config.KindVirtualService,
-		Meta: config.Meta{Name: s.vsName(), Namespace: ns,
+		Meta: config.Meta{Name: vsName, Namespace: ns,
 			Annotations: map[string]string{OwnerAnnotation: ns + "/" + name}},
 		Spec: vs,
 	}

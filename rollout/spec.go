@@ -24,7 +24,8 @@ type Spec struct {
 	// service name the live graph knows.
 	Service string `json:"service"`
 	// VirtualService is the name of the VirtualService the rollout writes;
-	// default: the service's short name.
+	// default: the one that already routes the host, else the service's
+	// short name.
 	VirtualService string `json:"virtualService,omitempty"`
 	// Stable and Candidate are DestinationRule subsets of the service.
 	Stable    string   `json:"stable"`
