@@ -165,3 +165,36 @@ spec:
 	}
 	eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only(t, c, "v2") })
 }
+
+func TestRolloutAPIRefusesInvalidRollouts(t *testing.T) {
+	r := newRig(t)
+	r.startEngine()
+	api := r.serveAPI()
+	head := "apiVersion: meshlens.io/v1alpha1\nkind: Rollout\nmetadata: {name: echo, namespace: default}\nspec: "
+	for _, tc := range []struct {
+		name, body, token string
+		code              int
+		want              string
+	}{
+		{"no token", head + "{}", "", http.StatusUnauthorized, "operator token"},
+		{"steps must increase to 100", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [50, 20]}}}`, opToken, 400, "strategy.canary.steps[1]"},
+		{"unknown subset", head + `{service: echo, stable: stable, candidate: v9, strategy: {canary: {steps: [100]}}}`, opToken, 400, `no subset \"v9\"`},
+		{"two strategies", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}, ab: {match: [{header: a, exact: b}], requests: 5}}}`, opToken, 400, "exactly one of canary"},
+		{"cookie match needs a value", head + `{service: echo, stable: stable, candidate: canary, strategy: {blueGreen: {preview: [{cookie: user}]}}}`, opToken, 400, "strategy.blueGreen.preview[0]"},
+		{"unknown field", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100], stepz: 1}}}`, opToken, 400, "stepz"},
+		{"other kinds go to /config", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [echo]}", opToken, 400, "POST /api/v1/config"},
+		{"valid", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [10, 100], minDuration: 1h}}}`, opToken, 200, `"applied"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := httpDo(t, http.MethodPost, api+"/rollouts", tc.token, tc.body)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("got %d %s, want %d containing %q", code, body, tc.code, tc.want)
+			}
+		})
+	}
+	code, body := httpDo(t, http.MethodGet, api+"/rollouts", "", "")
+	var list ListResponse
+	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].History != nil {
+		t.Fatalf("GET /rollouts: %d %s", code, body)
+	}
+}
