@@ -89,3 +89,12 @@ describe('rolloutYAML', () => {
     expect(lines[locateField(y, 'Rollout/default/reviews-canary', 'spec.strategy.canary.match[0].exact')]).toContain('exact:');
   });
 });
+
+describe('normalizeGraph extras', () => {
+  it('keeps protocol, gRPC statuses, response flags and the truncated mark', async () => {
+    const { normalizeGraph } = await import('./api');
+    const g = normalizeGraph({ truncated: true, nodes: [{ id: 'a' }, { id: 'b' }], edges: [{ source: 'a', target: 'b', protocol: 'grpc', grpc: { '0': 9, '14': 1 }, flags: { '-': 9, UF: 1 } }] });
+    expect(g.truncated).toBe(true);
+    expect(g.edges[0]).toMatchObject({ protocol: 'grpc', grpc: { '0': 9, '14': 1 }, flags: { '-': 9, UF: 1 } });
+  });
+});

@@ -183,11 +183,17 @@ export interface GraphEdge {
   codes: Record<string, number>;
   /** share of requests over mTLS, 0..1 (a boolean from the API becomes 0 or 1) */
   mtls: number;
+  protocol: string;
+  /** requests by gRPC status and by Envoy response flag, when the source has them */
+  grpc: Record<string, number>;
+  flags: Record<string, number>;
 }
 
 export interface Graph {
   nodes: GraphNode[];
   edges: GraphEdge[];
+  /** the server dropped the quietest parts to stay within its caps */
+  truncated?: boolean;
 }
 
 export interface GraphQuery {
@@ -230,8 +236,12 @@ export function normalizeGraph(raw: unknown): Graph {
         nodes.push({ id, namespace: '', service: id, version: '', workload: '', unknown: id === 'unknown' });
       }
     }
-    const codes: Record<string, number> = {};
-    if (isObj(e.codes)) for (const [k, v] of Object.entries(e.codes)) codes[k] = num(v);
+    const counts = (x: unknown) => {
+      const out: Record<string, number> = {};
+      if (isObj(x)) for (const [k, v] of Object.entries(x)) out[k] = num(v);
+      return out;
+    };
+    const codes = counts(e.codes);
     let errorRate = num(pick(e, 'errorRate', 'error_rate'));
     if (errorRate > 1) errorRate = errorRate / 100; // tolerate a percentage
     edges.push({
@@ -245,9 +255,12 @@ export function normalizeGraph(raw: unknown): Graph {
       p99Ms: num(e.p99Ms),
       codes,
       mtls: typeof e.mtls === 'boolean' ? (e.mtls ? 1 : 0) : num(e.mtls),
+      protocol: str(e.protocol),
+      grpc: counts(e.grpc),
+      flags: counts(e.flags),
     });
   }
-  return { nodes, edges };
+  return o.truncated === true ? { nodes, edges, truncated: true } : { nodes, edges };
 }
 
 export function graphPath(q: GraphQuery): string {

@@ -54,11 +54,29 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range }: { gr
           <div class="kv">
             <span>Requests in window</span>
             <b>{e.requests.toLocaleString()}</b>
+            {e.protocol && (
+              <>
+                <span>Protocol</span>
+                <b>{e.protocol}</b>
+              </>
+            )}
             <span>mTLS</span>
             <b>{e.mtls >= 0.999 ? <Badge kind="ok">mutual TLS</Badge> : e.mtls > 0 ? <Badge kind="warn">{fmtPct(e.mtls)} mTLS</Badge> : <Badge kind="muted">plaintext</Badge>}</b>
           </div>
           <h3>Response codes</h3>
           <CodeBar codes={e.codes} />
+          {Object.keys(e.grpc).length > 0 && (
+            <>
+              <h3>gRPC status</h3>
+              <Counts counts={e.grpc} ok={(k) => k === '0' || k === 'OK'} />
+            </>
+          )}
+          {Object.keys(e.flags).filter((f) => f && f !== '-').length > 0 && (
+            <>
+              <h3>Envoy response flags</h3>
+              <Counts counts={Object.fromEntries(Object.entries(e.flags).filter(([f]) => f && f !== '-'))} ok={() => false} />
+            </>
+          )}
           {dst && !dst.unknown && (
             <>
               <h3>
@@ -151,5 +169,19 @@ function EdgeList({ title, edges, other, byId, onSelect }: { title: string; edge
         </tbody>
       </table>
     </>
+  );
+}
+
+function Counts({ counts, ok }: { counts: Record<string, number>; ok: (k: string) => boolean }) {
+  return (
+    <div class="chips">
+      {Object.entries(counts)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, n]) => (
+          <span class={`label-chip${ok(k) ? '' : ' warn'}`}>
+            {k} <b>{n.toLocaleString()}</b>
+          </span>
+        ))}
+    </div>
   );
 }

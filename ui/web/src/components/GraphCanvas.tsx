@@ -281,6 +281,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       } as cytoscape.LayoutOptions);
       layout.one('layoutstop', () => {
         performance.mark('meshlens:layout-done');
+        // A handful of nodes would fit at a comic zoom; keep them at a readable size.
+        if (first && cy.zoom() > 1.15) cy.zoom({ level: 1.15, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
         save(cy, layoutKey);
         markRendered();
       });

@@ -144,6 +144,11 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           </div>
         )}
         {graph && r.error && <div class="overlay-top"><ErrorBox error={r.error} retry={r.refresh} compact /></div>}
+        {graph && !r.error && r.data?.truncated && (
+          <div class="overlay-top">
+            <div class="banner warn">This mesh is larger than the server's graph caps: the quietest nodes and edges are left out. Filter by namespace to see all of one.</div>
+          </div>
+        )}
         {graph && graph.nodes.length > 0 && (
           <>
             <div class="graph-controls">
