@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -29,6 +30,7 @@ import (
 	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/query"
+	"github.com/meshlens/meshlens/rollout"
 	"github.com/meshlens/meshlens/store"
 	"github.com/meshlens/meshlens/ui"
 )
@@ -218,6 +220,15 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	})
 	defer unsubscribe()
 
+	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: config.DefaultDomainSuffix}, logger, reg)
+	if err != nil {
+		return err
+	}
+	alerts, err := alerting.New(cfgStore, live, rollouts, alerting.Options{ExternalURL: "http://" + cfg.HTTP}, logger, reg)
+	if err != nil {
+		return err
+	}
+
 	authz, err := auth.Load(cfg.Tokens, cfg.DataDir, logger)
 	if err != nil {
 		return fmt.Errorf("--tokens: %w", err)
@@ -240,6 +251,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger})
 	config.RegisterRoutes(api, cfgStore, authz.Operator())
 	xdsServer.RegisterRoutes(api)
+	rollouts.RegisterRoutes(api, authz.Operator())
+	alerts.RegisterRoutes(api, authz.Operator())
 	e.GET("/*", echo.WrapHandler(ui.Handler()))
 
 	var g rungroup.Group
@@ -258,6 +271,14 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	{
 		ctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { return xdsServer.Serve(ctx, cfg.XDS) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return rollouts.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return alerts.Run(ctx) }, func(error) { cancel() })
 	}
 	if cfg.ConfigDir != "" {
 		dir := config.NewDirSource(cfg.ConfigDir, cfgStore, logger)

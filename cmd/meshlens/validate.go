@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/rollout"
 )
 
 // configKinds is the registry of config kinds this binary understands.
@@ -15,7 +17,9 @@ import (
 // with it, so both accept the same config. Packages with their own kinds
 // (rollout, alerting) add their KindSpecs here.
 func configKinds() (*config.Kinds, error) {
-	return config.NewKinds(config.IstioKinds(config.IstioOptions{})...)
+	specs := config.IstioKinds(config.IstioOptions{})
+	specs = append(specs, rollout.KindSpec(config.DefaultDomainSuffix), alerting.KindSpec())
+	return config.NewKinds(specs...)
 }
 
 // runValidate is `meshlens validate -f FILE|DIR|-`: offline, the checks the
