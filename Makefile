@@ -55,6 +55,8 @@ bench: deps clickhouse
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Ingest -benchtime 1x ./collector/
 	@echo "== live graph query, 1,000 services x 3 versions, 10,000 edges; Prometheus source; ClickHouse 24 h history"
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench . -timeout 30m ./graph/ ./query/
+	@echo "== rollouts: healthy canaries cycled end to end (MESHLENS_SOAK_DURATION, default 30m here); false rollbacks"
+	MESHLENS_SOAK_DURATION=$${MESHLENS_SOAK_DURATION:-30m} MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 40m ./rollout/
 	@echo "== xDS: a weight change pushed to 1,000 connected clients"
 	$(GO) test -run '^$$' -bench PushWeightChange -benchtime 30x ./controlplane/xds/
 
