@@ -41,13 +41,17 @@ deps:
 	@scripts/deps.sh test
 
 ## test: every test, against real ClickHouse, Prometheus, Alertmanager, xDS peers and Chromium
-test: deps clickhouse test-go test-ui
+test: deps clickhouse test-go test-ui test-e2e
 
 test-go:
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 25m ./...
 
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
+
+## test-e2e: the UI in headless Chromium against meshlens serve + the demo mesh
+test-e2e: build
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) scripts/ui-e2e.sh
 
 ## bench: the performance scenarios, each printed against a reference measured in the same run
 bench: deps clickhouse
@@ -57,6 +61,8 @@ bench: deps clickhouse
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench . -timeout 30m ./graph/ ./query/
 	@echo "== rollouts: healthy canaries cycled end to end (MESHLENS_SOAK_DURATION, default 30m here); false rollbacks"
 	MESHLENS_SOAK_DURATION=$${MESHLENS_SOAK_DURATION:-30m} MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 40m ./rollout/
+	@echo "== UI: first render of a 1,000-node graph in Chromium"
+	cd ui/web && npm run bench --silent
 	@echo "== xDS: a weight change pushed to 1,000 connected clients"
 	$(GO) test -run '^$$' -bench PushWeightChange -benchtime 30x ./controlplane/xds/
 
