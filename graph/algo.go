@@ -2,9 +2,11 @@ package graph
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	gonum "gonum.org/v1/gonum/graph"
+	"gonum.org/v1/gonum/graph/iterator"
 	"gonum.org/v1/gonum/graph/path"
 	"gonum.org/v1/gonum/graph/simple"
 	"gonum.org/v1/gonum/graph/topo"
@@ -14,26 +16,23 @@ import (
 // maxCycles bounds the cycles listed in a response.
 const maxCycles = 100
 
-// appendTopology builds the gonum graph and marks dependency cycles: the
-// strongly connected components of more than one node, and self-calls.
+// appendTopology indexes the edges as a compact adjacency (see adjacency) and
+// marks dependency cycles: the strongly connected components of more than
+// one node, and self-calls.
 func appendTopology(b *Builder) {
 	g := b.Graph
-	dg := simple.NewDirectedGraph()
 	for i, n := range g.Nodes {
 		n.gid = int64(i)
-		dg.AddNode(simple.Node(n.gid))
 	}
+	g.byGID = append([]*Node(nil), g.Nodes...)
 	var selfLoops []string
 	for _, e := range g.Edges {
-		s, t := e.src, e.dst
-		if s == t {
-			selfLoops = append(selfLoops, s.ID)
-			continue // simple graphs have no self loops
+		if e.src == e.dst {
+			selfLoops = append(selfLoops, e.src.ID)
 		}
-		dg.SetEdge(dg.NewEdge(simple.Node(s.gid), simple.Node(t.gid)))
 	}
+	dg := newAdjacency(len(g.Nodes), g.Edges)
 	g.g = dg
-	g.byGID = append([]*Node(nil), g.Nodes...)
 	var cycles [][]string
 	for _, scc := range topo.TarjanSCC(dg) {
 		if len(scc) < 2 {
@@ -57,6 +56,103 @@ func appendTopology(b *Builder) {
 		cycles = cycles[:maxCycles]
 	}
 	g.Cycles = cycles
+}
+
+// adjacency is a read-only directed graph over node ids 0..n-1 in compressed
+// sparse rows, for gonum's algorithms. A simple.DirectedGraph keeps a map per
+// node and a map entry per edge, and building one cost more than the rest of
+// a query; this is four slices built in two passes. Self loops are left out,
+// as a simple graph leaves them out.
+type adjacency struct {
+	nodes   []gonum.Node // boxed once: iterators hand out these values
+	out, in []int32      // row starts, len(nodes)+1
+	succ    []gonum.Node // successors of node i: succ[out[i]:out[i+1]], ascending
+	pred    []gonum.Node
+	succIDs []int64 // ids of succ, for Edge lookups
+}
+
+func newAdjacency(n int, edges []*Edge) *adjacency {
+	a := &adjacency{nodes: make([]gonum.Node, n), out: make([]int32, n+1), in: make([]int32, n+1)}
+	for i := range a.nodes {
+		a.nodes[i] = simple.Node(i)
+	}
+	m := 0
+	for _, e := range edges {
+		if e.src != e.dst {
+			a.out[e.src.gid+1]++
+			a.in[e.dst.gid+1]++
+			m++
+		}
+	}
+	for i := 0; i < n; i++ {
+		a.out[i+1] += a.out[i]
+		a.in[i+1] += a.in[i]
+	}
+	a.succ, a.pred, a.succIDs = make([]gonum.Node, m), make([]gonum.Node, m), make([]int64, m)
+	nextOut := append([]int32(nil), a.out[:n]...)
+	nextIn := append([]int32(nil), a.in[:n]...)
+	for _, e := range edges {
+		s, t := e.src.gid, e.dst.gid
+		if s == t {
+			continue
+		}
+		a.succIDs[nextOut[s]] = t
+		nextOut[s]++
+		a.pred[nextIn[t]] = a.nodes[s]
+		nextIn[t]++
+	}
+	for i := 0; i < n; i++ {
+		row := a.succIDs[a.out[i]:a.out[i+1]]
+		slices.Sort(row)
+		for j, id := range row {
+			a.succ[int(a.out[i])+j] = a.nodes[id]
+		}
+	}
+	return a
+}
+
+func (a *adjacency) valid(id int64) bool { return id >= 0 && id < int64(len(a.nodes)) }
+
+func (a *adjacency) Node(id int64) gonum.Node {
+	if !a.valid(id) {
+		return nil
+	}
+	return a.nodes[id]
+}
+
+func (a *adjacency) Nodes() gonum.Nodes { return iterator.NewOrderedNodes(a.nodes) }
+
+func (a *adjacency) From(id int64) gonum.Nodes {
+	if !a.valid(id) || a.out[id] == a.out[id+1] {
+		return gonum.Empty
+	}
+	return iterator.NewOrderedNodes(a.succ[a.out[id]:a.out[id+1]])
+}
+
+func (a *adjacency) To(id int64) gonum.Nodes {
+	if !a.valid(id) || a.in[id] == a.in[id+1] {
+		return gonum.Empty
+	}
+	return iterator.NewOrderedNodes(a.pred[a.in[id]:a.in[id+1]])
+}
+
+func (a *adjacency) HasEdgeFromTo(uid, vid int64) bool {
+	if !a.valid(uid) {
+		return false
+	}
+	_, ok := slices.BinarySearch(a.succIDs[a.out[uid]:a.out[uid+1]], vid)
+	return ok
+}
+
+func (a *adjacency) HasEdgeBetween(xid, yid int64) bool {
+	return a.HasEdgeFromTo(xid, yid) || a.HasEdgeFromTo(yid, xid)
+}
+
+func (a *adjacency) Edge(uid, vid int64) gonum.Edge {
+	if !a.HasEdgeFromTo(uid, vid) {
+		return nil
+	}
+	return simple.Edge{F: a.nodes[uid], T: a.nodes[vid]}
 }
 
 // Impact is what depends on a node and what it depends on.
@@ -117,7 +213,7 @@ func (g *Graph) walk(tg traverse.Graph, from *Node) ([]string, int) {
 }
 
 // reversed walks a directed graph against its edges.
-type reversed struct{ g *simple.DirectedGraph }
+type reversed struct{ g *adjacency }
 
 func (r reversed) From(id int64) gonum.Nodes { return r.g.To(id) }
 func (r reversed) Edge(uid, vid int64) gonum.Edge {

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"gonum.org/v1/gonum/graph/simple"
-
 	"github.com/meshlens/meshlens/mesh"
 )
 
@@ -106,7 +104,7 @@ type Graph struct {
 
 	byID  map[string]*Node
 	byGID []*Node // by gonum node id
-	g     *simple.DirectedGraph
+	g     *adjacency
 }
 
 // Appender is one step of graph building, adding one kind of information.
