@@ -121,6 +121,7 @@ type Builder struct {
 	Graph   *Graph
 	edges   map[[2]*Node]*Edge
 	nodes   map[mesh.Peer]*Node // peers reduced to the view's grain
+	slab    []Edge              // backs Graph.Edges: one allocation, not one per edge
 }
 
 // DefaultAppenders are the steps Build runs, in order.
@@ -238,40 +239,56 @@ func (b *Builder) node(v View, p mesh.Peer) *Node {
 	return nn
 }
 
+// addEdge adds the traffic of one edge key to its nodes and view edge.
+func (b *Builder) addEdge(k *EdgeKey, st *Stats) {
+	if st.Requests == 0 {
+		return
+	}
+	if ns := b.Opts.Namespace; ns != "" && k.Source.Namespace != ns && k.Destination.Namespace != ns {
+		return
+	}
+	src, dst := b.node(b.Opts.View, k.Source), b.node(b.Opts.View, k.Destination)
+	dst.inRequests += st.Requests
+	dst.inErrs += st.Errors
+	src.weight += st.Requests
+	dst.weight += st.Requests
+	id := [2]*Node{src, dst}
+	e := b.edges[id]
+	if e == nil {
+		// Borrow the source's stats; copy only when a second edge merges in.
+		if len(b.slab) == cap(b.slab) {
+			b.slab = make([]Edge, 0, 64) // a caller added edges to the traffic after sizing
+		}
+		b.slab = append(b.slab, Edge{Source: src.ID, Target: dst.ID, stats: st, src: src, dst: dst, Protocol: k.Protocol})
+		e = &b.slab[len(b.slab)-1]
+		b.edges[id] = e
+		b.Graph.Edges = append(b.Graph.Edges, e)
+		return
+	}
+	if !e.owned {
+		own := NewStats()
+		own.Add(e.stats)
+		e.stats, e.owned = own, true
+		e.protocols = map[string]uint64{e.Protocol: e.stats.Requests}
+	}
+	e.stats.Add(st)
+	e.protocols[k.Protocol] += st.Requests
+}
+
 // appendTraffic aggregates edge keys into the view's nodes and edges: counts,
 // codes, bytes, rates.
 func appendTraffic(b *Builder) {
-	ns := b.Opts.Namespace
 	secs := b.Traffic.Window.Seconds()
-	for k, st := range b.Traffic.Edges {
-		if st.Requests == 0 {
-			continue
+	t := b.Traffic
+	b.slab = make([]Edge, 0, len(t.Edges))
+	if len(t.order) == len(t.Edges) {
+		for i := range t.order {
+			b.addEdge(t.order[i].key, t.order[i].stats)
 		}
-		if ns != "" && k.Source.Namespace != ns && k.Destination.Namespace != ns {
-			continue
+	} else {
+		for k, st := range t.Edges {
+			b.addEdge(&k, st)
 		}
-		src, dst := b.node(b.Opts.View, k.Source), b.node(b.Opts.View, k.Destination)
-		dst.inRequests += st.Requests
-		dst.inErrs += st.Errors
-		src.weight += st.Requests
-		dst.weight += st.Requests
-		id := [2]*Node{src, dst}
-		e := b.edges[id]
-		if e == nil {
-			// Borrow the source's stats; copy only when a second edge merges in.
-			e = &Edge{Source: src.ID, Target: dst.ID, stats: st, src: src, dst: dst, Protocol: k.Protocol}
-			b.edges[id] = e
-			b.Graph.Edges = append(b.Graph.Edges, e)
-			continue
-		}
-		if !e.owned {
-			own := NewStats()
-			own.Add(e.stats)
-			e.stats, e.owned = own, true
-			e.protocols = map[string]uint64{e.Protocol: e.stats.Requests}
-		}
-		e.stats.Add(st)
-		e.protocols[k.Protocol] += st.Requests
 	}
 	for _, e := range b.Graph.Edges {
 		st := e.stats

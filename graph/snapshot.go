@@ -209,17 +209,40 @@ func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duratio
 	for _, sg := range segs {
 		s.sumInto(accs, sg)
 	}
-	t := NewTrafficSized(now, window, len(accs))
+	// The stats of all edges share three allocations (structs, histograms,
+	// status counts) laid out in edge-id order, which Build then walks in
+	// that order: a cold query touches memory sequentially, not at random.
+	live, ncodes := 0, 0
+	for id := range accs {
+		if accs[id].requests != 0 {
+			live++
+			ncodes += len(accs[id].codes)
+		}
+	}
+	nl := len(mesh.LatencyBucketsMs) + 1
+	slab := make([]Stats, live)
+	hist := make([]uint64, live*nl)
+	codes := make([]CodeCount, ncodes)
+	t := NewTrafficSized(now, window, live)
+	t.order = make([]trafficEdge, 0, live)
+	used := 0
 	for id := range accs {
 		a := &accs[id]
 		if a.requests == 0 {
 			continue
 		}
-		key := s.edges[id].key
-		st := t.Edges[key]
+		key := &s.edges[id].key
+		st := t.Edges[*key]
 		if st == nil {
-			st = NewStats()
-			t.Edges[key] = st
+			st = &slab[used]
+			st.Latency = hist[used*nl : (used+1)*nl : (used+1)*nl]
+			// Capacity ends at this edge's codes, so a merge that appends
+			// reallocates instead of writing over the next edge's.
+			st.Codes = codes[:0:len(a.codes)]
+			codes = codes[len(a.codes):]
+			used++
+			t.Edges[*key] = st
+			t.order = append(t.order, trafficEdge{key: key, stats: st})
 		}
 		a.addTo(st, s.flags)
 	}

@@ -143,6 +143,16 @@ type Traffic struct {
 	// Partial is set when a source had to leave traffic out (a cap on rows or
 	// series), so the graph is marked incomplete rather than silently small.
 	Partial bool
+
+	// order lists Edges in a fixed order when the source built them in one
+	// (the live graph: edge-id order, stats adjacent in memory); Build walks
+	// it instead of the map when it covers every edge.
+	order []trafficEdge
+}
+
+type trafficEdge struct {
+	key   *EdgeKey
+	stats *Stats
 }
 
 // NewTraffic returns empty traffic for the window ending at end.
