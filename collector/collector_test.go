@@ -171,6 +171,9 @@ func TestSDKSpanPairsBecomeVersionedEdges(t *testing.T) {
 
 	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("spans"), 100)
 	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("access_logs"), 50)
+	// The materialized view fills the rollup after the source part is
+	// written, so the rollup may lag the raw count for a moment.
+	waitCount(t, h.store, "SELECT countMerge(requests) FROM "+h.store.Table("edges_1m"), 50)
 
 	rows, err := h.store.Conn().Query(context.Background(), `SELECT src_service, dst_service, dst_version, countMerge(requests),
   sumForEachMerge(latency) FROM `+h.store.Table("edges_1m")+` GROUP BY src_service, dst_service, dst_version ORDER BY dst_version`)
