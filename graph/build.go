@@ -2,8 +2,10 @@ package graph
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/mesh"
@@ -122,6 +124,7 @@ type Builder struct {
 	edges   map[[2]*Node]*Edge
 	nodes   map[mesh.Peer]*Node // peers reduced to the view's grain
 	slab    []Edge              // backs Graph.Edges: one allocation, not one per edge
+	byPeer  map[uint32]*Node    // by peer id, when the traffic has them
 }
 
 // DefaultAppenders are the steps Build runs, in order.
@@ -165,18 +168,11 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 		s.Append(b)
 	}
 	g := b.Graph
-	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	slices.SortFunc(g.Nodes, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
 	for i, n := range g.Nodes {
 		n.rank = i
 	}
-	// Edges sort by their nodes' ranks: the order of (source, target) ids.
-	sort.Slice(g.Edges, func(i, j int) bool {
-		a, b := g.Edges[i], g.Edges[j]
-		if a.src.rank != b.src.rank {
-			return a.src.rank < b.src.rank
-		}
-		return a.dst.rank < b.dst.rank
-	})
+	sortEdges(g)
 	if g.Nodes == nil {
 		g.Nodes = []*Node{}
 	}
@@ -184,6 +180,47 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 		g.Edges = []*Edge{}
 	}
 	return g
+}
+
+// sortEdges orders edges by their nodes' ranks: the order of (source,
+// target) ids. A counting sort on the source rank does most of the work in
+// one pass; each source's few edges are then sorted by target rank.
+func sortEdges(g *Graph) {
+	byRank := func(a, b *Edge) int {
+		if a.src.rank != b.src.rank {
+			return a.src.rank - b.src.rank
+		}
+		return a.dst.rank - b.dst.rank
+	}
+	n := len(g.Nodes)
+	start := make([]int32, n+1)
+	for _, e := range g.Edges {
+		r := e.src.rank
+		if r >= n || g.Nodes[r] != e.src || e.dst.rank >= n || g.Nodes[e.dst.rank] != e.dst {
+			// An appender left an edge whose node is not in the graph, so
+			// ranks do not identify nodes: compare them as they are.
+			slices.SortFunc(g.Edges, byRank)
+			return
+		}
+		start[r+1]++
+	}
+	for i := 0; i < n; i++ {
+		start[i+1] += start[i]
+	}
+	sorted := make([]*Edge, len(g.Edges))
+	for _, e := range g.Edges {
+		sorted[start[e.src.rank]] = e
+		start[e.src.rank]++
+	}
+	// start[i] is now the end of source i's edges.
+	from := int32(0)
+	for i := 0; i < n; i++ {
+		if row := sorted[from:start[i]]; len(row) > 1 {
+			slices.SortFunc(row, byRank)
+		}
+		from = start[i]
+	}
+	copy(g.Edges, sorted)
 }
 
 // NodeOf maps a peer to its node in a view.
@@ -240,14 +277,14 @@ func (b *Builder) node(v View, p mesh.Peer) *Node {
 }
 
 // addEdge adds the traffic of one edge key to its nodes and view edge.
-func (b *Builder) addEdge(k *EdgeKey, st *Stats) {
+func (b *Builder) addEdge(k *EdgeKey, st *Stats, srcPeer, dstPeer uint32) {
 	if st.Requests == 0 {
 		return
 	}
 	if ns := b.Opts.Namespace; ns != "" && k.Source.Namespace != ns && k.Destination.Namespace != ns {
 		return
 	}
-	src, dst := b.node(b.Opts.View, k.Source), b.node(b.Opts.View, k.Destination)
+	src, dst := b.peerNode(srcPeer, &k.Source), b.peerNode(dstPeer, &k.Destination)
 	dst.inRequests += st.Requests
 	dst.inErrs += st.Errors
 	src.weight += st.Requests
@@ -275,6 +312,19 @@ func (b *Builder) addEdge(k *EdgeKey, st *Stats) {
 	e.protocols[k.Protocol] += st.Requests
 }
 
+// peerNode is node, found by the peer's id when it has one.
+func (b *Builder) peerNode(id uint32, p *mesh.Peer) *Node {
+	if id == noPeer || b.byPeer == nil {
+		return b.node(b.Opts.View, *p)
+	}
+	if n := b.byPeer[id]; n != nil {
+		return n
+	}
+	n := b.node(b.Opts.View, *p)
+	b.byPeer[id] = n
+	return n
+}
+
 // appendTraffic aggregates edge keys into the view's nodes and edges: counts,
 // codes, bytes, rates.
 func appendTraffic(b *Builder) {
@@ -282,12 +332,14 @@ func appendTraffic(b *Builder) {
 	t := b.Traffic
 	b.slab = make([]Edge, 0, len(t.Edges))
 	if len(t.order) == len(t.Edges) {
+		b.byPeer = make(map[uint32]*Node, len(t.order)/2)
 		for i := range t.order {
-			b.addEdge(t.order[i].key, t.order[i].stats)
+			te := &t.order[i]
+			b.addEdge(te.key, te.stats, te.src, te.dst)
 		}
 	} else {
 		for k, st := range t.Edges {
-			b.addEdge(&k, st)
+			b.addEdge(&k, st, noPeer, noPeer)
 		}
 	}
 	for _, e := range b.Graph.Edges {

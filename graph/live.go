@@ -102,6 +102,8 @@ type Live struct {
 	free        []freeID // ids of evicted edges, oldest first
 	flagNames   []string // interned response flags, append-only
 	flagIDs     map[string]uint16
+	peerIDs     map[mesh.Peer]uint32 // see peerLocked
+	nextPeer    uint32
 	rings       []*ring
 	reservoirs  map[mesh.Peer]*reservoir
 	resDirty    bool
@@ -130,8 +132,12 @@ type liveMetrics struct {
 type edge struct {
 	id       uint32
 	key      EdgeKey
-	lastSeen int64 // unix nanoseconds; writer-only
+	src, dst uint32 // peer ids of key.Source and key.Destination, or noPeer
+	lastSeen int64  // unix nanoseconds; writer-only
 }
+
+// noPeer is the peer id of a peer without one.
+const noPeer = math.MaxUint32
 
 type freeID struct {
 	id uint32
@@ -196,6 +202,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Live, err
 		base:       cfg.Now().Add(-48 * time.Hour),
 		edges:      map[EdgeKey]*edge{},
 		flagIDs:    map[string]uint16{},
+		peerIDs:    map[mesh.Peer]uint32{},
 		reservoirs: map[mesh.Peer]*reservoir{},
 	}
 	for _, t := range cfg.Tiers {
@@ -322,7 +329,7 @@ func (l *Live) addLocked(r *mesh.Record, nowNs, oldest int64) addResult {
 // internLocked gives key an edge, reusing the id of an edge evicted before
 // the oldest time any bucket still covers.
 func (l *Live) internLocked(key EdgeKey, nowNs, oldest int64) *edge {
-	e := &edge{key: key}
+	e := &edge{key: key, src: l.peerLocked(key.Source), dst: l.peerLocked(key.Destination)}
 	if len(l.free) > 0 && l.free[0].at < oldest {
 		e.id = l.free[0].id
 		l.free = l.free[1:]
@@ -337,6 +344,28 @@ func (l *Live) internLocked(key EdgeKey, nowNs, oldest int64) *edge {
 	}
 	l.edges[key] = e
 	return e
+}
+
+// peerLocked gives a peer a small id, so a query finds a peer's node by id
+// instead of hashing four strings per edge end. Ids are never reused: two
+// peers never share one, though one peer may get a second id after the table
+// is cleared (it is, when it outgrows the edges it could serve, since evicted
+// edges leave their peers behind); a query treats both ids as one node. When
+// ids run out, peers get noPeer and queries hash them.
+func (l *Live) peerLocked(p mesh.Peer) uint32 {
+	if id, ok := l.peerIDs[p]; ok {
+		return id
+	}
+	if l.nextPeer == noPeer {
+		return noPeer
+	}
+	if len(l.peerIDs) >= 4*l.cfg.MaxEdges {
+		clear(l.peerIDs)
+	}
+	id := l.nextPeer
+	l.nextPeer++
+	l.peerIDs[p] = id
+	return id
 }
 
 // maxFlags bounds the interned response-flag strings; more are counted as "other".

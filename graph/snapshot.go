@@ -231,7 +231,8 @@ func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duratio
 		if a.requests == 0 {
 			continue
 		}
-		key := &s.edges[id].key
+		e := s.edges[id]
+		key := &e.key
 		st := t.Edges[*key]
 		if st == nil {
 			st = &slab[used]
@@ -242,7 +243,7 @@ func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duratio
 			codes = codes[len(a.codes):]
 			used++
 			t.Edges[*key] = st
-			t.order = append(t.order, trafficEdge{key: key, stats: st})
+			t.order = append(t.order, trafficEdge{key: key, stats: st, src: e.src, dst: e.dst})
 		}
 		a.addTo(st, s.flags)
 	}

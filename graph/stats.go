@@ -151,8 +151,9 @@ type Traffic struct {
 }
 
 type trafficEdge struct {
-	key   *EdgeKey
-	stats *Stats
+	key      *EdgeKey
+	stats    *Stats
+	src, dst uint32 // peer ids (see Live.peerLocked), or noPeer
 }
 
 // NewTraffic returns empty traffic for the window ending at end.
