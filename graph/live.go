@@ -111,6 +111,7 @@ type Live struct {
 	lastPublish time.Time
 
 	snap atomic.Pointer[Snapshot]
+	accs accPool
 	m    liveMetrics
 }
 
@@ -545,7 +546,7 @@ func (l *Live) Snapshot() *Snapshot {
 
 func (l *Live) publishLocked(now time.Time) *Snapshot {
 	s := &Snapshot{built: now, bounds: l.bounds, base: l.base, tiers: l.cfg.Tiers, now: l.cfg.Now,
-		edges: l.table, flags: l.flagNames}
+		edges: l.table, flags: l.flagNames, accs: &l.accs}
 	l.tableShared = true
 	cells := 0
 	for _, rg := range l.rings {
