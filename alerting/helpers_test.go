@@ -35,6 +35,7 @@ type env struct {
 	engine *rollout.Engine
 	al     *Alerting
 	srv    *httptest.Server
+	dir    string // data dir of the store and the engine
 }
 
 type testWriter struct{ t testing.TB }
@@ -54,6 +55,7 @@ func newEnv(t testing.TB, opts Options) *env {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	e.dir = dir
 	if e.store, err = config.Open(dir, e.kinds, logger, nil); err != nil {
 		t.Fatal(err)
 	}

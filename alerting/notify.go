@@ -71,7 +71,15 @@ func (n *Notifier) Notify(ctx context.Context, r Receiver, msg Message) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.deliver(ctx, r, body); err != nil {
+		// Read now, not when the rule was applied, so a rotated secretFile
+		// takes effect; never send unsigned when the secret is unreadable.
+		key, err := r.signingKey()
+		if err != nil {
+			n.sent.WithLabelValues(r.Name, "failed").Inc()
+			n.logger.Error("notification not sent: receiver secret unreadable", "receiver", r.Name, "url", r.URL, "err", err)
+			return
+		}
+		if err := n.deliver(ctx, r.URL, key, body); err != nil {
 			n.sent.WithLabelValues(r.Name, "failed").Inc()
 			n.logger.Error("notification not delivered", "receiver", r.Name, "url", r.URL, "err", err)
 			return
@@ -83,11 +91,11 @@ func (n *Notifier) Notify(ctx context.Context, r Receiver, msg Message) {
 // Wait waits for deliveries in flight.
 func (n *Notifier) Wait() { n.wg.Wait() }
 
-func (n *Notifier) deliver(ctx context.Context, r Receiver, body []byte) error {
+func (n *Notifier) deliver(ctx context.Context, url string, key, body []byte) error {
 	delay := n.backoff
 	var last error
 	for attempt := 1; attempt <= n.attempts; attempt++ {
-		retry, err := n.post(ctx, r, body)
+		retry, err := n.post(ctx, url, key, body)
 		if err == nil {
 			return nil
 		}
@@ -105,15 +113,15 @@ func (n *Notifier) deliver(ctx context.Context, r Receiver, body []byte) error {
 	return last
 }
 
-func (n *Notifier) post(ctx context.Context, r Receiver, body []byte) (retry bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(body))
+func (n *Notifier) post(ctx context.Context, url string, key, body []byte) (retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "meshlens-alerting")
-	if r.Secret != "" {
-		sig, ts := Sign([]byte(r.Secret), body, n.now())
+	if key != nil {
+		sig, ts := Sign(key, body, n.now())
 		req.Header.Set(SignatureHeader, sig)
 		req.Header.Set(TimestampHeader, ts)
 	}
@@ -127,8 +135,8 @@ func (n *Notifier) post(ctx context.Context, r Receiver, body []byte) (retry boo
 	case resp.StatusCode/100 == 2:
 		return false, nil
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
-		return true, fmt.Errorf("%s answered %s", r.URL, resp.Status)
+		return true, fmt.Errorf("%s answered %s", url, resp.Status)
 	default:
-		return false, fmt.Errorf("%s answered %s", r.URL, resp.Status)
+		return false, fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 }

@@ -5,8 +5,11 @@
 package alerting
 
 import (
+	"bytes"
 	"fmt"
 	"net/url"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -66,8 +69,34 @@ type Condition struct {
 type Receiver struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
-	// Secret signs notifications with HMAC-SHA256 (SignatureHeader).
+	// Secret signs notifications with HMAC-SHA256 (SignatureHeader). The
+	// config API shows it as config.Redacted.
 	Secret string `json:"secret,omitempty"`
+	// SecretFile instead names a file holding the secret (surrounding
+	// white space trimmed), read each time a notification is sent, so the
+	// secret stays out of the config and can be rotated in place. At most
+	// one of Secret and SecretFile; neither sends unsigned.
+	SecretFile string `json:"secretFile,omitempty"`
+}
+
+// signingKey is the secret notifications to r are signed with, or nil
+// when r is unsigned.
+func (r Receiver) signingKey() ([]byte, error) {
+	if r.SecretFile == "" {
+		if r.Secret == "" {
+			return nil, nil
+		}
+		return []byte(r.Secret), nil
+	}
+	b, err := os.ReadFile(r.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("read secretFile: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, fmt.Errorf("secretFile %s is empty", r.SecretFile)
+	}
+	return b, nil
 }
 
 // Action is what meshlens itself does when the alert fires.
@@ -108,7 +137,59 @@ func KindSpec() config.KindSpec {
 			return &s, nil
 		},
 		Validate: validateRule,
+		Redact:   redactRule,
+		Unredact: unredactRule,
 	}
+}
+
+// redactRule hides the receivers' inline secrets. SecretFile paths are not
+// secret and stay visible.
+func redactRule(spec any) any {
+	s := spec.(*RuleSpec)
+	cp := *s
+	cp.Receivers = slices.Clone(s.Receivers)
+	for i := range cp.Receivers {
+		if cp.Receivers[i].Secret != "" {
+			cp.Receivers[i].Secret = config.Redacted
+		}
+	}
+	return &cp
+}
+
+// unredactRule gives a receiver applied with a Redacted secret the secret
+// stored for the receiver of the same name and URL: changing where
+// notifications go needs the secret given again, so a redacted rule cannot
+// be pointed at another URL and keep signing with the old secret.
+func unredactRule(spec, stored any) (any, []config.FieldError) {
+	s := spec.(*RuleSpec)
+	var prev []Receiver
+	if st, ok := stored.(*RuleSpec); ok {
+		prev = st.Receivers
+	}
+	var cp *RuleSpec
+	var errs []config.FieldError
+	for i, r := range s.Receivers {
+		if r.Secret != config.Redacted {
+			continue
+		}
+		j := slices.IndexFunc(prev, func(p Receiver) bool { return p.Name == r.Name && p.URL == r.URL })
+		if j < 0 || prev[j].Secret == "" {
+			errs = append(errs, config.FieldError{Field: fmt.Sprintf("receivers[%d].secret", i), Message: fmt.Sprintf(
+				"%q stands for a secret the API does not show, and no stored receiver %q with URL %q has one to keep: give the secret again (or secretFile)",
+				config.Redacted, r.Name, r.URL)})
+			continue
+		}
+		if cp == nil {
+			c := *s
+			c.Receivers = slices.Clone(s.Receivers)
+			cp = &c
+		}
+		cp.Receivers[i].Secret = prev[j].Secret
+	}
+	if len(errs) > 0 || cp == nil {
+		return spec, errs
+	}
+	return cp, nil
 }
 
 func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {
@@ -143,6 +224,17 @@ func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {
 		}
 		if r.Name == "" {
 			add(fmt.Sprintf("receivers[%d].name", i), "required")
+		}
+		switch {
+		case r.Secret != "" && r.SecretFile != "":
+			add(fmt.Sprintf("receivers[%d].secretFile", i), "give secret or secretFile, not both")
+		case r.Secret == config.Redacted:
+			// Only reached where nothing restores it (meshlens validate).
+			add(fmt.Sprintf("receivers[%d].secret", i), "%q stands for a secret the API does not show: give the secret", config.Redacted)
+		case r.SecretFile != "":
+			if _, err := r.signingKey(); err != nil {
+				add(fmt.Sprintf("receivers[%d].secretFile", i), "%v", err)
+			}
 		}
 	}
 	if a := s.Action; a != nil {

@@ -56,7 +56,9 @@ type ErrorResponse struct {
 //	GET    /config/{kind}/{ns}/{name}     one object
 //	DELETE /config/{kind}/{ns}/{name}     delete
 //
-// Kinds are matched case-insensitively and by plural or short name.
+// Kinds are matched case-insensitively and by plural or short name. Reads
+// show secret values as Redacted (KindSpec.Redact), to viewers and operators
+// alike; applying such an object back keeps the stored secrets.
 func RegisterRoutes(api *echo.Group, store *Store, operator echo.MiddlewareFunc) {
 	h := &handlers{store: store}
 	api.POST("/config", h.apply, operator)
@@ -110,10 +112,11 @@ func (h *handlers) list(c echo.Context) error {
 		}
 		items = sn.OfKind(spec.Kind)
 	}
-	if items == nil {
-		items = []*Object{}
+	out := make([]*Object, len(items))
+	for i, o := range items {
+		out[i] = h.store.Kinds().Redact(o)
 	}
-	return c.JSON(http.StatusOK, ListResponse{Version: sn.Version, Items: items})
+	return c.JSON(http.StatusOK, ListResponse{Version: sn.Version, Items: out})
 }
 
 func (h *handlers) get(c echo.Context) error {
@@ -126,7 +129,7 @@ func (h *handlers) get(c echo.Context) error {
 	if o == nil {
 		return c.JSON(http.StatusNotFound, ErrorResponse{fmt.Sprintf("%s/%s/%s not found", spec.Kind, ns, name)})
 	}
-	return c.JSON(http.StatusOK, o)
+	return c.JSON(http.StatusOK, h.store.Kinds().Redact(o))
 }
 
 func (h *handlers) delete(c echo.Context) error {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -22,7 +23,23 @@ type KindSpec struct {
 	// part of (which includes the object itself). Errors name fields
 	// relative to the spec. Nil means no checks beyond Decode.
 	Validate func(*Object, *Snapshot) []FieldError
+	// Redact returns a copy of a spec with its secret values (webhook
+	// secrets) replaced by Redacted, for what the API shows readers. It
+	// must not modify spec: snapshots are shared and immutable. Nil means
+	// the kind holds no secrets.
+	Redact func(spec any) any
+	// Unredact undoes Redact for an applied spec: it returns spec with each
+	// Redacted value replaced by the value stored for the same field of
+	// stored, the spec of the object with the same key in the store (nil
+	// when there is none), so applying what GET showed keeps the secrets.
+	// A Redacted value it cannot match is a FieldError asking for the
+	// secret again, never stored as the literal string. It must modify
+	// neither argument. Required with Redact.
+	Unredact func(spec, stored any) (any, []FieldError)
 }
+
+// Redacted stands in for a secret value in API responses.
+const Redacted = "<redacted>"
 
 // Kinds is the set of kinds one store or CLI understands.
 type Kinds struct {
@@ -38,6 +55,9 @@ func NewKinds(specs ...KindSpec) (*Kinds, error) {
 		s := &k.specs[i]
 		if s.Kind == "" || len(s.APIVersions) == 0 || s.Decode == nil {
 			return nil, fmt.Errorf("kind %q: Kind, APIVersions and Decode are required", s.Kind)
+		}
+		if (s.Redact == nil) != (s.Unredact == nil) {
+			return nil, fmt.Errorf("kind %s: Redact and Unredact go together", s.Kind)
 		}
 		names := append([]string{s.Kind, s.Kind + "s"}, s.ShortNames...)
 		for _, n := range names {
@@ -65,6 +85,55 @@ func (k *Kinds) Names() []string {
 		out[i] = s.Kind
 	}
 	return out
+}
+
+// Redact returns o as readers may see it: o itself when its kind holds no
+// secrets, else a copy whose spec has secret values replaced by Redacted.
+// o is not modified.
+func (k *Kinds) Redact(o *Object) *Object {
+	s, ok := k.spec(o.Kind)
+	if !ok || s.Redact == nil {
+		return o
+	}
+	cp := *o
+	cp.Spec = s.Redact(o.Spec)
+	return &cp
+}
+
+// unredact returns batch with Redacted values restored from the objects of
+// base with the same keys (see KindSpec.Unredact). Objects without
+// secrets are returned as they are; the batch's objects are not modified.
+func (k *Kinds) unredact(base *Snapshot, batch []*Object) ([]*Object, FieldErrors) {
+	var out []*Object
+	var errs FieldErrors
+	for i, o := range batch {
+		s, ok := k.spec(o.Kind)
+		if !ok || s.Unredact == nil {
+			continue
+		}
+		var stored any
+		if prev := base.Get(o.Kind, o.Meta.Namespace, o.Meta.Name); prev != nil {
+			stored = prev.Spec
+		}
+		spec, es := s.Unredact(o.Spec, stored)
+		for j := range es {
+			if es[j].Object == "" {
+				es[j].Object = o.Key()
+			}
+		}
+		errs = append(errs, es...)
+		if out == nil {
+			out = slices.Clone(batch)
+		}
+		cp := *o
+		cp.Spec = spec
+		out[i] = &cp
+	}
+	if out == nil {
+		out = batch
+	}
+	sortFieldErrors(errs)
+	return out, errs
 }
 
 // spec finds the spec of an exactly spelled kind.

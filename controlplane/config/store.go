@@ -219,6 +219,10 @@ func (s *Store) Check(objs []*Object) error {
 	if errs := s.ownedElsewhere(objs); len(errs) > 0 {
 		return errs
 	}
+	objs, errs := s.kinds.unredact(s.Snapshot(), objs)
+	if len(errs) > 0 {
+		return errs
+	}
 	if _, errs := s.kinds.prepare(s.Snapshot(), objs, nil); len(errs) > 0 {
 		return errs
 	}
@@ -288,6 +292,12 @@ func originSource(origin string) string {
 // commit validates, persists and publishes one change. s.mu is held.
 func (s *Store) commit(ctx context.Context, source string, batch []*Object, origins map[string]string, remove map[string]bool) (*Snapshot, error) {
 	cur := s.Snapshot()
+	// Secrets shown as Redacted and applied back keep their stored values.
+	batch, errs := s.kinds.unredact(cur, batch)
+	if len(errs) > 0 {
+		s.changes.WithLabelValues(source, "invalid").Inc()
+		return nil, errs
+	}
 	if s.unchanged(cur, batch, origins, remove) {
 		s.changes.WithLabelValues(source, "unchanged").Inc()
 		return cur, nil
