@@ -118,13 +118,14 @@ type Appender struct {
 
 // Builder is the state the appenders share.
 type Builder struct {
-	Traffic *Traffic
-	Opts    Options
-	Graph   *Graph
-	edges   map[[2]*Node]*Edge
-	nodes   map[mesh.Peer]*Node // peers reduced to the view's grain
-	slab    []Edge              // backs Graph.Edges: one allocation, not one per edge
-	byPeer  map[uint32]*Node    // by peer id, when the traffic has them
+	Traffic  *Traffic
+	Opts     Options
+	Graph    *Graph
+	edges    map[[2]*Node]*Edge
+	nodes    map[mesh.Peer]*Node // peers reduced to the view's grain
+	slab     []Edge              // backs Graph.Edges: one allocation, not one per edge
+	byPeer   map[uint32]*Node    // by peer id, when the traffic has them
+	nodeSlab []Node
 }
 
 // DefaultAppenders are the steps Build runs, in order.
@@ -162,7 +163,7 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
 		Window: t.Window.String(), WindowSeconds: t.Window.Seconds(),
 		End: t.End.UTC(), Generated: opts.Now.UTC(), Partial: t.Partial,
-		byID: map[string]*Node{},
+		byID: make(map[string]*Node, len(t.Edges)/2),
 	}}
 	for _, s := range steps {
 		s.Append(b)
@@ -264,14 +265,24 @@ func (b *Builder) node(v View, p mesh.Peer) *Node {
 	if n := b.nodes[k]; n != nil {
 		return n
 	}
+	n := b.nodeByID(v, p)
+	b.nodes[k] = n
+	return n
+}
+
+// nodeByID finds or adds the node of p by its id. Nodes come from a slab:
+// chunks growing to 256 nodes, not an allocation each.
+func (b *Builder) nodeByID(v View, p mesh.Peer) *Node {
 	n := NodeOf(v, p)
 	if got := b.Graph.byID[n.ID]; got != nil {
-		b.nodes[k] = got
 		return got
 	}
-	nn := &n
+	if len(b.nodeSlab) == cap(b.nodeSlab) {
+		b.nodeSlab = make([]Node, 0, max(8, min(256, 2*cap(b.nodeSlab))))
+	}
+	b.nodeSlab = append(b.nodeSlab, n)
+	nn := &b.nodeSlab[len(b.nodeSlab)-1]
 	b.Graph.byID[n.ID] = nn
-	b.nodes[k] = nn
 	b.Graph.Nodes = append(b.Graph.Nodes, nn)
 	return nn
 }
@@ -320,7 +331,8 @@ func (b *Builder) peerNode(id uint32, p *mesh.Peer) *Node {
 	if n := b.byPeer[id]; n != nil {
 		return n
 	}
-	n := b.node(b.Opts.View, *p)
+	// One id is one peer: its grain needs no lookup of its own.
+	n := b.nodeByID(b.Opts.View, *p)
 	b.byPeer[id] = n
 	return n
 }
