@@ -159,11 +159,11 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	b := &Builder{Traffic: t, Opts: opts, edges: make(map[[2]*Node]*Edge, len(t.Edges)), nodes: map[mesh.Peer]*Node{}, Graph: &Graph{
+	b := &Builder{Traffic: t, Opts: opts, edges: make(map[[2]*Node]*Edge, t.edgeCount()), nodes: map[mesh.Peer]*Node{}, Graph: &Graph{
 		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
 		Window: t.Window.String(), WindowSeconds: t.Window.Seconds(),
 		End: t.End.UTC(), Generated: opts.Now.UTC(), Partial: t.Partial,
-		byID: make(map[string]*Node, len(t.Edges)/2),
+		byID: make(map[string]*Node, t.edgeCount()/2),
 	}}
 	for _, s := range steps {
 		s.Append(b)
@@ -342,8 +342,8 @@ func (b *Builder) peerNode(id uint32, p *mesh.Peer) *Node {
 func appendTraffic(b *Builder) {
 	secs := b.Traffic.Window.Seconds()
 	t := b.Traffic
-	b.slab = make([]Edge, 0, len(t.Edges))
-	if len(t.order) == len(t.Edges) {
+	b.slab = make([]Edge, 0, t.edgeCount())
+	if t.ordered {
 		b.byPeer = make(map[uint32]*Node, len(t.order)/2)
 		for i := range t.order {
 			te := &t.order[i]

@@ -121,9 +121,15 @@ func (s *Snapshot) Traffic(window time.Duration) (*Traffic, error) {
 // shared: callers must not modify it.
 func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, error) {
 	t, _, err := s.trafficAt(now, window)
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	t.Edges = t.lazy.get(t.order)
+	return t, nil
 }
 
+// trafficAt returns a copy of the shared traffic of the window, ending at
+// now, without its Edges map.
 func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, trafficKey, error) {
 	rg, ri, lo, hi, err := s.pickIndex(now, window)
 	if err != nil {
@@ -133,19 +139,18 @@ func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, tra
 	s.cacheMu.Lock()
 	cached := s.traffic[key]
 	s.cacheMu.Unlock()
-	if cached != nil {
-		t := *cached // same edges, this query's end
-		t.End = now
-		return &t, key, nil
+	if cached == nil {
+		cached = s.sumEdges(s.segments(ri, rg, lo, hi), now, window)
+		s.cacheMu.Lock()
+		if s.traffic == nil || len(s.traffic) >= maxCached {
+			s.traffic = map[trafficKey]*Traffic{}
+		}
+		s.traffic[key] = cached
+		s.cacheMu.Unlock()
 	}
-	t := s.sumTraffic(s.segments(ri, rg, lo, hi), now, window)
-	s.cacheMu.Lock()
-	if s.traffic == nil || len(s.traffic) >= maxCached {
-		s.traffic = map[trafficKey]*Traffic{}
-	}
-	s.traffic[key] = t
-	s.cacheMu.Unlock()
-	return t, key, nil
+	t := *cached // same edges, this query's end
+	t.End = now
+	return &t, key, nil
 }
 
 // Graph builds the graph of the window ending now, or returns the one
@@ -201,11 +206,19 @@ func (s *Snapshot) segments(ri int, rg ringView, lo, hi int64) []segment {
 	return []segment{{rg, lo, first*k - 1}, {coarse, first - 1, last}, {rg, (last+1)*k - 1, hi}}
 }
 
-// sumTraffic sums every edge over the segments.
+// sumTraffic sums every edge over the segments, with the Edges map.
 func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duration) *Traffic {
-	// Sum per edge id into flat accumulators first (no map is touched per
-	// cell), then merge by key: an evicted and re-interned edge has two ids,
-	// one key.
+	t := s.sumEdges(segs, now, window)
+	t.Edges = t.lazy.get(t.order)
+	return t
+}
+
+// sumEdges sums every edge over the segments into a listed traffic, without
+// the Edges map.
+func (s *Snapshot) sumEdges(segs []segment, now time.Time, window time.Duration) *Traffic {
+	// Sum per edge id into flat accumulators (no map is touched per cell).
+	// An evicted and re-interned edge has two ids and one key: it is listed
+	// twice, and Build and the Edges map add the two up.
 	accs := s.accs.get(len(s.edges))
 	defer s.accs.put(accs)
 	for _, sg := range segs {
@@ -225,29 +238,21 @@ func (s *Snapshot) sumTraffic(segs []segment, now time.Time, window time.Duratio
 	slab := make([]Stats, live)
 	hist := make([]uint64, live*nl)
 	codes := make([]CodeCount, ncodes)
-	t := NewTrafficSized(now, window, live)
-	t.order = make([]trafficEdge, 0, live)
-	used := 0
+	t := &Traffic{End: now, Window: window, ordered: true, lazy: &lazyEdges{}, order: make([]trafficEdge, 0, live)}
 	for id := range accs {
 		a := &accs[id]
 		if a.requests == 0 {
 			continue
 		}
 		e := s.edges[id]
-		key := &e.key
-		st := t.Edges[*key]
-		if st == nil {
-			st = &slab[used]
-			st.Latency = hist[used*nl : (used+1)*nl : (used+1)*nl]
-			// Capacity ends at this edge's codes, so a merge that appends
-			// reallocates instead of writing over the next edge's.
-			st.Codes = codes[:0:len(a.codes)]
-			codes = codes[len(a.codes):]
-			used++
-			t.Edges[*key] = st
-			t.order = append(t.order, trafficEdge{key: key, stats: st, src: e.src, dst: e.dst})
-		}
+		st := &slab[len(t.order)]
+		st.Latency = hist[len(t.order)*nl : (len(t.order)+1)*nl : (len(t.order)+1)*nl]
+		// Capacity ends at this edge's codes: an append by anyone later
+		// reallocates instead of writing over the next edge's.
+		st.Codes = codes[:0:len(a.codes)]
+		codes = codes[len(a.codes):]
 		a.addTo(st, s.flags)
+		t.order = append(t.order, trafficEdge{key: &e.key, stats: st, src: e.src, dst: e.dst})
 	}
 	return t
 }

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"github.com/meshlens/meshlens/mesh"
@@ -144,10 +145,49 @@ type Traffic struct {
 	// series), so the graph is marked incomplete rather than silently small.
 	Partial bool
 
-	// order lists Edges in a fixed order when the source built them in one
-	// (the live graph: edge-id order, stats adjacent in memory); Build walks
-	// it instead of the map when it covers every edge.
-	order []trafficEdge
+	// A live graph's traffic lists its edges in edge-id order (stats
+	// adjacent in memory), which Build walks instead of the map; the map is
+	// built from the list only when a caller asks for the traffic itself
+	// (see lazyEdges), since hashing every key costs a graph query more than
+	// it needs. One key can appear twice in the list (an edge evicted and
+	// seen again); the map holds their sum.
+	order   []trafficEdge
+	ordered bool
+	lazy    *lazyEdges
+}
+
+// lazyEdges builds a Traffic's Edges map from its list once, for every copy.
+type lazyEdges struct {
+	once sync.Once
+	m    map[EdgeKey]*Stats
+}
+
+func (l *lazyEdges) get(order []trafficEdge) map[EdgeKey]*Stats {
+	l.once.Do(func() {
+		l.m = make(map[EdgeKey]*Stats, len(order))
+		for _, te := range order {
+			prev := l.m[*te.key]
+			if prev == nil {
+				l.m[*te.key] = te.stats
+				continue
+			}
+			// The listed stats are shared with every graph built from
+			// them: sum into a copy.
+			sum := NewStats()
+			sum.Add(prev)
+			sum.Add(te.stats)
+			l.m[*te.key] = sum
+		}
+	})
+	return l.m
+}
+
+// edgeCount is the number of edges, or of listed edges before the map exists.
+func (t *Traffic) edgeCount() int {
+	if t.ordered {
+		return len(t.order)
+	}
+	return len(t.Edges)
 }
 
 type trafficEdge struct {
