@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -166,4 +167,58 @@ func TestCLIValidateReadsStdin(t *testing.T) {
 	if err != nil || !strings.Contains(out, "No validation issues found in 4 objects (1 files)") {
 		t.Fatalf("validate stdin: %v\n%s", err, out)
 	}
+}
+
+// `meshlens get` shows an AlertRule's webhook secret as <redacted>, and
+// applying that output again keeps the real secret.
+func TestCLIGetHidesAlertRuleSecretAndReapplyKeepsIt(t *testing.T) {
+	t.Setenv("MESHLENS_TOKEN", "")
+	t.Setenv("MESHLENS_SERVER", "")
+	url, dataDir, store := configServer(t)
+	common := []string{"--server", url, "--data-dir", dataDir}
+	const secret = "cli-hmac-secret-5b2d"
+	f := filepath.Join(t.TempDir(), "rule.yaml")
+	rule := `apiVersion: meshlens.io/v1alpha1
+kind: AlertRule
+metadata: {name: slow, namespace: default}
+spec:
+  condition: {metric: latencyP99, service: echo, threshold: 250}
+  receivers: [{name: ops, url: "http://127.0.0.1:9095/hook", secret: ` + secret + `}]
+`
+	if err := os.WriteFile(f, []byte(rule), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, runApply, append([]string{"-f", f}, common...)...); err != nil {
+		t.Fatalf("apply: %v\n%s", err, stderr)
+	}
+	version := store.Snapshot().Version
+	for _, args := range [][]string{{"ar", "slow", "-o", "yaml"}, {"alertrules", "-o", "json"}, {"all", "-o", "yaml"}} {
+		out, _, err := run(t, runGet, append(args, common...)...)
+		// JSON output escapes < and > as the API wrote them.
+		shown := strings.Contains(out, config.Redacted) || strings.Contains(out, `"\u003credacted\u003e"`)
+		if err != nil || strings.Contains(out, secret) || !shown {
+			t.Fatalf("get %v: %v\n%s", args, err, out)
+		}
+		if args[0] == "ar" {
+			if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, stderr, err := run(t, runApply, append([]string{"-f", f}, common...)...); err != nil {
+		t.Fatalf("re-apply get output: %v\n%s", err, stderr)
+	}
+	o := store.Snapshot().Get("AlertRule", "default", "slow")
+	if store.Snapshot().Version != version || !strings.Contains(mustJSON(t, o), secret) {
+		t.Fatalf("re-applying the redacted rule changed it (version %d -> %d): %s", version, store.Snapshot().Version, mustJSON(t, o))
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
