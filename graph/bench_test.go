@@ -66,7 +66,9 @@ func BenchmarkLiveGraphQuery(b *testing.B) {
 
 	b.ResetTimer()
 	// Cold: every query on a fresh snapshot, so nothing is reused.
-	measure := func(window time.Duration, n int) (p50, p99, cpu float64) {
+	measure := func(window time.Duration, n int) (p50, p99, cpu, alloc float64) {
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
 		cpu0 := cpuTime()
 		ds := make([]time.Duration, n)
 		for i := range ds {
@@ -80,10 +82,12 @@ func BenchmarkLiveGraphQuery(b *testing.B) {
 			}
 			ds[i] = time.Since(start)
 		}
-		return pct(ds, 0.5), pct(ds, 0.99), float64(cpuTime()-cpu0) / 1e6 / float64(n)
+		cpu = float64(cpuTime()-cpu0) / 1e6 / float64(n)
+		runtime.ReadMemStats(&m1)
+		return pct(ds, 0.5), pct(ds, 0.99), cpu, float64(m1.TotalAlloc-m0.TotalAlloc) / (1 << 20) / float64(n)
 	}
-	p50, p99, cpu5 := measure(5*time.Minute, 100)
-	h50, h99, cpu1h := measure(time.Hour, 30)
+	p50, p99, cpu5, alloc5 := measure(5*time.Minute, 100)
+	h50, h99, cpu1h, alloc1h := measure(time.Hour, 30)
 	b.StopTimer()
 	heap := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
 	b.ReportMetric(p50, "5m-p50-ms")
@@ -92,11 +96,13 @@ func BenchmarkLiveGraphQuery(b *testing.B) {
 	b.ReportMetric(h99, "1h-p99-ms")
 	b.ReportMetric(cpu5, "5m-cpu-ms/query")
 	b.ReportMetric(cpu1h, "1h-cpu-ms/query")
+	b.ReportMetric(alloc5, "5m-alloc-MB/query")
+	b.ReportMetric(alloc1h, "1h-alloc-MB/query")
 	b.ReportMetric(heap, "heap-MB")
 	b.ReportMetric(float64(estimate)/(1<<20), "estimate-MB")
 	b.ReportMetric(float64(n)/ingest.Seconds(), "ingest-records/s")
-	b.Logf("live graph, %d edges, 1h of traffic: 5m cold query p50 %.1f ms p99 %.1f ms (%.1f CPU-ms); 1h cold query p50 %.1f ms p99 %.1f ms (%.1f CPU-ms); heap %.0f MB (gauge estimate %.0f MB); ingest %.0f records/s",
-		edges, p50, p99, cpu5, h50, h99, cpu1h, heap, float64(estimate)/(1<<20), float64(n)/ingest.Seconds())
+	b.Logf("live graph, %d edges, 1h of traffic: 5m cold query p50 %.1f ms p99 %.1f ms (%.1f CPU-ms, %.1f MB allocated); 1h cold query p50 %.1f ms p99 %.1f ms (%.1f CPU-ms, %.1f MB allocated); heap %.0f MB (gauge estimate %.0f MB); ingest %.0f records/s",
+		edges, p50, p99, cpu5, alloc5, h50, h99, cpu1h, alloc1h, heap, float64(estimate)/(1<<20), float64(n)/ingest.Seconds())
 }
 
 func pct(ds []time.Duration, q float64) float64 {

@@ -579,13 +579,14 @@ func (l *Live) publishLocked(now time.Time) *Snapshot {
 }
 
 // memoryEstimateLocked approximates the bytes held: cells with their index
-// entries and typical code lists, interned edges, reservoirs.
+// entries and typical code lists, interned edges and peers, reservoirs.
 func (l *Live) memoryEstimateLocked(cells int) int64 {
 	const indexEntry, edgeStrings = 16, 160
 	perCell := int64(unsafe.Sizeof(cell{})) + indexEntry
 	perEdge := int64(unsafe.Sizeof(edge{})) + edgeStrings + 64
 	perRes := int64(l.cfg.ReservoirSize)*8 + 128
-	return int64(cells)*perCell + int64(len(l.table))*perEdge + int64(len(l.reservoirs))*perRes
+	perPeer := int64(unsafe.Sizeof(mesh.Peer{})) + 16 // strings shared with edge keys
+	return int64(cells)*perCell + int64(len(l.table))*perEdge + int64(len(l.reservoirs))*perRes + int64(len(l.peerIDs))*perPeer
 }
 
 // reservoir keeps the most recent samples of a destination version's latency,
