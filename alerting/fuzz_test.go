@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,6 +188,44 @@ func FuzzRolloutAndAlertRuleConfig(f *testing.F) {
 			if err != nil || len(again) != 1 {
 				t.Fatalf("%s does not parse back: %v\n%s", o.Key(), err, b)
 			}
+		}
+	})
+}
+
+// Redacting a rule never shows a secret nor changes the stored rule, and
+// applying the redacted rule back restores exactly the stored one.
+func FuzzRedactRoundTrip(f *testing.F) {
+	f.Add("ops", "http://a/hook", "s3cret", "chat", "http://b/hook", "", "")
+	f.Add("ops", "http://a/hook", "one", "ops", "http://a/hook", "two", "/run/secrets/x")
+	f.Add("ops", "http://a/hook", config.Redacted, "", "", "x", "")
+	f.Fuzz(func(t *testing.T, n1, u1, s1, n2, u2, s2, file string) {
+		stored := &RuleSpec{Condition: Condition{Metric: MetricRPS, Service: "echo"},
+			Receivers: []Receiver{{Name: n1, URL: u1, Secret: s1}, {Name: n2, URL: u2, Secret: s2, SecretFile: file}}}
+		before := *stored
+		before.Receivers = slices.Clone(stored.Receivers)
+		red := redactRule(stored).(*RuleSpec)
+		if !reflect.DeepEqual(&before, stored) {
+			t.Fatalf("redact changed the stored rule: %+v", stored)
+		}
+		for i, r := range red.Receivers {
+			if r.Secret != "" && r.Secret != config.Redacted {
+				t.Fatalf("receiver %d shows its secret %q", i, r.Secret)
+			}
+			if r.SecretFile != stored.Receivers[i].SecretFile {
+				t.Fatalf("receiver %d: secretFile %q, want %q", i, r.SecretFile, stored.Receivers[i].SecretFile)
+			}
+		}
+		redBefore := *red
+		redBefore.Receivers = slices.Clone(red.Receivers)
+		back, errs := unredactRule(red, stored)
+		if len(errs) > 0 {
+			t.Fatalf("redacted rule applied back is refused: %v", errs)
+		}
+		if !reflect.DeepEqual(back, stored) {
+			t.Fatalf("applied back as %+v, stored %+v", back, stored)
+		}
+		if !reflect.DeepEqual(&redBefore, red) || !reflect.DeepEqual(&before, stored) {
+			t.Fatal("unredact changed its arguments")
 		}
 	})
 }

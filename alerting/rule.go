@@ -172,7 +172,7 @@ func unredactRule(spec, stored any) (any, []config.FieldError) {
 		if r.Secret != config.Redacted {
 			continue
 		}
-		j := slices.IndexFunc(prev, func(p Receiver) bool { return p.Name == r.Name && p.URL == r.URL })
+		j := storedReceiver(prev, i, r)
 		if j < 0 || prev[j].Secret == "" {
 			errs = append(errs, config.FieldError{Field: fmt.Sprintf("receivers[%d].secret", i), Message: fmt.Sprintf(
 				"%q stands for a secret the API does not show, and no stored receiver %q with URL %q has one to keep: give the secret again (or secretFile)",
@@ -190,6 +190,30 @@ func unredactRule(spec, stored any) (any, []config.FieldError) {
 		return spec, errs
 	}
 	return cp, nil
+}
+
+// storedReceiver finds the stored receiver that applied receiver r, at
+// index i, stands for: the one at the same index if its name and URL match,
+// else the only one with that name and URL. -1 if none, or if several with
+// different secrets leave it ambiguous.
+func storedReceiver(prev []Receiver, i int, r Receiver) int {
+	same := func(p Receiver) bool { return p.Name == r.Name && p.URL == r.URL }
+	if i < len(prev) && same(prev[i]) {
+		return i
+	}
+	j := -1
+	for k, p := range prev {
+		if !same(p) {
+			continue
+		}
+		if j >= 0 && prev[j].Secret != p.Secret {
+			return -1
+		}
+		if j < 0 {
+			j = k
+		}
+	}
+	return j
 }
 
 func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,49 @@ func TestSecretFileIsReadAtSendTime(t *testing.T) {
 			}
 			if got := m.GetCounter().GetValue(); got != tc.failed {
 				t.Errorf("failed notifications %v, want %v", got, tc.failed)
+			}
+		})
+	}
+}
+
+// Each redacted receiver gets back its own stored secret, wherever it moved
+// in the list; when the name and URL do not say which, it is refused.
+func TestUnredactMatchesReceiversByNameAndURL(t *testing.T) {
+	rcv := func(name, url, secret string) Receiver { return Receiver{Name: name, URL: url, Secret: secret} }
+	const a, b, red = "http://a/hook", "http://b/hook", config.Redacted
+	for _, tc := range []struct {
+		name            string
+		stored, applied []Receiver
+		want            []string // secrets after unredact; nil when refused
+	}{
+		{"reordered receivers keep their own secrets",
+			[]Receiver{rcv("x", a, "SX"), rcv("y", b, "SY")}, []Receiver{rcv("y", b, red), rcv("x", a, red)}, []string{"SY", "SX"}},
+		{"a new receiver before them does not shift secrets",
+			[]Receiver{rcv("x", a, "SX")}, []Receiver{rcv("n", b, "new"), rcv("x", a, red)}, []string{"new", "SX"}},
+		{"twins at the same index keep theirs",
+			[]Receiver{rcv("x", a, "S1"), rcv("x", a, "S2")}, []Receiver{rcv("x", a, red), rcv("x", a, red)}, []string{"S1", "S2"}},
+		{"twins with different secrets moved are ambiguous",
+			[]Receiver{rcv("x", a, "S1"), rcv("x", a, "S2")}, []Receiver{rcv("n", b, "new"), rcv("x", a, red), rcv("x", a, red)}, nil},
+		{"an unsigned stored receiver has nothing to keep",
+			[]Receiver{rcv("x", a, "")}, []Receiver{rcv("x", a, red)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, errs := unredactRule(&RuleSpec{Receivers: tc.applied}, &RuleSpec{Receivers: tc.stored})
+			if tc.want == nil {
+				if len(errs) == 0 {
+					t.Fatalf("accepted: %+v", got.(*RuleSpec).Receivers)
+				}
+				return
+			}
+			if len(errs) > 0 {
+				t.Fatalf("refused: %v", errs)
+			}
+			var secrets []string
+			for _, r := range got.(*RuleSpec).Receivers {
+				secrets = append(secrets, r.Secret)
+			}
+			if !slices.Equal(secrets, tc.want) {
+				t.Fatalf("secrets %q, want %q", secrets, tc.want)
 			}
 		})
 	}
