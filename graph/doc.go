@@ -17,6 +17,14 @@
 // produces Traffic: per-edge Stats keyed by full source and destination peers.
 // Build aggregates it into a view (service, version or workload nodes) with a
 // pipeline of appenders — traffic, limit, response time, security, health,
-// topology — over gonum graph types, so the sources differ only in where the
-// counts come from and give the same graph for the same traffic.
+// topology — so the sources differ only in where the counts come from and
+// give the same graph for the same traffic. Topology (cycles, impact, paths)
+// runs gonum's algorithms over a compact adjacency of the built graph.
+//
+// A live graph query is cold once per publish, so its cost is kept down
+// where it is paid every time: edges and peers carry small ids assigned when
+// an edge is first seen, window sums go into pooled per-id accumulators and
+// slab-allocated stats listed in id order, Build walks that list (the Edges
+// map keyed by full peers is only built when a caller asks for the traffic
+// itself) and finds nodes by peer id, not by hashing strings.
 package graph
