@@ -179,3 +179,38 @@ func TestApplyOfRedactedSecretKeepsTheStoredOne(t *testing.T) {
 		t.Fatalf("after reopening: %+v", got)
 	}
 }
+
+// The config dir goes through the same door: a file holding what GET
+// showed keeps the secret the store has for that object, and with none
+// stored the dir is refused naming the file and the field.
+func TestConfigDirWithRedactedSecret(t *testing.T) {
+	const token = "tok-dir-11"
+	ctx := context.Background()
+	s := secretStore(t)
+	objs, err := s.Kinds().Parse([]byte(secretDoc("a", token, "api")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, objs); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.json"), secretDoc("a", Redacted, "dir"))
+	if _, err := NewDirSource(dir, s, testLogger()).Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := s.Snapshot().Get("Secretive", "default", "a").Spec.(*secretSpec)
+	if got.Token != token || got.Note != "dir" || s.Origin("Secretive", "default", "a") != "dir:a.json" {
+		t.Fatalf("after the dir took the object over: %+v", got)
+	}
+
+	fresh := secretStore(t)
+	_, err = NewDirSource(dir, fresh, testLogger()).Sync(ctx)
+	var de *DirError
+	if !errors.As(err, &de) || len(de.Errors) != 1 || de.Errors[0].File != "a.json" || de.Errors[0].Field != "token" {
+		t.Fatalf("dir with a redacted secret and nothing stored: %v", err)
+	}
+	if fresh.Snapshot().Get("Secretive", "default", "a") != nil {
+		t.Fatal("a redacted secret was stored")
+	}
+}
