@@ -21,7 +21,8 @@ import { parseAllDocuments } from 'yaml';
 import { syntheticGraph } from './synthetic.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const DIST = normalize(join(here, '..', '..', 'dist'));
+// MESHLENS_UI_DIST serves another build (e.g. to compare two versions).
+const DIST = normalize(process.env.MESHLENS_UI_DIST ?? join(here, '..', '..', 'dist'));
 
 export function startFixture({ port = 0, nodes = 0, token = process.env.FIXTURE_TOKEN ?? 'operator-token', stepMs = Number(process.env.FIXTURE_STEP_MS ?? 2500), bad = (process.env.FIXTURE_BAD ?? 'v3').split(','), delayMs = Number(process.env.FIXTURE_DELAY_MS ?? 0) } = {}) {
   const mesh = new Mesh({ bad, stepMs });

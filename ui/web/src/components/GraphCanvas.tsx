@@ -1,16 +1,17 @@
 import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
-import dagre from 'cytoscape-dagre';
 import { useEffect, useRef } from 'preact/hooks';
 import { HEALTH_COLOR } from '../format';
 import { flattenGroups, planUpdate, type Elements, type GroupBox } from '../graph';
+import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode } from '../graphstyle';
 import { layeredPositions } from '../layered';
 
-let registered = false;
-function register() {
-  if (!registered) {
-    cytoscape.use(dagre);
-    registered = true;
-  }
+/** cytoscape-dagre is loaded only for graphs small enough to use it. */
+let dagreLoaded: Promise<void> | null = null;
+function loadDagre(): Promise<void> {
+  dagreLoaded ??= import('cytoscape-dagre').then((m) => {
+    cytoscape.use(m.default);
+  });
+  return dagreLoaded;
 }
 
 export interface Selection {
@@ -18,96 +19,7 @@ export interface Selection {
   id: string;
 }
 
-/** Above this many nodes, the canvas trades eye candy for speed. */
-export const LARGE_GRAPH = 150;
-
-const style: cytoscape.StylesheetJson = [
-  {
-    selector: 'node',
-    style: {
-      'background-color': '#ffffff',
-      'border-width': 2.5,
-      'border-color': HEALTH_COLOR.idle,
-      label: 'data(label)',
-      'font-family': 'Inter, system-ui, sans-serif',
-      'font-size': 11,
-      color: '#1f2937',
-      'text-valign': 'bottom',
-      'text-halign': 'center',
-      'text-margin-y': 4,
-      'text-wrap': 'wrap',
-      'text-background-color': '#ffffff',
-      'text-background-opacity': 0.8,
-      'text-background-padding': '1px',
-      'min-zoomed-font-size': 7,
-      width: 30,
-      height: 30,
-      shape: 'ellipse',
-    },
-  },
-  { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
-  { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
-  { selector: 'node.service', style: { shape: 'round-triangle', width: 34, height: 30 } },
-  { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
-  // Colours and widths come from classes, not data() mappers: a mapper is
-  // parsed per element, which costs seconds on thousands of elements.
-  { selector: 'node.health-healthy', style: { 'border-color': HEALTH_COLOR.healthy } },
-  { selector: 'node.health-degraded', style: { 'border-color': HEALTH_COLOR.degraded } },
-  { selector: 'node.health-failing', style: { 'border-color': HEALTH_COLOR.failing } },
-  { selector: 'node.health-idle', style: { 'border-color': HEALTH_COLOR.idle } },
-  {
-    selector: 'node.group',
-    style: {
-      shape: 'round-rectangle',
-      'background-color': '#f8fafc',
-      'background-opacity': 1,
-      'border-width': 1.5,
-      'border-style': 'dashed',
-      'border-color': '#94a3b8',
-      label: 'data(label)',
-      'font-weight': 600,
-      'font-size': 12,
-      color: '#334155',
-      'text-valign': 'top',
-      'text-halign': 'center',
-      'text-margin-y': -4,
-      'text-background-opacity': 0,
-      padding: '12px',
-    },
-  },
-  { selector: 'node.group.health-failing', style: { 'border-color': '#dc2626', 'background-color': '#fef2f2' } },
-  { selector: 'node.group.health-degraded', style: { 'border-color': '#d97706', 'background-color': '#fffbeb' } },
-  {
-    selector: 'edge',
-    style: {
-      width: 1.5,
-      'line-color': HEALTH_COLOR.idle,
-      'target-arrow-color': HEALTH_COLOR.idle,
-      'target-arrow-shape': 'triangle',
-      'arrow-scale': 0.9,
-      'curve-style': 'bezier',
-      label: 'data(label)',
-      'font-family': 'Inter, system-ui, sans-serif',
-      'font-size': 9,
-      color: '#374151',
-      'text-background-color': '#ffffff',
-      'text-background-opacity': 0.9,
-      'text-background-padding': '2px',
-      'text-background-shape': 'roundrectangle',
-      'min-zoomed-font-size': 7,
-      'text-rotation': 'none',
-    },
-  },
-  ...(['healthy', 'degraded', 'failing'] as const).map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h], 'target-arrow-color': HEALTH_COLOR[h], 'source-arrow-color': HEALTH_COLOR[h] } })),
-  ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
-  { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'arrow-scale': 0.8 } },
-  { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3], color: '#b91c1c' } },
-  { selector: '.dim', style: { opacity: 0.15 } },
-  { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
-  { selector: 'node:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.25, 'underlay-padding': 8 } },
-  { selector: 'node.group:selected', style: { 'underlay-opacity': 0.12 } },
-  { selector: 'edge:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.3, 'underlay-padding': 5, 'z-index': 10 } },
-];
+export { LARGE_GRAPH };
 
 export interface GraphCanvasProps {
   elements: Elements;
@@ -129,20 +41,29 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
   selectedRef.current = selected;
   const cyRef = useRef<Core | null>(null);
   const keyRef = useRef<string>('');
+  /** id → data and classes as last given to cytoscape, to touch only what changed */
+  const sigs = useRef(new Map<string, string>());
   const onSelectRef = useRef(onSelect);
   onSelectRef.current = onSelect;
+  /** set once the first frame is drawn: listeners that only matter afterwards wait for it */
+  const afterFirst = useRef<(() => void) | null>(null);
 
   useEffect(() => {
-    register();
+    const large = input.nodes.length > LARGE_GRAPH;
+    const mode = styleMode(large, 0);
     const cy = cytoscape({
       container: box.current,
-      style,
+      style: graphStyle(mode),
       minZoom: 0.05,
       maxZoom: 3,
       wheelSensitivity: 0.3,
       boxSelectionEnabled: false,
       selectionType: 'single',
+      // A large graph is drawn at one pixel per CSS pixel, and pan/zoom move a
+      // snapshot of it instead of redrawing thousands of elements per frame.
+      ...(large ? { pixelRatio: 1, textureOnViewport: true, hideEdgesOnViewport: true, motionBlur: false } : {}),
     });
+    cy.scratch('_mode', mode);
     cy.on('tap', 'node, edge', (e) => {
       const t = e.target;
       onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
@@ -161,14 +82,18 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
         drawBoxes(cy, layer.current, boxesRef.current, selectedRef.current?.id);
       });
     };
-    cy.on('viewport position resize', redraw);
-    // Large graphs draw labels and arrows only when zoomed in enough to read them.
-    cy.on('zoom', () => {
-      const large = cy.scratch('_large') === true;
-      if (large) setDetail(cy, true, cy.zoom() >= DETAIL_ZOOM);
-    });
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes = redraw;
-    cy.on('dragfree', 'node', () => save(cy, keyRef.current));
+    // The box layer follows every node move and viewport change; on a large
+    // graph the first adds emit a position event per node, so it listens only
+    // once the first frame is on screen.
+    afterFirst.current = () => {
+      cy.on('viewport position resize', redraw);
+      // Large graphs draw labels and arrows only when zoomed in enough to read them.
+      cy.on('zoom', () => setMode(cy, styleMode(cy.scratch('_large') === true, cy.zoom())));
+      cy.on('dragfree', 'node', () => save(cy, keyRef.current));
+      setMode(cy, styleMode(cy.scratch('_large') === true, cy.zoom()));
+      redraw();
+    };
     cyRef.current = cy;
     (window as unknown as { __cy?: Core }).__cy = cy; // for e2e tests and debugging
     onReady?.(cy);
@@ -176,6 +101,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       save(cy, keyRef.current);
       cy.destroy();
       cyRef.current = null;
+      sigs.current.clear();
     };
   }, []);
 
@@ -189,6 +115,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       elements = f.elements;
       boxesRef.current = f.boxes;
     } else boxesRef.current = null;
+    cy.scratch('_large', large);
     // cytoscape reads these at render time; they make pan/zoom cheap on big graphs.
     const r = cy as unknown as { renderer(): { textureOnViewport?: boolean; hideEdgesOnViewport?: boolean } };
     try {
@@ -198,8 +125,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       /* headless */
     }
     // Large graphs start at overview detail; the zoom handler adds labels back.
-    if (!large) setDetail(cy, false, true);
-    else if (cy.scratch('_large') !== true) setDetail(cy, true, false);
+    if (!large) setMode(cy, 'full');
+    else if (cy.scratch('_mode') === 'full') setMode(cy, 'overview');
     const newKey = keyRef.current !== layoutKey;
     if (newKey) {
       save(cy, keyRef.current);
@@ -228,69 +155,84 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       });
     }
 
+    const sig = (el: ElementDefinition) => JSON.stringify(el.data) + (el.classes ?? '');
     cy.batch(() => {
       if (plan.remove.length) {
         let gone = cy.collection();
-        for (const id of plan.remove) gone = gone.union(cy.getElementById(id));
+        for (const id of plan.remove) {
+          gone = gone.union(cy.getElementById(id));
+          sigs.current.delete(id);
+        }
         cy.remove(gone);
       }
       for (const el of plan.update) {
         // Touch only what changed: every data() call restyles the element.
-        const sig = JSON.stringify(el.data) + (el.classes ?? '');
-        const e = cy.getElementById(String(el.data.id));
-        if (e.scratch('_sig') === sig) continue;
-        e.scratch('_sig', sig);
+        const id = String(el.data.id);
+        const s = sig(el);
+        if (sigs.current.get(id) === s) continue;
+        sigs.current.set(id, s);
+        const e = cy.getElementById(id);
         e.data(el.data);
         e.classes(el.classes as string);
       }
+      if (positions) {
+        // Nodes already on screen move; new ones get their place in the one add below.
+        for (const el of plan.update) {
+          if (el.group !== 'nodes') continue;
+          const p = positions.get(String(el.data.id));
+          const n = cy.getElementById(String(el.data.id));
+          if (p && !n.isParent()) n.position({ ...p });
+        }
+      }
       if (plan.add.length) {
         const added = plan.add.map((el) => {
+          sigs.current.set(String(el.data.id), sig(el));
           const p = positions?.get(String(el.data.id));
           return p ? { ...el, position: { ...p } } : el;
         });
         cy.add(added as ElementDefinition[]);
-        for (const el of plan.add) cy.getElementById(String(el.data.id)).scratch('_sig', JSON.stringify(el.data) + (el.classes ?? ''));
-      }
-      if (positions) {
-        cy.nodes().forEach((n) => {
-          const p = positions!.get(n.id());
-          if (p && !n.isParent()) n.position({ ...p });
-        });
       }
     });
     performance.mark('meshlens:elements-added');
 
+    const done = () => {
+      save(cy, layoutKey);
+      const after = afterFirst.current;
+      afterFirst.current = null;
+      markRendered(after ?? undefined);
+      (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+    };
     if (positions) {
       if (first) fitTo(cy, positions, 40);
-      if (large) setDetail(cy, true, cy.zoom() >= DETAIL_ZOOM);
-      save(cy, layoutKey);
+      if (large) setMode(cy, styleMode(true, cy.zoom()));
       performance.mark('meshlens:layout-done');
-      markRendered();
+      done();
     } else if (needLayout) {
-      const layout = cy.layout({
-        name: 'dagre',
-        rankDir: 'LR',
-        nodeSep: 46,
-        rankSep: 170,
-        edgeSep: 10,
-        ranker: 'network-simplex',
-        fit: first,
-        padding: 40,
-        animate: !first,
-        animationDuration: 300,
-      } as cytoscape.LayoutOptions);
-      layout.one('layoutstop', () => {
-        performance.mark('meshlens:layout-done');
-        // A handful of nodes would fit at a comic zoom; keep them at a readable size.
-        if (first && cy.zoom() > 1.15) cy.zoom({ level: 1.15, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
-        save(cy, layoutKey);
-        markRendered();
+      loadDagre().then(() => {
+        if (cyRef.current !== cy) return;
+        const layout = cy.layout({
+          name: 'dagre',
+          rankDir: 'LR',
+          nodeSep: 46,
+          rankSep: 170,
+          edgeSep: 10,
+          ranker: 'network-simplex',
+          fit: first,
+          padding: 40,
+          animate: !first,
+          animationDuration: 300,
+        } as cytoscape.LayoutOptions);
+        layout.one('layoutstop', () => {
+          performance.mark('meshlens:layout-done');
+          // A handful of nodes would fit at a comic zoom; keep them at a readable size.
+          if (first && cy.zoom() > 1.15) cy.zoom({ level: 1.15, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
+          done();
+        });
+        layout.run();
       });
-      layout.run();
     } else {
-      markRendered();
+      done();
     }
-    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
   }, [input, layoutKey]);
 
   useEffect(() => {
@@ -313,32 +255,24 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
  * markRendered records when the graph was last drawn (performance.now()),
  * after the next frame; the timing script reads the first one.
  */
-function markRendered() {
+function markRendered(then?: () => void) {
   requestAnimationFrame(() => {
     const w = window as unknown as { __meshlensFirstRender?: number; __meshlensLastRender?: number };
     w.__meshlensLastRender = performance.now();
     w.__meshlensFirstRender ??= w.__meshlensLastRender;
+    // Work that can wait (listeners, the box layer) runs in a task of its own after the frame.
+    if (then) setTimeout(then, 0);
   });
 }
 
-const DETAIL_ZOOM = 0.55;
-
 /**
- * setDetail switches the costly parts of the style (labels, arrows, curved
- * edges) for large graphs: at overview zoom nobody can read them, and
- * measuring thousands of labels costs seconds on the first frame.
+ * setMode swaps the stylesheet when the mode changes: a large graph at
+ * overview zoom skips labels, arrows and curved edges (see graphstyle.ts).
  */
-function setDetail(cy: Core, large: boolean, detail: boolean) {
-  const key = `${large}|${detail}`;
-  if (cy.scratch('_detail') === key) return;
-  cy.scratch('_detail', key);
-  cy.scratch('_large', large);
-  cy.style()
-    .selector('edge')
-    .style({ 'curve-style': large ? 'straight' : 'bezier', 'target-arrow-shape': detail ? 'triangle' : 'none', label: detail ? 'data(label)' : '' })
-    .selector('node[kind != "group"]')
-    .style({ label: detail ? 'data(label)' : '' })
-    .update();
+function setMode(cy: Core, mode: StyleMode) {
+  if (cy.scratch('_mode') === mode) return;
+  cy.scratch('_mode', mode);
+  cy.style(graphStyle(mode));
 }
 
 const BOX_PAD = 16;

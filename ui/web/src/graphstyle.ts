@@ -1,0 +1,161 @@
+// The cytoscape stylesheets of the topology graph. Pure data, so which
+// costly properties each mode carries is unit-tested without a browser.
+//
+// Small graphs get the full picture (bezier edges with arrows and labels,
+// node labels, compound service boxes). Large graphs start in "overview":
+// what cytoscape spends its first frame on is applying every rule's
+// properties to every element, computing edge control points and measuring
+// labels, so the overview has few rules, haystack edges (no control points,
+// no arrows) and no labels at all. Zooming in past DETAIL_ZOOM switches a
+// large graph to "detail": straight edges with arrows and labels, readable
+// at that zoom, where only a part of the graph is on screen.
+
+import type { StylesheetJson } from 'cytoscape';
+import { HEALTH_COLOR } from './format';
+
+/** Above this many nodes, the canvas trades eye candy for speed. */
+export const LARGE_GRAPH = 150;
+
+/** Large graphs show labels and arrows from this zoom up. */
+export const DETAIL_ZOOM = 0.55;
+
+export type StyleMode = 'full' | 'detail' | 'overview';
+
+/** styleMode picks the stylesheet for a graph of the given size at the given zoom. */
+export function styleMode(large: boolean, zoom: number): StyleMode {
+  if (!large) return 'full';
+  return zoom >= DETAIL_ZOOM ? 'detail' : 'overview';
+}
+
+const HEALTHS = ['healthy', 'degraded', 'failing'] as const;
+const FONT = 'Inter, system-ui, sans-serif';
+
+/** Rules every mode shares: search highlighting and selection. */
+const interaction: StylesheetJson = [
+  { selector: '.dim', style: { opacity: 0.15 } },
+  { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
+  { selector: 'node:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.25, 'underlay-padding': 8 } },
+  { selector: 'edge:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.3, 'underlay-padding': 5, 'z-index': 10 } },
+];
+
+// Colours and widths come from classes, not data() mappers: a mapper is
+// parsed per element, which costs seconds on thousands of elements.
+const nodeHealth: StylesheetJson = (['healthy', 'degraded', 'failing', 'idle'] as const).map((h) => ({
+  selector: `node.health-${h}`,
+  style: { 'border-color': HEALTH_COLOR[h] },
+}));
+
+const nodeLabel = {
+  label: 'data(label)',
+  'font-family': FONT,
+  'font-size': 11,
+  color: '#1f2937',
+  'text-valign': 'bottom',
+  'text-halign': 'center',
+  'text-margin-y': 4,
+  'text-wrap': 'wrap',
+  'text-background-color': '#ffffff',
+  'text-background-opacity': 0.8,
+  'text-background-padding': '1px',
+  'min-zoomed-font-size': 7,
+} as const;
+
+const edgeLabel = {
+  label: 'data(label)',
+  'font-family': FONT,
+  'font-size': 9,
+  color: '#374151',
+  'text-background-color': '#ffffff',
+  'text-background-opacity': 0.9,
+  'text-background-padding': '2px',
+  'text-background-shape': 'roundrectangle',
+  'min-zoomed-font-size': 7,
+  'text-rotation': 'none',
+} as const;
+
+function detailed(curve: 'bezier' | 'straight'): StylesheetJson {
+  return [
+    {
+      selector: 'node',
+      style: { 'background-color': '#ffffff', 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, ...nodeLabel, width: 30, height: 30, shape: 'ellipse' },
+    },
+    { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
+    { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
+    { selector: 'node.service', style: { shape: 'round-triangle', width: 34, height: 30 } },
+    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
+    ...nodeHealth,
+    {
+      selector: 'node.group',
+      style: {
+        shape: 'round-rectangle',
+        'background-color': '#f8fafc',
+        'background-opacity': 1,
+        'border-width': 1.5,
+        'border-style': 'dashed',
+        'border-color': '#94a3b8',
+        label: 'data(label)',
+        'font-weight': 600,
+        'font-size': 12,
+        color: '#334155',
+        'text-valign': 'top',
+        'text-halign': 'center',
+        'text-margin-y': -4,
+        'text-background-opacity': 0,
+        padding: '12px',
+      },
+    },
+    { selector: 'node.group.health-failing', style: { 'border-color': '#dc2626', 'background-color': '#fef2f2' } },
+    { selector: 'node.group.health-degraded', style: { 'border-color': '#d97706', 'background-color': '#fffbeb' } },
+    {
+      selector: 'edge',
+      style: {
+        width: 1.5,
+        'line-color': HEALTH_COLOR.idle,
+        'target-arrow-color': HEALTH_COLOR.idle,
+        'target-arrow-shape': 'triangle',
+        'arrow-scale': 0.9,
+        'curve-style': curve,
+        ...edgeLabel,
+      },
+    },
+    ...HEALTHS.map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h], 'target-arrow-color': HEALTH_COLOR[h], 'source-arrow-color': HEALTH_COLOR[h] } })),
+    ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
+    { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'arrow-scale': 0.8 } },
+    { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3], color: '#b91c1c' } },
+    ...interaction,
+    { selector: 'node.group:selected', style: { 'underlay-opacity': 0.12 } },
+  ];
+}
+
+/**
+ * overview is the cheapest picture cytoscape can draw that still shows
+ * what matters from afar: node kinds, health colours and traffic widths.
+ */
+function overview(): StylesheetJson {
+  return [
+    { selector: 'node', style: { 'background-color': '#ffffff', 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, width: 30, height: 30, shape: 'ellipse' } },
+    { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
+    { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
+    { selector: 'node.service', style: { shape: 'triangle', width: 34, height: 30 } },
+    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6' } },
+    ...nodeHealth,
+    // Haystack edges are straight lines between node centres: no control
+    // points, no arrows, no endpoint clipping to compute.
+    { selector: 'edge', style: { 'curve-style': 'haystack', 'haystack-radius': 0, width: 1.5, 'line-color': HEALTH_COLOR.idle } },
+    ...HEALTHS.map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h] } })),
+    ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
+    ...interaction,
+  ];
+}
+
+/** graphStyle returns the stylesheet of a mode. */
+export function graphStyle(mode: StyleMode): StylesheetJson {
+  switch (mode) {
+    case 'full':
+      return detailed('bezier');
+    case 'detail':
+      return detailed('straight');
+    case 'overview':
+      return overview();
+  }
+}
