@@ -98,6 +98,9 @@ func TestRealAlertmanagerWebhookRollsBackRollout(t *testing.T) {
 	if by == "" || by[:len("alertmanager")] != "alertmanager" {
 		t.Fatalf("rollback not attributed to Alertmanager: %q", by)
 	}
+	// The rollback happens inside the webhook call, just before the alert
+	// is listed: wait for the listing.
+	waitFor(t, 5*time.Second, "the alert listed", func() bool { return len(e.al.Firing()) > 0 })
 	firing := e.al.Firing()
 	if len(firing) != 1 || firing[0].Source != "alertmanager" || firing[0].Labels["alertname"] != "CanaryErrorRate" {
 		t.Fatalf("GET /alerts does not list Alertmanager's alert: %+v", firing)

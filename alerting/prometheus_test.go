@@ -98,6 +98,9 @@ scrape_configs:
 	if !strings.HasPrefix(by, "alertmanager: Alertmanager alert CanaryErrorRate") {
 		t.Fatalf("rollback not caused by the Prometheus rule: %q", by)
 	}
+	// The rollback happens inside the webhook call, just before the alert
+	// is listed: wait for the listing.
+	waitFor(t, 5*time.Second, "the alert listed", func() bool { return len(e.al.Firing()) > 0 })
 	firing := e.al.Firing()
 	if len(firing) == 0 || firing[0].Labels["destination_version"] != "v2" {
 		t.Fatalf("firing: %+v", firing)
