@@ -1,9 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
+import { Spinner } from './components/common';
 import { getToken, onAuthError, setToken, type ApiError } from './api';
-import { AlertsPage } from './pages/Alerts';
-import { ConfigPage } from './pages/Config';
-import { RolloutDetailPage, RolloutsPage } from './pages/Rollouts';
-import { ServiceDetailPage, ServicesPage } from './pages/Services';
+import { lazy } from './lazy';
 import { TopologyPage } from './pages/Topology';
 import { match, navigate, onLinkClick, useLocation } from './router';
 import { onToasts, toast, type Toast } from './toast';
@@ -15,6 +13,19 @@ const NAV = [
   { href: '/config', label: 'Config', icon: '⚙' },
   { href: '/alerts', label: 'Alerts', icon: '⚑' },
 ];
+
+// The topology is the landing page; the others load when first visited.
+const pageFallback = () => (
+  <div class="page">
+    <Spinner />
+  </div>
+);
+const ServicesPage = lazy(() => import('./pages/Services').then((m) => m.ServicesPage), pageFallback);
+const ServiceDetailPage = lazy(() => import('./pages/Services').then((m) => m.ServiceDetailPage), pageFallback);
+const RolloutsPage = lazy(() => import('./pages/Rollouts').then((m) => m.RolloutsPage), pageFallback);
+const RolloutDetailPage = lazy(() => import('./pages/Rollouts').then((m) => m.RolloutDetailPage), pageFallback);
+const ConfigPage = lazy(() => import('./pages/Config').then((m) => m.ConfigPage), pageFallback);
+const AlertsPage = lazy(() => import('./pages/Alerts').then((m) => m.AlertsPage), pageFallback);
 
 function route(path: string, query: URLSearchParams) {
   let m;

@@ -1,6 +1,10 @@
 import { useEffect, useRef } from 'preact/hooks';
-import uPlot from 'uplot';
+import type uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+
+// uPlot loads with the first chart, not with the app: the topology shows no chart until something is selected.
+let uPlotModule: Promise<typeof uPlot> | null = null;
+const loadUPlot = () => (uPlotModule ??= import('uplot').then((m) => m.default));
 
 export interface Series {
   label: string;
@@ -26,40 +30,46 @@ export function Chart({ title, series, fmt, height = 160 }: { title: string; ser
   useEffect(() => {
     const el = box.current;
     if (!el) return;
-    const tables = series.map((s) => [s.t, s.y] as uPlot.AlignedData);
-    const data = tables.length ? (tables.length === 1 ? tables[0] : uPlot.join(tables)) : ([[]] as unknown as uPlot.AlignedData);
-    const width = el.clientWidth || 400;
-    const opts: uPlot.Options = {
-      width,
-      height,
-      legend: { show: true, live: false },
-      cursor: { points: { size: 6 } },
-      scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      axes: [
-        { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 28, space: 60, values: (_u, vals) => vals.map((v) => clock(v)) },
-        { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 54, space: 22, values: (_u, vals) => vals.map((v) => fmt(v)) },
-      ],
-      series: [
-        { label: 'time', value: (_u, v) => (v == null ? '—' : new Date(v * 1000).toLocaleTimeString()) },
-        ...series.map((s) => ({
-          label: s.label,
-          stroke: s.color,
-          width: 1.75,
-          dash: s.dash ? [5, 4] : undefined,
-          spanGaps: true,
-          points: { show: false },
-          value: (_u: uPlot, v: number | null) => (v == null ? '—' : fmt(v)),
-        })),
-      ],
-    };
-    plot.current?.destroy();
-    plot.current = new uPlot(opts, data, el);
-    const ro = new ResizeObserver(() => {
-      if (plot.current && el.clientWidth) plot.current.setSize({ width: el.clientWidth, height });
+    let live = true;
+    let ro: ResizeObserver | null = null;
+    loadUPlot().then((uPlot) => {
+      if (!live) return;
+      const tables = series.map((s) => [s.t, s.y] as uPlot.AlignedData);
+      const data = tables.length ? (tables.length === 1 ? tables[0] : uPlot.join(tables)) : ([[]] as unknown as uPlot.AlignedData);
+      const width = el.clientWidth || 400;
+      const opts: uPlot.Options = {
+        width,
+        height,
+        legend: { show: true, live: false },
+        cursor: { points: { size: 6 } },
+        scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+        axes: [
+          { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 28, space: 60, values: (_u, vals) => vals.map((v) => clock(v)) },
+          { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 54, space: 22, values: (_u, vals) => vals.map((v) => fmt(v)) },
+        ],
+        series: [
+          { label: 'time', value: (_u, v) => (v == null ? '—' : new Date(v * 1000).toLocaleTimeString()) },
+          ...series.map((s) => ({
+            label: s.label,
+            stroke: s.color,
+            width: 1.75,
+            dash: s.dash ? [5, 4] : undefined,
+            spanGaps: true,
+            points: { show: false },
+            value: (_u: uPlot, v: number | null) => (v == null ? '—' : fmt(v)),
+          })),
+        ],
+      };
+      plot.current?.destroy();
+      plot.current = new uPlot(opts, data, el);
+      ro = new ResizeObserver(() => {
+        if (plot.current && el.clientWidth) plot.current.setSize({ width: el.clientWidth, height });
     });
     ro.observe(el);
+    });
     return () => {
-      ro.disconnect();
+      live = false;
+      ro?.disconnect();
       plot.current?.destroy();
       plot.current = null;
     };

@@ -3,11 +3,25 @@ import { useMemo, useRef, useState } from 'preact/hooks';
 import { fetchGraph, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView } from '../api';
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
-import { GraphCanvas, LARGE_GRAPH, type Selection } from '../components/GraphCanvas';
+import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
 import { fmtDuration, fmtRps, HEALTH_COLOR, parseWindow } from '../format';
 import { filterNamespace, namespacesOf, toElements } from '../graph';
+import { LARGE_GRAPH } from '../graphstyle';
+import { lazy } from '../lazy';
 import { useResource } from '../resource';
 import { setQuery } from '../router';
+
+// cytoscape is most of the code; it loads in its own chunk, started as soon
+// as this module runs, so it downloads and compiles while the graph is fetched.
+const GraphCanvas = lazy<GraphCanvasProps>(
+  () => import('../components/GraphCanvas').then((m) => m.GraphCanvas),
+  () => (
+    <div class="overlay-center">
+      <Spinner label="Loading the graph…" />
+    </div>
+  ),
+);
+if (typeof window !== 'undefined') void GraphCanvas.preload().catch(() => {});
 
 const WINDOWS = ['1m', '5m', '15m', '1h'];
 const HISTORY_MINUTES = 24 * 60;
