@@ -37,6 +37,40 @@ describe('normalizeRollout on the rollout engine status', () => {
     expect(x.reason).toBe('p99 900ms > 500ms');
   });
 
+  it('explains a rollback by the failing verdict that started it, not by the last message', () => {
+    const failing = { result: 'fail', reasons: ['candidate error rate 58.6% exceeds the maximum 5%', 'candidate errors exceed stable (z=12.56, p=0)'] };
+    const x = normalizeRollout({
+      ...status,
+      message: 'routes applied (config version 8). All traffic goes to v1.',
+      history: [
+        { at: '2026-11-25T17:00:00Z', type: 'verdict', step: 0, verdict: { result: 'fail', reasons: ['an older failure'] } },
+        { at: '2026-11-25T17:00:01Z', type: 'transition', event: 'pause', from: 'progressing', to: 'paused', source: 'operator', step: 0 },
+        { at: '2026-11-25T17:00:02Z', type: 'transition', event: 'resume', from: 'paused', to: 'progressing', source: 'operator', step: 0 },
+        { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: failing },
+        { at: '2026-11-25T17:00:05Z', type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: 1, message: '1 failing verdicts in a row: [candidate error rate 58.6% exceeds the maximum 5% candidate errors exceed stable (z=12.56, p=0)]' },
+        { at: '2026-11-25T17:00:06Z', type: 'push', step: 1, weights: { stable: 100, candidate: 0 }, configVersion: 8 },
+        { at: '2026-11-25T17:00:06Z', type: 'transition', event: 'pushed', from: 'rolling back', to: 'rolled back', source: 'engine', step: 1, message: 'routes applied (config version 8). All traffic goes to v1.' },
+      ],
+    });
+    expect(x.reason).toBe('routes applied (config version 8). All traffic goes to v1.');
+    expect(x.rollbackReason).toBe('candidate error rate 58.6% exceeds the maximum 5%; candidate errors exceed stable (z=12.56, p=0)');
+  });
+
+  it.each([
+    ['an operator abort, by its message', { event: 'abort', source: 'operator', message: 'aborted: wrong build' }, 'aborted: wrong build'],
+    ['an alert, by its message', { event: 'alert', source: 'alert:HighErrorRate', message: 'HighErrorRate firing' }, 'HighErrorRate firing'],
+    ['an abort without a message, by who did it', { event: 'abort', source: 'operator' }, 'abort by operator'],
+    ['a judge fail whose verdict is gone, by its message', { event: 'fail', source: 'judge', message: '3 failing verdicts in a row: [p99 900ms > 500ms]' }, '3 failing verdicts in a row: [p99 900ms > 500ms]'],
+  ])('explains a rollback started by %s', (_name, t, want) => {
+    const x = normalizeRollout({ ...status, history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', from: 'progressing', to: 'rolling back', step: 0, ...t }] });
+    expect(x.rollbackReason).toBe(want);
+  });
+
+  it('has no rollback reason when the rollout never rolled back', () => {
+    const x = normalizeRollout({ ...status, state: 'succeeded', history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', event: 'complete', from: 'progressing', to: 'succeeded', source: 'judge', step: 2, message: 'v3 takes all traffic' }] });
+    expect(x.rollbackReason).toBe('');
+  });
+
   it('accepts a Kubernetes-like object with spec and status', () => {
     const x = normalizeRollout({ metadata: { name: 'a', namespace: 'n' }, spec: { service: 's', stable: 'v1', candidate: 'v2', strategy: { canary: { steps: [20, 100] } } }, status: { state: 'Progressing', step: 0 } });
     expect(x).toMatchObject({ name: 'a', namespace: 'n', service: 's', strategy: 'canary', state: 'progressing', steps: [20, 100], weights: { candidate: 20, stable: 80 } });

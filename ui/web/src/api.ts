@@ -653,6 +653,13 @@ export interface Rollout {
   steps: number[];
   weights: { stable: number; candidate: number };
   reason: string;
+  /**
+   * why the rollout is rolling back or rolled back: the failing verdict's
+   * reasons, or the message of the abort or alert that started it; empty
+   * when it never rolled back. (reason is the last transition's message,
+   * which after a rollback only says the stable routes were applied.)
+   */
+  rollbackReason: string;
   updated: number;
   history: Verdict[];
 }
@@ -730,9 +737,39 @@ export function normalizeRollout(raw: unknown): Rollout {
     steps,
     weights: normalizeWeights(f('weights'), stepWeight),
     reason: str(f('reason', 'message')) || lastVerdictReason(f('lastVerdict')),
+    rollbackReason: rollbackReason(list(f('history', 'events', 'verdicts'))),
     updated: toMillis(f('updated', 'updatedAt', 'lastTransitionTime')),
     history,
   };
+}
+
+/**
+ * rollbackReason explains the last transition into "rolling back" in the
+ * engine's history (oldest first, as the engine writes it). The judge's
+ * transition message wraps the reasons in Go's %v ("2 failing verdicts in a
+ * row: [a b]"), so for a judge's fail the reasons come from the failing
+ * verdict recorded before it, joined as the history shows them.
+ */
+export function rollbackReason(history: unknown[]): string {
+  const at = (h: Obj) => toMillis(pick(h, 'time', 'at', 'timestamp'));
+  const hs = history.filter(isObj).sort((a, b) => at(a) - at(b)); // stable: same-instant entries keep their order
+  let i = hs.length - 1;
+  for (; i >= 0; i--) if (hs[i].to !== undefined && canonicalState(str(hs[i].to)) === 'rollingback') break;
+  if (i < 0) return '';
+  const t = hs[i];
+  const message = str(pick(t, 'message', 'reason'));
+  if (str(t.event) === 'fail' || str(t.source) === 'judge') {
+    for (let j = i - 1; j >= 0; j--) {
+      const v = hs[j].verdict;
+      if (hs[j].to !== undefined) break; // an earlier transition: the verdicts before it are not this one's
+      if (!isObj(v) || str(v.result) !== 'fail' || !Array.isArray(v.reasons)) continue;
+      const reasons = (v.reasons as unknown[]).map((r) => str(r)).filter(Boolean).join('; ');
+      if (reasons) return reasons;
+    }
+  }
+  if (message) return message;
+  const ev = str(t.event);
+  return ev ? `${ev}${t.source ? ` by ${str(t.source)}` : ''}` : '';
 }
 
 function lastVerdictReason(v: unknown): string {

@@ -219,7 +219,7 @@ export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
         <>
           {(x.state === 'rolledback' || x.state === 'rollingback' || x.state === 'failed') && (
             <div class="banner bad" data-testid="rollback-reason">
-              <b>{x.state === 'rollingback' ? 'Rolling back' : x.state === 'failed' ? 'Failed' : 'Rolled back'}</b>: {x.reason || latestReason(x) || 'no reason recorded'}. All traffic goes to {x.stable}.
+              <b>{x.state === 'rollingback' ? 'Rolling back' : x.state === 'failed' ? 'Failed' : 'Rolled back'}</b>: {bannerReason(x)}. All traffic goes to {x.stable}.
             </div>
           )}
           {x.state === 'succeeded' && <div class="banner ok">Promoted: {x.candidate} now takes all traffic.</div>}
@@ -269,6 +269,16 @@ export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
       )}
     </div>
   );
+}
+
+/**
+ * bannerReason says why a rollout rolled back or failed. A rollback's own
+ * reason comes first: the last message of a rolled-back rollout is only
+ * the routes push that ended it.
+ */
+function bannerReason(x: Rollout): string {
+  const why = x.state === 'failed' ? x.reason || x.rollbackReason : x.rollbackReason || x.reason;
+  return (why || latestReason(x) || 'no reason recorded').replace(/\.\s*$/, '');
 }
 
 function latestReason(x: Rollout): string {
