@@ -64,6 +64,18 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       ...(large ? { pixelRatio: 1, textureOnViewport: true, hideEdgesOnViewport: true, motionBlur: false } : {}),
     });
     cy.scratch('_mode', mode);
+    if (large) {
+      // cytoscape's first draw would build the layered texture cache for
+      // every element before showing anything; marking it as not the first
+      // draw lets it draw the elements directly and build the layers in idle
+      // time afterwards (the same path it takes on every later change).
+      try {
+        const cache = (cy as unknown as { renderer(): { data?: { lyrTxrCache?: { firstGet?: boolean } } } }).renderer().data?.lyrTxrCache;
+        if (cache && cache.firstGet === true) cache.firstGet = false;
+      } catch {
+        /* renderer internals differ: keep the default */
+      }
+    }
     cy.on('tap', 'node, edge', (e) => {
       const t = e.target;
       onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
