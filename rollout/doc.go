@@ -31,7 +31,8 @@
 // Each interval a progressing rollout gets a verdict from the live graph
 // over a sliding window (capped at the time since the step began):
 // thresholds (max error rate, max p99, min successes), a one-sided
-// two-proportion z-test of error rates and a one-sided Mann-Whitney U test
+// comparison of error rates (Fisher's exact test; the two-proportion z is
+// reported) and a one-sided Mann-Whitney U test
 // of latency samples (normal approximation, tie-corrected; gonum's normal
 // distribution). A comparison fails only when it is significant and the
 // effect is larger than a practical minimum, so large samples do not fail a

@@ -38,6 +38,8 @@ func TestProportionTest(t *testing.T) {
 		{"2% vs 1% on 100 each is not", 2, 100, 1, 100, false},
 		{"no errors on either side", 0, 500, 0, 500, false},
 		{"candidate better than stable", 1, 1000, 50, 1000, false},
+		{"6 rare errors against none is chance, exactly", 6, 330, 0, 300, false},
+		{"15 errors against none is not", 15, 330, 0, 300, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			z, p := proportionTest(tc.x1, tc.n1, tc.x2, tc.n2)
@@ -45,6 +47,20 @@ func TestProportionTest(t *testing.T) {
 				t.Fatalf("z=%v p=%v, want significant=%v", z, p, tc.wantSig)
 			}
 		})
+	}
+}
+
+func TestFisherUpperMatchesHandComputedTails(t *testing.T) {
+	// 2x2 table [[3,1],[1,3]]: P(X>=3) = (16+1)/70.
+	if got := fisherUpper(3, 4, 4, 8); math.Abs(got-17.0/70) > 1e-12 {
+		t.Fatalf("P(X>=3) = %v, want %v", got, 17.0/70)
+	}
+	// All errors in the first group of 330 out of 630: (330/630)^6 roughly.
+	if got := fisherUpper(6, 330, 6, 630); got < 0.015 || got > 0.025 {
+		t.Fatalf("P(X>=6) = %v, want about 0.02", got)
+	}
+	if got := fisherUpper(0, 10, 3, 20); math.Abs(got-1) > 1e-12 {
+		t.Fatalf("P(X>=0) = %v, want 1", got)
 	}
 }
 
