@@ -238,19 +238,26 @@ func httpEntry(cluster string, code uint32, d time.Duration) *datav3.HTTPAccessL
 	}
 }
 
-func TestEnvoyALSEntriesBecomeAccessLogRowsWithVersion(t *testing.T) {
-	h := startCollector(t)
-	conn, err := grpc.NewClient(h.cfg.ALS, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// alsStream opens an Envoy ALS stream to addr, as an Envoy would.
+func alsStream(t *testing.T, addr string) alsv3.AccessLogService_StreamAccessLogsClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	stream, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stream
+}
+
+func TestEnvoyALSEntriesBecomeAccessLogRowsWithVersion(t *testing.T) {
+	h := startCollector(t)
+	stream := alsStream(t, h.cfg.ALS)
 	v2 := "outbound|9080|v2|reviews.bookinfo.svc.cluster.local"
 	v3 := "outbound|9080|v3|reviews.bookinfo.svc.cluster.local"
 	var first []*datav3.HTTPAccessLogEntry
@@ -316,21 +323,11 @@ FROM `+h.store.Table("access_logs")+` GROUP BY src_service, src_version, dst_ser
 
 func TestMalformedALSStreamIsRefusedAndCounted(t *testing.T) {
 	h := startCollector(t)
-	conn, err := grpc.NewClient(h.cfg.ALS, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream := alsStream(t, h.cfg.ALS)
 	// No identifier on the first message.
 	_ = stream.Send(&alsv3.StreamAccessLogsMessage{LogEntries: &alsv3.StreamAccessLogsMessage_HttpLogs{
 		HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: []*datav3.HTTPAccessLogEntry{httpEntry("x", 200, time.Millisecond)}}}})
-	_, err = stream.CloseAndRecv()
+	_, err := stream.CloseAndRecv()
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("stream without identifier: %v, want InvalidArgument", err)
 	}
