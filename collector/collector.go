@@ -280,5 +280,4 @@ func zapLogger() *zap.Logger {
 // alsMetrics routes the ALS receiver's accounting into the ingest metrics.
 type alsMetrics struct{ m *meshexporter.Metrics }
 
-func (a alsMetrics) Entries(int) {}
-func (a alsMetrics) Malformed()  { a.m.Malformed.WithLabelValues("envoyals").Inc() }
+func (a alsMetrics) Malformed() { a.m.Malformed.WithLabelValues("envoyals").Inc() }

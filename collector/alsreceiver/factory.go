@@ -15,10 +15,9 @@ import (
 // Type is the component type name used in collector configuration.
 var Type = component.MustNewType("envoyals")
 
-// Metrics is the receiver's own accounting, supplied by its owner.
+// Metrics is the receiver's own accounting, supplied by its owner. Accepted
+// entries are counted downstream, where every signal is.
 type Metrics interface {
-	// Entries counts accepted entries.
-	Entries(n int)
 	// Malformed counts messages refused as invalid.
 	Malformed()
 }

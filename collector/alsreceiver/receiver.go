@@ -45,8 +45,7 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs, metrics
 
 type nopMetrics struct{}
 
-func (nopMetrics) Entries(int) {}
-func (nopMetrics) Malformed()  {}
+func (nopMetrics) Malformed() {}
 
 func (r *alsReceiver) Start(_ context.Context, _ component.Host) error {
 	ln, err := net.Listen("tcp", r.cfg.Endpoint)
@@ -128,7 +127,6 @@ func (r *alsReceiver) StreamAccessLogs(stream alsv3.AccessLogService_StreamAcces
 		if err := r.consume(stream.Context(), logs); err != nil {
 			return err
 		}
-		r.metrics.Entries(n)
 	}
 }
 
