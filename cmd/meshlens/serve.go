@@ -260,30 +260,18 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		ctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })
 	}
-	{
+	// component adds something that runs until its context is cancelled.
+	component := func(run func(context.Context) error) {
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return col.Run(ctx) }, func(error) { cancel() })
+		g.Add(func() error { return run(ctx) }, func(error) { cancel() })
 	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return store.DefaultRetention().Run(ctx, st) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return xdsServer.Serve(ctx, cfg.XDS) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return rollouts.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return alerts.Run(ctx) }, func(error) { cancel() })
-	}
+	component(col.Run)
+	component(func(ctx context.Context) error { return store.DefaultRetention().Run(ctx, st) })
+	component(func(ctx context.Context) error { return xdsServer.Serve(ctx, cfg.XDS) })
+	component(rollouts.Run)
+	component(alerts.Run)
 	if cfg.ConfigDir != "" {
-		dir := config.NewDirSource(cfg.ConfigDir, cfgStore, logger)
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return dir.Run(ctx) }, func(error) { cancel() })
+		component(config.NewDirSource(cfg.ConfigDir, cfgStore, logger).Run)
 	}
 	{
 		ln, err := net.Listen("tcp", cfg.HTTP)
