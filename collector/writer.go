@@ -52,6 +52,9 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		if err := w.Spool.Sync(); err != nil {
+			w.Logger.Warn("ingest queue: fsync failed", "err", err)
+		}
 		if err := w.write(ctx, entries); err != nil {
 			if ctx.Err() != nil {
 				return nil

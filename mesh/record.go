@@ -65,21 +65,6 @@ func (r *Record) IsError() bool {
 	return r.GRPCStatus > 0
 }
 
-// StatusClass returns "2xx", "3xx", "4xx", "5xx", or "0xx" for no response.
-func (r *Record) StatusClass() string {
-	return StatusClass(r.Code)
-}
-
-// StatusClass returns the class of an HTTP status code.
-func StatusClass(code uint16) string {
-	switch {
-	case code >= 100 && code < 600:
-		return string(rune('0'+code/100)) + "xx"
-	default:
-		return "0xx"
-	}
-}
-
 // RecordSink consumes mesh request records. The collector hands every record it
 // accepts to its sinks (ClickHouse, the live graph).
 type RecordSink interface {

@@ -40,14 +40,6 @@ type Batch struct {
 // Rows is the number of rows in b.
 func (b *Batch) Rows() int { return len(b.Records) + len(b.Spans) + len(b.Points) + len(b.Logs) }
 
-// Merge appends o's rows to b.
-func (b *Batch) Merge(o *Batch) {
-	b.Records = append(b.Records, o.Records...)
-	b.Spans = append(b.Spans, o.Spans...)
-	b.Points = append(b.Points, o.Points...)
-	b.Logs = append(b.Logs, o.Logs...)
-}
-
 // Entry is a queued batch and its position.
 type Entry struct {
 	Index uint64
@@ -80,7 +72,8 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	}
 	l, err := wal.Open(dir, &wal.Options{
 		// Writes reach the page cache at once, which survives a restart of
-		// meshlens; Sync is called by the writer after each batch it takes.
+		// meshlens; the writer calls Sync once per batch it takes, which bounds
+		// what a machine crash could lose without an fsync per request.
 		NoSync:           true,
 		SegmentSize:      4 << 20,
 		SegmentCacheSize: 2,
@@ -209,19 +202,6 @@ func (s *Spool) Commit(index uint64) error {
 	if err := s.log.TruncateFront(index + 1); err != nil {
 		return fmt.Errorf("spool: commit %d: %w", index, err)
 	}
-	return nil
-}
-
-// Rewind makes Next hand out again every entry not yet committed, after a
-// failed write.
-func (s *Spool) Rewind() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	first, err := s.log.FirstIndex()
-	if err != nil {
-		return err
-	}
-	s.read = first - 1
 	return nil
 }
 

@@ -93,26 +93,6 @@ func TestFullReportsTheBoundAndCommitFreesRoom(t *testing.T) {
 	}
 }
 
-func TestRewindRedeliversUncommitted(t *testing.T) {
-	s, err := Open(t.TempDir(), 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	_ = s.Append(batchOf(1, "a"))
-	_ = s.Append(batchOf(1, "b"))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	first, _ := s.Next(ctx, 10)
-	if err := s.Rewind(); err != nil {
-		t.Fatal(err)
-	}
-	again, _ := s.Next(ctx, 10)
-	if len(first) != 2 || len(again) != 2 || again[0].Index != first[0].Index {
-		t.Fatalf("rewind: first %d entries, again %d", len(first), len(again))
-	}
-}
-
 func TestNextWaitsAndHonoursContext(t *testing.T) {
 	s, err := Open(t.TempDir(), 1<<30)
 	if err != nil {
