@@ -303,16 +303,22 @@ func (a *handlers) getLogs(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
+	return a.fromClickHouse(c, func(ctx context.Context, st *store.Store) (any, error) { return Logs(ctx, st, p) })
+}
+
+// fromClickHouse answers with what read finds in ClickHouse, within the
+// request's time bound.
+func (a *handlers) fromClickHouse(c echo.Context, read func(context.Context, *store.Store) (any, error)) error {
 	if a.Store == nil {
 		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
 	}
 	ctx, cancel := a.ctx(c)
 	defer cancel()
-	page, err := Logs(ctx, a.Store, p)
+	v, err := read(ctx, a.Store)
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, page)
+	return c.JSON(http.StatusOK, v)
 }
 
 func (a *handlers) getTrace(c echo.Context) error {
@@ -320,16 +326,7 @@ func (a *handlers) getTrace(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	if a.Store == nil {
-		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
-	}
-	ctx, cancel := a.ctx(c)
-	defer cancel()
-	tr, err := GetTrace(ctx, a.Store, id)
-	if err != nil {
-		return a.fail(c, err)
-	}
-	return c.JSON(http.StatusOK, tr)
+	return a.fromClickHouse(c, func(ctx context.Context, st *store.Store) (any, error) { return GetTrace(ctx, st, id) })
 }
 
 func (a *handlers) searchTraces(c echo.Context) error {
@@ -337,14 +334,8 @@ func (a *handlers) searchTraces(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	if a.Store == nil {
-		return a.fail(c, errors.Join(errUnavailable, errors.New("no ClickHouse is configured")))
-	}
-	ctx, cancel := a.ctx(c)
-	defer cancel()
-	ts, err := SearchTraces(ctx, a.Store, p)
-	if err != nil {
-		return a.fail(c, err)
-	}
-	return c.JSON(http.StatusOK, map[string]any{"traces": ts})
+	return a.fromClickHouse(c, func(ctx context.Context, st *store.Store) (any, error) {
+		ts, err := SearchTraces(ctx, st, p)
+		return map[string]any{"traces": ts}, err
+	})
 }
