@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,7 +55,10 @@ spec:
 					promoted++
 				} else {
 					falseRollbacks++
-					b.Logf("cycle %d: false rollback: %s\n%s", cycles, st.Message, historyText(st))
+					// The rollout keeps its name across cycles, so its history
+					// is long: print the reasons of the rollback's own verdicts,
+					// which go test would otherwise truncate away.
+					fmt.Printf("cycle %d: false rollback: %s\n%s", cycles, st.Message, lastEntries(historyText(st), 12))
 				}
 				break
 			}
@@ -68,4 +72,13 @@ spec:
 	b.ReportMetric(float64(cycles), "cycles")
 	b.ReportMetric(float64(falseRollbacks), "false-rollbacks")
 	fmt.Printf("soak %v: %d healthy canaries cycled, %d promoted, %d false rollbacks\n", d, cycles, promoted, falseRollbacks)
+}
+
+// lastEntries keeps the last n lines of a history text.
+func lastEntries(text string, n int) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
 }
