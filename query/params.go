@@ -258,20 +258,9 @@ func ParseLogsParams(q url.Values, now time.Time) (LogsParams, error) {
 		}
 		p.TraceID = strings.ToLower(s)
 	}
-	if p.Until, _, err = parseTime("until", q.Get("until"), now); err != nil {
+	if p.Since, p.Until, err = parseRange(q, now); err != nil {
 		return p, err
 	}
-	since, given, err := parseTime("since", q.Get("since"), now)
-	if err != nil {
-		return p, err
-	}
-	if !given {
-		since = p.Until.Add(-time.Hour)
-	}
-	if !since.Before(p.Until) {
-		return p, badParam("since", "must be before until")
-	}
-	p.Since = since
 	if p.Limit, err = parseLimit("limit", q.Get("limit"), DefaultLogLimit, MaxLogLimit); err != nil {
 		return p, err
 	}
@@ -283,6 +272,25 @@ func ParseLogsParams(q url.Values, now time.Time) (LogsParams, error) {
 		p.Cursor = &c
 	}
 	return p, nil
+}
+
+// parseRange reads since/until: until defaults to now, since to an hour
+// before until, and since must come first.
+func parseRange(q url.Values, now time.Time) (since, until time.Time, err error) {
+	if until, _, err = parseTime("until", q.Get("until"), now); err != nil {
+		return since, until, err
+	}
+	since, given, err := parseTime("since", q.Get("since"), now)
+	if err != nil {
+		return since, until, err
+	}
+	if !given {
+		since = until.Add(-time.Hour)
+	}
+	if !since.Before(until) {
+		return since, until, badParam("since", "must be before until")
+	}
+	return since, until, nil
 }
 
 // TraceSearchParams are the parameters of /traces.
@@ -314,20 +322,9 @@ func ParseTraceSearchParams(q url.Values, now time.Time) (TraceSearchParams, err
 		}
 		p.MinDuration = time.Duration(ms * float64(time.Millisecond))
 	}
-	if p.Until, _, err = parseTime("until", q.Get("until"), now); err != nil {
+	if p.Since, p.Until, err = parseRange(q, now); err != nil {
 		return p, err
 	}
-	since, given, err := parseTime("since", q.Get("since"), now)
-	if err != nil {
-		return p, err
-	}
-	if !given {
-		since = p.Until.Add(-time.Hour)
-	}
-	if !since.Before(p.Until) {
-		return p, badParam("since", "must be before until")
-	}
-	p.Since = since
 	if p.Limit, err = parseLimit("limit", q.Get("limit"), DefaultTraceLimit, MaxTraceLimit); err != nil {
 		return p, err
 	}
