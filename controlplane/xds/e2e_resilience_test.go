@@ -206,7 +206,13 @@ func TestLoadBalancingPolicies(t *testing.T) {
 		slow.delay.Store(int64(150 * time.Millisecond))
 		m.apply(serviceYAML(echoHost, slow, fast) + subsetsYAML("    loadBalancer: {simple: LEAST_REQUEST}\n"))
 		c := m.client(echoTarget, nil, nil)
-		distribution(t, c, 20, 2) // connect both
+		// Least request picks among READY endpoints; wait for both.
+		eventually(t, 10*time.Second, "both endpoints ready", func() error {
+			if got := distribution(t, c, 20, 4); len(got) != 2 {
+				return fmt.Errorf("got %v", got)
+			}
+			return nil
+		})
 		got := distribution(t, c, 600, 12)
 		// Round robin would split 50/50. Least request (two random choices)
 		// only lands on the busy endpoint when both choices are it (~25%).
@@ -265,9 +271,14 @@ func TestOutlierDetectionEjectsFailingEndpointAndReturnsIt(t *testing.T) {
     outlierDetection: {consecutive5xxErrors: 5, interval: 200ms, baseEjectionTime: 1s, maxEjectionPercent: 50}
 `))
 	c := m.client(echoTarget, nil, nil)
-	if got := distribution(t, c, 20, 1); got["good"] == 0 || got["bad"] == 0 {
-		t.Fatalf("both endpoints should serve before failures: %v", got)
-	}
+	// Round robin only picks READY subchannels, and the second connection
+	// may still be coming up when the first request goes out.
+	eventually(t, 10*time.Second, "both endpoints serve before failures", func() error {
+		if got := distribution(t, c, 20, 1); got["good"] == 0 || got["bad"] == 0 {
+			return fmt.Errorf("one endpoint gets no traffic: %v", got)
+		}
+		return nil
+	})
 	bad.failCode.Store(int32(codes.Internal))
 	eventually(t, 10*time.Second, "the failing endpoint is ejected", func() error {
 		if got := distribution(t, c, 20, 1); got["good"] != 20 {
