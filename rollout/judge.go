@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"gonum.org/v1/gonum/mathext"
 	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
 
@@ -43,9 +44,19 @@ type Verdict struct {
 	Window    Duration       `json:"window"`
 	Candidate VersionNumbers `json:"candidate"`
 	Stable    VersionNumbers `json:"stable"`
-	// Two-proportion z-test, H1: candidate error rate > stable's.
-	ErrorZ float64 `json:"errorZ"`
-	ErrorP float64 `json:"errorP"`
+	// ErrorRateP is the exact binomial p-value of H1: the candidate's true
+	// error rate is above maxErrorRate. P99P is the same for H1: more than
+	// 1% of the candidate's latency samples are above maxP99Ms (1 when no
+	// maximum is set).
+	ErrorRateP float64 `json:"errorRateP"`
+	P99P       float64 `json:"p99P"`
+	// Comparison of error rates, H1: candidate's > stable's. ErrorZ is the
+	// pooled two-proportion z statistic, ErrorP the one-sided p-value of
+	// Fisher's exact test, and ErrorIncreaseLow the lower confidence bound
+	// (1-alpha, Newcombe's score interval) of candidate minus stable rate.
+	ErrorZ           float64 `json:"errorZ"`
+	ErrorP           float64 `json:"errorP"`
+	ErrorIncreaseLow float64 `json:"errorIncreaseLow"`
 	// Mann-Whitney U on latency samples, H1: candidate slower.
 	LatencyU      float64 `json:"latencyU"`
 	LatencyZ      float64 `json:"latencyZ"`
@@ -70,7 +81,7 @@ func numbers(version string, vs graph.VersionStats) VersionNumbers {
 func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersion string) Verdict {
 	a = a.withDefaults()
 	v := Verdict{Result: Pass, Candidate: numbers(candVersion, cand), Stable: numbers(stableVersion, stable),
-		ErrorP: 1, LatencyP: 1}
+		ErrorRateP: 1, P99P: 1, ErrorP: 1, ErrorIncreaseLow: -1, LatencyP: 1}
 	if cand.Requests < a.MinSamples {
 		v.Result = Inconclusive
 		v.Reasons = append(v.Reasons, fmt.Sprintf("candidate has %d requests, fewer than the %d needed to decide", cand.Requests, a.MinSamples))
@@ -80,16 +91,41 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 		v.Result = Fail
 		v.Reasons = append(v.Reasons, fmt.Sprintf(format, args...))
 	}
-	if cand.ErrorRate > *a.MaxErrorRate {
-		fail("candidate error rate %.4f exceeds the maximum %.4f", cand.ErrorRate, *a.MaxErrorRate)
+	// Thresholds are tested, not compared: with 50 requests one error more
+	// or less moves the observed rate by 2%, and over thousands of verdicts
+	// a point estimate near the limit would roll back healthy canaries. A
+	// threshold fails when the data make it unlikely (p < alpha) that the
+	// candidate is within it; a candidate failing every request does so on
+	// its first verdict.
+	v.ErrorRateP = binomialUpper(cand.Errors, cand.Requests, *a.MaxErrorRate)
+	if v.ErrorRateP < a.Alpha {
+		fail("candidate error rate %.4f exceeds the maximum %.4f (%d of %d requests, binomial p=%.2g)",
+			cand.ErrorRate, *a.MaxErrorRate, cand.Errors, cand.Requests, v.ErrorRateP)
 	}
-	if a.MaxP99Ms > 0 && cand.P99Ms > a.MaxP99Ms {
-		fail("candidate p99 %.1f ms exceeds the maximum %.1f ms", cand.P99Ms, a.MaxP99Ms)
+	v.P99P = 1
+	if a.MaxP99Ms > 0 {
+		if n := len(cand.SamplesMs); n >= int(a.MinSamples) {
+			var slow int
+			for _, ms := range cand.SamplesMs {
+				if ms > a.MaxP99Ms {
+					slow++
+				}
+			}
+			v.P99P = binomialUpper(uint64(slow), uint64(n), 0.01)
+			if v.P99P < a.Alpha {
+				fail("candidate p99 exceeds the maximum %.1f ms: %d of %d latency samples above it (p99 %.1f ms, binomial p=%.2g)",
+					a.MaxP99Ms, slow, n, cand.P99Ms, v.P99P)
+			}
+		} else {
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%d latency samples: no p99 check", n))
+		}
 	}
 	if stable.Requests >= a.MinSamples {
 		v.ErrorZ, v.ErrorP = proportionTest(cand.Errors, cand.Requests, stable.Errors, stable.Requests)
-		if v.ErrorP < a.Alpha && cand.ErrorRate-stable.ErrorRate > *a.MaxErrorRateIncrease {
-			fail("candidate error rate %.4f is significantly above stable's %.4f (z=%.2f, p=%.2g)", cand.ErrorRate, stable.ErrorRate, v.ErrorZ, v.ErrorP)
+		v.ErrorIncreaseLow = differenceLowerBound(cand.Errors, cand.Requests, stable.Errors, stable.Requests, a.Alpha)
+		if v.ErrorP < a.Alpha && v.ErrorIncreaseLow > *a.MaxErrorRateIncrease {
+			fail("candidate error rate %.4f is significantly above stable's %.4f, by at least %.4f (z=%.2f, Fisher p=%.2g)",
+				cand.ErrorRate, stable.ErrorRate, v.ErrorIncreaseLow, v.ErrorZ, v.ErrorP)
 		}
 	} else {
 		v.Reasons = append(v.Reasons, fmt.Sprintf("stable has %d requests: no error-rate comparison", stable.Requests))
@@ -150,6 +186,47 @@ func fisherUpper(x, n, k, total uint64) float64 {
 		p += math.Exp(lchoose(k, i) + lchoose(total-k, n-i) - lchoose(total, n))
 	}
 	return min(p, 1)
+}
+
+// binomialUpper is P(X >= x) for X ~ Binomial(n, p): the one-sided exact
+// p-value of H1 "the true rate is above p" after x events in n trials.
+func binomialUpper(x, n uint64, p float64) float64 {
+	switch {
+	case x == 0:
+		return 1
+	case x > n:
+		return 0
+	case p <= 0:
+		return 0 // any event disproves a rate of zero
+	case p >= 1:
+		return 1
+	}
+	// P(X >= x) = I_p(x, n-x+1), the regularised incomplete beta function.
+	return mathext.RegIncBeta(float64(x), float64(n-x+1), p)
+}
+
+// differenceLowerBound is the lower end of the one-sided 1-alpha confidence
+// interval for p1 - p2 by Newcombe's hybrid score method (his method 10):
+// Wilson intervals for each rate, combined. Unlike the Wald interval it
+// stays sensible for rare events and small samples, where the judge lives.
+func differenceLowerBound(x1, n1, x2, n2 uint64, alpha float64) float64 {
+	if n1 == 0 || n2 == 0 {
+		return -1 // no evidence: the widest bound (JSON has no infinity)
+	}
+	z := distuv.UnitNormal.Quantile(1 - alpha)
+	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
+	l1, _ := wilson(p1, float64(n1), z)
+	_, u2 := wilson(p2, float64(n2), z)
+	return p1 - p2 - math.Sqrt((p1-l1)*(p1-l1)+(u2-p2)*(u2-p2))
+}
+
+// wilson is the Wilson score interval of a proportion p observed in n
+// trials, at normal quantile z.
+func wilson(p, n, z float64) (lo, hi float64) {
+	z2 := z * z
+	centre := (p + z2/(2*n)) / (1 + z2/n)
+	half := z * math.Sqrt(p*(1-p)/n+z2/(4*n*n)) / (1 + z2/n)
+	return max(centre-half, 0), min(centre+half, 1)
 }
 
 // mannWhitney is the one-sided Mann-Whitney U test of H1: x tends to be

@@ -89,10 +89,18 @@ func TestJudgeVerdicts(t *testing.T) {
 			graph.VersionStats{Requests: 20, Errors: 20, ErrorRate: 1}, Inconclusive, "fewer than"},
 		{"error rate over the maximum fails", Analysis{},
 			graph.VersionStats{Requests: 500, Errors: 50, ErrorRate: 0.1, SamplesMs: samples(r, 500, 5, 5)}, Fail, "exceeds the maximum"},
+		{"a few errors in a small window are not over the maximum", Analysis{MinSamples: 30},
+			graph.VersionStats{Requests: 46, Errors: 3, ErrorRate: 3.0 / 46, SamplesMs: samples(r, 46, 5, 5)}, Pass, "within limits"},
+		{"every request failing fails at the minimum sample size", Analysis{},
+			graph.VersionStats{Requests: 50, Errors: 50, ErrorRate: 1, SamplesMs: samples(r, 50, 5, 5)}, Fail, "exceeds the maximum"},
 		{"error rate significantly above stable fails", Analysis{MaxErrorRate: ptr(0.5)},
-			graph.VersionStats{Requests: 1000, Errors: 40, ErrorRate: 0.04, SamplesMs: samples(r, 500, 5, 5)}, Fail, "significantly above stable's 0.0050"},
+			graph.VersionStats{Requests: 1000, Errors: 50, ErrorRate: 0.05, SamplesMs: samples(r, 500, 5, 5)}, Fail, "significantly above stable's 0.0050"},
+		{"an increase below the practical minimum passes", Analysis{MaxErrorRate: ptr(0.5)},
+			graph.VersionStats{Requests: 5000, Errors: 75, ErrorRate: 0.015, SamplesMs: samples(r, 500, 5, 5)}, Pass, "within limits"},
 		{"p99 over the maximum fails", Analysis{MaxP99Ms: maxP99},
-			graph.VersionStats{Requests: 500, P99Ms: 80, SamplesMs: samples(r, 500, 5, 5)}, Fail, "p99"},
+			graph.VersionStats{Requests: 500, P99Ms: 80, SamplesMs: append(samples(r, 470, 5, 5), samples(r, 30, 60, 40)...)}, Fail, "30 of 500 latency samples above it"},
+		{"one slow sample is not over the p99 maximum", Analysis{MaxP99Ms: maxP99},
+			graph.VersionStats{Requests: 100, P99Ms: 80, SamplesMs: append(samples(r, 99, 5, 5), 80)}, Pass, "within limits"},
 		{"slower candidate fails the rank test", Analysis{},
 			graph.VersionStats{Requests: 500, SamplesMs: samples(r, 500, 15, 5)}, Fail, "Mann-Whitney"},
 		{"slightly slower candidate (below the practical minimum) passes", Analysis{},
@@ -108,3 +116,92 @@ func TestJudgeVerdicts(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestBinomialUpperMatchesClosedForms(t *testing.T) {
+	for _, tc := range []struct {
+		x, n uint64
+		p    float64
+		want float64
+	}{
+		{0, 10, 0.3, 1},
+		{1, 10, 0.3, 1 - math.Pow(0.7, 10)},
+		{10, 10, 0.3, math.Pow(0.3, 10)},
+		{2, 30, 0.05, 1 - math.Pow(0.95, 30) - 30*0.05*math.Pow(0.95, 29)},
+		{1, 10, 0, 0},
+		{11, 10, 0.5, 0},
+	} {
+		if got := binomialUpper(tc.x, tc.n, tc.p); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("P(X>=%d | n=%d, p=%v) = %v, want %v", tc.x, tc.n, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestDifferenceLowerBoundMatchesNewcombe(t *testing.T) {
+	// Newcombe (1998), Statistics in Medicine 17:873, table II example:
+	// 56/70 vs 48/80, 95% interval by method 10 is 0.0524 to 0.3339.
+	if got := differenceLowerBound(56, 70, 48, 80, 0.025); math.Abs(got-0.0524) > 0.00005 {
+		t.Fatalf("lower bound %v, want 0.0524", got)
+	}
+	if got := differenceLowerBound(1, 0, 1, 10, 0.01); got != -1 {
+		t.Fatalf("no candidate requests: lower bound %v, want -1", got)
+	}
+}
+
+// TestJudgeRarelyFailsHealthyNoise is the judge's false-alarm rate, the
+// thing the soak measures end to end: both versions fail 0.5% of requests
+// and have the same latency; windows from the minimum sample size up. A
+// rollback takes failureLimit failing verdicts, but consecutive verdicts
+// share most of their window, so one verdict in a thousand failing is
+// already one false rollback in a few hundred canaries.
+func TestJudgeRarelyFailsHealthyNoise(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	binomial := func(n int, p float64) uint64 {
+		var x uint64
+		for range n {
+			if r.Float64() < p {
+				x++
+			}
+		}
+		return x
+	}
+	version := func(n int) graph.VersionStats {
+		e := binomial(n, 0.005)
+		return graph.VersionStats{Requests: uint64(n), Errors: e, ErrorRate: float64(e) / float64(n),
+			SamplesMs: samples(r, min(n, 500), 0.5, 2)}
+	}
+	a := Analysis{MinSamples: 30, MaxP99Ms: 3}
+	const verdicts = 20000
+	fails := 0
+	for i := range verdicts {
+		n := 30 + i%400
+		if v := judge(a, version(n), version(3*n), "v2", "v1"); v.Result == Fail {
+			fails++
+			if fails <= 3 {
+				t.Logf("false alarm: %v", v.Reasons)
+			}
+		}
+	}
+	t.Logf("%d of %d verdicts on healthy noise failed", fails, verdicts)
+	if fails > verdicts/10000 {
+		t.Fatalf("%d of %d verdicts on healthy noise failed; want at most 1 in 10,000", fails, verdicts)
+	}
+}
+
+func TestJudgeCatchesRealRegressionsQuickly(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	stable := graph.VersionStats{Requests: 600, Errors: 3, ErrorRate: 0.005, SamplesMs: samples(r, 500, 0.5, 2)}
+	for _, tc := range []struct {
+		name string
+		cand graph.VersionStats
+	}{
+		{"half the requests failing", graph.VersionStats{Requests: 60, Errors: 30, ErrorRate: 0.5, SamplesMs: samples(r, 60, 0.5, 2)}},
+		{"10% errors", graph.VersionStats{Requests: 200, Errors: 20, ErrorRate: 0.1, SamplesMs: samples(r, 200, 0.5, 2)}},
+		{"latency up by 5 ms", graph.VersionStats{Requests: 60, SamplesMs: samples(r, 60, 5.5, 2)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if v := judge(Analysis{MinSamples: 30}, tc.cand, stable, "v2", "v1"); v.Result != Fail {
+				t.Fatalf("got %s %v, want fail", v.Result, v.Reasons)
+			}
+		})
+	}
+}
