@@ -29,16 +29,19 @@
 // # Judge
 //
 // Each interval a progressing rollout gets a verdict from the live graph
-// over a sliding window (capped at the time since the step began):
-// thresholds (max error rate, max p99, min successes), a one-sided
-// comparison of error rates (Fisher's exact test; the two-proportion z is
-// reported) and a one-sided Mann-Whitney U test
-// of latency samples (normal approximation, tie-corrected; gonum's normal
-// distribution). A comparison fails only when it is significant and the
+// over a sliding window (capped at the time since the step began).
+// Thresholds are hypothesis tests at Alpha, not point comparisons: max
+// error rate by an exact binomial tail, max p99 by the binomial tail of the
+// share of samples above it (more than 1% means the p99 is over). The
+// comparison with stable is one-sided: error rates by Fisher's exact test
+// together with Newcombe's score bound on the increase (the pooled z is
+// reported), latency by a Mann-Whitney U test (normal approximation,
+// tie-corrected). A comparison fails only when it is significant and the
 // effect is larger than a practical minimum, so large samples do not fail a
-// candidate for a negligible difference. Below MinSamples candidate
-// requests a verdict is inconclusive: low traffic neither promotes nor
-// rolls back. FailureLimit failing verdicts in a row roll back.
+// candidate for a negligible difference and small ones do not fail it for
+// a lucky error or two. Below MinSamples candidate requests a verdict is
+// inconclusive: low traffic neither promotes nor rolls back. FailureLimit
+// failing verdicts in a row roll back.
 //
 // A step passes when its verdict passes, it has lasted MinDuration and the
 // candidate served MinRequests (and MinSuccess successes) since it began.
