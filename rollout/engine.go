@@ -320,6 +320,11 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	case EvAdvance:
 		r.st.Step++
 		r.st.StepStartedAt = now
+	case EvResume:
+		// Time spent paused is not time judged: the step starts over, so
+		// its minDuration, minRequests and the judge's window all count
+		// traffic seen since the resume.
+		r.st.StepStartedAt = now
 	}
 	r.st.Failures = 0
 	r.st.Message = msg
