@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"sync"
 	"time"
@@ -200,13 +201,20 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// specHash identifies what a rollout moves: service, versions, strategy.
+// The analysis is left out: tuning the judge of a running rollout takes
+// effect at its next verdict instead of starting it over.
 func specHash(s *Spec) string {
-	b, _ := json.Marshal(s)
+	c := *s
+	c.Analysis = Analysis{}
+	b, _ := json.Marshal(&c)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:8])
 }
 
 // Sync takes on new and changed Rollout objects and forgets deleted ones.
+// A changed service, version or strategy starts the rollout over; a changed
+// analysis does not.
 // A rollout loaded from disk whose spec is unchanged keeps its state, step
 // and weights; its routes are re-applied only if the store lacks them
 // (an identical apply is no change and pushes nothing).
@@ -231,6 +239,9 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 				if r.st.State != Failed {
 					e.reconcile(ctx, r)
 				}
+			} else if !reflect.DeepEqual(r.spec.Analysis, spec.Analysis) {
+				r.spec = spec
+				e.logger.Info("rollout analysis changed; the rollout goes on at its step", "rollout", key, "step", r.st.Step)
 			}
 			continue
 		}
