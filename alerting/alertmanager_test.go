@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -59,7 +60,7 @@ receivers:
 	cmd := exec.CommandContext(ctx, alertmanagerBin, "--config.file="+filepath.Join(dir, "am.yml"),
 		"--storage.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--cluster.listen-address=",
 		"--log.level=warn")
-	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+	cmd.Stdout, cmd.Stderr = meshtest.Writer(t), meshtest.Writer(t)
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)

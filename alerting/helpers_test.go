@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/rollout"
 )
@@ -38,16 +37,9 @@ type env struct {
 	dir    string // data dir of the store and the engine
 }
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := meshtest.Logger(t)
 	e := &env{t: t}
 	var err error
 	e.kinds, err = config.NewKinds(append(config.IstioKinds(config.IstioOptions{}), rollout.KindSpec(""), KindSpec())...)
@@ -165,10 +157,6 @@ func (e *env) traffic(version string, n, errs int, lat time.Duration) {
 			Protocol:    "grpc", Code: 200, GRPCStatus: st, Duration: lat, Origin: mesh.OriginSpanPair}
 	}
 	_ = e.live.ConsumeRecords(context.Background(), recs)
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func containsField(err error, field string) bool {

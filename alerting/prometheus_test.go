@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -74,7 +75,7 @@ scrape_configs:
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.CommandContext(ctx, prometheusBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = testWriter{t}, testWriter{t}
+	cmd.Stdout, cmd.Stderr = meshtest.Writer(t), meshtest.Writer(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -136,7 +137,7 @@ spec:
 
 func TestNotifierRetriesWithBackoffAndGivesUpOnClientErrors(t *testing.T) {
 	sink := newSink(t, "k")
-	n, err := NewNotifier(NotifierOptions{Backoff: 10 * time.Millisecond, Attempts: 4}, testLogger(t), nil)
+	n, err := NewNotifier(NotifierOptions{Backoff: 10 * time.Millisecond, Attempts: 4}, meshtest.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

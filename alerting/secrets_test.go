@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // configAPI serves the env's store through the config routes behind the
@@ -282,7 +283,7 @@ spec:
 func TestSecretFileIsReadAtSendTime(t *testing.T) {
 	sink := newSink(t, "new-secret")
 	file := filepath.Join(t.TempDir(), "secret")
-	n, err := NewNotifier(NotifierOptions{Attempts: 1}, testLogger(t), prometheus.NewRegistry())
+	n, err := NewNotifier(NotifierOptions{Attempts: 1}, meshtest.Logger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

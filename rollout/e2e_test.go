@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // canaryYAML is a canary rollout of subset "canary" (v2) over "stable" (v1)
@@ -61,7 +63,7 @@ func TestHealthyCanaryIsPromotedThroughAllSteps(t *testing.T) {
 	if st.Weights != (Weights{Candidate: 100}) {
 		t.Errorf("final weights %+v", st.Weights)
 	}
-	eventually(t, 10*time.Second, "clients see only the candidate", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients see only the candidate", func() error {
 		last := l.lastNot("v2")
 		if got := l.since(last.Add(time.Nanosecond)); time.Since(last) < 500*time.Millisecond || got["v2"] < 50 {
 			return fmt.Errorf("last response not from the candidate at %s; since then %v", last.Format("15:04:05.000"), got)
@@ -77,13 +79,13 @@ func TestFailingCandidateIsRolledBack(t *testing.T) {
 	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, ""))
 	r.waitState("echo", Progressing, 10*time.Second)
 	start := time.Now()
-	eventually(t, 10*time.Second, "clients reach the candidate", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients reach the candidate", func() error {
 		if got := l.since(start); got["v2"] < 20 {
 			return fmt.Errorf("clients saw %v", got)
 		}
 		return nil
 	})
-	r.v2.failCode.Store(int32(codes.Unavailable))
+	r.v2.FailCode.Store(int32(codes.Unavailable))
 	broke := time.Now()
 	st := r.waitState("echo", RolledBack, 30*time.Second)
 	firstBad, ok := l.firstAfter(broke, "error")
@@ -92,7 +94,7 @@ func TestFailingCandidateIsRolledBack(t *testing.T) {
 	}
 	// Clients see only stable once a run of responses, all from v1, ends
 	// the record.
-	eventually(t, 10*time.Second, "clients see only stable", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients see only stable", func() error {
 		last := l.lastNot("v1")
 		if time.Since(last) < time.Second {
 			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
@@ -125,7 +127,7 @@ func lastFailing(st Status) *Verdict {
 func TestSlowerCandidateFailsStatisticalJudge(t *testing.T) {
 	r := newRig(t)
 	r.startEngine()
-	r.v2.delay.Store(int64(25 * time.Millisecond))
+	r.v2.Delay.Store(int64(25 * time.Millisecond))
 	r.startLoad(r.client(), 6, 2*time.Millisecond)
 	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 40, ""))
 	st := r.waitState("echo", RolledBack, 40*time.Second)
@@ -146,7 +148,7 @@ func TestSlowerCandidateFailsStatisticalJudge(t *testing.T) {
 func TestLowTrafficNeitherPromotesNorRollsBack(t *testing.T) {
 	r := newRig(t)
 	r.startEngine()
-	r.v2.failCode.Store(int32(codes.Internal)) // would fail any judge that decided
+	r.v2.FailCode.Store(int32(codes.Internal)) // would fail any judge that decided
 	r.startLoad(r.client(), 1, 100*time.Millisecond)
 	r.apply(canaryYAML("echo", "[50, 100]", "100ms", 1, 200, ""))
 	r.waitState("echo", Progressing, 10*time.Second)
@@ -177,7 +179,7 @@ func TestRestartMidRolloutResumesSameStepAndWeights(t *testing.T) {
 	r.startEngine()
 	l := r.startLoad(r.client(), 4, 5*time.Millisecond)
 	r.apply(canaryYAML("echo", "[30, 60, 100]", "600ms", 20, 20, ""))
-	eventually(t, 30*time.Second, "rollout reaches step 1", func() error {
+	meshtest.Eventually(t, 30*time.Second, "rollout reaches step 1", func() error {
 		if st := r.status("echo"); st.Step != 1 || st.State != Progressing {
 			return fmt.Errorf("%s step %d", st.State, st.Step)
 		}
@@ -193,7 +195,7 @@ func TestRestartMidRolloutResumesSameStepAndWeights(t *testing.T) {
 
 	r.openStore()
 	r.startEngine()
-	eventually(t, 5*time.Second, "restarted engine resumes the rollout", func() error {
+	meshtest.Eventually(t, 5*time.Second, "restarted engine resumes the rollout", func() error {
 		st := r.status("echo")
 		if st.State == "" {
 			return fmt.Errorf("not loaded yet")
@@ -239,7 +241,7 @@ func TestRoutesThatCannotBeAppliedAbortThenFail(t *testing.T) {
 	// The rig's own VirtualService "echo" routes the host; a rollout told
 	// to write another one for the same host is refused by the store.
 	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, "  virtualService: echo-rollout\n"))
-	eventually(t, 20*time.Second, "rollout gives up", func() error {
+	meshtest.Eventually(t, 20*time.Second, "rollout gives up", func() error {
 		if st := r.status("echo"); st.State != Failed {
 			return fmt.Errorf("state %s", st.State)
 		}
@@ -285,7 +287,7 @@ spec:
 		t.Fatal("a second VirtualService was created for the host")
 	}
 	c := r.client()
-	eventually(t, 10*time.Second, "clients reach both versions", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients reach both versions", func() error {
 		got := map[string]int{}
 		for range 40 {
 			resp, err := c.UnaryCall(context.Background(), &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))

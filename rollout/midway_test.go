@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // TestResumeStartsTheStepOver: a step's minDuration counts judged time, not
@@ -52,7 +54,7 @@ func TestChangingTheAnalysisKeepsTheStep(t *testing.T) {
 	r.startEngine()
 	r.startLoad(r.client(), 4, 5*time.Millisecond)
 	r.apply(canaryYAML("echo", "[20, 50, 100]", "400ms", 10, 10, ""))
-	eventually(t, 20*time.Second, "the rollout reaches its second step", func() error {
+	meshtest.Eventually(t, 20*time.Second, "the rollout reaches its second step", func() error {
 		if st := r.status("echo"); st.State != Progressing || st.Step < 1 {
 			return fmt.Errorf("%s at step %d", st.State, st.Step)
 		}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store/storetest"
 )
@@ -148,21 +149,21 @@ func TestFailingCandidateIsRolledBackThroughCollectorPipeline(t *testing.T) {
 	l := r.startLoad(r.client(), 4, 5*time.Millisecond)
 	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, ""))
 	r.waitState("echo", Progressing, 10*time.Second)
-	eventually(t, 20*time.Second, "the judge sees both versions through the collector", func() error {
+	meshtest.Eventually(t, 20*time.Second, "the judge sees both versions through the collector", func() error {
 		st := r.status("echo")
 		if v := st.LastVerdict; v == nil || v.Result != Pass {
 			return fmt.Errorf("last verdict %+v", st.LastVerdict)
 		}
 		return nil
 	})
-	r.v2.failCode.Store(int32(codes.Unavailable))
+	r.v2.FailCode.Store(int32(codes.Unavailable))
 	broke := time.Now()
 	st := r.waitState("echo", RolledBack, 30*time.Second)
 	firstBad, ok := l.firstAfter(broke, "error")
 	if !ok {
 		t.Fatal("clients never saw an error")
 	}
-	eventually(t, 10*time.Second, "clients see only stable", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients see only stable", func() error {
 		if last := l.lastNot("v1"); time.Since(last) < time.Second {
 			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,15 +11,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/mesh"
 )
 
@@ -57,17 +53,10 @@ const (
 	testTick = 20 * time.Millisecond
 )
 
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir()}
-	r.logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	r.logger = meshtest.Logger(t)
 	var err error
 	r.kinds, err = config.NewKinds(append(config.IstioKinds(config.IstioOptions{}), KindSpec(""))...)
 	if err != nil {
@@ -83,10 +72,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := meshtest.Listen(t)
 	r.xdsAddr = lis.Addr().String()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = r.xds.ServeListener(ctx, lis) }()
@@ -127,7 +113,7 @@ metadata: {name: echo, namespace: default}
 spec:
   hosts: [echo]
   http: [{route: [{destination: {host: echo, subset: stable}}]}]
-`, host, r.v1.port, r.v2.port))
+`, host, r.v1.Port, r.v2.Port))
 	return r
 }
 
@@ -224,26 +210,18 @@ func historyText(st Status) string {
 	return b.String()
 }
 
-// backend is one version of the echo service. Every call is recorded in
-// the live graph as its server span would be.
+// backend is one version of the echo service, answering with its version
+// as the hostname. Every call is recorded in the live graph as its server
+// span would be. The lower-case knobs are the embedded Backend's own, under
+// the names soak_test.go uses.
 type backend struct {
-	testgrpc.UnimplementedTestServiceServer
-	version  string
-	port     int
-	failCode atomic.Int32 // non-zero: calls fail with it
-	delay    atomic.Int64 // nanoseconds added to each call
-	jitter   atomic.Int64 // up to this many nanoseconds more, uniformly
-	errPerK  atomic.Int64 // this many calls in 1000 fail at random
+	*meshtest.Backend
+	delay, jitter, errPerK *atomic.Int64
 }
 
 func (r *rig) startBackend(version string) *backend {
 	r.t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	b := &backend{version: version, port: lis.Addr().(*net.TCPAddr).Port}
-	s := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	b := meshtest.StartBackend(r.t, version, version, grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if tel := r.tel.Load(); tel != nil {
 			return tel.serverSpan(ctx, version, info.FullMethod, func(ctx context.Context) (any, error) { return h(ctx, req) })
 		}
@@ -259,31 +237,7 @@ func (r *rig) startBackend(version string) *backend {
 		}})
 		return resp, err
 	}))
-	testgrpc.RegisterTestServiceServer(s, b)
-	go s.Serve(lis)
-	r.t.Cleanup(s.Stop)
-	return b
-}
-
-func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	d := time.Duration(b.delay.Load())
-	if j := b.jitter.Load(); j > 0 {
-		d += time.Duration(rand.Int64N(j))
-	}
-	if d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if c := codes.Code(b.failCode.Load()); c != codes.OK {
-		return nil, status.Errorf(c, "%s fails on purpose", b.version)
-	}
-	if k := b.errPerK.Load(); k > 0 && rand.Int64N(1000) < k {
-		return nil, status.Errorf(codes.Unavailable, "%s: background noise", b.version)
-	}
-	return &testgrpc.SimpleResponse{Hostname: b.version}, nil
+	return &backend{Backend: b, delay: &b.Delay, jitter: &b.Jitter, errPerK: &b.ErrPerK}
 }
 
 // client dials the echo service through meshlens' xDS as its own node.
@@ -294,16 +248,7 @@ func (r *rig) client() testgrpc.TestServiceClient {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	rb, err := grpcxds.NewXDSResolverWithConfigForTesting(bs)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { cc.Close() })
-	return testgrpc.NewTestServiceClient(cc)
+	return meshtest.XDSClient(r.t, bs, target, nil)
 }
 
 // outcome is one response a client saw: the version that served it, or
@@ -399,20 +344,4 @@ func (l *load) lastNot(host string) time.Time {
 		}
 	}
 	return time.Time{}
-}
-
-// eventually retries check until it returns nil or d passes.
-func eventually(t testing.TB, d time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

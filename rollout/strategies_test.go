@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 const opToken = "operator-token-0123456789"
@@ -86,8 +87,8 @@ spec:
 		t.Fatalf("POST /rollouts: %d %s", code, body)
 	}
 	r.waitState("echo", Progressing, 5*time.Second)
-	eventually(t, 10*time.Second, "preview header reaches the candidate", func() error { return only(t, c, "v2", "x-preview", "1") })
-	eventually(t, 10*time.Second, "plain traffic stays on stable", func() error { return only(t, c, "v1") })
+	meshtest.Eventually(t, 10*time.Second, "preview header reaches the candidate", func() error { return only(t, c, "v2", "x-preview", "1") })
+	meshtest.Eventually(t, 10*time.Second, "plain traffic stays on stable", func() error { return only(t, c, "v1") })
 
 	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/promote", "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("promote without a token: %d %s", code, body)
@@ -96,7 +97,7 @@ spec:
 		t.Fatalf("promote: %d %s", code, body)
 	}
 	r.waitState("echo", Succeeded, 5*time.Second)
-	eventually(t, 10*time.Second, "all traffic switched to the candidate", func() error { return only(t, c, "v2") })
+	meshtest.Eventually(t, 10*time.Second, "all traffic switched to the candidate", func() error { return only(t, c, "v2") })
 
 	before := r.store.Snapshot().Version
 	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/abort", opToken, ""); code != 200 {
@@ -106,7 +107,7 @@ spec:
 	if got := r.store.Snapshot().Version - before; got != 1 {
 		t.Errorf("switch-back took %d config versions, want one push", got)
 	}
-	eventually(t, 10*time.Second, "all traffic back on stable", func() error { return only(t, c, "v1") })
+	meshtest.Eventually(t, 10*time.Second, "all traffic back on stable", func() error { return only(t, c, "v1") })
 
 	code, body = httpDo(t, http.MethodGet, api+"/rollouts/default/echo", "", "")
 	var st Status
@@ -142,7 +143,7 @@ spec:
   analysis: {interval: 200ms, window: 3s, minSamples: 20}
 `)
 	r.waitState("echo", Progressing, 5*time.Second)
-	eventually(t, 10*time.Second, "beta cookie reaches the candidate", func() error { return only(t, c, "v2", "cookie", "theme=dark; user=beta") })
+	meshtest.Eventually(t, 10*time.Second, "beta cookie reaches the candidate", func() error { return only(t, c, "v2", "cookie", "theme=dark; user=beta") })
 	if err := only(t, c, "v1", "cookie", "user=betamax"); err != nil {
 		t.Fatalf("another cookie value: %v", err)
 	}
@@ -163,7 +164,7 @@ spec:
 	if !explained {
 		t.Errorf("completion not explained:\n%s", historyText(st))
 	}
-	eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only(t, c, "v2") })
+	meshtest.Eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only(t, c, "v2") })
 }
 
 func TestRolloutAPIRefusesInvalidRollouts(t *testing.T) {

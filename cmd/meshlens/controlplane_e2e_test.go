@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,37 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/meshlens/meshlens/controlplane/xds"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/store/storetest"
 )
-
-// versionServer answers every UnaryCall with its version as the hostname.
-type versionServer struct {
-	testpb.UnimplementedTestServiceServer
-	version string
-}
-
-func (s versionServer) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-	return &testpb.SimpleResponse{Hostname: s.version}, nil
-}
-
-func startVersion(t *testing.T, version string) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	testpb.RegisterTestServiceServer(s, versionServer{version: version})
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 const echoConfig = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -92,7 +66,8 @@ spec:
 // or the config dir, is refused naming the field, and the client keeps
 // going where the old config sent it; a good change then moves it.
 func TestBadConfigIsRefusedAndClientsKeepTheOldRoutes(t *testing.T) {
-	v1, v2 := startVersion(t, "v1"), startVersion(t, "v2")
+	// Each version's backend answers with its version as the hostname.
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1").Port, meshtest.StartBackend(t, "v2", "v2").Port
 	const token = "operator-token-0123456789abcdef"
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	_ = os.WriteFile(tokens, []byte(token+" operator\n"), 0o600)
@@ -120,16 +95,7 @@ func TestBadConfigIsRefusedAndClientsKeepTheOldRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := grpcxds.NewXDSResolverWithConfigForTesting(boot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient("xds:///echo.shop.svc.cluster.local:9080", grpc.WithResolvers(res), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := testpb.NewTestServiceClient(conn)
+	client := meshtest.XDSClient(t, boot, "echo.shop.svc.cluster.local:9080", nil)
 	versions := func(n int) map[string]int {
 		got := map[string]int{}
 		for i := 0; i < n; i++ {
@@ -146,17 +112,12 @@ func TestBadConfigIsRefusedAndClientsKeepTheOldRoutes(t *testing.T) {
 	}
 	waitFor := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			got := versions(20)
-			if got[want] == 20 {
-				return
+		meshtest.Eventually(t, 30*time.Second, "calls reach "+want, func() error {
+			if got := versions(20); got[want] != 20 {
+				return fmt.Errorf("calls went to %v, want all to %s", got, want)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("calls went to %v, want all to %s", got, want)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitFor("v1")
 
@@ -169,13 +130,12 @@ func TestBadConfigIsRefusedAndClientsKeepTheOldRoutes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(configDir, "echo-vs.yaml"), []byte(routeTo(10, 10)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.Log(), "echo-vs.yaml") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the bad file in --config-dir was not reported:\n%s", p.Log())
+	meshtest.Eventually(t, 20*time.Second, "the bad file in --config-dir is reported", func() error {
+		if l := p.Log(); !strings.Contains(l, "echo-vs.yaml") {
+			return fmt.Errorf("not in the log:\n%s", l)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := versions(50); got["v1"] != 50 {
 		t.Fatalf("after refused config, calls went to %v, want all 50 to v1", got)
 	}

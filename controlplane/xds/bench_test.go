@@ -17,6 +17,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 const (
@@ -74,7 +76,7 @@ func BenchmarkPushWeightChange(b *testing.B) {
 		n, _ = strconv.Atoi(v)
 	}
 	m := newTestMesh(b)
-	v1, v2 := &backend{name: "v1", version: "v1", port: 1}, &backend{name: "v2", version: "v2", port: 2}
+	v1, v2 := meshtest.NewBackend("v1", "v1", 1), meshtest.NewBackend("v2", "v2", 2)
 	base := serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2")
 	m.apply(base + vsWeightsYAML(95, 5)) // differs from every weight pushed below
 

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -23,16 +22,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // testMesh is a running meshlens xDS server plus the backends and clients a
@@ -50,15 +49,11 @@ func newTestMesh(t testing.TB) *testMesh {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := NewServer(ctx, logger, reg, DefaultOptions())
+	s, err := NewServer(ctx, meshtest.Logger(t), reg, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lis := meshtest.Listen(t)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -68,13 +63,6 @@ func newTestMesh(t testing.TB) *testMesh {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return &testMesh{t: t, srv: s, reg: reg, addr: lis.Addr().String()}
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // apply pushes a YAML config as the next snapshot version.
@@ -100,19 +88,7 @@ func (m *testMesh) bootstrap(nodeID string, certs *CertFiles) []byte {
 func (m *testMesh) client(target string, creds credentials.TransportCredentials, certs *CertFiles) testgrpc.TestServiceClient {
 	m.t.Helper()
 	id := fmt.Sprintf("client-%d", m.ids.Add(1))
-	rb, err := xds.NewXDSResolverWithConfigForTesting(m.bootstrap(id, certs))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	if creds == nil {
-		creds = insecure.NewCredentials()
-	}
-	cc, err := grpc.NewClient("xds:///"+target, grpc.WithResolvers(rb), grpc.WithTransportCredentials(creds))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.t.Cleanup(func() { cc.Close() })
-	return testgrpc.NewTestServiceClient(cc)
+	return meshtest.XDSClient(m.t, m.bootstrap(id, certs), target, creds)
 }
 
 func xdsClientCreds(t *testing.T) credentials.TransportCredentials {
@@ -123,106 +99,13 @@ func xdsClientCreds(t *testing.T) credentials.TransportCredentials {
 	return c
 }
 
-// backend is a TestService server whose behaviour a test can change.
-type backend struct {
-	testgrpc.UnimplementedTestServiceServer
-	name    string
-	version string
-	port    int
-
-	calls     atomic.Int64
-	failCode  atomic.Int32 // non-zero: every call fails with this code
-	flakyMod  atomic.Int64 // >1: only every n-th call succeeds
-	delay     atomic.Int64 // nanoseconds per call
-	inflight  atomic.Int64
-	maxFlight atomic.Int64
-	release   chan struct{} // if set, calls wait for it (or ctx)
-	lastAuth  atomic.Value  // string: the last caller's transport security
-}
-
-// recordPeer remembers how the caller connected: "tls:<first URI SAN>" or
-// the credentials' auth type.
-func (b *backend) recordPeer(ctx context.Context) {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.AuthInfo == nil {
-		b.lastAuth.Store("none")
-		return
-	}
-	if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-		id := ""
-		if cs := ti.State.PeerCertificates; len(cs) > 0 && len(cs[0].URIs) > 0 {
-			id = cs[0].URIs[0].String()
-		}
-		b.lastAuth.Store("tls:" + id)
-		return
-	}
-	b.lastAuth.Store(p.AuthInfo.AuthType())
-}
-
-func (b *backend) UnaryCall(ctx context.Context, _ *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	n := b.calls.Add(1)
-	b.recordPeer(ctx)
-	cur := b.inflight.Add(1)
-	defer b.inflight.Add(-1)
-	for {
-		old := b.maxFlight.Load()
-		if cur <= old || b.maxFlight.CompareAndSwap(old, cur) {
-			break
-		}
-	}
-	if d := time.Duration(b.delay.Load()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if b.release != nil {
-		select {
-		case <-b.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	if c := codes.Code(b.failCode.Load()); c != codes.OK {
-		return nil, status.Errorf(c, "%s fails on purpose", b.name)
-	}
-	if mod := b.flakyMod.Load(); mod > 1 && n%mod != 0 {
-		return nil, status.Errorf(codes.Unavailable, "%s is flaky (call %d)", b.name, n)
-	}
-	return &testgrpc.SimpleResponse{Hostname: b.name}, nil
-}
-
-func (b *backend) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
-	b.calls.Add(1)
-	return &testgrpc.Empty{}, nil
-}
-
-// startBackend starts a plain gRPC server (no xDS on the server side).
-func startBackend(t *testing.T, name, version string) *backend {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &backend{name: name, version: version, port: lis.Addr().(*net.TCPAddr).Port}
-	s := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(s, b)
-	go s.Serve(lis)
-	t.Cleanup(s.Stop)
-	return b
-}
-
 // startXDSBackend starts a grpc-go xDS server, which takes its listener
 // (mTLS, RBAC) from meshlens. It returns before the server is serving; the
 // port is known so the config can name it.
-func (m *testMesh) startXDSBackend(name, version string, certs *CertFiles) (*backend, <-chan struct{}) {
+func (m *testMesh) startXDSBackend(name, version string, certs *CertFiles) (*meshtest.Backend, <-chan struct{}) {
 	m.t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	b := &backend{name: name, version: version, port: lis.Addr().(*net.TCPAddr).Port}
+	lis := meshtest.Listen(m.t)
+	b := meshtest.NewBackend(name, version, lis.Addr().(*net.TCPAddr).Port)
 	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
 	if err != nil {
 		m.t.Fatal(err)
@@ -240,7 +123,7 @@ func (m *testMesh) startXDSBackend(name, version string, certs *CertFiles) (*bac
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	testgrpc.RegisterTestServiceServer(s, b)
+	b.Register(s)
 	go s.Serve(lis)
 	m.t.Cleanup(s.Stop)
 	return b, serving
@@ -248,7 +131,7 @@ func (m *testMesh) startXDSBackend(name, version string, certs *CertFiles) (*bac
 
 // serviceYAML is a ServiceEntry "host" on gRPC port 9000 whose endpoints are
 // WorkloadEntries for the backends (label version = backend version).
-func serviceYAML(host string, backends ...*backend) string {
+func serviceYAML(host string, backends ...*meshtest.Backend) string {
 	var b strings.Builder
 	app := strings.SplitN(host, ".", 2)[0]
 	fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
@@ -265,7 +148,7 @@ apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: %s-%s, namespace: default}
 spec: {address: 127.0.0.1, ports: {grpc: %d}, labels: {app: %s, version: %s}, serviceAccount: %s}
-`, app, be.name, be.port, app, be.version, be.name)
+`, app, be.Name, be.Port, app, be.Version, be.Name)
 	}
 	return b.String()
 }
@@ -327,22 +210,6 @@ func distribution(t *testing.T, c testgrpc.TestServiceClient, n, conc int, md ..
 	}
 	wg.Wait()
 	return out
-}
-
-// eventually retries check until it returns nil or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // testPKI is a CA and workload certificates with SPIFFE URI SANs.

@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 func vsYAML(httpRoute string) string {
@@ -33,8 +35,8 @@ func TestRetriesMakeFlakyBackendSucceed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newTestMesh(t)
-			b := startBackend(t, "v1", "v1")
-			b.flakyMod.Store(3) // two of every three calls fail with UNAVAILABLE
+			b := meshtest.StartBackend(t, "v1", "v1")
+			b.FlakyMod.Store(3) // two of every three calls fail with UNAVAILABLE
 			m.apply(serviceYAML(echoHost, b) + vsYAML(fmt.Sprintf(`  - route: [{destination: {host: echo}}]
     retries: %s
 `, tc.retries)))
@@ -47,10 +49,10 @@ func TestRetriesMakeFlakyBackendSucceed(t *testing.T) {
 				return
 			}
 			if got["v1"] != 30 {
-				t.Fatalf("with retries every RPC must succeed, got %v (backend saw %d calls)", got, b.calls.Load())
+				t.Fatalf("with retries every RPC must succeed, got %v (backend saw %d calls)", got, b.Calls.Load())
 			}
-			if b.calls.Load() < 60 {
-				t.Fatalf("backend saw %d calls; the retries did not happen", b.calls.Load())
+			if b.Calls.Load() < 60 {
+				t.Fatalf("backend saw %d calls; the retries did not happen", b.Calls.Load())
 			}
 		})
 	}
@@ -58,8 +60,8 @@ func TestRetriesMakeFlakyBackendSucceed(t *testing.T) {
 
 func TestTimeoutEndsSlowCallWithDeadlineExceeded(t *testing.T) {
 	m := newTestMesh(t)
-	b := startBackend(t, "v1", "v1")
-	b.delay.Store(int64(5 * time.Second))
+	b := meshtest.StartBackend(t, "v1", "v1")
+	b.Delay.Store(int64(5 * time.Second))
 	m.apply(serviceYAML(echoHost, b) + vsYAML(`  - route: [{destination: {host: echo}}]
     timeout: 300ms
 `))
@@ -80,7 +82,7 @@ func TestTimeoutEndsSlowCallWithDeadlineExceeded(t *testing.T) {
 
 func TestFaultInjectionAbortsAndDelaysByPercentage(t *testing.T) {
 	m := newTestMesh(t)
-	b := startBackend(t, "v1", "v1")
+	b := meshtest.StartBackend(t, "v1", "v1")
 	m.apply(serviceYAML(echoHost, b) + vsYAML(`  - match: [{headers: {x-fault: {exact: abort}}}]
     fault: {abort: {grpcStatus: UNAVAILABLE, percentage: {value: 50}}}
     route: [{destination: {host: echo}}]
@@ -140,14 +142,14 @@ func TestFaultInjectionAbortsAndDelaysByPercentage(t *testing.T) {
 func TestLoadBalancingPolicies(t *testing.T) {
 	t.Run("ROUND_ROBIN cycles through every endpoint", func(t *testing.T) {
 		m := newTestMesh(t)
-		bs := []*backend{startBackend(t, "a", "v1"), startBackend(t, "b", "v1"), startBackend(t, "c", "v1")}
+		bs := []*meshtest.Backend{meshtest.StartBackend(t, "a", "v1"), meshtest.StartBackend(t, "b", "v1"), meshtest.StartBackend(t, "c", "v1")}
 		m.apply(serviceYAML(echoHost, bs...) + subsetsYAML("    loadBalancer: {simple: ROUND_ROBIN}\n"))
 		c := m.client(echoTarget, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		// Wait until all three endpoints are connected, then the picks
 		// must cycle: no endpoint twice within any window of three.
-		eventually(t, 10*time.Second, "all endpoints ready", func() error {
+		meshtest.Eventually(t, 10*time.Second, "all endpoints ready", func() error {
 			if got := distribution(t, c, 30, 1); len(got) != 3 {
 				return fmt.Errorf("got %v", got)
 			}
@@ -170,7 +172,7 @@ func TestLoadBalancingPolicies(t *testing.T) {
 
 	t.Run("RANDOM spreads without a fixed order", func(t *testing.T) {
 		m := newTestMesh(t)
-		bs := []*backend{startBackend(t, "a", "v1"), startBackend(t, "b", "v1")}
+		bs := []*meshtest.Backend{meshtest.StartBackend(t, "a", "v1"), meshtest.StartBackend(t, "b", "v1")}
 		m.apply(serviceYAML(echoHost, bs...) + subsetsYAML("    loadBalancer: {simple: RANDOM}\n"))
 		c := m.client(echoTarget, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -190,8 +192,8 @@ func TestLoadBalancingPolicies(t *testing.T) {
 			prev = h
 		}
 		for _, b := range bs {
-			if share := float64(counts[b.name]) / 400; share < 0.3 || share > 0.7 {
-				t.Fatalf("endpoint %s got share %.2f: %v", b.name, share, counts)
+			if share := float64(counts[b.Name]) / 400; share < 0.3 || share > 0.7 {
+				t.Fatalf("endpoint %s got share %.2f: %v", b.Name, share, counts)
 			}
 		}
 		// Round robin over two endpoints never repeats; random repeats ~half the time.
@@ -202,12 +204,12 @@ func TestLoadBalancingPolicies(t *testing.T) {
 
 	t.Run("LEAST_REQUEST avoids the busy endpoint", func(t *testing.T) {
 		m := newTestMesh(t)
-		slow, fast := startBackend(t, "slow", "v1"), startBackend(t, "fast", "v1")
-		slow.delay.Store(int64(150 * time.Millisecond))
+		slow, fast := meshtest.StartBackend(t, "slow", "v1"), meshtest.StartBackend(t, "fast", "v1")
+		slow.Delay.Store(int64(150 * time.Millisecond))
 		m.apply(serviceYAML(echoHost, slow, fast) + subsetsYAML("    loadBalancer: {simple: LEAST_REQUEST}\n"))
 		c := m.client(echoTarget, nil, nil)
 		// Least request picks among READY endpoints; wait for both.
-		eventually(t, 10*time.Second, "both endpoints ready", func() error {
+		meshtest.Eventually(t, 10*time.Second, "both endpoints ready", func() error {
 			if got := distribution(t, c, 20, 4); len(got) != 2 {
 				return fmt.Errorf("got %v", got)
 			}
@@ -231,11 +233,11 @@ func TestLoadBalancingPolicies(t *testing.T) {
 	} {
 		t.Run(key.name, func(t *testing.T) {
 			m := newTestMesh(t)
-			bs := []*backend{startBackend(t, "a", "v1"), startBackend(t, "b", "v1"), startBackend(t, "c", "v1")}
+			bs := []*meshtest.Backend{meshtest.StartBackend(t, "a", "v1"), meshtest.StartBackend(t, "b", "v1"), meshtest.StartBackend(t, "c", "v1")}
 			m.apply(serviceYAML(echoHost, bs...) + subsetsYAML("    loadBalancer: {consistentHash: "+key.policy+"}\n"))
 			c := m.client(echoTarget, nil, nil)
 			// Ring hash connects lazily; warm every endpoint up first.
-			eventually(t, 10*time.Second, "all endpoints ready", func() error {
+			meshtest.Eventually(t, 10*time.Second, "all endpoints ready", func() error {
 				seen := map[string]bool{}
 				for u := range 30 {
 					for h := range distribution(t, c, 3, 1, key.md(u)...) {
@@ -266,28 +268,28 @@ func TestLoadBalancingPolicies(t *testing.T) {
 
 func TestOutlierDetectionEjectsFailingEndpointAndReturnsIt(t *testing.T) {
 	m := newTestMesh(t)
-	good, bad := startBackend(t, "good", "v1"), startBackend(t, "bad", "v1")
+	good, bad := meshtest.StartBackend(t, "good", "v1"), meshtest.StartBackend(t, "bad", "v1")
 	m.apply(serviceYAML(echoHost, good, bad) + subsetsYAML(`    loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 5, interval: 200ms, baseEjectionTime: 1s, maxEjectionPercent: 50}
 `))
 	c := m.client(echoTarget, nil, nil)
 	// Round robin only picks READY subchannels, and the second connection
 	// may still be coming up when the first request goes out.
-	eventually(t, 10*time.Second, "both endpoints serve before failures", func() error {
+	meshtest.Eventually(t, 10*time.Second, "both endpoints serve before failures", func() error {
 		if got := distribution(t, c, 20, 1); got["good"] == 0 || got["bad"] == 0 {
 			return fmt.Errorf("one endpoint gets no traffic: %v", got)
 		}
 		return nil
 	})
-	bad.failCode.Store(int32(codes.Internal))
-	eventually(t, 10*time.Second, "the failing endpoint is ejected", func() error {
+	bad.FailCode.Store(int32(codes.Internal))
+	meshtest.Eventually(t, 10*time.Second, "the failing endpoint is ejected", func() error {
 		if got := distribution(t, c, 20, 1); got["good"] != 20 {
 			return fmt.Errorf("traffic still reaches the failing endpoint: %v", got)
 		}
 		return nil
 	})
-	bad.failCode.Store(0)
-	eventually(t, 10*time.Second, "the endpoint returns after the ejection time", func() error {
+	bad.FailCode.Store(0)
+	meshtest.Eventually(t, 10*time.Second, "the endpoint returns after the ejection time", func() error {
 		if got := distribution(t, c, 20, 1); got["bad"] == 0 {
 			return fmt.Errorf("recovered endpoint gets no traffic: %v", got)
 		}
@@ -297,8 +299,8 @@ func TestOutlierDetectionEjectsFailingEndpointAndReturnsIt(t *testing.T) {
 
 func TestConnectionPoolMaxRequestsTripsCircuitBreaker(t *testing.T) {
 	m := newTestMesh(t)
-	b := startBackend(t, "v1", "v1")
-	b.release = make(chan struct{})
+	b := meshtest.StartBackend(t, "v1", "v1")
+	b.Release = make(chan struct{})
 	m.apply(serviceYAML(echoHost, b) + subsetsYAML("    connectionPool: {http: {http2MaxRequests: 2}}\n"))
 	c := m.client(echoTarget, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -308,8 +310,8 @@ func TestConnectionPoolMaxRequestsTripsCircuitBreaker(t *testing.T) {
 	for range 2 {
 		go func() { _, err := call(ctx, c); errs <- err }()
 	}
-	eventually(t, 10*time.Second, "two requests in flight", func() error {
-		if n := b.inflight.Load(); n != 2 {
+	meshtest.Eventually(t, 10*time.Second, "two requests in flight", func() error {
+		if n := b.Inflight.Load(); n != 2 {
 			return fmt.Errorf("%d in flight", n)
 		}
 		return nil
@@ -318,7 +320,7 @@ func TestConnectionPoolMaxRequestsTripsCircuitBreaker(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("the third concurrent request must be refused by the circuit breaker, got %v", err)
 	}
-	close(b.release)
+	close(b.Release)
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatalf("admitted request failed: %v", err)
@@ -327,7 +329,7 @@ func TestConnectionPoolMaxRequestsTripsCircuitBreaker(t *testing.T) {
 	if _, err := call(ctx, c); err != nil {
 		t.Fatalf("after the burst requests flow again: %v", err)
 	}
-	if b.maxFlight.Load() > 2 {
-		t.Fatalf("backend saw %d concurrent requests, limit is 2", b.maxFlight.Load())
+	if b.MaxFlight.Load() > 2 {
+		t.Fatalf("backend saw %d concurrent requests, limit is 2", b.MaxFlight.Load())
 	}
 }

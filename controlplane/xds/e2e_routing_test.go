@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 func vsWeightsYAML(w1, w2 int) string {
@@ -26,7 +28,7 @@ spec:
 
 func TestWeightedSplitSends90_10(t *testing.T) {
 	m := newTestMesh(t)
-	v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
 	m.apply(serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2") + vsWeightsYAML(90, 10))
 	c := m.client(echoTarget, nil, nil)
 
@@ -43,7 +45,7 @@ func TestWeightedSplitSends90_10(t *testing.T) {
 
 func TestWeightChangeIsPushedAndClientsFollow(t *testing.T) {
 	m := newTestMesh(t)
-	v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
 	base := serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2")
 	m.apply(base + vsWeightsYAML(100, 0))
 	c := m.client(echoTarget, nil, nil)
@@ -52,13 +54,13 @@ func TestWeightChangeIsPushedAndClientsFollow(t *testing.T) {
 	}
 
 	m.apply(base + vsWeightsYAML(0, 100))
-	eventually(t, 10*time.Second, "clients follow the new weights", func() error {
+	meshtest.Eventually(t, 10*time.Second, "clients follow the new weights", func() error {
 		if got := distribution(t, c, 50, 4); got["v2"] != 50 {
 			return fmt.Errorf("want all 50 RPCs on v2, got %v", got)
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, "the client reports the new version", func() error {
+	meshtest.Eventually(t, 5*time.Second, "the client reports the new version", func() error {
 		for _, p := range m.srv.Proxies() {
 			if !p.InSync || p.LastNack != nil {
 				return fmt.Errorf("proxy %+v not in sync", p)
@@ -70,7 +72,7 @@ func TestWeightChangeIsPushedAndClientsFollow(t *testing.T) {
 
 func TestHeaderAndCookieMatchRouteToVersion(t *testing.T) {
 	m := newTestMesh(t)
-	v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
 	m.apply(serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2") + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -116,7 +118,7 @@ func TestURIMatchRoutesByGRPCMethod(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newTestMesh(t)
-			v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+			v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
 			m.apply(serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2") + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -139,8 +141,8 @@ spec:
 					t.Fatal(err)
 				}
 			}
-			if v2.calls.Load() != 10 {
-				t.Fatalf("EmptyCall must go to v2: v1 saw %d calls, v2 %d", v1.calls.Load()-10, v2.calls.Load())
+			if v2.Calls.Load() != 10 {
+				t.Fatalf("EmptyCall must go to v2: v1 saw %d calls, v2 %d", v1.Calls.Load()-10, v2.Calls.Load())
 			}
 		})
 	}

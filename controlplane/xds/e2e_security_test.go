@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 func peerAuthYAML(mode string) string {
@@ -27,7 +29,7 @@ spec: {mtls: {mode: %s}}
 // securedMesh runs one grpc-go xDS server "srv" (identity
 // spiffe://cluster.local/ns/default/sa/srv) under the given extra config and
 // waits until it serves.
-func securedMesh(t *testing.T, pki *testPKI, extra string) (*testMesh, *backend) {
+func securedMesh(t *testing.T, pki *testPKI, extra string) (*testMesh, *meshtest.Backend) {
 	t.Helper()
 	m := newTestMesh(t)
 	srv, serving := m.startXDSBackend("srv", "v1", pki.issue(t, "default", "srv"))
@@ -52,7 +54,7 @@ func callOnce(c testgrpc.TestServiceClient) error {
 // race the server's listener update).
 func untilOK(t *testing.T, c testgrpc.TestServiceClient) {
 	t.Helper()
-	eventually(t, 10*time.Second, "RPC succeeds", func() error { return callOnce(c) })
+	meshtest.Eventually(t, 10*time.Second, "RPC succeeds", func() error { return callOnce(c) })
 }
 
 func TestPeerAuthenticationModes(t *testing.T) {
@@ -74,14 +76,14 @@ func TestPeerAuthenticationModes(t *testing.T) {
 
 			mesh := m.client(echoTarget, xdsClientCreds(t), pki.issue(t, "default", "client"))
 			untilOK(t, mesh)
-			if got := srv.lastAuth.Load(); got != tc.wantMeshClient {
+			if got := srv.LastAuth(); got != tc.wantMeshClient {
 				t.Fatalf("mesh client arrived as %v, want %s", got, tc.wantMeshClient)
 			}
 
 			plain := m.client(echoTarget, nil, nil)
 			if tc.plaintextOK {
 				untilOK(t, plain)
-				if got := srv.lastAuth.Load(); got != "insecure" {
+				if got := srv.LastAuth(); got != "insecure" {
 					t.Fatalf("plaintext client arrived as %v", got)
 				}
 				return
@@ -114,7 +116,7 @@ func TestDestinationRuleIstioMutualForcesClientTLS(t *testing.T) {
 				return
 			}
 			untilOK(t, c)
-			if got := srv.lastAuth.Load(); got != "tls:spiffe://cluster.local/ns/default/sa/client" {
+			if got := srv.LastAuth(); got != "tls:spiffe://cluster.local/ns/default/sa/client" {
 				t.Fatalf("client arrived as %v", got)
 			}
 		})

@@ -18,11 +18,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 func TestNACKedResourceShowsInProxies(t *testing.T) {
 	m := newTestMesh(t)
-	b := startBackend(t, "v1", "v1")
+	b := meshtest.StartBackend(t, "v1", "v1")
 	good := serviceYAML(echoHost, b) + subsetsYAML("")
 	m.apply(good)
 	c := m.client(echoTarget, nil, nil)
@@ -31,10 +33,10 @@ func TestNACKedResourceShowsInProxies(t *testing.T) {
 	}
 	// Two WorkloadEntries for one address:port are valid Istio config and
 	// valid Envoy EDS, but grpc-go rejects duplicate endpoints.
-	twin := &backend{name: "v1-twin", version: "v1", port: b.port}
+	twin := meshtest.NewBackend("v1-twin", "v1", b.Port)
 	m.apply(serviceYAML(echoHost, b, twin) + subsetsYAML(""))
 	nackedVersion := fmt.Sprintf("%d.%d", m.version, m.srv.push)
-	eventually(t, 10*time.Second, "the NACK is recorded", func() error {
+	meshtest.Eventually(t, 10*time.Second, "the NACK is recorded", func() error {
 		ps := m.srv.Proxies()
 		if len(ps) != 1 {
 			return fmt.Errorf("want one proxy, got %d", len(ps))
@@ -56,7 +58,7 @@ func TestNACKedResourceShowsInProxies(t *testing.T) {
 	}
 	// Fixing the config brings the proxy back in sync.
 	m.apply(good)
-	eventually(t, 10*time.Second, "back in sync", func() error {
+	meshtest.Eventually(t, 10*time.Second, "back in sync", func() error {
 		if ps := m.srv.Proxies(); len(ps) != 1 || !ps[0].InSync {
 			return fmt.Errorf("%+v", ps)
 		}
@@ -66,7 +68,7 @@ func TestNACKedResourceShowsInProxies(t *testing.T) {
 
 func TestProxiesAPIServesConnectedNodes(t *testing.T) {
 	m := newTestMesh(t)
-	b := startBackend(t, "v1", "v1")
+	b := meshtest.StartBackend(t, "v1", "v1")
 	m.apply(serviceYAML(echoHost, b))
 	c := m.client(echoTarget, nil, nil)
 	if got := distribution(t, c, 3, 1); got["v1"] != 3 {
@@ -77,7 +79,7 @@ func TestProxiesAPIServesConnectedNodes(t *testing.T) {
 	ts := httptest.NewServer(e)
 	defer ts.Close()
 
-	eventually(t, 5*time.Second, "the proxy is listed in sync", func() error {
+	meshtest.Eventually(t, 5*time.Second, "the proxy is listed in sync", func() error {
 		resp, err := http.Get(ts.URL + "/api/v1/proxies")
 		if err != nil {
 			return err
@@ -183,7 +185,7 @@ func resourceName(a *anypb.Any) string {
 
 func TestNodeFlavourSelectsResourceShape(t *testing.T) {
 	m := newTestMesh(t)
-	m.apply(serviceYAML(echoHost, &backend{name: "v1", version: "v1", port: 7001}))
+	m.apply(serviceYAML(echoHost, meshtest.NewBackend("v1", "v1", 7001)))
 	cc, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +208,7 @@ func TestNodeFlavourSelectsResourceShape(t *testing.T) {
 				t.Fatal(err)
 			}
 			go a.run()
-			eventually(t, 5*time.Second, "listeners arrive", func() error {
+			meshtest.Eventually(t, 5*time.Second, "listeners arrive", func() error {
 				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.want) {
 					return fmt.Errorf("got listeners %v, want %v", got, tc.want)
 				}
@@ -218,7 +220,7 @@ func TestNodeFlavourSelectsResourceShape(t *testing.T) {
 
 func TestTranslationErrorKeepsPreviousResources(t *testing.T) {
 	m := newTestMesh(t)
-	v1, v2 := startBackend(t, "v1", "v1"), startBackend(t, "v2", "v2")
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
 	base := serviceYAML(echoHost, v1, v2) + subsetsYAML("", "v1", "v2")
 	m.apply(base + vsWeightsYAML(100, 0))
 	c := m.client(echoTarget, nil, nil)
