@@ -38,7 +38,7 @@ type rig struct {
 	engine  *Engine
 	stopEng func()
 	unsub   func()
-	v1, v2  *backend
+	v1, v2  *meshtest.Backend
 	clients atomic.Int64
 	// tel, when set (startCollector), makes calls and backends emit OTel
 	// spans through the collector instead of recording to the graph.
@@ -210,16 +210,10 @@ func historyText(st Status) string {
 	return b.String()
 }
 
-// backend is one version of the echo service, answering with its version
-// as the hostname. Every call is recorded in the live graph as its server
-// span would be. The lower-case knobs are the embedded Backend's own, under
-// the names soak_test.go uses.
-type backend struct {
-	*meshtest.Backend
-	delay, jitter, errPerK *atomic.Int64
-}
-
-func (r *rig) startBackend(version string) *backend {
+// startBackend starts one version of the echo service, answering with its
+// version as the hostname. Every call is recorded in the live graph as its
+// server span would be.
+func (r *rig) startBackend(version string) *meshtest.Backend {
 	r.t.Helper()
 	b := meshtest.StartBackend(r.t, version, version, grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if tel := r.tel.Load(); tel != nil {
@@ -237,7 +231,7 @@ func (r *rig) startBackend(version string) *backend {
 		}})
 		return resp, err
 	}))
-	return &backend{Backend: b, delay: &b.Delay, jitter: &b.Jitter, errPerK: &b.ErrPerK}
+	return b
 }
 
 // client dials the echo service through meshlens' xDS as its own node.

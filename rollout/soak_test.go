@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // BenchmarkSoakHealthyCanaries cycles canary rollouts end to end (real xDS
@@ -24,10 +26,10 @@ func BenchmarkSoakHealthyCanaries(b *testing.B) {
 	}
 	r := newRig(b)
 	r.startEngine()
-	for _, be := range []*backend{r.v1, r.v2} {
-		be.delay.Store(int64(500 * time.Microsecond))
-		be.jitter.Store(int64(2 * time.Millisecond))
-		be.errPerK.Store(5)
+	for _, be := range []*meshtest.Backend{r.v1, r.v2} {
+		be.Delay.Store(int64(500 * time.Microsecond))
+		be.Jitter.Store(int64(2 * time.Millisecond))
+		be.ErrPerK.Store(5)
 	}
 	r.startLoad(r.client(), 6, 2*time.Millisecond)
 	b.ResetTimer()
