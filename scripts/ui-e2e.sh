@@ -2,7 +2,8 @@
 # ui-e2e.sh: the browser tests, against the real thing. Starts `meshlens serve`
 # and `meshlens demo` (with reviews v3 failing, for the rollback test) on
 # loopback ports of their own, runs the Playwright tests in Debian's Chromium,
-# and stops both. Screenshots land in ui/web/screenshots/ (git-ignored).
+# and stops both; then the tests that need the fixture server (a slow
+# backend). Screenshots land in ui/web/screenshots/ (git-ignored).
 #
 # Needs: bin/meshlens built with the UI (make build), ClickHouse (DSN base in
 # MESHLENS_TEST_CLICKHOUSE), the UI's npm packages.
@@ -42,3 +43,7 @@ pids+=($!)
 
 cd ui/web
 MESHLENS_URL="http://$http" MESHLENS_TOKEN="$(cat "$data/operator.token")" MESHLENS_E2E_NAMESPACE=default npm run e2e --silent
+
+# What needs a backend slower than any real one: the fixture server, which
+# delays every API call.
+env -u MESHLENS_URL node --test --test-concurrency=1 e2e/slow.test.mjs
