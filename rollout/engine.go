@@ -498,7 +498,7 @@ func (e *Engine) judgeStep(ctx context.Context, r *run, a Analysis, now time.Tim
 		return
 	}
 	v := judge(a, cand, stable, r.st.CandidateVersion, r.st.StableVersion)
-	v.At, v.Step, v.Window = now, r.st.Step, Duration{window}
+	v.At, v.Step, v.Window = now, r.st.Step, Duration{window.Round(time.Millisecond)}
 	r.st.LastVerdict = &v
 	e.record(r, Entry{At: now, Type: "verdict", Verdict: &v, Step: r.st.Step})
 	e.verdicts.WithLabelValues(string(v.Result)).Inc()
