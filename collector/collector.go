@@ -51,7 +51,24 @@ type Config struct {
 	QueueMaxBytes  int64         `json:"queue-max-bytes"`  // bound of the on-disk queue
 	PairWait       time.Duration `json:"pair-wait"`        // how long a span waits for its other half
 	MemoryLimitMiB int           `json:"memory-limit-mib"` // memory limiter hard limit
+	// InboundAccessLogs says which inbound access-log entries (written by
+	// the callee's proxy) become request records: InboundOutsideMesh or
+	// InboundAll.
+	InboundAccessLogs string `json:"inbound-access-logs"`
 }
+
+// Values of Config.InboundAccessLogs.
+const (
+	// InboundOutsideMesh counts a request between mesh workloads once, from
+	// the caller's proxy (its outbound entry); inbound entries count only
+	// for callers outside the mesh. Right when every workload has a proxy.
+	InboundOutsideMesh = "outside-mesh"
+	// InboundAll counts every inbound entry too: for meshes whose callers
+	// report no access logs of their own (proxyless gRPC clients calling
+	// services behind sidecars). Where both sides have proxies it counts
+	// their requests twice.
+	InboundAll = "all"
+)
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
@@ -62,6 +79,8 @@ func DefaultConfig() Config {
 		QueueMaxBytes:  1 << 30,
 		PairWait:       10 * time.Second,
 		MemoryLimitMiB: 2048,
+
+		InboundAccessLogs: InboundOutsideMesh,
 	}
 }
 
@@ -83,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryLimitMiB < 64 {
 		return fmt.Errorf("--memory-limit-mib %d: must be at least 64", c.MemoryLimitMiB)
+	}
+	if c.InboundAccessLogs != InboundOutsideMesh && c.InboundAccessLogs != InboundAll {
+		return fmt.Errorf("--inbound-access-logs %q: want %q or %q", c.InboundAccessLogs, InboundOutsideMesh, InboundAll)
 	}
 	return nil
 }
@@ -118,6 +140,7 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, r
 		deps: meshexporter.Deps{
 			Spool:   sp,
 			Pairer:  normalize.NewPairer(cfg.PairWait, 500_000),
+			Logs:    normalize.LogOptions{InboundFromMesh: cfg.InboundAccessLogs == InboundAll},
 			Sinks:   sinks,
 			Metrics: m,
 		},

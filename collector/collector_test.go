@@ -68,12 +68,15 @@ func (s *recordSink) ConsumeRecords(_ context.Context, recs []mesh.Record) error
 // ClickHouse database until the test ends.
 func startCollector(t *testing.T) *harness { return startCollectorB(t) }
 
-func startCollectorB(t testing.TB) *harness {
+func startCollectorB(t testing.TB, tweaks ...func(*collector.Config)) *harness {
 	t.Helper()
 	h := &harness{store: storetest.Open(t), reg: prometheus.NewRegistry(), sink: &recordSink{ch: make(chan []mesh.Record, 1024)}}
 	h.cfg = collector.DefaultConfig()
 	h.cfg.OTLPGRPC, h.cfg.OTLPHTTP, h.cfg.ALS = freeAddr(t), freeAddr(t), freeAddr(t)
 	h.cfg.PairWait = time.Second
+	for _, tweak := range tweaks {
+		tweak(&h.cfg)
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -318,6 +321,70 @@ FROM `+h.store.Table("access_logs")+` GROUP BY src_service, src_version, dst_ser
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("access_logs:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestInboundAccessLogsOfMeshCallers: reviews' sidecar reports requests
+// from productpage (named by its mTLS identity) and from outside the mesh.
+// By default only the latter counts — productpage's own proxy reports its
+// requests —; with --inbound-access-logs all, for proxyless callers, both do.
+func TestInboundAccessLogsOfMeshCallers(t *testing.T) {
+	for _, tc := range []struct {
+		setting string
+		records uint64
+		want    string
+	}{
+		{collector.InboundOutsideMesh, 3, "[{ reviews v3 3}]"},
+		{collector.InboundAll, 5, "[{ reviews v3 3} {bookinfo reviews v3 2}]"},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			h := startCollectorB(t, func(c *collector.Config) { c.InboundAccessLogs = tc.setting })
+			stream := alsStream(t, h.cfg.ALS)
+			var entries []*datav3.HTTPAccessLogEntry
+			for i := range 5 {
+				e := httpEntry("inbound|9080||", 200, 10*time.Millisecond)
+				if i < 2 {
+					e.CommonProperties.TlsProperties = &datav3.TLSProperties{PeerCertificateProperties: &datav3.TLSProperties_CertificateProperties{
+						SubjectAltName: []*datav3.TLSProperties_CertificateProperties_SubjectAltName{{
+							San: &datav3.TLSProperties_CertificateProperties_SubjectAltName_Uri{Uri: "spiffe://cluster.local/ns/bookinfo/sa/productpage"},
+						}},
+					}}
+				}
+				entries = append(entries, e)
+			}
+			if err := stream.Send(&alsv3.StreamAccessLogsMessage{
+				Identifier: &alsv3.StreamAccessLogsMessage_Identifier{Node: istioNode("reviews", "v3", "bookinfo"), LogName: "als"},
+				LogEntries: &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: entries}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := stream.CloseAndRecv(); err != nil {
+				t.Fatal(err)
+			}
+			// access_logs holds the request records, what edges are made of.
+			waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("access_logs"), tc.records)
+			type edge struct {
+				srcNS, dst, dstVer string
+				n                  uint64
+			}
+			var got []edge
+			rows, err := h.store.Conn().Query(context.Background(), `SELECT src_namespace, dst_service, dst_version, count()
+FROM `+h.store.Table("access_logs")+` GROUP BY src_namespace, dst_service, dst_version ORDER BY src_namespace`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var e edge
+				if err := rows.Scan(&e.srcNS, &e.dst, &e.dstVer, &e.n); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, e)
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Fatalf("access_logs by caller namespace: got %v, want %s", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -201,6 +201,7 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--otlp-grpc", "nope"}, "--otlp-grpc"},
 		{[]string{"--clickhouse", "mysql://x"}, "--clickhouse"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--inbound-access-logs", "some"}, `--inbound-access-logs "some": want "outside-mesh" or "all"`},
 	} {
 		cmd := exec.Command(binary, append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)...)
 		out, err := cmd.CombinedOutput()

@@ -77,6 +77,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
 	fs.Int64Var(&c.Collector.QueueMaxBytes, "queue-max-bytes", c.Collector.QueueMaxBytes, "bound of the on-disk ingest queue; when full, receivers push back")
 	fs.DurationVar(&c.Collector.PairWait, "pair-wait", c.Collector.PairWait, "how long a client or server span waits for its other half")
+	fs.StringVar(&c.Collector.InboundAccessLogs, "inbound-access-logs", c.Collector.InboundAccessLogs,
+		`inbound access-log entries that count as requests: "outside-mesh" (callers without a proxy of their own) or "all" (proxyless callers of sidecar services)`)
 	fs.IntVar(&c.Collector.MemoryLimitMiB, "memory-limit-mib", c.Collector.MemoryLimitMiB, "collector memory limiter hard limit")
 }
 

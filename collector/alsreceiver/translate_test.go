@@ -52,7 +52,7 @@ func TestGRPCStatusFromTrailersMakesAGRPCRecord(t *testing.T) {
 	if v, _ := attrs.Get(accesslog.AttrTraceID); v.Str() != "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("trace id = %q", v.Str())
 	}
-	recs, _ := normalize.Logs(logs)
+	recs, _ := normalize.Logs(logs, normalize.LogOptions{})
 	if len(recs) != 1 {
 		t.Fatalf("records = %d", len(recs))
 	}
@@ -103,7 +103,7 @@ func FuzzStreamMessage(f *testing.F) {
 		if logs.LogRecordCount() != n {
 			t.Fatalf("%d log records for %d entries", logs.LogRecordCount(), n)
 		}
-		recs, rows := normalize.Logs(logs)
+		recs, rows := normalize.Logs(logs, normalize.LogOptions{})
 		if len(recs)+len(rows) > n {
 			t.Fatalf("%d records + %d rows from %d entries", len(recs), len(rows), n)
 		}

@@ -31,6 +31,7 @@ type Config struct{}
 type Deps struct {
 	Spool   *spool.Spool
 	Pairer  *normalize.Pairer
+	Logs    normalize.LogOptions
 	Sinks   []mesh.RecordSink // live consumers of records, e.g. the graph
 	Metrics *Metrics
 	Now     func() time.Time
@@ -136,7 +137,7 @@ func (e *meshExporter) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
 	if err := e.admit(SignalLogs, ld.LogRecordCount()); err != nil {
 		return err
 	}
-	recs, rows := normalize.Logs(ld)
+	recs, rows := normalize.Logs(ld, e.deps.Logs)
 	return e.emit(ctx, recs, &spool.Batch{Logs: rows})
 }
 

@@ -11,10 +11,18 @@ import (
 	"github.com/meshlens/meshlens/store"
 )
 
+// LogOptions choose which access-log entries become request records.
+type LogOptions struct {
+	// InboundFromMesh keeps inbound entries whose caller is a mesh workload.
+	// By default they are dropped: the caller's proxy reports the same
+	// request as outbound, and counting both would double every edge.
+	InboundFromMesh bool
+}
+
 // Logs splits OTLP logs into mesh request records (Envoy access-log entries,
 // from the ALS receiver or Envoy's OpenTelemetry access logger) and plain log
 // rows (everything else).
-func Logs(ld plog.Logs) (recs []mesh.Record, rows []store.LogRow) {
+func Logs(ld plog.Logs, opts LogOptions) (recs []mesh.Record, rows []store.LogRow) {
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
@@ -30,7 +38,7 @@ func Logs(ld plog.Logs) (recs []mesh.Record, rows []store.LogRow) {
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
 				if isAccessLog(lr) {
-					if rec, keep := accessLogRecord(self, lr, origin); keep {
+					if rec, fromMesh := accessLogRecord(self, lr, origin); !fromMesh || opts.InboundFromMesh {
 						recs = append(recs, rec)
 					}
 					continue
@@ -55,12 +63,12 @@ func isAccessLog(lr plog.LogRecord) bool {
 // accessLogRecord builds the record of one access-log entry written by the
 // proxy self. An outbound entry (upstream cluster "outbound|port|subset|host")
 // names the caller (self) and the callee (host, version = subset). An inbound
-// entry names the callee (self); it is kept only when the caller is not a mesh
-// workload, since a mesh caller's own proxy reports the same request as
-// outbound, and counting both would double every edge.
-func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin) (mesh.Record, bool) {
+// entry names the callee (self); inboundFromMesh says its caller is a mesh
+// workload (named by peer metadata or an mTLS identity), whose own proxy
+// may report the same request as outbound.
+func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin) (rec mesh.Record, inboundFromMesh bool) {
 	a := lr.Attributes()
-	rec := mesh.Record{
+	rec = mesh.Record{
 		Time:      lr.Timestamp().AsTime(),
 		Method:    str(a, accesslog.AttrMethod),
 		Path:      str(a, accesslog.AttrPath),
@@ -129,11 +137,9 @@ func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin) (mes
 	default: // inbound, or an entry without cluster: self is the callee
 		rec.Destination = self
 		rec.Source = caller
-		if caller.Service != "" || caller.Namespace != "" || rec.MTLS {
-			return rec, false
-		}
+		return rec, caller.Service != "" || caller.Namespace != "" || rec.MTLS
 	}
-	return rec, true
+	return rec, false
 }
 
 // namespaceOfPrincipal reads NS from spiffe://TRUST_DOMAIN/ns/NS/sa/SA.

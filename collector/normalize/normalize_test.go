@@ -119,9 +119,16 @@ func TestInboundEntryFromMeshCallerIsLeftToTheCallersProxy(t *testing.T) {
 	}
 	mk("spiffe://cluster.local/ns/shop/sa/productpage") // reported by productpage's proxy as outbound
 	mk("")                                              // from outside the mesh
-	recs, rows := Logs(logs)
+	recs, rows := Logs(logs, LogOptions{})
 	if len(rows) != 0 || len(recs) != 1 || recs[0].Destination.Service != "reviews" || recs[0].Source.Service != "" {
 		t.Fatalf("records = %+v, rows = %d", recs, len(rows))
+	}
+
+	// A mesh of proxyless callers: their inbound entries are the only
+	// report of the request, and the caller is named by its identity.
+	recs, _ = Logs(logs, LogOptions{InboundFromMesh: true})
+	if len(recs) != 2 || recs[0].Source.Namespace != "shop" || !recs[0].MTLS || recs[0].Destination.Service != "reviews" {
+		t.Fatalf("with inbound entries from the mesh kept: records = %+v", recs)
 	}
 }
 
@@ -130,7 +137,7 @@ func TestApplicationLogsAreNotRequests(t *testing.T) {
 	lr := logs.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
 	lr.Body().SetStr("user logged in")
 	lr.Attributes().PutStr("user", "ada")
-	recs, rows := Logs(logs)
+	recs, rows := Logs(logs, LogOptions{})
 	if len(recs) != 0 || len(rows) != 1 || rows[0].Body != "user logged in" || rows[0].AttrKeys[0] != "user" {
 		t.Fatalf("records %d, rows %+v", len(recs), rows)
 	}
@@ -174,7 +181,7 @@ func FuzzLogs(f *testing.F) {
 		if err != nil {
 			return
 		}
-		recs, rows := Logs(ld)
+		recs, rows := Logs(ld, LogOptions{})
 		if len(recs)+len(rows) > ld.LogRecordCount() {
 			t.Fatalf("%d+%d rows from %d log records", len(recs), len(rows), ld.LogRecordCount())
 		}
