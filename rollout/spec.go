@@ -94,18 +94,23 @@ type Analysis struct {
 	// comparisons, of the stable version) a verdict is inconclusive: low
 	// traffic never decides. Default 50.
 	MinSamples uint64 `json:"minSamples,omitempty"`
-	// MaxErrorRate of the candidate (0..1). Default 0.05.
+	// MaxErrorRate of the candidate (0..1). Default 0.05. Tested, not
+	// compared: a verdict fails when an exact binomial test puts the
+	// candidate's true error rate above it at significance Alpha.
 	MaxErrorRate *float64 `json:"maxErrorRate,omitempty"`
-	// MaxP99Ms is the candidate's p99 latency limit; 0 means none.
+	// MaxP99Ms is the candidate's p99 latency limit; 0 means none. A
+	// verdict fails when more than 1% of its latency samples are above it,
+	// by the same binomial test.
 	MaxP99Ms float64 `json:"maxP99Ms,omitempty"`
 	// MinSuccess is how many successful candidate requests a step needs
 	// before it may pass. Default 0.
 	MinSuccess uint64 `json:"minSuccess,omitempty"`
 	// Alpha is the significance level of the comparisons. Default 0.01.
 	Alpha float64 `json:"alpha,omitempty"`
-	// MaxErrorRateIncrease is the smallest increase of the candidate's
-	// error rate over stable's (absolute) that the proportion test may fail
-	// on. Default 0.02.
+	// MaxErrorRateIncrease is the increase of the candidate's error rate
+	// over stable's (absolute) that the comparison must be confident of: it
+	// fails when Fisher's test is significant and the lower 1-Alpha bound of
+	// the increase is above this. Default 0.02.
 	MaxErrorRateIncrease *float64 `json:"maxErrorRateIncrease,omitempty"`
 	// MaxLatencyIncrease is the smallest relative increase of the
 	// candidate's median latency over stable's that the rank test may fail
