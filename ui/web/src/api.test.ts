@@ -10,7 +10,7 @@ describe('normalizeRollout on the rollout engine status', () => {
     message: 'candidate error rate 31% > 5%',
     history: [
       { at: '2026-11-25T17:00:00Z', type: 'push', step: 0, weights: { stable: 90, candidate: 10 }, configVersion: 7 },
-      { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: { at: '2026-11-25T17:00:05Z', step: 1, result: 'fail', reasons: ['error rate 31% > max 5%'], window: '30s', candidate: { version: 'v3', requests: 412, errors: 128, errorRate: 0.31, p50Ms: 9, p99Ms: 40, samples: 400, medianMs: 9 }, stable: { version: 'v1', requests: 1650, errors: 0, errorRate: 0, p50Ms: 5, p99Ms: 20, samples: 400, medianMs: 5 } } },
+      { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: { at: '2026-11-25T17:00:05Z', step: 1, result: 'fail', reasons: ['error rate 31% > max 5%'], window: '30s', candidate: { version: 'v3', requests: 412, errors: 128, errorRate: 0.31, p50Ms: 9, p99Ms: 40, samples: 400, medianMs: 9 }, stable: { version: 'v1', requests: 1650, errors: 0, errorRate: 0, p50Ms: 5, p99Ms: 20, samples: 400, medianMs: 5 }, errorRateP: 3.7e-46, p99P: 1, errorZ: 14.4, errorP: 2.2e-41, errorIncreaseLow: 0.27, latencyP: 0.4, latencyEffect: 0.52 } },
       { at: '2026-11-25T17:00:06Z', type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: 1 },
     ],
   };
@@ -27,6 +27,7 @@ describe('normalizeRollout on the rollout engine status', () => {
     expect(v.result).toBe('fail');
     expect(v.reason).toContain('error rate 31% > max 5%');
     expect(v.numbers).toMatchObject({ candidateRequests: 412, candidateErrorRate: 0.31, stableRequests: 1650, stableP99Ms: 20, window: '30s' });
+    expect(v.numbers).toMatchObject({ errorRateP: 3.7e-46, errorP: 2.2e-41, errorIncreaseLow: 0.27, latencyP: 0.4 });
     expect(r.history[0].result).toBe('rolling back');
     expect(r.history[0].reason).toContain('fail by judge');
     expect(r.history[2].weights).toEqual({ stable: 90, candidate: 10 });

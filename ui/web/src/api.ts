@@ -708,6 +708,11 @@ export function normalizeRollout(raw: unknown): Rollout {
           for (const [k, x] of Object.entries(sv)) if (typeof x === 'number') numbers[side + k[0].toUpperCase() + k.slice(1)] = x;
         }
         if (typeof v.window === 'string') numbers.window = v.window;
+        // The tests behind the result: p-values (below alpha fails) and the
+        // lower bound of the error-rate increase.
+        for (const k of ['errorRateP', 'p99P', 'errorP', 'errorIncreaseLow', 'latencyP', 'latencyEffect']) {
+          if (typeof v[k] === 'number') numbers[k] = v[k] as number;
+        }
       }
       const w = pick(h, 'weights');
       const reasons = v && Array.isArray(v.reasons) ? (v.reasons as unknown[]).map((r) => str(r)).filter(Boolean).join('; ') : '';

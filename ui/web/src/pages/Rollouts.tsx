@@ -149,7 +149,8 @@ function Numbers({ n }: { n: Record<string, number | string> }) {
   const fmt = (k: string, v: number | string) => {
     if (typeof v !== 'number') return v;
     const kl = k.toLowerCase();
-    if (kl.includes('errorrate') || kl.endsWith('rate') || kl.includes('share')) return fmtPct(v);
+    if (/P$/.test(k)) return v < 0.001 ? v.toExponential(1) : v.toFixed(3); // a p-value: errorRateP, latencyP
+    if (kl.includes('errorrate') || kl.endsWith('rate') || kl.includes('share') || kl.includes('increase')) return fmtPct(v);
     if (kl.endsWith('ms')) return fmtMs(v);
     if (kl === 'p' || kl.includes('pvalue')) return v < 0.001 ? v.toExponential(1) : v.toFixed(3);
     return Number.isInteger(v) ? v.toLocaleString() : v.toFixed(3);
