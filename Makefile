@@ -59,6 +59,8 @@ bench: deps clickhouse
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Ingest -benchtime 1x ./collector/
 	@echo "== live graph query, 1,000 services x 3 versions, 10,000 edges; Prometheus source; ClickHouse 24 h history"
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench . -timeout 30m ./graph/ ./query/
+	@echo "== rollouts: a breaking canary rolled back with serve's defaults (10 s graph buckets, 2 s judge) vs the tests' settings"
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench RollbackWithServeDefaults -benchtime 3x ./rollout/
 	@echo "== rollouts: healthy canaries cycled end to end (MESHLENS_SOAK_DURATION, default 30m here); false rollbacks"
 	MESHLENS_SOAK_DURATION=$${MESHLENS_SOAK_DURATION:-30m} MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Soak -benchtime 1x -timeout 40m ./rollout/
 	@echo "== UI: first render of a 1,000-node graph in Chromium"

@@ -40,6 +40,7 @@ type rig struct {
 	unsub   func()
 	v1, v2  *meshtest.Backend
 	clients atomic.Int64
+	tick    time.Duration // the engine's
 	// tel, when set (startCollector), makes calls and backends emit OTel
 	// spans through the collector instead of recording to the graph.
 	tel atomic.Pointer[telemetry]
@@ -55,15 +56,22 @@ const (
 
 func newRig(t testing.TB) *rig {
 	t.Helper()
-	r := &rig{t: t, dir: t.TempDir()}
+	return newRigWith(t, graph.Config{Tiers: []graph.Tier{{Width: time.Second, Buckets: 120}, {Width: 10 * time.Second, Buckets: 60}},
+		PublishInterval: 50 * time.Millisecond}, testTick)
+}
+
+// newRigWith is newRig with the live graph's configuration and the
+// engine's tick given: the zero values are meshlens serve's defaults.
+func newRigWith(t testing.TB, gc graph.Config, tick time.Duration) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir(), tick: tick}
 	r.logger = meshtest.Logger(t)
 	var err error
 	r.kinds, err = config.NewKinds(append(config.IstioKinds(config.IstioOptions{}), KindSpec(""))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.live, err = graph.New(graph.Config{Tiers: []graph.Tier{{Width: time.Second, Buckets: 120}, {Width: 10 * time.Second, Buckets: 60}},
-		PublishInterval: 50 * time.Millisecond}, r.logger, nil)
+	r.live, err = graph.New(gc, r.logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +144,7 @@ func (r *rig) openStore() {
 func (r *rig) startEngine() {
 	r.t.Helper()
 	var err error
-	r.engine, err = New(r.store, r.live, Options{DataDir: r.dir, Tick: testTick}, r.logger, nil)
+	r.engine, err = New(r.store, r.live, Options{DataDir: r.dir, Tick: r.tick}, r.logger, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -85,7 +85,9 @@ type Match struct {
 
 // Analysis tunes the judge. Zero values take the defaults.
 type Analysis struct {
-	// Interval between verdicts. Default 5s.
+	// Interval between verdicts. Default 2s: a verdict reads the in-memory
+	// graph, and with failureLimit 2 the interval is most of the time a
+	// broken candidate keeps its traffic.
 	Interval Duration `json:"interval,omitzero"`
 	// Window of live stats a verdict reads, capped at the time since the
 	// step started. Default 30s.
@@ -125,7 +127,7 @@ type Analysis struct {
 
 func (a Analysis) withDefaults() Analysis {
 	if a.Interval.Duration <= 0 {
-		a.Interval.Duration = 5 * time.Second
+		a.Interval.Duration = 2 * time.Second
 	}
 	if a.Window.Duration <= 0 {
 		a.Window.Duration = 30 * time.Second
