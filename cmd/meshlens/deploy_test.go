@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -292,6 +293,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 	for _, p := range []struct{ probe, path string }{
 		{"readinessProbe", "/readyz"},
 		{"livenessProbe", "/healthz"},
+		{"startupProbe", "/healthz"},
 	} {
 		get := dig(c, p.probe, "httpGet")
 		if got := dig(get, "path"); got != p.path {
@@ -308,6 +310,16 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 		if n, _ := yamlInt(port); strconv.Itoa(n) != httpPort {
 			t.Errorf("%s probes port %v, --http listens on %s", p.probe, dig(get, "port"), httpPort)
 		}
+	}
+
+	// serve waits up to --clickhouse-wait (plus one connection attempt of
+	// 10s) before it listens at all; a liveness probe that starts sooner
+	// restarts meshlens forever while ClickHouse is down.
+	period, _ := yamlInt(dig(c, "startupProbe", "periodSeconds"))
+	failures, _ := yamlInt(dig(c, "startupProbe", "failureThreshold"))
+	if budget := time.Duration(period*failures) * time.Second; budget < cfg.ClickHouseWait+30*time.Second {
+		t.Errorf("startupProbe allows %v (periodSeconds %d × failureThreshold %d) before liveness applies; serve may take --clickhouse-wait %v + 10s to listen, want at least %v",
+			budget, period, failures, cfg.ClickHouseWait, cfg.ClickHouseWait+30*time.Second)
 	}
 
 	// Volumes: the data dir on a claim of its own, the config file and the
