@@ -102,7 +102,6 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 		fail("candidate error rate %.4f exceeds the maximum %.4f (%d of %d requests, binomial p=%.2g)",
 			cand.ErrorRate, *a.MaxErrorRate, cand.Errors, cand.Requests, v.ErrorRateP)
 	}
-	v.P99P = 1
 	if a.MaxP99Ms > 0 {
 		if n := len(cand.SamplesMs); n >= int(a.MinSamples) {
 			var slow int
