@@ -333,23 +333,9 @@ func (s *Server) translateClass(node Node) *classResult {
 		copy(sum[:], h.Sum(nil))
 		cr.hashes[typ] = sum
 	}
-	var ls, rs, cs, es []types.Resource
-	for _, x := range res.Listeners {
-		ls = append(ls, x)
+	for typ, items := range res.ByType() {
+		add(typ, items)
 	}
-	for _, x := range res.Routes {
-		rs = append(rs, x)
-	}
-	for _, x := range res.Clusters {
-		cs = append(cs, x)
-	}
-	for _, x := range res.Endpoints {
-		es = append(es, x)
-	}
-	add(resource.ListenerType, ls)
-	add(resource.RouteType, rs)
-	add(resource.ClusterType, cs)
-	add(resource.EndpointType, es)
 	return cr
 }
 

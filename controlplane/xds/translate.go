@@ -17,6 +17,8 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 )
@@ -87,6 +89,24 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// ByType lists the resources by xDS type URL, each list in its order.
+func (r *Resources) ByType() map[string][]types.Resource {
+	out := make(map[string][]types.Resource, 4)
+	out[resource.ListenerType] = asResources(r.Listeners)
+	out[resource.RouteType] = asResources(r.Routes)
+	out[resource.ClusterType] = asResources(r.Clusters)
+	out[resource.EndpointType] = asResources(r.Endpoints)
+	return out
+}
+
+func asResources[T types.Resource](xs []T) []types.Resource {
+	out := make([]types.Resource, len(xs))
+	for i, x := range xs {
+		out[i] = x
+	}
+	return out
 }
 
 // validator is implemented by every generated Envoy proto (protoc-gen-validate).

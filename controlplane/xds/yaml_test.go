@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 )
@@ -55,7 +56,7 @@ func directive(src, name string) string {
 // (protojson's own output deliberately varies its whitespace).
 func resourcesJSON(t testing.TB, r *Resources) []byte {
 	t.Helper()
-	section := func(msgs []proto.Message) []json.RawMessage {
+	section := func(msgs []types.Resource) []json.RawMessage {
 		out := []json.RawMessage{}
 		for _, m := range msgs {
 			b, err := protojson.Marshal(m)
@@ -66,21 +67,10 @@ func resourcesJSON(t testing.TB, r *Resources) []byte {
 		}
 		return out
 	}
-	var ls, rs, cs, es []proto.Message
-	for _, x := range r.Listeners {
-		ls = append(ls, x)
-	}
-	for _, x := range r.Routes {
-		rs = append(rs, x)
-	}
-	for _, x := range r.Clusters {
-		cs = append(cs, x)
-	}
-	for _, x := range r.Endpoints {
-		es = append(es, x)
-	}
+	all := r.ByType()
 	doc := map[string][]json.RawMessage{
-		"listeners": section(ls), "routes": section(rs), "clusters": section(cs), "endpoints": section(es),
+		"listeners": section(all[resource.ListenerType]), "routes": section(all[resource.RouteType]),
+		"clusters": section(all[resource.ClusterType]), "endpoints": section(all[resource.EndpointType]),
 	}
 	compact, err := json.Marshal(doc)
 	if err != nil {
