@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"iter"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,33 +19,43 @@ import (
 // Spans converts every span into a span row.
 func Spans(td ptrace.Traces) []store.Span {
 	out := make([]store.Span, 0, td.SpanCount())
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		peer := PeerOf(rs.Resource().Attributes())
-		sss := rs.ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				sp := spans.At(k)
-				row := store.Span{
-					Start:         sp.StartTimestamp().AsTime(),
-					TraceID:       hexID(sp.TraceID()),
-					SpanID:        hexID(sp.SpanID()),
-					ParentSpanID:  hexID(sp.ParentSpanID()),
-					Name:          sp.Name(),
-					Kind:          kindName(sp.Kind()),
-					Peer:          peer,
-					Duration:      duration(sp),
-					StatusCode:    strings.ToLower(strings.TrimPrefix(sp.Status().Code().String(), "STATUS_CODE_")),
-					StatusMessage: sp.Status().Message(),
+	for peer, sp := range eachSpan(td) {
+		row := store.Span{
+			Start:         sp.StartTimestamp().AsTime(),
+			TraceID:       hexID(sp.TraceID()),
+			SpanID:        hexID(sp.SpanID()),
+			ParentSpanID:  hexID(sp.ParentSpanID()),
+			Name:          sp.Name(),
+			Kind:          kindName(sp.Kind()),
+			Peer:          peer,
+			Duration:      duration(sp),
+			StatusCode:    strings.ToLower(strings.TrimPrefix(sp.Status().Code().String(), "STATUS_CODE_")),
+			StatusMessage: sp.Status().Message(),
+		}
+		row.AttrKeys, row.AttrValues = flatten(sp.Attributes())
+		out = append(out, row)
+	}
+	return out
+}
+
+// eachSpan yields every span of td with the peer its resource names.
+func eachSpan(td ptrace.Traces) iter.Seq2[mesh.Peer, ptrace.Span] {
+	return func(yield func(mesh.Peer, ptrace.Span) bool) {
+		rss := td.ResourceSpans()
+		for i := 0; i < rss.Len(); i++ {
+			rs := rss.At(i)
+			peer := PeerOf(rs.Resource().Attributes())
+			sss := rs.ScopeSpans()
+			for j := 0; j < sss.Len(); j++ {
+				spans := sss.At(j).Spans()
+				for k := 0; k < spans.Len(); k++ {
+					if !yield(peer, spans.At(k)) {
+						return
+					}
 				}
-				row.AttrKeys, row.AttrValues = flatten(sp.Attributes())
-				out = append(out, row)
 			}
 		}
 	}
-	return out
 }
 
 // hexID formats a trace or span id; empty for the all-zero id.
@@ -247,51 +258,41 @@ func (p *Pairer) Add(td ptrace.Traces, now time.Time) []mesh.Record {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []mesh.Record
-	rss := td.ResourceSpans()
-	for i := 0; i < rss.Len(); i++ {
-		rs := rss.At(i)
-		peer := PeerOf(rs.Resource().Attributes())
-		sss := rs.ScopeSpans()
-		for j := 0; j < sss.Len(); j++ {
-			spans := sss.At(j).Spans()
-			for k := 0; k < spans.Len(); k++ {
-				sp := spans.At(k)
-				kind := sp.Kind()
-				if kind != ptrace.SpanKindServer && kind != ptrace.SpanKindClient {
-					continue
-				}
-				h := &half{
-					peer:     peer,
-					start:    sp.StartTimestamp().AsTime(),
-					duration: duration(sp),
-					traceID:  hexID(sp.TraceID()),
-					spanID:   hexID(sp.SpanID()),
-					call:     callOf(sp),
-					deadline: now.Add(p.Wait),
-				}
-				if kind == ptrace.SpanKindServer {
-					parent := hexID(sp.ParentSpanID())
-					if parent == "" {
-						out = append(out, serverOnly(h))
-						continue
-					}
-					if c, ok := p.clients[parent]; ok {
-						delete(p.clients, parent)
-						out = append(out, pair(c, h))
-						continue
-					}
-					p.servers[parent] = h
-					p.order = append(p.order, pendingRef{true, parent, h})
-				} else {
-					if s, ok := p.servers[h.spanID]; ok {
-						delete(p.servers, h.spanID)
-						out = append(out, pair(h, s))
-						continue
-					}
-					p.clients[h.spanID] = h
-					p.order = append(p.order, pendingRef{false, h.spanID, h})
-				}
+	for peer, sp := range eachSpan(td) {
+		kind := sp.Kind()
+		if kind != ptrace.SpanKindServer && kind != ptrace.SpanKindClient {
+			continue
+		}
+		h := &half{
+			peer:     peer,
+			start:    sp.StartTimestamp().AsTime(),
+			duration: duration(sp),
+			traceID:  hexID(sp.TraceID()),
+			spanID:   hexID(sp.SpanID()),
+			call:     callOf(sp),
+			deadline: now.Add(p.Wait),
+		}
+		if kind == ptrace.SpanKindServer {
+			parent := hexID(sp.ParentSpanID())
+			if parent == "" {
+				out = append(out, serverOnly(h))
+				continue
 			}
+			if c, ok := p.clients[parent]; ok {
+				delete(p.clients, parent)
+				out = append(out, pair(c, h))
+				continue
+			}
+			p.servers[parent] = h
+			p.order = append(p.order, pendingRef{true, parent, h})
+		} else {
+			if s, ok := p.servers[h.spanID]; ok {
+				delete(p.servers, h.spanID)
+				out = append(out, pair(h, s))
+				continue
+			}
+			p.clients[h.spanID] = h
+			p.order = append(p.order, pendingRef{false, h.spanID, h})
 		}
 	}
 	for p.MaxPending > 0 && len(p.clients)+len(p.servers) > p.MaxPending {
