@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -22,6 +23,21 @@ func (f *fileList) Set(v string) error { *f = append(*f, v); return nil }
 type configFile struct {
 	name string
 	data []byte
+}
+
+// parseConfigArgs parses a command's flags, whose config files are given
+// with the repeatable -f (registered here), and reads those files.
+func parseConfigArgs(fs *flag.FlagSet, args []string) ([]configFile, error) {
+	var files fileList
+	fs.Var(&files, "f", "file, directory or - (stdin) of YAML/JSON config; repeatable")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, flagErr(err)
+	}
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q; config files go after -f", pos[0])
+	}
+	return readConfigFiles(files, os.Stdin)
 }
 
 // readConfigFiles reads each path: "-" is stdin, a directory means every
@@ -99,19 +115,10 @@ func joinDocuments(files []configFile) []byte {
 // which applies all of it or none.
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("apply", "apply -f FILE|DIR|- [-f ...] [--dry-run] [--server URL] [--token TOKEN]", stderr)
-	var files fileList
-	fs.Var(&files, "f", "file, directory or - (stdin) of YAML/JSON config; repeatable")
 	dryRun := fs.Bool("dry-run", false, "only check the config against the server's current config; change nothing")
 	var cf clientFlags
 	cf.register(fs)
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("unexpected argument %q; config files go after -f", pos[0])
-	}
-	contents, err := readConfigFiles(files, os.Stdin)
+	contents, err := parseConfigArgs(fs, args)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -28,16 +27,7 @@ func configKinds() (*config.Kinds, error) {
 // like `istioctl analyze`, so CI can gate on it.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validate", "validate -f FILE|DIR|- [-f ...]", stderr)
-	var files fileList
-	fs.Var(&files, "f", "file, directory or - (stdin) of YAML/JSON config; repeatable")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) > 0 {
-		return fmt.Errorf("unexpected argument %q; config files go after -f", pos[0])
-	}
-	contents, err := readConfigFiles(files, os.Stdin)
+	contents, err := parseConfigArgs(fs, args)
 	if err != nil {
 		return err
 	}
