@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -33,25 +31,6 @@ func (e *env) configAPI() string {
 	srv := httptest.NewServer(ec)
 	e.t.Cleanup(srv.Close)
 	return srv.URL + "/api/v1"
-}
-
-func call(t *testing.T, method, url, token, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }
 
 // receiversIn finds the AlertRule's receivers in a GET answer, one object
@@ -109,7 +88,7 @@ spec:
   - {name: ops, url: ` + sink.srv.URL + `, secret: ` + secret + `}
   - {name: chat, url: ` + unsigned.srv.URL + `}
 `
-	if code, body := call(t, "POST", api+"/config", operatorToken, rule); code != 200 {
+	if code, body := meshtest.HTTP(t, "POST", api+"/config", operatorToken, rule); code != 200 {
 		t.Fatalf("apply: %d %s", code, body)
 	}
 	version := e.store.Snapshot().Version
@@ -117,7 +96,7 @@ spec:
 	var redacted string
 	for _, path := range []string{"/config/alertrule/default/echo-errors", "/config?kind=ar", "/config"} {
 		for _, token := range []string{viewerToken, operatorToken} {
-			code, body := call(t, "GET", api+path, token, "")
+			code, body := meshtest.HTTP(t, "GET", api+path, token, "")
 			if code != 200 {
 				t.Fatalf("GET %s: %d %s", path, code, body)
 			}
@@ -137,7 +116,7 @@ spec:
 	}
 
 	// Applied back exactly as read: nothing changes.
-	if code, body := call(t, "POST", api+"/config", operatorToken, redacted); code != 200 {
+	if code, body := meshtest.HTTP(t, "POST", api+"/config", operatorToken, redacted); code != 200 {
 		t.Fatalf("apply of GET output: %d %s", code, body)
 	}
 	if v := e.store.Snapshot().Version; v != version {
@@ -149,7 +128,7 @@ spec:
 		t.Fatalf("test edit did not apply to %s", redacted)
 	}
 	for _, q := range []string{"?dryRun=true", ""} {
-		if code, body := call(t, "POST", api+"/config"+q, operatorToken, edited); code != 200 {
+		if code, body := meshtest.HTTP(t, "POST", api+"/config"+q, operatorToken, edited); code != 200 {
 			t.Fatalf("apply%s of edited GET output: %d %s", q, code, body)
 		}
 	}
@@ -194,7 +173,7 @@ func TestRedactedSecretWithoutAStoredOneIsRefused(t *testing.T) {
 		return fmt.Sprintf(`{"apiVersion":"meshlens.io/v1alpha1","kind":"AlertRule","metadata":{"name":%q,"namespace":"default"},
 "spec":{"condition":{"metric":"rps","service":"echo","threshold":1},"receivers":[{"name":%q,"url":%q,"secret":%q}]}}`, name, recv, url, secret)
 	}
-	if code, body := call(t, "POST", api+"/config", operatorToken, ruleOf("r", "ops", "http://127.0.0.1:1/hook", secret)); code != 200 {
+	if code, body := meshtest.HTTP(t, "POST", api+"/config", operatorToken, ruleOf("r", "ops", "http://127.0.0.1:1/hook", secret)); code != 200 {
 		t.Fatalf("apply: %d %s", code, body)
 	}
 	for _, tc := range []struct{ name, body string }{
@@ -204,7 +183,7 @@ func TestRedactedSecretWithoutAStoredOneIsRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, q := range []string{"", "?dryRun=true"} {
-				code, body := call(t, "POST", api+"/config"+q, operatorToken, tc.body)
+				code, body := meshtest.HTTP(t, "POST", api+"/config"+q, operatorToken, tc.body)
 				var er config.ErrorsResponse
 				if code != 400 || json.Unmarshal([]byte(body), &er) != nil || len(er.Errors) != 1 {
 					t.Fatalf("apply%s: %d %s", q, code, body)

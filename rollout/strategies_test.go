@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,21 +29,6 @@ func (r *rig) serveAPI() string {
 	srv := httptest.NewServer(e)
 	r.t.Cleanup(srv.Close)
 	return srv.URL + "/api/v1"
-}
-
-func httpDo(t *testing.T, method, url, token, body string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // only checks that n calls (with metadata md) all reach version want.
@@ -74,7 +58,7 @@ func TestBlueGreenPreviewThenPromoteThenSwitchBackOverAPI(t *testing.T) {
 	r.startEngine()
 	api := r.serveAPI()
 	c := r.client()
-	code, body := httpDo(t, http.MethodPost, api+"/rollouts", opToken, `apiVersion: meshlens.io/v1alpha1
+	code, body := meshtest.HTTP(t, http.MethodPost, api+"/rollouts", opToken, `apiVersion: meshlens.io/v1alpha1
 kind: Rollout
 metadata: {name: echo, namespace: default}
 spec:
@@ -90,17 +74,17 @@ spec:
 	meshtest.Eventually(t, 10*time.Second, "preview header reaches the candidate", func() error { return only(t, c, "v2", "x-preview", "1") })
 	meshtest.Eventually(t, 10*time.Second, "plain traffic stays on stable", func() error { return only(t, c, "v1") })
 
-	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/promote", "", ""); code != http.StatusUnauthorized {
+	if code, body := meshtest.HTTP(t, http.MethodPost, api+"/rollouts/default/echo/promote", "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("promote without a token: %d %s", code, body)
 	}
-	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/promote", opToken, ""); code != 200 {
+	if code, body := meshtest.HTTP(t, http.MethodPost, api+"/rollouts/default/echo/promote", opToken, ""); code != 200 {
 		t.Fatalf("promote: %d %s", code, body)
 	}
 	r.waitState("echo", Succeeded, 5*time.Second)
 	meshtest.Eventually(t, 10*time.Second, "all traffic switched to the candidate", func() error { return only(t, c, "v2") })
 
 	before := r.store.Snapshot().Version
-	if code, body := httpDo(t, http.MethodPost, api+"/rollouts/default/echo/abort", opToken, ""); code != 200 {
+	if code, body := meshtest.HTTP(t, http.MethodPost, api+"/rollouts/default/echo/abort", opToken, ""); code != 200 {
 		t.Fatalf("abort (switch back): %d %s", code, body)
 	}
 	r.waitState("echo", RolledBack, 5*time.Second)
@@ -109,7 +93,7 @@ spec:
 	}
 	meshtest.Eventually(t, 10*time.Second, "all traffic back on stable", func() error { return only(t, c, "v1") })
 
-	code, body = httpDo(t, http.MethodGet, api+"/rollouts/default/echo", "", "")
+	code, body = meshtest.HTTP(t, http.MethodGet, api+"/rollouts/default/echo", "", "")
 	var st Status
 	if code != 200 || json.Unmarshal([]byte(body), &st) != nil || st.State != RolledBack || len(st.History) == 0 {
 		t.Fatalf("GET rollout: %d %s", code, body)
@@ -122,7 +106,7 @@ spec:
 		{"/rollouts/default/ghost/abort", http.StatusNotFound},
 		{"/rollouts/default/echo/explode", http.StatusNotFound},
 	} {
-		if code, body := httpDo(t, http.MethodPost, api+tc.path, opToken, ""); code != tc.want || !json.Valid([]byte(body)) {
+		if code, body := meshtest.HTTP(t, http.MethodPost, api+tc.path, opToken, ""); code != tc.want || !json.Valid([]byte(body)) {
 			t.Errorf("POST %s: %d %s, want %d", tc.path, code, body, tc.want)
 		}
 	}
@@ -187,13 +171,13 @@ func TestRolloutAPIRefusesInvalidRollouts(t *testing.T) {
 		{"valid", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [10, 100], minDuration: 1h}}}`, opToken, 200, `"applied"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := httpDo(t, http.MethodPost, api+"/rollouts", tc.token, tc.body)
+			code, body := meshtest.HTTP(t, http.MethodPost, api+"/rollouts", tc.token, tc.body)
 			if code != tc.code || !strings.Contains(body, tc.want) {
 				t.Fatalf("got %d %s, want %d containing %q", code, body, tc.code, tc.want)
 			}
 		})
 	}
-	code, body := httpDo(t, http.MethodGet, api+"/rollouts", "", "")
+	code, body := meshtest.HTTP(t, http.MethodGet, api+"/rollouts", "", "")
 	var list ListResponse
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Items) != 1 || list.Items[0].History != nil {
 		t.Fatalf("GET /rollouts: %d %s", code, body)

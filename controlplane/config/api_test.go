@@ -2,8 +2,6 @@ package config
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -11,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 const (
@@ -29,25 +28,11 @@ func newAPI(t *testing.T, s *Store, requireReads bool) string {
 	return srv.URL + "/api/v1"
 }
 
+// call is meshtest.HTTP with the body as bytes, for json.Unmarshal.
 func call(t *testing.T, method, url, token, body string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	code, b := meshtest.HTTP(t, method, url, token, body)
+	return code, []byte(b)
 }
 
 func TestAPIApplyGetListDelete(t *testing.T) {

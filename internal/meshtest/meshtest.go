@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -177,6 +178,29 @@ func XDSClient(t testing.TB, bootstrap []byte, target string, creds credentials.
 	}
 	t.Cleanup(func() { cc.Close() })
 	return testgrpc.NewTestServiceClient(cc)
+}
+
+// HTTP sends body to url with method, as the bearer token's holder when
+// token is not empty, and returns the status and the response body.
+func HTTP(t testing.TB, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // Eventually retries check until it returns nil, failing the test with
