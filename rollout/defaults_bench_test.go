@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-
 	"github.com/meshlens/meshlens/graph"
 )
 
@@ -33,18 +31,8 @@ spec:
 %s`, analysis))
 		r.waitState("echo", Progressing, 10*time.Second)
 		time.Sleep(2 * time.Second) // both versions serve before the break
-		r.v2.FailCode.Store(int32(codes.Unavailable))
-		broke := time.Now()
-		r.waitState("echo", RolledBack, 60*time.Second)
-		firstBad, ok := l.firstAfter(broke, "error")
-		if !ok {
-			b.Fatal("clients never saw an error from the failing candidate")
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Since(l.lastNot("v1")) < time.Second && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		return l.lastNot("v1").Sub(firstBad)
+		_, took := r.breakCandidate(l, "echo")
+		return took
 	}
 	var prod, tests time.Duration
 	for range b.N {

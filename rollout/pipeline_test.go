@@ -156,20 +156,8 @@ func TestFailingCandidateIsRolledBackThroughCollectorPipeline(t *testing.T) {
 		}
 		return nil
 	})
-	r.v2.FailCode.Store(int32(codes.Unavailable))
-	broke := time.Now()
-	st := r.waitState("echo", RolledBack, 30*time.Second)
-	firstBad, ok := l.firstAfter(broke, "error")
-	if !ok {
-		t.Fatal("clients never saw an error")
-	}
-	meshtest.Eventually(t, 10*time.Second, "clients see only stable", func() error {
-		if last := l.lastNot("v1"); time.Since(last) < time.Second {
-			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
-		}
-		return nil
-	})
-	t.Logf("through the collector: first bad response to clients seeing only stable: %v (target < 10s)", l.lastNot("v1").Sub(firstBad).Round(time.Millisecond))
+	st, took := r.breakCandidate(l, "echo")
+	t.Logf("through the collector: first bad response to clients seeing only stable: %v (target < 10s)", took.Round(time.Millisecond))
 	if fv := lastFailing(st); fv == nil || fv.Candidate.Errors == 0 {
 		t.Fatalf("no failing verdict with candidate errors:\n%s", historyText(st))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
@@ -346,4 +347,28 @@ func (l *load) lastNot(host string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// breakCandidate makes every call to the candidate (v2) fail and waits for
+// the rollout to roll back and for clients to see only stable (v1). It
+// returns the rolled-back status and the time from the first bad response
+// the clients of l saw to the last non-stable one.
+func (r *rig) breakCandidate(l *load, name string) (Status, time.Duration) {
+	r.t.Helper()
+	r.v2.FailCode.Store(int32(codes.Unavailable))
+	broke := time.Now()
+	st := r.waitState(name, RolledBack, 30*time.Second)
+	firstBad, ok := l.firstAfter(broke, "error")
+	if !ok {
+		r.t.Fatal("clients never saw an error from the failing candidate")
+	}
+	// Clients see only stable once a run of responses, all from v1, ends
+	// the record.
+	meshtest.Eventually(r.t, 10*time.Second, "clients see only stable", func() error {
+		if last := l.lastNot("v1"); time.Since(last) < time.Second {
+			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
+		}
+		return nil
+	})
+	return st, l.lastNot("v1").Sub(firstBad)
 }
