@@ -53,7 +53,7 @@ func TestRolloutAndAlertRuleExamplesApply(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := store.Apply(context.Background(), objs); err != nil {
+			if _, _, err := store.Apply(context.Background(), objs); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -178,7 +178,7 @@ func FuzzRolloutAndAlertRuleConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = kinds.Validate(nil, objs)
+		_, _ = kinds.Validate(nil, objs)
 		for _, o := range objs {
 			b, err := json.Marshal(o)
 			if err != nil {

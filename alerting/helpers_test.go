@@ -106,7 +106,7 @@ func (e *env) apply(yaml string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.store.Apply(context.Background(), objs); err != nil {
+	if _, _, err := e.store.Apply(context.Background(), objs); err != nil {
 		e.t.Fatal(err)
 	}
 }

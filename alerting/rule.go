@@ -137,6 +137,7 @@ func KindSpec() config.KindSpec {
 			return &s, nil
 		},
 		Validate: validateRule,
+		Analyze:  analyzeRule,
 		Redact:   redactRule,
 		Unredact: unredactRule,
 	}
@@ -216,7 +217,23 @@ func storedReceiver(prev []Receiver, i int, r Receiver) int {
 	return j
 }
 
-func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {
+// analyzeRule reports a rollback action naming a Rollout that does not
+// exist: a warning, since the Rollout may be applied later; until it is,
+// the alert fires and its rollback reports the rollout as not found.
+func analyzeRule(o *config.Object, sn *config.Snapshot) []config.Warning {
+	s, ok := o.Spec.(*RuleSpec)
+	if !ok || s.Action == nil || s.Action.Rollback == nil || s.Action.Rollback.Rollout == "" {
+		return nil
+	}
+	name := s.Action.Rollback.Rollout
+	if sn.Get(rollout.Kind, o.Meta.Namespace, name) != nil {
+		return nil
+	}
+	return []config.Warning{{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: "action.rollback.rollout",
+		Message: fmt.Sprintf("Referenced Rollout not found: %q", o.Meta.Namespace+"/"+name)}}
+}
+
+func validateRule(o *config.Object) []config.FieldError {
 	s := o.Spec.(*RuleSpec)
 	var errs []config.FieldError
 	add := func(field, format string, args ...any) {
@@ -264,8 +281,6 @@ func validateRule(o *config.Object, sn *config.Snapshot) []config.FieldError {
 	if a := s.Action; a != nil {
 		if a.Rollback == nil || a.Rollback.Rollout == "" {
 			add("action.rollback.rollout", "required: the rollout to roll back")
-		} else if sn != nil && sn.Get(rollout.Kind, o.Meta.Namespace, a.Rollback.Rollout) == nil {
-			add("action.rollback.rollout", "no Rollout %s/%s", o.Meta.Namespace, a.Rollback.Rollout)
 		}
 	}
 	for k := range s.Labels {

@@ -5,11 +5,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/rollout"
 )
@@ -176,18 +178,36 @@ func TestAlertRuleValidation(t *testing.T) {
 		{"unknown metric", `{condition: {metric: cpu, service: echo, threshold: 1}}`, "condition.metric"},
 		{"error rate above 1", `{condition: {metric: errorRate, service: echo, threshold: 5}}`, "condition.threshold"},
 		{"bad receiver URL", `{condition: {metric: rps, service: echo, threshold: 1}, receivers: [{name: a, url: "ftp://x"}]}`, "receivers[0].url"},
-		{"rollback of a missing rollout", `{condition: {metric: rps, service: echo, threshold: 1}, action: {rollback: {rollout: ghost}}}`, "action.rollback.rollout"},
+		{"rollback without a rollout", `{condition: {metric: rps, service: echo, threshold: 1}, action: {rollback: {}}}`, "action.rollback.rollout"},
 		{"unknown field", `{condition: {metric: rps, service: echo, threshold: 1}, fro: 1s}`, "fro"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs, err := e.kinds.Parse([]byte("apiVersion: meshlens.io/v1alpha1\nkind: AlertRule\nmetadata: {name: r, namespace: default}\nspec: " + tc.spec))
 			if err == nil {
-				_, err = e.store.Apply(t.Context(), objs)
+				_, _, err = e.store.Apply(t.Context(), objs)
 			}
 			b, _ := json.Marshal(err)
 			if err == nil || !json.Valid(b) || !containsField(err, tc.field) {
 				t.Fatalf("want an error on field %s, got %v", tc.field, err)
 			}
 		})
+	}
+}
+
+// A rule whose rollback names a Rollout that does not exist (yet) is
+// accepted with an IST0101 warning, as Istio treats references, and
+// starts working once the Rollout is applied.
+func TestAlertRuleForMissingRolloutWarns(t *testing.T) {
+	e := newEnv(t, Options{})
+	objs, err := e.kinds.Parse([]byte("apiVersion: meshlens.io/v1alpha1\nkind: AlertRule\nmetadata: {name: r, namespace: default}\nspec: {condition: {metric: rps, service: echo, threshold: 1}, action: {rollback: {rollout: ghost}}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ws, err := e.store.Apply(t.Context(), objs)
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if len(ws) != 1 || ws[0].Code != config.CodeReferencedResourceNotFound || ws[0].Field != "action.rollback.rollout" || !strings.Contains(ws[0].Message, "default/ghost") {
+		t.Fatalf("warnings %v, want IST0101 on action.rollback.rollout", ws)
 	}
 }

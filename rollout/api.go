@@ -50,9 +50,8 @@ func (e *Engine) handleApply(c echo.Context) error {
 		return c.JSON(http.StatusRequestEntityTooLarge, config.ErrorResponse{Error: fmt.Sprintf("reading body: %v", err)})
 	}
 	objs, err := e.store.Kinds().Parse(body)
-	var fe config.FieldErrors
-	if errors.As(err, &fe) {
-		return c.JSON(http.StatusBadRequest, config.ErrorsResponse{Errors: fe})
+	if resp, ok := config.NewErrorsResponse(err); ok {
+		return c.JSON(http.StatusBadRequest, resp)
 	}
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, config.ErrorResponse{Error: err.Error()})
@@ -65,18 +64,14 @@ func (e *Engine) handleApply(c echo.Context) error {
 			return c.JSON(http.StatusBadRequest, config.ErrorResponse{Error: fmt.Sprintf("%s is not a Rollout; apply other kinds with POST /api/v1/config", o.Key())})
 		}
 	}
-	sn, err := e.store.Apply(c.Request().Context(), objs)
-	if errors.As(err, &fe) {
-		return c.JSON(http.StatusBadRequest, config.ErrorsResponse{Errors: fe})
+	sn, ws, err := e.store.Apply(c.Request().Context(), objs)
+	if resp, ok := config.NewErrorsResponse(err); ok {
+		return c.JSON(http.StatusBadRequest, resp)
 	}
 	if err != nil {
 		return c.JSON(http.StatusInternalServerError, config.ErrorResponse{Error: err.Error()})
 	}
-	resp := config.ApplyResponse{Version: sn.Version}
-	for _, o := range objs {
-		resp.Applied = append(resp.Applied, config.ObjectRef{Kind: o.Kind, Namespace: o.Meta.Namespace, Name: o.Meta.Name})
-	}
-	return c.JSON(http.StatusOK, resp)
+	return c.JSON(http.StatusOK, config.NewApplyResponse(sn.Version, objs, ws))
 }
 
 var actions = map[string]Event{"pause": EvPause, "resume": EvResume, "promote": EvPromote, "abort": EvAbort}

@@ -251,7 +251,7 @@ func TestRoutesThatCannotBeAppliedAbortThenFail(t *testing.T) {
 
 func TestRolloutTakesOverTheVirtualServiceOfItsHost(t *testing.T) {
 	r := newRig(t)
-	if _, err := r.store.Delete(context.Background(), "VirtualService", ns, "echo"); err != nil {
+	if _, _, err := r.store.Delete(context.Background(), "VirtualService", ns, "echo"); err != nil {
 		t.Fatal(err)
 	}
 	r.apply(`apiVersion: networking.istio.io/v1

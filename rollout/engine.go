@@ -360,8 +360,13 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 	w := r.st.Weights
 	vs := virtualService(r.st.Namespace, r.st.Name, r.st.VirtualService, r.spec, w)
 	before := e.store.Snapshot().Version
-	sn, err := e.store.Apply(ctx, []*config.Object{vs})
+	sn, ws, err := e.store.Apply(ctx, []*config.Object{vs})
 	now := e.opts.Now()
+	for _, w := range ws {
+		// Accepted, as Istio would, but traffic to a missing subset fails:
+		// the judge sees it; the log says why.
+		e.logger.Warn("rollout routes have an analysis finding", "rollout", r.st.Namespace+"/"+r.st.Name, "code", w.Code, "field", w.Field, "message", w.Message)
+	}
 	if err != nil {
 		r.pushErrs++
 		e.pushes.WithLabelValues("error").Inc()

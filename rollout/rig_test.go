@@ -174,7 +174,7 @@ func (r *rig) apply(yaml string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.store.Apply(context.Background(), objs); err != nil {
+	if _, _, err := r.store.Apply(context.Background(), objs); err != nil {
 		r.t.Fatal(err)
 	}
 }

@@ -197,13 +197,14 @@ func KindSpec(domain string) config.KindSpec {
 			}
 			return &s, nil
 		},
-		Validate: func(o *config.Object, sn *config.Snapshot) []config.FieldError {
-			return validate(o, sn, domain)
+		Validate: validate,
+		Analyze: func(o *config.Object, sn *config.Snapshot) []config.Warning {
+			return analyze(o, sn, domain)
 		},
 	}
 }
 
-func validate(o *config.Object, sn *config.Snapshot, domain string) []config.FieldError {
+func validate(o *config.Object) []config.FieldError {
 	s := o.Spec.(*Spec)
 	var errs []config.FieldError
 	add := func(field, format string, args ...any) {
@@ -272,19 +273,32 @@ func validate(o *config.Object, sn *config.Snapshot, domain string) []config.Fie
 	if a.Interval.Duration < 0 || a.Window.Duration < 0 {
 		add("analysis", "interval and window must not be negative")
 	}
-	if s.Service != "" && s.Stable != "" && s.Candidate != "" && sn != nil {
-		subsets := subsetVersions(sn, o.Meta.Namespace, s.Service, domain)
-		if subsets == nil {
-			add("service", "no DestinationRule defines subsets for host %q", config.FQDN(s.Service, o.Meta.Namespace, domain))
-		} else {
-			for field, sub := range map[string]string{"stable": s.Stable, "candidate": s.Candidate} {
-				if _, ok := subsets[sub]; !ok {
-					add(field, "no subset %q in the DestinationRule of %s", sub, s.Service)
-				}
-			}
+	return errs
+}
+
+// analyze reports the subsets a rollout moves traffic between that no
+// DestinationRule defines: a warning, as for a VirtualService (the
+// DestinationRule may come later, e.g. from the cluster), but until it
+// does the rollout's routes fail and its judge rolls it back.
+func analyze(o *config.Object, sn *config.Snapshot, domain string) []config.Warning {
+	s, ok := o.Spec.(*Spec)
+	if !ok || s.Service == "" || s.Stable == "" || s.Candidate == "" {
+		return nil
+	}
+	fqdn := config.FQDN(s.Service, o.Meta.Namespace, domain)
+	subsets := subsetVersions(sn, o.Meta.Namespace, s.Service, domain)
+	if subsets == nil {
+		return []config.Warning{{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: "service",
+			Message: fmt.Sprintf("Referenced destinationrule not found: %q: no DestinationRule defines subsets for host %s", fqdn, fqdn)}}
+	}
+	var out []config.Warning
+	for _, f := range []struct{ field, subset string }{{"stable", s.Stable}, {"candidate", s.Candidate}} {
+		if _, ok := subsets[f.subset]; !ok {
+			out = append(out, config.Warning{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: f.field,
+				Message: fmt.Sprintf("Referenced host+subset in destinationrule not found: %q: no subset %q in the DestinationRule of %s", fqdn+"+"+f.subset, f.subset, s.Service)})
 		}
 	}
-	return errs
+	return out
 }
 
 func validateMatches(ms []Match, path string, add func(string, string, ...any)) {

@@ -151,7 +151,7 @@ spec:
 	meshtest.Eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only(t, c, "v2") })
 }
 
-func TestRolloutAPIRefusesInvalidRollouts(t *testing.T) {
+func TestRolloutAPIRefusesInvalidRolloutsAndWarnsOnReferences(t *testing.T) {
 	r := newRig(t)
 	r.startEngine()
 	api := r.serveAPI()
@@ -163,7 +163,8 @@ func TestRolloutAPIRefusesInvalidRollouts(t *testing.T) {
 	}{
 		{"no token", head + "{}", "", http.StatusUnauthorized, "operator token"},
 		{"steps must increase to 100", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [50, 20]}}}`, opToken, 400, "strategy.canary.steps[1]"},
-		{"unknown subset", head + `{service: echo, stable: stable, candidate: v9, strategy: {canary: {steps: [100]}}}`, opToken, 400, `no subset \"v9\"`},
+		// A reference, not a refusal, as in Istio: the DestinationRule may come later.
+		{"unknown subset is accepted with a warning", head + `{service: echo, stable: stable, candidate: v9, strategy: {canary: {steps: [100]}}}`, opToken, 200, `"code":"IST0101","object":"Rollout/default/echo","field":"candidate"`},
 		{"two strategies", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}, ab: {match: [{header: a, exact: b}], requests: 5}}}`, opToken, 400, "exactly one of canary"},
 		{"cookie match needs a value", head + `{service: echo, stable: stable, candidate: canary, strategy: {blueGreen: {preview: [{cookie: user}]}}}`, opToken, 400, "strategy.blueGreen.preview[0]"},
 		{"unknown field", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100], stepz: 1}}}`, opToken, 400, "stepz"},

@@ -23,7 +23,8 @@ exec 9>"$out/.lock"
 flock 9
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || have=0; done
 
-kver=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$mod/go.mod")
+kver=$(awk '$1=="k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit} $1=="require" && $2=="k8s.io/kubernetes" {print $3; exit}' "$mod/go.mod")
+[ -n "$kver" ] || { echo "k8s-bins: no k8s.io/kubernetes version in $mod/go.mod" >&2; exit 1; }
 minor=$(echo "$kver" | cut -d. -f2)
 ldf="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

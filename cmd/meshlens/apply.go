@@ -133,6 +133,9 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, r := range resp.Applied {
 		fmt.Fprintf(stdout, "%s/%s/%s %s\n", r.Kind, r.Namespace, r.Name, verb)
 	}
+	// Findings go with the answer but do not fail the command: the server
+	// accepted the config, as Istio would.
+	printWarnings(stderr, resp.Warnings, resp.WarningCount, nil)
 	fmt.Fprintf(stdout, "config version %d\n", resp.Version)
 	return nil
 }
@@ -156,5 +159,6 @@ func runDelete(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "%s/%s/%s deleted\nconfig version %d\n", resp.Deleted.Kind, resp.Deleted.Namespace, resp.Deleted.Name, resp.Version)
+	printWarnings(stderr, resp.Warnings, resp.WarningCount, nil)
 	return nil
 }

@@ -98,8 +98,9 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte, ou
 	}
 	var fe config.ErrorsResponse
 	if resp.StatusCode == http.StatusBadRequest && json.Unmarshal(data, &fe) == nil && len(fe.Errors) > 0 {
-		printFieldErrors(stderr, fe.Errors, nil)
-		return fmt.Errorf("%w: %d errors; nothing was applied", errInvalid, len(fe.Errors))
+		total := max(fe.ErrorCount, len(fe.Errors))
+		printFieldErrors(stderr, fe.Errors, total, nil)
+		return fmt.Errorf("%w: %d errors; nothing was applied", errInvalid, total)
 	}
 	var e config.ErrorResponse
 	msg := strings.TrimSpace(string(data))
@@ -119,22 +120,6 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte, ou
 		return fmt.Errorf("%s", msg)
 	default:
 		return fmt.Errorf("%s %s: %s (%d)", method, path, msg, resp.StatusCode)
-	}
-}
-
-// printFieldErrors writes errors one a line, like istioctl analyze.
-// files maps object keys to the file they came from, when known.
-func printFieldErrors(w io.Writer, errs config.FieldErrors, files map[string]string) {
-	for _, e := range errs {
-		where := e.Object
-		if e.Field != "" {
-			where += " " + e.Field
-		}
-		file := ""
-		if f := files[e.Object]; f != "" {
-			file = " [" + f + "]"
-		}
-		fmt.Fprintf(w, "Error%s %s: %s\n", file, where, e.Message)
 	}
 }
 

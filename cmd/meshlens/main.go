@@ -26,7 +26,8 @@ func commands() map[string]command {
 		"apply":    {"apply configuration: meshlens apply -f FILE|DIR|-", runApply},
 		"get":      {"list or show configuration: meshlens get KIND [NAME] [-n NS] [-o yaml|json]", runGet},
 		"delete":   {"delete configuration: meshlens delete KIND NAME [-n NS]", runDelete},
-		"validate": {"validate configuration offline, for CI: meshlens validate -f FILE", runValidate},
+		"validate": {"validate configuration offline, for CI: meshlens validate -f FILE [--strict]", runValidate},
+		"analyze":  {"list analysis findings (IST codes) of files or the running config: meshlens analyze [-f FILE]", runAnalyze},
 		"rollout":  {"follow and steer rollouts: meshlens rollout status|promote|abort|pause|resume NAME [-n NS]", runRollout},
 	}
 }

@@ -69,7 +69,7 @@ spec: {service: reviews, stable: v1, candidate: v2, strategy: {canary: {steps: [
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Apply(context.Background(), objs); err != nil {
+	if _, _, err := store.Apply(context.Background(), objs); err != nil {
 		t.Fatal(err)
 	}
 	common := []string{"--server", srv.URL, "--data-dir", dataDir}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -26,6 +27,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/mesh"
@@ -47,6 +49,8 @@ type serveConfig struct {
 	ConfigDir      string
 	Tokens         string
 	Prometheus     string
+	Kubeconfig     string
+	DomainSuffix   string
 	Collector      collector.Config
 }
 
@@ -58,6 +62,7 @@ func defaultServeConfig() serveConfig {
 		DataDir:        ".run/data",
 		LogLevel:       "info",
 		XDS:            "127.0.0.1:15010",
+		DomainSuffix:   config.DefaultDomainSuffix,
 		Collector:      collector.DefaultConfig(),
 	}
 }
@@ -72,6 +77,9 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigDir, "config-dir", c.ConfigDir, "directory of Istio YAML to apply and watch (GitOps); empty disables")
 	fs.StringVar(&c.Tokens, "tokens", c.Tokens, "file of API tokens, lines `TOKEN ROLE` (viewer or operator); default: DATA_DIR/operator.token is created")
 	fs.StringVar(&c.Prometheus, "prometheus", c.Prometheus, "URL of a Prometheus with Istio standard metrics, a graph source (?source=prometheus)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig,
+		`kubeconfig of the cluster to read (Services, EndpointSlices, Pods, Istio's and meshlens' custom resources); default: the in-cluster config inside a pod, else $KUBECONFIG, else none; "none" turns Kubernetes off`)
+	fs.StringVar(&c.DomainSuffix, "domain-suffix", c.DomainSuffix, "the cluster's DNS domain: short hosts are NAME.NAMESPACE.svc.DOMAIN")
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP/HTTP listen address (empty disables)")
 	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
@@ -201,7 +209,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}
 
-	kinds, err := configKinds()
+	cluster, err := newCluster(cfg.Kubeconfig, cfg.DomainSuffix, logger, reg)
+	if err != nil {
+		return err
+	}
+	kinds, err := configKinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix})
 	if err != nil {
 		return err
 	}
@@ -209,7 +221,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	xdsServer, err := xds.NewServer(ctx, logger, reg, xds.DefaultOptions())
+	xdsOpts := xds.DefaultOptions()
+	xdsOpts.DomainSuffix = cfg.DomainSuffix
+	xdsServer, err := xds.NewServer(ctx, logger, reg, xdsOpts)
 	if err != nil {
 		return err
 	}
@@ -221,8 +235,17 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	})
 	defer unsubscribe()
+	if cluster != nil {
+		// Every registry snapshot (a Pod turning ready, a Service scaled) is
+		// one push too.
+		defer cluster.registry.Subscribe(func(sn *registry.Snapshot) {
+			if err := xdsServer.UpdateServices(sn); err != nil {
+				logger.Warn("xds push: some nodes keep their previous endpoints", "registry", sn.Version, "err", err)
+			}
+		})()
+	}
 
-	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: config.DefaultDomainSuffix}, logger, reg)
+	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix}, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -242,12 +265,20 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if !col.Ready() {
 			return "", errors.New("collector is starting")
 		}
+		var warnings []string
+		kubeWarning, err := cluster.readiness()
+		if err != nil {
+			return "", err
+		}
+		if kubeWarning != "" {
+			warnings = append(warnings, kubeWarning)
+		}
 		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		if err := st.EnsureSchema(pctx); err != nil {
-			return "clickhouse unreachable: telemetry is queued on disk until it is back", nil
+			warnings = append(warnings, "clickhouse unreachable: telemetry is queued on disk until it is back")
 		}
-		return "", nil
+		return strings.Join(warnings, "; "), nil
 	})
 	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger})
@@ -274,6 +305,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	component(alerts.Run)
 	if cfg.ConfigDir != "" {
 		component(config.NewDirSource(cfg.ConfigDir, cfgStore, logger).Run)
+	}
+	if cluster != nil {
+		if err := cluster.start(component, cfgStore, rollouts, alerts, logger, reg); err != nil {
+			return err
+		}
 	}
 	{
 		ln, err := net.Listen("tcp", cfg.HTTP)

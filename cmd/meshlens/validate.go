@@ -21,12 +21,19 @@ func configKinds() (*config.Kinds, error) {
 	return config.NewKinds(specs...)
 }
 
-// runValidate is `meshlens validate -f FILE|DIR|-`: offline, the checks the
-// server runs before accepting config, over the given files as one batch
-// (as if they were the whole config). Exit status 1 with every field error,
-// like `istioctl analyze`, so CI can gate on it.
+// errWarnings means --strict turned analysis warnings into a failure; the
+// warnings were printed.
+var errWarnings = errors.New("analysis warnings")
+
+// runValidate is `meshlens validate -f FILE|DIR|- [--strict]`: offline, the
+// checks the server runs before accepting config, over the given files as
+// one batch (as if they were the whole config). Errors (what Istio's
+// webhook would refuse) exit 1, so CI can gate on them; analysis warnings
+// (references to hosts and subsets the files do not define, which may live
+// in the cluster) are printed and exit 0 unless --strict.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", "validate -f FILE|DIR|- [-f ...]", stderr)
+	fs := newFlagSet("validate", "validate -f FILE|DIR|- [-f ...] [--strict]", stderr)
+	strict := fs.Bool("strict", false, "exit 1 on analysis warnings too, not only on errors")
 	contents, err := parseConfigArgs(fs, args)
 	if err != nil {
 		return err
@@ -35,39 +42,22 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var all []*config.Object
-	var errs config.FieldErrors
-	fileOf := map[string]string{}
-	for _, f := range contents {
-		objs, err := kinds.Parse(f.data)
-		var fe config.FieldErrors
-		if errors.As(err, &fe) {
-			for _, e := range fe {
-				fmt.Fprintf(stdout, "Error [%s] %s\n", f.name, e.Error())
-			}
-			errs = append(errs, fe...)
-			continue
-		} else if err != nil {
-			return fmt.Errorf("%s: %w", f.name, err)
-		}
-		for _, o := range objs {
-			fileOf[o.Key()] = f.name
-		}
-		all = append(all, objs...)
+	c, err := checkFiles(kinds, contents)
+	if err != nil {
+		return err
 	}
-	if len(errs) == 0 {
-		err := kinds.Validate(nil, all)
-		var fe config.FieldErrors
-		if errors.As(err, &fe) {
-			printFieldErrors(stdout, fe, fileOf)
-			errs = fe
-		} else if err != nil {
-			return err
+	if c.errorCount > 0 {
+		printFieldErrors(stdout, c.errs, c.errorCount, c.fileOf)
+		return fmt.Errorf("%w: %d errors in %d files", errInvalid, c.errorCount, len(contents))
+	}
+	printWarnings(stdout, firstWarnings(c.warnings), len(c.warnings), c.fileOf)
+	if len(c.warnings) > 0 {
+		fmt.Fprintf(stdout, "No errors in %d objects (%d files); %d analysis warnings.\n", c.objects, len(contents), len(c.warnings))
+		if *strict {
+			return fmt.Errorf("%w: %d (--strict)", errWarnings, len(c.warnings))
 		}
+		return nil
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %d errors in %d files", errInvalid, len(errs), len(contents))
-	}
-	fmt.Fprintf(stdout, "No validation issues found in %d objects (%d files).\n", len(all), len(contents))
+	fmt.Fprintf(stdout, "No validation issues found in %d objects (%d files).\n", c.objects, len(contents))
 	return nil
 }

@@ -24,6 +24,35 @@ type ApplyResponse struct {
 	// DryRun is set when ?dryRun=true only checked the objects; Version
 	// is then the unchanged current one.
 	DryRun bool `json:"dryRun,omitempty"`
+	// Warnings are the batch's analysis findings, the first
+	// MaxReportedErrors of WarningCount. They did not stop the batch.
+	Warnings     Warnings `json:"warnings"`
+	WarningCount int      `json:"warningCount"`
+}
+
+// NewApplyResponse is the answer to applying (or checking) objs.
+func NewApplyResponse(version uint64, objs []*Object, ws Warnings) ApplyResponse {
+	resp := ApplyResponse{Version: version, Applied: make([]ObjectRef, 0, len(objs))}
+	for _, o := range objs {
+		resp.Applied = append(resp.Applied, ObjectRef{o.Kind, o.Meta.Namespace, o.Meta.Name})
+	}
+	resp.Warnings, resp.WarningCount = firstWarnings(ws)
+	return resp
+}
+
+// firstWarnings bounds a list of warnings for an answer, as errors are.
+func firstWarnings(ws Warnings) (Warnings, int) {
+	if ws == nil {
+		ws = Warnings{} // [] rather than null, for clients
+	}
+	return ws[:min(len(ws), MaxReportedErrors)], len(ws)
+}
+
+// AnalysisResponse is the body of GET /api/v1/analysis: every finding on
+// the running config.
+type AnalysisResponse struct {
+	Version  uint64   `json:"version"`
+	Warnings Warnings `json:"warnings"`
 }
 
 // ListResponse is the body of GET /api/v1/config.
@@ -36,11 +65,27 @@ type ListResponse struct {
 type DeleteResponse struct {
 	Version uint64    `json:"version"`
 	Deleted ObjectRef `json:"deleted"`
+	// Warnings are the findings the deletion causes on other objects
+	// (a route to a subset it defined); see ApplyResponse.
+	Warnings     Warnings `json:"warnings"`
+	WarningCount int      `json:"warningCount"`
 }
 
-// ErrorsResponse is the body of a 400 for invalid config.
+// ErrorsResponse is the body of a 400 for invalid config: the first
+// MaxReportedErrors errors, and how many there are in all.
 type ErrorsResponse struct {
-	Errors FieldErrors `json:"errors"`
+	Errors     FieldErrors `json:"errors"`
+	ErrorCount int         `json:"errorCount"`
+}
+
+// NewErrorsResponse is the 400 body for err, if err is a validation
+// error (FieldErrors or *TooManyErrors).
+func NewErrorsResponse(err error) (ErrorsResponse, bool) {
+	var fe FieldErrors
+	if !errors.As(err, &fe) {
+		return ErrorsResponse{}, false
+	}
+	return ErrorsResponse{Errors: fe, ErrorCount: ErrorCount(err)}, true
 }
 
 // ErrorResponse is the body of any other error.
@@ -55,7 +100,10 @@ type ErrorResponse struct {
 //	GET    /config[?kind=K]               list
 //	GET    /config/{kind}/{ns}/{name}     one object
 //	DELETE /config/{kind}/{ns}/{name}     delete
+//	GET    /analysis                      analysis findings on the running config
 //
+// Invalid config is refused (400, ErrorsResponse); analysis findings are
+// warnings in the 200 answer and never refuse, as in Istio.
 // Kinds are matched case-insensitively and by plural or short name. Reads
 // show secret values as Redacted (KindSpec.Redact), to viewers and operators
 // alike; applying such an object back keeps the stored secrets.
@@ -65,6 +113,7 @@ func RegisterRoutes(api *echo.Group, store *Store, operator echo.MiddlewareFunc)
 	api.GET("/config", h.list)
 	api.GET("/config/:kind/:namespace/:name", h.get)
 	api.DELETE("/config/:kind/:namespace/:name", h.delete, operator)
+	api.GET("/analysis", h.analysis)
 }
 
 type handlers struct{ store *Store }
@@ -82,24 +131,27 @@ func (h *handlers) apply(c echo.Context) error {
 		return c.JSON(http.StatusBadRequest, ErrorResponse{"the body holds no objects; send YAML or JSON config"})
 	}
 	if dry, _ := strconv.ParseBool(c.QueryParam("dryRun")); dry {
-		if err := h.store.Check(objs); err != nil {
+		ws, err := h.store.Check(objs)
+		if err != nil {
 			return writeErr(c, err)
 		}
-		resp := ApplyResponse{Version: h.store.Snapshot().Version, DryRun: true}
-		for _, o := range objs {
-			resp.Applied = append(resp.Applied, ObjectRef{o.Kind, o.Meta.Namespace, o.Meta.Name})
-		}
+		resp := NewApplyResponse(h.store.Snapshot().Version, objs, ws)
+		resp.DryRun = true
 		return c.JSON(http.StatusOK, resp)
 	}
-	sn, err := h.store.Apply(c.Request().Context(), objs)
+	sn, ws, err := h.store.Apply(c.Request().Context(), objs)
 	if err != nil {
 		return writeErr(c, err)
 	}
-	resp := ApplyResponse{Version: sn.Version}
-	for _, o := range objs {
-		resp.Applied = append(resp.Applied, ObjectRef{o.Kind, o.Meta.Namespace, o.Meta.Name})
+	return c.JSON(http.StatusOK, NewApplyResponse(sn.Version, objs, ws))
+}
+
+func (h *handlers) analysis(c echo.Context) error {
+	version, ws := h.store.Analysis()
+	if ws == nil {
+		ws = Warnings{}
 	}
-	return c.JSON(http.StatusOK, resp)
+	return c.JSON(http.StatusOK, AnalysisResponse{Version: version, Warnings: ws})
 }
 
 func (h *handlers) list(c echo.Context) error {
@@ -138,18 +190,20 @@ func (h *handlers) delete(c echo.Context) error {
 	if !ok {
 		return c.JSON(http.StatusNotFound, ErrorResponse{fmt.Sprintf("unknown kind %q; known kinds: %v", kind, h.store.Kinds().Names())})
 	}
-	sn, err := h.store.Delete(c.Request().Context(), spec.Kind, ns, name)
+	sn, ws, err := h.store.Delete(c.Request().Context(), spec.Kind, ns, name)
 	if err != nil {
 		return writeErr(c, err)
 	}
-	return c.JSON(http.StatusOK, DeleteResponse{Version: sn.Version, Deleted: ObjectRef{spec.Kind, ns, name}})
+	resp := DeleteResponse{Version: sn.Version, Deleted: ObjectRef{spec.Kind, ns, name}}
+	resp.Warnings, resp.WarningCount = firstWarnings(ws)
+	return c.JSON(http.StatusOK, resp)
 }
 
 func writeErr(c echo.Context, err error) error {
-	var fe FieldErrors
+	if body, ok := NewErrorsResponse(err); ok {
+		return c.JSON(http.StatusBadRequest, body)
+	}
 	switch {
-	case errors.As(err, &fe):
-		return c.JSON(http.StatusBadRequest, ErrorsResponse{Errors: fe})
 	case errors.Is(err, ErrNotFound):
 		return c.JSON(http.StatusNotFound, ErrorResponse{err.Error()})
 	case errors.Is(err, ErrOwned):

@@ -35,37 +35,35 @@ func NewDirSource(dir string, store *Store, logger *slog.Logger) *DirSource {
 	return &DirSource{dir: dir, store: store, logger: logger.With("config_dir", dir), debounce: 200 * time.Millisecond}
 }
 
-// Sync reads the directory once and applies it. The error is a
-// *DirError when files are invalid.
-func (d *DirSource) Sync(ctx context.Context) (*Snapshot, error) {
+// Sync reads the directory once and applies it, and returns the analysis
+// warnings of the change. The error is a *DirError when files are invalid.
+func (d *DirSource) Sync(ctx context.Context) (*Snapshot, Warnings, error) {
 	objs, origins, err := d.read()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sn, err := d.store.replaceSource(ctx, SourceDir, objs, origins)
+	sn, ws, err := d.store.replaceSource(ctx, SourceDir, objs, origins)
 	if err != nil {
 		var fe FieldErrors
 		if errors.As(err, &fe) {
 			// Name the file of each object so the log says where to fix it.
-			byKey := map[string]string{}
-			for key, origin := range origins {
-				byKey[key] = strings.TrimPrefix(origin, SourceDir+":")
-			}
-			de := &DirError{}
+			de := &DirError{More: ErrorCount(err) - len(fe)}
 			for _, e := range fe {
-				file, ok := byKey[e.Object]
-				if !ok {
-					// An object of another source that the dir's change
-					// would break, e.g. an API route to a removed subset.
-					file = "(applied through the API)"
-				}
-				de.Errors = append(de.Errors, FileError{File: file, FieldError: e})
+				de.Errors = append(de.Errors, FileError{File: d.fileOf(origins, e.Object), FieldError: e})
 			}
-			return nil, de
+			return nil, nil, de
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return sn, nil
+	return sn, ws, nil
+}
+
+// fileOf names the file of an object for messages.
+func (d *DirSource) fileOf(origins map[string]string, key string) string {
+	if origin, ok := origins[key]; ok {
+		return strings.TrimPrefix(origin, SourceDir+":")
+	}
+	return "(applied through the API)"
 }
 
 // FileError is a field error in one file of the config dir.
@@ -74,14 +72,29 @@ type FileError struct {
 	FieldError
 }
 
-// DirError lists what is wrong in the config dir.
-type DirError struct{ Errors []FileError }
+// DirError lists what is wrong in the config dir: the first
+// MaxReportedErrors errors, and how many more there are.
+type DirError struct {
+	Errors []FileError
+	More   int
+}
+
+func (e *DirError) add(fe FileError) {
+	if len(e.Errors) < MaxReportedErrors {
+		e.Errors = append(e.Errors, fe)
+	} else {
+		e.More++
+	}
+}
 
 func (e *DirError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "config dir refused (%d errors):", len(e.Errors))
+	fmt.Fprintf(&b, "config dir refused (%d errors):", len(e.Errors)+e.More)
 	for _, fe := range e.Errors {
 		fmt.Fprintf(&b, "\n  %s: %s", fe.File, fe.FieldError.Error())
+	}
+	if e.More > 0 {
+		fmt.Fprintf(&b, "\n  ... and %d more errors", e.More)
 	}
 	return b.String()
 }
@@ -115,13 +128,14 @@ func (d *DirSource) read() ([]*Object, map[string]string, error) {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 			for _, e := range fe {
-				de.Errors = append(de.Errors, FileError{File: rel, FieldError: e})
+				de.add(FileError{File: rel, FieldError: e})
 			}
+			de.More += ErrorCount(err) - len(fe)
 			return nil
 		}
 		for _, o := range parsed {
 			if prev, dup := origins[o.Key()]; dup {
-				de.Errors = append(de.Errors, FileError{File: rel, FieldError: FieldError{Object: o.Key(), Message: "also defined in " + strings.TrimPrefix(prev, SourceDir+":")}})
+				de.add(FileError{File: rel, FieldError: FieldError{Object: o.Key(), Message: "also defined in " + strings.TrimPrefix(prev, SourceDir+":")}})
 				continue
 			}
 			origins[o.Key()] = SourceDir + ":" + rel
@@ -132,7 +146,7 @@ func (d *DirSource) read() ([]*Object, map[string]string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read config dir %s: %w", d.dir, err)
 	}
-	if len(de.Errors) > 0 {
+	if len(de.Errors)+de.More > 0 {
 		return nil, nil, de
 	}
 	return objs, origins, nil
@@ -210,16 +224,24 @@ func (d *DirSource) watchTree(w *fsnotify.Watcher) error {
 
 func (d *DirSource) syncAndLog(ctx context.Context) {
 	before := d.store.Snapshot().Version
-	sn, err := d.Sync(ctx)
+	sn, ws, err := d.Sync(ctx)
 	var de *DirError
 	switch {
 	case errors.As(err, &de):
 		for _, e := range de.Errors {
 			d.logger.Error("config dir refused; running config unchanged", "file", e.File, "object", e.Object, "field", e.Field, "error", e.Message)
 		}
+		if de.More > 0 {
+			d.logger.Error("config dir refused; running config unchanged", "more_errors", de.More)
+		}
 	case err != nil:
 		d.logger.Error("config dir refused; running config unchanged", "error", err)
 	case sn.Version != before:
-		d.logger.Info("config dir applied", "version", sn.Version, "objects", len(sn.Objects))
+		d.logger.Info("config dir applied", "version", sn.Version, "objects", len(sn.Objects), "warnings", len(ws))
+		// Only the change's findings, and only some: `meshlens analyze`
+		// and GET /api/v1/analysis list them all.
+		for _, w := range ws[:min(len(ws), MaxReportedErrors)] {
+			d.logger.Warn("config dir analysis", "code", w.Code, "object", w.Object, "field", w.Field, "message", w.Message)
+		}
 	}
 }

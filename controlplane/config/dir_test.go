@@ -26,14 +26,14 @@ func TestDirSourceOwnsItsObjects(t *testing.T) {
 	s := openStore(t, t.TempDir())
 	dir := t.TempDir()
 	// The API applies "a" first; the dir then defines "a" and "b".
-	if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
+	if _, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "a.yaml"), fmt.Sprintf(seYAML, "a"))
 	writeFile(t, filepath.Join(dir, "sub", "b.yml"), fmt.Sprintf(seYAML, "b"))
 	writeFile(t, filepath.Join(dir, "README.md"), "not config")
 	d := NewDirSource(dir, s, testLogger())
-	if _, err := d.Sync(ctx); err != nil {
+	if _, _, err := d.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Origin("ServiceEntry", "shop", "a"); got != "dir:a.yaml" {
@@ -43,23 +43,23 @@ func TestDirSourceOwnsItsObjects(t *testing.T) {
 		t.Fatalf("origin of b = %q", got)
 	}
 	// The API may neither change nor delete what the dir owns.
-	_, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "b")))
+	_, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "b")))
 	var fe FieldErrors
 	if !errors.As(err, &fe) || !strings.Contains(fe[0].Message, "owned by the config dir") {
 		t.Fatalf("API apply of a dir object: err = %v", err)
 	}
-	if _, err := s.Delete(ctx, "ServiceEntry", "shop", "b"); !errors.Is(err, ErrOwned) {
+	if _, _, err := s.Delete(ctx, "ServiceEntry", "shop", "b"); !errors.Is(err, ErrOwned) {
 		t.Fatalf("API delete of a dir object: err = %v, want ErrOwned", err)
 	}
 	// An API-only object is untouched by dir syncs.
-	if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "c"))); err != nil {
+	if _, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "c"))); err != nil {
 		t.Fatal(err)
 	}
 	// Removing a file removes its objects.
 	if err := os.Remove(filepath.Join(dir, "a.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	sn, err := d.Sync(ctx)
+	sn, _, err := d.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestDirSourceOwnsItsObjects(t *testing.T) {
 		t.Fatalf("after removing a.yaml: got %v", keys(sn))
 	}
 	// Re-reading an unchanged dir publishes nothing new.
-	again, err := d.Sync(ctx)
+	again, _, err := d.Sync(ctx)
 	if err != nil || again != sn {
 		t.Fatalf("unchanged dir: err %v, version %d -> %d", err, sn.Version, again.Version)
 	}
@@ -87,12 +87,12 @@ func TestDirSourceRefusesInvalidFileNamingFileObjectField(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.yaml"), fmt.Sprintf(seYAML, "a"))
 	d := NewDirSource(dir, s, testLogger())
-	good, err := d.Sync(ctx)
+	good, _, err := d.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "b.yaml"), strings.Replace(fmt.Sprintf(seYAML, "b"), "number: 80", "number: 0", 1))
-	_, err = d.Sync(ctx)
+	_, _, err = d.Sync(ctx)
 	var de *DirError
 	if !errors.As(err, &de) {
 		t.Fatalf("err = %v, want *DirError", err)
@@ -106,7 +106,7 @@ func TestDirSourceRefusesInvalidFileNamingFileObjectField(t *testing.T) {
 	}
 	// A parse error names the file too.
 	writeFile(t, filepath.Join(dir, "b.yaml"), "kind: [unclosed\n")
-	_, err = d.Sync(ctx)
+	_, _, err = d.Sync(ctx)
 	if !errors.As(err, &de) || de.Errors[0].File != "b.yaml" {
 		t.Fatalf("parse error %v does not name b.yaml", err)
 	}
@@ -157,31 +157,33 @@ func TestDirSourceRunFollowsChanges(t *testing.T) {
 	}
 }
 
-// A dir change that would break an object applied through the API is
-// refused, and the error says which object and that the API owns it.
-func TestDirChangeBreakingAPIObjectIsRefused(t *testing.T) {
+// A dir change that leaves an object applied through the API with a
+// dangling reference is applied, as Istio would, and the warning names the
+// API's object.
+func TestDirChangeBreakingAPIObjectWarns(t *testing.T) {
 	ctx := context.Background()
 	s := openStore(t, t.TempDir())
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "se.yaml"), fmt.Sprintf(seYAML, "a"))
 	d := NewDirSource(dir, s, testLogger())
-	if _, err := d.Sync(ctx); err != nil {
+	if _, _, err := d.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	vs := "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a, namespace: shop}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}}]}]\n"
-	if _, err := s.Apply(ctx, parse(t, s, vs)); err != nil {
-		t.Fatal(err)
+	if _, ws, err := s.Apply(ctx, parse(t, s, vs)); err != nil || len(ws) != 0 {
+		t.Fatalf("apply: warnings %v, err %v", ws, err)
 	}
-	before := s.Snapshot()
 	if err := os.Remove(filepath.Join(dir, "se.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Sync(ctx)
-	var de *DirError
-	if !errors.As(err, &de) || de.Errors[0].Object != "VirtualService/shop/a" || !strings.Contains(de.Errors[0].File, "API") {
-		t.Fatalf("err = %v, want the API's VirtualService named", err)
+	sn, ws, err := d.Sync(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s.Snapshot() != before {
-		t.Fatal("refused dir change altered the config")
+	if sn.Get("ServiceEntry", "shop", "a") != nil {
+		t.Fatal("the removed file's ServiceEntry is still there")
+	}
+	if len(ws) != 1 || ws[0].Object != "VirtualService/shop/a" || ws[0].Code != CodeReferencedResourceNotFound || ws[0].Field != "http[0].route[0].destination.host" {
+		t.Fatalf("warnings %v, want IST0101 on the API's VirtualService", ws)
 	}
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // A package plugs its own kind in next to Istio's with a KindSpec: how to
-// decode its spec and how to check it against the rest of the config.
+// decode its spec, how to check it on its own (errors refuse it) and how to
+// analyse it against the rest of the config (warnings do not).
 func ExampleNewKinds() {
 	type rolloutSpec struct {
 		VirtualService string `json:"virtualService"`
@@ -23,10 +24,17 @@ func ExampleNewKinds() {
 			}
 			return &s, nil
 		},
-		Validate: func(o *config.Object, sn *config.Snapshot) []config.FieldError {
+		Validate: func(o *config.Object) []config.FieldError {
+			if o.Spec.(*rolloutSpec).StepWeight <= 0 {
+				return []config.FieldError{{Field: "stepWeight", Message: "must be positive"}}
+			}
+			return nil
+		},
+		Analyze: func(o *config.Object, sn *config.Snapshot) []config.Warning {
 			s := o.Spec.(*rolloutSpec)
 			if sn.Get(config.KindVirtualService, o.Meta.Namespace, s.VirtualService) == nil {
-				return []config.FieldError{{Field: "virtualService", Message: "no VirtualService " + s.VirtualService}}
+				return []config.Warning{{Code: config.CodeReferencedResourceNotFound, Field: "virtualService",
+					Message: "Referenced VirtualService not found: " + s.VirtualService}}
 			}
 			return nil
 		},
@@ -48,8 +56,13 @@ kind: Rollout
 metadata: {name: reviews}
 spec: {virtualService: reviews, stepWeight: 10}
 `))
-	fmt.Println(kinds.Validate(nil, objs))
+	warnings, err := kinds.Validate(nil, objs)
+	fmt.Println(err)
+	for _, w := range warnings {
+		fmt.Println(w)
+	}
 	// Output:
 	// invalid config: Rollout/default/reviews stepWeigth: unknown field "stepWeigth"
-	// invalid config: Rollout/default/reviews virtualService: no VirtualService reviews
+	// <nil>
+	// [IST0101] Rollout/default/reviews virtualService: Referenced VirtualService not found: reviews
 }

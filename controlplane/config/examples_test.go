@@ -22,7 +22,7 @@ func TestExamplesApplyAsWritten(t *testing.T) {
 		if len(objs) == 0 {
 			t.Fatalf("%s: no objects", f)
 		}
-		if _, err := s.Apply(context.Background(), objs); err != nil {
+		if _, _, err := s.Apply(context.Background(), objs); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 		for _, o := range objs {

@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		_ = k.Validate(nil, objs)
+		_, _ = k.Validate(nil, objs)
 		for _, o := range objs {
 			if o.Kind == "" || o.Meta.Name == "" || o.Meta.Namespace == "" || o.Spec == nil {
 				t.Fatalf("accepted incomplete object %+v", o)

@@ -29,7 +29,7 @@ func TestInvalidConfigIsRefusedWithFieldErrors(t *testing.T) {
 			objs, err := base.Kinds().Parse(data)
 			if err == nil {
 				before := base.Snapshot()
-				_, err = base.Apply(context.Background(), objs)
+				_, _, err = base.Apply(context.Background(), objs)
 				if err == nil {
 					t.Fatalf("batch was accepted")
 				}
@@ -91,7 +91,7 @@ func exampleStore(t *testing.T) *Store {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Apply(context.Background(), objs); err != nil {
+		if _, _, err := s.Apply(context.Background(), objs); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}

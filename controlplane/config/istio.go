@@ -30,9 +30,9 @@ const (
 type IstioOptions struct {
 	// KnownHost reports whether a fully qualified host (e.g.
 	// "reviews.default.svc.cluster.local") exists outside the config, for
-	// example in a Kubernetes registry. Hosts not defined by a ServiceEntry
-	// or WorkloadEntry and not known here are validation errors. Nil knows
-	// no host.
+	// example in a Kubernetes registry. References to hosts that no
+	// ServiceEntry or WorkloadEntry defines and that are not known here
+	// are analysis warnings (IST0101, IST0174). Nil knows no host.
 	KnownHost func(fqdn string) bool
 	// DomainSuffix qualifies short hosts ("reviews" is
 	// "reviews.NS.svc.DOMAIN"); "" means DefaultDomainSuffix. It must match
@@ -48,9 +48,9 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 	v := &istioValidator{opts: opts}
 	return []KindSpec{
 		{APIVersions: networkingVersions, Kind: KindVirtualService, ShortNames: []string{"vs"},
-			Decode: decodeAs(func() proto.Message { return &networking.VirtualService{} }), Validate: v.virtualService},
+			Decode: decodeAs(func() proto.Message { return &networking.VirtualService{} }), Validate: v.virtualService, Analyze: v.analyzeVirtualService},
 		{APIVersions: networkingVersions, Kind: KindDestinationRule, ShortNames: []string{"dr"},
-			Decode: decodeAs(func() proto.Message { return &networking.DestinationRule{} }), Validate: v.destinationRule},
+			Decode: decodeAs(func() proto.Message { return &networking.DestinationRule{} }), Validate: v.destinationRule, Analyze: v.analyzeDestinationRule},
 		{APIVersions: networkingVersions, Kind: KindServiceEntry, ShortNames: []string{"se"},
 			Decode: decodeAs(func() proto.Message { return &networking.ServiceEntry{} }), Validate: v.serviceEntry},
 		{APIVersions: networkingVersions, Kind: KindWorkloadEntry, ShortNames: []string{"we"},
@@ -72,9 +72,9 @@ func decodeAs(newMsg func() proto.Message) func([]byte) (any, error) {
 	}
 }
 
-// istioValidator validates Istio objects. It caches the host index of the
-// last snapshot it saw, because a batch validates many objects against one
-// snapshot.
+// istioValidator validates and analyses Istio objects. It caches the host
+// index of the last snapshot it saw, because a batch analyses many objects
+// against one snapshot.
 type istioValidator struct {
 	opts IstioOptions
 

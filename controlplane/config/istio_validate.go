@@ -90,38 +90,26 @@ func percent(v int64, path string, fe *fieldErrs) {
 	}
 }
 
-func (v *istioValidator) virtualService(o *Object, sn *Snapshot) []FieldError {
+func (v *istioValidator) virtualService(o *Object) []FieldError {
 	vs, ok := o.Spec.(*networking.VirtualService)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want VirtualService", o.Spec)}}
 	}
 	fe := &fieldErrs{object: o.Key()}
 	checkGeneric(vs, fe)
-	idx := v.index(sn)
 	if len(vs.GetHosts()) == 0 {
 		fe.add("hosts", "at least one host is required")
 	}
 	for i, h := range vs.GetHosts() {
 		if msg := validHost(h, true); msg != "" {
 			fe.add(indexPath("hosts", i), "%s", msg)
-			continue
-		}
-		if !meshRouting(vs) || strings.HasPrefix(h, "*") {
-			continue
-		}
-		// The sidecar has one route table per host: a second VirtualService
-		// for it would silently lose to the first.
-		for _, other := range idx.vsHosts[FQDN(h, o.Meta.Namespace, v.opts.DomainSuffix)] {
-			if other != o.Key() {
-				fe.add(indexPath("hosts", i), "host %q is also routed by %s; use one VirtualService per host", h, other)
-			}
 		}
 	}
 	if len(vs.GetHttp())+len(vs.GetTcp())+len(vs.GetTls()) == 0 {
 		fe.add("", "at least one of http, tcp or tls routes is required")
 	}
 	for i, r := range vs.GetHttp() {
-		v.httpRoute(r, indexPath("http", i), o.Meta.Namespace, idx, fe)
+		v.httpRoute(r, indexPath("http", i), fe)
 	}
 	for i, r := range vs.GetTcp() {
 		p := indexPath("tcp", i)
@@ -130,7 +118,7 @@ func (v *istioValidator) virtualService(o *Object, sn *Snapshot) []FieldError {
 				validPort(m.GetPort(), indexPath(joinPath(p, "match"), j)+".port", fe)
 			}
 		}
-		v.routeDestinations(r.GetRoute(), p, o.Meta.Namespace, idx, fe)
+		v.routeDestinations(r.GetRoute(), p, fe)
 	}
 	for i, r := range vs.GetTls() {
 		p := indexPath("tls", i)
@@ -142,7 +130,7 @@ func (v *istioValidator) virtualService(o *Object, sn *Snapshot) []FieldError {
 				fe.add(indexPath(joinPath(p, "match"), j)+".sniHosts", "at least one SNI host is required")
 			}
 		}
-		v.routeDestinations(r.GetRoute(), p, o.Meta.Namespace, idx, fe)
+		v.routeDestinations(r.GetRoute(), p, fe)
 	}
 	return fe.errs
 }
@@ -153,15 +141,15 @@ type weighted interface {
 	GetWeight() int32
 }
 
-func (v *istioValidator) routeDestinations(routes []*networking.RouteDestination, path, ns string, idx *hostIndex, fe *fieldErrs) {
+func (v *istioValidator) routeDestinations(routes []*networking.RouteDestination, path string, fe *fieldErrs) {
 	ws := make([]weighted, len(routes))
 	for i, r := range routes {
 		ws[i] = r
 	}
-	v.weightedDestinations(ws, path, ns, idx, fe)
+	v.weightedDestinations(ws, path, fe)
 }
 
-func (v *istioValidator) weightedDestinations(routes []weighted, path, ns string, idx *hostIndex, fe *fieldErrs) {
+func (v *istioValidator) weightedDestinations(routes []weighted, path string, fe *fieldErrs) {
 	p := joinPath(path, "route")
 	if len(routes) == 0 {
 		fe.add(p, "at least one route destination is required")
@@ -174,8 +162,10 @@ func (v *istioValidator) weightedDestinations(routes []weighted, path, ns string
 			fe.add(joinPath(rp, "weight"), "weight %d must not be negative", r.GetWeight())
 		}
 		sum += int(r.GetWeight())
-		v.destination(r.GetDestination(), joinPath(rp, "destination"), ns, idx, fe)
+		destination(r.GetDestination(), joinPath(rp, "destination"), fe)
 	}
+	// Istio only refuses a total of 0; meshlens keeps 100 because the
+	// rollout engine and the UI read weights as percentages.
 	switch {
 	case len(routes) == 1 && routes[0].GetWeight() != 0 && routes[0].GetWeight() != 100:
 		fe.add(indexPath(p, 0)+".weight", "a single destination's weight must be 100 or unset, got %d", routes[0].GetWeight())
@@ -184,41 +174,22 @@ func (v *istioValidator) weightedDestinations(routes []weighted, path, ns string
 	}
 }
 
-func (v *istioValidator) destination(d *networking.Destination, path, ns string, idx *hostIndex, fe *fieldErrs) {
+// destination checks a destination on its own; whether its host and
+// subset exist is analysis (analyzeDestination).
+func destination(d *networking.Destination, path string, fe *fieldErrs) {
 	if d == nil {
 		fe.add(path, "required")
 		return
 	}
-	hp := joinPath(path, "host")
 	if msg := validHost(d.GetHost(), false); msg != "" {
-		fe.add(hp, "%s", msg)
-		return
-	}
-	host := FQDN(d.GetHost(), ns, v.opts.DomainSuffix)
-	if !idx.resolves(host, v.opts.KnownHost) {
-		fe.add(hp, "host %q (%s) is not defined by any ServiceEntry or WorkloadEntry; add a ServiceEntry for it", d.GetHost(), host)
-		return
+		fe.add(joinPath(path, "host"), "%s", msg)
 	}
 	if d.GetPort() != nil {
 		validPort(d.GetPort().GetNumber(), joinPath(path, "port.number"), fe)
 	}
-	if s := d.GetSubset(); s != "" {
-		subsets := idx.subsetsOf(host)
-		found := false
-		for _, name := range subsets {
-			found = found || name == s
-		}
-		if !found {
-			defined := "no DestinationRule defines subsets for it"
-			if len(subsets) > 0 {
-				defined = "defined: " + strings.Join(subsets, ", ")
-			}
-			fe.add(joinPath(path, "subset"), "subset %q of host %s is not defined by any DestinationRule (%s)", s, host, defined)
-		}
-	}
 }
 
-func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p, ns string, idx *hostIndex, fe *fieldErrs) {
+func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p string, fe *fieldErrs) {
 	actions := 0
 	for _, set := range []bool{len(r.GetRoute()) > 0, r.GetRedirect() != nil, r.GetDirectResponse() != nil, r.GetDelegate() != nil} {
 		if set {
@@ -236,7 +207,7 @@ func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p, ns string, idx *h
 		for i, d := range r.GetRoute() {
 			ws[i] = d
 		}
-		v.weightedDestinations(ws, p, ns, idx, fe)
+		v.weightedDestinations(ws, p, fe)
 	}
 	for j, m := range r.GetMatch() {
 		mp := indexPath(joinPath(p, "match"), j)
@@ -307,14 +278,14 @@ func (v *istioValidator) httpRoute(r *networking.HTTPRoute, p, ns string, idx *h
 		}
 	}
 	if r.GetMirror() != nil {
-		v.destination(r.GetMirror(), joinPath(p, "mirror"), ns, idx, fe)
+		destination(r.GetMirror(), joinPath(p, "mirror"), fe)
 	}
 	//lint:ignore SA1019 deprecated but still accepted by Istio, so still checked
 	if mp := r.GetMirrorPercent(); mp != nil {
 		percent(int64(mp.GetValue()), joinPath(p, "mirrorPercent"), fe)
 	}
 	for i, m := range r.GetMirrors() {
-		v.destination(m.GetDestination(), indexPath(joinPath(p, "mirrors"), i)+".destination", ns, idx, fe)
+		destination(m.GetDestination(), indexPath(joinPath(p, "mirrors"), i)+".destination", fe)
 	}
 	if rd := r.GetRedirect(); rd != nil && rd.GetRedirectCode() != 0 && (rd.GetRedirectCode() < 300 || rd.GetRedirectCode() > 399) {
 		fe.add(joinPath(p, "redirect.redirectCode"), "redirect code %d is outside 300..399", rd.GetRedirectCode())
@@ -342,7 +313,7 @@ func validRetryOn(c string) bool {
 	return err == nil && n >= 100 && n <= 599
 }
 
-func (v *istioValidator) destinationRule(o *Object, sn *Snapshot) []FieldError {
+func (v *istioValidator) destinationRule(o *Object) []FieldError {
 	dr, ok := o.Spec.(*networking.DestinationRule)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want DestinationRule", o.Spec)}}
@@ -351,8 +322,6 @@ func (v *istioValidator) destinationRule(o *Object, sn *Snapshot) []FieldError {
 	checkGeneric(dr, fe)
 	if msg := validHost(dr.GetHost(), true); msg != "" {
 		fe.add("host", "%s", msg)
-	} else if host := FQDN(dr.GetHost(), o.Meta.Namespace, v.opts.DomainSuffix); !strings.HasPrefix(host, "*") && !v.index(sn).resolves(host, v.opts.KnownHost) {
-		fe.add("host", "host %q (%s) is not defined by any ServiceEntry or WorkloadEntry; add a ServiceEntry for it", dr.GetHost(), host)
 	}
 	trafficPolicy(dr.GetTrafficPolicy(), "trafficPolicy", fe)
 	seen := map[string]bool{}
@@ -422,7 +391,7 @@ func trafficPolicy(tp *networking.TrafficPolicy, p string, fe *fieldErrs) {
 
 var portProtocols = map[string]bool{"HTTP": true, "HTTPS": true, "HTTP2": true, "GRPC": true, "GRPC-WEB": true, "TCP": true, "TLS": true, "MONGO": true, "REDIS": true, "MYSQL": true, "UDP": true}
 
-func (v *istioValidator) serviceEntry(o *Object, _ *Snapshot) []FieldError {
+func (v *istioValidator) serviceEntry(o *Object) []FieldError {
 	se, ok := o.Spec.(*networking.ServiceEntry)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want ServiceEntry", o.Spec)}}
@@ -504,7 +473,7 @@ func workloadEntry(we *networking.WorkloadEntry, p string, needIP bool, fe *fiel
 	}
 }
 
-func (v *istioValidator) workloadEntry(o *Object, _ *Snapshot) []FieldError {
+func (v *istioValidator) workloadEntry(o *Object) []FieldError {
 	we, ok := o.Spec.(*networking.WorkloadEntry)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want WorkloadEntry", o.Spec)}}
@@ -515,7 +484,7 @@ func (v *istioValidator) workloadEntry(o *Object, _ *Snapshot) []FieldError {
 	return fe.errs
 }
 
-func (v *istioValidator) peerAuthentication(o *Object, _ *Snapshot) []FieldError {
+func (v *istioValidator) peerAuthentication(o *Object) []FieldError {
 	pa, ok := o.Spec.(*security.PeerAuthentication)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want PeerAuthentication", o.Spec)}}
@@ -543,7 +512,7 @@ var conditionKeys = map[string]bool{
 	"destination.port": true, "connection.sni": true, "source.serviceAccount": true,
 }
 
-func (v *istioValidator) authorizationPolicy(o *Object, _ *Snapshot) []FieldError {
+func (v *istioValidator) authorizationPolicy(o *Object) []FieldError {
 	ap, ok := o.Spec.(*security.AuthorizationPolicy)
 	if !ok {
 		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want AuthorizationPolicy", o.Spec)}}

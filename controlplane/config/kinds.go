@@ -19,10 +19,16 @@ type KindSpec struct {
 	// Object.Spec. Unknown fields must be errors; returning FieldErrors
 	// (Object left empty) lets the error name the field path.
 	Decode func(json []byte) (any, error)
-	// Validate checks one decoded object against the snapshot it would be
-	// part of (which includes the object itself). Errors name fields
-	// relative to the spec. Nil means no checks beyond Decode.
-	Validate func(*Object, *Snapshot) []FieldError
+	// Validate checks one decoded object on its own, as Istio's
+	// validation webhook does: any error refuses the batch. Errors name
+	// fields relative to the spec. Nil means no checks beyond Decode.
+	Validate func(*Object) []FieldError
+	// Analyze reports, as `istioctl analyze` does, what looks wrong about
+	// an object within the snapshot it is part of (which includes the
+	// object itself): references to objects that do not exist, conflicts
+	// with other objects. Findings never refuse a change, because the
+	// other object may come later or from another source. Nil means none.
+	Analyze func(*Object, *Snapshot) []Warning
 	// Redact returns a copy of a spec with its secret values (webhook
 	// secrets) replaced by Redacted, for what the API shows readers. It
 	// must not modify spec: snapshots are shared and immutable. Nil means

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -23,32 +25,53 @@ const MaxDocumentBytes = 8 << 20
 // object, a JSON array of objects, or a "kind: List" with items. Every
 // document is parsed even after an error so the caller sees all problems
 // at once; any error means no object should be used. The error is
-// FieldErrors.
+// FieldErrors, or *TooManyErrors past MaxReportedErrors. Memory beyond the
+// input stays bounded however many documents are broken: documents and
+// array items are read one at a time, objects are dropped at the first
+// error, and only the first MaxReportedErrors errors are kept.
 func (k *Kinds) Parse(data []byte) ([]*Object, error) {
 	if len(data) > MaxDocumentBytes {
 		return nil, FieldErrors{{Message: fmt.Sprintf("config is %d bytes, more than the limit of %d", len(data), MaxDocumentBytes)}}
 	}
-	var objs []*Object
-	var errs FieldErrors
-	for i, doc := range splitDocuments(data) {
-		docName := fmt.Sprintf("document %d", i+1)
+	p := &parser{kinds: k}
+	i := 0
+	for doc := range documents(data) {
+		i++
+		docName := "document " + strconv.Itoa(i)
 		js, err := toJSON(doc)
 		if err != nil {
-			errs = append(errs, FieldError{Object: docName, Message: "not valid YAML or JSON: " + err.Error()})
+			p.fail(FieldError{Object: docName, Message: "not valid YAML or JSON: " + err.Error()})
 			continue
 		}
 		js = bytes.TrimSpace(js)
 		if len(js) == 0 || string(js) == "null" {
 			continue // a document of only comments
 		}
-		o, es := k.parseValue(docName, js, 0)
-		objs = append(objs, o...)
-		errs = append(errs, es...)
+		p.value(docName, js, 0)
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	if err := p.errs.err(false); err != nil {
+		return nil, err
 	}
-	return objs, nil
+	return p.objs, nil
+}
+
+// parser holds one Parse call's results.
+type parser struct {
+	kinds *Kinds
+	objs  []*Object
+	errs  errorList
+}
+
+// fail records errors; from the first one on, objects are no longer kept.
+func (p *parser) fail(es ...FieldError) {
+	p.errs.add(es...)
+	p.objs = nil
+}
+
+func (p *parser) keep(o *Object) {
+	if p.errs.total == 0 {
+		p.objs = append(p.objs, o)
+	}
 }
 
 // toJSON converts one document to JSON. JSON documents are used as they
@@ -60,29 +83,21 @@ func toJSON(doc []byte) ([]byte, error) {
 	return yaml.YAMLToJSON(doc)
 }
 
-// parseValue parses one JSON document: an object, an array of objects, or a
+// value parses one JSON document: an object, an array of objects, or a
 // List. depth bounds nesting of lists so hostile input cannot recurse deeply.
-func (k *Kinds) parseValue(docName string, js []byte, depth int) ([]*Object, FieldErrors) {
+func (p *parser) value(docName string, js []byte, depth int) {
 	if depth > 2 {
-		return nil, FieldErrors{{Object: docName, Message: "lists nested too deeply"}}
+		p.fail(FieldError{Object: docName, Message: "lists nested too deeply"})
+		return
 	}
 	if js[0] == '[' {
-		var items []json.RawMessage
-		if err := json.Unmarshal(js, &items); err != nil {
-			return nil, FieldErrors{{Object: docName, Message: "not a JSON array of objects: " + err.Error()}}
-		}
-		var objs []*Object
-		var errs FieldErrors
-		for i, item := range items {
-			o, es := k.parseValue(fmt.Sprintf("%s item %d", docName, i), item, depth+1)
-			objs = append(objs, o...)
-			errs = append(errs, es...)
-		}
-		return objs, errs
+		p.array(docName, js, depth)
+		return
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(js, &top); err != nil {
-		return nil, FieldErrors{{Object: docName, Message: "not an object: " + err.Error()}}
+		p.fail(FieldError{Object: docName, Message: "not an object: " + err.Error()})
+		return
 	}
 	var kind string
 	if raw, ok := top["kind"]; ok {
@@ -91,15 +106,36 @@ func (k *Kinds) parseValue(docName string, js []byte, depth int) ([]*Object, Fie
 	if kind == "List" {
 		items, ok := top["items"]
 		if !ok {
-			return nil, FieldErrors{{Object: docName, Field: "items", Message: "a List needs items"}}
+			p.fail(FieldError{Object: docName, Field: "items", Message: "a List needs items"})
+			return
 		}
-		return k.parseValue(docName, bytes.TrimSpace(items), depth+1)
+		p.value(docName, bytes.TrimSpace(items), depth+1)
+		return
 	}
-	o, errs := k.parseObject(docName, top)
+	o, errs := p.kinds.parseObject(docName, top)
 	if len(errs) > 0 {
-		return nil, errs
+		p.fail(errs...)
+		return
 	}
-	return []*Object{o}, nil
+	p.keep(o)
+}
+
+// array parses a JSON array item by item, so that a huge array of broken
+// items never exists in memory as a whole.
+func (p *parser) array(docName string, js []byte, depth int) {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	if _, err := dec.Token(); err != nil { // the '['
+		p.fail(FieldError{Object: docName, Message: "not a JSON array of objects: " + err.Error()})
+		return
+	}
+	for i := 0; dec.More(); i++ {
+		var item json.RawMessage
+		if err := dec.Decode(&item); err != nil {
+			p.fail(FieldError{Object: docName, Message: "not a JSON array of objects: " + err.Error()})
+			return
+		}
+		p.value(docName+" item "+strconv.Itoa(i), item, depth+1)
+	}
 }
 
 // envelopeIgnored are top-level fields Kubernetes adds that carry no config;
@@ -236,29 +272,32 @@ func jsonTypeError(err error) string {
 	return err.Error()
 }
 
-// splitDocuments splits YAML on "---" separator lines, as kubectl does.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	var cur bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64<<10), MaxDocumentBytes+1)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if isSeparator(line) {
-			docs = append(docs, bytes.Clone(cur.Bytes()))
-			cur.Reset()
-			// "--- value" starts the next document with value on the same line.
-			if rest := bytes.TrimSpace(line[3:]); len(rest) > 0 && rest[0] != '#' {
-				cur.Write(rest)
-				cur.WriteByte('\n')
+// documents yields the documents of YAML split on "---" separator lines, as
+// kubectl splits them, one at a time.
+func documents(data []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		var cur bytes.Buffer
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(make([]byte, 0, 64<<10), MaxDocumentBytes+1)
+		for sc.Scan() {
+			line := sc.Bytes()
+			if isSeparator(line) {
+				if !yield(bytes.Clone(cur.Bytes())) {
+					return
+				}
+				cur.Reset()
+				// "--- value" starts the next document with value on the same line.
+				if rest := bytes.TrimSpace(line[3:]); len(rest) > 0 && rest[0] != '#' {
+					cur.Write(rest)
+					cur.WriteByte('\n')
+				}
+				continue
 			}
-			continue
+			cur.Write(line)
+			cur.WriteByte('\n')
 		}
-		cur.Write(line)
-		cur.WriteByte('\n')
+		yield(cur.Bytes())
 	}
-	docs = append(docs, cur.Bytes())
-	return docs
 }
 
 func isSeparator(line []byte) bool {

@@ -126,9 +126,10 @@ func TestApplyOfRedactedSecretKeepsTheStoredOne(t *testing.T) {
 			t.Fatal(err)
 		}
 		if dry {
-			return s.Check(objs)
+			_, err := s.Check(objs)
+			return err
 		}
-		_, err = s.Apply(context.Background(), objs)
+		_, _, err = s.Apply(context.Background(), objs)
 		if strings.Contains(doc, Redacted) && objs[0].Spec.(*secretSpec).Token != Redacted {
 			t.Fatal("Apply modified the objects it was given")
 		}
@@ -191,12 +192,12 @@ func TestConfigDirWithRedactedSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Apply(ctx, objs); err != nil {
+	if _, _, err := s.Apply(ctx, objs); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.json"), secretDoc("a", Redacted, "dir"))
-	if _, err := NewDirSource(dir, s, testLogger()).Sync(ctx); err != nil {
+	if _, _, err := NewDirSource(dir, s, testLogger()).Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := s.Snapshot().Get("Secretive", "default", "a").Spec.(*secretSpec)
@@ -205,7 +206,7 @@ func TestConfigDirWithRedactedSecret(t *testing.T) {
 	}
 
 	fresh := secretStore(t)
-	_, err = NewDirSource(dir, fresh, testLogger()).Sync(ctx)
+	_, _, err = NewDirSource(dir, fresh, testLogger()).Sync(ctx)
 	var de *DirError
 	if !errors.As(err, &de) || len(de.Errors) != 1 || de.Errors[0].File != "a.json" || de.Errors[0].Field != "token" {
 		t.Fatalf("dir with a redacted secret and nothing stored: %v", err)

@@ -144,17 +144,20 @@ func (s *Store) load() (*Snapshot, error) {
 		// when a kind's package was not registered with NewKinds.
 		return nil, fmt.Errorf("config store: cannot read %s: %w", s.path, errs)
 	}
-	sn, verrs := s.kinds.prepare(nil, objs, nil)
+	sn, ws, verr := s.kinds.prepare(nil, objs, nil)
 	if sn == nil {
-		return nil, fmt.Errorf("config store: %s: %w", s.path, verrs)
+		return nil, fmt.Errorf("config store: %s: %w", s.path, verr)
 	}
-	for _, e := range verrs {
+	var fe FieldErrors
+	if errors.As(verr, &fe) {
 		// Accepted earlier under other rules or other kinds' validators:
 		// keep serving it, but say so.
-		s.logger.Warn("stored config fails current validation", "object", e.Object, "field", e.Field, "error", e.Message)
+		for _, e := range fe {
+			s.logger.Warn("stored config fails current validation", "object", e.Object, "field", e.Field, "error", e.Message)
+		}
 	}
 	sn.Version = p.Version
-	s.logger.Info("config loaded", "file", s.path, "version", sn.Version, "objects", len(sn.Objects))
+	s.logger.Info("config loaded", "file", s.path, "version", sn.Version, "objects", len(sn.Objects), "analysis_warnings", len(ws))
 	return sn, nil
 }
 
@@ -196,13 +199,15 @@ func (s *Store) Origin(kind, namespace, name string) string {
 }
 
 // Apply validates and stores a batch from the API: all objects or none.
-// Validation failures are FieldErrors.
-func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, error) {
+// Validation failures are FieldErrors (or *TooManyErrors). The warnings
+// are the analysis findings of the batch (see Kinds.Validate); they do not
+// stop it.
+func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, Warnings, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if errs := s.ownedElsewhere(objs); len(errs) > 0 {
+	if err := s.ownedElsewhere(objs); err != nil {
 		s.changes.WithLabelValues(SourceAPI, "invalid").Inc()
-		return nil, errs
+		return nil, nil, err
 	}
 	origins := map[string]string{}
 	for _, o := range objs {
@@ -212,52 +217,58 @@ func (s *Store) Apply(ctx context.Context, objs []*Object) (*Snapshot, error) {
 }
 
 // Check runs every check Apply would, against the current config, without
-// changing anything: a dry run. The error is FieldErrors.
-func (s *Store) Check(objs []*Object) error {
+// changing anything: a dry run. It returns the warnings Apply would.
+func (s *Store) Check(objs []*Object) (Warnings, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if errs := s.ownedElsewhere(objs); len(errs) > 0 {
-		return errs
+	if err := s.ownedElsewhere(objs); err != nil {
+		return nil, err
 	}
 	objs, errs := s.kinds.unredact(s.Snapshot(), objs)
 	if len(errs) > 0 {
-		return errs
+		return nil, errs
 	}
-	if _, errs := s.kinds.prepare(s.Snapshot(), objs, nil); len(errs) > 0 {
-		return errs
-	}
-	return nil
+	return s.kinds.Validate(s.Snapshot(), objs)
+}
+
+// Analysis is the analysis of the current config: its version and every
+// finding on it. Findings depend on hosts outside the config (KnownHost),
+// so they are computed afresh.
+func (s *Store) Analysis() (uint64, Warnings) {
+	sn := s.Snapshot()
+	return sn.Version, s.kinds.Analyze(sn)
 }
 
 // ownedElsewhere refuses API changes to objects another source owns.
 // s.mu is held.
-func (s *Store) ownedElsewhere(objs []*Object) FieldErrors {
-	var errs FieldErrors
+func (s *Store) ownedElsewhere(objs []*Object) error {
+	var errs errorList
 	for _, o := range objs {
 		if origin, ok := s.origins[o.Key()]; ok && origin != SourceAPI {
-			errs = append(errs, FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
+			errs.add(FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
 		}
 	}
-	return errs
+	return errs.err(false)
 }
 
 // Delete removes one object owned by the API. Removing an object other
 // objects depend on (a DestinationRule whose subsets a VirtualService
-// routes to) is refused with FieldErrors, as an Apply would be.
-func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (*Snapshot, error) {
+// routes to) is allowed, as in Istio; the warnings name the objects it
+// leaves with dangling references.
+func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (*Snapshot, Warnings, error) {
 	spec, ok := s.kinds.Lookup(kind)
 	if !ok {
-		return nil, fmt.Errorf("delete %s %s/%s: unknown kind: %w", kind, namespace, name, ErrNotFound)
+		return nil, nil, fmt.Errorf("delete %s %s/%s: unknown kind: %w", kind, namespace, name, ErrNotFound)
 	}
 	key := spec.Kind + "/" + namespace + "/" + name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	origin, ok := s.origins[key]
 	if !ok {
-		return nil, fmt.Errorf("delete %s: %w", key, ErrNotFound)
+		return nil, nil, fmt.Errorf("delete %s: %w", key, ErrNotFound)
 	}
 	if origin != SourceAPI {
-		return nil, fmt.Errorf("delete %s: %w: the config dir (%s) defines it; remove it there", key, ErrOwned, strings.TrimPrefix(origin, "dir:"))
+		return nil, nil, fmt.Errorf("delete %s: %w: the config dir (%s) defines it; remove it there", key, ErrOwned, strings.TrimPrefix(origin, "dir:"))
 	}
 	return s.commit(ctx, SourceAPI, nil, nil, map[string]bool{key: true})
 }
@@ -266,7 +277,7 @@ func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (*Snap
 // objects the source owned and no longer defines are removed, and objs
 // take over keys from any other source. origins maps each key to its
 // origin ("dir:reviews.yaml").
-func (s *Store) replaceSource(ctx context.Context, source string, objs []*Object, origins map[string]string) (*Snapshot, error) {
+func (s *Store) replaceSource(ctx context.Context, source string, objs []*Object, origins map[string]string) (*Snapshot, Warnings, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	remove := map[string]bool{}
@@ -289,26 +300,34 @@ func originSource(origin string) string {
 	return src
 }
 
-// commit validates, persists and publishes one change. s.mu is held.
-func (s *Store) commit(ctx context.Context, source string, batch []*Object, origins map[string]string, remove map[string]bool) (*Snapshot, error) {
+// commit validates, persists and publishes one change, and returns the
+// change's analysis warnings. s.mu is held.
+func (s *Store) commit(ctx context.Context, source string, batch []*Object, origins map[string]string, remove map[string]bool) (*Snapshot, Warnings, error) {
 	cur := s.Snapshot()
 	// Secrets shown as Redacted and applied back keep their stored values.
 	batch, errs := s.kinds.unredact(cur, batch)
 	if len(errs) > 0 {
 		s.changes.WithLabelValues(source, "invalid").Inc()
-		return nil, errs
+		return nil, nil, errs
 	}
 	if s.unchanged(cur, batch, origins, remove) {
 		s.changes.WithLabelValues(source, "unchanged").Inc()
-		return cur, nil
+		// Re-applying is how users check a fix landed elsewhere: say what
+		// is still wrong with the objects they sent.
+		var ws Warnings
+		for _, o := range batch {
+			ws = append(ws, s.kinds.analyzeOne(o, cur)...)
+		}
+		sortWarnings(ws)
+		return cur, ws, nil
 	}
-	next, errs := s.kinds.prepare(cur, batch, remove)
-	if len(errs) > 0 {
+	next, ws, err := s.kinds.prepare(cur, batch, remove)
+	if err != nil {
 		s.changes.WithLabelValues(source, "invalid").Inc()
-		return nil, errs
+		return nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("apply config: %w", err)
+		return nil, nil, fmt.Errorf("apply config: %w", err)
 	}
 	next.Version = cur.Version + 1
 	newOrigins := make(map[string]string, len(next.Objects))
@@ -322,7 +341,7 @@ func (s *Store) commit(ctx context.Context, source string, batch []*Object, orig
 	}
 	if err := s.persist(next, newOrigins); err != nil {
 		s.changes.WithLabelValues(source, "error").Inc()
-		return nil, err
+		return nil, nil, err
 	}
 	s.origins = newOrigins
 	s.cur.Store(next)
@@ -330,7 +349,7 @@ func (s *Store) commit(ctx context.Context, source string, batch []*Object, orig
 	s.objects.Set(float64(len(next.Objects)))
 	s.changes.WithLabelValues(source, "applied").Inc()
 	s.publish(next)
-	return next, nil
+	return next, ws, nil
 }
 
 // unchanged reports whether a change would leave the config as it is, so

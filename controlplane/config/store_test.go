@@ -44,7 +44,7 @@ func TestSnapshotIsPersistedBeforePublished(t *testing.T) {
 		t.Fatalf("initial version %d", sn.Version)
 	}
 	for i := range 5 {
-		if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i)))); err != nil {
+		if _, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i)))); err != nil {
 			t.Fatal(err)
 		}
 		sn := <-ch
@@ -70,7 +70,7 @@ func TestWatchIsLatestWinsAndNeverBlocksWriter(t *testing.T) {
 	ch := s.Watch(ctx)
 	var last *Snapshot
 	for i := range 20 {
-		sn, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i))))
+		sn, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, fmt.Sprintf("svc%d", i))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestSubscribeDeliversLatest(t *testing.T) {
 	got := make(chan uint64, 100)
 	stop := s.Subscribe(func(sn *Snapshot) { got <- sn.Version })
 	defer stop()
-	sn, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	sn, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,11 +111,11 @@ func TestSubscribeDeliversLatest(t *testing.T) {
 
 func TestReapplyingSameConfigKeepsVersion(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	first, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	first, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
+	again, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,30 +124,32 @@ func TestReapplyingSameConfigKeepsVersion(t *testing.T) {
 	}
 }
 
-func TestDeleteRefusesToBreakReferencesAndRemovesOtherwise(t *testing.T) {
+// Deleting an object others refer to is allowed, as in Istio; the
+// warnings name what it leaves dangling.
+func TestDeleteWarnsAboutBrokenReferences(t *testing.T) {
 	s := exampleStore(t)
 	ctx := context.Background()
-	_, err := s.Delete(ctx, "dr", "bookinfo", "reviews")
-	var fe FieldErrors
-	if !errors.As(err, &fe) || fe[0].Object != "VirtualService/bookinfo/reviews" {
-		t.Fatalf("deleting a used DestinationRule: err = %v, want FieldErrors naming the VirtualService", err)
+	before := s.Snapshot().Version
+	sn, ws, err := s.Delete(ctx, "dr", "bookinfo", "reviews")
+	if err != nil {
+		t.Fatalf("deleting a used DestinationRule: %v", err)
 	}
-	if _, ok := s.Get("DestinationRule", "bookinfo", "reviews"); !ok {
-		t.Fatal("refused delete removed the object")
+	if sn.Version != before+1 || sn.Get("DestinationRule", "bookinfo", "reviews") != nil {
+		t.Fatalf("delete: version %d (was %d), object still there: %v", sn.Version, before, sn.Get("DestinationRule", "bookinfo", "reviews") != nil)
 	}
-	if _, err := s.Delete(ctx, "VirtualService", "bookinfo", "nope"); !errors.Is(err, ErrNotFound) {
+	if len(ws) == 0 {
+		t.Fatal("no warnings for the VirtualService routing to the deleted subsets")
+	}
+	for _, w := range ws {
+		if w.Object != "VirtualService/bookinfo/reviews" || w.Code != CodeReferencedResourceNotFound || !strings.HasSuffix(w.Field, ".subset") {
+			t.Errorf("unexpected warning %v", w)
+		}
+	}
+	if _, _, err := s.Delete(ctx, "VirtualService", "bookinfo", "nope"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleting a missing object: err = %v, want ErrNotFound", err)
 	}
-	before := s.Snapshot().Version
-	sn, err := s.Delete(ctx, "VirtualService", "bookinfo", "reviews")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sn.Version != before+1 || sn.Get("VirtualService", "bookinfo", "reviews") != nil {
-		t.Fatalf("delete: version %d (was %d), object still there: %v", sn.Version, before, sn.Get("VirtualService", "bookinfo", "reviews") != nil)
-	}
-	if _, err := s.Delete(ctx, "DestinationRule", "bookinfo", "reviews"); err != nil {
-		t.Fatalf("delete after its user is gone: %v", err)
+	if _, ws, err := s.Delete(ctx, "VirtualService", "bookinfo", "reviews"); err != nil || len(ws) != 0 {
+		t.Fatalf("delete of the VirtualService: warnings %v, err %v", ws, err)
 	}
 }
 
@@ -156,7 +158,7 @@ func TestDeleteRefusesToBreakReferencesAndRemovesOtherwise(t *testing.T) {
 func TestPersistFailureLeavesConfigUnchanged(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir)
-	if _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
+	if _, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
 		t.Fatal(err)
 	}
 	before := s.Snapshot()
@@ -168,7 +170,7 @@ func TestPersistFailureLeavesConfigUnchanged(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(state, "block"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "b")))
+	_, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "b")))
 	if err == nil {
 		t.Fatal("apply succeeded without persisting")
 	}
@@ -203,7 +205,7 @@ func TestStoredInvalidObjectDoesNotBlockUnrelatedChanges(t *testing.T) {
 	if s.Snapshot().Version != 9 || s.Snapshot().Get("VirtualService", "shop", "old") == nil {
 		t.Fatal("stored object not loaded")
 	}
-	sn, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "unrelated")))
+	sn, _, err := s.Apply(context.Background(), parse(t, s, fmt.Sprintf(seYAML, "unrelated")))
 	if err != nil {
 		t.Fatalf("unrelated apply blocked: %v", err)
 	}
@@ -240,7 +242,7 @@ func TestConcurrentAppliesGetDistinctGrowingVersions(t *testing.T) {
 	for w := range workers {
 		go func() {
 			for _, batch := range batches[w] {
-				_, err := s.Apply(ctx, batch)
+				_, _, err := s.Apply(ctx, batch)
 				if err != nil {
 					errs <- err
 					return
@@ -271,11 +273,11 @@ func TestStoreExportsVersionAndChangeMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
+	if _, _, err := s.Apply(ctx, parse(t, s, fmt.Sprintf(seYAML, "a"))); err != nil {
 		t.Fatal(err)
 	}
 	bad := parse(t, s, strings.Replace(fmt.Sprintf(seYAML, "b"), "number: 80", "number: 0", 1))
-	if _, err := s.Apply(ctx, bad); err == nil {
+	if _, _, err := s.Apply(ctx, bad); err == nil {
 		t.Fatal("invalid apply accepted")
 	}
 	mfs, err := reg.Gather()

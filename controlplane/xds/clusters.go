@@ -46,7 +46,9 @@ func (t *translator) clusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoad
 					return nil, nil, fmt.Errorf("cluster %s: %w", name, err)
 				}
 				cs = append(cs, c)
-				eps = append(eps, cla)
+				if cla != nil {
+					eps = append(eps, cla)
+				}
 			}
 		}
 	}
@@ -76,6 +78,16 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 			return nil, nil, err
 		}
 	}
+	if svc.externalName != "" {
+		// A Kubernetes ExternalName Service: the cluster resolves the name
+		// itself (Envoy and grpc-go both implement LOGICAL_DNS).
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
+		c.EdsClusterConfig = nil
+		c.LoadAssignment = &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(svc.externalName, p.Number)}}}},
+		}}}
+	}
 	tp := t.m.trafficPolicy(svc.host, p.Number, ss.Name)
 	if err := t.applyTrafficPolicy(c, tp, p); err != nil {
 		return nil, nil, err
@@ -85,6 +97,9 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 		return nil, nil, err
 	}
 	c.TransportSocket = ts
+	if svc.externalName != "" {
+		return c, nil, nil
+	}
 	return c, t.loadAssignment(name, p, members), nil
 }
 
@@ -106,7 +121,7 @@ func (t *translator) loadAssignment(name string, p *networking.ServicePort, memb
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address: socketAddress(w.address, w.targetPort(p)),
 				}},
-				HealthStatus:        corev3.HealthStatus_HEALTHY,
+				HealthStatus:        healthOf(w),
 				LoadBalancingWeight: wrapperspb.UInt32(weight),
 			})
 		}
@@ -114,6 +129,15 @@ func (t *translator) loadAssignment(name string, p *networking.ServicePort, memb
 		cla.Endpoints = append(cla.Endpoints, l)
 	}
 	return cla
+}
+
+// healthOf is an endpoint's EDS health: a draining (terminating) Pod gets
+// no new requests, from Envoy and grpc-go alike.
+func healthOf(w *workload) corev3.HealthStatus {
+	if w.draining {
+		return corev3.HealthStatus_DRAINING
+	}
+	return corev3.HealthStatus_HEALTHY
 }
 
 func localityOf(s string) *corev3.Locality {

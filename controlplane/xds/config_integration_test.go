@@ -26,7 +26,7 @@ func TestTranslatesConfigParserOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kinds.Validate(&config.Snapshot{}, objs); err != nil {
+	if _, err := kinds.Validate(&config.Snapshot{}, objs); err != nil {
 		t.Fatalf("the demo config is invalid: %v", err)
 	}
 	slices.SortFunc(objs, func(a, b *config.Object) int { return strings.Compare(a.Key(), b.Key()) })
@@ -43,7 +43,7 @@ func TestTranslatesConfigParserOutput(t *testing.T) {
 		t.Fatal("the demo config has no ServiceEntry")
 	}
 	for _, fl := range []Flavour{FlavourGRPC, FlavourEnvoy} {
-		res, err := Translate(snap, Node{ID: "it", Flavour: fl, Namespace: "bookinfo"}, DefaultOptions())
+		res, err := Translate(Input{Config: snap}, Node{ID: "it", Flavour: fl, Namespace: "bookinfo"}, DefaultOptions())
 		if err != nil {
 			t.Fatalf("%s: %v", fl, err)
 		}

@@ -10,6 +10,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
 // model is the config snapshot indexed the way translation reads it.
@@ -23,13 +24,16 @@ type model struct {
 	opts     Options
 }
 
-// service is one ServiceEntry host.
+// service is one host: a Kubernetes Service or a ServiceEntry host.
 type service struct {
 	host      string
 	namespace string
 	ports     []*networking.ServicePort
 	endpoints []*workload
 	sans      []string
+	// externalName is the DNS name a Kubernetes ExternalName Service points
+	// at; its clusters resolve it (LOGICAL_DNS) instead of using EDS.
+	externalName string
 }
 
 // workload is one endpoint: an inline ServiceEntry endpoint or a selected
@@ -42,6 +46,8 @@ type workload struct {
 	locality        string
 	weight          uint32
 	serviceAccount  string
+	// draining endpoints finish their requests and get no new ones.
+	draining bool
 }
 
 // targetPort is the port the workload listens on for a service port.
@@ -62,14 +68,21 @@ func (m *model) fqdn(host, namespace string) string {
 	return host + "." + namespace + ".svc." + m.opts.DomainSuffix
 }
 
-func buildModel(snap *config.Snapshot, opts Options) (*model, error) {
+func buildModel(in Input, opts Options) (*model, error) {
 	m := &model{
 		services: map[string]*service{},
 		drs:      map[string]*config.Object{},
 		vss:      map[string]*config.Object{},
 		opts:     opts,
 	}
+	// Kubernetes Services first: where a ServiceEntry names the same host,
+	// the Service wins, as in istiod (analysis warns about the clash).
+	for _, h := range in.Services.Hosts() {
+		m.services[h] = serviceOfRegistry(in.Services.Services[h])
+	}
+	snap := in.Config
 	if snap == nil {
+		m.hosts = slices.Sorted(maps.Keys(m.services))
 		return m, nil
 	}
 	var entries []*config.Object
@@ -133,6 +146,30 @@ func buildModel(snap *config.Snapshot, opts Options) (*model, error) {
 	}
 	m.hosts = slices.Sorted(maps.Keys(m.services))
 	return m, nil
+}
+
+// serviceOfRegistry models a Kubernetes Service: its ports, and its ready
+// and draining endpoints with their Pods' labels, so that DestinationRule
+// subsets select Pods by label exactly as for WorkloadEntries.
+func serviceOfRegistry(rs *registry.Service) *service {
+	svc := &service{host: rs.Hostname, namespace: rs.Namespace, externalName: rs.ExternalName}
+	for _, p := range rs.Ports {
+		svc.ports = append(svc.ports, &networking.ServicePort{Number: p.Port, Name: p.Name, Protocol: p.Protocol})
+	}
+	for _, e := range rs.Endpoints {
+		w := &workload{address: e.Address, ports: e.Ports, namespace: rs.Namespace, draining: e.Health == registry.Draining}
+		if e.Workload != nil {
+			w.name, w.labels, w.locality, w.serviceAccount = e.Pod, e.Labels, e.Locality, e.ServiceAccount
+			if e.Workload.Namespace != "" {
+				w.namespace = e.Workload.Namespace
+			}
+		}
+		if w.name == "" {
+			w.name = e.Address
+		}
+		svc.endpoints = append(svc.endpoints, w)
+	}
+	return svc
 }
 
 func workloadOf(name, ns string, e *networking.WorkloadEntry) *workload {

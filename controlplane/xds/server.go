@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
 // DefaultAddr is the default --xds listen address (Istio's plaintext xDS port).
@@ -87,9 +88,10 @@ type Server struct {
 
 	// pushMu orders snapshot installs: an Update and a newly connecting node
 	// must not install an older translation over a newer one.
-	pushMu sync.Mutex
-	config *config.Snapshot
-	push   uint64
+	pushMu   sync.Mutex
+	config   *config.Snapshot
+	services *registry.Snapshot
+	push     uint64
 	// classes caches this push's translations by node class, so a fleet
 	// reconnecting after a restart costs one translation per class.
 	classes map[string]*classResult
@@ -232,13 +234,29 @@ func (s *Server) ServeListener(ctx context.Context, lis net.Listener) error {
 // pushes what changed. Nodes whose translation fails keep their previous
 // resources; the errors are returned joined.
 func (s *Server) Update(snap *config.Snapshot) error {
-	start := time.Now()
 	if snap == nil {
 		snap = &config.Snapshot{}
 	}
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	s.config = snap
+	return s.pushAll()
+}
+
+// UpdateServices is Update for a new service registry snapshot (a Pod
+// turning ready, a Service scaled): every node's resources are rebuilt from
+// the current config and the new registry, and only what changed is sent.
+func (s *Server) UpdateServices(sn *registry.Snapshot) error {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.services = sn
+	return s.pushAll()
+}
+
+// pushAll installs a new translation for every node. Caller holds pushMu.
+func (s *Server) pushAll() error {
+	start := time.Now()
+	snap := s.config
 	s.push++
 	version := fmt.Sprintf("%d.%d", snap.Version, s.push)
 
@@ -313,7 +331,7 @@ func (s *Server) install(id, version string, classes map[string]*classResult) er
 }
 
 func (s *Server) translateClass(node Node) *classResult {
-	res, err := Translate(s.config, node, s.opts)
+	res, err := Translate(Input{Config: s.config, Services: s.services}, node, s.opts)
 	if err != nil {
 		return &classResult{err: err}
 	}

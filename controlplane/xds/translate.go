@@ -1,7 +1,8 @@
 // Package xds translates meshlens' Istio-API configuration into Envoy xDS
 // resources (LDS/RDS/CDS/EDS) and serves them over ADS with go-control-plane.
 //
-// Translation is a pure function of a config snapshot and a node description
+// Translation is a pure function of a config snapshot, a service registry
+// snapshot and a node description
 // (Translate); the Server owns the per-node go-control-plane snapshots, the
 // ACK/NACK bookkeeping and the metrics.
 package xds
@@ -21,6 +22,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
 // Flavour is the kind of data-plane client a node is; it decides which
@@ -109,6 +111,14 @@ func asResources[T types.Resource](xs []T) []types.Resource {
 	return out
 }
 
+// Input is everything translation reads: the accepted Istio config and the
+// service registry (Kubernetes Services and their endpoints; nil without a
+// cluster). Both are immutable snapshots.
+type Input struct {
+	Config   *config.Snapshot
+	Services *registry.Snapshot
+}
+
 // validator is implemented by every generated Envoy proto (protoc-gen-validate).
 type validator interface{ ValidateAll() error }
 
@@ -116,9 +126,9 @@ type validator interface{ ValidateAll() error }
 // does no I/O. Every returned resource has passed its proto's ValidateAll, so
 // an error here means a translator bug or config validation let something
 // through; the caller keeps serving the previous resources.
-func Translate(snap *config.Snapshot, node Node, opts Options) (*Resources, error) {
+func Translate(in Input, node Node, opts Options) (*Resources, error) {
 	opts = mergeDefaults(opts)
-	m, err := buildModel(snap, opts)
+	m, err := buildModel(in, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func TestTranslateGolden(t *testing.T) {
 				if ips := directive(string(src), "node-ips"); ips != "" {
 					node.IPs = strings.Split(ips, ",")
 				}
-				res, err := Translate(snap, node, DefaultOptions())
+				res, err := Translate(Input{Config: snap}, node, DefaultOptions())
 				if err != nil {
 					t.Fatalf("Translate: %v", err)
 				}
@@ -93,7 +93,7 @@ func FuzzTranslate(f *testing.F) {
 			return
 		}
 		for _, fl := range []Flavour{FlavourGRPC, FlavourEnvoy} {
-			_, _ = Translate(snap, Node{ID: "fuzz", Flavour: fl, Namespace: "default", IPs: []string{"10.1.0.1"}}, DefaultOptions())
+			_, _ = Translate(Input{Config: snap}, Node{ID: "fuzz", Flavour: fl, Namespace: "default", IPs: []string{"10.1.0.1"}}, DefaultOptions())
 		}
 	})
 }
@@ -106,7 +106,7 @@ spec:
   hosts: [a]
   ports: [{number: 80, name: http, protocol: HTTP}]
 `)
-	res, err := Translate(snap, Node{ID: "n", Flavour: FlavourGRPC}, Options{DomainSuffix: "example.internal"})
+	res, err := Translate(Input{Config: snap}, Node{ID: "n", Flavour: FlavourGRPC}, Options{DomainSuffix: "example.internal"})
 	if err != nil {
 		t.Fatal(err)
 	}

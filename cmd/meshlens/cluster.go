@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshlens/meshlens/alerting"
+	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/kube"
+	"github.com/meshlens/meshlens/rollout"
+)
+
+// cluster is meshlens' Kubernetes side, present when --kubeconfig (or the
+// pod it runs in) names a cluster: the API server's health, the service
+// registry, and, once the config store exists, the custom-resource config
+// source and the status writer. A nil *cluster is "no Kubernetes".
+type cluster struct {
+	client   kubernetes.Interface
+	istio    istioclient.Interface
+	dynamic  dynamic.Interface
+	health   *kube.Health
+	registry *kube.Registry
+	source   *kube.ConfigSource
+}
+
+func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
+	rc, err := kube.RESTConfig(kubeconfig)
+	if errors.Is(err, kube.ErrDisabled) {
+		logger.Info("kubernetes: off (no --kubeconfig, not in a pod, no KUBECONFIG); hosts come from ServiceEntries and WorkloadEntries")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	c := &cluster{}
+	if c.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	if c.istio, err = istioclient.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	if c.dynamic, err = dynamic.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	if c.health, err = kube.NewHealth(c.client, logger, reg); err != nil {
+		return nil, err
+	}
+	if c.registry, err = kube.NewRegistry(c.client, c.health, kube.RegistryOptions{DomainSuffix: domainSuffix}, logger, reg); err != nil {
+		return nil, err
+	}
+	logger.Info("kubernetes: reading the cluster", "server", rc.Host, "domain-suffix", domainSuffix)
+	return c, nil
+}
+
+// knownHost tells config analysis which hosts the registry defines.
+func (c *cluster) knownHost(fqdn string) bool {
+	return c != nil && c.registry.Snapshot().Has(fqdn)
+}
+
+// start adds the cluster's components to serve's run group.
+func (c *cluster) start(component func(func(context.Context) error), store *config.Store, rollouts *rollout.Engine, alerts *alerting.Alerting, logger *slog.Logger, reg prometheus.Registerer) error {
+	src, err := kube.NewConfigSource(c.client, c.istio, c.dynamic, store, c.health, logger, reg)
+	if err != nil {
+		return err
+	}
+	c.source = src
+	component(c.health.Run)
+	component(c.registry.Run)
+	component(src.Run)
+	component(kube.NewStatusWriter(c.dynamic, store, rollouts.List, alerts.Firing, logger).Run)
+	return nil
+}
+
+// readiness is what /readyz says about the cluster: not ready until the
+// first registry snapshot and config sync; ready but warning while the API
+// server does not answer (the last registry and config are served).
+func (c *cluster) readiness() (warning string, err error) {
+	if c == nil {
+		return "", nil
+	}
+	if !c.registry.Ready() {
+		return "", errors.New("kubernetes: listing the cluster's Services and endpoints")
+	}
+	if c.source != nil {
+		select {
+		case <-c.source.Ready():
+		default:
+			return "", errors.New("kubernetes: reading Istio's and meshlens' custom resources")
+		}
+	}
+	if err := c.health.Err(); err != nil {
+		return fmt.Sprintf("%v: serving the last registry and config", err), nil
+	}
+	if f := c.health.Forbidden(); len(f) > 0 {
+		return fmt.Sprintf("kubernetes RBAC forbids %d resource(s), running without them (see the log)", len(f)), nil
+	}
+	return "", nil
+}

@@ -1,0 +1,142 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Health tracks whether the API server answers and which watches fail. While
+// it does not answer, meshlens keeps serving the last registry and config it
+// had; informers resync by themselves when it is back.
+type Health struct {
+	client   kubernetes.Interface
+	logger   *slog.Logger
+	interval time.Duration
+
+	mu        sync.Mutex
+	err       error
+	forbidden map[string]string // resource -> message, logged once
+
+	up          prometheus.Gauge
+	watchErrors *prometheus.CounterVec
+}
+
+// NewHealth builds the tracker. reg may be nil.
+func NewHealth(client kubernetes.Interface, logger *slog.Logger, reg prometheus.Registerer) (*Health, error) {
+	h := &Health{
+		client: client, logger: logger, interval: 5 * time.Second,
+		forbidden: map[string]string{},
+		err:       errors.New("not checked yet"),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshlens_kube_apiserver_up", Help: "1 when the Kubernetes API server answered the last check."}),
+		watchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_kube_watch_errors_total", Help: "Failed lists and watches of Kubernetes resources, by resource and reason."},
+			[]string{"resource", "reason"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{h.up, h.watchErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("kube health: register metrics: %w", err)
+			}
+		}
+	}
+	return h, nil
+}
+
+// Run checks the API server's /readyz every few seconds until ctx ends.
+func (h *Health) Run(ctx context.Context) error {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		h.check(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (h *Health) check(ctx context.Context) {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := h.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(cctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil && (apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) {
+		// /readyz may be closed to meshlens' identity; any answer means up.
+		_, err = h.client.Discovery().ServerVersion()
+	}
+	h.mu.Lock()
+	was := h.err
+	h.err = err
+	h.mu.Unlock()
+	switch {
+	case err != nil && was == nil:
+		h.logger.Warn("kubernetes API server unreachable: serving the last registry and config until it is back", "err", err)
+	case err == nil && was != nil && was.Error() != "not checked yet":
+		h.logger.Info("kubernetes API server reachable again; watches resync")
+	}
+	if err != nil {
+		h.up.Set(0)
+	} else {
+		h.up.Set(1)
+	}
+}
+
+// Err is nil while the API server answers; else why not.
+func (h *Health) Err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.err != nil {
+		return fmt.Errorf("kubernetes API server: %w", h.err)
+	}
+	return nil
+}
+
+// Forbidden lists the resources RBAC denies, with the denial.
+func (h *Health) Forbidden() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]string, len(h.forbidden))
+	for k, v := range h.forbidden {
+		out[k] = v
+	}
+	return out
+}
+
+// watchErrorHandler counts an informer's list/watch failures and names an
+// RBAC denial once, with the verb and resource to grant.
+func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithContext {
+	return func(ctx context.Context, r *cache.Reflector, err error) {
+		reason := "error"
+		switch {
+		case apierrors.IsForbidden(err):
+			reason = "forbidden"
+			h.mu.Lock()
+			_, seen := h.forbidden[resource]
+			h.forbidden[resource] = err.Error()
+			h.mu.Unlock()
+			if !seen {
+				h.logger.Error("kubernetes RBAC forbids list/watch; meshlens runs without this resource",
+					"verb", "list,watch", "resource", resource, "err", err,
+					"hint", "grant it in meshlens' ClusterRole (deploy/kubernetes/rbac.yaml)")
+			}
+		case errors.Is(err, context.Canceled):
+			return
+		default:
+			cache.DefaultWatchErrorHandler(ctx, r, err)
+		}
+		h.watchErrors.WithLabelValues(resource, reason).Inc()
+	}
+}
