@@ -10,7 +10,7 @@ HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop deps clean
+.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop deps k8s-bins clean
 
 all: build
 
@@ -40,8 +40,12 @@ deps-run:
 deps:
 	@scripts/deps.sh test
 
-## test: every test, against real ClickHouse, Prometheus, Alertmanager, xDS peers and Chromium
-test: deps clickhouse test-go test-ui test-e2e
+## k8s-bins: etcd, kube-apiserver and kubectl built from their Go modules (test/k8senv), cached in .run/k8s
+k8s-bins:
+	@scripts/k8s-bins.sh >/dev/null
+
+## test: every test, against real ClickHouse, Kubernetes API server, Prometheus, Alertmanager, xDS peers and Chromium
+test: deps clickhouse k8s-bins test-go test-ui test-e2e
 
 test-go:
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 25m ./...

@@ -14,7 +14,7 @@ sudo=""
 # Debian packages: ClickHouse always; the test peers only for tests.
 want=(clickhouse-server)
 if [ "$mode" = test ]; then
-  want+=(prometheus prometheus-alertmanager chromium)
+  want+=(prometheus prometheus-alertmanager chromium iproute2)
 fi
 missing=()
 for p in "${want[@]}"; do

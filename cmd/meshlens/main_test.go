@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/internal/kubetest"
 )
 
 // binary is bin/meshlens built once for the tests that run it as users do.
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	kubetest.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,9 +16,9 @@ import (
 // `meshlens serve` builds its store with it and `meshlens validate` checks
 // with it, so both accept the same config. Packages with their own kinds
 // (rollout, alerting) add their KindSpecs here.
-func configKinds() (*config.Kinds, error) {
-	specs := config.IstioKinds(config.IstioOptions{})
-	specs = append(specs, rollout.KindSpec(config.DefaultDomainSuffix), alerting.KindSpec())
+func configKinds(opts config.IstioOptions) (*config.Kinds, error) {
+	specs := config.IstioKinds(opts)
+	specs = append(specs, rollout.KindSpec(cmp.Or(opts.DomainSuffix, config.DefaultDomainSuffix)), alerting.KindSpec())
 	return config.NewKinds(specs...)
 }
 
@@ -38,7 +39,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	kinds, err := configKinds()
+	kinds, err := configKinds(config.IstioOptions{})
 	if err != nil {
 		return err
 	}

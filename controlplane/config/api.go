@@ -59,6 +59,10 @@ type AnalysisResponse struct {
 type ListResponse struct {
 	Version uint64    `json:"version"`
 	Items   []*Object `json:"items"`
+	// Sources maps each item's key ("Kind/namespace/name") to where it
+	// came from: "api", "dir:FILE" (--config-dir) or
+	// "kube:Kind/namespace/name" (the cluster's custom resource).
+	Sources map[string]string `json:"sources"`
 }
 
 // DeleteResponse is the body of a successful DELETE.
@@ -165,10 +169,12 @@ func (h *handlers) list(c echo.Context) error {
 		items = sn.OfKind(spec.Kind)
 	}
 	out := make([]*Object, len(items))
+	sources := make(map[string]string, len(items))
 	for i, o := range items {
 		out[i] = h.store.Kinds().Redact(o)
+		sources[o.Key()] = h.store.Origin(o.Kind, o.Meta.Namespace, o.Meta.Name)
 	}
-	return c.JSON(http.StatusOK, ListResponse{Version: sn.Version, Items: out})
+	return c.JSON(http.StatusOK, ListResponse{Version: sn.Version, Items: out, Sources: sources})
 }
 
 func (h *handlers) get(c echo.Context) error {

@@ -245,7 +245,7 @@ func (s *Store) ownedElsewhere(objs []*Object) error {
 	var errs errorList
 	for _, o := range objs {
 		if origin, ok := s.origins[o.Key()]; ok && origin != SourceAPI {
-			errs.add(FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by the config dir (%s); change it there", strings.TrimPrefix(origin, "dir:"))})
+			errs.add(FieldError{Object: o.Key(), Message: fmt.Sprintf("owned by %s; change it there", DescribeOrigin(origin))})
 		}
 	}
 	return errs.err(false)
@@ -268,7 +268,7 @@ func (s *Store) Delete(ctx context.Context, kind, namespace, name string) (*Snap
 		return nil, nil, fmt.Errorf("delete %s: %w", key, ErrNotFound)
 	}
 	if origin != SourceAPI {
-		return nil, nil, fmt.Errorf("delete %s: %w: the config dir (%s) defines it; remove it there", key, ErrOwned, strings.TrimPrefix(origin, "dir:"))
+		return nil, nil, fmt.Errorf("delete %s: %w: %s defines it; remove it there", key, ErrOwned, DescribeOrigin(origin))
 	}
 	return s.commit(ctx, SourceAPI, nil, nil, map[string]bool{key: true})
 }

@@ -286,10 +286,16 @@ func Shared(t testing.TB) *Cluster {
 // *testing.M) { os.Exit(kubetest.Main(m)) }.
 func Main(m *testing.M) int {
 	code := m.Run()
+	StopShared()
+	return code
+}
+
+// StopShared stops the shared cluster if a test started it; for a TestMain
+// that does more than Main.
+func StopShared() {
 	if shared != nil {
 		shared.Stop()
 	}
-	return code
 }
 
 // Binaries returns the directory of etcd, kube-apiserver and kubectl,

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/internal/kubetest"
+	"github.com/meshlens/meshlens/internal/meshtest"
+)
+
+// The user's path in a cluster: meshlens serve --kubeconfig, Istio's YAML and
+// meshlens' own kinds applied with kubectl, kubectl showing their status.
+func TestServeWithKubeconfigReadsTheClusterAndWritesStatus(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := context.Background()
+	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"productpage", "details", "reviews", "ratings"} {
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "bookinfo"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
+		if _, err := c.Client.CoreV1().Services("bookinfo").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := t.TempDir()
+	p := startMeshlens(t, "--kubeconfig", c.Kubeconfig, "--data-dir", data, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s")
+	token := readToken(t, data)
+
+	// Istio's kinds and meshlens' own, exactly as kept in examples/.
+	root := repoRoot(t)
+	for _, f := range []string{"examples/istio/destinationrule.yaml", "examples/istio/virtualservice.yaml", "examples/rollout-canary.yaml", "examples/alertrule-error-rate.yaml"} {
+		if out, err := c.Kubectl(ctx, "apply", "-f", filepath.Join(root, f)); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+	meshtest.Eventually(t, 30*time.Second, "the cluster's objects in GET /api/v1/config, from Kubernetes", func() error {
+		code, body := meshtest.HTTP(t, "GET", "http://"+p.http+"/api/v1/config", token, "")
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		for _, key := range []string{"VirtualService/bookinfo/reviews", "DestinationRule/bookinfo/reviews", "Rollout/bookinfo/reviews"} {
+			if !strings.Contains(body, `"`+key+`":"kube:`+key+`"`) {
+				return fmt.Errorf("%s not listed with source kube: %.600s", key, body)
+			}
+		}
+		return nil
+	})
+	// kubectl shows the rollout's state from its status.
+	meshtest.Eventually(t, 30*time.Second, "kubectl get rollouts -A shows the phase", func() error {
+		out, err := c.Kubectl(ctx, "get", "rollouts.meshlens.io", "-A")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "reviews") || !strings.Contains(out, "progressing") && !strings.Contains(out, "pending") {
+			return fmt.Errorf("kubectl get rollouts -A:\n%s", out)
+		}
+		return nil
+	})
+	// The API cannot change what the cluster owns.
+	code, body := meshtest.HTTP(t, "DELETE", "http://"+p.http+"/api/v1/config/VirtualService/bookinfo/reviews", token, "")
+	if code == 200 || !strings.Contains(body, "Kubernetes") {
+		t.Errorf("DELETE of a cluster-owned VirtualService: %d %s, want a refusal naming Kubernetes", code, body)
+	}
+
+	// An invalid VirtualService (weights summing to 90) is refused alone:
+	// a condition and an event on it, everything else still served.
+	bad := `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: bookinfo}
+spec:
+  hosts: [ratings]
+  http:
+  - route:
+    - {destination: {host: ratings}, weight: 50}
+    - {destination: {host: ratings}, weight: 40}
+`
+	if err := c.Apply(ctx, "bookinfo", []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	vsGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}
+	meshtest.Eventually(t, 30*time.Second, "the invalid VirtualService has Accepted=False", func() error {
+		u, err := c.Dynamic.Resource(vsGVR).Namespace("bookinfo").Get(ctx, "ratings", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		b, _ := json.Marshal(u.Object["status"])
+		if !strings.Contains(string(b), `"status":"False"`) || !strings.Contains(string(b), "sum to 90") {
+			return fmt.Errorf("status %s", b)
+		}
+		return nil
+	})
+	meshtest.Eventually(t, 30*time.Second, "a Warning event names the refusal", func() error {
+		evs, err := c.Client.CoreV1().Events("bookinfo").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "ratings" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "sum to 90") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none for ratings", len(evs.Items))
+	})
+	if _, body := meshtest.HTTP(t, "GET", "http://"+p.http+"/api/v1/config", token, ""); strings.Contains(body, "VirtualService/bookinfo/ratings") ||
+		!strings.Contains(body, "VirtualService/bookinfo/reviews") {
+		t.Errorf("after an invalid object: the config should keep reviews and leave ratings out: %.500s", body)
+	}
+
+	// The API server goes away: meshlens stays ready on the last config and
+	// says so; when it is back, changes flow again.
+	c.StopAPIServer()
+	meshtest.Eventually(t, 30*time.Second, "/readyz names the unreachable API server", func() error {
+		code, body := meshtest.HTTP(t, "GET", "http://"+p.http+"/readyz", "", "")
+		if code != 200 || !strings.Contains(body, "kubernetes API server") {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	if v := p.metric(t, "meshlens_kube_apiserver_up"); v != 0 {
+		t.Errorf("meshlens_kube_apiserver_up = %v while the API server is down", v)
+	}
+	if err := c.RestartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Kubectl(ctx, "delete", "-f", filepath.Join(root, "examples/alertrule-error-rate.yaml")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	meshtest.Eventually(t, 60*time.Second, "the deletion made after the outage reaches meshlens", func() error {
+		code, body := meshtest.HTTP(t, "GET", "http://"+p.http+"/api/v1/config", token, "")
+		if code != 200 || strings.Contains(body, `"AlertRule/`) {
+			return fmt.Errorf("%d %.300s", code, body)
+		}
+		if code, rz := meshtest.HTTP(t, "GET", "http://"+p.http+"/readyz", "", ""); code != 200 || strings.Contains(rz, "kubernetes") {
+			return fmt.Errorf("readyz %d %s", code, rz)
+		}
+		return nil
+	})
+}
+
+// readToken is the operator token serve generated in its data dir.
+func readToken(t testing.TB, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(auth.TokenPath(dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
