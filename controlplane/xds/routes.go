@@ -279,6 +279,7 @@ func (t *translator) destinations(svc *service, port *networking.ServicePort, ns
 		if w <= 0 {
 			continue // Istio drops zero-weight destinations
 		}
+		t.routeTo(outboundName(p, rd.Destination.Subset, host))
 		ds = append(ds, dest{
 			cluster: outboundName(p, rd.Destination.Subset, host),
 			host:    host, subset: rd.Destination.Subset, port: p,

@@ -165,6 +165,8 @@ func Translate(in Input, node Node, opts Options) (*Resources, error) {
 	default:
 		return nil, fmt.Errorf("node %s: unknown flavour %q", node.ID, node.Flavour)
 	}
+	empty, none := t.unresolvedClusters(out.Clusters)
+	out.Clusters, out.Endpoints = append(out.Clusters, empty...), append(out.Endpoints, none...)
 	out.sort()
 	if err := out.validate(); err != nil {
 		return nil, fmt.Errorf("node %s: %w", node.ID, err)
@@ -229,6 +231,8 @@ type translator struct {
 	m    *model
 	node Node
 	opts Options
+	// routed are the clusters routes send traffic to (see routeTo).
+	routed map[string]bool
 }
 
 // ads is the config source every generated resource points at: the same ADS
