@@ -96,13 +96,15 @@ func WriteSlice(ctx context.Context, client kubernetes.Interface, svc *corev1.Se
 	}
 	for _, e := range eps {
 		ready, serving, terminating := e.Ready, e.Ready || e.Terminating, e.Terminating
-		node := e.Pod.Spec.NodeName
-		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+		ep := discoveryv1.Endpoint{
 			Addresses:  []string{e.Pod.Status.PodIP},
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &serving, Terminating: &terminating},
-			NodeName:   &node,
 			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: e.Pod.Namespace, Name: e.Pod.Name, UID: e.Pod.UID},
-		})
+		}
+		if node := e.Pod.Spec.NodeName; node != "" {
+			ep.NodeName = &node
+		}
+		s.Endpoints = append(s.Endpoints, ep)
 	}
 	api := client.DiscoveryV1().EndpointSlices(svc.Namespace)
 	old, err := api.Get(ctx, s.Name, metav1.GetOptions{})
