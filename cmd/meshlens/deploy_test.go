@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,38 +12,42 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshlens/meshlens/auth"
 )
 
-// The deployManifests in deploy/kubernetes are checked against serve's own config
-// loader: a manifest whose ConfigMap, ports, probes or volumes disagree with
-// what `meshlens serve` would do with them fails here, not in a cluster.
+// The manifests in deploy/kubernetes and the output of the Helm chart in
+// deploy/helm/meshlens (helm_test.go) go through the same checks, against
+// serve's own config loader: a manifest whose ConfigMap, ports, probes or
+// volumes disagree with what `meshlens serve` would do with them fails here,
+// not in a cluster.
 
 const deployNamespace = "meshlens-system"
 
-// deployManifests is deploy/kubernetes/meshlens.yaml, one map per YAML document,
-// indexed by "Kind/name".
+// deployManifests are Kubernetes objects, one map per YAML document, indexed
+// by "Kind/name".
 type deployManifests map[string]map[string]any
 
-func loadManifests(t *testing.T) deployManifests {
+// add parses the YAML documents of one file, or of one rendered template.
+func (m deployManifests) add(t *testing.T, source string, data []byte) {
 	t.Helper()
-	file := filepath.Join(repoRoot(t), "deploy", "kubernetes", "meshlens.yaml")
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	docs := regexp.MustCompile(`(?m)^---[ \t]*$`).Split(string(data), -1)
-	m := deployManifests{}
 	for i, doc := range docs {
 		var obj map[string]any
 		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-			t.Fatalf("%s: document %d: %v", file, i, err)
+			t.Fatalf("%s: document %d: %v", source, i, err)
 		}
 		if obj == nil {
 			continue // only comments
@@ -48,13 +55,26 @@ func loadManifests(t *testing.T) deployManifests {
 		kind, _ := obj["kind"].(string)
 		name, _ := dig(obj, "metadata", "name").(string)
 		if kind == "" || name == "" || obj["apiVersion"] == nil {
-			t.Fatalf("%s: document %d has no apiVersion, kind or metadata.name", file, i)
+			t.Fatalf("%s: document %d has no apiVersion, kind or metadata.name", source, i)
 		}
 		key := kind + "/" + name
 		if _, dup := m[key]; dup {
-			t.Fatalf("%s: %s defined twice", file, key)
+			t.Fatalf("%s: %s defined twice", source, key)
 		}
 		m[key] = obj
+	}
+}
+
+// loadManifests reads files of the repository.
+func loadManifests(t *testing.T, files ...string) deployManifests {
+	t.Helper()
+	m := deployManifests{}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(repoRoot(t), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.add(t, f, data)
 	}
 	return m
 }
@@ -63,12 +83,7 @@ func (m deployManifests) get(t *testing.T, key string) map[string]any {
 	t.Helper()
 	obj, ok := m[key]
 	if !ok {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		t.Fatalf("deploy/kubernetes/meshlens.yaml has no %s; it has %v", key, keys)
+		t.Fatalf("the manifests have no %s; they have %v", key, deployKeys(m))
 	}
 	return obj
 }
@@ -162,24 +177,63 @@ func deployServicePorts(t *testing.T, svc map[string]any, container map[string]i
 	return out
 }
 
+// deployLayout is where a set of manifests puts meshlens: the names the
+// checks look for, and what the deployment was asked to be.
+type deployLayout struct {
+	namespace string
+	// name of meshlens' StatefulSet, Service and ConfigMap (the --config file).
+	name string
+	// meshConfig is the ConfigMap mounted as --config-dir.
+	meshConfig string
+	// clickhouse names the StatefulSet and Service of the bundled ClickHouse
+	// that --clickhouse must point at; "" when it is external, and then
+	// --clickhouse must be clickhouseDSN.
+	clickhouse, clickhouseDSN string
+	// tokensSecret is the Secret mounted as --tokens; "" when meshlens
+	// makes its own operator token in its data dir.
+	tokensSecret string
+	replicas     int
+	// persistent: the data dir is a volumeClaimTemplate; else an emptyDir.
+	persistent bool
+}
+
+// clusterScoped are the kinds of deploy/ that have no namespace.
+var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true}
+
 func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *testing.T) {
-	m := loadManifests(t)
-	cm := m.get(t, "ConfigMap/meshlens")
-	sts := m.get(t, "StatefulSet/meshlens")
-	svc := m.get(t, "Service/meshlens")
+	m := loadManifests(t, "deploy/kubernetes/meshlens.yaml", "deploy/kubernetes/rbac.yaml")
+	m.get(t, "Namespace/"+deployNamespace)
+	checkServeDeployment(t, m, deployLayout{
+		namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
+		clickhouse: "clickhouse", replicas: 1, persistent: true,
+	})
+	checkDeployRBAC(t, m, deployNamespace, "meshlens", true)
+	checkDeployObjectsDecode(t, m)
+}
+
+// checkServeDeployment checks meshlens' StatefulSet, its ConfigMap and Service
+// against what `meshlens serve` does with the container's arguments and
+// config file, and returns that config.
+func checkServeDeployment(t *testing.T, m deployManifests, want deployLayout) serveConfig {
+	t.Helper()
+	cm := m.get(t, "ConfigMap/"+want.name)
+	sts := m.get(t, "StatefulSet/"+want.name)
+	svc := m.get(t, "Service/"+want.name)
 	c := podContainer(t, sts, "meshlens")
 
 	for key, obj := range m {
-		if obj["kind"] == "Namespace" {
+		if clusterScoped[fmt.Sprint(obj["kind"])] {
 			continue
 		}
-		if ns := dig(obj, "metadata", "namespace"); ns != deployNamespace {
-			t.Errorf("%s: namespace %v, want %s", key, ns, deployNamespace)
+		if ns := dig(obj, "metadata", "namespace"); ns != want.namespace {
+			t.Errorf("%s: namespace %v, want %s", key, ns, want.namespace)
 		}
 	}
-	m.get(t, "Namespace/"+deployNamespace)
-	if sa := dig(sts, "spec", "template", "spec", "serviceAccountName"); sa != nil {
-		m.get(t, "ServiceAccount/"+sa.(string))
+	if n, _ := yamlInt(dig(sts, "spec", "replicas")); n != want.replicas {
+		t.Errorf("StatefulSet %s has %v replicas, want %d", want.name, dig(sts, "spec", "replicas"), want.replicas)
+	}
+	if sa, _ := dig(sts, "spec", "template", "spec", "serviceAccountName").(string); sa == "" {
+		t.Errorf("StatefulSet %s names no serviceAccountName: meshlens would read the cluster as the namespace's default account", want.name)
 	}
 
 	// The container runs `meshlens serve --config <file from the ConfigMap>`:
@@ -187,7 +241,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 	// where the test can read it.
 	content, ok := dig(cm, "data", "meshlens.yaml").(string)
 	if !ok {
-		t.Fatal("ConfigMap meshlens has no data[meshlens.yaml]")
+		t.Fatalf("ConfigMap %s has no data[meshlens.yaml]", want.name)
 	}
 	var args []string
 	for _, a := range c["args"].([]any) {
@@ -259,7 +313,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 		}
 		sp, ok := sports[name]
 		if !ok {
-			t.Errorf("--%s: container port %s (%d) is not in Service meshlens (service ports: %v)", l.flag, name, port, sports)
+			t.Errorf("--%s: container port %s (%d) is not in Service %s (service ports: %v)", l.flag, name, port, want.name, sports)
 		} else if sp != [2]int{port, port} {
 			t.Errorf("--%s: Service port %s is %d → %d, want %d → %d (clients are configured with serve's port)", l.flag, name, sp[0], sp[1], port, port)
 		}
@@ -269,7 +323,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 			t.Errorf("container declares port %s (%d), but serve listens on none such with this config", name, n)
 		}
 		if _, ok := sports[name]; !ok {
-			t.Errorf("container port %s (%d) is not in Service meshlens", name, n)
+			t.Errorf("container port %s (%d) is not in Service %s", name, n, want.name)
 		}
 	}
 	for name, sp := range sports {
@@ -280,11 +334,11 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 	sel, _ := dig(svc, "spec", "selector").(map[string]any)
 	labels, _ := dig(sts, "spec", "template", "metadata", "labels").(map[string]any)
 	if len(sel) == 0 {
-		t.Error("Service meshlens has no selector")
+		t.Errorf("Service %s has no selector", want.name)
 	}
 	for k, v := range sel {
 		if labels[k] != v {
-			t.Errorf("Service meshlens selects %s=%v, the pod is labelled %v", k, v, labels)
+			t.Errorf("Service %s selects %s=%v, the pod is labelled %v", want.name, k, v, labels)
 		}
 	}
 
@@ -323,7 +377,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 	}
 
 	// Volumes: the data dir on a claim of its own, the config file and the
-	// GitOps directory from their ConfigMaps.
+	// GitOps directory from their ConfigMaps, the tokens from their Secret.
 	mounts := map[string]map[string]any{} // mountPath → mount
 	for _, vm := range yamlList(c["volumeMounts"]) {
 		mounts[fmt.Sprint(vm["mountPath"])] = vm
@@ -337,10 +391,13 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 		claims[fmt.Sprint(dig(pvc, "metadata", "name"))] = true
 	}
 	data, ok := mounts[cfg.DataDir]
-	if !ok {
+	switch {
+	case !ok:
 		t.Errorf("no volume is mounted at --data-dir %s (mounts: %v)", cfg.DataDir, deployKeys(mounts))
-	} else if !claims[fmt.Sprint(data["name"])] {
-		t.Errorf("--data-dir %s is volume %v, not one of the volumeClaimTemplates %v: the queue, config and token would not survive a restart", cfg.DataDir, data["name"], claims)
+	case want.persistent && !claims[fmt.Sprint(data["name"])]:
+		t.Errorf("--data-dir %s is volume %v, not one of the volumeClaimTemplates %v: the queue and accepted config would not survive a restart", cfg.DataDir, data["name"], claims)
+	case !want.persistent && dig(volumes[fmt.Sprint(data["name"])], "emptyDir") == nil:
+		t.Errorf("--data-dir %s is volume %v, want an emptyDir (persistence off); volumes %v", cfg.DataDir, data["name"], deployKeys(volumes))
 	}
 	if data != nil && data["readOnly"] == true {
 		t.Errorf("--data-dir %s is mounted read-only", cfg.DataDir)
@@ -352,44 +409,253 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 		dig(c, "securityContext", "runAsNonRoot") != true {
 		t.Error("neither pod nor container securityContext sets runAsNonRoot")
 	}
-	for _, want := range []struct{ path, configMap, subPath string }{
-		{cfgPath, "meshlens", "meshlens.yaml"},
-		{cfg.ConfigDir, "meshlens-mesh-config", ""},
+	for _, mount := range []struct{ path, configMap, subPath string }{
+		{cfgPath, want.name, "meshlens.yaml"},
+		{cfg.ConfigDir, want.meshConfig, ""},
 	} {
-		vm, ok := mounts[want.path]
+		vm, ok := mounts[mount.path]
 		if !ok {
-			t.Errorf("nothing is mounted at %s (mounts: %v)", want.path, deployKeys(mounts))
+			t.Errorf("nothing is mounted at %s (mounts: %v)", mount.path, deployKeys(mounts))
 			continue
 		}
-		if got := fmt.Sprint(dig(volumes[fmt.Sprint(vm["name"])], "configMap", "name")); got != want.configMap {
-			t.Errorf("%s is mounted from ConfigMap %q, want %q", want.path, got, want.configMap)
+		if got := fmt.Sprint(dig(volumes[fmt.Sprint(vm["name"])], "configMap", "name")); got != mount.configMap {
+			t.Errorf("%s is mounted from ConfigMap %q, want %q", mount.path, got, mount.configMap)
 		}
-		if got, _ := vm["subPath"].(string); got != want.subPath {
-			t.Errorf("%s subPath %q, want %q", want.path, got, want.subPath)
+		if got, _ := vm["subPath"].(string); got != mount.subPath {
+			t.Errorf("%s subPath %q, want %q", mount.path, got, mount.subPath)
 		}
-		m.get(t, "ConfigMap/"+want.configMap)
+		m.get(t, "ConfigMap/"+mount.configMap)
 	}
+	checkDeployTokens(t, m, cfg, mounts, volumes, want)
 
-	// --clickhouse names the clickhouse Service of this file.
+	// --clickhouse names the bundled ClickHouse's Service, or the DSN given.
+	if want.clickhouse == "" {
+		if cfg.ClickHouse != want.clickhouseDSN {
+			t.Errorf("--clickhouse %q, want %q", cfg.ClickHouse, want.clickhouseDSN)
+		}
+		for key := range m {
+			if strings.Contains(key, "clickhouse") {
+				t.Errorf("ClickHouse is external, yet the manifests have %s", key)
+			}
+		}
+		return cfg
+	}
 	u, err := url.Parse(cfg.ClickHouse)
 	if err != nil {
 		t.Fatalf("--clickhouse %q: %v", cfg.ClickHouse, err)
 	}
-	if want := "clickhouse." + deployNamespace + ".svc"; u.Hostname() != want {
+	if want := want.clickhouse + "." + want.namespace + ".svc"; u.Hostname() != want {
 		t.Errorf("--clickhouse host %q, want the Service %s", u.Hostname(), want)
 	}
-	ch := m.get(t, "StatefulSet/clickhouse")
-	chPorts := deployServicePorts(t, m.get(t, "Service/clickhouse"), podContainerPorts(t, podContainer(t, ch, "clickhouse")))
+	ch := m.get(t, "StatefulSet/"+want.clickhouse)
+	chPorts := deployServicePorts(t, m.get(t, "Service/"+want.clickhouse), podContainerPorts(t, podContainer(t, ch, "clickhouse")))
 	native := false
 	for _, sp := range chPorts {
 		native = native || strconv.Itoa(sp[0]) == u.Port() && sp[1] == 9000
 	}
 	if !native {
-		t.Errorf("--clickhouse port %s is not a Service clickhouse port reaching the native port 9000 (ports: %v)", u.Port(), chPorts)
+		t.Errorf("--clickhouse port %s is not a Service %s port reaching the native port 9000 (ports: %v)", u.Port(), want.clickhouse, chPorts)
 	}
 	if db := strings.Trim(u.Path, "/"); db != "meshlens" {
 		t.Errorf("--clickhouse database %q; deploy/grafana's datasource defaults to meshlens", db)
 	}
+	return cfg
+}
+
+// checkDeployTokens checks that --tokens is the file of the tokens Secret,
+// mounted read-only, and that a Secret of the manifests parses as serve
+// parses it, with an operator token.
+func checkDeployTokens(t *testing.T, m deployManifests, cfg serveConfig, mounts, volumes map[string]map[string]any, want deployLayout) {
+	t.Helper()
+	if want.tokensSecret == "" {
+		if cfg.Tokens != "" {
+			t.Errorf("--tokens %s, but no tokens Secret is wanted", cfg.Tokens)
+		}
+		return
+	}
+	if cfg.Tokens == "" {
+		t.Errorf("--tokens is not set: meshlens would make its own operator token instead of reading Secret %s", want.tokensSecret)
+		return
+	}
+	dir, file := path.Split(cfg.Tokens)
+	vm, ok := mounts[path.Clean(dir)]
+	if !ok {
+		t.Errorf("--tokens %s: nothing is mounted at %s (mounts: %v)", cfg.Tokens, path.Clean(dir), deployKeys(mounts))
+		return
+	}
+	if vm["readOnly"] != true {
+		t.Errorf("the tokens are mounted writable at %s", path.Clean(dir))
+	}
+	vol := volumes[fmt.Sprint(vm["name"])]
+	if got := dig(vol, "secret", "secretName"); got != want.tokensSecret {
+		t.Errorf("%s is mounted from Secret %v, want %s", path.Clean(dir), got, want.tokensSecret)
+	}
+	key := file
+	if items := yamlList(dig(vol, "secret", "items")); len(items) > 0 {
+		key = ""
+		for _, it := range items {
+			if it["path"] == file {
+				key = fmt.Sprint(it["key"])
+			}
+		}
+		if key == "" {
+			t.Errorf("--tokens %s: the Secret volume's items %v give no file %s", cfg.Tokens, items, file)
+			return
+		}
+	}
+	secret, ok := m["Secret/"+want.tokensSecret]
+	if !ok {
+		return // a Secret the user manages
+	}
+	b64, _ := dig(secret, "data", key).(string)
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || b64 == "" {
+		t.Fatalf("Secret %s has no base64 data[%s] (%v)", want.tokensSecret, key, err)
+	}
+	tokens, err := auth.ParseTokens(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("Secret %s data[%s], as `meshlens serve --tokens` reads it: %v", want.tokensSecret, key, err)
+	}
+	if !slices.ContainsFunc(tokens, func(tok auth.Token) bool { return tok.Role == auth.Operator }) {
+		t.Errorf("Secret %s holds no operator token: nobody could apply config", want.tokensSecret)
+	}
+}
+
+// deployClusterRules are the rights meshlens uses cluster-wide, one
+// "group resource verb" each; istio adds Istio's kinds.
+func deployClusterRules(istio bool) []string {
+	var rules []string
+	add := func(group string, resources []string, verbs ...string) {
+		for _, r := range resources {
+			for _, v := range verbs {
+				rules = append(rules, group+" "+r+" "+v)
+			}
+		}
+	}
+	add("core", []string{"namespaces", "services", "pods", "nodes"}, "get", "list", "watch")
+	add("discovery.k8s.io", []string{"endpointslices"}, "get", "list", "watch")
+	if istio {
+		for group, kinds := range map[string][]string{
+			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries"},
+			"security.istio.io":   {"peerauthentications", "authorizationpolicies"},
+		} {
+			add(group, kinds, "get", "list", "watch")
+			for _, k := range kinds {
+				add(group, []string{k + "/status"}, "update", "patch")
+			}
+		}
+	}
+	add("meshlens.io", []string{"rollouts", "alertrules"}, "get", "list", "watch")
+	add("meshlens.io", []string{"rollouts/status", "alertrules/status"}, "update", "patch")
+	add("core", []string{"events"}, "create", "patch")
+	add("events.k8s.io", []string{"events"}, "create", "patch")
+	sort.Strings(rules)
+	return rules
+}
+
+// deployLeaseRules are the rights of the Role in meshlens' own namespace.
+var deployLeaseRules = []string{"coordination.k8s.io leases create", "coordination.k8s.io leases get", "coordination.k8s.io leases update"}
+
+// roleRules flattens a Role's or ClusterRole's rules to "group resource verb",
+// the core group ("") written core.
+func roleRules(t *testing.T, key string, role map[string]any) []string {
+	t.Helper()
+	var out []string
+	for _, r := range yamlList(role["rules"]) {
+		if r["resourceNames"] != nil || r["nonResourceURLs"] != nil {
+			t.Errorf("%s: rule %v: resourceNames and nonResourceURLs are not expected", key, r)
+		}
+		for _, g := range r["apiGroups"].([]any) {
+			if g == "" {
+				g = "core"
+			}
+			for _, res := range r["resources"].([]any) {
+				for _, v := range r["verbs"].([]any) {
+					out = append(out, fmt.Sprintf("%v %v %v", g, res, v))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkDeployRBAC checks that meshlens' ServiceAccount exists and is bound
+// to a ClusterRole with exactly the rights meshlens uses, and to a Role of
+// its namespace for its Lease.
+func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, istio bool) {
+	t.Helper()
+	sa, _ := dig(m.get(t, "StatefulSet/"+name), "spec", "template", "spec", "serviceAccountName").(string)
+	if _, ok := m["ServiceAccount/"+sa]; !ok {
+		t.Errorf("the pod runs as ServiceAccount %q, which the manifests do not define (they have %v)", sa, deployKeys(m))
+	}
+	for _, r := range []struct {
+		kind  string
+		rules []string
+	}{
+		{"ClusterRole", deployClusterRules(istio)},
+		{"Role", deployLeaseRules},
+	} {
+		key := r.kind + "/" + name
+		got := roleRules(t, key, m.get(t, key))
+		for _, rule := range r.rules {
+			if !slices.Contains(got, rule) {
+				t.Errorf("%s does not grant %q, which meshlens uses", key, rule)
+			}
+		}
+		for _, rule := range got {
+			if !slices.Contains(r.rules, rule) {
+				t.Errorf("%s grants %q, which meshlens does not use", key, rule)
+			}
+		}
+		if unique := slices.Compact(slices.Clone(got)); len(unique) != len(got) {
+			t.Errorf("%s grants some rights twice: %v", key, got)
+		}
+		binding := m.get(t, r.kind+"Binding/"+name)
+		ref := dig(binding, "roleRef")
+		if dig(ref, "kind") != r.kind || dig(ref, "name") != name || dig(ref, "apiGroup") != "rbac.authorization.k8s.io" {
+			t.Errorf("%sBinding/%s refers to %v, want %s %s", r.kind, name, ref, r.kind, name)
+		}
+		bound := false
+		for _, s := range yamlList(binding["subjects"]) {
+			bound = bound || s["kind"] == "ServiceAccount" && s["name"] == sa && s["namespace"] == namespace
+		}
+		if !bound {
+			t.Errorf("%sBinding/%s does not bind ServiceAccount %s/%s: subjects %v", r.kind, name, namespace, sa, binding["subjects"])
+		}
+	}
+}
+
+// checkDeployObjectsDecode decodes every object, strictly (no unknown or
+// duplicate fields), with the Kubernetes API types: client-go's scheme, and
+// apiextensions/v1 for the CRDs. It returns the typed objects by key.
+func checkDeployObjectsDecode(t *testing.T, m deployManifests) map[string]runtime.Object {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	codec := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Strict: true})
+	out := map[string]runtime.Object{}
+	for _, key := range deployKeys(m) {
+		js, err := json.Marshal(m[key])
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		obj, gvk, err := codec.Decode(js, nil, nil)
+		if err != nil {
+			t.Errorf("%s does not decode as a Kubernetes object: %v", key, err)
+			continue
+		}
+		if want := m[key]["apiVersion"]; gvk.GroupVersion().String() != want {
+			t.Errorf("%s decoded as %v, want apiVersion %v", key, gvk, want)
+		}
+		out[key] = obj
+	}
+	return out
 }
 
 func deployKeys[V any](m map[string]V) []string {
