@@ -257,6 +257,13 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// LimitedUser (token LimitedToken) exists on the shared cluster with no
+// permissions at all: RBAC tests bind it the roles they mean to test.
+const (
+	LimitedUser  = "limited"
+	LimitedToken = "limited-token-0123456789"
+)
+
 var (
 	sharedOnce sync.Once
 	shared     *Cluster
@@ -271,7 +278,7 @@ func Shared(t testing.TB) *Cluster {
 	sharedOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 		defer cancel()
-		shared, sharedErr = Start(ctx, Options{})
+		shared, sharedErr = Start(ctx, Options{Users: []string{LimitedToken + "," + LimitedUser}})
 		if sharedErr == nil {
 			sharedErr = shared.InstallCRDs(ctx)
 		}
