@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeAlerts, normalizeConfig, normalizeLogs, normalizeProxies, normalizeRollout, normalizeServiceDetail, normalizeTrace, normalizeTraceList, rolloutYAML } from './api';
+import { normalizeAlerts, normalizeConfig, sourceLabel, normalizeLogs, normalizeProxies, normalizeRollout, normalizeServiceDetail, normalizeTrace, normalizeTraceList, rolloutYAML } from './api';
 import { locateField } from './yaml';
 
 describe('normalizeRollout on the rollout engine status', () => {
@@ -97,6 +97,19 @@ describe('other adapters on the query API shapes', () => {
     expect(logs.records[0]).toMatchObject({ sourceService: 'productpage', service: 'reviews', version: 'v2', code: 503, flags: 'UF' });
     expect(normalizeAlerts({ alerts: [{ source: 'rule', rule: 'ReviewsErrors', state: 'firing', labels: { severity: 'critical', service: 'reviews' }, annotations: { summary: 'errors' }, startsAt: '2026-11-25T17:00:00Z', value: 0.31234, action: 'rolled back default/reviews' }] })[0]).toMatchObject({ name: 'ReviewsErrors', severity: 'critical', summary: 'errors', value: '0.312', action: 'rolled back default/reviews' });
     expect(normalizeConfig({ version: 3, items: [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'default' }, spec: {} }] })[0]).toMatchObject({ kind: 'VirtualService', name: 'reviews', namespace: 'default' });
+    const listed = normalizeConfig({
+      version: 4,
+      items: [
+        { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: {} },
+        { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: {} },
+      ],
+      sources: { 'VirtualService/bookinfo/reviews': 'kube:VirtualService/bookinfo/reviews', 'DestinationRule/bookinfo/reviews': 'api' },
+    });
+    expect(listed.map((o) => sourceLabel(o.source))).toEqual([
+      { label: 'Kubernetes', detail: 'VirtualService/bookinfo/reviews', apiOwned: false },
+      { label: 'API', detail: '', apiOwned: true },
+    ]);
+    expect(sourceLabel('dir:reviews.yaml')).toEqual({ label: 'config dir', detail: 'reviews.yaml', apiOwned: false });
     expect(normalizeProxies([{ id: 'n1', cluster: 'reviews', version: '7', inSync: false, lastAckedVersion: '6', lastNack: { version: '7', message: 'bad cluster' } }])[0]).toMatchObject({ service: 'reviews', ackedVersion: '6', nack: 'bad cluster' });
   });
 

@@ -542,6 +542,26 @@ export interface ConfigObject {
   name: string;
   spec: unknown;
   raw: Obj;
+  /** Where the object came from: "api", "dir:FILE" (--config-dir) or "kube:Kind/ns/name" (the cluster). */
+  source: string;
+}
+
+/** sourceLabel names an object's source for people, and whether the API may change it. */
+export function sourceLabel(source: string): { label: string; detail: string; apiOwned: boolean } {
+  const i = source.indexOf(':');
+  const kind = i < 0 ? source : source.slice(0, i);
+  const detail = i < 0 ? '' : source.slice(i + 1);
+  switch (kind) {
+    case 'kube':
+      return { label: 'Kubernetes', detail, apiOwned: false };
+    case 'dir':
+      return { label: 'config dir', detail, apiOwned: false };
+    case 'api':
+    case '':
+      return { label: 'API', detail: '', apiOwned: true };
+    default:
+      return { label: kind, detail, apiOwned: false };
+  }
 }
 
 export interface FieldError {
@@ -551,11 +571,13 @@ export interface FieldError {
 }
 
 export function normalizeConfig(raw: unknown): ConfigObject[] {
+  const sources = isObj(raw) && isObj(raw.sources) ? raw.sources : {};
   return list(raw, 'objects')
     .filter(isObj)
     .map((o) => {
       const m = peer(o, 'metadata');
-      return { apiVersion: str(o.apiVersion), kind: str(o.kind), namespace: str(m.namespace), name: str(m.name), spec: o.spec, raw: o };
+      const kind = str(o.kind), namespace = str(m.namespace), name = str(m.name);
+      return { apiVersion: str(o.apiVersion), kind, namespace, name, spec: o.spec, raw: o, source: str(sources[`${kind}/${namespace}/${name}`]) || 'api' };
     });
 }
 

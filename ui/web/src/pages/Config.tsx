@@ -1,5 +1,5 @@
 import { useMemo, useState } from 'preact/hooks';
-import { applyConfig, deleteConfig, fetchConfig, fetchProxies, type ConfigObject, type Proxy } from '../api';
+import { applyConfig, deleteConfig, fetchConfig, fetchProxies, sourceLabel, type ConfigObject, type Proxy } from '../api';
 import { Badge, Empty, ErrorBox, PageHeader, Spinner, Updated } from '../components/common';
 import { ErrorList, locateErrors, YamlEditor, type LocatedError } from '../components/YamlEditor';
 import { fmtAgo } from '../format';
@@ -90,12 +90,14 @@ function Objects() {
               <th>Namespace</th>
               <th>Name</th>
               <th>API version</th>
+              <th>Source</th>
               <th />
             </tr>
           </thead>
           <tbody>
             {rows.map((o) => {
               const id = `${o.kind}/${o.namespace}/${o.name}`;
+              const src = sourceLabel(o.source);
               return (
                 <>
                   <tr class="clickable" onClick={() => setOpen(open === id ? '' : id)}>
@@ -107,13 +109,22 @@ function Objects() {
                       <b>{o.name}</b>
                     </td>
                     <td class="muted mono">{o.apiVersion}</td>
+                    <td>
+                      <span title={src.detail || undefined} data-testid="config-source">
+                        <Badge kind={src.apiOwned ? 'muted' : 'info'}>{src.label}</Badge>
+                      </span>
+                    </td>
                     <td class="num">
-                      <button class="btn small ghost danger" onClick={(e) => { e.stopPropagation(); del(o); }}>Delete</button>
+                      {src.apiOwned ? (
+                        <button class="btn small ghost danger" onClick={(e) => { e.stopPropagation(); del(o); }}>Delete</button>
+                      ) : (
+                        <span class="muted" title={`Defined by ${src.label}${src.detail ? ` (${src.detail})` : ''}; change it there`}>read-only</span>
+                      )}
                     </td>
                   </tr>
                   {open === id && (
                     <tr class="expanded">
-                      <td colSpan={5}>
+                      <td colSpan={6}>
                         <pre class="yaml">{toYAML(o.raw)}</pre>
                       </td>
                     </tr>
