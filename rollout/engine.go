@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -52,6 +53,12 @@ type Options struct {
 	DomainSuffix string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// TrafficProvider is the provider of rollouts that name none
+	// (spec.trafficProvider); default ProviderMeshlens.
+	TrafficProvider string
+	// Traffic holds the providers other than meshlens (istio, gatewayAPI),
+	// which need the Kubernetes cluster (controlplane/kube).
+	Traffic map[string]Traffic
 }
 
 // Status is everything known about one rollout: what the API shows and
@@ -63,24 +70,32 @@ type Status struct {
 	Strategy  string `json:"strategy"`
 	// Stable and Candidate are subsets; the versions are the labels the
 	// live graph knows them by.
-	Stable           string    `json:"stable"`
-	Candidate        string    `json:"candidate"`
-	StableVersion    string    `json:"stableVersion"`
-	CandidateVersion string    `json:"candidateVersion"`
-	State            State     `json:"state"`
-	Step             int       `json:"step"`
-	Steps            []int32   `json:"steps,omitempty"`
-	Weights          Weights   `json:"weights"`
-	Applied          *Weights  `json:"applied,omitempty"` // last weights the config store accepted
-	VirtualService   string    `json:"virtualService"`
-	StartedAt        time.Time `json:"startedAt"`
-	StepStartedAt    time.Time `json:"stepStartedAt"`
-	UpdatedAt        time.Time `json:"updatedAt"`
-	Message          string    `json:"message,omitempty"`
-	Failures         int       `json:"consecutiveFailures"`
-	LastVerdict      *Verdict  `json:"lastVerdict,omitempty"`
-	SpecHash         string    `json:"specHash"`
-	History          []Entry   `json:"history"`
+	Stable           string   `json:"stable"`
+	Candidate        string   `json:"candidate"`
+	StableVersion    string   `json:"stableVersion"`
+	CandidateVersion string   `json:"candidateVersion"`
+	State            State    `json:"state"`
+	Step             int      `json:"step"`
+	Steps            []int32  `json:"steps,omitempty"`
+	Weights          Weights  `json:"weights"`
+	Applied          *Weights `json:"applied,omitempty"` // last weights the provider accepted
+	// Provider is the traffic provider the rollout writes through.
+	Provider       string `json:"provider,omitempty"`
+	VirtualService string `json:"virtualService"`
+	HTTPRoute      string `json:"httpRoute,omitempty"`
+	// RoutesEdited: someone else changed the routes since the rollout
+	// wrote them; nothing is written until an operator (or an alert)
+	// decides.
+	RoutesEdited  bool        `json:"routesEdited,omitempty"`
+	Conditions    []Condition `json:"conditions,omitempty"`
+	StartedAt     time.Time   `json:"startedAt"`
+	StepStartedAt time.Time   `json:"stepStartedAt"`
+	UpdatedAt     time.Time   `json:"updatedAt"`
+	Message       string      `json:"message,omitempty"`
+	Failures      int         `json:"consecutiveFailures"`
+	LastVerdict   *Verdict    `json:"lastVerdict,omitempty"`
+	SpecHash      string      `json:"specHash"`
+	History       []Entry     `json:"history"`
 }
 
 // Entry is one line of a rollout's history.
@@ -95,6 +110,7 @@ type Entry struct {
 	// Push.
 	Weights       *Weights `json:"weights,omitempty"`
 	ConfigVersion uint64   `json:"configVersion,omitempty"`
+	Revision      string   `json:"revision,omitempty"` // resourceVersion of the written Kubernetes object
 	Error         string   `json:"error,omitempty"`
 	// Verdict.
 	Verdict *Verdict `json:"verdict,omitempty"`
@@ -105,6 +121,7 @@ type Entry struct {
 type run struct {
 	st         Status
 	spec       *Spec
+	traffic    Traffic // nil: the provider is not available (state refused)
 	lastJudged time.Time
 	pushErrs   int
 	retryAt    time.Time // no push retry before this
@@ -126,6 +143,18 @@ type Engine struct {
 	transitions *prometheus.CounterVec
 	verdicts    *prometheus.CounterVec
 	pushes      *prometheus.CounterVec
+	unapplied   prometheus.Gauge
+
+	// releases are deleted rollouts whose routes are still to be let go
+	// of (retried until the API server takes it).
+	releases map[string]release
+}
+
+type release struct {
+	traffic  Traffic
+	target   Target
+	prev     *Weights
+	toStable bool
 }
 
 // New loads persisted rollout state from opts.DataDir. Register KindSpec
@@ -147,10 +176,13 @@ func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, re
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_rollout_verdicts_total",
 			Help: "Judge verdicts by result."}, []string{"result"}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_rollout_pushes_total",
-			Help: "Route changes applied through the config store, by result."}, []string{"result"}),
+			Help: "Writes of rollout routes (config store or Kubernetes API), by result: applied, error, unavailable, missing, refused, managed, edited."}, []string{"result"}),
+		unapplied: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_rollout_routes_unapplied",
+			Help: "Rollouts whose routes are not yet written as their state says (a rollback waiting for the API server counts here)."}),
+		releases: map[string]release{},
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{e.transitions, e.verdicts, e.pushes} {
+		for _, c := range []prometheus.Collector{e.transitions, e.verdicts, e.pushes, e.unapplied} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("rollout engine: register metrics: %w", err)
 			}
@@ -235,8 +267,9 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 		if r != nil && r.st.SpecHash == h {
 			if r.spec == nil { // loaded from disk: resume
 				r.spec = spec
+				r.traffic, _, _ = e.providerOf(spec)
 				e.logger.Info("rollout resumed", "rollout", key, "state", r.st.State, "step", r.st.Step, "weights", r.st.Weights)
-				if r.st.State != Failed {
+				if r.st.State != Failed && r.st.State != Refused && !r.st.RoutesEdited {
 					e.reconcile(ctx, r)
 				}
 			} else if !reflect.DeepEqual(r.spec.Analysis, spec.Analysis) {
@@ -248,29 +281,74 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 		changed = true
 		versions := subsetVersions(sn, o.Meta.Namespace, spec.Service, e.opts.DomainSuffix)
 		now := e.opts.Now()
-		r = &run{spec: spec, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
+		traffic, provider, perr := e.providerOf(spec)
+		r = &run{spec: spec, traffic: traffic, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
 			Strategy: strategyName(spec), Stable: spec.Stable, Candidate: spec.Candidate,
 			StableVersion: versionOf(versions, spec.Stable), CandidateVersion: versionOf(versions, spec.Candidate),
-			State: Pending, VirtualService: e.vsNameFor(sn, o.Meta.Namespace, spec), StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
+			State: Pending, Provider: provider, StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
+		if provider == ProviderGatewayAPI {
+			r.st.HTTPRoute = spec.HTTPRoute
+		} else {
+			r.st.VirtualService = e.vsNameFor(sn, o.Meta.Namespace, spec)
+		}
 		if c := spec.Strategy.Canary; c != nil {
 			r.st.Steps = c.Steps
 		}
 		if old := e.runs[key]; old != nil {
 			r.st.History = old.st.History // one history across revisions of the rollout
+			if old.traffic != nil && old.st.Provider != provider {
+				// Another provider now: the old one's routes are let go of.
+				e.releaseLocked(ctx, key, old)
+			}
 		}
+		delete(e.releases, key)
 		e.runs[key] = r
+		if perr == nil {
+			if fields := providerFields(spec, provider); len(fields) > 0 {
+				perr = fmt.Errorf("spec.%s: %s", fields[0][0], fields[0][1])
+			}
+		}
+		if perr != nil {
+			r.traffic = nil
+			e.setCondition(r, "False", ReasonNoProvider, perr.Error())
+			e.fire(ctx, r, EvRefuse, "engine", perr.Error())
+			continue
+		}
 		e.fire(ctx, r, EvStart, "engine", "rollout of "+spec.Candidate+" started")
 	}
-	for key := range e.runs {
+	for key, r := range e.runs {
 		if !seen[key] {
 			delete(e.runs, key)
 			changed = true
-			e.logger.Info("rollout deleted; its VirtualService is left as it is", "rollout", key)
+			e.releaseLocked(ctx, key, r)
 		}
 	}
 	if changed {
 		e.saveLocked()
 	}
+}
+
+// releaseLocked lets go of the routes of a deleted rollout: unless the
+// candidate was promoted (or nothing was ever written), they go back to
+// stable, and the owner mark is removed. A release the provider cannot do
+// now is retried by Tick.
+func (e *Engine) releaseLocked(ctx context.Context, key string, r *run) {
+	if r.traffic == nil || r.spec == nil {
+		e.logger.Info("rollout deleted", "rollout", key)
+		return
+	}
+	toStable := r.st.State != Succeeded && r.st.State != Promoting && !r.st.RoutesEdited
+	rel := release{traffic: r.traffic, target: e.target(r), prev: r.st.Applied, toStable: toStable}
+	if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err != nil {
+		e.logger.Warn("rollout deleted; its routes are not released yet, retrying", "rollout", key, "err", err)
+		e.releases[key] = rel
+		return
+	}
+	e.logger.Info("rollout deleted; its routes are released", "rollout", key, "provider", r.st.Provider, "toStable", toStable)
+}
+
+func (e *Engine) target(r *run) Target {
+	return Target{Namespace: r.st.Namespace, Name: r.st.Name, Spec: r.spec, VirtualService: r.st.VirtualService}
 }
 
 // vsNameFor is the VirtualService a rollout writes: spec.virtualService,
@@ -337,10 +415,27 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 		// traffic seen since the resume.
 		r.st.StepStartedAt = now
 	}
+	switch ev {
+	case EvResume, EvPromote, EvAbort, EvAlert, EvFail:
+		if r.st.RoutesEdited {
+			// Someone decided after the routes were changed behind the
+			// rollout's back: the next write takes them as they are.
+			r.st.RoutesEdited = false
+			r.st.Applied = nil
+		}
+	}
 	r.st.Failures = 0
 	r.st.Message = msg
 	r.st.UpdatedAt = now
 	r.st.Weights = desiredWeights(r.spec, to, r.st.Step)
+	if to == Refused {
+		// Nothing more is written: the routes are what was last applied
+		// (zero weights: the rollout never wrote them).
+		r.st.Weights = Weights{}
+		if r.st.Applied != nil {
+			r.st.Weights = *r.st.Applied
+		}
+	}
 	r.pushErrs, r.retryAt = 0, time.Time{}
 	r.lastJudged = now // a new step is judged after a full interval of its own traffic
 	e.record(r, Entry{At: now, Type: "transition", Event: ev, From: from, To: to, Source: source, Step: r.st.Step, Message: msg})
@@ -348,7 +443,10 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
 		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
 	e.saveLocked()
-	if to != Failed { // failed: routes could not be applied; stop trying until a new spec
+	// failed: routes could not be applied; refused: the API server said
+	// no; edited: someone else holds the routes. No writes until a new
+	// spec or an operator.
+	if to != Failed && to != Refused && !r.st.RoutesEdited {
 		e.reconcile(ctx, r)
 	}
 	return nil
@@ -357,43 +455,129 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 // reconcile applies the rollout's desired routes if they are not yet
 // applied, and completes promoting / rolling back once they are.
 func (e *Engine) reconcile(ctx context.Context, r *run) {
-	w := r.st.Weights
-	vs := virtualService(r.st.Namespace, r.st.Name, r.st.VirtualService, r.spec, w)
-	before := e.store.Snapshot().Version
-	sn, ws, err := e.store.Apply(ctx, []*config.Object{vs})
-	now := e.opts.Now()
-	for _, w := range ws {
-		// Accepted, as Istio would, but traffic to a missing subset fails:
-		// the judge sees it; the log says why.
-		e.logger.Warn("rollout routes have an analysis finding", "rollout", r.st.Namespace+"/"+r.st.Name, "code", w.Code, "field", w.Field, "message", w.Message)
+	if r.traffic == nil {
+		return
 	}
+	w := r.st.Weights
+	prev := r.st.Applied
+	if r.st.State == RollingBack {
+		prev = nil // a rollback is written over whatever the routes hold
+	}
+	res, err := r.traffic.Apply(ctx, e.target(r), prev, w)
+	now := e.opts.Now()
 	if err != nil {
+		e.pushFailed(ctx, r, w, err, now)
+		e.saveLocked()
+		return
+	}
+	r.pushErrs = 0
+	if res.Changed || r.st.Applied == nil || *r.st.Applied != w {
+		e.pushes.WithLabelValues("applied").Inc()
+		en := Entry{At: now, Type: "push", Weights: &w, Step: r.st.Step}
+		if r.st.Provider == ProviderMeshlens || r.st.Provider == "" {
+			en.ConfigVersion, _ = strconv.ParseUint(res.Revision, 10, 64)
+		} else {
+			en.Revision = res.Revision
+		}
+		e.record(r, en)
+	}
+	r.st.Applied = &w
+	e.setCondition(r, "True", ReasonApplied, fmt.Sprintf("the routes hold stable %d%%, candidate %d%% (%s)", w.Stable, w.Candidate, e.routesName(r)))
+	e.saveLocked()
+	if r.st.State == Promoting || r.st.State == RollingBack {
+		_ = e.fire(ctx, r, EvPushed, "engine", fmt.Sprintf("routes applied (%s)", revisionText(r.st.Provider, res.Revision)))
+	}
+}
+
+func revisionText(provider, rev string) string {
+	if provider == ProviderMeshlens || provider == "" {
+		return "config version " + rev
+	}
+	return "resourceVersion " + rev
+}
+
+// routesName names the object a rollout writes, for messages.
+func (e *Engine) routesName(r *run) string {
+	switch r.st.Provider {
+	case ProviderGatewayAPI:
+		return "HTTPRoute " + r.st.Namespace + "/" + r.st.HTTPRoute
+	case ProviderIstio:
+		return "VirtualService " + r.st.Namespace + "/" + r.st.VirtualService + " in the Kubernetes API"
+	}
+	return "VirtualService " + r.st.Namespace + "/" + r.st.VirtualService + " in meshlens' config"
+}
+
+// pushFailed decides what a failed write means for the rollout.
+func (e *Engine) pushFailed(ctx context.Context, r *run, w Weights, err error, now time.Time) {
+	key := r.st.Namespace + "/" + r.st.Name
+	e.record(r, Entry{At: now, Type: "push", Weights: &w, Error: err.Error(), Step: r.st.Step})
+	backoff := func(limit time.Duration) {
+		r.retryAt = now.Add(min(time.Duration(1<<min(r.pushErrs, 5))*e.opts.Tick, limit))
+	}
+	switch {
+	case errors.Is(err, ErrEdited):
+		e.pushes.WithLabelValues("edited").Inc()
+		e.routesEdited(ctx, r, err)
+	case errors.Is(err, ErrMissing):
+		// Not the rollout's fault and nothing was written: wait for the
+		// object, without counting towards a rollback.
+		e.pushes.WithLabelValues("missing").Inc()
+		e.setCondition(r, "False", ReasonNotFound, err.Error()+"; retrying until it exists")
+		e.logger.Warn("rollout routes cannot be written yet", "rollout", key, "err", err)
+		r.pushErrs = min(r.pushErrs+1, 3)
+		backoff(5 * time.Second)
+	case errors.Is(err, ErrManaged), errors.Is(err, ErrRefused):
+		reason := ReasonRefused
+		result := "refused"
+		if errors.Is(err, ErrManaged) {
+			reason, result = ReasonManaged, "managed"
+		}
+		e.pushes.WithLabelValues(result).Inc()
+		e.setCondition(r, "False", reason, err.Error())
+		e.logger.Error("rollout routes refused; the rollout stops", "rollout", key, "err", err)
+		_ = e.fire(ctx, r, EvRefuse, "engine", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		// Retried until it lands; a rollback never gives up.
+		r.pushErrs++
+		e.pushes.WithLabelValues("unavailable").Inc()
+		what := "routes"
+		if r.st.State == RollingBack {
+			what = "rollback"
+		}
+		e.setCondition(r, "False", ReasonUnavailable, fmt.Sprintf("%s not written yet (attempt %d), retrying until it lands: %v", what, r.pushErrs, err))
+		e.logger.Error("rollout routes not written; retrying", "rollout", key, "state", r.st.State, "attempt", r.pushErrs, "err", err)
+		backoff(5 * time.Second)
+	default:
 		r.pushErrs++
 		e.pushes.WithLabelValues("error").Inc()
-		e.record(r, Entry{At: now, Type: "push", Weights: &w, Error: err.Error(), Step: r.st.Step})
-		e.logger.Error("rollout push failed", "rollout", r.st.Namespace+"/"+r.st.Name, "err", err)
+		e.setCondition(r, "False", ReasonError, err.Error())
+		e.logger.Error("rollout push failed", "rollout", key, "err", err)
 		// Retry with back-off; a rollout whose routes cannot be applied is
 		// rolled back, and a rollback that cannot be applied fails.
-		r.retryAt = now.Add(min(time.Duration(1<<min(r.pushErrs, 5))*e.opts.Tick, 15*time.Second))
+		backoff(15 * time.Second)
 		switch {
 		case r.st.State == RollingBack && r.pushErrs >= 5:
 			_ = e.fire(ctx, r, EvGiveUp, "engine", "rollback push keeps failing: "+err.Error())
 		case (r.st.State == Progressing || r.st.State == Paused || r.st.State == Promoting) && r.pushErrs >= 3:
 			_ = e.fire(ctx, r, EvAbort, "engine", "routes cannot be applied: "+err.Error())
 		}
-		e.saveLocked()
+	}
+}
+
+// routesEdited pauses a rollout whose routes someone else changed: it does
+// not fight them. Resume writes the rollout's routes over the change;
+// promote and abort (and alerts) do too.
+func (e *Engine) routesEdited(ctx context.Context, r *run, err error) {
+	r.st.RoutesEdited = true
+	msg := fmt.Sprintf("%v; the rollout is paused and writes nothing until it is resumed (its routes then replace the change), promoted or aborted", err)
+	e.setCondition(r, "False", ReasonEdited, msg)
+	e.logger.Warn("rollout routes changed by someone else; pausing", "rollout", r.st.Namespace+"/"+r.st.Name, "err", err)
+	if r.st.State == Progressing || r.st.State == Promoting {
+		_ = e.fire(ctx, r, EvPause, "engine", msg)
 		return
 	}
-	r.pushErrs = 0
-	if sn.Version != before || r.st.Applied == nil || *r.st.Applied != w {
-		e.pushes.WithLabelValues("applied").Inc()
-		e.record(r, Entry{At: now, Type: "push", Weights: &w, ConfigVersion: sn.Version, Step: r.st.Step})
-	}
-	r.st.Applied = &w
+	r.st.Message = msg
 	e.saveLocked()
-	if r.st.State == Promoting || r.st.State == RollingBack {
-		_ = e.fire(ctx, r, EvPushed, "engine", fmt.Sprintf("routes applied (config version %d)", sn.Version))
-	}
 }
 
 func (e *Engine) record(r *run, en Entry) {
@@ -463,11 +647,22 @@ func (e *Engine) Tick(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.opts.Now()
+	for key, rel := range e.releases {
+		if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err == nil {
+			delete(e.releases, key)
+			e.logger.Info("rollout deleted; its routes are released", "rollout", key)
+		}
+	}
+	unapplied := 0
 	for _, r := range e.runs {
 		if r.spec == nil {
 			continue // loaded from disk, its object not seen yet
 		}
-		if r.st.State != Failed && (r.st.Applied == nil || *r.st.Applied != r.st.Weights) {
+		if r.st.State == Failed || r.st.State == Refused || r.st.RoutesEdited || r.traffic == nil {
+			continue // waits for an operator or a new spec
+		}
+		if r.st.Applied == nil || *r.st.Applied != r.st.Weights {
+			unapplied++
 			if !now.Before(r.retryAt) {
 				e.reconcile(ctx, r)
 			}
@@ -481,8 +676,40 @@ func (e *Engine) Tick(ctx context.Context) {
 			continue
 		}
 		r.lastJudged = now
+		if !e.checkRoutes(ctx, r) {
+			continue
+		}
 		e.judgeStep(ctx, r, a, now)
 	}
+	e.unapplied.Set(float64(unapplied))
+}
+
+// checkRoutes asks the provider whether the routes still hold what the
+// rollout wrote before judging a step on the traffic they carry; false
+// when they do not (the rollout pauses or waits).
+func (e *Engine) checkRoutes(ctx context.Context, r *run) bool {
+	err := r.traffic.Check(ctx, e.target(r), *r.st.Applied)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, ErrEdited):
+		e.pushes.WithLabelValues("edited").Inc()
+		e.routesEdited(ctx, r, err)
+		return false
+	case errors.Is(err, ErrMissing):
+		// Gone: written again when it is back.
+		r.st.Applied = nil
+		e.setCondition(r, "False", ReasonNotFound, err.Error()+"; retrying until it exists")
+		e.saveLocked()
+		return false
+	case errors.Is(err, ErrManaged):
+		e.setCondition(r, "False", ReasonManaged, err.Error())
+		_ = e.fire(ctx, r, EvRefuse, "engine", err.Error())
+		return false
+	}
+	// The API server cannot be read: judge anyway, the routes were written.
+	e.logger.Warn("rollout routes cannot be checked", "rollout", r.st.Namespace+"/"+r.st.Name, "err", err)
+	return true
 }
 
 func (e *Engine) judgeStep(ctx context.Context, r *run, a Analysis, now time.Time) {
@@ -571,6 +798,9 @@ func (e *Engine) Do(ctx context.Context, ns, name string, ev Event, source, reas
 		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)
 	}
 	from := r.st.State
+	if r.traffic == nil {
+		return ActionResult{Rollout: key, From: from, To: from}, fmt.Errorf("rollout %s: %w: %s", key, ErrTransition, r.st.Message)
+	}
 	if (ev == EvAbort || ev == EvAlert) && (from == RollingBack || from == RolledBack) {
 		return ActionResult{Rollout: key, From: from, To: from, Message: "already " + string(from)}, nil
 	}

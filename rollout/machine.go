@@ -15,6 +15,10 @@ const (
 	RollingBack State = "rolling back"
 	RolledBack  State = "rolled back"
 	Failed      State = "failed"
+	// Refused: the routes' owner refused the rollout's write (RBAC,
+	// admission, or another controller manages the object). Nothing more is
+	// written; traffic stays as last applied. Resume or abort tries again.
+	Refused State = "refused"
 )
 
 // Event is what happens to a rollout.
@@ -33,6 +37,7 @@ const (
 	EvAlert    Event = "alert"    // an alert (own rule or Alertmanager) named the rollout
 	EvPushed   Event = "pushed"   // the routes of a promoting / rolling-back rollout are applied
 	EvGiveUp   Event = "give up"  // a rollback push kept failing
+	EvRefuse   Event = "refuse"   // the API server (or another controller's ownership) refused the routes
 )
 
 type transition struct {
@@ -49,6 +54,9 @@ var transitions = []transition{
 	{Progressing, EvComplete, Promoting},
 	{Progressing, EvPause, Paused},
 	{Paused, EvResume, Progressing},
+	// A promotion that finds the routes changed by someone else waits
+	// for an operator, as a progressing step does.
+	{Promoting, EvPause, Paused},
 
 	{Pending, EvPromote, Promoting},
 	{Progressing, EvPromote, Promoting},
@@ -72,6 +80,18 @@ var transitions = []transition{
 
 	{RollingBack, EvPushed, RolledBack},
 	{RollingBack, EvGiveUp, Failed},
+
+	// A write refused by the API server stops the rollout where its
+	// routes are; the operator (or an alert) tries again.
+	{Pending, EvRefuse, Refused},
+	{Progressing, EvRefuse, Refused},
+	{Paused, EvRefuse, Refused},
+	{Promoting, EvRefuse, Refused},
+	{RollingBack, EvRefuse, Refused},
+	{Refused, EvResume, Progressing},
+	{Refused, EvPromote, Promoting},
+	{Refused, EvAbort, RollingBack},
+	{Refused, EvAlert, RollingBack},
 }
 
 // next returns the state an event leads to, or an error naming why not.

@@ -6,17 +6,18 @@ import (
 )
 
 func TestStateMachineTable(t *testing.T) {
-	all := []State{Pending, Progressing, Paused, Promoting, Succeeded, RollingBack, RolledBack, Failed}
-	events := []Event{EvStart, EvAdvance, EvComplete, EvPause, EvResume, EvPromote, EvFail, EvAbort, EvAlert, EvPushed, EvGiveUp}
+	all := []State{Pending, Progressing, Paused, Promoting, Succeeded, RollingBack, RolledBack, Failed, Refused}
+	events := []Event{EvStart, EvAdvance, EvComplete, EvPause, EvResume, EvPromote, EvFail, EvAbort, EvAlert, EvPushed, EvGiveUp, EvRefuse}
 	want := map[State]map[Event]State{
-		Pending:     {EvStart: Progressing, EvPromote: Promoting, EvAbort: RollingBack, EvAlert: RollingBack},
-		Progressing: {EvAdvance: Progressing, EvComplete: Promoting, EvPause: Paused, EvPromote: Promoting, EvFail: RollingBack, EvAbort: RollingBack, EvAlert: RollingBack},
-		Paused:      {EvResume: Progressing, EvPromote: Promoting, EvFail: RollingBack, EvAbort: RollingBack, EvAlert: RollingBack},
-		Promoting:   {EvPushed: Succeeded, EvAbort: RollingBack, EvAlert: RollingBack},
+		Pending:     {EvStart: Progressing, EvPromote: Promoting, EvAbort: RollingBack, EvAlert: RollingBack, EvRefuse: Refused},
+		Progressing: {EvAdvance: Progressing, EvComplete: Promoting, EvPause: Paused, EvPromote: Promoting, EvFail: RollingBack, EvAbort: RollingBack, EvAlert: RollingBack, EvRefuse: Refused},
+		Paused:      {EvResume: Progressing, EvPromote: Promoting, EvFail: RollingBack, EvAbort: RollingBack, EvAlert: RollingBack, EvRefuse: Refused},
+		Promoting:   {EvPushed: Succeeded, EvPause: Paused, EvAbort: RollingBack, EvAlert: RollingBack, EvRefuse: Refused},
 		Succeeded:   {EvAbort: RollingBack},
-		RollingBack: {EvPushed: RolledBack, EvGiveUp: Failed},
+		RollingBack: {EvPushed: RolledBack, EvGiveUp: Failed, EvRefuse: Refused},
 		RolledBack:  {},
 		Failed:      {},
+		Refused:     {EvResume: Progressing, EvPromote: Promoting, EvAbort: RollingBack, EvAlert: RollingBack},
 	}
 	for _, s := range all {
 		for _, ev := range events {

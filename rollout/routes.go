@@ -68,7 +68,7 @@ func virtualService(ns, name, vsName string, s *Spec, w Weights) *config.Object 
 			ms = append(ms, matchRequest(m))
 		}
 		if len(ms) > 0 {
-			vs.Http = append(vs.Http, &networking.HTTPRoute{Name: "candidate-match", Match: ms,
+			vs.Http = append(vs.Http, &networking.HTTPRoute{Name: routeMatch, Match: ms,
 				Route: []*networking.HTTPRouteDestination{dest(s.Candidate, 0)}})
 		}
 	}
@@ -82,7 +82,7 @@ func virtualService(ns, name, vsName string, s *Spec, w Weights) *config.Object 
 	if len(route) == 1 {
 		route[0].Weight = 0 // a single destination takes everything
 	}
-	vs.Http = append(vs.Http, &networking.HTTPRoute{Name: "split", Route: route})
+	vs.Http = append(vs.Http, &networking.HTTPRoute{Name: routeSplit, Route: route})
 	return &config.Object{
 		APIVersion: "networking.istio.io/v1",
 		Kind:       config.KindVirtualService,
@@ -94,15 +94,18 @@ func virtualService(ns, name, vsName string, s *Spec, w Weights) *config.Object 
 
 func matchRequest(m Match) *networking.HTTPMatchRequest {
 	if m.Cookie != "" {
-		// gRPC and Envoy see cookies as one "cookie" header: match the pair
-		// anywhere in it, as Istio users write it.
-		re := `^(.*;\s*)?` + regexp.QuoteMeta(m.Cookie) + `=` + regexp.QuoteMeta(m.Exact) + `(;.*)?$`
 		return &networking.HTTPMatchRequest{Headers: map[string]*networking.StringMatch{
-			"cookie": {MatchType: &networking.StringMatch_Regex{Regex: re}}}}
+			"cookie": {MatchType: &networking.StringMatch_Regex{Regex: cookieRegex(m)}}}}
 	}
 	sm := &networking.StringMatch{MatchType: &networking.StringMatch_Exact{Exact: m.Exact}}
 	if m.Regex != "" {
 		sm = &networking.StringMatch{MatchType: &networking.StringMatch_Regex{Regex: m.Regex}}
 	}
 	return &networking.HTTPMatchRequest{Headers: map[string]*networking.StringMatch{m.Header: sm}}
+}
+
+// cookieRegex: gRPC and Envoy see cookies as one "cookie" header: match the
+// pair anywhere in it, as Istio users write it.
+func cookieRegex(m Match) string {
+	return `^(.*;\s*)?` + regexp.QuoteMeta(m.Cookie) + `=` + regexp.QuoteMeta(m.Exact) + `(;.*)?$`
 }

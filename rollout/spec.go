@@ -3,6 +3,7 @@ package rollout
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,23 @@ type Spec struct {
 	// default: the one that already routes the host, else the service's
 	// short name.
 	VirtualService string `json:"virtualService,omitempty"`
-	// Stable and Candidate are DestinationRule subsets of the service.
+	// TrafficProvider is where the routes are written: "meshlens" (meshlens'
+	// own config store and xDS server), "istio" (the VirtualService held by
+	// the Kubernetes API server, for istiod) or "gatewayAPI" (the
+	// backendRefs weights of a Gateway API HTTPRoute). Default: meshlens
+	// serve --traffic-provider.
+	TrafficProvider string `json:"trafficProvider,omitempty"`
+	// HTTPRoute is the name of the HTTPRoute a gatewayAPI rollout writes
+	// (in the rollout's namespace).
+	HTTPRoute string `json:"httpRoute,omitempty"`
+	// StableService and CandidateService are the Kubernetes Services of the
+	// two versions, the HTTPRoute's backends (gatewayAPI only, as Flagger
+	// and Argo Rollouts split traffic for Gateway API).
+	StableService    string `json:"stableService,omitempty"`
+	CandidateService string `json:"candidateService,omitempty"`
+	// Stable and Candidate are DestinationRule subsets of the service (for
+	// gatewayAPI, the version labels of the two Services' pods, which the
+	// judge compares).
 	Stable    string   `json:"stable"`
 	Candidate string   `json:"candidate"`
 	Strategy  Strategy `json:"strategy"`
@@ -222,6 +239,7 @@ func validate(o *config.Object) []config.FieldError {
 	if s.Stable != "" && s.Stable == s.Candidate {
 		add("candidate", "must differ from stable (%q)", s.Stable)
 	}
+	errs = append(errs, validateProvider(o.Key(), s)...)
 	n := 0
 	if c := s.Strategy.Canary; c != nil {
 		n++
@@ -296,6 +314,54 @@ func analyze(o *config.Object, sn *config.Snapshot, domain string) []config.Warn
 		if _, ok := subsets[f.subset]; !ok {
 			out = append(out, config.Warning{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: f.field,
 				Message: fmt.Sprintf("Referenced host+subset in destinationrule not found: %q: no subset %q in the DestinationRule of %s", fqdn+"+"+f.subset, f.subset, s.Service)})
+		}
+	}
+	return out
+}
+
+// validateProvider checks the fields of spec.trafficProvider. A rollout that
+// names none gets the server's default, checked when the engine takes it on
+// (providerFields).
+func validateProvider(key string, s *Spec) []config.FieldError {
+	if s.TrafficProvider != "" && !slices.Contains(Providers, s.TrafficProvider) {
+		return []config.FieldError{{Object: key, Field: "trafficProvider",
+			Message: fmt.Sprintf("unknown traffic provider %q: want one of %s", s.TrafficProvider, strings.Join(Providers, ", "))}}
+	}
+	if s.TrafficProvider == "" {
+		return nil
+	}
+	var errs []config.FieldError
+	for _, m := range providerFields(s, s.TrafficProvider) {
+		errs = append(errs, config.FieldError{Object: key, Field: m[0], Message: m[1]})
+	}
+	return errs
+}
+
+// providerFields lists (field, message) pairs for the fields a provider
+// needs or does not take.
+func providerFields(s *Spec, provider string) [][2]string {
+	var out [][2]string
+	if provider == ProviderGatewayAPI {
+		if s.HTTPRoute == "" {
+			out = append(out, [2]string{"httpRoute", "required with trafficProvider gatewayAPI: the HTTPRoute whose backendRefs weights the rollout moves"})
+		}
+		if s.StableService == "" {
+			out = append(out, [2]string{"stableService", "required with trafficProvider gatewayAPI: the Service of the stable version"})
+		}
+		if s.CandidateService == "" {
+			out = append(out, [2]string{"candidateService", "required with trafficProvider gatewayAPI: the Service of the candidate version"})
+		}
+		if s.StableService != "" && s.StableService == s.CandidateService {
+			out = append(out, [2]string{"candidateService", fmt.Sprintf("must differ from stableService (%q)", s.StableService)})
+		}
+		if s.VirtualService != "" {
+			out = append(out, [2]string{"virtualService", "not used with trafficProvider gatewayAPI (the rollout writes spec.httpRoute)"})
+		}
+		return out
+	}
+	for _, f := range []struct{ field, value string }{{"httpRoute", s.HTTPRoute}, {"stableService", s.StableService}, {"candidateService", s.CandidateService}} {
+		if f.value != "" {
+			out = append(out, [2]string{f.field, "only used with trafficProvider gatewayAPI"})
 		}
 	}
 	return out
