@@ -73,7 +73,7 @@ func TestCLIApplyGetDeleteAgainstServer(t *testing.T) {
 	}
 
 	out, _, err = run(t, runGet, append([]string{"vs", "-n", "bookinfo"}, common...)...)
-	if err != nil || !strings.Contains(out, "VirtualService  bookinfo   reviews") {
+	if err != nil || !strings.Contains(out, "VirtualService  bookinfo   reviews      api") || !strings.Contains(out, "SOURCE") {
 		t.Fatalf("get vs: %v\n%s", err, out)
 	}
 	// -o yaml output is config that applies again, unchanged.

@@ -39,6 +39,10 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	c := cf.client()
 	var objs []json.RawMessage
+	var list struct {
+		Items   []json.RawMessage `json:"items"`
+		Sources map[string]string `json:"sources"`
+	}
 	if len(pos) == 2 {
 		namespace := *ns
 		if namespace == "" {
@@ -49,13 +53,15 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		objs = append(objs, one)
+		if *output == "table" { // the table's SOURCE column comes with the list
+			if err := c.do(ctx, "GET", "/config?kind="+url.QueryEscape(pos[0]), nil, &list, stderr); err != nil {
+				return err
+			}
+		}
 	} else {
 		path := "/config"
 		if pos[0] != "all" {
 			path += "?kind=" + url.QueryEscape(pos[0])
-		}
-		var list struct {
-			Items []json.RawMessage `json:"items"`
 		}
 		if err := c.do(ctx, "GET", path, nil, &list, stderr); err != nil {
 			return err
@@ -66,7 +72,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			}
 		}
 	}
-	return printObjects(stdout, objs, *output)
+	return printObjects(stdout, objs, list.Sources, *output)
 }
 
 type objectHead struct {
@@ -83,7 +89,9 @@ func namespaceOf(raw json.RawMessage) string {
 	return h.Metadata.Namespace
 }
 
-func printObjects(w io.Writer, objs []json.RawMessage, format string) error {
+// printObjects writes objects as a table (with each one's source, from
+// sources by key, when known), YAML or JSON.
+func printObjects(w io.Writer, objs []json.RawMessage, sources map[string]string, format string) error {
 	switch format {
 	case "json":
 		var out any = objs
@@ -116,13 +124,17 @@ func printObjects(w io.Writer, objs []json.RawMessage, format string) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME")
+	fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSOURCE")
 	for _, o := range objs {
 		var h objectHead
 		if err := json.Unmarshal(o, &h); err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Kind, h.Metadata.Namespace, h.Metadata.Name)
+		source := sources[h.Kind+"/"+h.Metadata.Namespace+"/"+h.Metadata.Name]
+		if source == "" {
+			source = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Kind, h.Metadata.Namespace, h.Metadata.Name, source)
 	}
 	return tw.Flush()
 }
