@@ -130,6 +130,7 @@ func TestAPIAuthMatrix(t *testing.T) {
 		}
 		read := step{"GET", "/config", ""}
 		readOne := step{"GET", "/config/serviceentry/shop/a", ""}
+		analysis := step{"GET", "/analysis", ""}
 		write := step{"POST", "/config", se}
 		del := step{"DELETE", "/config/serviceentry/shop/a", ""}
 		openRead := map[bool]int{false: 200, true: 401}[requireReads]
@@ -143,6 +144,8 @@ func TestAPIAuthMatrix(t *testing.T) {
 			{read, "wrong-token-0123456789", 401},
 			{read, viewerToken, 200},
 			{read, operatorToken, 200},
+			{analysis, "", openRead},
+			{analysis, viewerToken, 200},
 			{readOne, "", openReadOne},
 			{write, "", 401},
 			{write, "wrong-token-0123456789", 401},
