@@ -3,7 +3,8 @@
 # Debian machine. Idempotent: it installs only what is missing.
 #
 #   scripts/deps.sh run    # what `make run` needs: ClickHouse, npm packages
-#   scripts/deps.sh test   # plus Prometheus, Alertmanager, Chromium, telemetrygen
+#   scripts/deps.sh test   # plus Prometheus, Alertmanager, Chromium, ZooKeeper (the ClickHouse
+#                          # cluster tests), telemetrygen
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +15,7 @@ sudo=""
 # Debian packages: ClickHouse always; the test peers only for tests.
 want=(clickhouse-server)
 if [ "$mode" = test ]; then
-  want+=(prometheus prometheus-alertmanager chromium iproute2)
+  want+=(prometheus prometheus-alertmanager chromium iproute2 zookeeper)
 fi
 missing=()
 for p in "${want[@]}"; do
