@@ -87,7 +87,7 @@ func BenchmarkIngest(b *testing.B) {
 	for i := 0; i < len(data); i += 25 {
 		var c chunk
 		for _, td := range data[i:min(i+25, len(data))] {
-			c.spans = append(c.spans, normalize.Spans(td)...)
+			c.spans = append(c.spans, normalize.Spans(td, nil)...)
 			c.recs = append(c.recs, p.Add(td, time.Now())...)
 		}
 		chunks = append(chunks, c)

@@ -120,8 +120,10 @@ type Collector struct {
 }
 
 // New builds a collector writing to st and feeding sinks; its queue lives in
-// dataDir/queue.
-func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, reg prometheus.Registerer, logger *slog.Logger) (*Collector, error) {
+// dataDir/queue. peers, when not nil, names the workloads behind addresses
+// in the telemetry (a Kubernetes registry: Pod IPs) where the telemetry
+// itself does not.
+func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, peers mesh.PeerResolver, reg prometheus.Registerer, logger *slog.Logger) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -133,14 +135,16 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, r
 		logger.Info("ingest queue holds data from the previous run; writing it first", "batches", n, "mib", bytes>>20)
 	}
 	m := meshexporter.NewMetrics(reg)
+	pairer := normalize.NewPairer(cfg.PairWait, 500_000)
+	pairer.Peers = peers
 	c := &Collector{
 		cfg:    cfg,
 		logger: logger,
 		spool:  sp,
 		deps: meshexporter.Deps{
 			Spool:   sp,
-			Pairer:  normalize.NewPairer(cfg.PairWait, 500_000),
-			Logs:    normalize.LogOptions{InboundFromMesh: cfg.InboundAccessLogs == InboundAll},
+			Pairer:  pairer,
+			Logs:    normalize.LogOptions{InboundFromMesh: cfg.InboundAccessLogs == InboundAll, Peers: peers},
 			Sinks:   sinks,
 			Metrics: m,
 		},

@@ -70,6 +70,13 @@ func startCollector(t *testing.T) *harness { return startCollectorB(t) }
 
 func startCollectorB(t testing.TB, tweaks ...func(*collector.Config)) *harness {
 	t.Helper()
+	return startCollectorWith(t, nil, nil, tweaks...)
+}
+
+// startCollectorWith is startCollectorB with a peer resolver and one more
+// live sink (the graph); either may be nil.
+func startCollectorWith(t testing.TB, peers mesh.PeerResolver, live mesh.RecordSink, tweaks ...func(*collector.Config)) *harness {
+	t.Helper()
 	h := &harness{store: storetest.Open(t), reg: prometheus.NewRegistry(), sink: &recordSink{ch: make(chan []mesh.Record, 1024)}}
 	h.cfg = collector.DefaultConfig()
 	h.cfg.OTLPGRPC, h.cfg.OTLPHTTP, h.cfg.ALS = freeAddr(t), freeAddr(t), freeAddr(t)
@@ -81,7 +88,11 @@ func startCollectorB(t testing.TB, tweaks ...func(*collector.Config)) *harness {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	c, err := collector.New(h.cfg, t.TempDir(), h.store, []mesh.RecordSink{h.sink}, h.reg, logger)
+	sinks := []mesh.RecordSink{h.sink}
+	if live != nil {
+		sinks = append(sinks, live)
+	}
+	c, err := collector.New(h.cfg, t.TempDir(), h.store, sinks, peers, h.reg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,7 +198,17 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	col, err := collector.New(cfg.Collector, cfg.DataDir, st, []mesh.RecordSink{live}, reg, logger)
+	cluster, err := newCluster(cfg.Kubeconfig, cfg.DomainSuffix, logger, reg)
+	if err != nil {
+		return err
+	}
+	// With Kubernetes, a Pod's IP in the telemetry names its workload,
+	// service and version where the telemetry does not.
+	var peers mesh.PeerResolver
+	if cluster != nil {
+		peers = cluster.registry
+	}
+	col, err := collector.New(cfg.Collector, cfg.DataDir, st, []mesh.RecordSink{live}, peers, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -209,10 +219,6 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 	}
 
-	cluster, err := newCluster(cfg.Kubeconfig, cfg.DomainSuffix, logger, reg)
-	if err != nil {
-		return err
-	}
 	kinds, err := configKinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix})
 	if err != nil {
 		return err

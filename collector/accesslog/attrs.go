@@ -42,6 +42,7 @@ const (
 	ResNamespace = "k8s.namespace.name"
 	ResWorkload  = "k8s.deployment.name"
 	ResPod       = "k8s.pod.name"
+	ResPodIP     = "k8s.pod.ip" // with a Kubernetes registry, names the proxy when the rest does not
 )
 
 // Scope is the instrumentation scope name of logs produced by the ALS receiver.

@@ -3,6 +3,8 @@ package alsreceiver
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,11 +28,12 @@ type identity struct {
 	namespace string
 	workload  string
 	pod       string
+	podIP     string
 }
 
 // identityOf reads Istio's node metadata (NAMESPACE, NAME, WORKLOAD_NAME,
-// LABELS{app,version,service.istio.io/canonical-*}) and falls back to the node
-// cluster, which Istio sets to "service.namespace".
+// LABELS{app,version,service.istio.io/canonical-*}, INSTANCE_IPS) and falls
+// back to the node cluster, which Istio sets to "service.namespace".
 func identityOf(id *alsv3.StreamAccessLogsMessage_Identifier) (identity, error) {
 	node := id.GetNode()
 	if node == nil {
@@ -43,6 +46,9 @@ func identityOf(id *alsv3.StreamAccessLogsMessage_Identifier) (identity, error) 
 	ident.namespace = str(md, "NAMESPACE")
 	ident.pod = str(md, "NAME")
 	ident.workload = str(md, "WORKLOAD_NAME")
+	// The Pod's addresses, "10.1.2.3,fd00::3": with a Kubernetes registry
+	// the first names the proxy when the rest of the metadata does not.
+	ident.podIP, _, _ = strings.Cut(str(md, "INSTANCE_IPS"), ",")
 	ident.service = firstNonEmpty(str(labels, "service.istio.io/canonical-name"), str(labels, "app"), str(labels, "app.kubernetes.io/name"))
 	ident.version = firstNonEmpty(str(labels, "service.istio.io/canonical-revision"), str(labels, "version"), str(labels, "app.kubernetes.io/version"))
 	if ident.service == "" || ident.namespace == "" {
@@ -83,6 +89,7 @@ func toLogs(ident identity, msg *alsv3.StreamAccessLogsMessage) (plog.Logs, int,
 	putNonEmpty(res, accesslog.ResNamespace, ident.namespace)
 	putNonEmpty(res, accesslog.ResWorkload, ident.workload)
 	putNonEmpty(res, accesslog.ResPod, ident.pod)
+	putNonEmpty(res, accesslog.ResPodIP, ident.podIP)
 	putNonEmpty(res, accesslog.AttrEnvoyNodeID, ident.nodeID)
 	sl := rl.ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(accesslog.Scope)
@@ -227,7 +234,8 @@ func addr(a *corev3.Address) string {
 	if sa == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue())
+	// "[fd00::1]:80" for IPv6, as Envoy prints it and the registry reads it.
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }
 
 // Flags formats Envoy response flags the way Envoy's %RESPONSE_FLAGS% does:

@@ -18,14 +18,14 @@ import (
 
 func TestIdentityComesFromIstioNodeMetadata(t *testing.T) {
 	md, _ := structpb.NewStruct(map[string]any{
-		"NAMESPACE": "shop", "WORKLOAD_NAME": "reviews-v2",
+		"NAMESPACE": "shop", "WORKLOAD_NAME": "reviews-v2", "INSTANCE_IPS": "10.1.0.7,fd00::7",
 		"LABELS": map[string]any{"service.istio.io/canonical-name": "reviews", "service.istio.io/canonical-revision": "v2"},
 	})
 	id, err := identityOf(&alsv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "n", Metadata: md}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.service != "reviews" || id.version != "v2" || id.namespace != "shop" || id.workload != "reviews-v2" {
+	if id.service != "reviews" || id.version != "v2" || id.namespace != "shop" || id.workload != "reviews-v2" || id.podIP != "10.1.0.7" {
 		t.Fatalf("identity = %+v", id)
 	}
 	// Without metadata, the node cluster "service.namespace" names it.
@@ -108,4 +108,24 @@ func FuzzStreamMessage(f *testing.F) {
 			t.Fatalf("%d records + %d rows from %d entries", len(recs), len(rows), n)
 		}
 	})
+}
+
+func TestAddressesPrintLikeEnvoy(t *testing.T) {
+	for _, tc := range []struct {
+		ip   string
+		port uint32
+		want string
+	}{
+		{"10.0.0.7", 9080, "10.0.0.7:9080"},
+		{"fd00::7", 80, "[fd00::7]:80"}, // so the port splits off again
+	} {
+		a := &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: tc.ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: tc.port}}}}
+		if got := addr(a); got != tc.want {
+			t.Errorf("addr(%s, %d) = %q, want %q", tc.ip, tc.port, got, tc.want)
+		}
+	}
+	if got := addr(nil); got != "" {
+		t.Errorf("addr(nil) = %q", got)
+	}
 }

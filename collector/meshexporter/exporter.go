@@ -130,7 +130,8 @@ func (e *meshExporter) ConsumeTraces(ctx context.Context, td ptrace.Traces) erro
 		return err
 	}
 	recs := e.deps.Pairer.Add(td, e.deps.Now())
-	return e.emit(ctx, recs, &spool.Batch{Spans: normalize.Spans(td)})
+	// Span rows name their service as the records do.
+	return e.emit(ctx, recs, &spool.Batch{Spans: normalize.Spans(td, e.deps.Pairer.Peers)})
 }
 
 func (e *meshExporter) ConsumeLogs(ctx context.Context, ld plog.Logs) error {

@@ -17,6 +17,12 @@ type LogOptions struct {
 	// By default they are dropped: the caller's proxy reports the same
 	// request as outbound, and counting both would double every edge.
 	InboundFromMesh bool
+	// Peers, when set, names the workloads behind the addresses an entry
+	// carries (upstream host, downstream remote address, the proxy's own
+	// k8s.pod.ip) where the entry itself does not: the callee's version
+	// when the cluster name has no subset, a caller outside the proxies'
+	// peer metadata, a proxy without Istio's node metadata.
+	Peers mesh.PeerResolver
 }
 
 // Logs splits OTLP logs into mesh request records (Envoy access-log entries,
@@ -26,7 +32,8 @@ func Logs(ld plog.Logs, opts LogOptions) (recs []mesh.Record, rows []store.LogRo
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		self := PeerOf(rl.Resource().Attributes())
+		res := rl.Resource().Attributes()
+		self := resolveSelf(opts.Peers, PeerOf(res), res)
 		origin := mesh.OriginOTLPLog
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
@@ -38,7 +45,7 @@ func Logs(ld plog.Logs, opts LogOptions) (recs []mesh.Record, rows []store.LogRo
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
 				if isAccessLog(lr) {
-					if rec, fromMesh := accessLogRecord(self, lr, origin); !fromMesh || opts.InboundFromMesh {
+					if rec, keep := accessLogRecord(self, lr, origin, opts); keep {
 						recs = append(recs, rec)
 					}
 					continue
@@ -62,11 +69,14 @@ func isAccessLog(lr plog.LogRecord) bool {
 
 // accessLogRecord builds the record of one access-log entry written by the
 // proxy self. An outbound entry (upstream cluster "outbound|port|subset|host")
-// names the caller (self) and the callee (host, version = subset). An inbound
-// entry names the callee (self); inboundFromMesh says its caller is a mesh
-// workload (named by peer metadata or an mTLS identity), whose own proxy
-// may report the same request as outbound.
-func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin) (rec mesh.Record, inboundFromMesh bool) {
+// names the caller (self) and the callee (host, version = subset; the rest
+// from the upstream host's address). An inbound entry names the callee
+// (self); its caller is what peer metadata, the mTLS identity and the
+// downstream address say. keep is false for an inbound entry whose caller is
+// a mesh workload (named by peer metadata or an mTLS identity) unless
+// opts.InboundFromMesh: the caller's own proxy reports the same request as
+// outbound.
+func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin, opts LogOptions) (rec mesh.Record, keep bool) {
 	a := lr.Attributes()
 	rec = mesh.Record{
 		Time:      lr.Timestamp().AsTime(),
@@ -131,15 +141,28 @@ func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin) (rec
 		rec.Source = self
 		svc, ns := mesh.ServiceOfHost(cl.Host)
 		rec.Destination = mesh.Peer{Service: svc, Namespace: ns, Version: cl.Subset}
+		if opts.Peers != nil && !known(rec.Destination) {
+			rec.Destination = resolve(opts.Peers, rec.Destination, str(a, accesslog.AttrUpstreamHost))
+		}
 		if rec.Destination.Namespace == "" {
 			rec.Destination.Namespace = self.Namespace
 		}
+		return rec, true
 	default: // inbound, or an entry without cluster: self is the callee
 		rec.Destination = self
 		rec.Source = caller
-		return rec, caller.Service != "" || caller.Namespace != "" || rec.MTLS
+		// Whether the caller's proxy reports the request too is what the
+		// entry says, not the registry: a Pod without a sidecar reports
+		// nothing, and its requests are counted here.
+		fromMesh := caller.Service != "" || caller.Namespace != "" || rec.MTLS
+		if fromMesh && !opts.InboundFromMesh {
+			return rec, false
+		}
+		if opts.Peers != nil && !known(rec.Source) {
+			rec.Source = resolve(opts.Peers, rec.Source, str(a, accesslog.AttrDownstreamRemote))
+		}
+		return rec, true
 	}
-	return rec, false
 }
 
 // namespaceOfPrincipal reads NS from spiffe://TRUST_DOMAIN/ns/NS/sa/SA.

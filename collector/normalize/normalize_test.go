@@ -155,7 +155,7 @@ func FuzzTraces(f *testing.F) {
 		if err != nil {
 			return
 		}
-		rows := Spans(td)
+		rows := Spans(td, nil)
 		if len(rows) != td.SpanCount() {
 			t.Fatalf("%d rows for %d spans", len(rows), td.SpanCount())
 		}

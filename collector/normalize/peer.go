@@ -35,6 +35,48 @@ func PeerOf(res pcommon.Map) mesh.Peer {
 	return p
 }
 
+// known reports whether p names everything an address could add to it.
+func known(p mesh.Peer) bool {
+	return p.Service != "" && p.Version != "" && p.Workload != "" && p.Namespace != ""
+}
+
+// resolve fills what p lacks from the workload at addr. What the telemetry
+// said is never overwritten, and a workload in another namespace than the
+// one the telemetry names is not p's (an address reused, or from another
+// cluster). Callers check known(p) first: that keeps the resolver, and
+// reading the address, off the path of records that need neither.
+func resolve(r mesh.PeerResolver, p mesh.Peer, addr string) mesh.Peer {
+	if addr == "" {
+		return p
+	}
+	q, ok := r.PeerAt(addr)
+	if !ok || (p.Namespace != "" && q.Namespace != "" && q.Namespace != p.Namespace) {
+		return p
+	}
+	if p.Namespace == "" {
+		p.Namespace = q.Namespace
+	}
+	if p.Service == "" {
+		p.Service = q.Service
+	}
+	if p.Version == "" {
+		p.Version = q.Version
+	}
+	if p.Workload == "" {
+		p.Workload = q.Workload
+	}
+	return p
+}
+
+// resolveSelf fills the identity a resource names from its Pod's address
+// (k8s.pod.ip), once per resource.
+func resolveSelf(r mesh.PeerResolver, p mesh.Peer, res pcommon.Map) mesh.Peer {
+	if r == nil || known(p) {
+		return p
+	}
+	return resolve(r, p, str(res, accesslog.ResPodIP))
+}
+
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 func str(m pcommon.Map, k string) string {

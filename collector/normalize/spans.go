@@ -2,6 +2,7 @@ package normalize
 
 import (
 	"iter"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,10 +17,11 @@ import (
 	"github.com/meshlens/meshlens/store"
 )
 
-// Spans converts every span into a span row.
-func Spans(td ptrace.Traces) []store.Span {
+// Spans converts every span into a span row. peers, when not nil, fills
+// what a resource does not say about its service from its k8s.pod.ip.
+func Spans(td ptrace.Traces, peers mesh.PeerResolver) []store.Span {
 	out := make([]store.Span, 0, td.SpanCount())
-	for peer, sp := range eachSpan(td) {
+	for peer, sp := range eachSpan(td, peers) {
 		row := store.Span{
 			Start:         sp.StartTimestamp().AsTime(),
 			TraceID:       hexID(sp.TraceID()),
@@ -38,13 +40,15 @@ func Spans(td ptrace.Traces) []store.Span {
 	return out
 }
 
-// eachSpan yields every span of td with the peer its resource names.
-func eachSpan(td ptrace.Traces) iter.Seq2[mesh.Peer, ptrace.Span] {
+// eachSpan yields every span of td with the peer its resource names, filled
+// from the resource's Pod address by peers when not nil.
+func eachSpan(td ptrace.Traces, peers mesh.PeerResolver) iter.Seq2[mesh.Peer, ptrace.Span] {
 	return func(yield func(mesh.Peer, ptrace.Span) bool) {
 		rss := td.ResourceSpans()
 		for i := 0; i < rss.Len(); i++ {
 			rs := rss.At(i)
-			peer := PeerOf(rs.Resource().Attributes())
+			res := rs.Resource().Attributes()
+			peer := resolveSelf(peers, PeerOf(res), res)
 			sss := rs.ScopeSpans()
 			for j := 0; j < sss.Len(); j++ {
 				spans := sss.At(j).Spans()
@@ -137,9 +141,46 @@ type callInfo struct {
 	code       uint16
 	grpcStatus int16
 	target     mesh.Peer // the callee as named by a client span
+	// peerAddr is the other side's address as the span saw it: the
+	// callee's for a client span, the caller's for a server span. Read
+	// only when a resolver will use it.
+	peerAddr string
 }
 
-func callOf(sp ptrace.Span) callInfo {
+// Span attributes that may carry the other side's address, under current and
+// older OpenTelemetry semantic conventions, most telling first.
+var (
+	calleeAddrAttrs = []string{"network.peer.address", "server.address", "net.sock.peer.addr", "net.peer.ip"}
+	callerAddrAttrs = []string{"client.address", "network.peer.address", "net.sock.peer.addr", "net.peer.ip"}
+)
+
+// peerAddrOf returns the first of keys holding an IP address, with or
+// without port. Host names (server.address often is one) and loopback
+// addresses (a sidecar in between) name no workload.
+func peerAddrOf(a pcommon.Map, keys []string) string {
+	for _, k := range keys {
+		v := str(a, k)
+		if v == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(v)
+		if err != nil {
+			ap, err := netip.ParseAddrPort(v)
+			if err != nil {
+				continue
+			}
+			ip = ap.Addr()
+		}
+		if !ip.IsLoopback() && !ip.IsUnspecified() {
+			return v
+		}
+	}
+	return ""
+}
+
+// callOf reads what a span says about its request; withAddrs reads the
+// peer's addresses too.
+func callOf(sp ptrace.Span, withAddrs bool) callInfo {
 	a := sp.Attributes()
 	c := callInfo{protocol: "http", grpcStatus: -1}
 	if str(a, "rpc.system") == "grpc" || str(a, "rpc.system.name") == "grpc" {
@@ -179,6 +220,13 @@ func callOf(sp ptrace.Span) callInfo {
 	}
 	if ps := str(a, "peer.service"); ps != "" {
 		c.target.Service = ps
+	}
+	if withAddrs {
+		keys := calleeAddrAttrs
+		if sp.Kind() == ptrace.SpanKindServer {
+			keys = callerAddrAttrs
+		}
+		c.peerAddr = peerAddrOf(a, keys)
 	}
 	return c
 }
@@ -233,6 +281,11 @@ func firstNonEmpty(s ...string) string {
 type Pairer struct {
 	Wait       time.Duration // how long a half waits for its other half
 	MaxPending int           // bound on waiting halves; the oldest are released early
+	// Peers, when set, names the workloads behind addresses where the spans
+	// do not: a service's own (its resource's k8s.pod.ip), the callee of a
+	// client span (network.peer.address, server.address, ...) and the
+	// caller of a server span (client.address, network.peer.address, ...).
+	Peers mesh.PeerResolver
 
 	mu      sync.Mutex
 	clients map[string]*half // by client span id
@@ -258,7 +311,7 @@ func (p *Pairer) Add(td ptrace.Traces, now time.Time) []mesh.Record {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []mesh.Record
-	for peer, sp := range eachSpan(td) {
+	for peer, sp := range eachSpan(td, p.Peers) {
 		kind := sp.Kind()
 		if kind != ptrace.SpanKindServer && kind != ptrace.SpanKindClient {
 			continue
@@ -269,18 +322,18 @@ func (p *Pairer) Add(td ptrace.Traces, now time.Time) []mesh.Record {
 			duration: duration(sp),
 			traceID:  hexID(sp.TraceID()),
 			spanID:   hexID(sp.SpanID()),
-			call:     callOf(sp),
+			call:     callOf(sp, p.Peers != nil),
 			deadline: now.Add(p.Wait),
 		}
 		if kind == ptrace.SpanKindServer {
 			parent := hexID(sp.ParentSpanID())
 			if parent == "" {
-				out = append(out, serverOnly(h))
+				out = append(out, p.serverOnly(h))
 				continue
 			}
 			if c, ok := p.clients[parent]; ok {
 				delete(p.clients, parent)
-				out = append(out, pair(c, h))
+				out = append(out, p.pair(c, h))
 				continue
 			}
 			p.servers[parent] = h
@@ -288,7 +341,7 @@ func (p *Pairer) Add(td ptrace.Traces, now time.Time) []mesh.Record {
 		} else {
 			if s, ok := p.servers[h.spanID]; ok {
 				delete(p.servers, h.spanID)
-				out = append(out, pair(h, s))
+				out = append(out, p.pair(h, s))
 				continue
 			}
 			p.clients[h.spanID] = h
@@ -333,17 +386,28 @@ func (p *Pairer) releaseOldest(out []mesh.Record) []mesh.Record {
 		}
 		delete(m, ref.key)
 		if ref.server {
-			return append(out, serverOnly(ref.h))
+			return append(out, p.serverOnly(ref.h))
 		}
-		return append(out, clientOnly(ref.h))
+		return append(out, p.clientOnly(ref.h))
 	}
 	return out
 }
 
-func pair(client, server *half) mesh.Record {
+// other names the other side of h's call: what the telemetry says about it,
+// filled from the address h's span saw.
+func (p *Pairer) other(h *half, said mesh.Peer) mesh.Peer {
+	if p.Peers == nil || known(said) {
+		return said
+	}
+	return resolve(p.Peers, said, h.call.peerAddr)
+}
+
+// pair joins a client span and its server span. Each side is named by its
+// own resource first, then by the address the other side saw.
+func (p *Pairer) pair(client, server *half) mesh.Record {
 	r := record(server)
-	r.Source = client.peer
-	r.Destination = server.peer
+	r.Source = p.other(server, client.peer)
+	r.Destination = p.other(client, server.peer)
 	// The caller's view of the duration is what an edge's latency means.
 	r.Time, r.Duration = client.start, client.duration
 	if server.call.method == "" {
@@ -352,16 +416,21 @@ func pair(client, server *half) mesh.Record {
 	return r
 }
 
-func serverOnly(server *half) mesh.Record {
+// serverOnly is a server span whose caller never reported: the caller is
+// unknown unless the registry knows its address.
+func (p *Pairer) serverOnly(server *half) mesh.Record {
 	r := record(server)
 	r.Destination = server.peer
+	r.Source = p.other(server, mesh.Peer{})
 	return r
 }
 
-func clientOnly(client *half) mesh.Record {
+// clientOnly is a client span whose callee never reported: the callee is
+// what the span names, and what the registry knows of its address.
+func (p *Pairer) clientOnly(client *half) mesh.Record {
 	r := record(client)
 	r.Source = client.peer
-	r.Destination = client.call.target
+	r.Destination = p.other(client, client.call.target)
 	if r.Destination.Namespace == "" {
 		r.Destination.Namespace = client.peer.Namespace
 	}

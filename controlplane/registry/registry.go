@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Snapshot is one consistent view of the registry. It is never modified
@@ -23,6 +24,10 @@ type Snapshot struct {
 	Services map[string]*Service
 	// byIP maps a workload address to the workload there.
 	byIP map[string]*Workload
+	// servicesByIP maps an endpoint address to the services it serves,
+	// built once on first use.
+	servicesOnce sync.Once
+	servicesByIP map[string][]*Service
 }
 
 // Service is one Kubernetes Service.
@@ -120,29 +125,31 @@ func (s *Snapshot) WorkloadAt(addr string) *Workload {
 	if s == nil || addr == "" {
 		return nil
 	}
-	if w, ok := s.byIP[addr]; ok {
-		return w
-	}
-	return s.byIP[stripPort(addr)]
+	return s.byIP[stripPort(addr)] // keyed by bare addresses
 }
 
-// ServicesOf lists the hosts of the services a workload's address serves,
-// sorted.
+// ServicesOf lists the hosts of the services an address ("10.1.2.3", or
+// with a port) serves, sorted.
 func (s *Snapshot) ServicesOf(addr string) []string {
-	if s == nil {
+	svcs := s.servicesAt(addr)
+	if len(svcs) == 0 {
 		return nil
 	}
-	var out []string
-	for h, svc := range s.Services {
-		for _, e := range svc.Endpoints {
-			if e.Address == addr {
-				out = append(out, h)
-				break
-			}
-		}
+	out := make([]string, len(svcs))
+	for i, svc := range svcs {
+		out[i] = svc.Hostname
 	}
-	slices.Sort(out)
 	return out
+}
+
+// servicesAt lists the services an address serves, by host; the slice is
+// the snapshot's own.
+func (s *Snapshot) servicesAt(addr string) []*Service {
+	if s == nil || addr == "" {
+		return nil
+	}
+	s.servicesOnce.Do(s.indexServices)
+	return s.servicesByIP[stripPort(addr)]
 }
 
 func stripPort(addr string) string {
@@ -171,4 +178,23 @@ func New(version uint64, services map[string]*Service, workloads []*Workload) *S
 		}
 	}
 	return s
+}
+
+// indexServices maps each endpoint address to the services it serves,
+// sorted by host. It runs on the first lookup in a snapshot, not in New:
+// the collector asks for nearly every record it resolves, but the xDS push
+// that follows a cluster change need not wait for an index it never reads.
+func (s *Snapshot) indexServices() {
+	s.servicesByIP = make(map[string][]*Service, len(s.byIP))
+	for _, svc := range s.Services {
+		for _, e := range svc.Endpoints {
+			s.servicesByIP[e.Address] = append(s.servicesByIP[e.Address], svc)
+		}
+	}
+	for addr, svcs := range s.servicesByIP {
+		if len(svcs) > 1 {
+			slices.SortFunc(svcs, func(a, b *Service) int { return strings.Compare(a.Hostname, b.Hostname) })
+			s.servicesByIP[addr] = slices.Compact(svcs)
+		}
+	}
 }
