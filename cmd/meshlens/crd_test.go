@@ -250,7 +250,8 @@ func TestDeployCRDSchemasMatchTheGoTypes(t *testing.T) {
 		want []string
 	}{
 		{"Rollout status.phase", enum(prop("Rollout", "status", "phase")), sorted(string(rollout.Pending), string(rollout.Progressing),
-			string(rollout.Paused), string(rollout.Promoting), string(rollout.Succeeded), string(rollout.RollingBack), string(rollout.RolledBack), string(rollout.Failed))},
+			string(rollout.Paused), string(rollout.Promoting), string(rollout.Succeeded), string(rollout.RollingBack), string(rollout.RolledBack), string(rollout.Failed), string(rollout.Refused))},
+		{"Rollout spec.trafficProvider", enum(prop("Rollout", "spec", "trafficProvider")), sorted(slices.Clone(rollout.Providers)...)},
 		{"Rollout status.lastVerdict.result", enum(prop("Rollout", "status", "lastVerdict", "result")), sorted(string(rollout.Pass), string(rollout.Fail), string(rollout.Inconclusive))},
 		{"AlertRule spec.condition.metric", enum(prop("AlertRule", "spec", "condition", "metric")), sorted(alerting.MetricErrorRate, alerting.MetricLatencyP50,
 			alerting.MetricLatencyP90, alerting.MetricLatencyP99, alerting.MetricRPS, alerting.MetricQPSDrop)},

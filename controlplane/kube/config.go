@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,12 +19,11 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
@@ -182,7 +182,7 @@ func (s *ConfigSource) watch(resource string, inf cache.SharedIndexInformer, hea
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(any) { changed() },
 		UpdateFunc: func(old, cur any) {
-			if changedVersion(old, cur) {
+			if specChanged(old, cur) {
 				changed()
 			}
 		},
@@ -190,6 +190,19 @@ func (s *ConfigSource) watch(resource string, inf cache.SharedIndexInformer, hea
 	})
 	_ = inf.SetWatchErrorHandlerWithContext(health.watchErrorHandler(resource))
 	s.synced = append(s.synced, namedSync{resource, inf.HasSynced})
+}
+
+// specChanged ignores updates of .status alone (meshlens' own status
+// writes among them): with a status subresource, metadata.generation moves
+// only when the spec does.
+func specChanged(old, cur any) bool {
+	o, err1 := meta.Accessor(old)
+	c, err2 := meta.Accessor(cur)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	return o.GetGeneration() != c.GetGeneration() || !maps.Equal(o.GetLabels(), c.GetLabels()) ||
+		!maps.Equal(o.GetAnnotations(), c.GetAnnotations())
 }
 
 // istioObject is the shape of istio.io/client-go's typed objects.
@@ -385,13 +398,13 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 			corev1.EventTypeWarning, "Invalid", "meshlens refused %s: %s", key, summarize(errs))
 	}
 	cond["lastTransitionTime"] = time.Now().UTC().Format(time.RFC3339)
-	status := map[string]any{"conditions": []any{cond}, "observedGeneration": r.generation}
+	status := map[string]any{"observedGeneration": r.generation}
 	if strings.HasSuffix(r.gvr.Group, "istio.io") {
 		status["validationMessages"] = msgs
 	}
-	body, _ := json.Marshal(map[string]any{"status": status})
-	_, err := s.dyn.Resource(r.gvr).Namespace(r.namespace).Patch(ctx, r.name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "meshlens"}, "status")
-	if err != nil {
+	// Merged by type: a Rollout's RoutesApplied condition (StatusWriter)
+	// stays beside Accepted.
+	if err := patchStatus(ctx, s.dyn, r.gvr, r.namespace, r.name, status, []map[string]any{cond}); err != nil {
 		s.mu.Lock()
 		delete(s.conditions, key) // try again next sync
 		s.mu.Unlock()

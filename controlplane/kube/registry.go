@@ -2,7 +2,6 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -78,6 +77,8 @@ type Registry struct {
 
 	subMu sync.Mutex
 	subs  map[chan *registry.Snapshot]struct{}
+
+	memo buildMemo // the last build, for the next; Run's goroutine only
 
 	events     *prometheus.CounterVec
 	builds     prometheus.Histogram
@@ -318,6 +319,33 @@ func (r *Registry) publish() {
 	r.subMu.Unlock()
 }
 
+// buildMemo is the last build by the informer objects it was made from.
+// Informers replace an object on every change and never modify one, so the
+// same pointer is the same content: an unchanged Pod keeps its Workload,
+// and an unchanged Service whose slices and Pods are unchanged keeps its
+// registry.Service (published snapshots are immutable, so they share it).
+// A burst of endpoint changes then costs a pass over the caches, not a
+// rebuild of every Service.
+type buildMemo struct {
+	workloads  map[*corev1.Pod]memoWorkload
+	services   map[string]memoService // by "namespace/name"
+	localities map[string]string
+}
+
+type memoWorkload struct {
+	locality string
+	w        *registry.Workload
+}
+
+type memoService struct {
+	svc    *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+	// refs are the Pod keys ("namespace/name") and addresses its endpoints
+	// were resolved with: a change to any of them resolves them again.
+	refs []string
+	out  *registry.Service
+}
+
 // build folds the informer caches into one snapshot.
 func (r *Registry) build(version uint64) *registry.Snapshot {
 	localities := map[string]string{}
@@ -326,14 +354,35 @@ func (r *Registry) build(version uint64) *registry.Snapshot {
 			localities[n.Name] = localityOf(n)
 		}
 	}
+	prev := r.memo
+	if !maps.Equal(prev.localities, localities) {
+		prev.services = nil // endpoints without a Pod take their node's locality
+	}
+	next := buildMemo{localities: localities}
+
 	pods, _ := r.pods.List(labels.Everything())
+	next.workloads = make(map[*corev1.Pod]memoWorkload, len(pods))
+	// changed holds the Pod keys and addresses whose workload is not the
+	// last build's: new, changed and deleted Pods.
+	changed := map[string]bool{}
 	workloads := make([]*registry.Workload, 0, len(pods))
 	byPod := make(map[string]*registry.Workload, len(pods))
 	for _, p := range pods {
-		w := workloadOf(p, localities[p.Spec.NodeName])
-		byPod[p.Namespace+"/"+p.Name] = w
-		if w.Address != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
-			workloads = append(workloads, w)
+		key, loc := p.Namespace+"/"+p.Name, localities[p.Spec.NodeName]
+		m, ok := prev.workloads[p]
+		if !ok || m.locality != loc {
+			m = memoWorkload{locality: loc, w: workloadOf(p, loc)}
+			changed[key], changed[p.Status.PodIP] = true, true
+		}
+		next.workloads[p] = m
+		byPod[key] = m.w
+		if m.w.Address != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+			workloads = append(workloads, m.w)
+		}
+	}
+	for p, m := range prev.workloads {
+		if _, ok := next.workloads[p]; !ok {
+			changed[p.Namespace+"/"+p.Name], changed[m.w.Address] = true, true
 		}
 	}
 	byAddr := make(map[string]*registry.Workload, len(workloads))
@@ -352,15 +401,34 @@ func (r *Registry) build(version uint64) *registry.Snapshot {
 			slicesBySvc[key] = append(slicesBySvc[key], s)
 		}
 	}
-	services := map[string]*registry.Service{}
 	svcs, _ := r.services.List(labels.Everything())
+	services := make(map[string]*registry.Service, len(svcs))
+	next.services = make(map[string]memoService, len(svcs))
 	for _, s := range svcs {
-		svc := serviceOf(s, r.opts.DomainSuffix)
-		if svc.ExternalName == "" {
-			svc.Endpoints = endpointsOf(slicesBySvc[s.Namespace+"/"+s.Name], byPod, byAddr, localities)
+		key := s.Namespace + "/" + s.Name
+		eps := slicesBySvc[key]
+		if len(eps) > 1 { // the lister's order is a map's
+			slices.SortFunc(eps, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 		}
-		services[svc.Hostname] = svc
+		m, ok := prev.services[key]
+		sameEndpoints := ok && m.out.ExternalName == "" && slices.Equal(m.slices, eps) &&
+			!slices.ContainsFunc(m.refs, func(ref string) bool { return changed[ref] })
+		if !sameEndpoints || m.svc != s {
+			svc := serviceOf(s, r.opts.DomainSuffix)
+			switch {
+			case svc.ExternalName != "":
+				m.refs = nil
+			case sameEndpoints:
+				svc.Endpoints = m.out.Endpoints
+			default:
+				svc.Endpoints, m.refs = endpointsOf(eps, byPod, byAddr, localities)
+			}
+			m = memoService{svc: s, slices: eps, refs: m.refs, out: svc}
+		}
+		next.services[key] = m
+		services[m.out.Hostname] = m.out
 	}
+	r.memo = next
 	return registry.New(version, services, workloads)
 }
 
@@ -390,8 +458,9 @@ func serviceOf(s *corev1.Service, domain string) *registry.Service {
 // endpointsOf reads a Service's EndpointSlices as the endpoint controller
 // wrote them: ready endpoints serve, serving-but-terminating ones drain,
 // the rest are left out. An address listed twice (slices overlap while the
-// controller moves endpoints) is kept once, the healthier wins.
-func endpointsOf(eps []*discoveryv1.EndpointSlice, byPod, byAddr map[string]*registry.Workload, localities map[string]string) []*registry.Endpoint {
+// controller moves endpoints) is kept once, the healthier wins. refs
+// are the Pod keys and addresses it looked up.
+func endpointsOf(eps []*discoveryv1.EndpointSlice, byPod, byAddr map[string]*registry.Workload, localities map[string]string) (_ []*registry.Endpoint, refs []string) {
 	seen := map[string]*registry.Endpoint{}
 	for _, s := range eps {
 		if s.AddressType == discoveryv1.AddressTypeFQDN {
@@ -418,11 +487,14 @@ func endpointsOf(eps []*discoveryv1.EndpointSlice, byPod, byAddr map[string]*reg
 					continue
 				}
 				ep := &registry.Endpoint{Address: addr, Ports: ports, Health: health}
+				refs = append(refs, addr)
 				if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-					ep.Workload = byPod[e.TargetRef.Namespace+"/"+e.TargetRef.Name]
-					if ep.Workload == nil && e.TargetRef.Namespace == "" {
-						ep.Workload = byPod[s.Namespace+"/"+e.TargetRef.Name]
+					key := e.TargetRef.Namespace + "/" + e.TargetRef.Name
+					if e.TargetRef.Namespace == "" { // the slice's own
+						key = s.Namespace + "/" + e.TargetRef.Name
 					}
+					ep.Workload = byPod[key]
+					refs = append(refs, key)
 				}
 				if ep.Workload == nil {
 					ep.Workload = byAddr[addr]
@@ -445,7 +517,7 @@ func endpointsOf(eps []*discoveryv1.EndpointSlice, byPod, byAddr map[string]*reg
 	}
 	out := slices.Collect(maps.Values(seen))
 	slices.SortFunc(out, func(a, b *registry.Endpoint) int { return strings.Compare(a.Address, b.Address) })
-	return out
+	return out, refs
 }
 
 // healthOf follows the EndpointSlice conditions: a nil condition is true,
@@ -529,4 +601,3 @@ func workloadName(p *corev1.Pod) string {
 	return p.Name
 }
 
-var errNotReady = errors.New("kubernetes registry has not listed the cluster yet")

@@ -3,11 +3,15 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -73,7 +77,12 @@ func (w *StatusWriter) Sync(ctx context.Context) {
 		if st.LastVerdict != nil {
 			status["lastVerdict"] = st.LastVerdict
 		}
-		w.write(ctx, rolloutGVR, rollout.Kind, st.Namespace, st.Name, status)
+		var conds []map[string]any
+		for _, c := range st.Conditions {
+			conds = append(conds, map[string]any{"type": c.Type, "status": c.Status, "reason": c.Reason,
+				"message": c.Message, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)})
+		}
+		w.write(ctx, rolloutGVR, rollout.Kind, st.Namespace, st.Name, status, conds)
 	}
 	firing := map[string]alerting.ActiveAlert{}
 	for _, a := range w.alerts() {
@@ -92,7 +101,7 @@ func (w *StatusWriter) Sync(ctx context.Context) {
 			status["activeSince"] = a.StartsAt.UTC().Format(time.RFC3339)
 			status["value"] = a.Value
 		}
-		w.write(ctx, alertRuleGVR, alerting.Kind, ns, name, status)
+		w.write(ctx, alertRuleGVR, alerting.Kind, ns, name, status, nil)
 	}
 }
 
@@ -100,8 +109,8 @@ func (w *StatusWriter) fromCluster(kind, ns, name string) bool {
 	return strings.HasPrefix(w.store.Origin(kind, ns, name), config.SourceKube+":")
 }
 
-func (w *StatusWriter) write(ctx context.Context, gvr schema.GroupVersionResource, kind, ns, name string, status map[string]any) {
-	body, err := json.Marshal(map[string]any{"status": status})
+func (w *StatusWriter) write(ctx context.Context, gvr schema.GroupVersionResource, kind, ns, name string, status map[string]any, conds []map[string]any) {
+	body, err := json.Marshal([]any{status, conds})
 	if err != nil {
 		return
 	}
@@ -109,9 +118,74 @@ func (w *StatusWriter) write(ctx context.Context, gvr schema.GroupVersionResourc
 	if w.written[key] == string(body) {
 		return
 	}
-	if _, err := w.dyn.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "meshlens"}, "status"); err != nil {
+	if err := patchStatus(ctx, w.dyn, gvr, ns, name, status, conds); err != nil {
 		w.logger.Warn("kubernetes: cannot write status; retrying", "object", key, "err", err)
 		return
 	}
 	w.written[key] = string(body)
+}
+
+// patchStatus merge-patches an object's status. Its conditions are merged
+// by type into the ones the object has (the config source's Accepted and
+// the rollout's RoutesApplied live side by side; a condition keeps its
+// transition time while its status stays), and the patch carries the
+// resourceVersion it merged with, so that a concurrent writer's condition
+// is never dropped: on conflict it reads again.
+func patchStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, ns, name string, status map[string]any, conds []map[string]any) error {
+	ri := dyn.Resource(gvr).Namespace(ns)
+	for attempt := 1; ; attempt++ {
+		body := map[string]any{"status": status}
+		if len(conds) > 0 {
+			u, err := ri.Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			existing, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			status["conditions"] = mergeConditions(existing, conds)
+			body["metadata"] = map[string]any{"resourceVersion": u.GetResourceVersion()}
+		}
+		js, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		_, err = ri.Patch(ctx, name, types.MergePatchType, js, metav1.PatchOptions{FieldManager: "meshlens"}, "status")
+		if apierrors.IsConflict(err) && attempt < 5 {
+			continue
+		}
+		return err
+	}
+}
+
+// mergeConditions sets conds into existing by type.
+func mergeConditions(existing []any, conds []map[string]any) []any {
+	out := make([]any, 0, len(existing)+len(conds))
+	set := map[string]map[string]any{}
+	for _, c := range conds {
+		set[fmt.Sprint(c["type"])] = c
+	}
+	done := map[string]bool{}
+	for _, e := range existing {
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		t := fmt.Sprint(m["type"])
+		c, ok := set[t]
+		if !ok {
+			out = append(out, m)
+			continue
+		}
+		if m["status"] == c["status"] && m["lastTransitionTime"] != nil {
+			c = maps.Clone(c)
+			c["lastTransitionTime"] = m["lastTransitionTime"]
+		}
+		out = append(out, c)
+		done[t] = true
+	}
+	for _, c := range conds {
+		if !done[fmt.Sprint(c["type"])] {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -36,6 +36,12 @@ func (c *Cluster) InstallCRDs(ctx context.Context) error {
 	} else {
 		return err
 	}
+	// Gateway API's standard channel (HTTPRoute for the gatewayAPI traffic
+	// provider), when meshlens builds with its module.
+	if dir, err := moduleDir(root, "sigs.k8s.io/gateway-api"); err == nil && dir != "" {
+		gw, _ := filepath.Glob(filepath.Join(dir, "config", "crd", "standard", "gateway.networking.k8s.io_*.yaml"))
+		files = append(files, gw...)
+	}
 	own, _ := filepath.Glob(filepath.Join(root, "deploy", "crds", "*.yaml"))
 	files = append(files, own...)
 	for _, f := range files {
