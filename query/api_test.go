@@ -31,7 +31,13 @@ type apiFixture struct {
 // test traffic in both the live graph and the store.
 func newAPI(t *testing.T) *apiFixture {
 	t.Helper()
-	st := storetest.Open(t)
+	return newAPIOn(t, storetest.Open(t))
+}
+
+// newAPIOn is newAPI on a store of the caller's choice (one server or the
+// cluster).
+func newAPIOn(t *testing.T, st *store.Store) *apiFixture {
+	t.Helper()
 	now := time.Now().Truncate(time.Second)
 	clock := func() time.Time { return now }
 	live, err := graph.New(graph.Config{Now: clock}, discard(), nil)
@@ -74,7 +80,12 @@ func (f *apiFixture) get(t *testing.T, path string, out any) int {
 }
 
 func TestGraphRouteKeepsTheDocumentedJSONNames(t *testing.T) {
-	f := newAPI(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testGraphRouteKeepsTheDocumentedJSONNames(t, newAPIOn(t, b.Open(t))) })
+	}
+}
+
+func testGraphRouteKeepsTheDocumentedJSONNames(t *testing.T, f *apiFixture) {
 	for _, q := range []string{
 		"/api/v1/graph?window=5m&view=version",
 		"/api/v1/graph?window=5m&view=version&source=clickhouse",
@@ -160,7 +171,12 @@ func TestImpactAndPathRoutes(t *testing.T) {
 }
 
 func TestServiceSeriesPerVersionFromLiveAndHistory(t *testing.T) {
-	f := newAPI(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testServiceSeriesPerVersionFromLiveAndHistory(t, newAPIOn(t, b.Open(t))) })
+	}
+}
+
+func testServiceSeriesPerVersionFromLiveAndHistory(t *testing.T, f *apiFixture) {
 	for _, src := range []string{"live", "clickhouse"} {
 		var body struct {
 			Step     string
@@ -196,7 +212,12 @@ func TestServiceSeriesPerVersionFromLiveAndHistory(t *testing.T) {
 }
 
 func TestLogsPageNewestFirstWithAnOpaqueCursor(t *testing.T) {
-	f := newAPI(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testLogsPageNewestFirstWithAnOpaqueCursor(t, newAPIOn(t, b.Open(t))) })
+	}
+}
+
+func testLogsPageNewestFirstWithAnOpaqueCursor(t *testing.T, f *apiFixture) {
 	var all []LogEntry
 	seen := map[string]bool{}
 	path := "/api/v1/logs?service=b&limit=30"
@@ -238,7 +259,12 @@ func TestLogsPageNewestFirstWithAnOpaqueCursor(t *testing.T) {
 }
 
 func TestTraceRoutesBuildTheSpanTreeAndSearch(t *testing.T) {
-	f := newAPI(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testTraceRoutesBuildTheSpanTreeAndSearch(t, newAPIOn(t, b.Open(t))) })
+	}
+}
+
+func testTraceRoutesBuildTheSpanTreeAndSearch(t *testing.T, f *apiFixture) {
 	at := f.now.Add(-time.Second)
 	tid := "4bf92f3577b34da6a3ce929d0e0e4736"
 	spans := []store.Span{

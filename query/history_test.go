@@ -7,11 +7,17 @@ import (
 
 	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/store"
 	"github.com/meshlens/meshlens/store/storetest"
 )
 
 func TestHistoryLongWindowsSumHourlyAndRaggedMinuteRollups(t *testing.T) {
-	st := storetest.Open(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testHistoryLongWindowsSumHourlyAndRaggedMinuteRollups(t, b.Open(t)) })
+	}
+}
+
+func testHistoryLongWindowsSumHourlyAndRaggedMinuteRollups(t *testing.T, st *store.Store) {
 	ctx := context.Background()
 	end := time.Now().UTC().Truncate(time.Minute).Add(-37*time.Minute + 20*time.Second) // not aligned to anything
 	var recs []mesh.Record

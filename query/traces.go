@@ -123,11 +123,12 @@ func SearchTraces(ctx context.Context, st *store.Store, p TraceSearchParams) ([]
 	if p.MinDuration > 0 {
 		inner = append(inner, fmt.Sprintf("duration_us >= %d", p.MinDuration/time.Microsecond))
 	}
-	tbl := st.Table(store.TableSpans)
+	// On a cluster the query runs on every shard, and the subquery reads
+	// the shard's own table: all spans of a trace are on one shard.
 	q := `SELECT trace_id, min(start_ns) AS start, max(duration_us), count(), groupUniqArray(service),
   argMin(name, start_ns), countIf(status_code = 'error')
-FROM ` + tbl + `
-WHERE ` + strings.Join(conds, " AND ") + ` AND trace_id IN (SELECT trace_id FROM ` + tbl + ` WHERE ` + strings.Join(inner, " AND ") + `)
+FROM ` + st.Table(store.TableSpans) + `
+WHERE ` + strings.Join(conds, " AND ") + ` AND trace_id IN (SELECT trace_id FROM ` + st.LocalTable(store.TableSpans) + ` WHERE ` + strings.Join(inner, " AND ") + `)
 GROUP BY trace_id
 ORDER BY start DESC
 LIMIT ` + fmt.Sprint(p.Limit)

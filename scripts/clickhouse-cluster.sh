@@ -114,11 +114,13 @@ XML
 
 write_shared_config() {
   mkdir -p "$dir/zookeeper/data" "$dir/zookeeper/log"
-  # A small background pool: four servers share this machine.
+  # load_balancing in_order: the first live replica of a shard serves reads and
+  # writes, so what meshlens writes it reads back at once. A small background
+  # pool: four servers share this machine.
   cat > "$dir/users.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage><background_pool_size>4</background_pool_size><background_schedule_pool_size>4</background_schedule_pool_size></default></profiles>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage><load_balancing>in_order</load_balancing><background_pool_size>4</background_pool_size><background_schedule_pool_size>4</background_schedule_pool_size></default></profiles>
   <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>

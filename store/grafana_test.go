@@ -195,7 +195,12 @@ func dashboardRecords(at time.Time) []mesh.Record {
 }
 
 func TestGrafanaDashboardQueriesRunOnClickHouseAndShowTheInsertedMesh(t *testing.T) {
-	s := storetest.Open(t)
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testGrafanaDashboardQueries(t, b.Open(t)) })
+	}
+}
+
+func testGrafanaDashboardQueries(t *testing.T, s *store.Store) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	now := time.Now().Truncate(time.Second)

@@ -228,9 +228,15 @@ func batchColumn(batch []uint64, n int) []uint64 {
 // LandedBatches returns which of the batch ids have rows in table. The writer
 // asks after a failed insert whose outcome is unknown (the connection broke
 // after the data was sent), so that a retry writes nothing twice.
+//
+// On a cluster it answers none: a failed write may have landed on some
+// shards and not on others, so a batch id found does not mean all its rows
+// are there. The retry sends the same rows again instead; each shard's
+// replicated table recognises the blocks it already has (insert
+// deduplication, by checksum, over its last 100 blocks) and keeps one copy.
 func (s *Store) LandedBatches(ctx context.Context, table string, ids []uint64) (map[uint64]bool, error) {
 	landed := map[uint64]bool{}
-	if len(ids) == 0 {
+	if len(ids) == 0 || s.cluster != "" {
 		return landed, nil
 	}
 	list := make([]string, len(ids))
@@ -259,8 +265,15 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// insertColumns sends one batch of whole columns.
+// insertColumns sends one batch of whole columns, and notes whether the
+// table's writes succeed (WriteFailure).
 func (s *Store) insertColumns(ctx context.Context, table string, names []string, cols []any) error {
+	err := s.sendColumns(ctx, table, names, cols)
+	s.noteWrite(table, err)
+	return err
+}
+
+func (s *Store) sendColumns(ctx context.Context, table string, names []string, cols []any) error {
 	q := fmt.Sprintf("INSERT INTO %s (%s)", s.Table(table), strings.Join(names, ", "))
 	batch, err := s.conn.PrepareBatch(ctx, q)
 	if err != nil {

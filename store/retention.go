@@ -9,15 +9,23 @@ import (
 
 // DropPartitionsBefore drops the daily partitions of table whose every row is
 // older than cutoff. Dropping whole partitions is cheap and works on every
-// ClickHouse version, unlike TTL. It returns the partitions dropped.
+// ClickHouse version, unlike TTL. It returns the partitions dropped. On a
+// cluster it lists the partitions of every shard and drops them ON CLUSTER
+// from the local tables (the replicas of a shard drop them through
+// replication).
 func (s *Store) DropPartitionsBefore(ctx context.Context, table string, cutoff time.Time) ([]string, error) {
-	rows, err := s.conn.Query(ctx, `SELECT DISTINCT partition FROM system.parts
+	parts := "system.parts"
+	if s.cluster != "" {
+		parts = fmt.Sprintf("cluster('%s', system, parts)", s.cluster)
+	}
+	local := strings.TrimPrefix(s.LocalTable(table), s.db+".")
+	rows, err := s.conn.Query(ctx, `SELECT DISTINCT partition FROM `+parts+`
 WHERE database = ? AND table = ? AND active
-ORDER BY partition`, s.db, table)
+ORDER BY partition`, s.db, local)
 	if err != nil {
 		return nil, fmt.Errorf("list partitions of %s: %w", table, err)
 	}
-	var parts []string
+	var drop []string
 	for rows.Next() {
 		var p string
 		if err := rows.Scan(&p); err != nil {
@@ -31,19 +39,19 @@ ORDER BY partition`, s.db, table)
 			continue // not a daily partition; leave it alone
 		}
 		if day.Before(cutoff.UTC().Truncate(24 * time.Hour)) {
-			parts = append(parts, p)
+			drop = append(drop, p)
 		}
 	}
 	rows.Close()
-	for _, p := range parts {
+	for _, p := range drop {
 		// p is the partition value as the server prints it: 2026-11-24 on
 		// 18.16, '2026-11-24' on newer servers. Quote it either way.
 		lit := "'" + strings.Trim(p, "'") + "'"
-		if err := s.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", s.Table(table), lit)); err != nil {
+		if err := s.ddl(ctx, fmt.Sprintf("ALTER TABLE %s%s DROP PARTITION %s", s.LocalTable(table), s.onCluster(), lit)); err != nil {
 			return nil, fmt.Errorf("drop partition %s of %s: %w", p, table, err)
 		}
 	}
-	return parts, nil
+	return drop, nil
 }
 
 // Retention maps a table to how long its rows are kept. Zero keeps forever.

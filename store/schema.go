@@ -33,18 +33,36 @@ type migration struct {
 	stmts []string
 }
 
-// schemaParams fill the statement templates: names, and the column types that
-// depend on the server version.
+// schemaParams fill the statement templates: names, the column types that
+// depend on the server version, and what differs on a cluster.
 type schemaParams struct {
 	DB       string
 	LC       string // a low-cardinality string type
 	ZSTD     string // a heavy-compression codec clause, or nothing
 	Buckets  string // the latency bucket bounds in microseconds, as an array literal
 	NBuckets int    // len(mesh.LatencyBucketsMs) + 1 for +Inf
+
+	Cluster   string // the cluster's name; empty on one server
+	OnCluster string // " ON CLUSTER name", or nothing
+	Local     string // suffix of the tables that hold rows: "_local" on a cluster
+}
+
+// Engine is the table engine of a table that holds rows: engine itself on one
+// server; on a cluster its Replicated variant, one replica per server with
+// the shard's rows, coordinated in ZooKeeper under a path per shard, database
+// and table (macros {shard} and {replica} come from each server's config).
+func (p schemaParams) Engine(engine, table string) string {
+	if p.Cluster == "" {
+		return engine
+	}
+	return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s%s', '{replica}')", engine, p.DB, table, p.Local)
 }
 
 func (s *Store) params() schemaParams {
-	p := schemaParams{DB: s.db, LC: "String"}
+	p := schemaParams{DB: s.db, LC: "String", Cluster: s.cluster, OnCluster: s.onCluster()}
+	if s.cluster != "" {
+		p.Local = localSuffix
+	}
 	if s.features.LowCardinality {
 		p.LC = "LowCardinality(String)"
 	}
@@ -84,15 +102,46 @@ const rollupSelect = `SELECT {{.Interval}} AS t, ` + edgeKey + `,
   sumState(bytes_out) AS bytes_out,
   sumState(duration_us) AS duration_sum_us,
   sumForEachState(arrayMap(i -> toUInt64(i = arrayCount(b -> b < duration_us, {{.Buckets}})), range({{.NBuckets}}))) AS latency
-FROM {{.DB}}.access_logs
+FROM {{.DB}}.access_logs{{.Local}}
 GROUP BY t, ` + edgeKey
 
+// Sharding keys of the Distributed tables on a cluster. Every row of a trace
+// (its spans, the request records paired from them or logged with its trace
+// id, its logs) goes to one shard, so a trace is whole on its shard and the
+// trace search's IN (subquery) runs on each shard over its local table
+// (query.SearchTraces). Rows without a trace id spread by time. The keys are
+// deterministic, so a retried write sends each row to the same shard again
+// and the shard's replicated table drops the blocks it already has.
+const (
+	traceShardKey = "cityHash64(trace_id, if(trace_id = '', time_ns, 0))"
+	spanShardKey  = "cityHash64(trace_id, if(trace_id = '', start_ns, 0))" // the same value for the same trace
+	// One metric series per shard.
+	seriesShardKey = "cityHash64(name, namespace, service, version)"
+)
+
+// distributed creates, on a cluster only, the Distributed table with the
+// plain name over table_local on every shard; shardingKey is empty for tables
+// that are only read through it (the rollups, which the views write on each
+// shard).
+func distributed(table, shardingKey string) string {
+	if shardingKey != "" {
+		shardingKey = ", " + shardingKey
+	}
+	return `{{if .Cluster}}CREATE TABLE IF NOT EXISTS {{.DB}}.` + table + `{{.OnCluster}} AS {{.DB}}.` + table + `{{.Local}}
+ENGINE = Distributed({{.Cluster}}, {{.DB}}, ` + table + `{{.Local}}` + shardingKey + `){{end}}`
+}
+
+// The migrations. On a cluster every statement runs ON CLUSTER except the
+// record of applied migrations, which each server keeps for itself (a
+// meshlens that connects to another server re-runs the idempotent steps).
+// Statements that render empty (the Distributed tables on one server) are
+// skipped.
 var migrations = []migration{
 	{1, "baseline tables", []string{
 		`CREATE TABLE IF NOT EXISTS {{.DB}}.schema_migrations (id UInt32, name String, applied DateTime)
 ENGINE = MergeTree ORDER BY id`,
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.access_logs (
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.access_logs{{.Local}}{{.OnCluster}} (
   time DateTime,
   time_ns UInt64,
   src_namespace {{.LC}}, src_service {{.LC}}, src_workload {{.LC}}, src_version {{.LC}},
@@ -112,11 +161,12 @@ ENGINE = MergeTree ORDER BY id`,
   span_id String,
   origin {{.LC}},
   batch UInt64
-) ENGINE = MergeTree
+) ENGINE = {{.Engine "MergeTree" "access_logs"}}
 PARTITION BY toDate(time)
 ORDER BY (dst_namespace, dst_service, time)`,
+		distributed("access_logs", traceShardKey),
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.spans (
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.spans{{.Local}}{{.OnCluster}} (
   time DateTime,
   start_ns UInt64,
   trace_id String,
@@ -131,11 +181,12 @@ ORDER BY (dst_namespace, dst_service, time)`,
   attr_keys Array(String){{.ZSTD}},
   attr_values Array(String){{.ZSTD}},
   batch UInt64
-) ENGINE = MergeTree
+) ENGINE = {{.Engine "MergeTree" "spans"}}
 PARTITION BY toDate(time)
 ORDER BY (trace_id, start_ns)`,
+		distributed("spans", spanShardKey),
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.metric_points (
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.metric_points{{.Local}}{{.OnCluster}} (
   time DateTime,
   time_ns UInt64,
   name {{.LC}},
@@ -150,11 +201,12 @@ ORDER BY (trace_id, start_ns)`,
   attr_keys Array(String){{.ZSTD}},
   attr_values Array(String){{.ZSTD}},
   batch UInt64
-) ENGINE = MergeTree
+) ENGINE = {{.Engine "MergeTree" "metric_points"}}
 PARTITION BY toDate(time)
 ORDER BY (name, service, time)`,
+		distributed("metric_points", seriesShardKey),
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.logs (
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.logs{{.Local}}{{.OnCluster}} (
   time DateTime,
   time_ns UInt64,
   severity {{.LC}},
@@ -165,26 +217,37 @@ ORDER BY (name, service, time)`,
   attr_keys Array(String){{.ZSTD}},
   attr_values Array(String){{.ZSTD}},
   batch UInt64
-) ENGINE = MergeTree
+) ENGINE = {{.Engine "MergeTree" "logs"}}
 PARTITION BY toDate(time)
 ORDER BY (service, time)`,
+		distributed("logs", traceShardKey),
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1m (
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1m{{.Local}}{{.OnCluster}} (
   t DateTime,
   src_namespace {{.LC}}, src_service {{.LC}}, src_workload {{.LC}}, src_version {{.LC}},
   dst_namespace {{.LC}}, dst_service {{.LC}}, dst_workload {{.LC}}, dst_version {{.LC}},
   protocol {{.LC}}, code UInt16, grpc_status Int16,
   ` + rollupColumns + `
-) ENGINE = AggregatingMergeTree
+) ENGINE = {{.Engine "AggregatingMergeTree" "edges_1m"}}
 PARTITION BY toDate(t)
 ORDER BY (t, ` + edgeKey + `)`,
+		distributed("edges_1m", ""),
 
-		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1h AS {{.DB}}.edges_1m`,
+		// A replicated table needs its own ZooKeeper path, so on a cluster
+		// the engine is spelled out rather than copied.
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.edges_1h{{.Local}}{{.OnCluster}} AS {{.DB}}.edges_1m{{.Local}}{{if .Cluster}}
+ENGINE = {{.Engine "AggregatingMergeTree" "edges_1h"}}
+PARTITION BY toDate(t)
+ORDER BY (t, ` + edgeKey + `){{end}}`,
+		distributed("edges_1h", ""),
 
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1m_mv TO {{.DB}}.edges_1m AS ` +
+		// The views sit on the local tables: each server rolls up the rows
+		// inserted into it, and replication copies the rollup rows like
+		// any others.
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1m_mv{{.OnCluster}} TO {{.DB}}.edges_1m{{.Local}} AS ` +
 			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfMinute(time)", 1),
 
-		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1h_mv TO {{.DB}}.edges_1h AS ` +
+		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1h_mv{{.OnCluster}} TO {{.DB}}.edges_1h{{.Local}} AS ` +
 			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfHour(time)", 1),
 	}},
 }
@@ -227,7 +290,10 @@ func (s *Store) migrate(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("migration %d (%s) statement %d: %w", m.id, m.name, i+1, err)
 			}
-			if err := s.conn.Exec(ctx, sql); err != nil {
+			if strings.TrimSpace(sql) == "" {
+				continue
+			}
+			if err := s.ddl(ctx, sql); err != nil {
 				return fmt.Errorf("migration %d (%s) statement %d on ClickHouse %s: %w", m.id, m.name, i+1, s.version, err)
 			}
 		}

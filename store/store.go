@@ -2,7 +2,7 @@
 // detection, the schema and its idempotent migration, batch inserts of mesh
 // request records, spans and metric points, and retention by dropping whole
 // daily partitions. The collector writes through it and the query API reads
-// through it.
+// through it. It runs on one server or on a cluster (OnCluster).
 package store
 
 import (
@@ -25,14 +25,48 @@ const DefaultDSN = "clickhouse://127.0.0.1:9000/meshlens"
 
 // Store is a connection to the meshlens database.
 type Store struct {
-	conn   driver.Conn
-	db     string
-	logger *slog.Logger
+	conn    driver.Conn
+	db      string
+	cluster string // the ClickHouse cluster's name; empty for one server
+	logger  *slog.Logger
 
 	mu       sync.Mutex
 	ready    bool // database created and schema migrated
 	version  Version
 	features Features
+
+	writeMu sync.Mutex
+	failing map[string]writeFailure // by table: inserts failing since
+}
+
+// writeFailure is a table's first failed insert since its last success.
+type writeFailure struct {
+	since time.Time
+	err   error
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// OnCluster runs the store on the ClickHouse cluster of that name (a
+// remote_servers entry of every server): the schema is created ON CLUSTER,
+// rows live in Replicated*MergeTree tables named TABLE_local on each server,
+// and reads and writes go through Distributed tables with the plain names, so
+// Table and every query stay the same. An empty name is one server.
+func OnCluster(name string) Option { return func(s *Store) { s.cluster = name } }
+
+// clusterSettings go with every query on a cluster. (clickhouse-go can send
+// only numeric settings to 18.16, so load_balancing, which decides which
+// replica of a shard serves a query, belongs in the server profile of
+// meshlens' user: in_order reads back at once what was just written.)
+var clusterSettings = clickhouse.Settings{
+	// A write through a Distributed table returns once every shard has its
+	// rows, not once the server has spooled them for later: a shard that is
+	// down fails the write, and the rows wait in meshlens' own queue.
+	"insert_distributed_sync": 1,
+	// How long ON CLUSTER DDL waits for servers that are up but slow; for
+	// servers that are down it returns at once (see ddl).
+	"distributed_ddl_task_timeout": 60,
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -41,21 +75,33 @@ var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // (clickhouse://host:port/database) without contacting it: meshlens starts,
 // and queues what it receives, even while ClickHouse is down. EnsureSchema
 // makes it usable.
-func New(dsn string, logger *slog.Logger) (*Store, error) {
+func New(dsn string, logger *slog.Logger, options ...Option) (*Store, error) {
 	db, opts, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
+	s := &Store{db: db, logger: logger, failing: map[string]writeFailure{}}
+	for _, o := range options {
+		o(s)
+	}
+	if s.cluster != "" {
+		if !identRE.MatchString(s.cluster) {
+			return nil, fmt.Errorf("--clickhouse-cluster %q: a cluster name must match %s", s.cluster, identRE)
+		}
+		opts.Settings = clickhouse.Settings{}
+		for k, v := range clusterSettings {
+			opts.Settings[k] = v
+		}
+	}
+	if s.conn, err = clickhouse.Open(opts); err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", redact(dsn), err)
 	}
-	return &Store{conn: conn, db: db, logger: logger}, nil
+	return s, nil
 }
 
 // Open is New followed by EnsureSchema.
-func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
-	s, err := New(dsn, logger)
+func Open(ctx context.Context, dsn string, logger *slog.Logger, options ...Option) (*Store, error) {
+	s, err := New(dsn, logger, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -68,8 +114,8 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 
 // Connect is Open without the migration: it detects the version and creates
 // the database.
-func Connect(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
-	s, err := New(dsn, logger)
+func Connect(ctx context.Context, dsn string, logger *slog.Logger, options ...Option) (*Store, error) {
+	s, err := New(dsn, logger, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +162,35 @@ func (s *Store) connect(ctx context.Context) error {
 	}
 	s.version = Version{Major: sv.Version.Major, Minor: sv.Version.Minor, Patch: sv.Version.Patch}
 	s.features = FeaturesOf(s.version)
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil {
+	if err := s.ddl(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db+s.onCluster()); err != nil {
 		return fmt.Errorf("create database %s: %w", s.db, err)
 	}
-	s.logger.Info("clickhouse connected", "server", s.version.String(), "database", s.db, "features", s.features.String())
+	s.logger.Info("clickhouse connected", "server", s.version.String(), "database", s.db, "cluster", s.cluster, "features", s.features.String())
 	return nil
+}
+
+// onCluster is the ON CLUSTER clause of DDL, or nothing on one server.
+func (s *Store) onCluster() string {
+	if s.cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + s.cluster
+}
+
+// ddl runs a schema statement. On a cluster, servers that are down do not
+// fail it: ClickHouse answers TIMEOUT_EXCEEDED at once when the servers it
+// still waits for are not connected to ZooKeeper, and keeps the statement
+// queued there; each server runs the queue in order when it is back.
+func (s *Store) ddl(ctx context.Context, sql string) error {
+	err := s.conn.Exec(ctx, sql)
+	var ex *clickhouse.Exception
+	if s.cluster != "" && errors.As(err, &ex) && ex.Code == codeTimeoutExceeded {
+		stmt, _, _ := strings.Cut(sql, "\n")
+		s.logger.Warn("clickhouse cluster: some servers have not applied a schema change yet; it stays queued for them in ZooKeeper",
+			"statement", stmt, "err", strings.TrimSpace(ex.Message))
+		return nil
+	}
+	return err
 }
 
 // parseDSN splits the database out of the DSN: the connection itself uses
@@ -188,15 +258,88 @@ func (s *Store) Features() Features {
 // Ping checks the server answers.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
 
-// Table returns the qualified name of a meshlens table.
+// Cluster is the ClickHouse cluster's name, or empty for one server.
+func (s *Store) Cluster() string { return s.cluster }
+
+// Table returns the qualified name of a meshlens table: on a cluster, the
+// Distributed table that reads and writes every shard.
 func (s *Store) Table(name string) string { return s.db + "." + name }
 
-// IsUnavailable reports whether err means the server could not be reached or
-// answered too late, as opposed to rejecting what was sent.
+// LocalTable returns the qualified name of the table that holds one server's
+// rows: on a cluster, TABLE_local (the server's replica of its shard); on one
+// server, the table itself.
+func (s *Store) LocalTable(name string) string {
+	if s.cluster == "" || name == tableMigrations {
+		return s.db + "." + name
+	}
+	return s.db + "." + name + localSuffix
+}
+
+// localSuffix names the tables that hold each server's rows on a cluster.
+const localSuffix = "_local"
+
+// WriteFailure reports the oldest insert that failed and has not succeeded
+// since (nil when writes succeed): /readyz says why ingest is queued.
+func (s *Store) WriteFailure() (since time.Time, err error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	for _, f := range s.failing {
+		if err == nil || f.since.Before(since) {
+			since, err = f.since, f.err
+		}
+	}
+	return since, err
+}
+
+func (s *Store) noteWrite(table string, err error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err == nil {
+		delete(s.failing, table)
+	} else if _, ok := s.failing[table]; !ok {
+		s.failing[table] = writeFailure{since: time.Now(), err: err}
+	}
+}
+
+// ClickHouse error codes meshlens tells apart.
+const (
+	codeUnknownTable          = 60
+	codeUnknownDatabase       = 81
+	codeTimeoutExceeded       = 159
+	codeTooManyQueries        = 202
+	codeNoFreeConnection      = 203
+	codeSocketTimeout         = 209
+	codeNetworkError          = 210
+	codeNoZooKeeper           = 225
+	codeTableIsReadOnly       = 242
+	codeTooManyParts          = 252
+	codeAllConnectionsFailed  = 279
+	codeTooFewLiveReplicas    = 285
+	codeUnknownStatusOfInsert = 319
+	codeKeeperException       = 999
+)
+
+// transient are the server's answers that mean "not now" rather than "not
+// this data": a shard or replica down behind a Distributed table, ZooKeeper
+// gone (replicated tables turn read-only), a server overloaded, or a table
+// not there yet (ON CLUSTER DDL still queued for this server).
+var transient = map[int32]bool{
+	codeUnknownTable: true, codeUnknownDatabase: true, codeTimeoutExceeded: true,
+	codeTooManyQueries: true, codeNoFreeConnection: true, codeSocketTimeout: true, codeNetworkError: true,
+	codeNoZooKeeper: true, codeTableIsReadOnly: true, codeTooManyParts: true, codeAllConnectionsFailed: true,
+	codeTooFewLiveReplicas: true, codeUnknownStatusOfInsert: true, codeKeeperException: true,
+}
+
+// IsUnavailable reports whether err means the server could not be reached,
+// answered too late or cannot take writes for now, as opposed to rejecting
+// what was sent.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
 	var ex *clickhouse.Exception
-	return !errors.As(err, &ex)
+	if !errors.As(err, &ex) {
+		return true
+	}
+	return transient[ex.Code]
 }

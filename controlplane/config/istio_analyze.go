@@ -125,3 +125,32 @@ func (v *istioValidator) analyzeDestinationRule(o *Object, sn *Snapshot) []Warni
 		"The host %s defined in the DestinationRule does not match any services in the mesh: no ServiceEntry, WorkloadEntry or Kubernetes Service defines it", host)
 	return w.out
 }
+
+// The warnings Istio's webhook gives when it accepts these objects.
+
+func (v *istioValidator) analyzeServiceEntry(o *Object, _ *Snapshot) []Warning {
+	se, ok := o.Spec.(*networking.ServiceEntry)
+	if !ok {
+		return nil
+	}
+	w := &warns{object: o.Key()}
+	if sel := se.GetWorkloadSelector(); sel != nil && len(sel.GetLabels()) == 0 {
+		w.add(CodeSchemaWarning, "workloadSelector", "Schema validation warning: workload selector specified without labels: it selects every WorkloadEntry of the namespace")
+	}
+	for i, h := range se.GetHosts() {
+		if partialWildcardTrimmed(h) != h && h != "*" {
+			w.add(CodeSchemaWarning, indexPath("hosts", i), "Schema validation warning: partial wildcard %q not allowed; meshlens serves no wildcard hosts", h)
+		}
+	}
+	return w.out
+}
+
+func (v *istioValidator) analyzeWorkloadEntry(o *Object, _ *Snapshot) []Warning {
+	we, ok := o.Spec.(*networking.WorkloadEntry)
+	if !ok || we.GetAddress() != "" {
+		return nil
+	}
+	w := &warns{object: o.Key()}
+	w.add(CodeSchemaWarning, "address", "Schema validation warning: address is unset with network %q: reached through that network's gateway, which meshlens does not run, so it gets no traffic from meshlens' proxies", we.GetNetwork())
+	return w.out
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -376,6 +377,18 @@ func trafficPolicy(tp *networking.TrafficPolicy, p string, fe *fieldErrs) {
 		if ch := lb.GetConsistentHash(); ch != nil && ch.GetHashKey() == nil {
 			fe.add(joinPath(p, "loadBalancer.consistentHash"), "set one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName")
 		}
+		if w := lb.GetWarmup(); w != nil {
+			wp := joinPath(p, "loadBalancer.warmup")
+			if w.GetDuration() == nil {
+				fe.add(joinPath(wp, "duration"), "required")
+			}
+			if w.GetMinimumPercent().GetValue() > 100 {
+				fe.add(joinPath(wp, "minimumPercent"), "must be at most 100")
+			}
+			if w.GetAggression() != nil && w.GetAggression().GetValue() <= 0 {
+				fe.add(joinPath(wp, "aggression"), "must be greater than 0")
+			}
+		}
 	}
 	for i, pl := range tp.GetPortLevelSettings() {
 		pp := indexPath(joinPath(p, "portLevelSettings"), i)
@@ -404,19 +417,30 @@ func (v *istioValidator) serviceEntry(o *Object) []FieldError {
 	for i, h := range se.GetHosts() {
 		if h == "*" {
 			fe.add(indexPath("hosts", i), "\"*\" is not allowed; name the hosts")
-		} else if msg := validHost(h, true); msg != "" {
+		} else if msg := validHost(partialWildcardTrimmed(h), true); msg != "" {
 			fe.add(indexPath("hosts", i), "%s", msg)
 		}
 	}
+	res := se.GetResolution()
 	for i, a := range se.GetAddresses() {
 		if _, err := netip.ParseAddr(a); err != nil {
 			if _, err := netip.ParsePrefix(a); err != nil {
 				fe.add(indexPath("addresses", i), "%q is not an IP address or CIDR", a)
+			} else if res != networking.ServiceEntry_NONE && res != networking.ServiceEntry_STATIC {
+				fe.add(indexPath("addresses", i), "CIDR addresses are allowed only with resolution NONE or STATIC")
 			}
 		}
 	}
-	if len(se.GetPorts()) == 0 {
-		fe.add("ports", "at least one port is required")
+	for k, val := range se.GetWorkloadSelector().GetLabels() {
+		if k == "" || strings.Contains(k, "*") || strings.Contains(val, "*") {
+			fe.add(keyPath("workloadSelector.labels", k), "a selector label needs a key, and no wildcard")
+		}
+	}
+	switch {
+	case res == networking.ServiceEntry_NONE && len(se.GetEndpoints()) > 0:
+		fe.add("endpoints", "resolution NONE takes no endpoints")
+	case res == networking.ServiceEntry_DNS_ROUND_ROBIN && len(se.GetEndpoints()) > 1:
+		fe.add("endpoints", "resolution DNS_ROUND_ROBIN takes at most one endpoint")
 	}
 	names, numbers := map[string]bool{}, map[uint32]bool{}
 	for i, p := range se.GetPorts() {
@@ -451,12 +475,30 @@ func (v *istioValidator) serviceEntry(o *Object) []FieldError {
 	return fe.errs
 }
 
+// partialWildcardTrimmed is host without the "*" of a partial wildcard
+// ("*x.example.com"), which Istio accepts in a ServiceEntry with a warning.
+func partialWildcardTrimmed(h string) string {
+	if strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.") {
+		return h[1:]
+	}
+	return h
+}
+
 func workloadEntry(we *networking.WorkloadEntry, p string, needIP bool, fe *fieldErrs) {
 	ap := joinPath(p, "address")
 	switch a := we.GetAddress(); {
+	case a == "" && we.GetNetwork() != "":
+		// Istio allows it (with a warning): the endpoint is reached
+		// through its network's gateway.
 	case a == "":
 		fe.add(ap, "required")
 	case strings.HasPrefix(a, "unix://"):
+		if uds := strings.TrimPrefix(a, "unix://"); !strings.HasPrefix(uds, "@") && (!path.IsAbs(uds) || strings.HasSuffix(uds, "/")) {
+			fe.add(ap, "%q is not an absolute path to a socket file nor an abstract socket (unix://@name)", a)
+		}
+		if len(we.GetPorts()) > 0 {
+			fe.add(joinPath(p, "ports"), "a unix socket endpoint has no ports")
+		}
 	case needIP:
 		if _, err := netip.ParseAddr(a); err != nil {
 			fe.add(ap, "%q is not an IP address (resolution STATIC needs IPs)", a)
@@ -470,6 +512,9 @@ func workloadEntry(we *networking.WorkloadEntry, p string, needIP bool, fe *fiel
 	}
 	for name, port := range we.GetPorts() {
 		validPort(port, keyPath(joinPath(p, "ports"), name), fe)
+		if !dns1123Label.MatchString(name) {
+			fe.add(keyPath(joinPath(p, "ports"), name), "%q is not a valid port name: lower-case letters, digits and '-'", name)
+		}
 	}
 }
 
@@ -510,6 +555,7 @@ var conditionKeys = map[string]bool{
 	"source.principal": true, "request.auth.principal": true, "request.auth.audiences": true,
 	"request.auth.presenter": true, "request.auth.claims": true, "destination.ip": true,
 	"destination.port": true, "connection.sni": true, "source.serviceAccount": true,
+	"source.trustDomain": true,
 }
 
 func (v *istioValidator) authorizationPolicy(o *Object) []FieldError {
@@ -531,8 +577,13 @@ func (v *istioValidator) authorizationPolicy(o *Object) []FieldError {
 		rp := indexPath("rules", i)
 		for j, f := range r.GetFrom() {
 			fp := indexPath(joinPath(rp, "from"), j) + ".source"
-			if f.GetSource() == nil || proto.Size(f.GetSource()) == 0 {
+			src := f.GetSource()
+			if src == nil || proto.Size(src) == 0 {
 				fe.add(fp, "a from entry needs a non-empty source")
+			}
+			if len(src.GetServiceAccounts())+len(src.GetNotServiceAccounts()) > 0 &&
+				len(src.GetPrincipals())+len(src.GetNotPrincipals())+len(src.GetNamespaces())+len(src.GetNotNamespaces()) > 0 {
+				fe.add(joinPath(fp, "serviceAccounts"), "cannot set serviceAccounts with namespaces or principals")
 			}
 			for k, ip := range append(append([]string{}, f.GetSource().GetIpBlocks()...), f.GetSource().GetNotIpBlocks()...) {
 				if _, err := netip.ParsePrefix(ip); err != nil {

@@ -193,7 +193,10 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 		if s, ok := k.Lookup(o.Kind); ok {
 			hint = fmt.Sprintf(" (did you mean %s?)", s.Kind)
 		}
-		fe.add("kind", "unknown kind %q%s; known kinds: %s", o.Kind, hint, strings.Join(k.Names(), ", "))
+		// Istio's Gateway, Sidecar, EnvoyFilter... and Gateway API kinds
+		// are valid config that meshlens does not serve: say so, not that
+		// the kind does not exist.
+		fe.add("kind", "unsupported kind %q%s: meshlens serves %s", o.Kind, hint, strings.Join(k.Names(), ", "))
 		return nil, fe.errs
 	}
 	if !spec.acceptsVersion(o.APIVersion) {

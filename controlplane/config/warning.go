@@ -29,6 +29,10 @@ const (
 	// CodeConflictingMeshGatewayVirtualServiceHosts: two VirtualServices
 	// route one host for sidecars; only one of them is used.
 	CodeConflictingMeshGatewayVirtualServiceHosts = "IST0109"
+	// CodeSchemaWarning: what Istio's validation webhook accepts with a
+	// warning (a WorkloadEntry without an address, a partial wildcard
+	// host), as istioctl analyze reports it.
+	CodeSchemaWarning = "IST0133"
 	// CodeUnknownDestinationRuleHost: a DestinationRule for a host no
 	// service defines.
 	CodeUnknownDestinationRuleHost = "IST0174"
@@ -38,6 +42,7 @@ const (
 var codeNames = map[string]string{
 	CodeReferencedResourceNotFound:                "ReferencedResourceNotFound",
 	CodeConflictingMeshGatewayVirtualServiceHosts: "ConflictingMeshGatewayVirtualServiceHosts",
+	CodeSchemaWarning:                             "SchemaWarning",
 	CodeUnknownDestinationRuleHost:                "UnknownDestinationRuleHost",
 }
 

@@ -133,6 +133,9 @@ func buildModel(in Input, opts Options) (*model, error) {
 				}
 			}
 		}
+		// An endpoint without an address is on another network, reached
+		// through that network's gateway, which meshlens does not run.
+		eps = slices.DeleteFunc(eps, func(w *workload) bool { return w.address == "" })
 		for _, h := range se.Hosts {
 			h = m.fqdn(h, o.Meta.Namespace)
 			if strings.HasPrefix(h, "*") {

@@ -150,3 +150,38 @@ func callNow(c testgrpc.TestServiceClient) (string, error) {
 	}
 	return r.GetHostname(), nil
 }
+
+// Istio accepts a WorkloadEntry without an address when it names its
+// network (reached through that network's gateway). meshlens runs no such
+// gateway: the endpoint is left out, and the rest translates.
+func TestWorkloadEntryWithoutAddressIsLeftOut(t *testing.T) {
+	snap := parseSnapshot(t, 1, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: foo, namespace: default}
+spec:
+  hosts: [foo]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: foo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: foo-remote, namespace: default}
+spec: {network: net2, labels: {app: foo}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: foo-local, namespace: default}
+spec: {address: 10.0.0.2, labels: {app: foo}}
+`)
+	for _, fl := range []Flavour{FlavourGRPC, FlavourEnvoy} {
+		res, err := Translate(Input{Config: snap}, Node{ID: "n", Flavour: fl, Namespace: "default"}, DefaultOptions())
+		if err != nil {
+			t.Fatalf("%s: %v", fl, err)
+		}
+		for _, e := range res.Endpoints {
+			if e.ClusterName == "outbound|80||foo.default.svc.cluster.local" && (len(e.Endpoints) != 1 || len(e.Endpoints[0].LbEndpoints) != 1) {
+				t.Fatalf("%s: endpoints %v, want only foo-local", fl, e.Endpoints)
+			}
+		}
+	}
+}
