@@ -71,6 +71,8 @@ bench: deps clickhouse
 	cd ui/web && npm run bench --silent
 	@echo "== xDS: a weight change pushed to 1,000 connected clients"
 	$(GO) test -run '^$$' -bench PushWeightChange -benchtime 30x ./controlplane/xds/
+	@echo "== Kubernetes: 1,000 Services x 5 pods, 100 endpoint changes/s to connected xDS clients vs the same change through POST /api/v1/config"
+	$(GO) test -run '^$$' -bench RegistryEndpointChurn -benchtime 1x -timeout 60m ./controlplane/kube/
 
 ## fuzz: a short run of every fuzz target
 fuzz:

@@ -333,8 +333,8 @@ type buildMemo struct {
 }
 
 type memoWorkload struct {
-	locality string
-	w        *registry.Workload
+	key, locality string // key is "namespace/name"
+	w             *registry.Workload
 }
 
 type memoService struct {
@@ -368,21 +368,21 @@ func (r *Registry) build(version uint64) *registry.Snapshot {
 	workloads := make([]*registry.Workload, 0, len(pods))
 	byPod := make(map[string]*registry.Workload, len(pods))
 	for _, p := range pods {
-		key, loc := p.Namespace+"/"+p.Name, localities[p.Spec.NodeName]
+		loc := localities[p.Spec.NodeName]
 		m, ok := prev.workloads[p]
 		if !ok || m.locality != loc {
-			m = memoWorkload{locality: loc, w: workloadOf(p, loc)}
-			changed[key], changed[p.Status.PodIP] = true, true
+			m = memoWorkload{key: p.Namespace + "/" + p.Name, locality: loc, w: workloadOf(p, loc)}
+			changed[m.key], changed[p.Status.PodIP] = true, true
 		}
 		next.workloads[p] = m
-		byPod[key] = m.w
+		byPod[m.key] = m.w
 		if m.w.Address != "" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 			workloads = append(workloads, m.w)
 		}
 	}
 	for p, m := range prev.workloads {
 		if _, ok := next.workloads[p]; !ok {
-			changed[p.Namespace+"/"+p.Name], changed[m.w.Address] = true, true
+			changed[m.key], changed[m.w.Address] = true, true
 		}
 	}
 	byAddr := make(map[string]*registry.Workload, len(workloads))
@@ -600,4 +600,3 @@ func workloadName(p *corev1.Pod) string {
 	}
 	return p.Name
 }
-

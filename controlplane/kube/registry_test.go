@@ -181,6 +181,112 @@ func TestRegistryServiceShapes(t *testing.T) {
 	}
 }
 
+// The registry rebuilds only the Services whose slices or Pods changed
+// (registry.go's buildMemo): what it keeps must still follow every input.
+func TestRegistryRebuildsWhatChangedAndKeepsTheRest(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := context.Background()
+	ns := c.Namespace(t, "memo")
+	node := "node-" + ns
+	if err := kubetest.Node(ctx, c.Client, node, "r1", "z1"); err != nil {
+		t.Fatal(err)
+	}
+	r := startRegistry(t, c)
+	host := func(name string) string { return name + "." + ns + ".svc.cluster.local" }
+	create := func(s *corev1.Service) *corev1.Service {
+		t.Helper()
+		s, err := c.Client.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := create(service(ns, "a", port("grpc", 9080))), create(service(ns, "b", port("grpc", 9080)))
+	ext := create(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "ext", Namespace: ns},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "ext.example.com", Ports: []corev1.ServicePort{port("grpc", 9080)}}})
+	pa, err := kubetest.RunPod(ctx, c.Client, ns, "a-1", node, "10.250.2.1", map[string]string{"app": "a"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b's and ext's slices name Pods that do not exist yet.
+	notYet := func(name, ip string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: corev1.PodSpec{NodeName: node},
+			Status: corev1.PodStatus{PodIP: ip}}
+	}
+	for _, w := range []struct {
+		svc *corev1.Service
+		pod *corev1.Pod
+	}{{a, pa}, {b, notYet("b-1", "10.250.2.2")}, {ext, notYet("ext-1", "10.250.2.3")}} {
+		if err := kubetest.WriteSlice(ctx, c.Client, w.svc, nil, []kubetest.Endpoint{{Pod: w.pod, Ready: true}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	endpoint := func(name string) (*registry.Endpoint, error) {
+		s := r.Snapshot().Service(host(name))
+		if s == nil || len(s.Endpoints) != 1 {
+			return nil, fmt.Errorf("service %s: %+v", name, s)
+		}
+		return s.Endpoints[0], nil
+	}
+	meshtest.Eventually(t, 10*time.Second, "a and b with an endpoint each", func() error {
+		for _, n := range []string{"a", "b"} {
+			if _, err := endpoint(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if e, _ := endpoint("b"); e.Pod != "" || e.Locality != "r1/z1" {
+		t.Errorf("b's endpoint before its Pod exists = %+v, want no Pod, the node's locality", e.Workload)
+	}
+	unchanged := r.Snapshot().Service(host("a"))
+
+	// The Pod appears: b's endpoint names it; a is kept as it was.
+	if _, err := kubetest.RunPod(ctx, c.Client, ns, "b-1", node, "10.250.2.2", map[string]string{"app": "b", "version": "v1"}, true); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, 10*time.Second, "b's endpoint names its Pod", func() error {
+		if e, err := endpoint("b"); err != nil || e.Pod != "b-1" || e.Version != "v1" {
+			return fmt.Errorf("b's endpoint: %+v %v", e, err)
+		}
+		return nil
+	})
+	if r.Snapshot().Service(host("a")) != unchanged {
+		t.Error("a Service whose slices and Pods did not change was rebuilt")
+	}
+
+	// ext turns from ExternalName into a Service with the slice it already has.
+	ext.Spec.Type, ext.Spec.ExternalName = corev1.ServiceTypeClusterIP, ""
+	if _, err := c.Client.CoreV1().Services(ns).Update(ctx, ext, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, 10*time.Second, "ext's endpoint", func() error {
+		_, err := endpoint("ext")
+		return err
+	})
+	// The node moves to another zone: every endpoint on it follows.
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels["topology.kubernetes.io/zone"] = "z2"
+	if _, err := c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, 10*time.Second, "every locality r1/z2", func() error {
+		for _, name := range []string{"a", "b", "ext"} {
+			e, err := endpoint(name)
+			if err != nil {
+				return err
+			}
+			if e.Locality != "r1/z2" {
+				return fmt.Errorf("%s's endpoint in %q", name, e.Locality)
+			}
+		}
+		return nil
+	})
+}
+
 func TestProtocolFollowsIstio(t *testing.T) {
 	for _, tc := range []struct{ name, proto, app, want string }{
 		{"http", "TCP", "", "HTTP"},
