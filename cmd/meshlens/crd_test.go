@@ -467,9 +467,9 @@ func TestDeployCRDStatusTakesWhatMeshlensWrites(t *testing.T) {
 	crds := loadDeployCRDs(t)
 	at := time.Date(2026, 3, 1, 12, 0, 0, 500, time.UTC)
 	verdict := rollout.Verdict{At: at, Step: 1, Result: rollout.Fail, Reasons: []string{"error rate 0.31 > 0.05 (p=1e-9)"},
-		Window: rollout.Duration{Duration: 30 * time.Second},
-		Candidate: rollout.VersionNumbers{Version: "v3", Requests: 320, Errors: 99, ErrorRate: 0.31, P50Ms: 4, P99Ms: 21.5, Samples: 320, MedianMs: 4},
-		Stable:    rollout.VersionNumbers{Version: "v2", Requests: 2900, Errors: 1, ErrorRate: 0.0003, P50Ms: 3, P99Ms: 12},
+		Window:     rollout.Duration{Duration: 30 * time.Second},
+		Candidate:  rollout.VersionNumbers{Version: "v3", Requests: 320, Errors: 99, ErrorRate: 0.31, P50Ms: 4, P99Ms: 21.5, Samples: 320, MedianMs: 4},
+		Stable:     rollout.VersionNumbers{Version: "v2", Requests: 2900, Errors: 1, ErrorRate: 0.0003, P50Ms: 3, P99Ms: 12},
 		ErrorRateP: 1e-9, P99P: 1, ErrorZ: 17.2, ErrorP: 1e-40, ErrorIncreaseLow: 0.25, LatencyU: 1e5, LatencyZ: 1.1, LatencyP: 0.13, LatencyEffect: 0.53}
 	condition := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, ObservedGeneration: 3,
 		LastTransitionTime: metav1.NewTime(at), Reason: "RolledBack", Message: "the judge failed v3 twice"}
