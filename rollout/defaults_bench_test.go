@@ -19,7 +19,7 @@ func BenchmarkRollbackWithServeDefaults(b *testing.B) {
 	measure := func(r *rig, analysis string) time.Duration {
 		r.startEngine()
 		l := r.startLoad(r.client(), 4, 5*time.Millisecond)
-		defer l.stop()
+		defer l.Stop()
 		r.apply(fmt.Sprintf(`apiVersion: meshlens.io/v1alpha1
 kind: Rollout
 metadata: {name: echo, namespace: default}

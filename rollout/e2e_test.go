@@ -64,8 +64,8 @@ func TestHealthyCanaryIsPromotedThroughAllSteps(t *testing.T) {
 		t.Errorf("final weights %+v", st.Weights)
 	}
 	meshtest.Eventually(t, 10*time.Second, "clients see only the candidate", func() error {
-		last := l.lastNot("v2")
-		if got := l.since(last.Add(time.Nanosecond)); time.Since(last) < 500*time.Millisecond || got["v2"] < 50 {
+		last := l.LastNot("v2")
+		if got := l.Since(last.Add(time.Nanosecond)); time.Since(last) < 500*time.Millisecond || got["v2"] < 50 {
 			return fmt.Errorf("last response not from the candidate at %s; since then %v", last.Format("15:04:05.000"), got)
 		}
 		return nil
@@ -80,7 +80,7 @@ func TestFailingCandidateIsRolledBack(t *testing.T) {
 	r.waitState("echo", Progressing, 10*time.Second)
 	start := time.Now()
 	meshtest.Eventually(t, 10*time.Second, "clients reach the candidate", func() error {
-		if got := l.since(start); got["v2"] < 20 {
+		if got := l.Since(start); got["v2"] < 20 {
 			return fmt.Errorf("clients saw %v", got)
 		}
 		return nil
@@ -172,7 +172,7 @@ func TestRestartMidRolloutResumesSameStepAndWeights(t *testing.T) {
 	// meshlens goes away: engine and store stop; traffic stops so the
 	// rollout cannot move on before the restart.
 	r.stop()
-	l.stop()
+	l.Stop()
 	before := r.status("echo")
 	vsBefore, _ := r.store.Get("VirtualService", ns, "echo")
 	versionBefore := r.store.Snapshot().Version

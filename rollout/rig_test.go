@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -254,99 +253,22 @@ func (r *rig) client() testgrpc.TestServiceClient {
 	return meshtest.XDSClient(r.t, bs, target, nil)
 }
 
-// outcome is one response a client saw: the version that served it, or
-// "error".
-type outcome struct {
-	at   time.Time
-	host string
-}
+// load is continuous traffic from xDS clients (meshtest.Load).
+type load = meshtest.Load
 
-// load calls the service continuously from conc goroutines, each pausing
-// between calls, and remembers what it saw.
-type load struct {
-	mu     sync.Mutex
-	seen   []outcome
-	cancel func()
-	done   sync.WaitGroup
-}
-
+// startLoad calls the service continuously from conc goroutines, each
+// pausing between calls, and remembers what it saw.
 func (r *rig) startLoad(c testgrpc.TestServiceClient, conc int, pause time.Duration) *load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{cancel: cancel}
-	for range conc {
-		l.done.Add(1)
-		go func() {
-			defer l.done.Done()
-			for ctx.Err() == nil {
-				cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
-				var resp *testgrpc.SimpleResponse
-				var err error
-				if tel := r.tel.Load(); tel != nil {
-					resp, err = tel.clientCall(cctx, c, grpc.WaitForReady(true))
-				} else {
-					resp, err = c.UnaryCall(cctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
-				}
-				ccancel()
-				if ctx.Err() != nil {
-					return
-				}
-				o := outcome{at: time.Now(), host: "error"}
-				if err == nil {
-					o.host = resp.GetHostname()
-				}
-				l.mu.Lock()
-				l.seen = append(l.seen, o)
-				l.mu.Unlock()
-				if pause > 0 {
-					select {
-					case <-time.After(pause):
-					case <-ctx.Done():
-					}
-				}
-			}
-		}()
-	}
-	r.t.Cleanup(l.stop)
-	return l
-}
-
-func (l *load) stop() { l.cancel(); l.done.Wait() }
-
-// since counts outcomes by host from t on.
-func (l *load) since(t time.Time) map[string]int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := map[string]int{}
-	for _, o := range l.seen {
-		if !o.at.Before(t) {
-			out[o.host]++
+	return meshtest.StartLoad(r.t, conc, pause, func(ctx context.Context) (string, error) {
+		var resp *testgrpc.SimpleResponse
+		var err error
+		if tel := r.tel.Load(); tel != nil {
+			resp, err = tel.clientCall(ctx, c, grpc.WaitForReady(true))
+		} else {
+			resp, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
 		}
-	}
-	return out
-}
-
-// firstAfter is the time of the first outcome from host at or after t.
-func (l *load) firstAfter(t time.Time, host string) (time.Time, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, o := range l.seen {
-		if !o.at.Before(t) && o.host == host {
-			return o.at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// lastNot is the time of the last outcome not from host.
-func (l *load) lastNot(host string) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := len(l.seen) - 1; i >= 0; i-- {
-		if l.seen[i].host != host {
-			return l.seen[i].at
-		}
-	}
-	return time.Time{}
+		return resp.GetHostname(), err
+	})
 }
 
 // breakCandidate makes every call to the candidate (v2) fail and waits for
@@ -358,17 +280,17 @@ func (r *rig) breakCandidate(l *load, name string) (Status, time.Duration) {
 	r.v2.FailCode.Store(int32(codes.Unavailable))
 	broke := time.Now()
 	st := r.waitState(name, RolledBack, 30*time.Second)
-	firstBad, ok := l.firstAfter(broke, "error")
+	firstBad, ok := l.FirstAfter(broke, "error")
 	if !ok {
 		r.t.Fatal("clients never saw an error from the failing candidate")
 	}
 	// Clients see only stable once a run of responses, all from v1, ends
 	// the record.
 	meshtest.Eventually(r.t, 10*time.Second, "clients see only stable", func() error {
-		if last := l.lastNot("v1"); time.Since(last) < time.Second {
+		if last := l.LastNot("v1"); time.Since(last) < time.Second {
 			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
 		}
 		return nil
 	})
-	return st, l.lastNot("v1").Sub(firstBad)
+	return st, l.LastNot("v1").Sub(firstBad)
 }

@@ -10,6 +10,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -25,6 +26,7 @@ type cluster struct {
 	client   kubernetes.Interface
 	istio    istioclient.Interface
 	dynamic  dynamic.Interface
+	gateway  gatewayclient.Interface
 	health   *kube.Health
 	registry *kube.Registry
 	source   *kube.ConfigSource
@@ -49,6 +51,9 @@ func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg promet
 	if c.dynamic, err = dynamic.NewForConfig(rc); err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
+	if c.gateway, err = gatewayclient.NewForConfig(rc); err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
 	if c.health, err = kube.NewHealth(c.client, logger, reg); err != nil {
 		return nil, err
 	}
@@ -62,6 +67,15 @@ func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg promet
 // knownHost tells config analysis which hosts the registry defines.
 func (c *cluster) knownHost(fqdn string) bool {
 	return c != nil && c.registry.Snapshot().Has(fqdn)
+}
+
+// trafficProviders are the rollout traffic providers that write to the
+// Kubernetes API (istio, gatewayAPI); none without a cluster.
+func (c *cluster) trafficProviders(domainSuffix string, logger *slog.Logger) map[string]rollout.Traffic {
+	if c == nil {
+		return nil
+	}
+	return kube.NewTraffic(c.client, c.istio, c.gateway, c.dynamic, domainSuffix, logger).Providers()
 }
 
 // start adds the cluster's components to serve's run group.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -51,29 +52,27 @@ type serveConfig struct {
 	Prometheus     string
 	Kubeconfig     string
 	DomainSuffix   string
-	Collector      collector.Config
-	// ClickHouseCluster names the ClickHouse cluster (a remote_servers
-	// entry) the schema lives on; empty for one server.
-	ClickHouseCluster string
+	// TrafficProvider is where rollouts that name none write their routes.
+	TrafficProvider string
+	Collector       collector.Config
 }
 
 func defaultServeConfig() serveConfig {
 	return serveConfig{
-		ClickHouse:     store.DefaultDSN,
-		ClickHouseWait: 10 * time.Second,
-		HTTP:           "127.0.0.1:8080",
-		DataDir:        ".run/data",
-		LogLevel:       "info",
-		XDS:            "127.0.0.1:15010",
-		DomainSuffix:   config.DefaultDomainSuffix,
-		Collector:      collector.DefaultConfig(),
+		ClickHouse:      store.DefaultDSN,
+		ClickHouseWait:  10 * time.Second,
+		HTTP:            "127.0.0.1:8080",
+		DataDir:         ".run/data",
+		LogLevel:        "info",
+		XDS:             "127.0.0.1:15010",
+		DomainSuffix:    config.DefaultDomainSuffix,
+		TrafficProvider: rollout.ProviderMeshlens,
+		Collector:       collector.DefaultConfig(),
 	}
 }
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouse, "clickhouse", c.ClickHouse, "ClickHouse DSN, clickhouse://host:port/database")
-	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", c.ClickHouseCluster,
-		"ClickHouse cluster name: schema ON CLUSTER in Replicated tables, reads and writes through Distributed tables; empty: one server")
 	fs.DurationVar(&c.ClickHouseWait, "clickhouse-wait", c.ClickHouseWait, "how long to wait for ClickHouse at start before starting without it (ingest queues on disk)")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address of the HTTP API, UI, /healthz, /readyz and /metrics")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the ingest queue, accepted config and tokens")
@@ -85,6 +84,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig,
 		`kubeconfig of the cluster to read (Services, EndpointSlices, Pods, Istio's and meshlens' custom resources); default: the in-cluster config inside a pod, else $KUBECONFIG, else none; "none" turns Kubernetes off`)
 	fs.StringVar(&c.DomainSuffix, "domain-suffix", c.DomainSuffix, "the cluster's DNS domain: short hosts are NAME.NAMESPACE.svc.DOMAIN")
+	fs.StringVar(&c.TrafficProvider, "traffic-provider", c.TrafficProvider,
+		`where rollouts that name no spec.trafficProvider write their routes: "meshlens" (meshlens' own config and xDS server), "istio" (VirtualServices in the Kubernetes API, for istiod) or "gatewayAPI" (HTTPRoute backendRefs weights); the last two need --kubeconfig`)
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP/HTTP listen address (empty disables)")
 	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
@@ -128,6 +129,9 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.XDS); err != nil {
 		return cfg, fmt.Errorf("--xds %q: want host:port", cfg.XDS)
+	}
+	if !slices.Contains(rollout.Providers, cfg.TrafficProvider) {
+		return cfg, fmt.Errorf("--traffic-provider %q: want one of %s", cfg.TrafficProvider, strings.Join(rollout.Providers, ", "))
 	}
 	return cfg, cfg.Collector.Validate()
 }
@@ -193,7 +197,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseCluster, cfg.ClickHouseWait, logger)
+	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseWait, logger)
 	if err != nil {
 		return err
 	}
@@ -256,7 +260,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		})()
 	}
 
-	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix}, logger, reg)
+	if cluster == nil && cfg.TrafficProvider != rollout.ProviderMeshlens {
+		return fmt.Errorf("--traffic-provider %s writes routes to the Kubernetes API: it needs the cluster (--kubeconfig, or meshlens running in a pod)", cfg.TrafficProvider)
+	}
+	// Rollouts write their routes to meshlens' own config store, or through
+	// the Kubernetes API for istiod or a Gateway API implementation.
+	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix,
+		TrafficProvider: cfg.TrafficProvider, Traffic: cluster.trafficProviders(cfg.DomainSuffix, logger)}, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -288,11 +298,6 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer cancel()
 		if err := st.EnsureSchema(pctx); err != nil {
 			warnings = append(warnings, "clickhouse unreachable: telemetry is queued on disk until it is back")
-		} else if since, err := st.WriteFailure(); err != nil {
-			// A shard down, ZooKeeper gone: ClickHouse answers but refuses writes.
-			why, _, _ := strings.Cut(err.Error(), "\n")
-			warnings = append(warnings, fmt.Sprintf("clickhouse writes failing for %s (%s): telemetry is queued on disk until they succeed",
-				time.Since(since).Round(time.Second), why))
 		}
 		return strings.Join(warnings, "; "), nil
 	})
@@ -354,8 +359,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 // openStore prepares the ClickHouse store and waits up to wait for it to
 // answer. If it does not, meshlens starts anyway: the collector queues on disk
 // and the writer creates the schema once ClickHouse is up.
-func openStore(ctx context.Context, dsn, cluster string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
-	st, err := store.New(dsn, logger, store.OnCluster(cluster))
+func openStore(ctx context.Context, dsn string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
+	st, err := store.New(dsn, logger)
 	if err != nil {
 		return nil, err
 	}
