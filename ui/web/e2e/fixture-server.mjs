@@ -376,8 +376,11 @@ class Mesh {
 
 // -------------------------------------------------------------- validation
 
+// validate returns what the server refuses (errors) and, as meshlens does like Istio, the references to
+// subsets or services nothing defines as analysis warnings that do not refuse the batch.
 function validate(docs, mesh) {
   const errors = [];
+  const warnings = [];
   docs.forEach((o, i) => {
     const obj = o?.kind && o?.metadata?.name ? `${o.kind}/${o.metadata.namespace ?? NS}/${o.metadata.name}` : `document ${i + 1}`;
     if (!o || typeof o !== 'object') return errors.push({ object: obj, field: '', message: 'document is not a mapping' });
@@ -397,16 +400,17 @@ function validate(docs, mesh) {
           const host = r.destination?.host;
           const sub = r.destination?.subset;
           if (!host) errors.push({ object: obj, field: `http[${hi}].route[${ri}].destination.host`, message: 'required' });
-          if (sub && SERVICES[host] && !SERVICES[host].includes(sub)) errors.push({ object: obj, field: `http[${hi}].route[${ri}].destination.subset`, message: `subset ${sub} is not defined by DestinationRule ${host} (has ${SERVICES[host].join(', ')})` });
+          if (sub && SERVICES[host] && !SERVICES[host].includes(sub)) warnings.push({ code: 'IST0101', object: obj, field: `http[${hi}].route[${ri}].destination.subset`, message: `Referenced host+subset in destinationrule not found: "${host}+${sub}" (defined: ${SERVICES[host].join(', ')})` });
         });
       });
     }
     if (o.kind === 'Rollout') {
       if (o.apiVersion !== 'meshlens.io/v1alpha1') errors.push({ object: obj, field: 'apiVersion', message: 'must be meshlens.io/v1alpha1' });
       const s = o.spec ?? {};
-      if (!SERVICES[s.service]) errors.push({ object: obj, field: 'spec.service', message: `no service ${s.service ?? '(empty)'} in namespace ${o.metadata?.namespace ?? NS}` });
+      if (!s.service) errors.push({ object: obj, field: 'spec.service', message: 'required' });
+      else if (!SERVICES[s.service]) warnings.push({ code: 'IST0101', object: obj, field: 'service', message: `Referenced destinationrule not found: "${s.service}"` });
       else {
-        for (const f of ['stable', 'candidate']) if (!SERVICES[s.service].includes(s[f])) errors.push({ object: obj, field: `spec.${f}`, message: `version ${s[f] ?? '(empty)'} is not a subset of ${s.service} (has ${SERVICES[s.service].join(', ')})` });
+        for (const f of ['stable', 'candidate']) if (s[f] && !SERVICES[s.service].includes(s[f])) warnings.push({ code: 'IST0101', object: obj, field: f, message: `Referenced host+subset in destinationrule not found: "${s.service}+${s[f]}"` });
         if (s.stable && s.stable === s.candidate) errors.push({ object: obj, field: 'spec.candidate', message: 'must differ from stable' });
       }
       const steps = s.strategy?.canary?.steps ?? [];
@@ -418,7 +422,7 @@ function validate(docs, mesh) {
       if (cur && ['pending', 'progressing', 'paused', 'promoting', 'rolling back'].includes(cur.state)) errors.push({ object: obj, field: 'metadata.name', message: `rollout ${key} is ${cur.state}; abort it first` });
     }
   });
-  return errors;
+  return { errors, warnings };
 }
 
 // ---------------------------------------------------------------- routing
@@ -462,15 +466,18 @@ function api(mesh, synthetic, token, req, url, body) {
       return { status: 400, body: { errors: [{ object: 'document 1', field: '', message: `YAML: ${e.message}` }] } };
     }
     if (!docs.length) return { status: 400, body: { errors: [{ object: 'document 1', field: '', message: 'no documents' }] } };
-    const errors = validate(docs, mesh);
-    if (errors.length) return { status: 400, body: { errors } };
+    const { errors, warnings } = validate(docs, mesh);
+    if (errors.length) return { status: 400, body: { errors, errorCount: errors.length } };
+    const applied = docs.map((o) => ({ kind: o.kind, namespace: o.metadata.namespace ?? NS, name: o.metadata.name }));
+    if (q.get('dryRun') === 'true') return { status: 200, body: { applied, version: mesh.configVersion, dryRun: true, warnings, warningCount: warnings.length } };
     for (const o of docs) {
       o.metadata.namespace ??= NS;
       mesh.put(o);
       if (o.kind === 'Rollout') mesh.startRollout(o);
     }
-    return { status: 200, body: { applied: docs.map((o) => ({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })), version: mesh.configVersion } };
+    return { status: 200, body: { applied, version: mesh.configVersion, warnings, warningCount: warnings.length } };
   }
+  if (p === '/api/v1/analysis') return { status: 200, body: { version: mesh.configVersion, warnings: validate([...mesh.config.values()], mesh).warnings } };
   if ((m = /^\/api\/v1\/config\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(p)) && req.method === 'DELETE') {
     const key = `${m[1]}/${m[2]}/${m[3]}`;
     if (!mesh.config.delete(key)) return { status: 404, body: { error: `${key} not found` } };

@@ -585,23 +585,67 @@ export async function fetchConfig(kind?: string, signal?: AbortSignal): Promise<
   return normalizeConfig(await request(`/api/v1/config${kind ? `?kind=${enc(kind)}` : ''}`, { signal }));
 }
 
-export type ApplyResult = { ok: true; body: unknown } | { ok: false; errors: FieldError[]; message: string };
+/**
+ * An analysis finding, as `istioctl analyze` reports it (code IST0101...): config that is accepted but
+ * probably does not do what was meant, such as a route to a host or subset nothing defines.
+ */
+export interface Warning extends FieldError {
+  code: string;
+}
 
-/** applyConfig posts multi-document YAML; validation failures come back as field errors, not exceptions. */
-export async function applyConfig(yaml: string): Promise<ApplyResult> {
+/** normalizeWarnings reads "warnings" (and "warningCount", the total when the list is cut short) of an answer. */
+export function normalizeWarnings(raw: unknown): { warnings: Warning[]; count: number } {
+  const b = isObj(raw) ? raw : {};
+  const warnings = list(b.warnings)
+    .filter(isObj)
+    .map((x) => ({ code: str(x.code), object: str(x.object), field: str(x.field), message: str(x.message) }));
+  return { warnings, count: Math.max(num(b.warningCount), warnings.length) };
+}
+
+export type ApplyResult =
+  | { ok: true; body: unknown; warnings: Warning[]; warningCount: number }
+  | { ok: false; errors: FieldError[]; errorCount: number; message: string };
+
+/** applyResult reads the answer to POST /api/v1/config: accepted (maybe with warnings) or refused with field errors. */
+export function applyResult(status: number, body: unknown, fallback = ''): ApplyResult | undefined {
+  if (status >= 200 && status < 300) {
+    const w = normalizeWarnings(body);
+    return { ok: true, body, warnings: w.warnings, warningCount: w.count };
+  }
+  if (status !== 400 && status !== 422) return undefined;
+  const b = isObj(body) ? body : {};
+  const errors = list(b.errors)
+    .filter(isObj)
+    .map((x) => ({ object: str(x.object), field: str(x.field), message: str(x.message) }));
+  // The server lists the first 100 errors of a huge batch and counts them all.
+  const errorCount = Math.max(num(b.errorCount), errors.length);
+  const message = !errors.length
+    ? fallback
+    : errorCount > errors.length
+      ? `${errorCount} validation errors (the first ${errors.length} shown)`
+      : `${errorCount} validation error${errorCount > 1 ? 's' : ''}`;
+  return { ok: false, errors, errorCount, message };
+}
+
+/**
+ * applyConfig posts multi-document YAML, or with dryRun only checks it; validation failures come back as
+ * field errors and analysis findings as warnings, not exceptions.
+ */
+export async function applyConfig(yaml: string, dryRun = false): Promise<ApplyResult> {
   try {
-    const body = await request('/api/v1/config', { method: 'POST', body: yaml, contentType: 'application/yaml' });
-    return { ok: true, body };
+    const body = await request(`/api/v1/config${dryRun ? '?dryRun=true' : ''}`, { method: 'POST', body: yaml, contentType: 'application/yaml' });
+    return applyResult(200, body)!;
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 400 || e.status === 422)) {
-      const b = isObj(e.body) ? e.body : {};
-      const errors = list(b.errors)
-        .filter(isObj)
-        .map((x) => ({ object: str(x.object), field: str(x.field), message: str(x.message) }));
-      return { ok: false, errors, message: errors.length ? `${errors.length} validation error${errors.length > 1 ? 's' : ''}` : e.message };
-    }
+    const r = e instanceof ApiError ? applyResult(e.status, e.body, e.message) : undefined;
+    if (r) return r;
     throw e;
   }
+}
+
+/** fetchAnalysis is every analysis finding on the running config (GET /api/v1/analysis). */
+export async function fetchAnalysis(signal?: AbortSignal): Promise<{ version: number; warnings: Warning[] }> {
+  const raw = await request('/api/v1/analysis', { signal });
+  return { version: num(isObj(raw) ? raw.version : 0), warnings: normalizeWarnings(raw).warnings };
 }
 
 export async function deleteConfig(kind: string, ns: string, name: string): Promise<void> {

@@ -1,12 +1,16 @@
 import { useMemo, useRef } from 'preact/hooks';
-import type { FieldError } from '../api';
+import type { FieldError, Warning } from '../api';
+import { codeTitle } from '../analysis';
 import { locateField } from '../yaml';
 
 export interface LocatedError extends FieldError {
   line: number; // 0-based, -1 when not found
 }
 
-export function locateErrors(text: string, errors: FieldError[]): LocatedError[] {
+export type LocatedWarning = Warning & LocatedError;
+
+/** locateErrors finds the line of the field each error (or warning) names. */
+export function locateErrors<E extends FieldError>(text: string, errors: E[]): (E & LocatedError)[] {
   return errors.map((e) => ({ ...e, line: locateField(text, e.object, e.field) }));
 }
 
@@ -89,6 +93,29 @@ export function ErrorList({ errors, onPick }: { errors: LocatedError[]; onPick?:
           {e.line >= 0 && <span class="muted line">line {e.line + 1}</span>}
         </li>
       ))}
+    </ul>
+  );
+}
+
+/**
+ * WarningList lists analysis findings with their codes: accepted config that probably does not do what was
+ * meant. count is the total when the server sent only the first ones.
+ */
+export function WarningList({ warnings, count, onPick }: { warnings: LocatedWarning[]; count?: number; onPick?: (line: number) => void }) {
+  if (!warnings.length) return null;
+  const more = (count ?? warnings.length) - warnings.length;
+  return (
+    <ul class="error-list warn-list" data-testid="analysis-warnings">
+      {warnings.map((w) => (
+        <li onClick={() => w.line >= 0 && onPick?.(w.line)}>
+          <span class="mono code" title={codeTitle(w.code)}>{w.code}</span>
+          <span class="mono obj">{w.object}</span>
+          {w.field && <span class="mono field">{w.field}</span>}
+          <span class="msg">{w.message}</span>
+          {w.line >= 0 && <span class="muted line">line {w.line + 1}</span>}
+        </li>
+      ))}
+      {more > 0 && <li class="muted">… and {more} more warnings</li>}
     </ul>
   );
 }

@@ -1,7 +1,8 @@
 import { useMemo, useState } from 'preact/hooks';
-import { applyConfig, deleteConfig, fetchConfig, fetchProxies, sourceLabel, type ConfigObject, type Proxy } from '../api';
+import { applyConfig, deleteConfig, fetchAnalysis, fetchConfig, fetchProxies, sourceLabel, type ConfigObject, type Proxy, type Warning } from '../api';
 import { Badge, Empty, ErrorBox, PageHeader, Spinner, Updated } from '../components/common';
-import { ErrorList, locateErrors, YamlEditor, type LocatedError } from '../components/YamlEditor';
+import { applyStatus, codeTitle } from '../analysis';
+import { ErrorList, locateErrors, WarningList, YamlEditor, type LocatedError, type LocatedWarning } from '../components/YamlEditor';
 import { fmtAgo } from '../format';
 import { useResource } from '../resource';
 import { setQuery } from '../router';
@@ -36,10 +37,12 @@ export function ConfigPage({ query }: { query: URLSearchParams }) {
       <div class="tabs">
         <button class={tab === 'objects' ? 'on' : ''} onClick={() => setQuery({ tab: undefined })}>Objects in force</button>
         <button class={tab === 'apply' ? 'on' : ''} onClick={() => setQuery({ tab: 'apply' })} data-testid="apply-tab">Apply YAML</button>
+        <button class={tab === 'analysis' ? 'on' : ''} onClick={() => setQuery({ tab: 'analysis' })} data-testid="analysis-tab">Analysis</button>
         <button class={tab === 'proxies' ? 'on' : ''} onClick={() => setQuery({ tab: 'proxies' })}>Proxies (xDS)</button>
       </div>
       {tab === 'objects' && <Objects />}
       {tab === 'apply' && <Apply />}
+      {tab === 'analysis' && <Analysis />}
       {tab === 'proxies' && <Proxies />}
     </div>
   );
@@ -142,25 +145,28 @@ function Objects() {
 function Apply() {
   const [text, setText] = useState(EXAMPLE);
   const [errors, setErrors] = useState<LocatedError[]>([]);
-  const [status, setStatus] = useState<{ kind: 'ok' | 'bad'; text: string } | null>(null);
-  const [busy, setBusy] = useState(false);
-  const apply = async () => {
-    setBusy(true);
+  const [warnings, setWarnings] = useState<{ list: LocatedWarning[]; count: number }>({ list: [], count: 0 });
+  const [status, setStatus] = useState<{ kind: 'ok' | 'warn' | 'bad'; text: string } | null>(null);
+  const [busy, setBusy] = useState<'' | 'apply' | 'validate'>('');
+  const submit = async (dryRun: boolean) => {
+    setBusy(dryRun ? 'validate' : 'apply');
     setStatus(null);
     try {
-      const res = await applyConfig(text);
+      const res = await applyConfig(text, dryRun);
       if (res.ok) {
         setErrors([]);
-        setStatus({ kind: 'ok', text: 'Applied. The objects are persisted and pushed to connected proxies.' });
-        toast('Config applied', 'ok');
+        setWarnings({ list: locateErrors(text, res.warnings), count: res.warningCount });
+        setStatus(applyStatus(dryRun, res.warningCount));
+        if (!dryRun) toast(res.warningCount ? `Config applied with ${res.warningCount} warning${res.warningCount > 1 ? 's' : ''}` : 'Config applied', 'ok');
       } else {
         setErrors(locateErrors(text, res.errors));
-        setStatus({ kind: 'bad', text: `${res.message}. Nothing was applied: a batch with any error is refused whole.` });
+        setWarnings({ list: [], count: 0 });
+        setStatus({ kind: 'bad', text: `${res.message}. ${dryRun ? 'It would be refused' : 'Nothing was applied'}: a batch with any error is refused whole.` });
       }
     } catch (e) {
       setStatus({ kind: 'bad', text: (e as Error).message });
     } finally {
-      setBusy(false);
+      setBusy('');
     }
   };
   return (
@@ -170,6 +176,7 @@ function Apply() {
       </p>
       <YamlEditor value={text} onChange={(v) => setText(v)} errors={errors} label="YAML to apply" />
       <ErrorList errors={errors} />
+      <WarningList warnings={warnings.list} count={warnings.count} />
       {status && (
         <div class={`banner ${status.kind}`} role="status" data-testid="apply-status">
           {status.text}
@@ -178,10 +185,59 @@ function Apply() {
       <div class="form-actions">
         <span class="muted">Needs an operator token.</span>
         <span class="spacer" />
-        <button class="btn primary" disabled={busy} onClick={apply} data-testid="apply">
-          {busy ? 'Applying…' : 'Apply'}
+        <button class="btn" disabled={busy !== ''} onClick={() => submit(true)} data-testid="validate">
+          {busy === 'validate' ? 'Validating…' : 'Validate'}
+        </button>
+        <button class="btn primary" disabled={busy !== ''} onClick={() => submit(false)} data-testid="apply">
+          {busy === 'apply' ? 'Applying…' : 'Apply'}
         </button>
       </div>
+    </div>
+  );
+}
+
+/** Analysis lists every finding on the running config, as istioctl analyze reports it. */
+function Analysis() {
+  const r = useResource<{ version: number; warnings: Warning[] }>('analysis', (s) => fetchAnalysis(s), { refreshMs: 10000 });
+  const rows = r.data?.warnings ?? [];
+  return (
+    <div class="card flush">
+      <div class="filters">
+        <span class="muted">
+          Findings on the config in force{r.data ? ` (version ${r.data.version})` : ''}: references to hosts, subsets or objects that nothing defines, and conflicts. They never refuse a change.
+        </span>
+        <div class="spacer" />
+        <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+      </div>
+      {r.error && !r.data && <ErrorBox error={r.error} retry={r.refresh} />}
+      {!r.data && !r.error && <Spinner />}
+      {r.data && rows.length === 0 && <Empty title="No analysis findings">Every reference in the config resolves.</Empty>}
+      {rows.length > 0 && (
+        <table class="table" data-testid="analysis-findings">
+          <thead>
+            <tr>
+              <th>Code</th>
+              <th>Object</th>
+              <th>Field</th>
+              <th>Message</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((w) => (
+              <tr>
+                <td>
+                  <span title={codeTitle(w.code)}>
+                    <Badge kind="warn">{w.code}</Badge>
+                  </span>
+                </td>
+                <td class="mono">{w.object}</td>
+                <td class="mono muted">{w.field}</td>
+                <td>{w.message}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </div>
   );
 }
