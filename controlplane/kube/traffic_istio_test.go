@@ -12,6 +12,7 @@ import (
 	networking "istio.io/api/networking/v1"
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -514,4 +515,65 @@ spec:
 			}
 		})
 	}
+}
+
+// RBAC refusing the write stops the rollout in state refused, with a
+// condition naming the refusal; the VirtualService is not written.
+func TestIstioProviderStopsWhenRBACRefusesTheWrite(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := context.Background()
+	ns := c.Namespace(t, "ro-rbac")
+	ic, err := istioclient.NewForConfig(c.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &istioEnv{c: c, ns: ns, istio: ic}
+	e.apply(t, reviewsRoutes)
+	// The limited user may read what the provider reads, in this namespace
+	// only, and write nothing.
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "rollout-read-only", Namespace: ns}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"virtualservices", "destinationrules"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"meshlens.io"}, Resources: []string{"rollouts"}, Verbs: []string{"get"}},
+	}}
+	if _, err := c.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "rollout-read-only", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: kubetest.LimitedUser}}}
+	if _, err := c.Client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.cp = startControlPlane(t, c, cpOptions{rollouts: true, provider: rollout.ProviderIstio, writer: c.RESTConfig(kubetest.LimitedToken)})
+	gen := e.vs(t, "reviews").Generation
+	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
+	cond := e.waitCondition(t, "reviews", "False", rollout.ReasonRefused)
+	if msg, _ := cond["message"].(string); !strings.Contains(msg, "update VirtualService "+ns+"/reviews") || !strings.Contains(msg, "forbidden") {
+		t.Errorf("condition message %q does not name the refused write", msg)
+	}
+	st := waitRollout(t, e.cp, ns, "reviews", 10*time.Second, "refused", inState(rollout.Refused))
+	if st.Applied != nil {
+		t.Errorf("refused rollout claims applied weights %+v", st.Applied)
+	}
+	meshtest.Eventually(t, 10*time.Second, "the Rollout's phase is refused", func() error {
+		if s := e.rolloutStatus(t, "reviews"); s["phase"] != string(rollout.Refused) {
+			return fmt.Errorf("phase %v", s["phase"])
+		}
+		return nil
+	})
+	if vs := e.vs(t, "reviews"); vs.Generation != gen || split(vs) != "" {
+		t.Errorf("the VirtualService was written: generation %d -> %d", gen, vs.Generation)
+	}
+}
+
+func newIstioClient(c *kubetest.Cluster) (istioclient.Interface, error) {
+	return istioclient.NewForConfig(c.Config)
+}
+
+func routeNames(rs []*networking.HTTPRoute) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.GetName())
+	}
+	return out
 }
