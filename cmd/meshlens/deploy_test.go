@@ -522,8 +522,9 @@ func checkDeployTokens(t *testing.T, m deployManifests, cfg serveConfig, mounts,
 }
 
 // deployClusterRules are the rights meshlens uses cluster-wide, one
-// "group resource verb" each; istio adds Istio's kinds.
-func deployClusterRules(istio bool) []string {
+// "group resource verb" each; istio adds Istio's kinds, and providers the
+// writes of Rollouts' traffic providers (istio, gatewayAPI).
+func deployClusterRules(istio bool, providers ...string) []string {
 	var rules []string
 	add := func(group string, resources []string, verbs ...string) {
 		for _, r := range resources {
@@ -544,6 +545,13 @@ func deployClusterRules(istio bool) []string {
 				add(group, []string{k + "/status"}, "update", "patch")
 			}
 		}
+	}
+	if slices.Contains(providers, "istio") {
+		add("networking.istio.io", []string{"virtualservices"}, "update")
+		add("networking.istio.io", []string{"destinationrules"}, "create")
+	}
+	if slices.Contains(providers, "gatewayAPI") {
+		add("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update")
 	}
 	add("meshlens.io", []string{"rollouts", "alertrules"}, "get", "list", "watch")
 	add("meshlens.io", []string{"rollouts/status", "alertrules/status"}, "update", "patch")
@@ -583,7 +591,7 @@ func roleRules(t *testing.T, key string, role map[string]any) []string {
 // checkDeployRBAC checks that meshlens' ServiceAccount exists and is bound
 // to a ClusterRole with exactly the rights meshlens uses, and to a Role of
 // its namespace for its Lease.
-func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, istio bool) {
+func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, istio bool, providers ...string) {
 	t.Helper()
 	sa, _ := dig(m.get(t, "StatefulSet/"+name), "spec", "template", "spec", "serviceAccountName").(string)
 	if _, ok := m["ServiceAccount/"+sa]; !ok {
@@ -593,7 +601,7 @@ func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, is
 		kind  string
 		rules []string
 	}{
-		{"ClusterRole", deployClusterRules(istio)},
+		{"ClusterRole", deployClusterRules(istio, providers...)},
 		{"Role", deployLeaseRules},
 	} {
 		key := r.kind + "/" + name

@@ -90,6 +90,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 		name, release, namespace, values string
 		want                             deployLayout
 		istio, rbac, crds                bool
+		providers                        []string // rollouts.trafficProviders
 		// check looks at what only this case sets.
 		check func(t *testing.T, cfg serveConfig, m deployManifests, notes string)
 	}{
@@ -114,6 +115,13 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
 			istio: false, rbac: true, crds: true,
+		},
+		{
+			name: "the istio and gatewayAPI traffic providers", release: "meshlens", namespace: deployNamespace,
+			values: "rollouts: {trafficProviders: [istio, gatewayAPI]}",
+			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
+			istio: true, rbac: true, crds: true, providers: []string{"istio", "gatewayAPI"},
 		},
 		{
 			name: "three replicas", release: "meshlens", namespace: deployNamespace, values: "replicaCount: 3",
@@ -206,7 +214,7 @@ crds: {install: false}
 			cfg := checkServeDeployment(t, m, c.want)
 			checkDeployObjectsDecode(t, m)
 			if c.rbac {
-				checkDeployRBAC(t, m, c.namespace, c.want.name, c.istio)
+				checkDeployRBAC(t, m, c.namespace, c.want.name, c.istio, c.providers...)
 			} else {
 				for _, kind := range []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 					if _, ok := m[kind+"/"+c.want.name]; ok {
@@ -291,6 +299,8 @@ func TestHelmChartRefusesValuesThatCannotWork(t *testing.T) {
 		{"a port out of range", "service: {ports: {http: 0}}", "/service/ports/http"},
 		{"replicas without shared tokens", "replicaCount: 2\ntokens: {create: false}", "replicaCount > 1 needs tokens"},
 		{"no ClickHouse at all", "clickhouse: {enabled: false}", "clickhouse.dsn is required"},
+		{"the istio provider without Istio", "istio: {enabled: false}\nrollouts: {trafficProviders: [istio]}", "needs istio.enabled"},
+		{"an unknown traffic provider", "rollouts: {trafficProviders: [linkerd]}", "trafficProviders"},
 		{"a listener in config", "config: {http: '0.0.0.0:80'}", "config.http: the chart sets http itself"},
 		{"the domain in config", "config: {domain-suffix: x.local}", "config.domain-suffix: the chart sets"},
 		{"a short operator token", "tokens: {operator: short}", "tokens.operator must be at least 16 characters"},
@@ -320,7 +330,8 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 	ns := cluster.Namespace(t, "helm")
 	release := ns // unique, so that its ClusterRole is too
 	name := release + "-meshlens"
-	m, _, err := renderChart(t, release, ns, "crds: {install: false}", cluster.Config, false)
+	const values = "crds: {install: false}\nrollouts: {trafficProviders: [istio, gatewayAPI]}"
+	m, _, err := renderChart(t, release, ns, values, cluster.Config, false)
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
@@ -361,7 +372,7 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 		return ""
 	}
 	installed := operator(secret.Data["tokens"])
-	up, _, err := renderChart(t, release, ns, "crds: {install: false}", cluster.Config, true)
+	up, _, err := renderChart(t, release, ns, values, cluster.Config, true)
 	if err != nil {
 		t.Fatalf("render the upgrade: %v", err)
 	}
@@ -390,7 +401,7 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 		}
 		return res.Status.Allowed
 	}
-	for _, rule := range deployClusterRules(true) {
+	for _, rule := range deployClusterRules(true, "istio", "gatewayAPI") {
 		f := strings.Fields(rule)
 		group, resource, verb := strings.TrimPrefix(f[0], "core"), f[1], f[2]
 		resource, sub, _ := strings.Cut(resource, "/")
@@ -412,7 +423,9 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 		{"", "secrets", "", "get", "bookinfo"},
 		{"", "pods", "", "delete", "bookinfo"},
 		{"", "configmaps", "", "list", "bookinfo"},
-		{"networking.istio.io", "virtualservices", "", "update", "bookinfo"},
+		{"networking.istio.io", "virtualservices", "", "delete", "bookinfo"},
+		{"networking.istio.io", "destinationrules", "", "update", "bookinfo"},
+		{"gateway.networking.k8s.io", "httproutes", "", "delete", "bookinfo"},
 		{"meshlens.io", "rollouts", "", "update", "bookinfo"},
 		{"coordination.k8s.io", "leases", "", "update", "kube-system"},
 	} {
