@@ -205,6 +205,8 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--clickhouse", "mysql://x"}, "--clickhouse"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--inbound-access-logs", "some"}, `--inbound-access-logs "some": want "outside-mesh" or "all"`},
+		{[]string{"--traffic-provider", "linkerd"}, `--traffic-provider "linkerd": want one of meshlens, istio, gatewayAPI`},
+		{[]string{"--traffic-provider", "istio", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--traffic-provider istio writes routes to the Kubernetes API: it needs the cluster"},
 	} {
 		cmd := exec.Command(binary, append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)...)
 		out, err := cmd.CombinedOutput()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
@@ -48,7 +49,8 @@ type controlPlane struct {
 
 	live   *graph.Live
 	engine *rollout.Engine
-	api    string // base URL of the HTTP API
+	reg    *prometheus.Registry // the rollout engine's metrics
+	api    string               // base URL of the HTTP API
 	stop   func()
 }
 
@@ -175,8 +177,9 @@ func (cp *controlPlane) startRollouts(t *testing.T, c *kubetest.Cluster, opts cp
 		t.Fatal(err)
 	}
 	traffic := NewTraffic(client, ic, gc, dyn, "", logger)
+	cp.reg = prometheus.NewRegistry()
 	cp.engine, err = rollout.New(store, cp.live, rollout.Options{DataDir: opts.dataDir, Tick: 20 * time.Millisecond,
-		TrafficProvider: opts.provider, Traffic: traffic.Providers()}, logger, nil)
+		TrafficProvider: opts.provider, Traffic: traffic.Providers()}, logger, cp.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,4 +349,36 @@ func inState(want rollout.State) func(rollout.Status) error {
 		}
 		return nil
 	}
+}
+
+// metricValue reads one sample of a metric (the one whose labels include
+// labels) from reg; -1 when there is none.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == k && lp.GetValue() == v)
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }

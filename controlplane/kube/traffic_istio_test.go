@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -576,4 +577,88 @@ func routeNames(rs []*networking.HTTPRoute) []string {
 		out = append(out, r.GetName())
 	}
 	return out
+}
+
+// Deleting the Rollout mid-canary leaves the routes on stable and lets go
+// of the VirtualService (the owner annotation goes).
+func TestIstioProviderDeletedRolloutLeavesRoutesOnStable(t *testing.T) {
+	e := newIstioEnv(t, reviewsRoutes)
+	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
+	meshtest.Eventually(t, 20*time.Second, "split 50/50", func() error {
+		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
+			return fmt.Errorf("split %q", got)
+		}
+		return nil
+	})
+	if err := e.c.Dynamic.Resource(rolloutGVR).Namespace(e.ns).Delete(context.Background(), "reviews", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, 15*time.Second, "the routes are back on stable and released", func() error {
+		vs := e.vs(t, "reviews")
+		if got := split(vs); got != "v1=0" {
+			return fmt.Errorf("split %q", got)
+		}
+		if a, ok := vs.Annotations[rollout.OwnerAnnotation]; ok {
+			return fmt.Errorf("still annotated %s=%s", rollout.OwnerAnnotation, a)
+		}
+		return nil
+	})
+	if names := routeNames(e.vs(t, "reviews").Spec.GetHttp()); !slices.Equal(names, []string{"debug", "split"}) {
+		t.Errorf("routes %v after the release", names)
+	}
+}
+
+// The API server goes away while a rollback is to be written: the rollout
+// stays rolling back, says why in its status and metrics, retries, and
+// lands the rollback once the API server is back.
+func TestIstioProviderRetriesARollbackUntilTheAPIServerIsBack(t *testing.T) {
+	e := newIstioEnv(t, reviewsRoutes)
+	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
+	meshtest.Eventually(t, 20*time.Second, "split 50/50", func() error {
+		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
+			return fmt.Errorf("split %q", got)
+		}
+		return nil
+	})
+	e.c.StopAPIServer()
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = e.c.RestartAPIServer(context.Background())
+		}
+	})
+	if _, err := e.cp.engine.Do(context.Background(), e.ns, "reviews", rollout.EvAbort, "operator", "operator: abort"); err != nil {
+		t.Fatal(err)
+	}
+	waitRollout(t, e.cp, e.ns, "reviews", 20*time.Second, "the rollback is retried and says so", func(st rollout.Status) error {
+		if st.State != rollout.RollingBack {
+			return fmt.Errorf("state %s", st.State)
+		}
+		failed := 0
+		for _, h := range st.History {
+			if h.Type == "push" && h.Error != "" {
+				failed++
+			}
+		}
+		c := st.Conditions[0]
+		if failed < 3 || c.Reason != rollout.ReasonUnavailable || !strings.Contains(c.Message, "rollback not written yet") || !strings.Contains(c.Message, "retrying until it lands") {
+			return fmt.Errorf("%d failed writes, condition %+v", failed, c)
+		}
+		return nil
+	})
+	if v := metricValue(t, e.cp.reg, "meshlens_rollout_routes_unapplied", nil); v != 1 {
+		t.Errorf("meshlens_rollout_routes_unapplied = %v during the outage, want 1", v)
+	}
+	if v := metricValue(t, e.cp.reg, "meshlens_rollout_pushes_total", map[string]string{"result": "unavailable"}); v < 3 {
+		t.Errorf(`meshlens_rollout_pushes_total{result="unavailable"} = %v, want >= 3`, v)
+	}
+	if err := e.c.RestartAPIServer(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	waitRollout(t, e.cp, e.ns, "reviews", 30*time.Second, "rolled back once the API server is back", inState(rollout.RolledBack))
+	if got := split(e.vs(t, "reviews")); got != "v1=0" {
+		t.Errorf("split %q after the rollback", got)
+	}
+	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
 }
