@@ -23,9 +23,12 @@ import (
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/alerting"
+	"github.com/meshlens/meshlens/internal/kubetest"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -545,5 +548,64 @@ func TestDeployCRDDurationPatternAgreesWithParseDuration(t *testing.T) {
 		if gotOK := len(errs) == 0; gotOK != wantOK {
 			t.Errorf("duration %q: schema accepts=%v, time.ParseDuration (non-negative) accepts=%v (%v)", d, gotOK, wantOK, errs)
 		}
+	}
+}
+
+// TestDeployCRDColumnsInKubectlGet applies the examples to a real
+// kube-apiserver (kubetest installs deploy/crds), writes a status through
+// the status subresource as meshlens does, and reads the printer columns
+// with kubectl, as a user would.
+func TestDeployCRDColumnsInKubectlGet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a kube-apiserver")
+	}
+	cluster := kubetest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := cluster.Namespace(t, "crd")
+	for _, c := range []struct {
+		example, resource, name string
+		status              map[string]any
+		want                []string // kubectl's header, then the row
+	}{
+		{"rollout-canary.yaml", "rollouts", "reviews",
+			map[string]any{"phase": "progressing", "step": 1, "weights": map[string]any{"stable": 80, "candidate": 20, "matched": true},
+				"lastVerdict": map[string]any{"at": "2026-03-01T12:00:00Z", "step": 1, "result": "pass"}},
+			[]string{"NAME SERVICE PHASE STEP CANARY % VERDICT AGE", "reviews reviews progressing 1 20 pass"}},
+		{"alertrule-error-rate.yaml", "alertrules", "reviews-v3-errors",
+			map[string]any{"state": "firing", "activeSince": "2026-03-01T12:00:00Z", "value": 0.31},
+			[]string{"NAME METRIC SERVICE STATE AGE", "reviews-v3-errors errorRate reviews firing"}},
+	} {
+		t.Run(c.resource, func(t *testing.T) {
+			objs := deployExampleObjects(t, c.example)
+			obj := objs["examples/"+c.example+"#0"]
+			obj["metadata"].(map[string]any)["namespace"] = ns
+			doc, err := yaml.Marshal(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cluster.Apply(ctx, ns, doc); err != nil {
+				t.Fatalf("apply examples/%s: %v", c.example, err)
+			}
+			body, err := json.Marshal(map[string]any{"status": c.status})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gvr := schema.GroupVersionResource{Group: "meshlens.io", Version: "v1alpha1", Resource: c.resource}
+			if _, err := cluster.Dynamic.Resource(gvr).Namespace(ns).Patch(ctx, c.name, types.MergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+				t.Fatalf("write the status: %v", err)
+			}
+			out, err := cluster.Kubectl(ctx, "get", c.resource+".meshlens.io", "-n", ns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			for i, want := range c.want {
+				if i >= len(lines) || !strings.HasPrefix(strings.Join(strings.Fields(lines[i]), " "), want) {
+					t.Errorf("kubectl get %s:\n%s\nline %d, want %q", c.resource, out, i+1, want)
+				}
+			}
+			t.Logf("kubectl get %s.meshlens.io:\n%s", c.resource, out)
+		})
 	}
 }
