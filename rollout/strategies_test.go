@@ -168,6 +168,10 @@ func TestRolloutAPIRefusesInvalidRolloutsAndWarnsOnReferences(t *testing.T) {
 		{"two strategies", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}, ab: {match: [{header: a, exact: b}], requests: 5}}}`, opToken, 400, "exactly one of canary"},
 		{"cookie match needs a value", head + `{service: echo, stable: stable, candidate: canary, strategy: {blueGreen: {preview: [{cookie: user}]}}}`, opToken, 400, "strategy.blueGreen.preview[0]"},
 		{"unknown field", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100], stepz: 1}}}`, opToken, 400, "stepz"},
+		{"unknown traffic provider", head + `{trafficProvider: linkerd, service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}}}`, opToken, 400, `unknown traffic provider \"linkerd\"`},
+		{"gatewayAPI needs its route and Services", head + `{trafficProvider: gatewayAPI, service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}}}`, opToken, 400, `"field":"httpRoute"`},
+		{"gatewayAPI Services differ", head + `{trafficProvider: gatewayAPI, httpRoute: r, stableService: a, candidateService: a, service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}}}`, opToken, 400, `"field":"candidateService"`},
+		{"httpRoute is for gatewayAPI", head + `{trafficProvider: istio, httpRoute: r, service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [100]}}}`, opToken, 400, "only used with trafficProvider gatewayAPI"},
 		{"other kinds go to /config", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [echo]}", opToken, 400, "POST /api/v1/config"},
 		{"valid", head + `{service: echo, stable: stable, candidate: canary, strategy: {canary: {steps: [10, 100], minDuration: 1h}}}`, opToken, 200, `"applied"`},
 	} {
