@@ -565,8 +565,8 @@ func TestDeployCRDColumnsInKubectlGet(t *testing.T) {
 	ns := cluster.Namespace(t, "crd")
 	for _, c := range []struct {
 		example, resource, name string
-		status              map[string]any
-		want                []string // kubectl's header, then the row
+		status                  map[string]any
+		want                    []string // kubectl's header, then the row
 	}{
 		{"rollout-canary.yaml", "rollouts", "reviews",
 			map[string]any{"phase": "progressing", "step": 1, "weights": map[string]any{"stable": 80, "candidate": 20, "matched": true},
