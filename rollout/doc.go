@@ -15,6 +15,19 @@
 // validated, durable path as a user's apply, and one apply is one xDS push:
 // a rollback is a single apply of the stable-only routes.
 //
+// # Traffic providers
+//
+// Where the routes are written is a Traffic provider, chosen per rollout by
+// spec.trafficProvider (default Options.TrafficProvider): "meshlens" is the
+// config store above; "istio" (a VirtualService held by the Kubernetes API
+// server, for istiod) and "gatewayAPI" (an HTTPRoute's backendRefs weights)
+// are implemented in controlplane/kube, which this package does not import.
+// A provider reports what a failed write means (ErrUnavailable: retried
+// until it lands, a rollback never gives up; ErrMissing: waits; ErrRefused
+// and ErrManaged: state refused; ErrEdited: someone changed the routes, the
+// rollout pauses and writes nothing until an operator decides), and the
+// rollout's RoutesApplied condition says so.
+//
 // # State machine
 //
 // States, events and transitions are one table (machine.go). Before routes
