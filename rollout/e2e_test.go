@@ -12,6 +12,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
@@ -222,9 +223,15 @@ func countActions(st Status) int {
 func TestRoutesThatCannotBeAppliedAbortThenFail(t *testing.T) {
 	r := newRig(t)
 	r.startEngine()
-	// The rig's own VirtualService "echo" routes the host; a rollout told
-	// to write another one for the same host is refused by the store.
-	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, "  virtualService: echo-rollout\n"))
+	// The host's VirtualService "echo" comes from another source (the
+	// cluster), which the API, and so the rollout's writes, may not change:
+	// the store refuses every push.
+	vs, _ := r.store.Get("VirtualService", ns, "echo")
+	if _, _, err := r.store.SyncSource(context.Background(), config.SourceKube, []*config.Object{vs},
+		map[string]string{vs.Key(): config.SourceKube + ":VirtualService/default/echo"}); err != nil {
+		t.Fatal(err)
+	}
+	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, ""))
 	meshtest.Eventually(t, 20*time.Second, "rollout gives up", func() error {
 		if st := r.status("echo"); st.State != Failed {
 			return fmt.Errorf("state %s", st.State)
