@@ -648,8 +648,10 @@ export async function fetchAnalysis(signal?: AbortSignal): Promise<{ version: nu
   return { version: num(isObj(raw) ? raw.version : 0), warnings: normalizeWarnings(raw).warnings };
 }
 
-export async function deleteConfig(kind: string, ns: string, name: string): Promise<void> {
-  await request(`/api/v1/config/${enc(kind)}/${enc(ns)}/${enc(name)}`, { method: 'DELETE' });
+/** deleteConfig deletes one object; the answer counts the references the deletion leaves dangling. */
+export async function deleteConfig(kind: string, ns: string, name: string): Promise<{ warningCount: number }> {
+  const body = await request(`/api/v1/config/${enc(kind)}/${enc(ns)}/${enc(name)}`, { method: 'DELETE' });
+  return { warningCount: normalizeWarnings(body).count };
 }
 
 export interface Proxy {

@@ -57,8 +57,9 @@ function Objects() {
   const del = async (o: ConfigObject) => {
     if (!confirm(`Delete ${o.kind} ${o.namespace}/${o.name}? Proxies get the change at once.`)) return;
     try {
-      await deleteConfig(o.kind, o.namespace, o.name);
-      toast(`Deleted ${o.kind} ${o.namespace}/${o.name}`, 'ok');
+      const { warningCount } = await deleteConfig(o.kind, o.namespace, o.name);
+      // Deleting what others refer to is allowed, as in Istio; say what it left dangling.
+      toast(`Deleted ${o.kind} ${o.namespace}/${o.name}${warningCount ? `; ${warningCount} analysis warning${warningCount > 1 ? 's' : ''} (see Analysis)` : ''}`, 'ok');
       r.refresh();
     } catch (e) {
       toast(`Delete failed: ${(e as Error).message}`, 'bad');
