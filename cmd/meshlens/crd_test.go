@@ -563,6 +563,11 @@ func TestDeployCRDColumnsInKubectlGet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ns := cluster.Namespace(t, "crd")
+	t.Cleanup(func() { // the cluster is shared: no meshlens of another test should find these
+		if out, err := cluster.Kubectl(context.Background(), "delete", "-n", ns, "rollouts.meshlens.io,alertrules.meshlens.io", "--all", "--wait=false"); err != nil {
+			t.Logf("cleanup: %v: %s", err, out)
+		}
+	})
 	for _, c := range []struct {
 		example, resource, name string
 		status                  map[string]any

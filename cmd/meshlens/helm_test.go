@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"maps"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -335,16 +336,25 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	t.Cleanup(func() {
-		rbac := cluster.Client.RbacV1()
-		_ = rbac.ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = rbac.ClusterRoles().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	var all []byte // every object, for kubectl delete: the cluster is shared with other tests
 	for _, key := range deployKeys(m) {
 		doc, err := yaml.Marshal(m[key])
 		if err != nil {
 			t.Fatal(err)
 		}
+		all = append(append(all, "---\n"...), doc...)
+	}
+	manifest := filepath.Join(t.TempDir(), "chart.yaml")
+	if err := os.WriteFile(manifest, all, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if out, err := cluster.Kubectl(context.Background(), "delete", "--ignore-not-found", "--wait=false", "-f", manifest); err != nil {
+			t.Logf("cleanup: %v: %s", err, out)
+		}
+	})
+	for _, key := range deployKeys(m) {
+		doc, _ := yaml.Marshal(m[key])
 		if err := cluster.Apply(ctx, ns, doc); err != nil {
 			t.Errorf("the API server refuses %s: %v", key, err)
 		}
