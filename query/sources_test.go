@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/graph"
-	"github.com/meshlens/meshlens/istiometrics"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store/storetest"
 )
@@ -114,10 +113,8 @@ func compareGraphs(t *testing.T, name string, want, got *graph.Graph) {
 }
 
 // TestSourcesAgreeOnTheSameTraffic feeds the same records to the live graph,
-// to ClickHouse, and to meshlens' exporter of Istio's metrics, which a real
-// Prometheus scrapes, then checks the three sources build the same graph in
-// every view: source=prometheus fed by meshlens' own metrics is its live
-// graph.
+// to ClickHouse, and (as Istio metrics) to a real Prometheus scraping them,
+// then checks the three sources build the same graph in every view.
 func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 	st := storetest.Open(t)
 	ctx := context.Background()
@@ -134,13 +131,17 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	im := newIstioMetrics(t)
-	prom, err := NewPrometheus(startPrometheus(t, serveIstioMetrics(t, im)), nil)
+	im := newIstioMetrics()
+	prom, err := NewPrometheus(startPrometheus(t, im.serve(t)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	recs := testTraffic(time.Now())
-	consume(t, im, recs)
+	im.declare(recs)
+	lastScrapeAfter(t, prom, time.Now(), 30*time.Second) // every series seen at 0
+
+	sent := time.Now()
+	im.observe(recs)
 	if err := live.ConsumeRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
@@ -148,10 +149,8 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Evaluate everything at the newest scrape: Prometheus then needs no
-	// extrapolation (the exporter shows new series at zero first, so none is
-	// needed at the start either), and the live clock and ClickHouse end
-	// agree with it.
-	end := scrapedTwice(t, prom)
+	// extrapolation, and the live clock and ClickHouse end agree with it.
+	end := lastScrapeAfter(t, prom, sent.Add(10*time.Millisecond), 30*time.Second)
 	frozen.Store(end.UnixNano())
 	live.Refresh()
 
@@ -206,37 +205,31 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 	compareGraphs(t, "namespace/clickhouse", wantNS, graph.Build(histNS, graph.Options{View: graph.ViewService, Namespace: "edge"}))
 }
 
-// TestPrometheusSourceCountsAcrossCounterResets restarts the exporter
-// (fresh counters at zero, as after a restart of meshlens or of an Envoy)
-// between two halves of the traffic; increase() must count both halves, as
-// the live graph does.
+// TestPrometheusSourceCountsAcrossCounterResets restarts the "sidecar"
+// (fresh counters at zero) between two halves of the traffic; increase()
+// must count both halves, as the live graph does.
 func TestPrometheusSourceCountsAcrossCounterResets(t *testing.T) {
 	ctx := context.Background()
-	var cur atomic.Pointer[istiometrics.Exporter]
-	first := newIstioMetrics(t)
+	var cur atomic.Pointer[istioMetrics]
+	first := newIstioMetrics()
 	cur.Store(first)
 	prom, err := NewPrometheus(startPrometheus(t, serveMetrics(t, &cur)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every label set in both halves: a series that ended would be
-	// extrapolated past its last sample.
 	recs := testTraffic(time.Now())
-	var before, after []mesh.Record
-	for i, r := range recs {
-		if i%2 == 0 {
-			before = append(before, r)
-		} else {
-			after = append(after, r)
-		}
-	}
-	consume(t, first, before)
-	scrapedTwice(t, prom)
+	half := len(recs) / 2
+	first.declare(recs)
+	lastScrapeAfter(t, prom, time.Now(), 30*time.Second)
+	first.observe(recs[:half])
+	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
 
-	second := newIstioMetrics(t) // meshlens restarted
-	consume(t, second, after)
+	second := newIstioMetrics()
+	second.declare(recs)
 	cur.Store(second)
-	end := scrapedTwice(t, prom)
+	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+	second.observe(recs[half:])
+	end := lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
 
 	live, err := graph.New(graph.Config{Now: func() time.Time { return end }}, discard(), nil)
 	if err != nil {

@@ -37,10 +37,11 @@ func (p *gatewayTraffic) Apply(ctx context.Context, t rollout.Target, prev *roll
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	// The Services must exist where traffic goes (a backend whose Service
-	// is missing fails its share of requests).
+	// is missing fails its share of requests); a rollback to stable never
+	// waits for the candidate's.
 	for _, s := range []struct{ field, name string }{
 		{"stableService", t.Spec.StableService}, {"candidateService", t.Spec.CandidateService}} {
-		sendsTo := prev == nil || (s.field == "stableService" && w.Stable > 0) || (s.field == "candidateService" && (w.Candidate > 0 || w.Matched))
+		sendsTo := (s.field == "stableService" && w.Stable > 0) || (s.field == "candidateService" && (w.Candidate > 0 || w.Matched))
 		if !sendsTo {
 			continue
 		}

@@ -34,7 +34,9 @@ func (p *istioTraffic) vsName(t rollout.Target) string {
 func (p *istioTraffic) Apply(ctx context.Context, t rollout.Target, prev *rollout.Weights, w rollout.Weights) (rollout.Written, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	if prev == nil {
+	// Subsets are made sure of when the rollout takes the routes over; a
+	// rollback to stable never waits for them.
+	if prev == nil && (w.Candidate > 0 || w.Matched) {
 		if err := p.ensureSubsets(ctx, t); err != nil {
 			return rollout.Written{}, err
 		}
