@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/istiometrics"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store/storetest"
 )
@@ -113,8 +114,10 @@ func compareGraphs(t *testing.T, name string, want, got *graph.Graph) {
 }
 
 // TestSourcesAgreeOnTheSameTraffic feeds the same records to the live graph,
-// to ClickHouse, and (as Istio metrics) to a real Prometheus scraping them,
-// then checks the three sources build the same graph in every view.
+// to ClickHouse, and to meshlens' exporter of Istio's metrics, which a real
+// Prometheus scrapes, then checks the three sources build the same graph in
+// every view: source=prometheus fed by meshlens' own metrics is its live
+// graph.
 func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 	st := storetest.Open(t)
 	ctx := context.Background()
@@ -131,17 +134,13 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	im := newIstioMetrics()
-	prom, err := NewPrometheus(startPrometheus(t, im.serve(t)), nil)
+	im := newIstioMetrics(t)
+	prom, err := NewPrometheus(startPrometheus(t, serveIstioMetrics(t, im)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	recs := testTraffic(time.Now())
-	im.declare(recs)
-	lastScrapeAfter(t, prom, time.Now(), 30*time.Second) // every series seen at 0
-
-	sent := time.Now()
-	im.observe(recs)
+	consume(t, im, recs)
 	if err := live.ConsumeRecords(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +148,10 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Evaluate everything at the newest scrape: Prometheus then needs no
-	// extrapolation, and the live clock and ClickHouse end agree with it.
-	end := lastScrapeAfter(t, prom, sent.Add(10*time.Millisecond), 30*time.Second)
+	// extrapolation (the exporter shows new series at zero first, so none is
+	// needed at the start either), and the live clock and ClickHouse end
+	// agree with it.
+	end := scrapedTwice(t, prom)
 	frozen.Store(end.UnixNano())
 	live.Refresh()
 
@@ -205,31 +206,37 @@ func TestSourcesAgreeOnTheSameTraffic(t *testing.T) {
 	compareGraphs(t, "namespace/clickhouse", wantNS, graph.Build(histNS, graph.Options{View: graph.ViewService, Namespace: "edge"}))
 }
 
-// TestPrometheusSourceCountsAcrossCounterResets restarts the "sidecar"
-// (fresh counters at zero) between two halves of the traffic; increase()
-// must count both halves, as the live graph does.
+// TestPrometheusSourceCountsAcrossCounterResets restarts the exporter
+// (fresh counters at zero, as after a restart of meshlens or of an Envoy)
+// between two halves of the traffic; increase() must count both halves, as
+// the live graph does.
 func TestPrometheusSourceCountsAcrossCounterResets(t *testing.T) {
 	ctx := context.Background()
-	var cur atomic.Pointer[istioMetrics]
-	first := newIstioMetrics()
+	var cur atomic.Pointer[istiometrics.Exporter]
+	first := newIstioMetrics(t)
 	cur.Store(first)
 	prom, err := NewPrometheus(startPrometheus(t, serveMetrics(t, &cur)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every label set in both halves: a series that ended would be
+	// extrapolated past its last sample.
 	recs := testTraffic(time.Now())
-	half := len(recs) / 2
-	first.declare(recs)
-	lastScrapeAfter(t, prom, time.Now(), 30*time.Second)
-	first.observe(recs[:half])
-	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+	var before, after []mesh.Record
+	for i, r := range recs {
+		if i%2 == 0 {
+			before = append(before, r)
+		} else {
+			after = append(after, r)
+		}
+	}
+	consume(t, first, before)
+	scrapedTwice(t, prom)
 
-	second := newIstioMetrics()
-	second.declare(recs)
+	second := newIstioMetrics(t) // meshlens restarted
+	consume(t, second, after)
 	cur.Store(second)
-	lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
-	second.observe(recs[half:])
-	end := lastScrapeAfter(t, prom, time.Now().Add(10*time.Millisecond), 30*time.Second)
+	end := scrapedTwice(t, prom)
 
 	live, err := graph.New(graph.Config{Now: func() time.Time { return end }}, discard(), nil)
 	if err != nil {

@@ -67,6 +67,7 @@ type objectJSON struct {
 type ConfigSource struct {
 	store    ConfigStore
 	dyn      dynamic.Interface
+	health   *Health
 	logger   *slog.Logger
 	recorder record.EventRecorder
 	debounce time.Duration
@@ -91,7 +92,7 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 	broadcaster := record.NewBroadcaster()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	s := &ConfigSource{
-		store: store, dyn: dyn, logger: logger, debounce: 50 * time.Millisecond,
+		store: store, dyn: dyn, health: health, logger: logger, debounce: 50 * time.Millisecond,
 		recorder:   broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "meshlens"}),
 		istio:      istioinformers.NewSharedInformerFactory(istio, 0),
 		dynInf:     dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0),
@@ -272,16 +273,7 @@ func (s *ConfigSource) Run(ctx context.Context) error {
 	s.dynInf.Start(ctx.Done())
 	defer s.istio.Shutdown()
 	defer s.dynInf.Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
-	for _, sy := range s.synced {
-		for !sy.synced() && time.Now().Before(deadline) && ctx.Err() == nil {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if !sy.synced() {
-			s.logger.Warn("kubernetes: custom resources not listed in time; meshlens goes on without them until they sync",
-				"resource", sy.resource, "hint", "are Istio's and meshlens' CRDs installed (deploy/crds), and does RBAC allow list/watch?")
-		}
-	}
+	waitForSync(ctx, s.health, s.synced, 30*time.Second, s.logger)
 	s.sync(ctx)
 	s.readyMu.Do(func() { close(s.ready) })
 	for {

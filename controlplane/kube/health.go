@@ -104,7 +104,8 @@ func (h *Health) Err() error {
 	return nil
 }
 
-// Forbidden lists the resources RBAC denies, with the denial.
+// Forbidden lists the resources RBAC denies or the API server does not
+// serve, with why.
 func (h *Health) Forbidden() map[string]string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -132,11 +133,50 @@ func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithC
 					"verb", "list,watch", "resource", resource, "err", err,
 					"hint", "grant it in meshlens' ClusterRole (deploy/kubernetes/rbac.yaml)")
 			}
+		case apierrors.IsNotFound(err):
+			reason = "not served"
+			h.mu.Lock()
+			_, seen := h.forbidden[resource]
+			h.forbidden[resource] = "not served by the API server: " + err.Error()
+			h.mu.Unlock()
+			if !seen {
+				h.logger.Warn("kubernetes: the API server does not serve this resource; meshlens runs without it until it does",
+					"resource", resource, "hint", "install its CRDs (Istio's, or meshlens' deploy/crds)")
+			}
 		case errors.Is(err, context.Canceled):
 			return
 		default:
 			cache.DefaultWatchErrorHandler(ctx, r, err)
 		}
 		h.watchErrors.WithLabelValues(resource, reason).Inc()
+	}
+}
+
+// unavailable reports whether a resource is forbidden or not served, so
+// that nothing waits for it to list.
+func (h *Health) unavailable(resource string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.forbidden[resource]
+	return ok
+}
+
+// waitForSync waits until every resource has listed, is forbidden or not
+// served, or timeout passes, and names those left behind.
+func waitForSync(ctx context.Context, h *Health, synced []namedSync, timeout time.Duration, logger *slog.Logger) {
+	deadline := time.Now().Add(timeout)
+	for _, s := range synced {
+		for !s.synced() && !h.unavailable(s.resource) {
+			if time.Now().After(deadline) {
+				logger.Warn("kubernetes: resource not listed in time; meshlens starts without it and adds it when it syncs",
+					"resource", s.resource, "waited", timeout, "hint", "check meshlens' RBAC (list, watch) and the API server")
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 	}
 }

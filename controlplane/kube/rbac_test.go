@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/internal/kubetest"
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
@@ -89,5 +92,66 @@ func TestRegistryWithoutPodAccessLogsTheDenialAndServesTheRest(t *testing.T) {
 	// but it still serves the Service.
 	if e := r.Snapshot().Service(host).Endpoints[0]; e.Workload == nil || len(e.Labels) != 0 {
 		t.Errorf("endpoint workload %+v, want one without pod labels", e.Workload)
+	}
+}
+
+// Without RBAC for Istio's kinds (the Helm chart's istio.enabled=false), the
+// config source does not wait for them: it is ready at once, and says why.
+func TestConfigSourceWithoutIstioAccessIsReadyAtOnce(t *testing.T) {
+	c := kubetest.Shared(t)
+	ctx := context.Background()
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "config-no-istio"}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"meshlens.io"}, Resources: []string{"rollouts", "alertrules"}, Verbs: []string{"list", "watch"}},
+	}}
+	if _, err := c.Client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "config-no-istio"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: kubetest.LimitedUser}}}
+	if _, err := c.Client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.RESTConfig(kubetest.LimitedToken)
+	limited, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := meshtest.Logger(t)
+	health, err := NewHealth(limited, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := config.NewKinds(config.IstioKinds(config.IstioOptions{})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := config.Open(t.TempDir(), kinds, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewConfigSource(limited, ic, dyn, store, health, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(sctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-src.Ready():
+	case <-time.After(15 * time.Second):
+		t.Fatalf("not ready after 15s; forbidden: %v", health.Forbidden())
+	}
+	if _, ok := health.Forbidden()["virtualservices"]; !ok {
+		t.Errorf("forbidden = %v, want virtualservices named", health.Forbidden())
 	}
 }

@@ -216,7 +216,7 @@ func (r *Registry) changed(resource string) {
 func (r *Registry) Run(ctx context.Context) error {
 	r.factory.Start(ctx.Done())
 	defer r.factory.Shutdown()
-	r.waitForSync(ctx)
+	waitForSync(ctx, r.health, r.synced, r.opts.SyncTimeout, r.logger)
 	r.publish()
 	r.ready.Store(true)
 	for {
@@ -238,24 +238,6 @@ func (r *Registry) Run(ctx context.Context) error {
 		default:
 		}
 		r.publish()
-	}
-}
-
-func (r *Registry) waitForSync(ctx context.Context) {
-	deadline := time.Now().Add(r.opts.SyncTimeout)
-	for _, s := range r.synced {
-		for !s.synced() {
-			if time.Now().After(deadline) {
-				r.logger.Warn("kubernetes: resource not listed in time; the registry starts without it and adds it when it syncs",
-					"resource", s.resource, "waited", r.opts.SyncTimeout, "hint", "check meshlens' RBAC (list, watch) and the API server")
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
 	}
 }
 
