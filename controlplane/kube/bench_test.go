@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -160,7 +161,10 @@ func BenchmarkRegistryEndpointChurn(b *testing.B) {
 		}
 		entries[i].client = cl
 	}
-	cp.clients = clients
+	cp.clients, cp.cluster = clients, clusterPids(c.Bin)
+	if len(cp.cluster) != 2 {
+		fmt.Printf("churn: found %d kube-apiserver and etcd processes, want 2: their CPU is not all counted\n", len(cp.cluster))
+	}
 	meshtest.Eventually(b, 2*time.Minute, "every client has its EDS", func() error {
 		for _, cl := range clients {
 			if n := cl.clusters(); n != len(cl.names) {
@@ -261,7 +265,8 @@ type churnSvc struct {
 	svc        *corev1.Service
 	pods       []*corev1.Pod
 	ready      []bool
-	nextIP     int // last octet of the next scaled-up Pod
+	slice      *discoveryv1.EndpointSlice // as last written
+	nextIP     int                        // last octet of the next scaled-up Pod
 	client     *churnClient
 	busy       atomic.Bool
 }
@@ -342,12 +347,27 @@ func (s *churnSvc) create(ctx context.Context, client kubernetes.Interface, ns s
 	return s.writeSlice(ctx, client)
 }
 
+// writeSlice writes the Service's slice in one request, as the endpoint
+// controller does: created once, then updated from the last one written.
 func (s *churnSvc) writeSlice(ctx context.Context, client kubernetes.Interface) error {
 	eps := make([]kubetest.Endpoint, len(s.pods))
 	for i, p := range s.pods {
 		eps[i] = kubetest.Endpoint{Pod: p, Ready: s.ready[i]}
 	}
-	return kubetest.WriteSlice(ctx, client, s.svc, map[string]int32{"grpc": 9080}, eps)
+	sl := kubetest.Slice(s.svc, map[string]int32{"grpc": 9080}, eps)
+	api := client.DiscoveryV1().EndpointSlices(sl.Namespace)
+	var err error
+	if s.slice == nil {
+		sl, err = api.Create(ctx, sl, metav1.CreateOptions{})
+	} else {
+		sl.ResourceVersion = s.slice.ResourceVersion
+		sl, err = api.Update(ctx, sl, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("endpointslice of %s: %w", s.name, err)
+	}
+	s.slice = sl
+	return nil
 }
 
 // churnChange is one endpoint change: apply makes it, starting its clock
@@ -576,6 +596,8 @@ type churnPhase struct {
 	latency, writes       []time.Duration
 	returned              []time.Duration
 	cpu                   time.Duration
+	apiCPU, selfCPU       time.Duration // kube-apiserver + etcd; this process (writers, ADS clients)
+	load                  [2]string     // /proc/loadavg's 1-minute figure at start and end
 	kinds                 map[string]int
 	metrics               map[string]float64 // control-plane counters over the phase
 }
@@ -610,9 +632,11 @@ func (p *churnPhase) print() {
 		ms(quantile(p.writes, 0.5)), ms(quantile(p.writes, 0.99)), ms(quantile(p.returned, 0.5)), ms(quantile(p.returned, 0.99)))
 	pushes, pushSum := p.metrics["meshlens_xds_push_duration_seconds_count"], p.metrics["meshlens_xds_push_duration_seconds_sum"]
 	builds, buildSum := p.metrics["meshlens_kube_registry_build_seconds_count"], p.metrics["meshlens_kube_registry_build_seconds_sum"]
-	fmt.Printf("   %-40s CPU %.1f s (%.1f ms per change, %.0f%% of a core); %.0f xDS pushes (mean %.0f ms), %.0f registry builds (mean %.0f ms), %.0f EDS responses; kinds %v\n", "",
-		p.cpu.Seconds(), p.cpuPerChange()*1000, 100*p.cpu.Seconds()/p.dur.Seconds(),
+	fmt.Printf("   %-40s CPU %.1f s (%.1f ms per change, %.0f ms per push, %.0f%% of a core); %.0f xDS pushes (mean %.0f ms), %.0f registry builds (mean %.0f ms), %.0f EDS responses; kinds %v\n", "",
+		p.cpu.Seconds(), p.cpuPerChange()*1000, 1000*p.cpu.Seconds()/max(pushes, 1), 100*p.cpu.Seconds()/p.dur.Seconds(),
 		pushes, 1000*pushSum/max(pushes, 1), builds, 1000*buildSum/max(builds, 1), p.metrics[`meshlens_xds_pushes_total{type="eds"}`], p.kinds)
+	fmt.Printf("   %-40s beside it: kube-apiserver + etcd %.1f s CPU, this benchmark's writers and clients %.1f s; load average %s → %s on %d CPUs\n", "",
+		p.apiCPU.Seconds(), p.selfCPU.Seconds(), p.load[0], p.load[1], runtime.NumCPU())
 	for i, e := range p.errors {
 		if i == 5 {
 			break
@@ -630,14 +654,15 @@ func runChurn(cp *serveProc, rec *churnRecorder, name string, rate int, dur time
 	rec.mu.Lock()
 	rec.curPhase, rec.byKind = name, map[string]int{}
 	rec.mu.Unlock()
-	before, cpu0 := cp.metrics(), cp.cpu()
+	before, cpu0, api0, self0 := cp.metrics(), cp.cpu(), cp.clusterCPU(), selfCPU()
+	p.load[0] = loadavg()
 
-	// A change is up to four API round trips, a second on a busy API
+	// A change is up to three API round trips, a second on a busy API
 	// server: enough workers that the rate is kept.
 	jobs := make(chan *churnChange, rate)
 	var errMu sync.Mutex
 	var wg sync.WaitGroup
-	for range max(32, 2*rate) {
+	for range max(32, rate) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -683,7 +708,7 @@ func runChurn(cp *serveProc, rec *churnRecorder, name string, rate int, dur time
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.lost = cp.pending()
-	p.cpu = cp.cpu() - cpu0
+	p.cpu, p.apiCPU, p.selfCPU, p.load[1] = cp.cpu()-cpu0, cp.clusterCPU()-api0, selfCPU()-self0, loadavg()
 	after := cp.metrics()
 	p.metrics = map[string]float64{}
 	for k, v := range after {
@@ -838,6 +863,7 @@ type serveProc struct {
 	xds        string
 	token      string
 	clients    []*churnClient
+	cluster    []int // kube-apiserver's and etcd's pids
 }
 
 type buildResult struct {
@@ -940,6 +966,66 @@ func tailFile(path string) string {
 	return string(b[max(0, len(b)-3000):])
 }
 
+// procCPU is a process's user and system time (/proc/PID/stat, in
+// USER_HZ, which is 100 on Linux).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command, which may hold spaces, in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100)
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
+// clusterPids finds the test cluster's processes: this process's
+// children running the binaries in bin.
+func clusterPids(bin string) []int {
+	var out []int
+	self := strconv.Itoa(os.Getpid())
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if filepath.Dir(exe) != filepath.Clean(bin) {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:])); len(f) > 1 && f[1] == self {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (cp *serveProc) clusterCPU() time.Duration {
+	var d time.Duration
+	for _, pid := range cp.cluster {
+		d += procCPU(pid)
+	}
+	return d
+}
+
 // pending is how many changes the clients still wait for.
 func (cp *serveProc) pending() int {
 	n := 0
@@ -949,19 +1035,8 @@ func (cp *serveProc) pending() int {
 	return n
 }
 
-// cpu is the process's user and system time (/proc/PID/stat, in USER_HZ,
-// which is 100 on Linux).
-func (cp *serveProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cp.pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command (which may hold spaces) in parentheses.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * (time.Second / 100)
-}
+// cpu is serve's user and system time.
+func (cp *serveProc) cpu() time.Duration { return procCPU(cp.pid) }
 
 // status is a size field of /proc/PID/status (VmRSS, VmHWM) in bytes.
 func (cp *serveProc) status(field string) int64 {

@@ -82,6 +82,26 @@ type Endpoint struct {
 // resolved to ports (Service port name -> endpoint port), and the given
 // endpoints with their conditions.
 func WriteSlice(ctx context.Context, client kubernetes.Interface, svc *corev1.Service, ports map[string]int32, eps []Endpoint) error {
+	s := Slice(svc, ports, eps)
+	api := client.DiscoveryV1().EndpointSlices(svc.Namespace)
+	old, err := api.Get(ctx, s.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = api.Create(ctx, s, metav1.CreateOptions{})
+	case err == nil:
+		s.ResourceVersion = old.ResourceVersion
+		_, err = api.Update(ctx, s, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("endpointslice %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}
+
+// Slice is the EndpointSlice WriteSlice writes, for a caller that keeps
+// its resourceVersion and updates it in one request, as the endpoint
+// controller does from its cache.
+func Slice(svc *corev1.Service, ports map[string]int32, eps []Endpoint) *discoveryv1.EndpointSlice {
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: svc.Name + "-kubetest", Namespace: svc.Namespace, Labels: map[string]string{
 			discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: "kubetest"}},
@@ -106,17 +126,5 @@ func WriteSlice(ctx context.Context, client kubernetes.Interface, svc *corev1.Se
 		}
 		s.Endpoints = append(s.Endpoints, ep)
 	}
-	api := client.DiscoveryV1().EndpointSlices(svc.Namespace)
-	old, err := api.Get(ctx, s.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		_, err = api.Create(ctx, s, metav1.CreateOptions{})
-	case err == nil:
-		s.ResourceVersion = old.ResourceVersion
-		_, err = api.Update(ctx, s, metav1.UpdateOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("endpointslice %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	return nil
+	return s
 }
