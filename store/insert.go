@@ -274,7 +274,11 @@ func (s *Store) insertColumns(ctx context.Context, table string, names []string,
 }
 
 func (s *Store) sendColumns(ctx context.Context, table string, names []string, cols []any) error {
-	q := fmt.Sprintf("INSERT INTO %s (%s)", s.Table(table), strings.Join(names, ", "))
+	into := s.Table(table)
+	if s.cluster != "" && table == TableAccessLogs {
+		into = s.Table(recordsIngest) // see schema.go
+	}
+	q := fmt.Sprintf("INSERT INTO %s (%s)", into, strings.Join(names, ", "))
 	batch, err := s.conn.PrepareBatch(ctx, q)
 	if err != nil {
 		return fmt.Errorf("insert into %s: prepare: %w", table, err)

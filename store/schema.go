@@ -45,6 +45,7 @@ type schemaParams struct {
 	Cluster   string // the cluster's name; empty on one server
 	OnCluster string // " ON CLUSTER name", or nothing
 	Local     string // suffix of the tables that hold rows: "_local" on a cluster
+	RecordsIn string // the table request records are inserted into, which the views read
 }
 
 // Engine is the table engine of a table that holds rows: engine itself on one
@@ -59,9 +60,10 @@ func (p schemaParams) Engine(engine, table string) string {
 }
 
 func (s *Store) params() schemaParams {
-	p := schemaParams{DB: s.db, LC: "String", Cluster: s.cluster, OnCluster: s.onCluster()}
+	p := schemaParams{DB: s.db, LC: "String", Cluster: s.cluster, OnCluster: s.onCluster(), RecordsIn: TableAccessLogs}
 	if s.cluster != "" {
 		p.Local = localSuffix
+		p.RecordsIn = recordsIngest + localSuffix
 	}
 	if s.features.LowCardinality {
 		p.LC = "LowCardinality(String)"
@@ -102,7 +104,7 @@ const rollupSelect = `SELECT {{.Interval}} AS t, ` + edgeKey + `,
   sumState(bytes_out) AS bytes_out,
   sumState(duration_us) AS duration_sum_us,
   sumForEachState(arrayMap(i -> toUInt64(i = arrayCount(b -> b < duration_us, {{.Buckets}})), range({{.NBuckets}}))) AS latency
-FROM {{.DB}}.access_logs{{.Local}}
+FROM {{.DB}}.{{.RecordsIn}}
 GROUP BY t, ` + edgeKey
 
 // Sharding keys of the Distributed tables on a cluster. Every row of a trace
@@ -118,6 +120,16 @@ const (
 	// One metric series per shard.
 	seriesShardKey = "cityHash64(name, namespace, service, version)"
 )
+
+// recordsIngest is, on a cluster, the Distributed table request records are
+// written to. It sends each row to its shard's access_logs_ingest_local, a
+// Null table whose views copy the rows into access_logs_local and roll them
+// up into edges_1m_local and edges_1h_local. Each of those three is
+// replicated and drops blocks it already has, so a write that failed half
+// way (the raw rows stored, the rollup not, ZooKeeper lost in between) and is
+// retried completes each of them once; views on access_logs_local itself
+// would not run again for rows it already has.
+const recordsIngest = "access_logs_ingest"
 
 // distributed creates, on a cluster only, the Distributed table with the
 // plain name over table_local on every shard; shardingKey is empty for tables
@@ -164,7 +176,14 @@ ENGINE = MergeTree ORDER BY id`,
 ) ENGINE = {{.Engine "MergeTree" "access_logs"}}
 PARTITION BY toDate(time)
 ORDER BY (dst_namespace, dst_service, time)`,
-		distributed("access_logs", traceShardKey),
+		// Read through access_logs, written through access_logs_ingest:
+		// access_logs has no sharding key, so that a write that would skip
+		// the rollups fails.
+		distributed("access_logs", ""),
+		`{{if .Cluster}}CREATE TABLE IF NOT EXISTS {{.DB}}.{{.RecordsIn}}{{.OnCluster}} AS {{.DB}}.access_logs{{.Local}} ENGINE = Null{{end}}`,
+		`{{if .Cluster}}CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.access_logs_mv{{.OnCluster}} TO {{.DB}}.access_logs{{.Local}}
+AS SELECT * FROM {{.DB}}.{{.RecordsIn}}{{end}}`,
+		distributed(recordsIngest, traceShardKey),
 
 		`CREATE TABLE IF NOT EXISTS {{.DB}}.spans{{.Local}}{{.OnCluster}} (
   time DateTime,
@@ -242,8 +261,8 @@ ORDER BY (t, ` + edgeKey + `){{end}}`,
 		distributed("edges_1h", ""),
 
 		// The views sit on the local tables: each server rolls up the rows
-		// inserted into it, and replication copies the rollup rows like
-		// any others.
+		// inserted into it (on a cluster, into access_logs_ingest_local),
+		// and replication copies the rollup rows like any others.
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1m_mv{{.OnCluster}} TO {{.DB}}.edges_1m{{.Local}} AS ` +
 			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfMinute(time)", 1),
 

@@ -303,6 +303,10 @@ func (s *Store) noteWrite(table string, err error) {
 
 // ClickHouse error codes meshlens tells apart.
 const (
+	codeCannotReadFromStream  = 23
+	codeCannotWriteToStream   = 24
+	codeReadAfterEOF          = 32
+	codeCannotReadAllData     = 33
 	codeUnknownTable          = 60
 	codeUnknownDatabase       = 81
 	codeTimeoutExceeded       = 159
@@ -317,14 +321,18 @@ const (
 	codeTooFewLiveReplicas    = 285
 	codeUnknownStatusOfInsert = 319
 	codeKeeperException       = 999
+	codePocoException         = 1000 // network errors between servers, among others
 )
 
 // transient are the server's answers that mean "not now" rather than "not
-// this data": a shard or replica down behind a Distributed table, ZooKeeper
-// gone (replicated tables turn read-only), a server overloaded, or a table
-// not there yet (ON CLUSTER DDL still queued for this server).
+// this data": a shard or replica down behind a Distributed table (or its
+// connection broken mid-write), ZooKeeper gone (replicated tables turn
+// read-only), a server overloaded, or a table not there yet (ON CLUSTER DDL
+// still queued for this server).
 var transient = map[int32]bool{
-	codeUnknownTable: true, codeUnknownDatabase: true, codeTimeoutExceeded: true,
+	codeCannotReadFromStream: true, codeCannotWriteToStream: true, codeReadAfterEOF: true, codeCannotReadAllData: true,
+	codePocoException: true,
+	codeUnknownTable:  true, codeUnknownDatabase: true, codeTimeoutExceeded: true,
 	codeTooManyQueries: true, codeNoFreeConnection: true, codeSocketTimeout: true, codeNetworkError: true,
 	codeNoZooKeeper: true, codeTableIsReadOnly: true, codeTooManyParts: true, codeAllConnectionsFailed: true,
 	codeTooFewLiveReplicas: true, codeUnknownStatusOfInsert: true, codeKeeperException: true,
