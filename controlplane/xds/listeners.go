@@ -110,6 +110,14 @@ func (t *translator) inboundPorts() []inboundPort {
 			if len(t.node.IPs) > 0 && !slices.Contains(t.node.IPs, w.address) {
 				continue
 			}
+			// A node that names no address of its own gets the server
+			// listeners of config-defined workloads (a gRPC client only asks
+			// for those it serves), but not of every Pod in the cluster: a
+			// Pod's xDS server sends its INSTANCE_IPS, as Istio's bootstrap
+			// does, and a client-only node would otherwise carry thousands.
+			if len(t.node.IPs) == 0 && w.pod {
+				continue
+			}
 			for _, p := range svc.ports {
 				if !isHTTP(p.Protocol) {
 					continue

@@ -48,6 +48,9 @@ type workload struct {
 	serviceAccount  string
 	// draining endpoints finish their requests and get no new ones.
 	draining bool
+	// pod marks a Kubernetes Pod's endpoint: its xDS servers announce
+	// their own address (INSTANCE_IPS, as Istio's bootstrap does).
+	pod bool
 }
 
 // targetPort is the port the workload listens on for a service port.
@@ -160,7 +163,7 @@ func serviceOfRegistry(rs *registry.Service) *service {
 		svc.ports = append(svc.ports, &networking.ServicePort{Number: p.Port, Name: p.Name, Protocol: p.Protocol})
 	}
 	for _, e := range rs.Endpoints {
-		w := &workload{address: e.Address, ports: e.Ports, namespace: rs.Namespace, draining: e.Health == registry.Draining}
+		w := &workload{address: e.Address, ports: e.Ports, namespace: rs.Namespace, draining: e.Health == registry.Draining, pod: true}
 		if e.Workload != nil {
 			w.name, w.labels, w.locality, w.serviceAccount = e.Pod, e.Labels, e.Locality, e.ServiceAccount
 			if e.Workload.Namespace != "" {

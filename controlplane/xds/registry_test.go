@@ -101,3 +101,28 @@ spec:
 		}
 	}
 }
+
+// A Pod's gRPC xDS server names its address (INSTANCE_IPS) and gets its
+// server listener; a node that names none (a client) does not carry the
+// listeners of every Pod in the cluster.
+func TestServerListenersOfPodsGoOnlyToTheirOwnNodes(t *testing.T) {
+	count := func(ips ...string) (n int, names []string) {
+		res, err := Translate(Input{Services: registrySnapshot()}, Node{ID: "n", Flavour: FlavourGRPC, Namespace: "bookinfo", IPs: ips}, DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Listeners {
+			if l.GetAddress() != nil { // server listeners have an address; API listeners do not
+				n++
+				names = append(names, l.Name)
+			}
+		}
+		return n, names
+	}
+	if n, names := count(); n != 0 {
+		t.Errorf("a client-only node got %d server listeners: %v", n, names)
+	}
+	if n, names := count("10.1.0.1"); n != 1 || names[0] != "grpc/server?xds.resource.listening_address=10.1.0.1:19080" {
+		t.Errorf("the v1 Pod's node got %v, want its own server listener only", names)
+	}
+}
