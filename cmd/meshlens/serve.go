@@ -31,6 +31,7 @@ import (
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/istiometrics"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/query"
 	"github.com/meshlens/meshlens/rollout"
@@ -55,6 +56,7 @@ type serveConfig struct {
 	// TrafficProvider is where rollouts that name none write their routes.
 	TrafficProvider string
 	Collector       collector.Config
+	IstioMetrics    istiometrics.Config
 }
 
 func defaultServeConfig() serveConfig {
@@ -68,6 +70,7 @@ func defaultServeConfig() serveConfig {
 		DomainSuffix:    config.DefaultDomainSuffix,
 		TrafficProvider: rollout.ProviderMeshlens,
 		Collector:       collector.DefaultConfig(),
+		IstioMetrics:    istiometrics.DefaultConfig(),
 	}
 }
 
@@ -94,6 +97,10 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Collector.InboundAccessLogs, "inbound-access-logs", c.Collector.InboundAccessLogs,
 		`inbound access-log entries that count as requests: "outside-mesh" (callers without a proxy of their own) or "all" (proxyless callers of sidecar services)`)
 	fs.IntVar(&c.Collector.MemoryLimitMiB, "memory-limit-mib", c.Collector.MemoryLimitMiB, "collector memory limiter hard limit")
+	fs.IntVar(&c.IstioMetrics.MaxSeries, "istio-metrics-max-series", c.IstioMetrics.MaxSeries,
+		"most series of each of Istio's standard metrics on /metrics/istio (records beyond are dropped and counted); 0 turns them off")
+	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")
+	fs.StringVar(&c.IstioMetrics.Cluster, "istio-metrics-cluster", c.IstioMetrics.Cluster, "source_cluster and destination_cluster of known peers on /metrics/istio (Istio's CLUSTER_ID)")
 }
 
 // loadServeConfig applies --config (if any) over the defaults, then the flags
@@ -132,6 +139,10 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	if !slices.Contains(rollout.Providers, cfg.TrafficProvider) {
 		return cfg, fmt.Errorf("--traffic-provider %q: want one of %s", cfg.TrafficProvider, strings.Join(rollout.Providers, ", "))
+	}
+	cfg.IstioMetrics.DomainSuffix = cfg.DomainSuffix
+	if err := cfg.IstioMetrics.Validate(); err != nil {
+		return cfg, err
 	}
 	return cfg, cfg.Collector.Validate()
 }
@@ -217,7 +228,17 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if cluster != nil {
 		peers = cluster.registry
 	}
-	col, err := collector.New(cfg.Collector, cfg.DataDir, st, []mesh.RecordSink{live}, peers, reg, logger)
+	// Istio's standard metrics of the same records, for Kiali, Istio's
+	// dashboards and alerts, on /metrics/istio.
+	sinks := []mesh.RecordSink{live}
+	var istio *istiometrics.Exporter
+	if cfg.IstioMetrics.Enabled() {
+		if istio, err = istiometrics.New(cfg.IstioMetrics, reg); err != nil {
+			return err
+		}
+		sinks = append(sinks, istio)
+	}
+	col, err := collector.New(cfg.Collector, cfg.DataDir, st, sinks, peers, reg, logger)
 	if err != nil {
 		return err
 	}
@@ -307,6 +328,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	xdsServer.RegisterRoutes(api)
 	rollouts.RegisterRoutes(api, authz.Operator())
 	alerts.RegisterRoutes(api, authz.Operator())
+	istiometrics.RegisterRoutes(e, istio, authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	e.GET("/*", echo.WrapHandler(ui.Handler()))
 
 	var g rungroup.Group
