@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	networking "istio.io/api/networking/v1"
 	clientnetworking "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -565,6 +568,22 @@ func TestIstioProviderStopsWhenRBACRefusesTheWrite(t *testing.T) {
 	if vs := e.vs(t, "reviews"); vs.Generation != gen || split(vs) != "" {
 		t.Errorf("the VirtualService was written: generation %d -> %d", gen, vs.Generation)
 	}
+
+	// RBAC fixed, the operator resumes: the rollout writes its routes.
+	role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{"networking.istio.io"}, Resources: []string{"virtualservices"}, Verbs: []string{"update"}})
+	if _, err := c.Client.RbacV1().Roles(ns).Update(ctx, role, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cp.engine.Do(ctx, ns, "reviews", rollout.EvResume, "operator", "operator: resume"); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.Eventually(t, 15*time.Second, "the resumed rollout writes its routes", func() error {
+		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
+			return fmt.Errorf("split %q", got)
+		}
+		return nil
+	})
+	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
 }
 
 func newIstioClient(c *kubetest.Cluster) (istioclient.Interface, error) {
@@ -661,4 +680,66 @@ func TestIstioProviderRetriesARollbackUntilTheAPIServerIsBack(t *testing.T) {
 		t.Errorf("split %q after the rollback", got)
 	}
 	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
+}
+
+// An A/B test through the API server: requests with the cookie reach the
+// candidate (meshlens' xDS clients follow the VirtualService istiod would
+// push), the others stay on stable; after enough candidate requests the
+// candidate is promoted.
+func TestIstioProviderABCookieReachesTheCandidateThenPromotes(t *testing.T) {
+	e := newIstioEnv(t, reviewsRoutes)
+	e.reviews.live.Store(e.cp.live)
+	c := e.cp.client(t, e.ns, e.reviews.target())
+	e.apply(t, `apiVersion: meshlens.io/v1alpha1
+kind: Rollout
+metadata: {name: reviews}
+spec:
+  service: reviews
+  stable: v1
+  candidate: v2
+  strategy: {ab: {match: [{cookie: user, exact: beta}], requests: 60}}
+  analysis: {interval: 200ms, window: 3s, minSamples: 20}
+`)
+	call := func(cookie string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if cookie != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "cookie", cookie)
+		}
+		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true))
+		return resp.GetHostname(), err
+	}
+	only := func(want, cookie string) error {
+		for range 20 {
+			got, err := call(cookie)
+			if err != nil || got != want {
+				return fmt.Errorf("cookie %q reached %q (%v), want %s", cookie, got, err, want)
+			}
+		}
+		return nil
+	}
+	meshtest.Eventually(t, 20*time.Second, "the beta cookie reaches the candidate", func() error { return only("v2", "theme=dark; user=beta") })
+	if err := only("v1", "user=betamax"); err != nil {
+		t.Fatalf("another cookie value: %v", err)
+	}
+	if err := only("v1", ""); err != nil {
+		t.Fatalf("plain requests: %v", err)
+	}
+	if names := routeNames(e.vs(t, "reviews").Spec.GetHttp()); !slices.Equal(names, []string{"debug", "candidate-match", "split"}) {
+		t.Errorf("routes %v during the A/B test", names)
+	}
+	e.reviews.load(t, e.cp) // plain traffic alongside, on stable: the judge compares
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for st, _ := e.cp.engine.Get(e.ns, "reviews"); st.State == rollout.Progressing; st, _ = e.cp.engine.Get(e.ns, "reviews") {
+			_, _ = call("user=beta")
+		}
+	}()
+	waitRollout(t, e.cp, e.ns, "reviews", 30*time.Second, "promoted", inState(rollout.Succeeded))
+	<-done
+	if got := split(e.vs(t, "reviews")); got != "v2=0" {
+		t.Errorf("split %q after the promotion", got)
+	}
+	meshtest.Eventually(t, 10*time.Second, "everyone on the candidate", func() error { return only("v2", "") })
 }
