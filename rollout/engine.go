@@ -337,6 +337,10 @@ func (e *Engine) releaseLocked(ctx context.Context, key string, r *run) {
 		e.logger.Info("rollout deleted", "rollout", key)
 		return
 	}
+	if _, ok := r.traffic.(storeTraffic); ok {
+		e.logger.Info("rollout deleted; its VirtualService is left as it is", "rollout", key)
+		return
+	}
 	toStable := r.st.State != Succeeded && r.st.State != Promoting && !r.st.RoutesEdited
 	rel := release{traffic: r.traffic, target: e.target(r), prev: r.st.Applied, toStable: toStable}
 	if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err != nil {
