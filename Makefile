@@ -10,7 +10,7 @@ HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -30,6 +30,13 @@ clickhouse:
 clickhouse-stop:
 	@scripts/clickhouse.sh stop
 
+## clickhouse-cluster: ZooKeeper and four ClickHouse servers (2 shards x 2 replicas, cluster "meshlens") on loopback
+clickhouse-cluster:
+	@scripts/clickhouse-cluster.sh start
+
+clickhouse-cluster-stop:
+	@scripts/clickhouse-cluster.sh stop
+
 ## run: ClickHouse, meshlens serve and the demo mesh; Ctrl-C stops everything
 run: deps-run clickhouse build
 	@scripts/run.sh
@@ -47,8 +54,14 @@ k8s-bins:
 ## test: every test, against real ClickHouse, Kubernetes API server, Prometheus, Alertmanager, xDS peers and Chromium
 test: deps clickhouse k8s-bins test-go test-ui test-e2e
 
+# The store and query tests run on one server and on the ClickHouse cluster,
+# started here once for all packages (and stopped after, unless it was
+# running before); the cluster fault tests start clusters of their own.
 test-go:
-	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 25m ./...
+	@running=1; scripts/clickhouse-cluster.sh status >/dev/null || running=; \
+	dsn=$$(scripts/clickhouse-cluster.sh start) || exit 1; \
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$dsn $(GO) test -count=1 -timeout 25m ./...; rc=$$?; \
+	[ -n "$$running" ] || scripts/clickhouse-cluster.sh stop; exit $$rc
 
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi

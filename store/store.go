@@ -235,8 +235,47 @@ func redact(dsn string) string {
 // Close releases the connection.
 func (s *Store) Close() error { return s.conn.Close() }
 
-// Conn is the underlying connection, for readers in the query package.
-func (s *Store) Conn() driver.Conn { return s.conn }
+// Conn is the connection, for readers in the query package. A read whose
+// pooled connection turns out to be broken is tried once more.
+func (s *Store) Conn() driver.Conn { return readRetrying{s.conn} }
+
+// readRetrying retries a read once when its connection was broken before the
+// server answered: the server was restarted, or killed, since the connection
+// was pooled. The retry dials again, and with several servers in the DSN
+// (a cluster) moves on to the next live one. Writes are retried by their
+// callers, which know whether the rows landed.
+type readRetrying struct{ driver.Conn }
+
+// brokenConnection reports whether err is a connection that failed, as
+// opposed to an answer of the server or the caller giving up.
+func brokenConnection(ctx context.Context, err error) bool {
+	var ex *clickhouse.Exception
+	return err != nil && ctx.Err() == nil && !errors.As(err, &ex) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+func (c readRetrying) Query(ctx context.Context, query string, args ...any) (driver.Rows, error) {
+	rows, err := c.Conn.Query(ctx, query, args...)
+	if brokenConnection(ctx, err) {
+		return c.Conn.Query(ctx, query, args...)
+	}
+	return rows, err
+}
+
+func (c readRetrying) QueryRow(ctx context.Context, query string, args ...any) driver.Row {
+	row := c.Conn.QueryRow(ctx, query, args...)
+	if brokenConnection(ctx, row.Err()) {
+		return c.Conn.QueryRow(ctx, query, args...)
+	}
+	return row
+}
+
+func (c readRetrying) Select(ctx context.Context, dest any, query string, args ...any) error {
+	err := c.Conn.Select(ctx, dest, query, args...)
+	if brokenConnection(ctx, err) {
+		return c.Conn.Select(ctx, dest, query, args...)
+	}
+	return err
+}
 
 // Database is the database the tables live in.
 func (s *Store) Database() string { return s.db }

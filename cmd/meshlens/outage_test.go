@@ -2,16 +2,10 @@ package main
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // TestClickHouseOutageAndRestartLoseNothing sends spans steadily while
@@ -27,41 +21,11 @@ func TestClickHouseOutageAndRestartLoseNothing(t *testing.T) {
 	args := []string{"--clickhouse", ch.DSN(), "--data-dir", dataDir, "--otlp-grpc", otlp, "--otlp-http", "", "--als", "", "--clickhouse-wait", "2s"}
 	ml := startMeshlens(t, args...)
 
-	exp, err := otlptracegrpc.New(context.Background(), otlptracegrpc.WithEndpoint(otlp), otlptracegrpc.WithInsecure(),
-		otlptracegrpc.WithTimeout(time.Minute), // rides out the restart of meshlens
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: time.Second, MaxElapsedTime: 2 * time.Minute}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(100*time.Millisecond), sdktrace.WithMaxQueueSize(100_000)),
-		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "steady"))))
-	tracer := tp.Tracer("steady")
-
-	var sent atomic.Int64
-	stop := make(chan struct{})
-	senderDone := make(chan struct{})
-	go func() { // ~400 spans/s until told to stop
-		defer close(senderDone)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				for i := 0; i < 4; i++ {
-					_, sp := tracer.Start(context.Background(), "GET /", trace.WithSpanKind(trace.SpanKindServer))
-					sp.End()
-					sent.Add(1)
-				}
-			}
-		}
-	}()
+	load := startSpanLoad(t, otlp)
 
 	time.Sleep(5 * time.Second)
 	ch.Stop()
-	t.Logf("ClickHouse stopped after %d spans", sent.Load())
+	t.Logf("ClickHouse stopped after %d spans", load.sent.Load())
 	time.Sleep(15 * time.Second)
 	if !ml.Running() {
 		t.Fatalf("meshlens died during the outage:\n%s", ml.Log())
@@ -77,14 +41,9 @@ func TestClickHouseOutageAndRestartLoseNothing(t *testing.T) {
 	ml = startMeshlens(t, args...)
 	time.Sleep(15 * time.Second)
 	ch.Start()
-	t.Logf("ClickHouse restarted after %d spans", sent.Load())
+	t.Logf("ClickHouse restarted after %d spans", load.sent.Load())
 	time.Sleep(5 * time.Second)
-	close(stop)
-	<-senderDone
-	if err := tp.Shutdown(context.Background()); err != nil {
-		t.Fatalf("flush the sender: %v", err)
-	}
-	want := uint64(sent.Load())
+	want := uint64(load.Stop(t))
 
 	opts, _ := clickhouse.ParseDSN("clickhouse://127.0.0.1:" + ch.port + "/meshlens")
 	conn, err := clickhouse.Open(opts)
