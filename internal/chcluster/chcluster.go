@@ -290,6 +290,28 @@ func Shared(t testing.TB) *Cluster {
 	return shared
 }
 
+// Use returns the cluster EnvDSN names, else starts one for this test alone
+// and stops it when the test ends: for packages whose TestMain does not call
+// Main.
+func Use(t testing.TB) *Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if dsn := os.Getenv(EnvDSN); dsn != "" {
+		c, err := FromDSN(ctx, dsn)
+		if err != nil {
+			t.Fatalf("clickhouse cluster: %v", err)
+		}
+		return c
+	}
+	c, err := Start(ctx)
+	if err != nil {
+		t.Fatalf("clickhouse cluster: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
 // Main runs the tests and stops the shared cluster if they started it:
 // func TestMain(m *testing.M) { os.Exit(chcluster.Main(m)) }.
 func Main(m *testing.M) int {
