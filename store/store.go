@@ -162,8 +162,17 @@ func (s *Store) connect(ctx context.Context) error {
 	}
 	s.version = Version{Major: sv.Version.Major, Minor: sv.Version.Minor, Patch: sv.Version.Patch}
 	s.features = FeaturesOf(s.version)
-	if err := s.ddl(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db+s.onCluster()); err != nil {
-		return fmt.Errorf("create database %s: %w", s.db, err)
+	// Create the database only when missing: on a cluster that DDL needs
+	// ZooKeeper, and a restart while ZooKeeper is down should still find
+	// the schema it has and say why writes fail.
+	var exists uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM system.databases WHERE name = ?", s.db).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", s.db, err)
+	}
+	if exists == 0 {
+		if err := s.ddl(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db+s.onCluster()); err != nil {
+			return fmt.Errorf("create database %s: %w", s.db, err)
+		}
 	}
 	s.logger.Info("clickhouse connected", "server", s.version.String(), "database", s.db, "cluster", s.cluster, "features", s.features.String())
 	return nil
