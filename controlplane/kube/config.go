@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -372,8 +373,10 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 	}
 	var msgs []any
 	for _, w := range warnings {
-		msgs = append(msgs, map[string]any{"type": map[string]any{"code": w.Code, "name": w.Code}, "level": "WARNING",
-			"documentationUrl": "", "message": w.Message, "field": w.Field})
+		// Istio's AnalysisMessageBase holds no text; the text goes into an
+		// event (below), as kubectl describe shows it.
+		msgs = append(msgs, map[string]any{"type": map[string]any{"code": w.Code, "name": cmp.Or(config.CodeName(w.Code), w.Code)},
+			"level": "WARNING", "documentationUrl": "https://istio.io/latest/docs/reference/config/analysis/" + strings.ToLower(w.Code) + "/"})
 	}
 	sig, _ := json.Marshal([]any{cond, msgs})
 	key := r.kind + "/" + r.namespace + "/" + r.name
@@ -388,6 +391,14 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 		s.logger.Warn("kubernetes: custom resource refused; the rest of the config is served", "object", key, "errors", summarize(errs))
 		s.recorder.Eventf(&corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
 			corev1.EventTypeWarning, "Invalid", "meshlens refused %s: %s", key, summarize(errs))
+	}
+	for _, w := range warnings {
+		text := w.Message
+		if w.Field != "" {
+			text = w.Field + ": " + w.Message
+		}
+		s.recorder.Eventf(&corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
+			corev1.EventTypeWarning, cmp.Or(config.CodeName(w.Code), w.Code), "%s %s", w.Code, text)
 	}
 	cond["lastTransitionTime"] = time.Now().UTC().Format(time.RFC3339)
 	status := map[string]any{"observedGeneration": r.generation}
