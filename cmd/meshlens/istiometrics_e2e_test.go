@@ -641,3 +641,22 @@ func checkWorkloadDashboard(t *testing.T, p promv1.API, r promv1.Range, versions
 		t.Errorf("Outgoing Requests By Destination And Response Code: %.1f, meshlens %d", n, out.Requests)
 	}
 }
+
+func TestServeIstioMetricsFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--istio-metrics-max-series", "-1"}, "--istio-metrics-max-series -1"},
+		{[]string{"--istio-metrics-expiry", "1s"}, "--istio-metrics-expiry 1s: must be at least 10s"},
+		{[]string{"--istio-metrics-cluster", ""}, "--istio-metrics-cluster"},
+	} {
+		if _, err := loadServeConfig(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("serve %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	cfg, err := loadServeConfig([]string{"--domain-suffix", "corp.example", "--istio-metrics-max-series", "0"}, io.Discard)
+	if err != nil || cfg.IstioMetrics.Enabled() || cfg.IstioMetrics.DomainSuffix != "corp.example" {
+		t.Fatalf("config %+v, %v", cfg.IstioMetrics, err)
+	}
+}
