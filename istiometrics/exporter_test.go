@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,5 +335,58 @@ func TestHandlerServesProtobufAndText(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || len(body) == 0 {
 			t.Fatalf("Accept %q: %s, %d bytes", accept, resp.Status, len(body))
 		}
+	}
+}
+
+// TestConcurrentIngestAndScrapes: writers and scrapers at once; every
+// counter only grows from scrape to scrape, and the last scrape has every
+// record.
+func TestConcurrentIngestAndScrapes(t *testing.T) {
+	x := newTestExporter(t, Config{})
+	const writers, batches, batch = 4, 50, 20
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for b := range batches {
+					recs := make([]mesh.Record, batch)
+					for i := range recs {
+						recs[i] = record(peerA, peer((w*batches+b+i)%7), "http", 200, -1, time.Millisecond, i%2 == 0)
+					}
+					consume(t, x, recs...)
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	last := map[string]float64{}
+	check := func() {
+		for _, s := range scrape(t, x)["istio_requests_total"] {
+			k := model.LabelSet(toLabelSet(s.labels)).String()
+			if s.value < last[k] {
+				t.Fatalf("%s went down from %v to %v", k, last[k], s.value)
+			}
+			last[k] = s.value
+		}
+	}
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		check()
+	}
+	check()
+	var total float64
+	for _, s := range scrape(t, x)["istio_requests_total"] {
+		if s.labels["reporter"] == "destination" {
+			total += s.value
+		}
+	}
+	if total != writers*batches*batch {
+		t.Fatalf("destination reports sum to %v, want %d", total, writers*batches*batch)
 	}
 }
