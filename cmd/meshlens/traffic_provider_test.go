@@ -26,6 +26,14 @@ func TestServeTrafficProviderWritesRoutesToTheAPIServer(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
 	istioNS, gwNS := c.Namespace(t, "serve-istio"), c.Namespace(t, "serve-gw")
+	// Other tests' meshlens read the whole shared cluster: the Rollouts go
+	// when this test ends, after its meshlens stopped.
+	rollouts := schema.GroupVersionResource{Group: "meshlens.io", Version: "v1alpha1", Resource: "rollouts"}
+	t.Cleanup(func() {
+		for _, ns := range []string{istioNS, gwNS} {
+			_ = c.Dynamic.Resource(rollouts).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}
+	})
 	for _, s := range []struct{ ns, name string }{{istioNS, "reviews"}, {gwNS, "reviews-v1"}, {gwNS, "reviews-v2"}} {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.ns},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "reviews"}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}

@@ -81,6 +81,9 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 		wait = append(wait, done)
 		go func() { defer close(done); _ = f(ctx) }()
 	}
+	if opts.dataDir == "" {
+		opts.dataDir = t.TempDir() // before cp.stop's cleanup, so removed after it
+	}
 	var cleanups []func()
 	var once sync.Once
 	cp := &controlPlane{}
@@ -108,9 +111,6 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 		rollout.KindSpec(""), alerting.KindSpec())...)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if opts.dataDir == "" {
-		opts.dataDir = t.TempDir()
 	}
 	store, err := config.Open(opts.dataDir, kinds, logger, nil)
 	if err != nil {
@@ -381,4 +381,14 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return -1
+}
+
+// forgetRollouts deletes the namespace's Rollouts when the test ends (after
+// the control planes started later than this call have stopped): control
+// planes of later tests read the whole shared cluster and would take them on.
+func forgetRollouts(t *testing.T, c *kubetest.Cluster, ns string) {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = c.Dynamic.Resource(rolloutGVR).Namespace(ns).DeleteCollection(context.Background(), metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
 }

@@ -74,6 +74,7 @@ func newGatewayEnv(t *testing.T, route string, services ...string) *gatewayEnv {
 	c := kubetest.Shared(t)
 	pn := kubetest.NewPodNetwork(t)
 	e := &gatewayEnv{istioEnv: &istioEnv{c: c, ns: c.Namespace(t, "ro-gw"), dataDir: t.TempDir()}}
+	forgetRollouts(t, c, e.ns)
 	e.reviews = newReviews(t, c, pn, e.ns)
 	for _, s := range services {
 		e.service(t, s)
@@ -331,6 +332,7 @@ func TestTrafficProviderExamplesApplyAsWritten(t *testing.T) {
 
 	t.Run("istio", func(t *testing.T) {
 		e := &istioEnv{c: c, ns: c.Namespace(t, "ex-istio"), istio: ic, cp: cp}
+		forgetRollouts(t, c, e.ns)
 		e.apply(t, reviewsRoutes)
 		e.apply(t, example("rollout-istio.yaml"))
 		meshtest.Eventually(t, 20*time.Second, "the first step in the VirtualService", func() error {
@@ -346,6 +348,7 @@ func TestTrafficProviderExamplesApplyAsWritten(t *testing.T) {
 	})
 	t.Run("gatewayAPI", func(t *testing.T) {
 		e := &gatewayEnv{istioEnv: &istioEnv{c: c, ns: c.Namespace(t, "ex-gw"), cp: cp}, gateway: gc}
+		forgetRollouts(t, c, e.ns)
 		e.service(t, "reviews-v1")
 		e.service(t, "reviews-v2")
 		e.apply(t, reviewsHTTPRoute)

@@ -19,6 +19,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/meshlens/meshlens/internal/kubetest"
 	"github.com/meshlens/meshlens/internal/meshtest"
@@ -79,6 +80,7 @@ func newIstioEnv(t *testing.T, routes string) *istioEnv {
 	c := kubetest.Shared(t)
 	pn := kubetest.NewPodNetwork(t)
 	e := &istioEnv{c: c, ns: c.Namespace(t, "ro-istio"), dataDir: t.TempDir()}
+	forgetRollouts(t, c, e.ns)
 	e.reviews = newReviews(t, c, pn, e.ns)
 	if routes != "" {
 		if err := c.Apply(context.Background(), e.ns, []byte(routes)); err != nil {
@@ -402,14 +404,18 @@ func TestIstioProviderHumanEditPausesTheRollout(t *testing.T) {
 		}
 		return nil
 	})
-	// kubectl edit: the split goes 90/10.
-	vs := e.vs(t, "reviews").DeepCopy()
-	for _, r := range vs.Spec.Http {
-		if r.GetName() == "split" {
-			r.Route[0].Weight, r.Route[1].Weight = 90, 10
+	// kubectl edit: the split goes 90/10 (read again if meshlens wrote the
+	// status in between, as kubectl does).
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		vs := e.vs(t, "reviews").DeepCopy()
+		for _, r := range vs.Spec.Http {
+			if r.GetName() == "split" {
+				r.Route[0].Weight, r.Route[1].Weight = 90, 10
+			}
 		}
-	}
-	if _, err := e.istio.NetworkingV1().VirtualServices(e.ns).Update(context.Background(), vs, metav1.UpdateOptions{}); err != nil {
+		_, err := e.istio.NetworkingV1().VirtualServices(e.ns).Update(context.Background(), vs, metav1.UpdateOptions{})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	st := waitRollout(t, e.cp, e.ns, "reviews", 10*time.Second, "paused", inState(rollout.Paused))
@@ -490,6 +496,7 @@ func TestIstioProviderRefusesAVirtualServiceAnotherControllerManages(t *testing.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := c.Namespace(t, "ro-managed")
+			forgetRollouts(t, c, ns)
 			e := &istioEnv{c: c, ns: ns, istio: ic, cp: cp}
 			e.apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -527,6 +534,7 @@ func TestIstioProviderStopsWhenRBACRefusesTheWrite(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
 	ns := c.Namespace(t, "ro-rbac")
+	forgetRollouts(t, c, ns)
 	ic, err := istioclient.NewForConfig(c.Config)
 	if err != nil {
 		t.Fatal(err)

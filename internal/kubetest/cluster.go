@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,12 +179,28 @@ func (c *Cluster) run(name string, args ...string) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, and killed with the test process if that dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the OS thread that started the process exits,
+	// not the process: Go retires threads that a goroutine locked and left
+	// locked (PodNetwork.Listen does, to enter a network namespace), which
+	// killed the API server under the tests at random. The process is
+	// started and waited for on a thread of its own that lives as long as
+	// it does.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		logf.Close()
+	}()
+	if err := <-started; err != nil {
 		logf.Close()
 		return fmt.Errorf("kubetest: start %s: %w", name, err)
 	}
 	c.procs = append(c.procs, cmd)
-	go func() { _ = cmd.Wait(); logf.Close() }()
 	return nil
 }
 
