@@ -57,6 +57,9 @@ type serveConfig struct {
 	TrafficProvider string
 	Collector       collector.Config
 	IstioMetrics    istiometrics.Config
+	// ClickHouseCluster names the ClickHouse cluster (a remote_servers
+	// entry) the schema lives on; empty for one server.
+	ClickHouseCluster string
 }
 
 func defaultServeConfig() serveConfig {
@@ -76,6 +79,8 @@ func defaultServeConfig() serveConfig {
 
 func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouse, "clickhouse", c.ClickHouse, "ClickHouse DSN, clickhouse://host:port/database")
+	fs.StringVar(&c.ClickHouseCluster, "clickhouse-cluster", c.ClickHouseCluster,
+		"ClickHouse cluster name: schema ON CLUSTER in Replicated tables, reads and writes through Distributed tables; empty: one server")
 	fs.DurationVar(&c.ClickHouseWait, "clickhouse-wait", c.ClickHouseWait, "how long to wait for ClickHouse at start before starting without it (ingest queues on disk)")
 	fs.StringVar(&c.HTTP, "http", c.HTTP, "listen address of the HTTP API, UI, /healthz, /readyz and /metrics")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the ingest queue, accepted config and tokens")
@@ -208,7 +213,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseWait, logger)
+	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseCluster, cfg.ClickHouseWait, logger)
 	if err != nil {
 		return err
 	}
@@ -319,6 +324,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer cancel()
 		if err := st.EnsureSchema(pctx); err != nil {
 			warnings = append(warnings, "clickhouse unreachable: telemetry is queued on disk until it is back")
+		} else if since, err := st.WriteFailure(); err != nil {
+			// A shard down, ZooKeeper gone: ClickHouse answers but refuses writes.
+			why, _, _ := strings.Cut(err.Error(), "\n")
+			warnings = append(warnings, fmt.Sprintf("clickhouse writes failing for %s (%s): telemetry is queued on disk until they succeed",
+				time.Since(since).Round(time.Second), why))
 		}
 		return strings.Join(warnings, "; "), nil
 	})
@@ -381,8 +391,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 // openStore prepares the ClickHouse store and waits up to wait for it to
 // answer. If it does not, meshlens starts anyway: the collector queues on disk
 // and the writer creates the schema once ClickHouse is up.
-func openStore(ctx context.Context, dsn string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
-	st, err := store.New(dsn, logger)
+func openStore(ctx context.Context, dsn, cluster string, wait time.Duration, logger *slog.Logger) (*store.Store, error) {
+	st, err := store.New(dsn, logger, store.OnCluster(cluster))
 	if err != nil {
 		return nil, err
 	}
