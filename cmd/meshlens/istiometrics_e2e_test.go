@@ -239,11 +239,12 @@ func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 	})
 }
 
-// Kiali's graph queries, as Kiali v2 builds them for a namespace graph
-// (kiali/kiali graph/telemetry/istio/istio.go buildNamespaceTrafficMap:
-// queries 0, 2 and 3 of istio_requests_total; appender/response_time.go
-// with a quantile; appender/security_policy.go), for namespace bookinfo and
-// a 300 s duration.
+// Kiali's graph queries, as Kiali builds them for a namespace graph
+// (kiali/kiali at d733a096e02e, graph/telemetry/istio/istio.go
+// buildNamespaceTrafficMap: queries 0, 2 and 3 of istio_requests_total;
+// appender/response_time.go with a quantile; appender/security_policy.go;
+// the response code and node handling of util/util.go), for namespace
+// bookinfo and a 300 s duration.
 const (
 	kialiGroupBy    = "source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_cluster,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,request_protocol,response_code,grpc_response_status,response_flags"
 	kialiRTGroupBy  = "le,source_cluster,source_workload_namespace,source_workload,source_canonical_service,source_canonical_revision,destination_cluster,destination_service_namespace,destination_service,destination_service_name,destination_workload_namespace,destination_workload,destination_canonical_service,destination_canonical_revision,request_protocol"
@@ -360,8 +361,10 @@ func checkKiali(t *testing.T, p promv1.API, end time.Time, graph map[string]e2eE
 	}
 }
 
-// Istio's Mesh dashboard (istio/istio manifests/addons/dashboards/
-// istio-mesh-dashboard.gen.json), with $__rate_interval the graph's window.
+// Istio's Mesh dashboard (istio/istio at 86c9f01fd735,
+// manifests/addons/dashboards/istio-mesh-dashboard.gen.json, panels Traffic
+// Volume, Success Rate, 5xxs and HTTP/gRPC Workloads), with
+// $__rate_interval the graph's window.
 var meshDashboard = struct {
 	volume, success, fiveXX, workloadRPS, workloadP50, workloadP90, workloadP99, workloadSuccess string
 }{
@@ -476,8 +479,11 @@ func checkMeshDashboard(t *testing.T, p promv1.API, end time.Time, workloads, se
 	}
 }
 
-// Istio's Service dashboard (istio-service-dashboard.json): instantaneous
-// rates (irate), as Grafana draws them over time.
+// Istio's Service dashboard (the same directory,
+// istio-service-dashboard.json: Client and Server Request Volume, Success
+// Rate and Duration, Incoming Requests By Source And Response Code):
+// instantaneous rates (irate), as Grafana draws them over time, with
+// $__rate_interval what Grafana makes of a 1 s scrape interval.
 var serviceDashboard = struct {
 	clientVolume, clientSuccess, clientP50, clientP99, serverVolume, serverP99, incomingBySource string
 }{
@@ -603,7 +609,9 @@ func checkServiceDashboard(t *testing.T, p promv1.API, r promv1.Range, services 
 	}
 }
 
-// Istio's Workload dashboard (istio-workload-dashboard.json).
+// Istio's Workload dashboard (istio-workload-dashboard.json: Incoming
+// Request Volume, Success Rate and Duration, Outgoing Requests By
+// Destination And Response Code).
 var workloadDashboard = struct {
 	inVolume, inSuccess, inP99, outByDestination string
 }{
