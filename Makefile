@@ -10,7 +10,7 @@ HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: deps-run all build ui run test test-go test-ui test-e2e bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-ui test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -65,6 +65,10 @@ test-go:
 
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
+
+## test-addons: Kiali's and Istio's dashboard queries against meshlens' /metrics/istio through a real Prometheus
+test-addons: deps clickhouse
+	MESHLENS_TEST_ADDONS=1 MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -run TestKialiAndIstioDashboardsAgreeWithTheGraph -timeout 15m ./cmd/meshlens/
 
 ## test-e2e: the UI in headless Chromium against meshlens serve + the demo mesh
 test-e2e: build
