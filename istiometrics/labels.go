@@ -81,7 +81,6 @@ var (
 	vDestination = "destination"
 	vMutualTLS   = "mutual_tls"
 	vNone        = "none"
-	vEmpty       = ""
 	vTCP         = "tcp"
 )
 
