@@ -62,10 +62,11 @@ func startPrometheus(t testing.TB, target string) string {
 	return startPrometheusEvery(t, target, time.Second)
 }
 
-// startPrometheusEvery is startPrometheus with a scrape interval.
-func startPrometheusEvery(t testing.TB, target string, every time.Duration) string {
+// startPrometheusEvery is startPrometheus with a scrape interval and
+// metric_relabel_configs items.
+func startPrometheusEvery(t testing.TB, target string, every time.Duration, relabel ...string) string {
 	t.Helper()
-	return promtest.Start(t, promtest.Config{Targets: []string{target}, Interval: every})
+	return promtest.Start(t, promtest.Config{Targets: []string{target}, Interval: every, MetricRelabel: relabel})
 }
 
 // lastScrapeAfter waits for a scrape after the given time and returns the

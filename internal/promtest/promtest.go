@@ -30,6 +30,9 @@ type Config struct {
 	Interval time.Duration // scrape interval (and timeout); default 1s
 	Token    string        // bearer token sent with every scrape, if any
 	Listen   string        // Prometheus' own address; default a free loopback port
+	// MetricRelabel is the job's metric_relabel_configs, YAML list items
+	// (e.g. `{source_labels: [reporter], regex: source, action: drop}`).
+	MetricRelabel []string
 }
 
 // Start runs Prometheus with a temporary data directory and returns its URL.
@@ -54,9 +57,15 @@ func Start(t testing.TB, cfg Config) string {
 	for _, tg := range cfg.Targets {
 		targets = append(targets, fmt.Sprintf("%q", tg))
 	}
-	auth := ""
+	job := "" // the job's settings beyond its path and targets
 	if cfg.Token != "" {
-		auth = fmt.Sprintf("    authorization: {credentials: %q}\n", cfg.Token)
+		job = fmt.Sprintf("    authorization: {credentials: %q}\n", cfg.Token)
+	}
+	for i, r := range cfg.MetricRelabel {
+		if i == 0 {
+			job += "    metric_relabel_configs:\n"
+		}
+		job += "      - " + r + "\n"
 	}
 	yml := fmt.Sprintf(`global:
   scrape_interval: %s
@@ -67,7 +76,7 @@ scrape_configs:
     metrics_path: %q
 %s    static_configs:
       - targets: [%s]
-`, cfg.Interval, cfg.Interval, cfg.Interval, Job, cfg.Path, auth, strings.Join(targets, ", "))
+`, cfg.Interval, cfg.Interval, cfg.Interval, Job, cfg.Path, job, strings.Join(targets, ", "))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
