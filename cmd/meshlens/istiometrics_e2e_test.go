@@ -152,6 +152,9 @@ func expand(q string, vars map[string]string) string {
 func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 	// Runs in `make test-addons`, not `make test`: on a loaded 2-core machine
 	// its rate comparison (5 %) failed twice this session; see the issue note.
+	// (Likely cause, since fixed: spans still arriving after the graph had
+	// been read; it is now read again after the scrapes, and read anew if
+	// anything came.)
 	if os.Getenv("MESHLENS_TEST_ADDONS") == "" {
 		t.Skip("set MESHLENS_TEST_ADDONS=1 (make test-addons) to run the Kiali and Istio dashboard agreement test")
 	}
@@ -183,7 +186,9 @@ func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 	trafficTo := time.Now()
 
 	// Wait until every record is in (spans pair within --pair-wait) and
-	// scraped: the graph stops changing, then two scrapes.
+	// scraped: the graph stops changing; read it, let Prometheus scrape
+	// twice, and take that only if no record came meanwhile (on a loaded
+	// machine spans can still trickle in after a quiet spell).
 	window := url.Values{"window": {"5m"}, "namespace": {"bookinfo"}}
 	total := func() (n uint64) {
 		for _, e := range apiGraphOf(t, ml, url.Values{"window": {"5m"}, "view": {"workload"}}) {
@@ -199,9 +204,6 @@ func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 		}
 		prev = n
 	}
-	s := promtest.LastScrapeAfter(t, p, time.Now(), 30*time.Second)
-	end := promtest.LastScrapeAfter(t, p, s.Add(time.Millisecond), 30*time.Second)
-
 	byView := func(view string) map[string]e2eEdge {
 		q := url.Values{"view": {view}}
 		for k, v := range window {
@@ -209,7 +211,21 @@ func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 		}
 		return apiGraphOf(t, ml, q)
 	}
-	workloads, versions, services := byView("workload"), byView("version"), byView("service")
+	var workloads, versions, services map[string]e2eEdge
+	var end time.Time
+	for attempt := 1; ; attempt++ {
+		n := total()
+		workloads, versions, services = byView("workload"), byView("version"), byView("service")
+		s := promtest.LastScrapeAfter(t, p, time.Now(), 30*time.Second)
+		end = promtest.LastScrapeAfter(t, p, s.Add(time.Millisecond), 30*time.Second)
+		if total() == n {
+			break
+		}
+		if attempt == 10 {
+			t.Fatal("records still arriving after 10 tries")
+		}
+		t.Logf("records arrived while reading the graph; again")
+	}
 	if len(workloads) < 6 {
 		t.Fatalf("the graph has %d workload edges: %v", len(workloads), workloads)
 	}
@@ -224,8 +240,7 @@ func TestKialiAndIstioDashboardsAgreeWithTheGraph(t *testing.T) {
 
 	// The loop: meshlens reads its own metrics back through Prometheus.
 	t.Run("source=prometheus", func(t *testing.T) {
-		for _, view := range []string{"version", "workload"} {
-			live := byView(view)
+		for view, live := range map[string]map[string]e2eEdge{"version": versions, "workload": workloads} {
 			q := url.Values{"view": {view}, "source": {"prometheus"}, "end": {end.UTC().Format(time.RFC3339Nano)}}
 			for k, v := range window {
 				q[k] = v

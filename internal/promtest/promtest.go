@@ -144,26 +144,46 @@ func API(t testing.TB, url string) promv1.API {
 	return promv1.NewAPI(c)
 }
 
-// LastScrapeAfter waits until every target has been scraped after the given
-// time (scraped at all: `up` has a sample) and returns the newest scrape
-// time, in milliseconds as Prometheus keeps it. Evaluating at a scrape time
-// spares increase() any extrapolation at the end of its range.
+// LastScrapeAfter waits until every target has been scraped successfully
+// after the given time and returns the newest scrape time, in milliseconds
+// as Prometheus keeps it.
 func LastScrapeAfter(t testing.TB, p promv1.API, after time.Time, timeout time.Duration) time.Time {
 	t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		v, _, _, err := p.Query(context.Background(), `min(timestamp(up{job="`+Job+`"})) or vector(0)`, time.Now())
-		if vec, ok := v.(model.Vector); err == nil && ok && len(vec) == 1 {
-			oldest := time.UnixMilli(int64(float64(vec[0].Value)*1000 + 0.5))
-			if oldest.After(after) {
-				v, _, _, err = p.Query(context.Background(), `max(timestamp(up{job="`+Job+`"}))`, time.Now())
-				if vec, ok := v.(model.Vector); err == nil && ok && len(vec) == 1 {
-					return time.UnixMilli(int64(float64(vec[0].Value)*1000 + 0.5))
-				}
-			}
+		if ts, ok := lastScrapes(ctx, p); ok && ts[0].After(after) {
+			return ts[1]
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no scrape of every target after %v within %v", after, timeout)
+	t.Fatalf("no successful scrape of every target after %v within %v", after, timeout)
 	return time.Time{}
+}
+
+// lastScrapes returns the oldest and the newest of the targets' last
+// scrapes, when there are targets and the last scrape of each succeeded. A
+// target not scraped yet has no sample of up at all, so the targets are
+// counted from Prometheus' own list.
+func lastScrapes(ctx context.Context, p promv1.API) ([2]time.Time, bool) {
+	targets, err := p.Targets(ctx)
+	if err != nil || len(targets.Active) == 0 {
+		return [2]time.Time{}, false
+	}
+	v, _, _, err := p.Query(ctx, `timestamp(up{job="`+Job+`"}) and (up{job="`+Job+`"} == 1)`, time.Now())
+	vec, ok := v.(model.Vector)
+	if err != nil || !ok || len(vec) != len(targets.Active) {
+		return [2]time.Time{}, false
+	}
+	var out [2]time.Time
+	for i, s := range vec {
+		ts := time.UnixMilli(int64(float64(s.Value)*1000 + 0.5))
+		if i == 0 || ts.Before(out[0]) {
+			out[0] = ts
+		}
+		if ts.After(out[1]) {
+			out[1] = ts
+		}
+	}
+	return out, true
 }
