@@ -29,11 +29,9 @@ const AlertsPage = lazy(() => import('./pages/Alerts').then((m) => m.AlertsPage)
 
 function route(path: string, query: URLSearchParams) {
   let m;
-  if (path === '/' || path === '') {
-    navigate('/topology', true);
-    return null;
-  }
-  if (match('/topology', path)) return <TopologyPage query={query} />;
+  // The root is the topology (its URL becomes /topology in an effect of App:
+  // navigating here, during render, would leave the page blank).
+  if (path === '/' || path === '' || match('/topology', path)) return <TopologyPage query={query} />;
   if (match('/services', path)) return <ServicesPage />;
   if ((m = match('/services/:ns/:name', path))) return <ServiceDetailPage ns={m.ns} name={m.name} query={query} />;
   if (match('/rollouts', path)) return <RolloutsPage query={query} />;
@@ -65,7 +63,10 @@ export function App() {
       ),
     [],
   );
-  const section = '/' + (path.split('/')[1] ?? '');
+  useEffect(() => {
+    if (path === '/' || path === '') navigate('/topology' + location.search, true);
+  }, [path]);
+  const section = path === '/' || path === '' ? '/topology' : '/' + (path.split('/')[1] ?? '');
   return (
     <div class="shell" onClick={onLinkClick}>
       <nav class="sidebar">
