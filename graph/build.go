@@ -80,6 +80,7 @@ type Edge struct {
 	MTLS      float64           `json:"mtls"` // share of requests over mTLS, 0..1
 	BytesIn   uint64            `json:"bytesIn"`
 	BytesOut  uint64            `json:"bytesOut"`
+	Health    string            `json:"health"` // as a node's, from this edge's error rate
 
 	stats     *Stats // the source's own Stats until a second edge merges in
 	owned     bool
@@ -103,10 +104,19 @@ type Graph struct {
 	// Partial says the source itself left traffic out.
 	Truncated bool `json:"truncated,omitempty"`
 	Partial   bool `json:"partial,omitempty"`
+	// Missing names the meshlens replicas whose live traffic a merged graph
+	// lacks (they did not answer in time); Partial is set with it.
+	Missing []MissingReplica `json:"missing,omitempty"`
 
 	byID  map[string]*Node
 	byGID []*Node // by gonum node id
 	g     *adjacency
+}
+
+// MissingReplica is a meshlens replica left out of a merged live read, and why.
+type MissingReplica struct {
+	Replica string `json:"replica"`
+	Error   string `json:"error"`
 }
 
 // Appender is one step of graph building, adding one kind of information.
@@ -442,7 +452,22 @@ const (
 	failingErrorRate  = 0.10
 )
 
-// appendHealth adds each node's inbound rate, error rate and health.
+// health classifies traffic by its error rate. The UI shows it as given:
+// these thresholds are the only ones.
+func health(requests uint64, errorRate float64) string {
+	switch {
+	case requests == 0:
+		return "idle"
+	case errorRate >= failingErrorRate:
+		return "failing"
+	case errorRate >= degradedErrorRate:
+		return "degraded"
+	}
+	return "healthy"
+}
+
+// appendHealth adds each node's inbound rate, error rate and health, and
+// each edge's health.
 func appendHealth(b *Builder) {
 	secs := b.Traffic.Window.Seconds()
 	for _, n := range b.Graph.Nodes {
@@ -453,16 +478,10 @@ func appendHealth(b *Builder) {
 		if n.inRequests > 0 {
 			n.ErrorRate = float64(n.inErrs) / float64(n.inRequests)
 		}
-		switch {
-		case n.inRequests == 0:
-			n.Health = "idle"
-		case n.ErrorRate >= failingErrorRate:
-			n.Health = "failing"
-		case n.ErrorRate >= degradedErrorRate:
-			n.Health = "degraded"
-		default:
-			n.Health = "healthy"
-		}
+		n.Health = health(n.inRequests, n.ErrorRate)
+	}
+	for _, e := range b.Graph.Edges {
+		e.Health = health(e.Requests, e.ErrorRate)
 	}
 }
 

@@ -148,3 +148,38 @@ func TestServicesListCalleesWithInboundNumbers(t *testing.T) {
 		t.Fatalf("services = %+v", got)
 	}
 }
+
+func TestHealthOfNodesAndEdgesFollowsTheErrorRateThresholds(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		errs, of     int
+		node, edgeTo string
+	}{
+		{"no errors", 0, 200, "healthy", "healthy"},
+		{"just under 1%", 1, 101, "healthy", "healthy"},
+		{"1% is degraded", 1, 100, "degraded", "degraded"},
+		{"5% is still degraded", 5, 100, "degraded", "degraded"},
+		{"10% is failing", 10, 100, "failing", "failing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var recs []mesh.Record
+			for i := 0; i < c.of; i++ {
+				code := uint16(200)
+				if i < c.errs {
+					code = 503
+				}
+				recs = append(recs, rec(t0, pA, pB1, code, time.Millisecond))
+			}
+			g := Build(trafficOf(recs...), Options{View: ViewService})
+			if got := g.byID["shop/b"].Health; got != c.node {
+				t.Errorf("node health %s, want %s", got, c.node)
+			}
+			if got := g.Edges[0].Health; got != c.edgeTo {
+				t.Errorf("edge health %s, want %s", got, c.edgeTo)
+			}
+			if got := g.byID["shop/a"].Health; got != "idle" {
+				t.Errorf("a caller nobody calls is %s, want idle", got)
+			}
+		})
+	}
+}
