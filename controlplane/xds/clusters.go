@@ -26,35 +26,29 @@ func outboundName(port uint32, subset, host string) string {
 	return mesh.Cluster{Direction: "outbound", Port: port, Subset: subset, Host: host}.String()
 }
 
-// clusters builds CDS and EDS: per service port a subset-less cluster
-// "outbound|port||host" and one per DestinationRule subset.
-func (t *translator) clusters() ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
+// serviceClusters builds one host's CDS and EDS: per service port a
+// subset-less cluster "outbound|port||host" and one per DestinationRule
+// subset.
+func (t *translator) serviceClusters(h string, svc *service) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
 	var cs []*clusterv3.Cluster
 	var eps []*endpointv3.ClusterLoadAssignment
-	for _, h := range t.m.hosts {
-		svc := t.m.services[h]
-		dr := t.m.destinationRule(h)
-		for _, p := range svc.ports {
-			subsets := []*networking.Subset{{}}
-			if dr != nil {
-				subsets = append(subsets, dr.Subsets...)
+	dr := t.m.destinationRule(h)
+	for _, p := range svc.ports {
+		subsets := []*networking.Subset{{}}
+		if dr != nil {
+			subsets = append(subsets, dr.Subsets...)
+		}
+		for _, ss := range subsets {
+			name := outboundName(p.Number, ss.Name, h)
+			c, cla, err := t.cluster(name, svc, p, ss)
+			if err != nil {
+				return nil, nil, fmt.Errorf("cluster %s: %w", name, err)
 			}
-			for _, ss := range subsets {
-				name := outboundName(p.Number, ss.Name, h)
-				c, cla, err := t.cluster(name, svc, p, ss)
-				if err != nil {
-					return nil, nil, fmt.Errorf("cluster %s: %w", name, err)
-				}
-				cs = append(cs, c)
-				if cla != nil {
-					eps = append(eps, cla)
-				}
+			cs = append(cs, c)
+			if cla != nil {
+				eps = append(eps, cla)
 			}
 		}
-	}
-	if t.node.Flavour != FlavourGRPC {
-		inCs := t.envoyInboundClusters()
-		cs = append(cs, inCs...)
 	}
 	return cs, eps, nil
 }

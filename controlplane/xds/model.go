@@ -34,6 +34,8 @@ type service struct {
 	// externalName is the DNS name a Kubernetes ExternalName Service points
 	// at; its clusters resolve it (LOGICAL_DNS) instead of using EDS.
 	externalName string
+	// from is the registry Service this was modelled on (nil: a ServiceEntry host).
+	from *registry.Service
 }
 
 // workload is one endpoint: an inline ServiceEntry endpoint or a selected
@@ -71,7 +73,10 @@ func (m *model) fqdn(host, namespace string) string {
 	return host + "." + namespace + ".svc." + m.opts.DomainSuffix
 }
 
-func buildModel(in Input, opts Options) (*model, error) {
+// buildModel indexes in. A registry Service that is the same object as in
+// last (nil: none) keeps its modelled service, so translation can tell
+// which hosts are unchanged by comparing pointers.
+func buildModel(in Input, opts Options, last *model) (*model, error) {
 	m := &model{
 		services: map[string]*service{},
 		drs:      map[string]*config.Object{},
@@ -81,7 +86,14 @@ func buildModel(in Input, opts Options) (*model, error) {
 	// Kubernetes Services first: where a ServiceEntry names the same host,
 	// the Service wins, as in istiod (analysis warns about the clash).
 	for _, h := range in.Services.Hosts() {
-		m.services[h] = serviceOfRegistry(in.Services.Services[h])
+		rs := in.Services.Services[h]
+		if last != nil {
+			if prev := last.services[h]; prev != nil && prev.from == rs {
+				m.services[h] = prev
+				continue
+			}
+		}
+		m.services[h] = serviceOfRegistry(rs)
 	}
 	snap := in.Config
 	if snap == nil {
@@ -158,7 +170,7 @@ func buildModel(in Input, opts Options) (*model, error) {
 // and draining endpoints with their Pods' labels, so that DestinationRule
 // subsets select Pods by label exactly as for WorkloadEntries.
 func serviceOfRegistry(rs *registry.Service) *service {
-	svc := &service{host: rs.Hostname, namespace: rs.Namespace, externalName: rs.ExternalName}
+	svc := &service{host: rs.Hostname, namespace: rs.Namespace, externalName: rs.ExternalName, from: rs}
 	for _, p := range rs.Ports {
 		svc.ports = append(svc.ports, &networking.ServicePort{Number: p.Port, Name: p.Name, Protocol: p.Protocol})
 	}

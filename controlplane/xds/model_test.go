@@ -30,7 +30,7 @@ func TestPeerModePrecedence(t *testing.T) {
 		{"port level only for its port", sprintf(mesh, "PERMISSIVE") + sprintf(workloadPA, "STRICT", "DISABLE"), 80, security.PeerAuthentication_MutualTLS_STRICT},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := buildModel(Input{Config: parseSnapshot(t, 1, tc.yaml)}, DefaultOptions())
+			m, err := buildModel(Input{Config: parseSnapshot(t, 1, tc.yaml)}, DefaultOptions(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

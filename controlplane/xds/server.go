@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -92,9 +93,11 @@ type Server struct {
 	config   *config.Snapshot
 	services *registry.Snapshot
 	push     uint64
-	// classes caches this push's translations by node class, so a fleet
-	// reconnecting after a restart costs one translation per class.
-	classes map[string]*classResult
+	// classes are the node classes of connected nodes, each with its
+	// Translator and its latest translation: a fleet reconnecting after a
+	// restart costs one translation per class, and a push re-translates
+	// only what changed for each class.
+	classes map[string]*class
 
 	mu      sync.Mutex
 	nodes   map[string]*nodeState // by node ID
@@ -115,6 +118,14 @@ type nodeState struct {
 	lastAcked   string
 	lastAckAt   time.Time
 	lastNack    *Nack
+}
+
+func newNodeState(node Node, cluster string) *nodeState {
+	return &nodeState{
+		node: node, cluster: cluster, connectedAt: time.Now(),
+		typeVersion: map[string]string{}, typeHash: map[string][32]byte{},
+		subscribed: map[string]bool{}, acked: map[string]string{}, ackedAt: map[string]time.Time{},
+	}
 }
 
 type streamState struct {
@@ -178,6 +189,7 @@ func NewServer(ctx context.Context, logger *slog.Logger, reg prometheus.Register
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]*streamState{},
 		config:  &config.Snapshot{},
+		classes: map[string]*class{},
 	}
 	// ads=false: in ADS mode the cache only answers requests naming every
 	// resource in the snapshot, but proxyless gRPC asks for single listeners.
@@ -268,27 +280,82 @@ func (s *Server) pushAll() error {
 	s.mu.Unlock()
 	slices.Sort(ids)
 
-	s.classes = map[string]*classResult{}
 	var errs []error
 	for _, id := range ids {
-		if err := s.install(id, version, s.classes); err != nil {
+		if err := s.install(id, version); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	// A class no node used in this push has no node left.
+	maps.DeleteFunc(s.classes, func(_ string, c *class) bool { return c.push != s.push })
 	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
 	return errors.Join(errs...)
 }
 
-// classResult is one translation shared by every node with the same class.
-type classResult struct {
-	res    map[string][]types.Resource
-	hashes map[string][32]byte
-	err    error
+// class is the state the nodes of one class share: they get identical
+// resources, so they share one translation per push.
+type class struct {
+	tr   *Translator
+	push uint64 // the push result was made for
+	res  map[string][]types.Resource
+	err  error
+	// hashes fingerprint each type's resources, to tell nodes whether
+	// it changed; resourceHash holds each resource's own, by identity,
+	// so only resources the Translator did not reuse are marshalled.
+	hashes       map[string][32]byte
+	resourceHash map[types.Resource][32]byte
+	// built shares go-control-plane's indexed resources between the
+	// class's nodes, by type and version.
+	built map[string]cachev3.Resources
 }
 
-// install translates (or reuses the class translation) and sets the node's
-// snapshot. Caller holds pushMu.
-func (s *Server) install(id, version string, classes map[string]*classResult) error {
+// translate makes the class's result for the current push.
+func (s *Server) translate(c *class) {
+	c.push, c.built = s.push, map[string]cachev3.Resources{}
+	res, err := c.tr.Translate(Input{Config: s.config, Services: s.services})
+	if err != nil {
+		c.res, c.err = nil, err
+		return
+	}
+	c.res, c.err = res.ByType(), nil
+	c.hashes = make(map[string][32]byte, len(c.res))
+	hashes := make(map[types.Resource][32]byte, len(c.resourceHash))
+	marshal := proto.MarshalOptions{Deterministic: true}
+	for typ, items := range c.res {
+		h := sha256.New()
+		for _, it := range items {
+			sum, ok := c.resourceHash[it]
+			if !ok {
+				b, err := marshal.Marshal(it)
+				if err != nil {
+					c.res, c.err = nil, fmt.Errorf("marshal %s %s: %w", typ, cachev3.GetResourceName(it), err)
+					return
+				}
+				sum = sha256.Sum256(b)
+			}
+			hashes[it] = sum
+			h.Write(sum[:])
+		}
+		c.hashes[typ] = [32]byte(h.Sum(nil))
+	}
+	c.resourceHash = hashes
+}
+
+// resources is the class's resources of typ at version, indexed once for
+// all its nodes.
+func (c *class) resources(typ, version string) cachev3.Resources {
+	key := typ + "@" + version
+	r, ok := c.built[key]
+	if !ok {
+		r = cachev3.NewResources(version, c.res[typ])
+		c.built[key] = r
+	}
+	return r
+}
+
+// install translates (or reuses the class's translation for this push) and
+// sets the node's snapshot. Caller holds pushMu.
+func (s *Server) install(id, version string) error {
 	s.mu.Lock()
 	ns, ok := s.nodes[id]
 	if !ok {
@@ -299,27 +366,30 @@ func (s *Server) install(id, version string, classes map[string]*classResult) er
 	s.mu.Unlock()
 
 	key := classKey(node)
-	cr := classes[key]
-	if cr == nil {
-		cr = s.translateClass(node)
-		classes[key] = cr
+	c := s.classes[key]
+	if c == nil {
+		c = &class{tr: NewTranslator(node, s.opts)}
+		s.classes[key] = c
 	}
-	if cr.err != nil {
+	if c.push != s.push || (c.res == nil && c.err == nil) {
+		s.translate(c)
+	}
+	if c.err != nil {
 		s.metrics.translateErrors.Inc()
-		s.log.Error("xds translation failed; node keeps its previous resources", "node", id, "err", cr.err)
-		return cr.err
+		s.log.Error("xds translation failed; node keeps its previous resources", "node", id, "err", c.err)
+		return c.err
 	}
 
 	s.mu.Lock()
 	snap := &cachev3.Snapshot{}
-	for typ, items := range cr.res {
+	for typ := range c.res {
 		v := version
-		if ns.typeHash[typ] == cr.hashes[typ] && ns.typeVersion[typ] != "" {
+		if ns.typeHash[typ] == c.hashes[typ] && ns.typeVersion[typ] != "" {
 			v = ns.typeVersion[typ] // unchanged: keep the version so nothing is resent
 		}
-		ns.typeHash[typ] = cr.hashes[typ]
+		ns.typeHash[typ] = c.hashes[typ]
 		ns.typeVersion[typ] = v
-		snap.Resources[cachev3.GetResponseType(typ)] = cachev3.NewResources(v, items)
+		snap.Resources[cachev3.GetResponseType(typ)] = c.resources(typ, v)
 	}
 	ns.version = version
 	s.mu.Unlock()
@@ -328,33 +398,6 @@ func (s *Server) install(id, version string, classes map[string]*classResult) er
 		return fmt.Errorf("set snapshot for node %s: %w", id, err)
 	}
 	return nil
-}
-
-func (s *Server) translateClass(node Node) *classResult {
-	res, err := Translate(Input{Config: s.config, Services: s.services}, node, s.opts)
-	if err != nil {
-		return &classResult{err: err}
-	}
-	cr := &classResult{res: map[string][]types.Resource{}, hashes: map[string][32]byte{}}
-	add := func(typ string, items []types.Resource) {
-		cr.res[typ] = items
-		h := sha256.New()
-		for _, it := range items {
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(it)
-			if err != nil {
-				cr.err = fmt.Errorf("marshal %s: %w", typ, err)
-				return
-			}
-			h.Write(b)
-		}
-		var sum [32]byte
-		copy(sum[:], h.Sum(nil))
-		cr.hashes[typ] = sum
-	}
-	for typ, items := range res.ByType() {
-		add(typ, items)
-	}
-	return cr
 }
 
 // classKey identifies nodes that get identical resources.
@@ -441,11 +484,7 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 		st.nodeID = req.GetNode().GetId()
 		ns := s.nodes[st.nodeID]
 		if ns == nil {
-			ns = &nodeState{
-				node: NodeFromProto(req.GetNode()), cluster: req.GetNode().GetCluster(), connectedAt: time.Now(),
-				typeVersion: map[string]string{}, typeHash: map[string][32]byte{},
-				subscribed: map[string]bool{}, acked: map[string]string{}, ackedAt: map[string]time.Time{},
-			}
+			ns = newNodeState(NodeFromProto(req.GetNode()), req.GetNode().GetCluster())
 			s.nodes[st.nodeID] = ns
 			newNode = true
 			s.metrics.connected.Inc()
@@ -484,10 +523,7 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 		// so the very first request is answered at once.
 		s.pushMu.Lock()
 		version := fmt.Sprintf("%d.%d", s.config.Version, s.push)
-		if s.classes == nil {
-			s.classes = map[string]*classResult{}
-		}
-		err := s.install(nodeID, version, s.classes)
+		err := s.install(nodeID, version)
 		s.pushMu.Unlock()
 		if err != nil {
 			s.log.Error("xds: no resources for new node", "node", nodeID, "err", err)

@@ -9,6 +9,7 @@ package xds
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,7 +20,9 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/registry"
@@ -127,51 +130,209 @@ type validator interface{ ValidateAll() error }
 // an error here means a translator bug or config validation let something
 // through; the caller keeps serving the previous resources.
 func Translate(in Input, node Node, opts Options) (*Resources, error) {
-	opts = mergeDefaults(opts)
-	m, err := buildModel(in, opts)
+	return NewTranslator(node, opts).Translate(in)
+}
+
+// A Translator translates for one node, or for every node of a class that
+// gets the same resources, push after push. It keeps what it made last
+// time and reuses it where the new input cannot have changed it, which is
+// what makes a registry change cheap: with the config snapshot unchanged,
+//
+//   - a host's clusters and load assignments are rebuilt only when its
+//     registry Service is a new object (the registry shares unchanged
+//     Services between snapshots), and
+//   - the outbound listeners and routes, which read hosts and ports but no
+//     endpoint, are rebuilt only when a host or port came, went or changed.
+//
+// A new config snapshot starts over. The result is the same as Translate's
+// for the same input; reused resources are the very objects returned
+// before, so callers must not modify returned resources. A Translator is
+// not safe for concurrent use.
+type Translator struct {
+	node Node
+	opts Options
+	last *translation
+}
+
+// NewTranslator returns a Translator for node with nothing to reuse yet.
+func NewTranslator(node Node, opts Options) *Translator {
+	return &Translator{node: node, opts: mergeDefaults(opts)}
+}
+
+// translation is what one Translate call made, kept for the next.
+type translation struct {
+	config *config.Snapshot
+	m      *model
+	hosts  map[string]*hostResources
+	// outbound listeners and routes, and the clusters their routes name.
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	routed    map[string]bool
+}
+
+// hostResources are one host's clusters and load assignments, made from svc.
+type hostResources struct {
+	svc       *service
+	clusters  []*clusterv3.Cluster
+	endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// Translate translates in for the Translator's node, reusing what it can
+// of the previous call's result.
+func (tr *Translator) Translate(in Input) (*Resources, error) {
+	last := tr.last
+	if last != nil && last.config != in.Config {
+		last = nil // a config change can touch anything
+	}
+	var lastModel *model
+	if tr.last != nil {
+		lastModel = tr.last.m // registry Services need no config to model
+	}
+	m, err := buildModel(in, tr.opts, lastModel)
 	if err != nil {
 		return nil, err
 	}
-	t := &translator{m: m, node: node, opts: opts}
+	t := &translator{m: m, node: tr.node, opts: tr.opts}
+	next := &translation{config: in.Config, m: m, hosts: make(map[string]*hostResources, len(m.hosts))}
 	out := &Resources{}
-	clusters, endpoints, err := t.clusters()
+
+	// CDS and EDS: per host, from the last translation where its service
+	// is the same object.
+	for _, h := range m.hosts {
+		svc := m.services[h]
+		hr := last.host(h, svc)
+		if hr == nil {
+			if hr, err = t.hostClusters(h, svc); err != nil {
+				return nil, err
+			}
+		}
+		next.hosts[h] = hr
+		out.Clusters = append(out.Clusters, hr.clusters...)
+		out.Endpoints = append(out.Endpoints, hr.endpoints...)
+	}
+	if tr.node.Flavour != FlavourGRPC {
+		inbound := t.envoyInboundClusters()
+		if err := validateAll("cluster", inbound); err != nil {
+			return nil, fmt.Errorf("node %s: %w", tr.node.ID, err)
+		}
+		out.Clusters = append(out.Clusters, inbound...)
+	}
+
+	// LDS and RDS: the outbound side as a whole, then the node's own
+	// inbound listeners, which read endpoints and so are always rebuilt.
+	if last != nil && sameShape(last.m, m) {
+		next.listeners, next.routes, next.routed = last.listeners, last.routes, last.routed
+		t.routed = last.routed // read only from here on
+	} else {
+		if next.listeners, next.routes, err = t.outbound(); err != nil {
+			return nil, err
+		}
+		next.routed = t.routed
+	}
+	out.Listeners = append(out.Listeners, next.listeners...)
+	out.Routes = append(out.Routes, next.routes...)
+	inbound, err := t.inbound()
 	if err != nil {
 		return nil, err
 	}
-	out.Clusters, out.Endpoints = clusters, endpoints
-	switch node.Flavour {
-	case FlavourGRPC:
-		ls, rs, err := t.grpcClientListeners()
-		if err != nil {
-			return nil, err
-		}
-		out.Listeners, out.Routes = ls, rs
-		inbound, err := t.grpcServerListeners()
-		if err != nil {
-			return nil, err
-		}
-		out.Listeners = append(out.Listeners, inbound...)
-	case FlavourEnvoy, "":
-		ls, rs, err := t.envoyOutbound()
-		if err != nil {
-			return nil, err
-		}
-		out.Listeners, out.Routes = ls, rs
-		inbound, err := t.envoyInbound()
-		if err != nil {
-			return nil, err
-		}
-		out.Listeners = append(out.Listeners, inbound...)
-	default:
-		return nil, fmt.Errorf("node %s: unknown flavour %q", node.ID, node.Flavour)
-	}
+	out.Listeners = append(out.Listeners, inbound...)
+
 	empty, none := t.unresolvedClusters(out.Clusters)
+	if err := errors.Join(validateAll("cluster", empty), validateAll("cluster load assignment", none)); err != nil {
+		return nil, fmt.Errorf("node %s: %w", tr.node.ID, err)
+	}
 	out.Clusters, out.Endpoints = append(out.Clusters, empty...), append(out.Endpoints, none...)
 	out.sort()
-	if err := out.validate(); err != nil {
-		return nil, fmt.Errorf("node %s: %w", node.ID, err)
-	}
+	tr.last = next
 	return out, nil
+}
+
+// host returns the last translation's resources for host if they were made
+// from svc, else nil. A nil translation has none.
+func (tr *translation) host(host string, svc *service) *hostResources {
+	if tr == nil {
+		return nil
+	}
+	if hr := tr.hosts[host]; hr != nil && hr.svc == svc {
+		return hr
+	}
+	return nil
+}
+
+// hostClusters builds and validates one host's clusters and load assignments.
+func (t *translator) hostClusters(h string, svc *service) (*hostResources, error) {
+	hr := &hostResources{svc: svc}
+	var err error
+	if hr.clusters, hr.endpoints, err = t.serviceClusters(h, svc); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(validateAll("cluster", hr.clusters), validateAll("cluster load assignment", hr.endpoints)); err != nil {
+		return nil, fmt.Errorf("node %s: %w", t.node.ID, err)
+	}
+	return hr, nil
+}
+
+// outbound builds and validates the listeners and routes a node uses to
+// call services, in its flavour's shape.
+func (t *translator) outbound() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
+	var ls []*listenerv3.Listener
+	var rs []*routev3.RouteConfiguration
+	var err error
+	switch t.node.Flavour {
+	case FlavourGRPC:
+		ls, rs, err = t.grpcClientListeners()
+	case FlavourEnvoy, "":
+		ls, rs, err = t.envoyOutbound()
+	default:
+		return nil, nil, fmt.Errorf("node %s: unknown flavour %q", t.node.ID, t.node.Flavour)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := errors.Join(validateAll("listener", ls), validateAll("route configuration", rs)); err != nil {
+		return nil, nil, fmt.Errorf("node %s: %w", t.node.ID, err)
+	}
+	return ls, rs, nil
+}
+
+// inbound builds and validates the node's own server listeners.
+func (t *translator) inbound() ([]*listenerv3.Listener, error) {
+	var ls []*listenerv3.Listener
+	var err error
+	switch t.node.Flavour {
+	case FlavourGRPC:
+		ls, err = t.grpcServerListeners()
+	default:
+		ls, err = t.envoyInbound()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := validateAll("listener", ls); err != nil {
+		return nil, fmt.Errorf("node %s: %w", t.node.ID, err)
+	}
+	return ls, nil
+}
+
+// sameShape reports whether two models have the same hosts with the same
+// ports: all that outbound listeners and routes read of the services.
+func sameShape(a, b *model) bool {
+	if !slices.Equal(a.hosts, b.hosts) {
+		return false
+	}
+	for _, h := range a.hosts {
+		x, y := a.services[h], b.services[h]
+		if x == y {
+			continue
+		}
+		if x.namespace != y.namespace || x.externalName != y.externalName || !slices.Equal(x.sans, y.sans) ||
+			!slices.EqualFunc(x.ports, y.ports, func(p, q *networking.ServicePort) bool {
+				return p.Number == q.Number && p.Name == q.Name && p.Protocol == q.Protocol && p.TargetPort == q.TargetPort
+			}) {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeDefaults fills the zero fields of o from DefaultOptions.
@@ -196,31 +357,15 @@ func (r *Resources) sort() {
 	})
 }
 
-func (r *Resources) validate() error {
-	check := func(kind, name string, v validator) error {
-		if err := v.ValidateAll(); err != nil {
-			return fmt.Errorf("generated %s %q is invalid: %w", kind, name, err)
-		}
-		return nil
-	}
-	for _, l := range r.Listeners {
-		if err := check("listener", l.Name, l); err != nil {
-			return err
-		}
-	}
-	for _, rc := range r.Routes {
-		if err := check("route configuration", rc.Name, rc); err != nil {
-			return err
-		}
-	}
-	for _, c := range r.Clusters {
-		if err := check("cluster", c.Name, c); err != nil {
-			return err
-		}
-	}
-	for _, e := range r.Endpoints {
-		if err := check("cluster load assignment", e.ClusterName, e); err != nil {
-			return err
+// validateAll checks generated resources of one kind with their protos'
+// ValidateAll.
+func validateAll[T interface {
+	types.Resource
+	validator
+}](kind string, items []T) error {
+	for _, it := range items {
+		if err := it.ValidateAll(); err != nil {
+			return fmt.Errorf("generated %s %q is invalid: %w", kind, cachev3.GetResourceName(it), err)
 		}
 	}
 	return nil
