@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,8 +115,9 @@ func joinDocuments(files []configFile) []byte {
 // runApply is `meshlens apply -f FILE|DIR|-`: send config to the server,
 // which applies all of it or none.
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("apply", "apply -f FILE|DIR|- [-f ...] [--dry-run] [--server URL] [--token TOKEN]", stderr)
+	fs := newFlagSet("apply", "apply -f FILE|DIR|- [-f ...] [--dry-run] [--skip-unsupported] [--server URL] [--token TOKEN]", stderr)
 	dryRun := fs.Bool("dry-run", false, "only check the config against the server's current config; change nothing")
+	skipUnsupported := fs.Bool("skip-unsupported", false, "leave out objects of kinds meshlens does not serve (EnvoyFilter, WasmPlugin, ProxyConfig...) and list them, instead of refusing the whole input")
 	var cf clientFlags
 	cf.register(fs)
 	contents, err := parseConfigArgs(fs, args)
@@ -123,8 +125,16 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	path, verb := "/config", "applied"
+	q := url.Values{}
 	if *dryRun {
-		path, verb = "/config?dryRun=true", "valid (dry run)"
+		q.Set("dryRun", "true")
+		verb = "valid (dry run)"
+	}
+	if *skipUnsupported {
+		q.Set("skipUnsupported", "true")
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	var resp config.ApplyResponse
 	if err := cf.client().do(ctx, "POST", path, joinDocuments(contents), &resp, stderr); err != nil {
@@ -132,6 +142,9 @@ func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, r := range resp.Applied {
 		fmt.Fprintf(stdout, "%s/%s/%s %s\n", r.Kind, r.Namespace, r.Name, verb)
+	}
+	for _, r := range resp.Skipped {
+		fmt.Fprintf(stdout, "%s/%s/%s skipped: meshlens does not support kind %s\n", r.Kind, r.Namespace, r.Name, r.Kind)
 	}
 	// Findings go with the answer but do not fail the command: the server
 	// accepted the config, as Istio would.

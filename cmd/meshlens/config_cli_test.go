@@ -227,3 +227,60 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// A file mixing a served kind with EnvoyFilter, WasmPlugin and ProxyConfig
+// is refused whole, each unsupported kind named; --skip-unsupported applies
+// the rest and lists what it skipped.
+func TestCLIApplySkipUnsupportedListsSkippedKinds(t *testing.T) {
+	t.Setenv("MESHLENS_TOKEN", "")
+	t.Setenv("MESHLENS_SERVER", "")
+	url, dataDir, store := configServer(t)
+	common := []string{"--server", url, "--data-dir", dataDir}
+	file := filepath.Join("..", "..", "examples", "unsupported", "mixed-kinds.yaml")
+
+	_, stderr, err := run(t, runApply, append([]string{"-f", file}, common...)...)
+	if !errors.Is(err, errInvalid) {
+		t.Fatalf("apply without --skip-unsupported: err %v, want invalid\n%s", err, stderr)
+	}
+	for _, kind := range []string{"EnvoyFilter", "WasmPlugin", "ProxyConfig"} {
+		if want := `unsupported kind "` + kind + `": meshlens does not support ` + kind; !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if v := store.Snapshot().Version; v != 0 {
+		t.Fatalf("a refused file changed the config (version %d)", v)
+	}
+
+	out, stderr, err := run(t, runApply, append([]string{"-f", file, "--skip-unsupported", "--dry-run"}, common...)...)
+	if err != nil || !strings.Contains(out, "ServiceEntry/default/httpbin valid (dry run)") || store.Snapshot().Version != 0 {
+		t.Fatalf("apply --skip-unsupported --dry-run: %v (version %d)\n%s%s", err, store.Snapshot().Version, out, stderr)
+	}
+	out, stderr, err = run(t, runApply, append([]string{"-f", file, "--skip-unsupported"}, common...)...)
+	if err != nil {
+		t.Fatalf("apply --skip-unsupported: %v\n%s", err, stderr)
+	}
+	for _, want := range []string{
+		"ServiceEntry/default/httpbin applied",
+		"EnvoyFilter/default/add-header skipped: meshlens does not support kind EnvoyFilter",
+		"WasmPlugin/default/basic-auth skipped: meshlens does not support kind WasmPlugin",
+		"ProxyConfig/default/concurrency skipped: meshlens does not support kind ProxyConfig",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if objs := store.Snapshot().Objects; len(objs) != 1 || objs[0].Key() != "ServiceEntry/default/httpbin" {
+		t.Fatalf("stored %v, want only the ServiceEntry", objs)
+	}
+
+	// A kind that differs from a served one only in case is a typo, not
+	// another product's kind: still refused.
+	typo := filepath.Join(t.TempDir(), "typo.yaml")
+	if err := os.WriteFile(typo, []byte("apiVersion: networking.istio.io/v1\nkind: virtualservice\nmetadata: {name: x}\nspec: {hosts: [x]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err = run(t, runApply, append([]string{"-f", typo, "--skip-unsupported"}, common...)...)
+	if !errors.Is(err, errInvalid) || !strings.Contains(stderr, "did you mean VirtualService?") {
+		t.Fatalf("typo with --skip-unsupported: err %v\n%s", err, stderr)
+	}
+}

@@ -28,6 +28,9 @@ type ApplyResponse struct {
 	// MaxReportedErrors of WarningCount. They did not stop the batch.
 	Warnings     Warnings `json:"warnings"`
 	WarningCount int      `json:"warningCount"`
+	// Skipped are the objects of unsupported kinds that
+	// ?skipUnsupported=true left out.
+	Skipped []ObjectRef `json:"skipped,omitempty"`
 }
 
 // NewApplyResponse is the answer to applying (or checking) objs.
@@ -100,7 +103,7 @@ type ErrorResponse struct {
 // RegisterRoutes serves config under api (the /api/v1 group, which already
 // carries the read-auth middleware); operator guards the mutating routes.
 //
-//	POST   /config[?dryRun=true]          apply (or only check) multi-document YAML or JSON
+//	POST   /config[?dryRun=true][&skipUnsupported=true]  apply (or only check) multi-document YAML or JSON
 //	GET    /config[?kind=K]               list
 //	GET    /config/{kind}/{ns}/{name}     one object
 //	DELETE /config/{kind}/{ns}/{name}     delete
@@ -127,27 +130,43 @@ func (h *handlers) apply(c echo.Context) error {
 	if err != nil {
 		return c.JSON(http.StatusRequestEntityTooLarge, ErrorResponse{fmt.Sprintf("reading body: %v (limit %d bytes)", err, MaxDocumentBytes)})
 	}
-	objs, err := h.store.Kinds().Parse(body)
+	var objs []*Object
+	var skipped []ObjectRef
+	if skip, _ := strconv.ParseBool(c.QueryParam("skipUnsupported")); skip {
+		objs, skipped, err = h.store.Kinds().ParseSkippingUnsupported(body)
+	} else {
+		objs, err = h.store.Kinds().Parse(body)
+	}
 	if err != nil {
 		return writeErr(c, err)
 	}
-	if len(objs) == 0 {
+	dry, _ := strconv.ParseBool(c.QueryParam("dryRun"))
+	switch {
+	case len(objs) == 0 && len(skipped) > 0:
+		// Nothing meshlens serves: nothing to apply, but the caller
+		// asked to skip exactly this.
+		resp := NewApplyResponse(h.store.Snapshot().Version, nil, nil)
+		resp.DryRun, resp.Skipped = dry, skipped
+		return c.JSON(http.StatusOK, resp)
+	case len(objs) == 0:
 		return c.JSON(http.StatusBadRequest, ErrorResponse{"the body holds no objects; send YAML or JSON config"})
 	}
-	if dry, _ := strconv.ParseBool(c.QueryParam("dryRun")); dry {
+	if dry {
 		ws, err := h.store.Check(objs)
 		if err != nil {
 			return writeErr(c, err)
 		}
 		resp := NewApplyResponse(h.store.Snapshot().Version, objs, ws)
-		resp.DryRun = true
+		resp.DryRun, resp.Skipped = true, skipped
 		return c.JSON(http.StatusOK, resp)
 	}
 	sn, ws, err := h.store.Apply(c.Request().Context(), objs)
 	if err != nil {
 		return writeErr(c, err)
 	}
-	return c.JSON(http.StatusOK, NewApplyResponse(sn.Version, objs, ws))
+	resp := NewApplyResponse(sn.Version, objs, ws)
+	resp.Skipped = skipped
+	return c.JSON(http.StatusOK, resp)
 }
 
 func (h *handlers) analysis(c echo.Context) error {

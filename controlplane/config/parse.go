@@ -30,10 +30,25 @@ const MaxDocumentBytes = 8 << 20
 // array items are read one at a time, objects are dropped at the first
 // error, and only the first MaxReportedErrors errors are kept.
 func (k *Kinds) Parse(data []byte) ([]*Object, error) {
+	objs, _, err := k.parse(data, false)
+	return objs, err
+}
+
+// ParseSkippingUnsupported is Parse, except that objects of kinds this
+// registry does not serve (EnvoyFilter, WasmPlugin, ProxyConfig...) are
+// left out and listed in skipped instead of refusing the whole input:
+// `meshlens apply --skip-unsupported`. A kind that differs from a served
+// one only in case is still an error, being a typo rather than another
+// product's kind.
+func (k *Kinds) ParseSkippingUnsupported(data []byte) (objs []*Object, skipped []ObjectRef, err error) {
+	return k.parse(data, true)
+}
+
+func (k *Kinds) parse(data []byte, skipUnsupported bool) ([]*Object, []ObjectRef, error) {
 	if len(data) > MaxDocumentBytes {
-		return nil, FieldErrors{{Message: fmt.Sprintf("config is %d bytes, more than the limit of %d", len(data), MaxDocumentBytes)}}
+		return nil, nil, FieldErrors{{Message: fmt.Sprintf("config is %d bytes, more than the limit of %d", len(data), MaxDocumentBytes)}}
 	}
-	p := &parser{kinds: k}
+	p := &parser{kinds: k, skipUnsupported: skipUnsupported}
 	i := 0
 	for doc := range documents(data) {
 		i++
@@ -50,9 +65,9 @@ func (k *Kinds) Parse(data []byte) ([]*Object, error) {
 		p.value(docName, js, 0)
 	}
 	if err := p.errs.err(false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return p.objs, nil
+	return p.objs, p.skipped, nil
 }
 
 // parser holds one Parse call's results.
@@ -60,6 +75,10 @@ type parser struct {
 	kinds *Kinds
 	objs  []*Object
 	errs  errorList
+	// skipUnsupported leaves out objects of kinds the registry does not
+	// serve, listing them in skipped.
+	skipUnsupported bool
+	skipped         []ObjectRef
 }
 
 // fail records errors; from the first one on, objects are no longer kept.
@@ -111,6 +130,12 @@ func (p *parser) value(docName string, js []byte, depth int) {
 		}
 		p.value(docName, bytes.TrimSpace(items), depth+1)
 		return
+	}
+	if p.skipUnsupported && kind != "" {
+		if _, served := p.kinds.Lookup(kind); !served {
+			p.skipped = append(p.skipped, skippedRef(kind, top))
+			return
+		}
 	}
 	o, errs := p.kinds.parseObject(docName, top)
 	if len(errs) > 0 {
@@ -193,10 +218,14 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 		if s, ok := k.Lookup(o.Kind); ok {
 			hint = fmt.Sprintf(" (did you mean %s?)", s.Kind)
 		}
-		// Istio's Gateway, Sidecar, EnvoyFilter... and Gateway API kinds
-		// are valid config that meshlens does not serve: say so, not that
-		// the kind does not exist.
-		fe.add("kind", "unsupported kind %q%s: meshlens serves %s", o.Kind, hint, strings.Join(k.Names(), ", "))
+		// Istio's EnvoyFilter, WasmPlugin, ProxyConfig... are valid config
+		// that meshlens does not serve: say so, not that the kind does not
+		// exist, and how to apply the rest of a file that holds them.
+		skip := ""
+		if hint == "" {
+			skip = "; `meshlens apply --skip-unsupported` applies the other objects and lists the skipped ones"
+		}
+		fe.add("kind", "unsupported kind %q%s: meshlens does not support %s; it serves %s%s", o.Kind, hint, o.Kind, strings.Join(k.Names(), ", "), skip)
 		return nil, fe.errs
 	}
 	if !spec.acceptsVersion(o.APIVersion) {
@@ -222,6 +251,17 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 		return nil, fe.errs
 	}
 	return o, nil
+}
+
+// skippedRef names an object of an unsupported kind as well as its
+// metadata allows; it is not validated, only listed.
+func skippedRef(kind string, top map[string]json.RawMessage) ObjectRef {
+	var meta struct{ Name, Namespace string }
+	_ = json.Unmarshal(top["metadata"], &meta)
+	if meta.Namespace == "" {
+		meta.Namespace = DefaultNamespace
+	}
+	return ObjectRef{Kind: kind, Namespace: meta.Namespace, Name: meta.Name}
 }
 
 func parseMeta(raw json.RawMessage, m *Meta, fe *fieldErrs) {
