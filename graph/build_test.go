@@ -149,17 +149,17 @@ func TestServicesListCalleesWithInboundNumbers(t *testing.T) {
 	}
 }
 
-func TestHealthOfNodesAndEdgesFollowsTheErrorRateThresholds(t *testing.T) {
+func TestHealthOfNodesEdgesAndServicesFollowsTheErrorRateThresholds(t *testing.T) {
 	for _, c := range []struct {
-		name         string
-		errs, of     int
-		node, edgeTo string
+		name                  string
+		errs, of              int
+		node, edgeTo, service string
 	}{
-		{"no errors", 0, 200, "healthy", "healthy"},
-		{"just under 1%", 1, 101, "healthy", "healthy"},
-		{"1% is degraded", 1, 100, "degraded", "degraded"},
-		{"5% is still degraded", 5, 100, "degraded", "degraded"},
-		{"10% is failing", 10, 100, "failing", "failing"},
+		{"no errors", 0, 200, "healthy", "healthy", "healthy"},
+		{"just under 1%", 1, 101, "healthy", "healthy", "healthy"},
+		{"1% is degraded", 1, 100, "degraded", "degraded", "degraded"},
+		{"5% is still degraded", 5, 100, "degraded", "degraded", "degraded"},
+		{"10% is failing", 10, 100, "failing", "failing", "failing"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var recs []mesh.Record
@@ -176,6 +176,9 @@ func TestHealthOfNodesAndEdgesFollowsTheErrorRateThresholds(t *testing.T) {
 			}
 			if got := g.Edges[0].Health; got != c.edgeTo {
 				t.Errorf("edge health %s, want %s", got, c.edgeTo)
+			}
+			if got := Services(trafficOf(recs...), "")[1].Health; got != c.service {
+				t.Errorf("service health %s, want %s", got, c.service)
 			}
 			if got := g.byID["shop/a"].Health; got != "idle" {
 				t.Errorf("a caller nobody calls is %s, want idle", got)

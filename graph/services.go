@@ -17,6 +17,7 @@ type Service struct {
 	P50Ms     float64  `json:"p50Ms"`
 	P99Ms     float64  `json:"p99Ms"`
 	Callers   int      `json:"callers"`
+	Health    string   `json:"health"` // of the inbound traffic, as a node's
 }
 
 // Services lists every known service seen in the traffic, as caller or
@@ -69,6 +70,7 @@ func Services(t *Traffic, namespace string) []Service {
 			s.RPS = float64(a.in.Requests) / secs
 		}
 		s.P50Ms, s.P99Ms = round3(finite(a.in.Quantile(0.5))), round3(finite(a.in.Quantile(0.99)))
+		s.Health = health(s.Requests, s.ErrorRate)
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool {
