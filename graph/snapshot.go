@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"sync"
@@ -126,6 +127,14 @@ func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, err
 	}
 	t.Edges = t.lazy.get(t.order)
 	return t, nil
+}
+
+// TrafficList is TrafficAt without the Edges map: the edges are listed
+// only, which is all Merger and AppendWire read (hashing every key costs
+// more than they do). The result is shared: callers must not modify it.
+func (s *Snapshot) TrafficList(now time.Time, window time.Duration) (*Traffic, error) {
+	t, _, err := s.trafficAt(now, window)
+	return t, err
 }
 
 // trafficAt returns a copy of the shared traffic of the window, ending at
@@ -292,20 +301,70 @@ type VersionStats struct {
 // every caller, every workload) over the window ending now. An empty version
 // matches traffic whose version is unknown.
 func (s *Snapshot) VersionStats(ns, service, version string, window time.Duration) (VersionStats, error) {
+	sum, err := s.VersionSum(ns, service, version, window)
+	if err != nil {
+		return VersionStats{}, err
+	}
+	return sum.Stats(window), nil
+}
+
+// VersionSum is what a version's stats are computed from: its request and
+// error counts, latency histogram and recent latency samples. Sums of
+// several replicas add (Add), so stats computed from the total are those
+// of all the traffic.
+type VersionSum struct {
+	Requests  uint64    `json:"requests"`
+	Errors    uint64    `json:"errors"`
+	Latency   []uint64  `json:"latency"` // per bucket of mesh.LatencyBucketsMs, then +Inf
+	SamplesMs []float64 `json:"samplesMs,omitempty"`
+}
+
+// maxMergedSamples bounds the samples of merged sums (a reservoir each).
+const maxMergedSamples = 4096
+
+// Add adds o into v.
+func (v *VersionSum) Add(o VersionSum) {
+	v.Requests += o.Requests
+	v.Errors += o.Errors
+	if len(v.Latency) < len(o.Latency) {
+		v.Latency = append(v.Latency, make([]uint64, len(o.Latency)-len(v.Latency))...)
+	}
+	for i, n := range o.Latency {
+		v.Latency[i] += n
+	}
+	room := maxMergedSamples - len(v.SamplesMs)
+	if room > len(o.SamplesMs) {
+		room = len(o.SamplesMs)
+	}
+	if room > 0 {
+		v.SamplesMs = append(v.SamplesMs, o.SamplesMs[len(o.SamplesMs)-room:]...)
+	}
+}
+
+// Stats computes the numbers a rollout judges by over window.
+func (v VersionSum) Stats(window time.Duration) VersionStats {
+	st := Stats{Requests: v.Requests, Errors: v.Errors, Latency: v.Latency}
+	return VersionStats{
+		Requests: v.Requests, Errors: v.Errors, ErrorRate: st.ErrorRate(),
+		RPS:   float64(v.Requests) / window.Seconds(),
+		P50Ms: finite(st.Quantile(0.5)), P90Ms: finite(st.Quantile(0.9)), P99Ms: finite(st.Quantile(0.99)),
+		SamplesMs: v.SamplesMs,
+	}
+}
+
+// VersionSum sums the inbound traffic of one version over the window
+// ending now (see VersionStats).
+func (s *Snapshot) VersionSum(ns, service, version string, window time.Duration) (VersionSum, error) {
 	now := s.now()
 	rg, lo, hi, err := s.pick(now, window)
 	if err != nil {
-		return VersionStats{}, err
+		return VersionSum{}, err
 	}
 	st := s.sum(rg, lo, hi, func(k *EdgeKey) bool {
 		d := &k.Destination
 		return d.Service == service && d.Namespace == ns && d.Version == version
 	})
-	vs := VersionStats{
-		Requests: st.Requests, Errors: st.Errors, ErrorRate: st.ErrorRate(),
-		RPS:   float64(st.Requests) / window.Seconds(),
-		P50Ms: finite(st.Quantile(0.5)), P90Ms: finite(st.Quantile(0.9)), P99Ms: finite(st.Quantile(0.99)),
-	}
+	vs := VersionSum{Requests: st.Requests, Errors: st.Errors, Latency: st.Latency}
 	if rv := s.reservoirs[mesh.Peer{Namespace: ns, Service: service, Version: version}]; rv != nil {
 		from := now.Add(-window).Sub(s.base) / time.Second
 		if from < 0 {
@@ -319,6 +378,19 @@ func (s *Snapshot) VersionStats(ns, service, version string, window time.Duratio
 // VersionStats is Snapshot().VersionStats on the latest snapshot.
 func (l *Live) VersionStats(ns, service, version string, window time.Duration) (VersionStats, error) {
 	return l.Snapshot().VersionStats(ns, service, version, window)
+}
+
+// CurrentVersionStats is VersionStats up to the last record counted (it
+// publishes a snapshot first): what a rollout's judge reads.
+func (l *Live) CurrentVersionStats(_ context.Context, ns, service, version string, window time.Duration) (VersionStats, error) {
+	return l.Refresh().VersionStats(ns, service, version, window)
+}
+
+// TrafficNow is the traffic of every edge over the window ending at end, up
+// to the last record counted (it publishes a snapshot first): what alert
+// rules read. The result is shared: callers must not modify it.
+func (l *Live) TrafficNow(_ context.Context, end time.Time, window time.Duration) (*Traffic, error) {
+	return l.Refresh().TrafficAt(end, window)
 }
 
 // Traffic is Snapshot().Traffic on the latest snapshot.
