@@ -51,6 +51,8 @@ type Config struct {
 	QueueMaxBytes  int64         `json:"queue-max-bytes"`  // bound of the on-disk queue
 	PairWait       time.Duration `json:"pair-wait"`        // how long a span waits for its other half
 	MemoryLimitMiB int           `json:"memory-limit-mib"` // memory limiter hard limit
+	// DeadLetterMaxBytes bounds the file of rows ClickHouse refused.
+	DeadLetterMaxBytes int64 `json:"dead-letter-max-bytes"`
 	// InboundAccessLogs says which inbound access-log entries (written by
 	// the callee's proxy) become request records: InboundOutsideMesh or
 	// InboundAll.
@@ -80,6 +82,8 @@ func DefaultConfig() Config {
 		PairWait:       10 * time.Second,
 		MemoryLimitMiB: 2048,
 
+		DeadLetterMaxBytes: 256 << 20,
+
 		InboundAccessLogs: InboundOutsideMesh,
 	}
 }
@@ -102,6 +106,9 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryLimitMiB < 64 {
 		return fmt.Errorf("--memory-limit-mib %d: must be at least 64", c.MemoryLimitMiB)
+	}
+	if c.DeadLetterMaxBytes < 1<<20 {
+		return fmt.Errorf("--dead-letter-max-bytes %d: must be at least 1 MiB", c.DeadLetterMaxBytes)
 	}
 	if c.InboundAccessLogs != InboundOutsideMesh && c.InboundAccessLogs != InboundAll {
 		return fmt.Errorf("--inbound-access-logs %q: want %q or %q", c.InboundAccessLogs, InboundOutsideMesh, InboundAll)
@@ -134,6 +141,11 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 	if n, bytes := sp.Depth(); n > 0 {
 		logger.Info("ingest queue holds data from the previous run; writing it first", "batches", n, "mib", bytes>>20)
 	}
+	dead, err := OpenDeadLetter(dataDir, cfg.DeadLetterMaxBytes)
+	if err != nil {
+		sp.Close()
+		return nil, err
+	}
 	m := meshexporter.NewMetrics(reg)
 	pairer := normalize.NewPairer(cfg.PairWait, 500_000)
 	pairer.Peers = peers
@@ -149,7 +161,7 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 			Metrics: m,
 		},
 	}
-	c.writer = &Writer{Spool: sp, Store: st, Metrics: m, Logger: logger}
+	c.writer = &Writer{Spool: sp, Store: st, Metrics: m, Logger: logger, DeadLetter: dead}
 	return c, nil
 }
 

@@ -47,10 +47,11 @@ func freeAddr(t testing.TB) string {
 }
 
 type harness struct {
-	cfg   collector.Config
-	store *store.Store
-	reg   *prometheus.Registry
-	sink  *recordSink
+	cfg     collector.Config
+	dataDir string
+	store   *store.Store
+	reg     *prometheus.Registry
+	sink    *recordSink
 }
 
 // recordSink is a live sink that remembers what it saw.
@@ -92,7 +93,8 @@ func startCollectorWith(t testing.TB, peers mesh.PeerResolver, live mesh.RecordS
 	if live != nil {
 		sinks = append(sinks, live)
 	}
-	c, err := collector.New(h.cfg, t.TempDir(), h.store, sinks, peers, h.reg, logger)
+	h.dataDir = t.TempDir()
+	c, err := collector.New(h.cfg, h.dataDir, h.store, sinks, peers, h.reg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,21 +16,20 @@ import (
 
 // Writer drains the spool into ClickHouse in large batches. It retries a
 // failed write with back-off until it succeeds, so that the spool, not the
-// writer, decides how much waits; only data ClickHouse rejects as invalid,
-// again and again, is set aside and counted as dropped.
+// writer, decides how much waits. Rows ClickHouse refuses (IsUnavailable is
+// false: retrying cannot help) are narrowed down to the queue entries that
+// carry them; those entries are set aside in the dead-letter file and the
+// writer goes on with the rest.
 type Writer struct {
-	Spool    *spool.Spool
-	Store    *store.Store
-	Metrics  *meshexporter.Metrics
-	Logger   *slog.Logger
-	MaxRows  int           // rows per insert
-	Linger   time.Duration // wait this long for a small batch to grow
-	MaxDelay time.Duration // cap on the retry back-off
+	Spool      *spool.Spool
+	Store      *store.Store
+	Metrics    *meshexporter.Metrics
+	Logger     *slog.Logger
+	DeadLetter *DeadLetter
+	MaxRows    int           // rows per insert
+	Linger     time.Duration // wait this long for a small batch to grow
+	MaxDelay   time.Duration // cap on the retry back-off
 }
-
-// maxRejections is how often ClickHouse may reject the same batch before it is
-// given up on.
-const maxRejections = 5
 
 // Run writes until ctx ends, then returns after a last drain attempt bounded
 // by the caller's deadline on ctx's parent.
@@ -133,6 +132,21 @@ func (t *tagged[T]) distinct() []uint64 {
 	return out
 }
 
+// byEntry splits the rows into one tagged per queue entry (an entry's rows
+// are contiguous: they were added together).
+func (t *tagged[T]) byEntry() []*tagged[T] {
+	var out []*tagged[T]
+	for i := 0; i < len(t.ids); {
+		j := i + 1
+		for j < len(t.ids) && t.ids[j] == t.ids[i] {
+			j++
+		}
+		out = append(out, &tagged[T]{rows: t.rows[i:j:j], ids: t.ids[i:j:j]})
+		i = j
+	}
+	return out
+}
+
 // part is one table's share of a write.
 type part struct {
 	signal  string
@@ -141,6 +155,8 @@ type part struct {
 	insert  func(context.Context) error
 	ids     func() []uint64
 	without func(map[uint64]bool)
+	split   func() []part // one part per queue entry
+	data    func() any    // the rows, for the dead-letter file
 }
 
 func partOf[T any](signal, table string, t *tagged[T], insert func(context.Context, []T, []uint64) error) part {
@@ -151,6 +167,14 @@ func partOf[T any](signal, table string, t *tagged[T], insert func(context.Conte
 		insert:  func(ctx context.Context) error { return insert(ctx, t.rows, t.ids) },
 		ids:     t.distinct,
 		without: t.without,
+		split: func() []part {
+			var out []part
+			for _, e := range t.byEntry() {
+				out = append(out, partOf(signal, table, e, insert))
+			}
+			return out
+		},
+		data: func() any { return t.rows },
 	}
 }
 
@@ -206,21 +230,74 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 	return nil
 }
 
+// writePart writes p. When ClickHouse refuses it, each queue entry's rows
+// are written on their own, so that one bad entry does not hold back the
+// others, and the entries refused again are set aside.
 func (w *Writer) writePart(ctx context.Context, p part) error {
-	delay, rejections, since, failed := 100*time.Millisecond, 0, time.Now(), false
+	err := w.writeRetrying(ctx, p, false)
+	if !errors.As(err, new(*rejection)) {
+		return err
+	}
+	subs := p.split()
+	if len(subs) == 1 {
+		return w.setAside(p, err)
+	}
+	w.Logger.Warn("clickhouse refused a batch; writing its queue entries one by one to find the rows it refuses",
+		"signal", p.signal, "rows", p.rows(), "entries", len(subs), "err", err)
+	for _, sub := range subs {
+		// A refused insert may have landed in part: skip what did.
+		err := w.writeRetrying(ctx, sub, true)
+		if errors.As(err, new(*rejection)) {
+			err = w.setAside(sub, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rejection is an insert ClickHouse refused for a reason retrying cannot fix.
+type rejection struct{ err error }
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+// setAside moves a refused part to the dead-letter file; it is then done
+// with, as if written.
+func (w *Writer) setAside(p part, why error) error {
+	ids := p.ids()
+	if err := w.DeadLetter.Add(p.signal, p.table, ids, p.rows(), why, p.data()); err != nil {
+		w.Metrics.Dropped.WithLabelValues(p.signal, "dead_letter_unwritable").Add(float64(p.rows()))
+		w.Logger.Error("clickhouse refused rows and the dead-letter file cannot take them; dropped",
+			"signal", p.signal, "table", p.table, "rows", p.rows(), "refused", why, "err", err)
+		return nil
+	}
+	w.Metrics.DeadLettered.WithLabelValues(p.signal).Add(float64(p.rows()))
+	w.Logger.Error("clickhouse refused rows; set aside in the dead-letter file, the writer goes on",
+		"signal", p.signal, "table", p.table, "rows", p.rows(), "queue_entries", len(ids), "file", w.DeadLetter.Path(), "err", why)
+	return nil
+}
+
+// writeRetrying writes p, retrying while ClickHouse is unavailable; it
+// returns a *rejection when ClickHouse refuses the rows. failed says an
+// earlier attempt may have landed some of them.
+func (w *Writer) writeRetrying(ctx context.Context, p part, failed bool) error {
+	delay, since, retried := 100*time.Millisecond, time.Now(), false
 	for p.rows() > 0 {
 		ictx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		err := w.Store.EnsureSchema(ictx) // after a cold start with ClickHouse down
 		if err == nil && failed {
 			err = w.skipLanded(ictx, p)
 		}
-		if err == nil && p.rows() > 0 {
+		inserting := err == nil && p.rows() > 0
+		if inserting {
 			err = p.insert(ictx)
 		}
 		cancel()
 		if err == nil {
 			w.Metrics.Written.WithLabelValues(p.signal).Add(float64(p.rows()))
-			if failed {
+			if retried {
 				w.Logger.Info("clickhouse write recovered", "signal", p.signal, "rows", p.rows(), "after", time.Since(since).Round(time.Millisecond))
 			}
 			return nil
@@ -229,15 +306,11 @@ func (w *Writer) writePart(ctx context.Context, p part) error {
 			return ctx.Err()
 		}
 		failed = true
-		w.Metrics.Retries.Inc()
-		if !store.IsUnavailable(err) {
-			rejections++
-			if rejections >= maxRejections {
-				w.Metrics.Dropped.WithLabelValues(p.signal, "rejected_by_clickhouse").Add(float64(p.rows()))
-				w.Logger.Error("clickhouse rejected a batch repeatedly; dropping it", "signal", p.signal, "rows", p.rows(), "err", err)
-				return nil
-			}
+		if inserting && !store.IsUnavailable(err) {
+			return &rejection{err}
 		}
+		w.Metrics.Retries.Inc()
+		retried = true
 		n, bytes := w.Spool.Depth()
 		w.Logger.Warn("clickhouse write failed; data stays queued on disk and will be retried",
 			"signal", p.signal, "rows", p.rows(), "queued_batches", n, "queued_mib", fmt.Sprintf("%.1f", float64(bytes)/(1<<20)),

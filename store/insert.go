@@ -285,7 +285,9 @@ func (s *Store) sendColumns(ctx context.Context, table string, names []string, c
 	}
 	if err := appendColumns(batch, names, cols); err != nil {
 		_ = batch.Abort()
-		return fmt.Errorf("insert into %s: %w", table, err)
+		// The rows do not fit the table's columns as the server declares
+		// them (a value an Enum lacks, say): sending again cannot help.
+		return fmt.Errorf("insert into %s: %w", table, &rejectedError{err})
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert into %s: send %d rows: %w", table, batch.Rows(), err)
@@ -301,3 +303,10 @@ func appendColumns(batch driver.Batch, names []string, cols []any) error {
 	}
 	return nil
 }
+
+// rejectedError is rows the client could not encode for the table: the data,
+// not the server's state, is at fault (IsUnavailable is false).
+type rejectedError struct{ err error }
+
+func (e *rejectedError) Error() string { return e.err.Error() }
+func (e *rejectedError) Unwrap() error { return e.err }

@@ -388,9 +388,14 @@ var transient = map[int32]bool{
 
 // IsUnavailable reports whether err means the server could not be reached,
 // answered too late or cannot take writes for now, as opposed to rejecting
-// what was sent.
+// what was sent (the server refused the rows, or they could not be encoded
+// for the table's columns): a rejection is not fixed by retrying.
 func IsUnavailable(err error) bool {
 	if err == nil {
+		return false
+	}
+	var rej *rejectedError
+	if errors.As(err, &rej) {
 		return false
 	}
 	var ex *clickhouse.Exception

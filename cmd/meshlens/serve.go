@@ -102,6 +102,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Collector.InboundAccessLogs, "inbound-access-logs", c.Collector.InboundAccessLogs,
 		`inbound access-log entries that count as requests: "outside-mesh" (callers without a proxy of their own) or "all" (proxyless callers of sidecar services)`)
 	fs.IntVar(&c.Collector.MemoryLimitMiB, "memory-limit-mib", c.Collector.MemoryLimitMiB, "collector memory limiter hard limit")
+	fs.Int64Var(&c.Collector.DeadLetterMaxBytes, "dead-letter-max-bytes", c.Collector.DeadLetterMaxBytes,
+		"bound of DATA_DIR/dead-letter.jsonl, where rows ClickHouse refuses are set aside; past it they are dropped and counted")
 	fs.IntVar(&c.IstioMetrics.MaxSeries, "istio-metrics-max-series", c.IstioMetrics.MaxSeries,
 		"most series of each of Istio's standard metrics on /metrics/istio (records beyond are dropped and counted); 0 turns them off")
 	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")

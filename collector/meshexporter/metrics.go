@@ -12,15 +12,18 @@ const (
 
 // Metrics is the ingestion accounting that /metrics exposes.
 type Metrics struct {
-	Received    *prometheus.CounterVec // items accepted into the pipeline, by signal
-	Refused     *prometheus.CounterVec // items pushed back because the queue was full, by signal
-	Written     *prometheus.CounterVec // rows written to ClickHouse, by signal
-	Dropped     *prometheus.CounterVec // rows given up on, by signal and reason
-	Malformed   *prometheus.CounterVec // payloads refused as invalid, by receiver
-	Retries     prometheus.Counter     // failed ClickHouse writes that will be retried
-	QueuedBytes prometheus.Gauge
-	QueuedBatch prometheus.Gauge
-	Pending     prometheus.Gauge // span halves waiting for their other half
+	Received *prometheus.CounterVec // items accepted into the pipeline, by signal
+	Refused  *prometheus.CounterVec // items pushed back because the queue was full, by signal
+	Written  *prometheus.CounterVec // rows written to ClickHouse, by signal
+	Dropped  *prometheus.CounterVec // rows given up on, by signal and reason
+	// DeadLettered counts rows ClickHouse refused, set aside in the
+	// dead-letter file, by signal.
+	DeadLettered *prometheus.CounterVec
+	Malformed    *prometheus.CounterVec // payloads refused as invalid, by receiver
+	Retries      prometheus.Counter     // failed ClickHouse writes that will be retried
+	QueuedBytes  prometheus.Gauge
+	QueuedBatch  prometheus.Gauge
+	Pending      prometheus.Gauge // span halves waiting for their other half
 }
 
 // NewMetrics creates and registers the metrics.
@@ -38,6 +41,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_dropped_total", Help: "Rows given up on, with the reason.",
 		}, []string{"signal", "reason"}),
+		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshlens_ingest_dead_letter_rows_total", Help: "Rows ClickHouse refused for a reason retrying cannot fix, set aside in the data dir's dead-letter file.",
+		}, []string{"signal"}),
 		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_malformed_total", Help: "Payloads refused with a protocol error because they were invalid, by receiver.",
 		}, []string{"receiver"}),
@@ -58,7 +64,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Received.WithLabelValues(s)
 		m.Refused.WithLabelValues(s)
 		m.Written.WithLabelValues(s)
+		m.DeadLettered.WithLabelValues(s)
 	}
-	reg.MustRegister(m.Received, m.Refused, m.Written, m.Dropped, m.Malformed, m.Retries, m.QueuedBytes, m.QueuedBatch, m.Pending)
+	reg.MustRegister(m.Received, m.Refused, m.Written, m.Dropped, m.DeadLettered, m.Malformed, m.Retries, m.QueuedBytes, m.QueuedBatch, m.Pending)
 	return m
 }
