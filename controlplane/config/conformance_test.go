@@ -28,10 +28,6 @@ import (
 func TestConformanceWithIstioValidation(t *testing.T) {
 	cases := conformanceCases(t)
 	k := testKinds(t)
-	supported := map[string]bool{}
-	for _, n := range k.Names() {
-		supported[n] = true
-	}
 	var agree, total int
 	unsupported := map[string]int{}
 	accepted := map[bool]int{} // by Istio's verdict, among agreements
@@ -39,7 +35,7 @@ func TestConformanceWithIstioValidation(t *testing.T) {
 	stale := maps(knownDifferences)
 	for _, c := range cases {
 		refusal, warnings := meshlensVerdict(k, c.doc)
-		if !supported[c.kind] {
+		if _, served := k.spec(c.kind); !served || !k.serves(c.kind, c.apiVersion) {
 			unsupported[c.kind]++
 			if want := fmt.Sprintf("unsupported kind %q", c.kind); !strings.Contains(refusal, want) {
 				t.Errorf("%s: a %s must be refused as unsupported, got %q", c.source, c.kind, refusal)
@@ -108,6 +104,7 @@ func maps[V any](m map[string]V) map[string]bool {
 type conformanceCase struct {
 	source       string // file, and #N for the Nth document of a multi-document file
 	kind         string
+	apiVersion   string
 	istioAccepts bool
 	istioSays    string // why Istio refuses, when known
 	doc          []byte
@@ -196,7 +193,8 @@ func fileCases(t *testing.T, path string, istioAccepts bool, istioSays string) [
 			src = fmt.Sprintf("%s#%d", rel, i+1)
 		}
 		kind, _ := m["kind"].(string)
-		out = append(out, conformanceCase{source: src, kind: kind, istioAccepts: istioAccepts, istioSays: says, doc: d})
+		apiVersion, _ := m["apiVersion"].(string)
+		out = append(out, conformanceCase{source: src, kind: kind, apiVersion: apiVersion, istioAccepts: istioAccepts, istioSays: says, doc: d})
 	}
 	return out
 }

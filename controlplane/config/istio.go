@@ -41,7 +41,7 @@ type IstioOptions struct {
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
-// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry
+// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway
 // (networking.istio.io) and PeerAuthentication, AuthorizationPolicy
 // (security.istio.io).
 func IstioKinds(opts IstioOptions) []KindSpec {
@@ -55,6 +55,8 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &networking.ServiceEntry{} }), Validate: v.serviceEntry, Analyze: v.analyzeServiceEntry},
 		{APIVersions: networkingVersions, Kind: KindWorkloadEntry, ShortNames: []string{"we"},
 			Decode: decodeAs(func() proto.Message { return &networking.WorkloadEntry{} }), Validate: v.workloadEntry, Analyze: v.analyzeWorkloadEntry},
+		{APIVersions: networkingVersions, Kind: KindGateway, ShortNames: []string{"gw"},
+			Decode: decodeAs(func() proto.Message { return &networking.Gateway{} }), Validate: v.gateway, Analyze: v.analyzeGateway},
 		{APIVersions: securityVersions, Kind: KindPeerAuthentication, ShortNames: []string{"pa"},
 			Decode: decodeAs(func() proto.Message { return &security.PeerAuthentication{} }), Validate: v.peerAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},

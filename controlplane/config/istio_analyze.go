@@ -44,6 +44,7 @@ func (v *istioValidator) analyzeVirtualService(o *Object, sn *Snapshot) []Warnin
 	for _, d := range vsDestinations(vs) {
 		v.analyzeDestination(d.dest, d.path, o.Meta.Namespace, idx, w)
 	}
+	v.analyzeGatewayBindings(o, vs, sn, w)
 	return w.out
 }
 

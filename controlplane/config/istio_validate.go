@@ -106,6 +106,11 @@ func (v *istioValidator) virtualService(o *Object) []FieldError {
 			fe.add(indexPath("hosts", i), "%s", msg)
 		}
 	}
+	for i, g := range vs.GetGateways() {
+		if msg := validGatewayRef(g); msg != "" {
+			fe.add(indexPath("gateways", i), "%s", msg)
+		}
+	}
 	if len(vs.GetHttp())+len(vs.GetTcp())+len(vs.GetTls()) == 0 {
 		fe.add("", "at least one of http, tcp or tls routes is required")
 	}
@@ -134,6 +139,22 @@ func (v *istioValidator) virtualService(o *Object) []FieldError {
 		v.routeDestinations(r.GetRoute(), p, fe)
 	}
 	return fe.errs
+}
+
+// validGatewayRef says why a `gateways:` entry is malformed, or "": it is
+// "mesh", NAME, NAMESPACE/NAME or the legacy NAME.NAMESPACE.svc.DOMAIN.
+func validGatewayRef(g string) string {
+	if g == MeshGateway {
+		return ""
+	}
+	ns, name, _ := GatewayRef(g, "default")
+	if strings.Contains(g, "/") && (strings.Count(g, "/") > 1 || !dns1123Label.MatchString(ns)) {
+		return fmt.Sprintf("gateway %q: the namespace of NAMESPACE/NAME must be a namespace name", g)
+	}
+	if !dns1123Subdomain.MatchString(name) {
+		return fmt.Sprintf("gateway %q is not a valid gateway name", g)
+	}
+	return ""
 }
 
 // weighted is what HTTP, TCP and TLS route destinations have in common.

@@ -159,3 +159,27 @@ func (s *KindSpec) acceptsVersion(v string) bool {
 	}
 	return false
 }
+
+// acceptsGroup reports whether apiVersion's API group ("networking.istio.io"
+// of "networking.istio.io/v1") is one the kind is served in.
+func (s *KindSpec) acceptsGroup(apiVersion string) bool {
+	group, _, _ := strings.Cut(apiVersion, "/")
+	for _, a := range s.APIVersions {
+		if g, _, _ := strings.Cut(a, "/"); g == group {
+			return true
+		}
+	}
+	return false
+}
+
+// serves reports whether an object of this kind and apiVersion is one the
+// registry serves: a kind of this exact name in that API group. An empty
+// apiVersion is served, to be refused for that reason alone.
+func (k *Kinds) serves(kind, apiVersion string) bool {
+	s, ok := k.spec(kind)
+	if !ok {
+		_, typo := k.Lookup(kind)
+		return typo // a served kind misspelt in case: an error, not another product's
+	}
+	return apiVersion == "" || s.acceptsGroup(apiVersion)
+}

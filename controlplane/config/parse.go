@@ -132,7 +132,9 @@ func (p *parser) value(docName string, js []byte, depth int) {
 		return
 	}
 	if p.skipUnsupported && kind != "" {
-		if _, served := p.kinds.Lookup(kind); !served {
+		var apiVersion string
+		_ = json.Unmarshal(top["apiVersion"], &apiVersion)
+		if !p.kinds.serves(kind, apiVersion) {
 			p.skipped = append(p.skipped, skippedRef(kind, top))
 			return
 		}
@@ -226,6 +228,13 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 			skip = "; `meshlens apply --skip-unsupported` applies the other objects and lists the skipped ones"
 		}
 		fe.add("kind", "unsupported kind %q%s: meshlens does not support %s; it serves %s%s", o.Kind, hint, o.Kind, strings.Join(k.Names(), ", "), skip)
+		return nil, fe.errs
+	}
+	if o.APIVersion != "" && !spec.acceptsGroup(o.APIVersion) {
+		// Gateway API's Gateway (gateway.networking.k8s.io) is another
+		// product's kind of the same name as Istio's.
+		fe.add("kind", "unsupported kind %q of %s: meshlens does not support it; it serves %s of %s; `meshlens apply --skip-unsupported` applies the other objects and lists the skipped ones",
+			o.Kind, o.APIVersion, spec.Kind, strings.Join(spec.APIVersions, ", "))
 		return nil, fe.errs
 	}
 	if !spec.acceptsVersion(o.APIVersion) {

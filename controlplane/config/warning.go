@@ -29,6 +29,12 @@ const (
 	// CodeConflictingMeshGatewayVirtualServiceHosts: two VirtualServices
 	// route one host for sidecars; only one of them is used.
 	CodeConflictingMeshGatewayVirtualServiceHosts = "IST0109"
+	// CodeVirtualServiceHostNotFoundInGateway: a VirtualService bound to
+	// a Gateway none of whose servers has its hosts.
+	CodeVirtualServiceHostNotFoundInGateway = "IST0132"
+	// CodeConflictingGateways: servers of Gateways selecting the same
+	// workloads claim one port for overlapping hosts.
+	CodeConflictingGateways = "IST0145"
 	// CodeSchemaWarning: what Istio's validation webhook accepts with a
 	// warning (a WorkloadEntry without an address, a partial wildcard
 	// host), as istioctl analyze reports it.
@@ -42,6 +48,8 @@ const (
 var codeNames = map[string]string{
 	CodeReferencedResourceNotFound:                "ReferencedResourceNotFound",
 	CodeConflictingMeshGatewayVirtualServiceHosts: "ConflictingMeshGatewayVirtualServiceHosts",
+	CodeVirtualServiceHostNotFoundInGateway:       "VirtualServiceHostNotFoundInGateway",
+	CodeConflictingGateways:                       "ConflictingGateways",
 	CodeSchemaWarning:                             "SchemaWarning",
 	CodeUnknownDestinationRuleHost:                "UnknownDestinationRuleHost",
 }

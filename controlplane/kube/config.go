@@ -137,6 +137,10 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		l, err := nw.WorkloadEntries().Lister().List(labels.Everything())
 		return convert(l, err, "networking.istio.io/v1", config.KindWorkloadEntry)
 	})
+	istioKind(nw.Gateways(), "networking.istio.io", "gateways", config.KindGateway, func() ([]objectJSON, error) {
+		l, err := nw.Gateways().Lister().List(labels.Everything())
+		return convert(l, err, "networking.istio.io/v1", config.KindGateway)
+	})
 	istioKind(sec.PeerAuthentications(), "security.istio.io", "peerauthentications", config.KindPeerAuthentication, func() ([]objectJSON, error) {
 		l, err := sec.PeerAuthentications().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindPeerAuthentication)
