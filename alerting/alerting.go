@@ -26,6 +26,12 @@ type Rollbacks interface {
 	FindByVersion(ns, service, version string) []string
 }
 
+// Live is where rules read traffic, up to the last record: *graph.Live, or
+// the live graphs of every meshlens replica added up (replicas.Replicas).
+type Live interface {
+	TrafficNow(ctx context.Context, end time.Time, window time.Duration) (*graph.Traffic, error)
+}
+
 // Options tune alerting. Zero values take the defaults.
 type Options struct {
 	// Interval between rule evaluations. Default 5s.
@@ -44,7 +50,7 @@ type Options struct {
 // Alertmanager's webhooks. It is the one owner of alert state.
 type Alerting struct {
 	store     *config.Store
-	live      *graph.Live
+	live      Live
 	rollbacks Rollbacks
 	opts      Options
 	logger    *slog.Logger
@@ -84,7 +90,7 @@ type ruleState struct {
 
 // New builds alerting. rollbacks may be nil (no rollout engine): alerts
 // then never roll back and the receiver says so.
-func New(store *config.Store, live *graph.Live, rollbacks Rollbacks, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
+func New(store *config.Store, live Live, rollbacks Rollbacks, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Alerting, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 5 * time.Second
 	}
@@ -134,7 +140,19 @@ func (a *Alerting) Run(ctx context.Context) error {
 // Evaluate runs one round over every AlertRule of the current config.
 func (a *Alerting) Evaluate(ctx context.Context) {
 	now := a.opts.Now()
-	snap := a.live.Refresh()
+	// One read per window in a round, however many rules share it.
+	read := map[[2]int64]*graph.Traffic{}
+	traffic := func(end time.Time, w time.Duration) (*graph.Traffic, error) {
+		k := [2]int64{end.UnixNano(), int64(w)}
+		if t := read[k]; t != nil {
+			return t, nil
+		}
+		t, err := a.live.TrafficNow(ctx, end, w)
+		if err == nil {
+			read[k] = t
+		}
+		return t, err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.evaluations.Inc()
@@ -154,7 +172,7 @@ func (a *Alerting) Evaluate(ctx context.Context) {
 			}
 			rs.spec = spec
 		}
-		val, active, err := conditionValue(snap, now, rs.ns, spec.Condition)
+		val, active, err := conditionValue(traffic, now, rs.ns, spec.Condition)
 		if err != nil {
 			a.logger.Error("alert rule not evaluated", "rule", key, "err", err)
 			continue
@@ -290,9 +308,9 @@ func (a *Alerting) notify(ctx context.Context, rs *ruleState, status string, now
 
 // conditionValue computes the condition's metric over its window ending at
 // now, and whether the condition holds.
-func conditionValue(snap *graph.Snapshot, now time.Time, ns string, c Condition) (float64, bool, error) {
+func conditionValue(traffic func(time.Time, time.Duration) (*graph.Traffic, error), now time.Time, ns string, c Condition) (float64, bool, error) {
 	w := c.window()
-	cur, err := sumTraffic(snap, now, w, ns, c)
+	cur, err := sumTraffic(traffic, now, w, ns, c)
 	if err != nil {
 		return 0, false, err
 	}
@@ -310,7 +328,7 @@ func conditionValue(snap *graph.Snapshot, now time.Time, ns string, c Condition)
 	case MetricRPS:
 		v, enough = float64(cur.Requests)/w.Seconds(), true
 	case MetricQPSDrop:
-		prev, err := sumTraffic(snap, now.Add(-w), w, ns, c)
+		prev, err := sumTraffic(traffic, now.Add(-w), w, ns, c)
 		if err != nil {
 			return 0, false, err
 		}
@@ -330,8 +348,8 @@ func conditionValue(snap *graph.Snapshot, now time.Time, ns string, c Condition)
 	return v, v > c.Threshold, nil
 }
 
-func sumTraffic(snap *graph.Snapshot, end time.Time, w time.Duration, ns string, c Condition) (*graph.Stats, error) {
-	t, err := snap.TrafficAt(end, w)
+func sumTraffic(traffic func(time.Time, time.Duration) (*graph.Traffic, error), end time.Time, w time.Duration, ns string, c Condition) (*graph.Stats, error) {
+	t, err := traffic(end, w)
 	if err != nil {
 		return nil, err
 	}

@@ -113,6 +113,7 @@ func ParseTokens(r io.Reader) ([]Token, error) {
 type Authorizer struct {
 	entries []entry
 	token   string // the generated operator token, if any
+	peer    string // see PeerToken
 }
 
 type entry struct {
@@ -144,7 +145,15 @@ func Load(path, dataDir string, logger *slog.Logger) (*Authorizer, error) {
 			return nil, fmt.Errorf("tokens file %s: %w", path, err)
 		}
 		logger.Info("API tokens loaded", "file", path, "tokens", len(tokens))
-		return New(tokens), nil
+		a := New(tokens)
+		// Replicas share the tokens file: each presents the least powerful
+		// token to the others (reads are all it needs).
+		for _, t := range tokens {
+			if a.peer == "" || t.Role == Viewer {
+				a.peer = t.Value
+			}
+		}
+		return a, nil
 	}
 	tokenPath := TokenPath(dataDir)
 	tok, created, err := operatorToken(tokenPath)
@@ -157,7 +166,7 @@ func Load(path, dataDir string, logger *slog.Logger) (*Authorizer, error) {
 		logger.Info("using operator token", "file", tokenPath)
 	}
 	a := New([]Token{{Value: tok, Role: Operator}})
-	a.token = tok
+	a.token, a.peer = tok, tok
 	return a, nil
 }
 
@@ -197,6 +206,12 @@ func operatorToken(path string) (tok string, created bool, err error) {
 // Token is the operator token Load created or reused in the data dir, or
 // "" when tokens came from a file.
 func (a *Authorizer) Token() string { return a.token }
+
+// PeerToken is the token this replica presents to the other meshlens
+// replicas when it reads their live graphs: a viewer token of the tokens
+// file if it has one, else its first; the generated operator token without
+// a file (replicas then only accept each other where reads need no token).
+func (a *Authorizer) PeerToken() string { return a.peer }
 
 // RoleOf returns the role of a token. Every entry is compared, in constant
 // time, so timing says nothing about which or how much of a token matched.

@@ -31,6 +31,16 @@ type Deps struct {
 	MaxNodes, MaxEdges int
 	// Timeout bounds one request's reads; 0 means 30 s.
 	Timeout time.Duration
+	// Replicas, when set, is the live graph of every meshlens replica
+	// (package replicas): live reads answer for all of them.
+	Replicas Replicas
+}
+
+// Replicas is the live graph of several meshlens replicas added up; a
+// replica that does not answer is named in the missing list.
+type Replicas interface {
+	TrafficAt(ctx context.Context, end time.Time, window time.Duration) (*graph.Traffic, []graph.MissingReplica, error)
+	VersionSum(ctx context.Context, ns, service, version string, window time.Duration) (graph.VersionSum, []graph.MissingReplica, error)
 }
 
 type handlers struct {
@@ -95,8 +105,21 @@ func (a *handlers) ctx(c echo.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.Request().Context(), a.Timeout)
 }
 
-// traffic gets the traffic of a window from the chosen source.
-func (a *handlers) traffic(ctx context.Context, p GraphParams) (*graph.Traffic, error) {
+// traffic gets the traffic of a window from the chosen source, and the
+// replicas a live read of all of them left out.
+func (a *handlers) traffic(ctx context.Context, p GraphParams) (*graph.Traffic, []graph.MissingReplica, error) {
+	if p.Source == SourceLive && a.Replicas != nil {
+		t, missing, err := a.Replicas.TrafficAt(ctx, a.Now(), p.Window)
+		if err != nil {
+			return nil, nil, err
+		}
+		return graph.Listed(t), missing, nil
+	}
+	t, err := a.sourceTraffic(ctx, p)
+	return t, nil, err
+}
+
+func (a *handlers) sourceTraffic(ctx context.Context, p GraphParams) (*graph.Traffic, error) {
 	switch p.Source {
 	case SourceClickHouse:
 		if a.history == nil {
@@ -119,14 +142,23 @@ func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
 		return nil, p, err
 	}
 	opts := graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()}
-	if p.Source == SourceLive {
+	if p.Source == SourceLive && a.Replicas == nil {
 		// Shared with every reader of the same snapshot and window.
 		g, err := a.Live.Graph(p.Window, opts)
 		return g, p, err
 	}
 	ctx, cancel := a.ctx(c)
 	defer cancel()
-	t, err := a.traffic(ctx, p)
+	if p.Source == SourceLive {
+		t, missing, err := a.Replicas.TrafficAt(ctx, opts.Now, p.Window)
+		if err != nil {
+			return nil, p, err
+		}
+		g := graph.Build(t, opts)
+		g.Missing = missing
+		return g, p, nil
+	}
+	t, err := a.sourceTraffic(ctx, p)
 	if err != nil {
 		return nil, p, err
 	}
@@ -193,7 +225,7 @@ func (a *handlers) getServices(c echo.Context) error {
 	}
 	ctx, cancel := a.ctx(c)
 	defer cancel()
-	t, err := a.traffic(ctx, p)
+	t, missing, err := a.traffic(ctx, p)
 	if err != nil {
 		return a.fail(c, err)
 	}
@@ -204,7 +236,7 @@ func (a *handlers) getServices(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"source": p.Source, "window": p.Window.String(), "end": p.End.UTC(),
-		"services": svcs, "truncated": truncated,
+		"services": svcs, "truncated": truncated, "partial": t.Partial, "missing": missing,
 	})
 }
 
@@ -291,11 +323,24 @@ func (a *handlers) getVersionStats(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	vs, err := a.Live.VersionStats(ns, name, ver, w)
+	if a.Replicas == nil {
+		vs, err := a.Live.VersionStats(ns, name, ver, w)
+		if err != nil {
+			return a.fail(c, err)
+		}
+		return c.JSON(http.StatusOK, vs)
+	}
+	ctx, cancel := a.ctx(c)
+	defer cancel()
+	sum, missing, err := a.Replicas.VersionSum(ctx, ns, name, ver, w)
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, vs)
+	return c.JSON(http.StatusOK, struct {
+		graph.VersionStats
+		Partial bool                   `json:"partial,omitempty"`
+		Missing []graph.MissingReplica `json:"missing,omitempty"`
+	}{sum.Stats(w), len(missing) > 0, missing})
 }
 
 func (a *handlers) getLogs(c echo.Context) error {

@@ -74,6 +74,10 @@ func (e *Engine) handleApply(c echo.Context) error {
 	return c.JSON(http.StatusOK, config.NewApplyResponse(sn.Version, objs, ws))
 }
 
+// LeaderHeader names, on a refusal by a replica that does not run the
+// rollouts, the HTTP address of the one that does.
+const LeaderHeader = "Meshlens-Leader"
+
 var actions = map[string]Event{"pause": EvPause, "resume": EvResume, "promote": EvPromote, "abort": EvAbort}
 
 func (e *Engine) handleAction(c echo.Context) error {
@@ -88,6 +92,12 @@ func (e *Engine) handleAction(c echo.Context) error {
 		return c.JSON(http.StatusNotFound, config.ErrorResponse{Error: err.Error()})
 	case errors.Is(err, ErrTransition):
 		return c.JSON(http.StatusConflict, config.ErrorResponse{Error: err.Error()})
+	case errors.Is(err, ErrNotLeader):
+		// Another replica runs the rollouts: ask it (its address is named).
+		if l := e.Leader(); l != "" {
+			c.Response().Header().Set(LeaderHeader, l)
+		}
+		return c.JSON(http.StatusServiceUnavailable, config.ErrorResponse{Error: err.Error()})
 	case err != nil:
 		return c.JSON(http.StatusInternalServerError, config.ErrorResponse{Error: err.Error()})
 	}

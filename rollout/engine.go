@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,11 +35,24 @@ var (
 	ErrNotFound = errors.New("rollout not found")
 	// ErrTransition: the state machine does not allow the event now.
 	ErrTransition = errors.New("transition not allowed")
+	// ErrNotLeader: another meshlens replica runs the rollouts.
+	ErrNotLeader = errors.New("this meshlens replica does not run rollouts")
 )
 
-// Stats is where verdicts read live per-version numbers: *graph.Live.
+// Mirror keeps rollout state outside the data dir, where another meshlens
+// replica finds it when it takes over: the Rollout objects' status in
+// Kubernetes (controlplane/kube.StatusWriter).
+type Mirror interface {
+	// SaveRollout writes one rollout's state; it is called, before its
+	// routes are written, whenever the state changed.
+	SaveRollout(ctx context.Context, st Status) error
+}
+
+// Stats is where verdicts read live per-version numbers, up to the last
+// record: *graph.Live, or the live graphs of every meshlens replica added
+// up (replicas.Replicas).
 type Stats interface {
-	Refresh() *graph.Snapshot
+	CurrentVersionStats(ctx context.Context, ns, service, version string, window time.Duration) (graph.VersionStats, error)
 	MaxWindow() time.Duration
 }
 
@@ -59,6 +73,8 @@ type Options struct {
 	// Traffic holds the providers other than meshlens (istio, gatewayAPI),
 	// which need the Kubernetes cluster (controlplane/kube).
 	Traffic map[string]Traffic
+	// Mirror, if set, also gets the state of every rollout that changed.
+	Mirror Mirror
 }
 
 // Status is everything known about one rollout: what the API shows and
@@ -148,6 +164,13 @@ type Engine struct {
 	// releases are deleted rollouts whose routes are still to be let go
 	// of (retried until the API server takes it).
 	releases map[string]release
+
+	// mirrored is the last state given to opts.Mirror, by rollout.
+	mirrored map[string]string
+	// acting is false on a replica that is not the leader: it changes
+	// nothing; leader names the one that does, when known.
+	acting atomic.Bool
+	leader atomic.Pointer[string]
 }
 
 type release struct {
@@ -179,8 +202,9 @@ func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, re
 			Help: "Writes of rollout routes (config store or Kubernetes API), by result: applied, error, unavailable, missing, refused, managed, edited."}, []string{"result"}),
 		unapplied: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_rollout_routes_unapplied",
 			Help: "Rollouts whose routes are not yet written as their state says (a rollback waiting for the API server counts here)."}),
-		releases: map[string]release{},
+		releases: map[string]release{}, mirrored: map[string]string{},
 	}
+	e.acting.Store(true)
 	if reg != nil {
 		for _, c := range []prometheus.Collector{e.transitions, e.verdicts, e.pushes, e.unapplied} {
 			if err := reg.Register(c); err != nil {
@@ -324,7 +348,7 @@ func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 		}
 	}
 	if changed {
-		e.saveLocked()
+		e.saveLocked(ctx)
 	}
 }
 
@@ -446,7 +470,7 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	e.transitions.WithLabelValues(string(ev), string(to)).Inc()
 	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
 		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
-	e.saveLocked()
+	e.saveLocked(ctx)
 	// failed: routes could not be applied; refused: the API server said
 	// no; edited: someone else holds the routes. No writes until a new
 	// spec or an operator.
@@ -471,7 +495,7 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 	now := e.opts.Now()
 	if err != nil {
 		e.pushFailed(ctx, r, w, err, now)
-		e.saveLocked()
+		e.saveLocked(ctx)
 		return
 	}
 	r.pushErrs = 0
@@ -487,7 +511,7 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 	}
 	r.st.Applied = &w
 	e.setCondition(r, "True", ReasonApplied, fmt.Sprintf("the routes hold stable %d%%, candidate %d%% (%s)", w.Stable, w.Candidate, e.routesName(r)))
-	e.saveLocked()
+	e.saveLocked(ctx)
 	if r.st.State == Promoting || r.st.State == RollingBack {
 		_ = e.fire(ctx, r, EvPushed, "engine", fmt.Sprintf("routes applied (%s)", revisionText(r.st.Provider, res.Revision)))
 	}
@@ -581,7 +605,7 @@ func (e *Engine) routesEdited(ctx context.Context, r *run, err error) {
 		return
 	}
 	r.st.Message = msg
-	e.saveLocked()
+	e.saveLocked(ctx)
 }
 
 func (e *Engine) record(r *run, en Entry) {
@@ -598,8 +622,9 @@ func (e *Engine) record(r *run, en Entry) {
 	}
 }
 
-// saveLocked writes all rollout state durably (temp file, fsync, rename).
-func (e *Engine) saveLocked() {
+// saveLocked writes all rollout state durably (temp file, fsync, rename),
+// and each rollout whose state changed to the mirror.
+func (e *Engine) saveLocked(ctx context.Context) {
 	p := persisted{Rollouts: make([]Status, 0, len(e.runs))}
 	for _, r := range e.runs {
 		p.Rollouts = append(p.Rollouts, r.st)
@@ -610,6 +635,73 @@ func (e *Engine) saveLocked() {
 	if err := writeFileAtomic(e.path, p); err != nil {
 		e.logger.Error("rollout state not saved", "err", err)
 	}
+	if e.opts.Mirror == nil {
+		return
+	}
+	for _, st := range p.Rollouts {
+		key := st.Namespace + "/" + st.Name
+		b, _ := json.Marshal(st)
+		if e.mirrored[key] == string(b) {
+			continue
+		}
+		if err := e.opts.Mirror.SaveRollout(ctx, st); err != nil {
+			e.logger.Warn("rollout state not mirrored; retried with the next change", "rollout", key, "err", err)
+			continue
+		}
+		e.mirrored[key] = string(b)
+	}
+}
+
+// SetMirror sets where the state of every rollout that changes is also
+// written (see Options.Mirror); call it before Run.
+func (e *Engine) SetMirror(m Mirror) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.Mirror = m
+}
+
+// SetActing says whether this replica runs the rollouts (it is the leader,
+// or the only replica) and, when it does not, which replica does. A
+// replica that does not act refuses every change with ErrNotLeader.
+func (e *Engine) SetActing(acting bool, leader string) {
+	e.acting.Store(acting)
+	e.leader.Store(&leader)
+}
+
+// Leader is the replica that runs the rollouts when this one does not
+// ("" when unknown or when this one does).
+func (e *Engine) Leader() string {
+	if e.acting.Load() {
+		return ""
+	}
+	if l := e.leader.Load(); l != nil {
+		return *l
+	}
+	return ""
+}
+
+// Restore takes the state of rollouts as another replica left it (from the
+// mirror), in place of this replica's own: the next Sync resumes each one
+// at its state, step and weights, and its routes, which the store or the
+// API server already hold, are not written again. It is refused while
+// this replica acts.
+func (e *Engine) Restore(ctx context.Context, states []Status) error {
+	if e.acting.Load() {
+		return errors.New("rollout engine: restore while acting")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range states {
+		key := st.Namespace + "/" + st.Name
+		if r := e.runs[key]; r != nil && r.st.UpdatedAt.After(st.UpdatedAt) && r.spec != nil {
+			continue // this replica's own is newer (it was the leader)
+		}
+		e.runs[key] = &run{st: st}
+		b, _ := json.Marshal(st)
+		e.mirrored[key] = string(b)
+	}
+	e.saveLocked(ctx)
+	return nil
 }
 
 func writeFileAtomic(path string, v any) error {
@@ -704,7 +796,7 @@ func (e *Engine) checkRoutes(ctx context.Context, r *run) bool {
 		// Gone: written again when it is back.
 		r.st.Applied = nil
 		e.setCondition(r, "False", ReasonNotFound, err.Error()+"; retrying until it exists")
-		e.saveLocked()
+		e.saveLocked(ctx)
 		return false
 	case errors.Is(err, ErrManaged):
 		e.setCondition(r, "False", ReasonManaged, err.Error())
@@ -723,12 +815,11 @@ func (e *Engine) judgeStep(ctx context.Context, r *run, a Analysis, now time.Tim
 	if window < time.Second {
 		window = time.Second
 	}
-	snap := e.stats.Refresh()
 	svc := shortName(r.spec.Service)
-	cand, err1 := snap.VersionStats(r.st.Namespace, svc, r.st.CandidateVersion, window)
-	stable, err2 := snap.VersionStats(r.st.Namespace, svc, r.st.StableVersion, window)
+	cand, err1 := e.stats.CurrentVersionStats(ctx, r.st.Namespace, svc, r.st.CandidateVersion, window)
+	stable, err2 := e.stats.CurrentVersionStats(ctx, r.st.Namespace, svc, r.st.StableVersion, window)
 	stepWindow := max(min(sinceStep, e.stats.MaxWindow()), time.Second)
-	stepCand, err3 := snap.VersionStats(r.st.Namespace, svc, r.st.CandidateVersion, stepWindow)
+	stepCand, err3 := e.stats.CurrentVersionStats(ctx, r.st.Namespace, svc, r.st.CandidateVersion, stepWindow)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		e.logger.Error("rollout judge cannot read stats", "rollout", key, "err", err)
 		return
@@ -794,9 +885,12 @@ type ActionResult struct {
 // EvPromote, EvAbort or EvAlert. Rolling back a rollout that is already
 // rolling back or rolled back is not an error (alerts repeat).
 func (e *Engine) Do(ctx context.Context, ns, name string, ev Event, source, reason string) (ActionResult, error) {
+	key := ns + "/" + name
+	if !e.acting.Load() {
+		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w; the leader does: %s", key, ErrNotLeader, e.Leader())
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := ns + "/" + name
 	r := e.runs[key]
 	if r == nil || r.spec == nil {
 		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)

@@ -30,6 +30,9 @@ type cluster struct {
 	health   *kube.Health
 	registry *kube.Registry
 	source   *kube.ConfigSource
+	// status writes Rollouts' and AlertRules' status; it runs where the
+	// rollouts do (see acting).
+	status *kube.StatusWriter
 }
 
 func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
@@ -88,7 +91,7 @@ func (c *cluster) start(component func(func(context.Context) error), store *conf
 	component(c.health.Run)
 	component(c.registry.Run)
 	component(src.Run)
-	component(kube.NewStatusWriter(c.dynamic, store, rollouts.List, alerts.Firing, logger).Run)
+	c.status = kube.NewStatusWriter(c.dynamic, store, rollouts.List, alerts.Firing, logger)
 	return nil
 }
 

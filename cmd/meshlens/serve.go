@@ -57,6 +57,8 @@ type serveConfig struct {
 	TrafficProvider string
 	Collector       collector.Config
 	IstioMetrics    istiometrics.Config
+	// Replicas is how this replica finds the others and who acts.
+	Replicas replicaConfig
 	// ClickHouseCluster names the ClickHouse cluster (a remote_servers
 	// entry) the schema lives on; empty for one server.
 	ClickHouseCluster string
@@ -74,6 +76,7 @@ func defaultServeConfig() serveConfig {
 		TrafficProvider: rollout.ProviderMeshlens,
 		Collector:       collector.DefaultConfig(),
 		IstioMetrics:    istiometrics.DefaultConfig(),
+		Replicas:        defaultReplicaConfig(),
 	}
 }
 
@@ -108,6 +111,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		"most series of each of Istio's standard metrics on /metrics/istio (records beyond are dropped and counted); 0 turns them off")
 	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")
 	fs.StringVar(&c.IstioMetrics.Cluster, "istio-metrics-cluster", c.IstioMetrics.Cluster, "source_cluster and destination_cluster of known peers on /metrics/istio (Istio's CLUSTER_ID)")
+	c.Replicas.registerFlags(fs)
 }
 
 // loadServeConfig applies --config (if any) over the defaults, then the flags
@@ -149,6 +153,9 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	}
 	cfg.IstioMetrics.DomainSuffix = cfg.DomainSuffix
 	if err := cfg.IstioMetrics.Validate(); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Replicas.validate(cfg.HTTP); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Collector.Validate()
@@ -291,21 +298,26 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if cluster == nil && cfg.TrafficProvider != rollout.ProviderMeshlens {
 		return fmt.Errorf("--traffic-provider %s writes routes to the Kubernetes API: it needs the cluster (--kubeconfig, or meshlens running in a pod)", cfg.TrafficProvider)
 	}
+	authz, err := auth.Load(cfg.Tokens, cfg.DataDir, logger)
+	if err != nil {
+		return fmt.Errorf("--tokens: %w", err)
+	}
+	// The live graphs of every replica, added up: what the API, the rollout
+	// judge and alert rules read (this replica's alone without --peers).
+	reps, err := newReplicas(cfg.Replicas, live, cluster, authz, logger, reg)
+	if err != nil {
+		return err
+	}
 	// Rollouts write their routes to meshlens' own config store, or through
 	// the Kubernetes API for istiod or a Gateway API implementation.
-	rollouts, err := rollout.New(cfgStore, live, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix,
+	rollouts, err := rollout.New(cfgStore, reps, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix,
 		TrafficProvider: cfg.TrafficProvider, Traffic: cluster.trafficProviders(cfg.DomainSuffix, logger)}, logger, reg)
 	if err != nil {
 		return err
 	}
-	alerts, err := alerting.New(cfgStore, live, rollouts, alerting.Options{ExternalURL: "http://" + cfg.HTTP}, logger, reg)
+	alerts, err := alerting.New(cfgStore, reps, rollouts, alerting.Options{ExternalURL: "http://" + cfg.HTTP}, logger, reg)
 	if err != nil {
 		return err
-	}
-
-	authz, err := auth.Load(cfg.Tokens, cfg.DataDir, logger)
-	if err != nil {
-		return fmt.Errorf("--tokens: %w", err)
 	}
 
 	// Ready means telemetry is accepted. ClickHouse being down does not make
@@ -335,7 +347,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return strings.Join(warnings, "; "), nil
 	})
 	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
-	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger})
+	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger, Replicas: mergedReads(cfg.Replicas, reps)})
+	reps.RegisterRoutes(api)
 	config.RegisterRoutes(api, cfgStore, authz.Operator())
 	xdsServer.RegisterRoutes(api)
 	rollouts.RegisterRoutes(api, authz.Operator())
@@ -356,8 +369,6 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	component(col.Run)
 	component(func(ctx context.Context) error { return store.DefaultRetention().Run(ctx, st) })
 	component(func(ctx context.Context) error { return xdsServer.Serve(ctx, cfg.XDS) })
-	component(rollouts.Run)
-	component(alerts.Run)
 	if cfg.ConfigDir != "" {
 		component(config.NewDirSource(cfg.ConfigDir, cfgStore, logger).Run)
 	}
@@ -365,6 +376,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err := cluster.start(component, cfgStore, rollouts, alerts, logger, reg); err != nil {
 			return err
 		}
+	}
+	// Exactly one replica runs rollouts and alert rules.
+	if err := acting(component, cfg.Replicas, cluster, reps, rollouts, alerts, logger, reg); err != nil {
+		return err
 	}
 	{
 		ln, err := net.Listen("tcp", cfg.HTTP)

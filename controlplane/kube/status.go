@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -40,6 +41,7 @@ type StatusWriter struct {
 	logger   *slog.Logger
 	interval time.Duration
 
+	mu      sync.Mutex
 	written map[string]string // key -> last status body written
 }
 
@@ -70,19 +72,8 @@ func (w *StatusWriter) Sync(ctx context.Context) {
 		if !w.fromCluster(rollout.Kind, st.Namespace, st.Name) {
 			continue
 		}
-		status := map[string]any{
-			"phase": string(st.State), "step": st.Step, "message": st.Message,
-			"weights": map[string]any{"stable": st.Weights.Stable, "candidate": st.Weights.Candidate, "matched": st.Weights.Matched},
-		}
-		if st.LastVerdict != nil {
-			status["lastVerdict"] = st.LastVerdict
-		}
-		var conds []map[string]any
-		for _, c := range st.Conditions {
-			conds = append(conds, map[string]any{"type": c.Type, "status": c.Status, "reason": c.Reason,
-				"message": c.Message, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)})
-		}
-		w.write(ctx, rolloutGVR, rollout.Kind, st.Namespace, st.Name, status, conds)
+		status, conds := rolloutStatus(st)
+		_ = w.write(ctx, rolloutGVR, rollout.Kind, st.Namespace, st.Name, status, conds)
 	}
 	firing := map[string]alerting.ActiveAlert{}
 	for _, a := range w.alerts() {
@@ -101,28 +92,103 @@ func (w *StatusWriter) Sync(ctx context.Context) {
 			status["activeSince"] = a.StartsAt.UTC().Format(time.RFC3339)
 			status["value"] = a.Value
 		}
-		w.write(ctx, alertRuleGVR, alerting.Kind, ns, name, status, nil)
+		_ = w.write(ctx, alertRuleGVR, alerting.Kind, ns, name, status, nil)
 	}
+}
+
+func rolloutStatus(st rollout.Status) (map[string]any, []map[string]any) {
+	status := map[string]any{
+		"phase": string(st.State), "step": st.Step, "message": st.Message,
+		"weights": map[string]any{"stable": st.Weights.Stable, "candidate": st.Weights.Candidate, "matched": st.Weights.Matched},
+	}
+	if st.LastVerdict != nil {
+		status["lastVerdict"] = st.LastVerdict
+	}
+	var conds []map[string]any
+	for _, c := range st.Conditions {
+		conds = append(conds, map[string]any{"type": c.Type, "status": c.Status, "reason": c.Reason,
+			"message": c.Message, "lastTransitionTime": c.LastTransitionTime.UTC().Format(time.RFC3339)})
+	}
+	return status, conds
+}
+
+// SaveRollout writes a rollout's whole state, history included, into
+// status.engine of its Rollout object (with the fields Sync writes), so
+// that the meshlens replica that becomes the leader next resumes it where
+// this one left it (RolloutStates). The rollout engine calls it, as its
+// rollout.Mirror, before it writes the routes of a new state. Rollouts
+// that did not come from the cluster have no object: nothing is written.
+func (w *StatusWriter) SaveRollout(ctx context.Context, st rollout.Status) error {
+	if !w.fromCluster(rollout.Kind, st.Namespace, st.Name) {
+		return nil
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var engine map[string]any
+	if err := json.Unmarshal(b, &engine); err != nil {
+		return err
+	}
+	status, conds := rolloutStatus(st)
+	status["engine"] = engine
+	return w.write(ctx, rolloutGVR, "engine/"+rollout.Kind, st.Namespace, st.Name, status, conds)
+}
+
+// RolloutStates reads the rollout engine's state from status.engine of
+// every Rollout in the cluster: what a replica restores (rollout.Engine
+// Restore) before it starts running the rollouts as the leader.
+func RolloutStates(ctx context.Context, dyn dynamic.Interface) ([]rollout.Status, error) {
+	list, err := dyn.Resource(rolloutGVR).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Rollouts: %w", err)
+	}
+	var out []rollout.Status
+	for _, u := range list.Items {
+		engine, ok, _ := unstructured.NestedMap(u.Object, "status", "engine")
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(engine)
+		if err != nil {
+			return nil, err
+		}
+		var st rollout.Status
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("Rollout %s/%s: status.engine: %w", u.GetNamespace(), u.GetName(), err)
+		}
+		if st.Namespace != u.GetNamespace() || st.Name != u.GetName() {
+			continue
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
 
 func (w *StatusWriter) fromCluster(kind, ns, name string) bool {
 	return strings.HasPrefix(w.store.Origin(kind, ns, name), config.SourceKube+":")
 }
 
-func (w *StatusWriter) write(ctx context.Context, gvr schema.GroupVersionResource, kind, ns, name string, status map[string]any, conds []map[string]any) {
+func (w *StatusWriter) write(ctx context.Context, gvr schema.GroupVersionResource, kind, ns, name string, status map[string]any, conds []map[string]any) error {
 	body, err := json.Marshal([]any{status, conds})
 	if err != nil {
-		return
+		return err
 	}
 	key := kind + "/" + ns + "/" + name
-	if w.written[key] == string(body) {
-		return
+	w.mu.Lock()
+	same := w.written[key] == string(body)
+	w.mu.Unlock()
+	if same {
+		return nil
 	}
 	if err := patchStatus(ctx, w.dyn, gvr, ns, name, status, conds); err != nil {
 		w.logger.Warn("kubernetes: cannot write status; retrying", "object", key, "err", err)
-		return
+		return err
 	}
+	w.mu.Lock()
 	w.written[key] = string(body)
+	w.mu.Unlock()
+	return nil
 }
 
 // patchStatus merge-patches an object's status. Its conditions are merged

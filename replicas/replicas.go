@@ -1,0 +1,465 @@
+// Package replicas makes several `meshlens serve` processes answer as one.
+//
+// Every replica ingests the telemetry a load balancer sends it into its own
+// live graph. A read of the live graph (the graph, services, version stats,
+// and what the rollout judge and the alert rules read) asks every other
+// replica for its live counts over the same window, in parallel, each within
+// a timeout, and adds them up: counts and latency histograms add, so the
+// merge is exact. A replica that does not answer in time is left out and the
+// result is marked partial, naming it. Replicas are found through a static
+// list (--peers) or the endpoints of a headless Kubernetes Service
+// (--peers-service); each one recognises itself in such a list by the
+// instance id every answer carries, so listing every replica everywhere is
+// right.
+//
+// Exactly one replica acts — advances rollouts, evaluates alert rules,
+// writes their status to Kubernetes: the holder of a coordination.k8s.io
+// Lease (Elector, client-go's leaderelection), or, outside Kubernetes, the
+// one replica not started with --follower.
+package replicas
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// InstanceHeader carries a replica's instance id on every answer to a peer,
+// so that a replica finding its own address among its peers skips it.
+const InstanceHeader = "Meshlens-Instance"
+
+// Options tune the replicas.
+type Options struct {
+	// Peers lists the HTTP addresses (host:port) of the replicas; it may
+	// include this one. Called on every merged read.
+	Peers func() []string
+	// Timeout bounds one peer's answer; default 1 s.
+	Timeout time.Duration
+	// Token is presented to peers (auth.Authorizer.PeerToken).
+	Token string
+	// Client is the HTTP client for peers; default one of this package's.
+	Client *http.Client
+}
+
+// Replicas is this replica's view of all of them: its own live graph plus
+// what its peers answer.
+type Replicas struct {
+	live   *graph.Live
+	opts   Options
+	id     string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	self   map[string]bool // addresses found to be this replica
+	status map[string]PeerStatus
+
+	leader   func() string
+	isLeader func() bool
+
+	fetches  *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// PeerStatus is what the last read of a peer found.
+type PeerStatus struct {
+	Address  string    `json:"address"`
+	Instance string    `json:"instance,omitempty"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
+	Millis   float64   `json:"millis"`
+}
+
+// Missing names a peer whose traffic a merged read lacks, and why.
+type Missing = graph.MissingReplica
+
+// New builds the replicas view over live and registers its metrics.
+func New(live *graph.Live, opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Replicas, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	if opts.Peers == nil {
+		opts.Peers = func() []string { return nil }
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute, DisableCompression: true}}
+	}
+	raw := make([]byte, 8)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	r := &Replicas{live: live, opts: opts, id: hex.EncodeToString(raw), logger: logger,
+		self: map[string]bool{}, status: map[string]PeerStatus{},
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_replica_peer_reads_total",
+			Help: "Reads of another replica's live graph, by result (ok, error, timeout)."}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshlens_replica_peer_read_seconds",
+			Help: "How long reading another replica's live graph took.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{r.fetches, r.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("replicas: register metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// SetLeader tells the replicas view who leads (Elector.Leader, IsLeader),
+// for GET /api/v1/replicas.
+func (r *Replicas) SetLeader(leader func() string, isLeader func() bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leader, r.isLeader = leader, isLeader
+}
+
+// View is GET /api/v1/replicas: this replica and what it knows of the others.
+type View struct {
+	Instance string       `json:"instance"`
+	Leader   string       `json:"leader,omitempty"`
+	IsLeader bool         `json:"isLeader"`
+	Election bool         `json:"election"`
+	Peers    []PeerStatus `json:"peers"`
+}
+
+// ID is this replica's instance id, new at every start.
+func (r *Replicas) ID() string { return r.id }
+
+// Live is this replica's own live graph.
+func (r *Replicas) Live() *graph.Live { return r.live }
+
+// MaxWindow is the longest window the live graphs answer.
+func (r *Replicas) MaxWindow() time.Duration { return r.live.MaxWindow() }
+
+// peers are the addresses to ask: the configured ones, without this
+// replica's own.
+func (r *Replicas) peers() []string {
+	all := r.opts.Peers()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(all))
+	for _, p := range all {
+		if p != "" && !r.self[p] && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// errSelf: the address is this replica's.
+var errSelf = errors.New("this replica")
+
+// fetch reads path from every peer in parallel; each answer's body goes to
+// use (called one at a time). It returns the peers that did not answer.
+func (r *Replicas) fetch(ctx context.Context, path string, q url.Values, use func(peer string, body []byte) error) []Missing {
+	peers := r.peers()
+	if len(peers) == 0 {
+		return nil
+	}
+	type answer struct {
+		peer string
+		body []byte
+		err  error
+	}
+	ch := make(chan answer, len(peers))
+	for _, p := range peers {
+		go func() {
+			body, err := r.get(ctx, p, path, q)
+			ch <- answer{p, body, err}
+		}()
+	}
+	var missing []Missing
+	seen := map[string]bool{}
+	for range peers {
+		a := <-ch
+		if a.err == nil {
+			// Two addresses of one replica: count it once.
+			inst := string(a.body[:16])
+			if seen[inst] {
+				continue
+			}
+			seen[inst] = true
+			a.err = use(a.peer, a.body[16:])
+		}
+		switch {
+		case errors.Is(a.err, errSelf):
+		case a.err != nil:
+			missing = append(missing, Missing{Replica: a.peer, Error: a.err.Error()})
+		}
+	}
+	slices.SortFunc(missing, func(a, b Missing) int {
+		if a.Replica < b.Replica {
+			return -1
+		}
+		return 1
+	})
+	return missing
+}
+
+// get reads one peer; the body returned starts with the peer's 16-character
+// instance id.
+func (r *Replicas) get(ctx context.Context, peer, path string, q url.Values) ([]byte, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	body, inst, err := r.do(ctx, peer, path, q)
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	r.duration.Observe(time.Since(start).Seconds())
+	st := PeerStatus{Address: peer, Instance: inst, OK: err == nil, At: start.UTC(), Millis: ms}
+	switch {
+	case inst == r.id:
+		r.mu.Lock()
+		r.self[peer] = true
+		delete(r.status, peer)
+		r.mu.Unlock()
+		return nil, errSelf
+	case err == nil:
+		r.fetches.WithLabelValues("ok").Inc()
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no answer within %v", r.opts.Timeout)
+		r.fetches.WithLabelValues("timeout").Inc()
+	default:
+		r.fetches.WithLabelValues("error").Inc()
+	}
+	if err != nil {
+		st.Error = err.Error()
+		r.logger.Debug("replica did not answer; the merged result is partial", "peer", peer, "err", err)
+	}
+	r.mu.Lock()
+	r.status[peer] = st
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if len(inst) != 16 {
+		return nil, fmt.Errorf("answer without a meshlens instance id")
+	}
+	return append([]byte(inst), body...), nil
+}
+
+func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]byte, string, error) {
+	u := "http://" + peer + path + "?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set(InstanceHeader, r.id)
+	if r.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.opts.Token)
+	}
+	resp, err := r.opts.Client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	inst := resp.Header.Get(InstanceHeader)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, inst, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		if len(body) > 300 {
+			body = body[:300]
+		}
+		return nil, inst, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return body, inst, nil
+}
+
+// TrafficAt is the live traffic of every replica over the window ending at
+// end, added up, and the replicas left out. Partial is set when any is. The
+// traffic lists its edges only (graph.Listed adds the Edges map); it may be
+// shared: callers must not modify it.
+func (r *Replicas) TrafficAt(ctx context.Context, end time.Time, window time.Duration) (*graph.Traffic, []Missing, error) {
+	return r.trafficAt(ctx, end, window, false)
+}
+
+// trafficAt reads the published snapshots, as a single replica's graph
+// does (they lag the records by at most a second and their sums are shared
+// by readers), or, fresh, snapshots up to the last record.
+func (r *Replicas) trafficAt(ctx context.Context, end time.Time, window time.Duration, fresh bool) (*graph.Traffic, []Missing, error) {
+	local, err := snapshot(r.live, fresh).TrafficList(end, window)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(r.opts.Peers()) == 0 {
+		return local, nil, nil
+	}
+	m := graph.NewMerger(end, window, 0)
+	m.Add(local)
+	q := url.Values{"window": {window.String()}, "end": {strconv.FormatInt(end.UnixNano(), 10)}}
+	if fresh {
+		q.Set("fresh", "true")
+	}
+	missing := r.fetch(ctx, trafficPath, q, func(_ string, body []byte) error { return m.AddWire(body) })
+	if len(missing) > 0 {
+		m.SetPartial()
+	}
+	return m.Traffic(), missing, nil
+}
+
+// VersionSum is the inbound traffic of one version over the window ending
+// now on every replica, added up.
+func (r *Replicas) VersionSum(ctx context.Context, ns, service, version string, window time.Duration) (graph.VersionSum, []Missing, error) {
+	sum, err := r.live.Refresh().VersionSum(ns, service, version, window)
+	if err != nil {
+		return sum, nil, err
+	}
+	sum.Latency = slices.Clone(sum.Latency)
+	q := url.Values{"window": {window.String()}}
+	missing := r.fetch(ctx, versionPath(ns, service, version), q, func(_ string, body []byte) error {
+		var o graph.VersionSum
+		if err := json.Unmarshal(body, &o); err != nil {
+			return err
+		}
+		sum.Add(o)
+		return nil
+	})
+	return sum, missing, nil
+}
+
+// CurrentVersionStats is what the rollout judge reads: the version's stats
+// over all replicas. A replica left out is logged; the verdict goes on with
+// the traffic that is known (the judge needs enough samples anyway).
+func (r *Replicas) CurrentVersionStats(ctx context.Context, ns, service, version string, window time.Duration) (graph.VersionStats, error) {
+	sum, missing, err := r.VersionSum(ctx, ns, service, version, window)
+	if err != nil {
+		return graph.VersionStats{}, err
+	}
+	if len(missing) > 0 {
+		r.logger.Warn("version stats without some replicas", "service", ns+"/"+service, "version", version, "missing", missing)
+	}
+	return sum.Stats(window), nil
+}
+
+// TrafficNow is what alert rules read: TrafficAt, with the Edges map, a
+// replica left out logged.
+func (r *Replicas) TrafficNow(ctx context.Context, end time.Time, window time.Duration) (*graph.Traffic, error) {
+	t, missing, err := r.trafficAt(ctx, end, window, true)
+	if len(missing) > 0 {
+		r.logger.Warn("alert rules read the traffic without some replicas", "missing", missing)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return graph.Listed(t), nil
+}
+
+// Status lists the peers as last read.
+func (r *Replicas) Status() []PeerStatus {
+	peers := r.peers()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]PeerStatus, 0, len(peers))
+	for _, p := range peers {
+		st, ok := r.status[p]
+		if !ok {
+			st = PeerStatus{Address: p}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+const trafficPath = "/api/v1/replica/traffic"
+
+func versionPath(ns, service, version string) string {
+	return "/api/v1/replica/versions/" + url.PathEscape(ns) + "/" + url.PathEscape(service) + "/" + url.PathEscape(version)
+}
+
+// RegisterRoutes adds what peers read to g, the /api/v1 group: this
+// replica's own live traffic (wire form) and version sums.
+func (r *Replicas) RegisterRoutes(g *echo.Group) {
+	g.GET("/replicas", r.getReplicas)
+	g.GET("/replica/traffic", r.getTraffic)
+	g.GET("/replica/versions/:ns/:name/:version", r.getVersion)
+}
+
+func (r *Replicas) getReplicas(c echo.Context) error {
+	v := View{Instance: r.id, Peers: r.Status()}
+	r.mu.Lock()
+	leader, isLeader := r.leader, r.isLeader
+	r.mu.Unlock()
+	if leader != nil {
+		v.Election, v.Leader, v.IsLeader = true, leader(), isLeader()
+	}
+	return c.JSON(http.StatusOK, v)
+}
+
+func (r *Replicas) window(c echo.Context) (time.Duration, error) {
+	w, err := time.ParseDuration(c.QueryParam("window"))
+	if err != nil || w <= 0 {
+		return 0, fmt.Errorf("window %q: want a positive duration", c.QueryParam("window"))
+	}
+	return w, nil
+}
+
+func (r *Replicas) getTraffic(c echo.Context) error {
+	c.Response().Header().Set(InstanceHeader, r.id)
+	w, err := r.window(c)
+	if err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
+	}
+	end := time.Now()
+	if s := c.QueryParam("end"); s != "" {
+		ns, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return c.JSON(http.StatusBadRequest, map[string]string{"error": "end: want unix nanoseconds", "parameter": "end"})
+		}
+		end = time.Unix(0, ns)
+	}
+	if c.Request().Header.Get(InstanceHeader) == r.id {
+		return c.NoContent(http.StatusOK) // the caller is this replica: it skips it
+	}
+	t, err := snapshot(r.live, c.QueryParam("fresh") == "true").TrafficList(end, w)
+	if err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
+	}
+	return c.Blob(http.StatusOK, graph.TrafficContentType, t.AppendWire(make([]byte, 0, 64<<10)))
+}
+
+func (r *Replicas) getVersion(c echo.Context) error {
+	c.Response().Header().Set(InstanceHeader, r.id)
+	w, err := r.window(c)
+	if err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
+	}
+	if c.Request().Header.Get(InstanceHeader) == r.id {
+		return c.NoContent(http.StatusOK)
+	}
+	sum, err := r.live.Refresh().VersionSum(unescape(c.Param("ns")), unescape(c.Param("name")), unescape(c.Param("version")), w)
+	if err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
+	}
+	return c.JSON(http.StatusOK, sum)
+}
+
+func snapshot(l *graph.Live, fresh bool) *graph.Snapshot {
+	if fresh {
+		return l.Refresh()
+	}
+	return l.Snapshot()
+}
+
+func unescape(s string) string {
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
