@@ -53,6 +53,8 @@ type serveConfig struct {
 	Prometheus     string
 	Kubeconfig     string
 	DomainSuffix   string
+	// GatewayCredentialDir holds Gateway servers' credentialName files.
+	GatewayCredentialDir string
 	// TrafficProvider is where rollouts that name none write their routes.
 	TrafficProvider string
 	Collector       collector.Config
@@ -95,6 +97,8 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig,
 		`kubeconfig of the cluster to read (Services, EndpointSlices, Pods, Istio's and meshlens' custom resources); default: the in-cluster config inside a pod, else $KUBECONFIG, else none; "none" turns Kubernetes off`)
 	fs.StringVar(&c.DomainSuffix, "domain-suffix", c.DomainSuffix, "the cluster's DNS domain: short hosts are NAME.NAMESPACE.svc.DOMAIN")
+	fs.StringVar(&c.GatewayCredentialDir, "gateway-credential-dir", c.GatewayCredentialDir,
+		"directory, on the gateway proxies, of Gateway servers' credentialName certificates: DIR/NAME/tls.crt, tls.key, ca.crt; default "+xds.DefaultGatewayCredentialDir)
 	fs.StringVar(&c.TrafficProvider, "traffic-provider", c.TrafficProvider,
 		`where rollouts that name no spec.trafficProvider write their routes: "meshlens" (meshlens' own config and xDS server), "istio" (VirtualServices in the Kubernetes API, for istiod) or "gatewayAPI" (HTTPRoute backendRefs weights); the last two need --kubeconfig`)
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
@@ -273,6 +277,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	xdsOpts := xds.DefaultOptions()
 	xdsOpts.DomainSuffix = cfg.DomainSuffix
+	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
 	xdsServer, err := xds.NewServer(ctx, logger, reg, xdsOpts)
 	if err != nil {
 		return err

@@ -102,6 +102,9 @@ type inboundPort struct {
 // inboundPorts lists, once each, the (address, target port) pairs of the
 // node's workloads.
 func (t *translator) inboundPorts() []inboundPort {
+	if t.node.Gateway {
+		return nil // a gateway proxy serves its Gateways' ports only
+	}
 	seen := map[string]bool{}
 	var out []inboundPort
 	for _, h := range t.m.hosts {

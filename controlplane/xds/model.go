@@ -21,7 +21,11 @@ type model struct {
 	vss      map[string]*config.Object
 	peers    []*config.Object
 	authz    []*config.Object
-	opts     Options
+	// gateways are the Gateways, gatewayVSs the VirtualServices bound to
+	// at least one of them (any `gateways:` entry but "mesh"), in key order.
+	gateways   []*config.Object
+	gatewayVSs []*config.Object
+	opts       Options
 }
 
 // service is one host: a Kubernetes Service or a ServiceEntry host.
@@ -116,12 +120,25 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			}
 		case *networking.VirtualService:
 			vs := o.Spec.(*networking.VirtualService)
+			mesh := len(vs.Gateways) == 0
+			for _, g := range vs.Gateways {
+				if g == config.MeshGateway {
+					mesh = true
+				} else if _, _, ok := config.GatewayRef(g, o.Meta.Namespace); ok && (len(m.gatewayVSs) == 0 || m.gatewayVSs[len(m.gatewayVSs)-1] != o) {
+					m.gatewayVSs = append(m.gatewayVSs, o)
+				}
+			}
+			if !mesh {
+				continue // bound to gateways only: not for sidecars and proxyless clients
+			}
 			for _, h := range vs.Hosts {
 				h = m.fqdn(h, o.Meta.Namespace)
 				if _, dup := m.vss[h]; !dup {
 					m.vss[h] = o
 				}
 			}
+		case *networking.Gateway:
+			m.gateways = append(m.gateways, o)
 		case *security.PeerAuthentication:
 			m.peers = append(m.peers, o)
 		case *security.AuthorizationPolicy:

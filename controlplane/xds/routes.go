@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlens/meshlens/controlplane/config"
 )
 
 const faultFilter = "envoy.filters.http.fault"
@@ -171,6 +173,9 @@ func (t *translator) httpRoutes(svc *service, port *networking.ServicePort, ns s
 			continue
 		}
 		if m != nil && m.SourceNamespace != "" && m.SourceNamespace != t.node.Namespace {
+			continue
+		}
+		if m != nil && len(m.Gateways) > 0 && !t.matchesGateway(m.Gateways, ns) {
 			continue
 		}
 		rm, err := routeMatch(m)
@@ -492,3 +497,20 @@ func grpcCode(s string) (uint32, error) {
 }
 
 func cloneRoute(r *routev3.Route) *routev3.Route { return proto.Clone(r).(*routev3.Route) }
+
+// matchesGateway reports whether a match's gateways, written in namespace
+// ns, include the gateway whose routes are being built (the mesh: "mesh").
+func (t *translator) matchesGateway(gateways []string, ns string) bool {
+	for _, g := range gateways {
+		if g == config.MeshGateway {
+			if t.matchGateway == "" {
+				return true
+			}
+			continue
+		}
+		if gns, name, ok := config.GatewayRef(g, ns); ok && gns+"/"+name == t.matchGateway {
+			return true
+		}
+	}
+	return false
+}

@@ -42,7 +42,7 @@ const DefaultAddr = "127.0.0.1:15010"
 // Node metadata keys meshlens reads (Istio's names where Istio has one).
 const (
 	MetaGenerator   = "GENERATOR"        // "grpc" marks a proxyless gRPC node (Istio)
-	MetaFlavour     = "MESHLENS_FLAVOUR" // "grpc" or "envoy", overrides detection
+	MetaFlavour     = "MESHLENS_FLAVOUR" // "grpc", "envoy" or "gateway" (an Envoy gateway), overrides detection
 	MetaNamespace   = "NAMESPACE"        // workload namespace (Istio)
 	MetaInstanceIPs = "INSTANCE_IPS"     // comma-separated workload IPs (Istio)
 	MetaLabels      = "LABELS"           // workload labels, a struct (Istio)
@@ -403,7 +403,7 @@ func (s *Server) install(id, version string) error {
 // classKey identifies nodes that get identical resources.
 func classKey(n Node) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|%s|%s|%s|", n.Flavour, n.Namespace, strings.Join(n.IPs, ","), n.CertChainPath, n.PrivateKeyPath, n.RootCAPath)
+	fmt.Fprintf(&b, "%s|%t|%s|%s|%s|%s|%s|", n.Flavour, n.Gateway, n.Namespace, strings.Join(n.IPs, ","), n.CertChainPath, n.PrivateKeyPath, n.RootCAPath)
 	keys := sortedKeys(n.Labels)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s,", k, n.Labels[k])
@@ -425,6 +425,12 @@ func NodeFromProto(n *corev3.Node) Node {
 		out.Flavour = FlavourGRPC
 	case FlavourEnvoy:
 		out.Flavour = FlavourEnvoy
+	case "gateway":
+		out.Flavour, out.Gateway = FlavourEnvoy, true
+	}
+	// Istio's gateways are "router" nodes: router~IP~POD.NS~NS.svc.DOMAIN.
+	if strings.HasPrefix(n.GetId(), "router~") && out.Flavour == FlavourEnvoy {
+		out.Gateway = true
 	}
 	out.Namespace = str(MetaNamespace)
 	for _, ip := range strings.Split(str(MetaInstanceIPs), ",") {

@@ -57,6 +57,10 @@ type Node struct {
 	// Envoy flavour only: files holding the workload certificate, key and CA,
 	// used for ISTIO_MUTUAL. Empty means Options' defaults.
 	CertChainPath, PrivateKeyPath, RootCAPath string
+	// Gateway marks a gateway proxy (Istio's "router" node type): it gets
+	// the listeners of the Gateways that select its Labels and the routes
+	// of the VirtualServices bound to them, instead of a sidecar's.
+	Gateway bool
 }
 
 // Options are translator-wide settings.
@@ -73,6 +77,10 @@ type Options struct {
 	CertProviderInstance string
 	// Default certificate files for Envoy nodes that do not name their own.
 	CertChainPath, PrivateKeyPath, RootCAPath string
+	// GatewayCredentialDir holds the files of Gateway servers'
+	// credentialName: DIR/NAME/tls.crt, tls.key, ca.crt. Empty means
+	// DefaultGatewayCredentialDir.
+	GatewayCredentialDir string
 }
 
 // DefaultOptions returns Istio's defaults.
@@ -282,6 +290,10 @@ func (t *translator) outbound() ([]*listenerv3.Listener, []*routev3.RouteConfigu
 	case FlavourGRPC:
 		ls, rs, err = t.grpcClientListeners()
 	case FlavourEnvoy, "":
+		if t.node.Gateway {
+			ls, rs, err = t.gatewayListeners()
+			break
+		}
 		ls, rs, err = t.envoyOutbound()
 	default:
 		return nil, nil, fmt.Errorf("node %s: unknown flavour %q", t.node.ID, t.node.Flavour)
@@ -378,6 +390,9 @@ type translator struct {
 	opts Options
 	// routed are the clusters routes send traffic to (see routeTo).
 	routed map[string]bool
+	// matchGateway is the gateway ("ns/name") whose routes are being
+	// built, "" for the mesh: HTTP matches naming gateways apply only there.
+	matchGateway string
 }
 
 // ads is the config source every generated resource points at: the same ADS

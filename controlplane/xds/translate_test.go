@@ -14,6 +14,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // TestTranslateGolden translates every testdata/*.yaml for a proxyless gRPC
 // node and an Envoy node and compares with testdata/<name>.<flavour>.golden.json.
+// A file with a "# gateway-labels: k=v,..." line is also translated for an
+// Envoy gateway node with those labels: testdata/<name>.gateway.golden.json.
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -26,19 +28,31 @@ func TestTranslateGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		base := strings.TrimSuffix(filepath.Base(f), ".yaml")
-		for _, flavour := range []Flavour{FlavourGRPC, FlavourEnvoy} {
-			t.Run(base+"/"+string(flavour), func(t *testing.T) {
+		variants := []string{string(FlavourGRPC), string(FlavourEnvoy)}
+		gwLabels := directive(string(src), "gateway-labels")
+		if gwLabels != "" {
+			variants = append(variants, "gateway")
+		}
+		for _, variant := range variants {
+			t.Run(base+"/"+variant, func(t *testing.T) {
 				snap := parseSnapshot(t, 1, string(src))
-				node := Node{ID: "test", Flavour: flavour, Namespace: "default"}
+				node := Node{ID: "test", Flavour: Flavour(variant), Namespace: "default"}
 				if ips := directive(string(src), "node-ips"); ips != "" {
 					node.IPs = strings.Split(ips, ",")
+				}
+				if variant == "gateway" {
+					node = Node{ID: "router~10.0.9.1~ingress.istio-system~istio-system.svc.cluster.local", Flavour: FlavourEnvoy, Gateway: true, Namespace: "istio-system", Labels: map[string]string{}}
+					for _, kv := range strings.Split(gwLabels, ",") {
+						k, v, _ := strings.Cut(kv, "=")
+						node.Labels[k] = v
+					}
 				}
 				res, err := Translate(Input{Config: snap}, node, DefaultOptions())
 				if err != nil {
 					t.Fatalf("Translate: %v", err)
 				}
 				got := resourcesJSON(t, res)
-				golden := filepath.Join("testdata", base+"."+string(flavour)+".golden.json")
+				golden := filepath.Join("testdata", base+"."+variant+".golden.json")
 				if *update {
 					if err := os.WriteFile(golden, got, 0o644); err != nil {
 						t.Fatal(err)
