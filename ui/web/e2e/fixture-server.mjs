@@ -18,6 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { apiGraph, healthOf, impact, shortestPath } from './apigraph.mjs';
 import { syntheticGraph } from './synthetic.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -194,7 +195,7 @@ class Mesh {
     const windowSec = parseDur(window) || 300;
     let edges = this.edges(t, windowSec);
     const nodeOf = (id) => {
-      if (id === 'unknown') return { id, namespace: '', service: 'unknown', version: '', workload: '' };
+      if (id === 'unknown') return { id, namespace: '', service: 'unknown', version: '', workload: '', unknown: true };
       const [ns, service, version] = id.split('/');
       return { id, namespace: ns, service, version, workload: `${service}-${version}` };
     };
@@ -228,7 +229,7 @@ class Mesh {
       const keep = new Set(ns.map((n) => n.id));
       edges = edges.filter((e) => keep.has(e.source) && keep.has(e.target));
     }
-    return { nodes: ns, edges, window: window ?? '5m', end: new Date(t).toISOString() };
+    return apiGraph({ nodes: ns, edges }, { view, window: window ?? '5m', windowSeconds: windowSec, source: end ? 'clickhouse' : 'live', end: new Date(t).toISOString() });
   }
 
   services() {
@@ -237,7 +238,8 @@ class Mesh {
       const inb = g.edges.filter((e) => e.target === `${NS}/${name}`);
       const rps = inb.reduce((s, e) => s + e.rps, 0);
       const err = inb.reduce((s, e) => s + e.rps * e.errorRate, 0);
-      return { namespace: NS, name, versions, rps: round(rps, 2), errorRate: rps ? err / rps : 0, p99Ms: Math.max(0, ...inb.map((e) => e.p99Ms)) };
+      const requests = inb.reduce((s, e) => s + e.requests, 0);
+      return { namespace: NS, name, versions, requests, rps: round(rps, 2), errorRate: rps ? err / rps : 0, p99Ms: Math.max(0, ...inb.map((e) => e.p99Ms)), health: healthOf(requests, rps ? err / rps : 0) };
     });
   }
 
@@ -283,7 +285,8 @@ class Mesh {
       const p99c = (PROFILE[`${r.service}/${r.candidate}`]?.p50 ?? 5) * 4.5 * (this.bad.has(r.candidate) ? 6 : 1);
       const p99s = (PROFILE[`${r.service}/${r.stable}`]?.p50 ?? 5) * 4.5;
       const vn = (version, requests, er, p99) => ({ version, requests, errors: Math.round(requests * er), errorRate: round(er, 4), p50Ms: round(p99 / 4.5, 1), p99Ms: round(p99, 1), samples: Math.min(requests, 1000), medianMs: round(p99 / 4.5, 1) });
-      const verdict = (result, reasons) => ({ at: new Date(now).toISOString(), step: r.step, result, reasons, window: '30s', candidate: vn(r.candidate, candReq, cand, p99c), stable: vn(r.stable, stabReq, stab, p99s) });
+      const verdict = (result, reasons) => ({ at: new Date(now).toISOString(), step: r.step, result, reasons, window: '30s', candidate: vn(r.candidate, candReq, cand, p99c), stable: vn(r.stable, stabReq, stab, p99s),
+        errorRateP: result === 'fail' ? 2e-6 : 0.9, p99P: 1, errorZ: result === 'fail' ? 6.1 : 0.2, errorP: result === 'fail' ? 2e-4 : 0.4, errorIncreaseLow: result === 'fail' ? 0.2 : -0.01, latencyU: 0, latencyZ: 0, latencyP: 0.5, latencyEffect: 0.5 });
       if (cand > r.maxErrorRate) {
         const reason = `candidate ${r.candidate} error rate ${(cand * 100).toFixed(1)}% > max ${(r.maxErrorRate * 100).toFixed(1)}% at step ${r.step + 1} (${candReq} requests; stable ${(stab * 100).toFixed(1)}%, proportion test p=0.0002)`;
         r.history.push({ at: new Date(now).toISOString(), type: 'verdict', step: r.step, verdict: verdict('fail', [reason]) });
@@ -320,7 +323,7 @@ class Mesh {
     const steps = (canary.steps ?? [10, 50, 100]).map((x) => (typeof x === 'object' ? x.weight : x));
     const r = {
       namespace: o.metadata.namespace ?? NS, name: o.metadata.name, service: s.service, strategy: 'canary', stable: s.stable, candidate: s.candidate,
-      state: 'pending', step: 0, steps, weights: { stable: 100, candidate: 0 }, reason: '', updated: Date.now(), stepStarted: 0,
+      state: 'pending', step: 0, steps, weights: { stable: 100, candidate: 0 }, reason: '', started: Date.now(), updated: Date.now(), stepStarted: 0,
       stepMs: parseDur(canary.minDuration ?? canary.stepDuration ?? '30s') * 1000, minRequests: canary.minRequests ?? 50,
       maxErrorRate: s.analysis?.maxErrorRate ?? 0.05, maxP99Ms: s.analysis?.maxP99Ms ?? 500, history: [],
     };
@@ -331,8 +334,9 @@ class Mesh {
     // The rollout engine's Status (rollout/engine.go).
     return {
       namespace: r.namespace, name: r.name, service: r.service, strategy: r.strategy, stable: r.stable, candidate: r.candidate, stableVersion: r.stable, candidateVersion: r.candidate,
-      state: r.state, step: r.step, steps: r.steps, weights: { ...r.weights, matched: false }, virtualService: r.service, updatedAt: new Date(r.updated).toISOString(),
-      message: r.reason, consecutiveFailures: 0, history: [...r.history],
+      state: r.state, step: r.step, steps: r.steps, weights: { ...r.weights, matched: false }, provider: 'meshlens', virtualService: r.service, startedAt: new Date(r.started).toISOString(),
+      stepStartedAt: new Date(r.stepStarted || r.started).toISOString(), updatedAt: new Date(r.updated).toISOString(),
+      message: r.reason, consecutiveFailures: 0, specHash: 'fixture', history: [...r.history],
     };
   }
 
@@ -427,6 +431,11 @@ function validate(docs, mesh) {
 
 // ---------------------------------------------------------------- routing
 
+function graphOf(mesh, synthetic, q) {
+  if (synthetic) return synthetic;
+  return mesh.graph({ view: q.get('view') ?? 'service', end: q.get('end'), window: q.get('window'), namespace: q.get('namespace') });
+}
+
 function api(mesh, synthetic, token, req, url, body) {
   const p = url.pathname.replace(/\/+$/, '');
   const q = url.searchParams;
@@ -440,8 +449,18 @@ function api(mesh, synthetic, token, req, url, body) {
   if (p === '/api/v1/graph' && req.method === 'GET') {
     const view = q.get('view') ?? 'service';
     if (!['service', 'version', 'workload'].includes(view)) return { status: 400, body: { error: 'view: must be service, version or workload' } };
-    if (synthetic) return { status: 200, body: synthetic };
-    return { status: 200, body: mesh.graph({ view, end: q.get('end'), window: q.get('window'), namespace: q.get('namespace') }) };
+    return { status: 200, body: graphOf(mesh, synthetic, q) };
+  }
+  if ((m = /^\/api\/v1\/graph\/nodes\/([^/]+)\/impact$/.exec(p))) {
+    const id = decodeURIComponent(m[1]);
+    const out = impact(graphOf(mesh, synthetic, q), id);
+    return out ? { status: 200, body: out } : { status: 404, body: { error: `no node ${JSON.stringify(id)}` } };
+  }
+  if (p === '/api/v1/graph/paths') {
+    const from = q.get('from') ?? '', to = q.get('to') ?? '';
+    if (!from || !to) return { status: 400, body: { error: 'from and to are required', parameter: from ? 'to' : 'from' } };
+    const path = shortestPath(graphOf(mesh, synthetic, q), from, to);
+    return path ? { status: 200, body: { from, to, path } } : { status: 404, body: { error: `no node ${JSON.stringify(from)} or ${JSON.stringify(to)}` } };
   }
   if (p === '/api/v1/services') return { status: 200, body: { source: 'live', window: '5m', services: mesh.services() } };
   if ((m = /^\/api\/v1\/services\/([^/]+)\/([^/]+)$/.exec(p))) {
@@ -488,10 +507,18 @@ function api(mesh, synthetic, token, req, url, body) {
     const v = String(mesh.configVersion);
     return {
       status: 200,
-      body: Object.entries(SERVICES).flatMap(([s, vs]) => vs.map((ver) => ({ id: `sidecar~10.0.0.${vs.indexOf(ver) + 2}~${s}-${ver}-7d9f.${NS}~${NS}.svc.cluster.local`, service: s, version: ver, ackedVersion: s === 'ratings' ? String(Number(v) - 1) : v, nack: s === 'ratings' ? { version: v, message: 'cluster outbound|9080|v2|ratings: unknown subset' } : null, lastSeen: new Date(Date.now() - 4000).toISOString() }))),
+      body: {
+        proxies: Object.entries(SERVICES).flatMap(([s, vs]) =>
+          vs.map((ver) => {
+            const p = { id: `sidecar~10.0.0.${vs.indexOf(ver) + 2}~${s}-${ver}-7d9f.${NS}~${NS}.svc.cluster.local`, cluster: s, flavour: 'envoy', connectedAt: new Date(Date.now() - 4000).toISOString(), version: v, inSync: s !== 'ratings', lastAckedVersion: s === 'ratings' ? String(Number(v) - 1) : v };
+            if (s === 'ratings') p.lastNack = { version: v, typeUrl: 'type.googleapis.com/envoy.config.cluster.v3.Cluster', message: 'cluster outbound|9080|v2|ratings: unknown subset', at: new Date(Date.now() - 3000).toISOString() };
+            return p;
+          }),
+        ),
+      },
     };
   }
-  if (p === '/api/v1/rollouts' && req.method === 'GET') return { status: 200, body: { items: [...mesh.rollouts.values()].map((r) => ({ ...mesh.rolloutJSON(r), history: undefined })).reverse() } };
+  if (p === '/api/v1/rollouts' && req.method === 'GET') return { status: 200, body: { items: [...mesh.rollouts.values()].map((r) => ({ ...mesh.rolloutJSON(r), history: null })).reverse() } };
   if ((m = /^\/api\/v1\/rollouts\/([^/]+)\/([^/]+)$/.exec(p))) {
     const r = mesh.rollouts.get(`${m[1]}/${m[2]}`);
     return r ? { status: 200, body: mesh.rolloutJSON(r) } : { status: 404, body: { error: `rollout ${m[1]}/${m[2]} not found` } };
@@ -499,8 +526,9 @@ function api(mesh, synthetic, token, req, url, body) {
   if ((m = /^\/api\/v1\/rollouts\/([^/]+)\/([^/]+)\/(pause|resume|promote|abort)$/.exec(p)) && req.method === 'POST') {
     const r = mesh.rollouts.get(`${m[1]}/${m[2]}`);
     if (!r) return { status: 404, body: { error: `rollout ${m[1]}/${m[2]} not found` } };
+    const from = r.state;
     const err = mesh.action(r, m[3]);
-    return err ? { status: 409, body: { error: err } } : { status: 200, body: mesh.rolloutJSON(r) };
+    return err ? { status: 409, body: { error: err } } : { status: 200, body: { rollout: `${m[1]}/${m[2]}`, from, to: r.state, changed: from !== r.state, message: '' } };
   }
   if (p === '/api/v1/alerts') return { status: 200, body: { alerts: mesh.alerts() } };
   return { status: 404, body: { error: `no route ${req.method} ${p}` } };
@@ -565,7 +593,7 @@ function traceList(service, min) {
 // The query API's trace: a span tree with peers (query/openapi.yaml SpanNode).
 function trace(id) {
   const spans = traceSpans(id);
-  const nodes = new Map(spans.map((x) => [x.spanId, { spanId: x.spanId, parentSpanId: x.parentSpanId, name: x.name, kind: 'SPAN_KIND_SERVER', peer: { namespace: NS, service: x.service, workload: `${x.service}-${x.version}`, version: x.version }, start: x.start, durationMs: x.durationMs, statusCode: x.status === 'error' ? 'STATUS_CODE_ERROR' : 'STATUS_CODE_OK', attributes: x.attributes, children: [] }]));
+  const nodes = new Map(spans.map((x) => [x.spanId, { spanId: x.spanId, parentSpanId: x.parentSpanId, name: x.name, kind: 'server', peer: { namespace: NS, service: x.service, workload: `${x.service}-${x.version}`, version: x.version }, start: x.start, durationMs: x.durationMs, statusCode: x.status, attributes: x.attributes, children: [] }]));
   const roots = [];
   for (const n of nodes.values()) (n.parentSpanId && nodes.get(n.parentSpanId) ? nodes.get(n.parentSpanId).children : roots).push(n);
   return { traceId: id, spans: spans.length, roots };

@@ -1,6 +1,8 @@
 // A synthetic mesh for performance checks: `services` services in layers,
 // each with 1–3 versions, every node calling 2–3 nodes of the next layer.
-// Deterministic (seeded), so runs compare.
+// Deterministic (seeded), so runs compare. Answered as the API's Graph.
+import { apiGraph } from './apigraph.mjs';
+
 export function syntheticGraph(nodeCount = 1000, seed = 1) {
   let s = seed >>> 0 || 1;
   const rand = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
@@ -39,5 +41,5 @@ export function syntheticGraph(nodeCount = 1000, seed = 1) {
     }
   }
   for (const n of nodes) delete n.layer;
-  return { nodes, edges };
+  return apiGraph({ nodes, edges }, { end: '2026-01-01T00:00:00Z' });
 }

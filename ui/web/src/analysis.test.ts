@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyResult, normalizeWarnings } from './api';
+import { applyResult, toWarnings } from './api';
 import { applyStatus, codeTitle } from './analysis';
 import { locateErrors } from './components/YamlEditor';
 
@@ -42,8 +42,8 @@ describe('config answers with analysis warnings', () => {
   });
 
   it('reads an answer without warnings as none, and a cut-short list by its count', () => {
-    expect(normalizeWarnings({ version: 1, applied: [] })).toEqual({ warnings: [], count: 0 });
-    expect(normalizeWarnings({ warnings: accepted.warnings, warningCount: 250 }).count).toBe(250);
+    expect(toWarnings({ version: 1, applied: [] })).toEqual({ warnings: [], count: 0 });
+    expect(toWarnings({ warnings: accepted.warnings, warningCount: 250 }).count).toBe(250);
   });
 
   it('reads a refusal of a huge batch as its first errors and their total', () => {

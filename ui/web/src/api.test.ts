@@ -1,20 +1,27 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeAlerts, normalizeConfig, sourceLabel, normalizeLogs, normalizeProxies, normalizeRollout, normalizeServiceDetail, normalizeTrace, normalizeTraceList, rolloutYAML } from './api';
+import { rolloutYAML, sourceLabel, toAlerts, toConfig, toLogPage, toProxies, toRollout, toServiceDetail, toTrace, toTraceList, type Schemas } from './api';
 import { locateField } from './yaml';
 
-describe('normalizeRollout on the rollout engine status', () => {
-  const status = {
+const numbers = (version: string): Schemas['VersionNumbers'] => ({ version, requests: 0, errors: 0, errorRate: 0, p50Ms: 0, p99Ms: 0, samples: 0, medianMs: 0 });
+/** verdict is a judge's verdict with every number (rollout/judge.go), the given ones changed. */
+const verdict = (v: Partial<Schemas['Verdict']>): Schemas['Verdict'] => ({
+  at: '2026-11-25T17:00:00Z', step: 0, result: 'fail', reasons: [], window: '30s', candidate: numbers('v3'), stable: numbers('v1'),
+  errorRateP: 1, p99P: 1, errorZ: 0, errorP: 1, errorIncreaseLow: 0, latencyU: 0, latencyZ: 0, latencyP: 1, latencyEffect: 0.5, ...v,
+});
+
+describe('toRollout on the rollout engine status', () => {
+  const status: Schemas['Rollout'] = {
     namespace: 'default', name: 'reviews-canary', service: 'reviews', strategy: 'canary', stable: 'v1', candidate: 'v3',
     stableVersion: 'v1', candidateVersion: 'v3', state: 'rolled back', step: 1, steps: [10, 50, 100],
-    weights: { stable: 100, candidate: 0, matched: false }, updatedAt: '2026-11-25T17:00:10Z',
+    weights: { stable: 100, candidate: 0, matched: false }, virtualService: 'reviews', startedAt: '2026-11-25T16:59:00Z', stepStartedAt: '2026-11-25T17:00:00Z', updatedAt: '2026-11-25T17:00:10Z', consecutiveFailures: 1,
     message: 'candidate error rate 31% > 5%',
     history: [
-      { at: '2026-11-25T17:00:00Z', type: 'push', step: 0, weights: { stable: 90, candidate: 10 }, configVersion: 7 },
-      { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: { at: '2026-11-25T17:00:05Z', step: 1, result: 'fail', reasons: ['error rate 31% > max 5%'], window: '30s', candidate: { version: 'v3', requests: 412, errors: 128, errorRate: 0.31, p50Ms: 9, p99Ms: 40, samples: 400, medianMs: 9 }, stable: { version: 'v1', requests: 1650, errors: 0, errorRate: 0, p50Ms: 5, p99Ms: 20, samples: 400, medianMs: 5 }, errorRateP: 3.7e-46, p99P: 1, errorZ: 14.4, errorP: 2.2e-41, errorIncreaseLow: 0.27, latencyP: 0.4, latencyEffect: 0.52 } },
+      { at: '2026-11-25T17:00:00Z', type: 'push', step: 0, weights: { stable: 90, candidate: 10, matched: false }, configVersion: 7 },
+      { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: verdict({ at: '2026-11-25T17:00:05Z', step: 1, result: 'fail', reasons: ['error rate 31% > max 5%'], window: '30s', candidate: { version: 'v3', requests: 412, errors: 128, errorRate: 0.31, p50Ms: 9, p99Ms: 40, samples: 400, medianMs: 9 }, stable: { version: 'v1', requests: 1650, errors: 0, errorRate: 0, p50Ms: 5, p99Ms: 20, samples: 400, medianMs: 5 }, errorRateP: 3.7e-46, p99P: 1, errorZ: 14.4, errorP: 2.2e-41, errorIncreaseLow: 0.27, latencyP: 0.4, latencyEffect: 0.52 }) },
       { at: '2026-11-25T17:00:06Z', type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: 1 },
     ],
   };
-  const r = normalizeRollout(status);
+  const r = toRollout(status);
 
   it('reads identity, state, steps and weights', () => {
     expect(r).toMatchObject({ namespace: 'default', name: 'reviews-canary', service: 'reviews', stable: 'v1', candidate: 'v3', state: 'rolledback', step: 1, steps: [10, 50, 100], weights: { stable: 100, candidate: 0 } });
@@ -34,22 +41,22 @@ describe('normalizeRollout on the rollout engine status', () => {
   });
 
   it('takes the reason from the last failing verdict when there is no message', () => {
-    const x = normalizeRollout({ ...status, message: '', lastVerdict: { result: 'fail', reasons: ['p99 900ms > 500ms'] } });
+    const x = toRollout({ ...status, message: '', lastVerdict: verdict({ result: 'fail', reasons: ['p99 900ms > 500ms'] }) });
     expect(x.reason).toBe('p99 900ms > 500ms');
   });
 
   it('explains a rollback by the failing verdict that started it, not by the last message', () => {
-    const failing = { result: 'fail', reasons: ['candidate error rate 58.6% exceeds the maximum 5%', 'candidate errors exceed stable (z=12.56, p=0)'] };
-    const x = normalizeRollout({
+    const failing = verdict({ result: 'fail', reasons: ['candidate error rate 58.6% exceeds the maximum 5%', 'candidate errors exceed stable (z=12.56, p=0)'] });
+    const x = toRollout({
       ...status,
       message: 'routes applied (config version 8). All traffic goes to v1.',
       history: [
-        { at: '2026-11-25T17:00:00Z', type: 'verdict', step: 0, verdict: { result: 'fail', reasons: ['an older failure'] } },
+        { at: '2026-11-25T17:00:00Z', type: 'verdict', step: 0, verdict: verdict({ result: 'fail', reasons: ['an older failure'] }) },
         { at: '2026-11-25T17:00:01Z', type: 'transition', event: 'pause', from: 'progressing', to: 'paused', source: 'operator', step: 0 },
         { at: '2026-11-25T17:00:02Z', type: 'transition', event: 'resume', from: 'paused', to: 'progressing', source: 'operator', step: 0 },
         { at: '2026-11-25T17:00:05Z', type: 'verdict', step: 1, verdict: failing },
         { at: '2026-11-25T17:00:05Z', type: 'transition', event: 'fail', from: 'progressing', to: 'rolling back', source: 'judge', step: 1, message: '1 failing verdicts in a row: [candidate error rate 58.6% exceeds the maximum 5% candidate errors exceed stable (z=12.56, p=0)]' },
-        { at: '2026-11-25T17:00:06Z', type: 'push', step: 1, weights: { stable: 100, candidate: 0 }, configVersion: 8 },
+        { at: '2026-11-25T17:00:06Z', type: 'push', step: 1, weights: { stable: 100, candidate: 0, matched: false }, configVersion: 8 },
         { at: '2026-11-25T17:00:06Z', type: 'transition', event: 'pushed', from: 'rolling back', to: 'rolled back', source: 'engine', step: 1, message: 'routes applied (config version 8). All traffic goes to v1.' },
       ],
     });
@@ -63,26 +70,22 @@ describe('normalizeRollout on the rollout engine status', () => {
     ['an abort without a message, by who did it', { event: 'abort', source: 'operator' }, 'abort by operator'],
     ['a judge fail whose verdict is gone, by its message', { event: 'fail', source: 'judge', message: '3 failing verdicts in a row: [p99 900ms > 500ms]' }, '3 failing verdicts in a row: [p99 900ms > 500ms]'],
   ])('explains a rollback started by %s', (_name, t, want) => {
-    const x = normalizeRollout({ ...status, history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', from: 'progressing', to: 'rolling back', step: 0, ...t }] });
+    const x = toRollout({ ...status, history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', from: 'progressing', to: 'rolling back', step: 0, ...t }] });
     expect(x.rollbackReason).toBe(want);
   });
 
   it('has no rollback reason when the rollout never rolled back', () => {
-    const x = normalizeRollout({ ...status, state: 'succeeded', history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', event: 'complete', from: 'progressing', to: 'succeeded', source: 'judge', step: 2, message: 'v3 takes all traffic' }] });
+    const x = toRollout({ ...status, state: 'succeeded', history: [{ at: '2026-11-25T17:00:00Z', type: 'transition', event: 'complete', from: 'progressing', to: 'succeeded', source: 'judge', step: 2, message: 'v3 takes all traffic' }] });
     expect(x.rollbackReason).toBe('');
   });
 
-  it('accepts a Kubernetes-like object with spec and status', () => {
-    const x = normalizeRollout({ metadata: { name: 'a', namespace: 'n' }, spec: { service: 's', stable: 'v1', candidate: 'v2', strategy: { canary: { steps: [20, 100] } } }, status: { state: 'Progressing', step: 0 } });
-    expect(x).toMatchObject({ name: 'a', namespace: 'n', service: 's', strategy: 'canary', state: 'progressing', steps: [20, 100], weights: { candidate: 20, stable: 80 } });
-  });
 });
 
 describe('other adapters on the query API shapes', () => {
   it('reads a span tree from roots with peers and children', () => {
-    const t = normalizeTrace({
+    const t = toTrace({
       traceId: 'abc', spans: 3,
-      roots: [{ spanId: '1', name: 'GET /productpage', peer: { service: 'productpage', version: 'v1' }, start: '2026-11-25T17:00:00.000Z', durationMs: 30, statusCode: 'STATUS_CODE_ERROR',
+      roots: [{ spanId: '1', name: 'GET /productpage', peer: { service: 'productpage', version: 'v1' }, start: '2026-11-25T17:00:00.000Z', durationMs: 30, statusCode: 'error',
         children: [{ spanId: '2', parentSpanId: '1', name: 'GET /reviews', peer: { service: 'reviews', version: 'v2' }, start: '2026-11-25T17:00:00.005Z', durationMs: 10, children: [{ spanId: '3', name: 'x', peer: { service: 'ratings' }, start: '2026-11-25T17:00:00.006Z', durationMs: 2 }] }] }],
     });
     expect(t.spans.map((s) => [s.spanId, s.parentId, s.service])).toEqual([['1', '', 'productpage'], ['2', '1', 'reviews'], ['3', '2', 'ratings']]);
@@ -91,13 +94,13 @@ describe('other adapters on the query API shapes', () => {
   });
 
   it('reads trace summaries, access-log entries with a cursor, alerts, config items and proxies', () => {
-    expect(normalizeTraceList({ traces: [{ traceId: 't', start: '2026-11-25T17:00:00Z', durationMs: 12, spans: 4, services: ['productpage', 'reviews'], rootName: 'GET /', errors: 1 }] })[0]).toMatchObject({ service: 'productpage', spans: 4, error: true, name: 'GET /' });
-    const logs = normalizeLogs({ entries: [{ time: '2026-11-25T17:00:00Z', source: { service: 'productpage', version: 'v1' }, destination: { service: 'reviews', version: 'v2' }, method: 'GET', path: '/reviews/0', code: 503, durationMs: 4.5, flags: 'UF', traceId: 'abc' }], cursor: 'next-page' });
+    expect(toTraceList({ traces: [{ traceId: 't', start: '2026-11-25T17:00:00Z', durationMs: 12, spans: 4, services: ['productpage', 'reviews'], rootName: 'GET /', errors: 1 }] })[0]).toMatchObject({ service: 'productpage', spans: 4, error: true, name: 'GET /' });
+    const logs = toLogPage({ entries: [{ time: '2026-11-25T17:00:00Z', source: { service: 'productpage', version: 'v1' }, destination: { service: 'reviews', version: 'v2' }, method: 'GET', path: '/reviews/0', code: 503, durationMs: 4.5, flags: 'UF', traceId: 'abc' }], cursor: 'next-page' });
     expect(logs.next).toBe('next-page');
     expect(logs.records[0]).toMatchObject({ sourceService: 'productpage', service: 'reviews', version: 'v2', code: 503, flags: 'UF' });
-    expect(normalizeAlerts({ alerts: [{ source: 'rule', rule: 'ReviewsErrors', state: 'firing', labels: { severity: 'critical', service: 'reviews' }, annotations: { summary: 'errors' }, startsAt: '2026-11-25T17:00:00Z', value: 0.31234, action: 'rolled back default/reviews' }] })[0]).toMatchObject({ name: 'ReviewsErrors', severity: 'critical', summary: 'errors', value: '0.312', action: 'rolled back default/reviews' });
-    expect(normalizeConfig({ version: 3, items: [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'default' }, spec: {} }] })[0]).toMatchObject({ kind: 'VirtualService', name: 'reviews', namespace: 'default' });
-    const listed = normalizeConfig({
+    expect(toAlerts({ alerts: [{ source: 'rule', rule: 'ReviewsErrors', state: 'firing', labels: { severity: 'critical', service: 'reviews' }, annotations: { summary: 'errors' }, startsAt: '2026-11-25T17:00:00Z', value: 0.31234, action: 'rolled back default/reviews' }] })[0]).toMatchObject({ name: 'ReviewsErrors', severity: 'critical', summary: 'errors', value: '0.312', action: 'rolled back default/reviews' });
+    expect(toConfig({ version: 3, items: [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'default' }, spec: {} }] })[0]).toMatchObject({ kind: 'VirtualService', name: 'reviews', namespace: 'default' });
+    const listed = toConfig({
       version: 4,
       items: [
         { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'reviews', namespace: 'bookinfo' }, spec: {} },
@@ -110,11 +113,11 @@ describe('other adapters on the query API shapes', () => {
       { label: 'API', detail: '', apiOwned: true },
     ]);
     expect(sourceLabel('dir:reviews.yaml')).toEqual({ label: 'config dir', detail: 'reviews.yaml', apiOwned: false });
-    expect(normalizeProxies([{ id: 'n1', cluster: 'reviews', version: '7', inSync: false, lastAckedVersion: '6', lastNack: { version: '7', message: 'bad cluster' } }])[0]).toMatchObject({ service: 'reviews', ackedVersion: '6', nack: 'bad cluster' });
+    expect(toProxies({ proxies: [{ id: 'n1', cluster: 'reviews', version: '7', inSync: false, lastAckedVersion: '6', lastNack: { version: '7', message: 'bad cluster' } }] })[0]).toMatchObject({ service: 'reviews', ackedVersion: '6', nack: 'bad cluster' });
   });
 
   it('reads per-version series as points with rps', () => {
-    const d = normalizeServiceDetail({ namespace: 'default', name: 'reviews', versions: [{ version: 'v2', points: [{ t: '2026-11-25T17:00:00Z', rps: 3, errorRate: 0.1, p50Ms: 1, p90Ms: 2, p99Ms: 3 }] }, { version: 'v1', points: [] }] });
+    const d = toServiceDetail({ namespace: 'default', name: 'reviews', versions: [{ version: 'v2', points: [{ t: '2026-11-25T17:00:00Z', rps: 3, errorRate: 0.1, p50Ms: 1, p90Ms: 2, p99Ms: 3 }] }, { version: 'v1', points: [] }] });
     expect(d.versions.map((v) => v.version)).toEqual(['v1', 'v2']);
     expect(d.versions[1]).toMatchObject({ qps: [3], errorRate: [0.1], p99Ms: [3] });
     expect(d.versions[1].t[0]).toBe(Date.parse('2026-11-25T17:00:00Z') / 1000);
@@ -135,14 +138,5 @@ describe('rolloutYAML', () => {
     const lines = y.split('\n');
     expect(lines[locateField(y, 'Rollout/default/reviews-canary', 'spec.candidate')]).toBe('  candidate: v2');
     expect(lines[locateField(y, 'Rollout/default/reviews-canary', 'spec.strategy.canary.match[0].exact')]).toContain('exact:');
-  });
-});
-
-describe('normalizeGraph extras', () => {
-  it('keeps protocol, gRPC statuses, response flags and the truncated mark', async () => {
-    const { normalizeGraph } = await import('./api');
-    const g = normalizeGraph({ truncated: true, nodes: [{ id: 'a' }, { id: 'b' }], edges: [{ source: 'a', target: 'b', protocol: 'grpc', grpc: { '0': 9, '14': 1 }, flags: { '-': 9, UF: 1 } }] });
-    expect(g.truncated).toBe(true);
-    expect(g.edges[0]).toMatchObject({ protocol: 'grpc', grpc: { '0': 9, '14': 1 }, flags: { '-': 9, UF: 1 } });
   });
 });

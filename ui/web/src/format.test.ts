@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fmtAgo, fmtCount, fmtDuration, fmtMs, fmtPct, fmtRps, health, parseWindow } from './format';
+import { fmtAgo, fmtCount, fmtDuration, fmtMs, fmtPct, fmtRps, parseWindow, worstHealth, type Health } from './format';
 
 describe('fmtRps', () => {
   it.each([
@@ -38,8 +38,8 @@ describe('parseWindow', () => {
     expect(parseWindow(w)).toBe(s));
 });
 
-describe('health', () => {
+describe('worstHealth', () => {
   it.each([
-    [0, 0.5, 'idle'], [10, 0, 'healthy'], [10, 0.0099, 'healthy'], [10, 0.01, 'degraded'], [10, 0.049, 'degraded'], [10, 0.05, 'failing'], [10, 1, 'failing'],
-  ])('rps %s with error rate %s is %s', (rps, er, want) => expect(health(rps, er)).toBe(want));
+    [[], 'idle'], [['idle', 'healthy'], 'healthy'], [['healthy', 'degraded', 'idle'], 'degraded'], [['degraded', 'failing', 'healthy'], 'failing'],
+  ] as [Health[], Health][])('of %j is %s', (hs, want) => expect(worstHealth(hs)).toBe(want));
 });

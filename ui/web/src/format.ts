@@ -82,18 +82,23 @@ export function parseWindow(w: string): number {
   return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
 }
 
-export type Health = 'healthy' | 'degraded' | 'failing' | 'idle';
+export type { Health } from './api';
+import type { Health } from './api';
 
-/** Thresholds of error rate (fractions) between healthy, degraded and failing. */
-export const DEGRADED_AT = 0.01;
-export const FAILING_AT = 0.05;
+/**
+ * What each health means, for legends. meshlens computes health (graph/build.go:
+ * degradedErrorRate, failingErrorRate); the UI shows it as given and only
+ * says here what the thresholds are (a unit test reads them from the Go source).
+ */
+export const HEALTH_THRESHOLDS = { degraded: 0.01, failing: 0.1 } as const;
 
-/** health classifies traffic by its error rate; no traffic is idle. */
-export function health(rps: number, errorRate: number): Health {
-  if (!(rps > 0)) return 'idle';
-  if (errorRate >= FAILING_AT) return 'failing';
-  if (errorRate >= DEGRADED_AT) return 'degraded';
-  return 'healthy';
+const RANK: Record<Health, number> = { idle: 0, healthy: 1, degraded: 2, failing: 3 };
+
+/** worstHealth is the worst of several healths (idle when there are none). */
+export function worstHealth(hs: Iterable<Health>): Health {
+  let w: Health = 'idle';
+  for (const h of hs) if (RANK[h] > RANK[w]) w = h;
+  return w;
 }
 
 export const HEALTH_COLOR: Record<Health, string> = {

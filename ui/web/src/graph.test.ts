@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeGraph, type Graph } from './api';
+import type { Graph } from './api';
 import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, nodeTraffic, planUpdate, toElements } from './graph';
 import { HEALTH_COLOR } from './format';
 // @ts-expect-error plain JS module shared with the fixture server
 import { syntheticGraph } from '../e2e/synthetic.mjs';
+// @ts-expect-error plain JS module shared with the fixture server
+import { apiGraph } from '../e2e/apigraph.mjs';
+
+/** normalizeGraph completes nodes and edges into the API's Graph, as meshlens computes it. */
+const normalizeGraph = (g: { nodes: Partial<Graph['nodes'][number]>[]; edges: Partial<Graph['edges'][number]>[] }): Graph => apiGraph(g);
 
 // A bookinfo-shaped graph as the API returns it in the version view.
 const bookinfo = normalizeGraph({
@@ -17,13 +22,13 @@ const bookinfo = normalizeGraph({
     { id: 'default/ratings/v1', namespace: 'default', service: 'ratings', version: 'v1', workload: 'ratings-v1' },
   ],
   edges: [
-    { source: 'unknown', target: 'default/productpage/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 20, p90Ms: 40, p99Ms: 80, codes: { '200': 3000 }, mtls: false },
-    { source: 'default/productpage/v1', target: 'default/details/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 3, p90Ms: 6, p99Ms: 9, codes: { '200': 3000 }, mtls: true },
-    { source: 'default/productpage/v1', target: 'default/reviews/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 30, codes: { '200': 1000 }, mtls: true },
-    { source: 'default/productpage/v1', target: 'default/reviews/v2', requests: 1000, rps: 3.3, errorRate: 0.02, p99Ms: 35, codes: { '200': 980, '503': 20 }, mtls: true },
-    { source: 'default/productpage/v1', target: 'default/reviews/v3', requests: 1000, rps: 3.3, errorRate: 0.2, p99Ms: 1200, codes: { '200': 800, '500': 200 }, mtls: true },
-    { source: 'default/reviews/v2', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: true },
-    { source: 'default/reviews/v3', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: true },
+    { source: 'unknown', target: 'default/productpage/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 20, p90Ms: 40, p99Ms: 80, codes: { '200': 3000 }, mtls: 0 },
+    { source: 'default/productpage/v1', target: 'default/details/v1', requests: 3000, rps: 10, errorRate: 0, p50Ms: 3, p90Ms: 6, p99Ms: 9, codes: { '200': 3000 }, mtls: 1 },
+    { source: 'default/productpage/v1', target: 'default/reviews/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 30, codes: { '200': 1000 }, mtls: 1 },
+    { source: 'default/productpage/v1', target: 'default/reviews/v2', requests: 1000, rps: 3.3, errorRate: 0.02, p99Ms: 35, codes: { '200': 980, '503': 20 }, mtls: 1 },
+    { source: 'default/productpage/v1', target: 'default/reviews/v3', requests: 1000, rps: 3.3, errorRate: 0.2, p99Ms: 1200, codes: { '200': 800, '500': 200 }, mtls: 1 },
+    { source: 'default/reviews/v2', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: 1 },
+    { source: 'default/reviews/v3', target: 'default/ratings/v1', requests: 1000, rps: 3.3, errorRate: 0, p99Ms: 5, codes: { '200': 1000 }, mtls: 1 },
   ],
 });
 
@@ -66,10 +71,10 @@ describe('toElements in the version view', () => {
     expect(m.get('default/productpage/v1->default/details/v1')?.data.label).toBe('10 rps · p99 9ms');
   });
 
-  it('derives node health from incoming traffic and group health from its versions', () => {
+  it('takes node health from the API and gives a service box its worst version\'s', () => {
     expect(m.get('default/reviews/v3')?.data.health).toBe('failing');
+    expect(m.get('default/reviews/v2')?.data.health).toBe('degraded');
     expect(m.get('default/reviews/v1')?.data.health).toBe('healthy');
-    // reviews overall: (0 + 0.066 + 0.66) / 9.9 rps ≈ 7.3% → failing
     expect(m.get(groupId('default', 'reviews'))?.data.health).toBe('failing');
     expect(m.get('unknown')?.data.health).toBe('idle');
   });
@@ -121,16 +126,28 @@ describe('toElements in other views', () => {
   });
 });
 
-describe('normalizeGraph', () => {
-  it('tolerates missing fields, percentages, boolean mTLS and edges to unlisted nodes', () => {
-    const g = normalizeGraph({ nodes: [{ id: 'a' }], edges: [{ source: 'a', target: 'b', rps: '5', errorRate: 12, mtls: true }, { source: 'a' }] });
-    expect(g.nodes.map((n) => n.id)).toEqual(['a', 'b']);
-    expect(g.edges).toHaveLength(1);
-    expect(g.edges[0]).toMatchObject({ rps: 5, errorRate: 0.12, mtls: 1, p99Ms: 0, codes: {} });
+describe('what the backend computes', () => {
+  it('shows the health the API gives, not one recomputed from the rates', () => {
+    const g = normalizeGraph({ nodes: [{ id: 'a' }, { id: 'b' }], edges: [{ source: 'a', target: 'b', rps: 1, requests: 100, errorRate: 0.05 }] });
+    // 5% is degraded in graph/build.go (failing from 10%).
+    expect(g.nodes[1].health).toBe('degraded');
+    const m = byId(toElements(g, { view: 'service' }));
+    expect(m.get('b')?.data.health).toBe('degraded');
+    expect(m.get('a->b')?.classes).toContain('health-degraded');
+    const told: Graph = { ...g, nodes: g.nodes.map((n) => ({ ...n, health: 'failing' as const })), edges: g.edges.map((e) => ({ ...e, health: 'healthy' as const })) };
+    const t = byId(toElements(told, { view: 'service' }));
+    expect(t.get('b')?.data.health).toBe('failing');
+    expect(t.get('a->b')?.data.health).toBe('healthy');
   });
-  it('returns an empty graph for garbage', () => {
-    expect(normalizeGraph(null)).toEqual({ nodes: [], edges: [] });
-    expect(normalizeGraph({ nodes: 'x', edges: [1, 2] })).toEqual({ nodes: [], edges: [] });
+
+  it('marks the nodes and edges of the dependency cycles the API found', () => {
+    const g = normalizeGraph({ nodes: [{ id: 'a' }, { id: 'b' }, { id: 'c' }], edges: [{ source: 'a', target: 'b', rps: 1 }, { source: 'b', target: 'a', rps: 1 }, { source: 'b', target: 'c', rps: 1 }] });
+    expect(g.cycles).toEqual([['a', 'b']]);
+    const m = byId(toElements(g, { view: 'service' }));
+    expect(m.get('a')?.classes).toContain('cycle');
+    expect(m.get('a->b')?.classes).toContain('cycle');
+    expect(m.get('b->c')?.classes).not.toContain('cycle');
+    expect(m.get('c')?.classes).not.toContain('cycle');
   });
 });
 
@@ -201,7 +218,7 @@ describe('helpers', () => {
 
 describe('a 1,000-node synthetic graph', () => {
   it('transforms quickly enough to be redone on every refresh', () => {
-    const g = normalizeGraph(syntheticGraph(1000));
+    const g: Graph = syntheticGraph(1000);
     expect(g.nodes).toHaveLength(1000);
     const els = toElements(g, { view: 'version' });
     const groups = els.nodes.filter((n) => n.data.kind === 'group');

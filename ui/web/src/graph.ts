@@ -4,7 +4,7 @@
 
 import type { ElementDefinition } from 'cytoscape';
 import type { Graph, GraphEdge, GraphNode, GraphView } from './api';
-import { fmtMs, fmtPct, fmtRps, health, HEALTH_COLOR, type Health } from './format';
+import { fmtMs, fmtPct, fmtRps, HEALTH_COLOR, worstHealth, type Health } from './format';
 
 export type NodeKind = 'service' | 'version' | 'workload' | 'group' | 'unknown';
 
@@ -12,6 +12,8 @@ export interface NodeData {
   id: string;
   label: string;
   kind: NodeKind;
+  /** on a dependency cycle, as the backend found it */
+  inCycle: boolean;
   namespace: string;
   service: string;
   version: string;
@@ -98,28 +100,23 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const namespaces = new Set(g.nodes.filter((n) => !n.unknown).map((n) => n.namespace));
   const multiNamespace = namespaces.size > 1;
 
-  // Incoming traffic per node gives the node's health.
-  const inRps = new Map<string, number>();
-  const inErr = new Map<string, number>();
-  for (const e of g.edges) {
-    inRps.set(e.target, (inRps.get(e.target) ?? 0) + e.rps);
-    inErr.set(e.target, (inErr.get(e.target) ?? 0) + e.rps * e.errorRate);
-  }
-
+  // Health, rates and cycles are the backend's (graph/build.go); a service
+  // box is as healthy as its worst member.
   const nodes: ElementDefinition[] = [];
-  const groups = new Map<string, { ns: string; service: string; rps: number; err: number; match: boolean }>();
+  const groups = new Map<string, { ns: string; service: string; rps: number; err: number; health: Health[]; match: boolean }>();
   const matches = (n: GraphNode) =>
     !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
 
   for (const n of g.nodes) {
-    const rps = inRps.get(n.id) ?? 0;
-    const errorRate = rps > 0 ? (inErr.get(n.id) ?? 0) / rps : 0;
-    const h = health(rps, errorRate);
+    const rps = n.rps;
+    const errorRate = n.errorRate;
+    const h = n.health;
     const isGrouped = opts.groups !== false && grouped(n, view);
     const data: NodeData = {
       id: n.id,
       label: nodeLabel(n, view, multiNamespace),
       kind: n.unknown ? 'unknown' : view,
+      inCycle: n.inCycle === true,
       namespace: n.namespace,
       service: n.service,
       version: n.version,
@@ -133,13 +130,15 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     if (isGrouped) {
       const gid = groupId(n.namespace, n.service);
       data.parent = gid;
-      const grp = groups.get(gid) ?? { ns: n.namespace, service: n.service, rps: 0, err: 0, match: false };
+      const grp = groups.get(gid) ?? { ns: n.namespace, service: n.service, rps: 0, err: 0, health: [], match: false };
       grp.rps += rps;
       grp.err += rps * errorRate;
+      grp.health.push(h);
       grp.match ||= m;
       groups.set(gid, grp);
     }
     const classes = [data.kind, `health-${h}`];
+    if (n.inCycle) classes.push('cycle');
     if (q) classes.push(m ? 'match' : 'dim');
     nodes.push({ group: 'nodes', data, classes: classes.join(' ') });
   }
@@ -147,11 +146,12 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const groupNodes: ElementDefinition[] = [];
   for (const [gid, grp] of groups) {
     const errorRate = grp.rps > 0 ? grp.err / grp.rps : 0;
-    const h = health(grp.rps, errorRate);
+    const h = worstHealth(grp.health);
     const data: NodeData = {
       id: gid,
       label: multiNamespace ? `${grp.service} (${grp.ns})` : grp.service,
       kind: 'group',
+      inCycle: false,
       namespace: grp.ns,
       service: grp.service,
       version: '',
@@ -169,11 +169,12 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   groupNodes.sort((a, b) => String(a.data.id).localeCompare(String(b.data.id)));
 
   const nodeIds = new Set(g.nodes.map((n) => n.id));
+  const cycleEdges = cycleEdgeSet(g);
   const matchById = new Map(g.nodes.map((n) => [n.id, matches(n)]));
   const edges: ElementDefinition[] = [];
   for (const e of g.edges) {
     if (!nodeIds.has(e.source) || !nodeIds.has(e.target)) continue;
-    const h = health(e.rps, e.errorRate);
+    const h = e.health;
     const data: EdgeData = {
       id: edgeId(e.source, e.target),
       source: e.source,
@@ -189,10 +190,23 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     };
     const classes = [`health-${h}`, `w${Math.max(1, Math.min(6, Math.round(data.width)))}`];
     if (e.mtls >= 0.999) classes.push('mtls');
+    if (cycleEdges.has(data.id)) classes.push('cycle');
     if (q) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
   }
   return { nodes: [...groupNodes, ...nodes], edges };
+}
+
+/** cycleEdgeSet is the ids of the edges inside one of the backend's cycles (both ends in the same cycle). */
+export function cycleEdgeSet(g: Graph): Set<string> {
+  const cycleOf = new Map<string, number>();
+  (g.cycles ?? []).forEach((c, i) => c.forEach((id) => cycleOf.set(id, i)));
+  const out = new Set<string>();
+  for (const e of g.edges) {
+    const c = cycleOf.get(e.source);
+    if (c !== undefined && cycleOf.get(e.target) === c) out.add(edgeId(e.source, e.target));
+  }
+  return out;
 }
 
 /** filterNamespace keeps the nodes of one namespace and their direct callers and callees. */
@@ -204,7 +218,7 @@ export function filterNamespace(g: Graph, ns: string): Graph {
     if (inNs.has(e.target)) keep.add(e.source);
     if (inNs.has(e.source)) keep.add(e.target);
   }
-  return { nodes: g.nodes.filter((n) => keep.has(n.id)), edges: g.edges.filter((e) => inNs.has(e.source) || inNs.has(e.target)) };
+  return { ...g, nodes: g.nodes.filter((n) => keep.has(n.id)), edges: g.edges.filter((e) => inNs.has(e.source) || inNs.has(e.target)) };
 }
 
 export function namespacesOf(g: Graph): string[] {

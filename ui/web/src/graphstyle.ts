@@ -30,8 +30,10 @@ export function styleMode(large: boolean, zoom: number): StyleMode {
 const HEALTHS = ['healthy', 'degraded', 'failing'] as const;
 const FONT = 'Inter, system-ui, sans-serif';
 
-/** Rules every mode shares: search highlighting and selection. */
+/** Rules every mode shares: dependency cycles, search highlighting and selection. */
 const interaction: StylesheetJson = [
+  { selector: 'node.cycle', style: { 'outline-width': 2, 'outline-color': '#7c3aed', 'outline-offset': 3, 'outline-style': 'solid' } },
+  { selector: 'edge.cycle', style: { 'underlay-color': '#7c3aed', 'underlay-opacity': 0.18, 'underlay-padding': 3 } },
   { selector: '.dim', style: { opacity: 0.15 } },
   { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
   { selector: 'node:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.25, 'underlay-padding': 8 } },

@@ -1,5 +1,5 @@
 import type { Graph, GraphEdge, GraphNode } from '../api';
-import { fmtMs, fmtPct, fmtRps, health } from '../format';
+import { fmtMs, fmtPct, fmtRps, worstHealth, type Health } from '../format';
 import { groupId, nodeTraffic } from '../graph';
 import { Badge, CodeBar, Stat } from './common';
 import type { Selection } from './GraphCanvas';
@@ -22,8 +22,7 @@ function p99Of(es: GraphEdge[]): number {
   return es.reduce((m, e) => Math.max(m, e.p99Ms), 0);
 }
 
-function tone(rps: number, er: number) {
-  const h = health(rps, er);
+function tone(h: Health) {
   return h === 'failing' ? 'bad' : h === 'degraded' ? 'warn' : undefined;
 }
 
@@ -46,7 +45,7 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range }: { gr
           </h2>
           <div class="stats">
             <Stat label="rps" value={fmtRps(e.rps)} />
-            <Stat label="errors" value={fmtPct(e.errorRate)} tone={tone(e.rps, e.errorRate)} />
+            <Stat label="errors" value={fmtPct(e.errorRate)} tone={tone(e.health)} />
             <Stat label="p50" value={fmtMs(e.p50Ms)} />
             <Stat label="p90" value={fmtMs(e.p90Ms)} />
             <Stat label="p99" value={fmtMs(e.p99Ms)} />
@@ -65,16 +64,16 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range }: { gr
           </div>
           <h3>Response codes</h3>
           <CodeBar codes={e.codes} />
-          {Object.keys(e.grpc).length > 0 && (
+          {Object.keys(e.grpc ?? {}).length > 0 && (
             <>
               <h3>gRPC status</h3>
-              <Counts counts={e.grpc} ok={(k) => k === '0' || k === 'OK'} />
+              <Counts counts={e.grpc ?? {}} ok={(k) => k === '0' || k === 'OK'} />
             </>
           )}
-          {Object.keys(e.flags).filter((f) => f && f !== '-').length > 0 && (
+          {Object.keys(e.flags ?? {}).filter((f) => f && f !== '-').length > 0 && (
             <>
               <h3>Envoy response flags</h3>
-              <Counts counts={Object.fromEntries(Object.entries(e.flags).filter(([f]) => f && f !== '-'))} ok={() => false} />
+              <Counts counts={Object.fromEntries(Object.entries(e.flags ?? {}).filter(([f]) => f && f !== '-'))} ok={() => false} />
             </>
           )}
           {dst && !dst.unknown && (
@@ -113,10 +112,10 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range }: { gr
           )}
           <div class="stats">
             <Stat label="in rps" value={fmtRps(t.rpsIn)} />
-            <Stat label="in errors" value={fmtPct(t.errorRateIn)} tone={tone(t.rpsIn, t.errorRateIn)} />
+            <Stat label="in errors" value={fmtPct(t.errorRateIn)} tone={tone(isGroup ? worstHealth(members.map((m) => m.health)) : n.health)} />
             <Stat label="in p99" value={fmtMs(p99Of(t.inbound))} />
             <Stat label="out rps" value={fmtRps(t.rpsOut)} />
-            <Stat label="out errors" value={fmtPct(t.errorRateOut)} tone={tone(t.rpsOut, t.errorRateOut)} />
+            <Stat label="out errors" value={fmtPct(t.errorRateOut)} tone={tone(worstHealth(t.outbound.map((e) => e.health)))} />
           </div>
           {t.inbound.length > 0 && (
             <>
@@ -158,7 +157,7 @@ function EdgeList({ title, edges, other, byId, onSelect }: { title: string; edge
           {[...edges].sort((a, b) => b.rps - a.rps).slice(0, 12).map((e) => (
             <tr class="clickable" onClick={() => onSelect({ type: 'edge', id: `${e.source}->${e.target}` })}>
               <td>
-                <i class={`hdot h-${health(e.rps, e.errorRate)}`} />
+                <i class={`hdot h-${e.health}`} />
                 {nodeName(byId.get(other(e)), other(e))}
               </td>
               <td class="num">{fmtRps(e.rps)} rps</td>

@@ -3,7 +3,7 @@ import { fetchLogs, fetchServices, fetchTraces, type LogPage, type LogRecord, ty
 import { Badge, Empty, ErrorBox, PageHeader, Segmented, Spinner, Updated } from '../components/common';
 import { TraceView } from '../components/TraceView';
 import { VersionCharts } from '../components/VersionCharts';
-import { fmtClock, fmtMs, fmtPct, fmtRps, health } from '../format';
+import { fmtClock, fmtMs, fmtPct, fmtRps } from '../format';
 import { useResource } from '../resource';
 import { navigate, setQuery } from '../router';
 
@@ -39,7 +39,7 @@ export function ServicesPage() {
               {rows.map((s) => (
                 <tr class="clickable" onClick={() => navigate(`/services/${s.namespace}/${s.name}`)}>
                   <td>
-                    <i class={`hdot h-${health(s.rps, s.errorRate)}`} />
+                    <i class={`hdot h-${s.health}`} />
                     <a href={`/services/${s.namespace}/${s.name}`}>{s.name}</a>
                   </td>
                   <td class="muted">{s.namespace}</td>

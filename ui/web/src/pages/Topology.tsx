@@ -4,7 +4,7 @@ import { fetchGraph, graphPath, type Graph, type GraphQuery, type GraphSource, t
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
 import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
-import { fmtDuration, fmtRps, HEALTH_COLOR, parseWindow } from '../format';
+import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow } from '../format';
 import { filterNamespace, namespacesOf, toElements } from '../graph';
 import { LARGE_GRAPH } from '../graphstyle';
 import { lazy } from '../lazy';
@@ -158,9 +158,15 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           </div>
         )}
         {graph && r.error && <div class="overlay-top"><ErrorBox error={r.error} retry={r.refresh} compact /></div>}
-        {graph && !r.error && r.data?.truncated && (
-          <div class="overlay-top">
-            <div class="banner warn">This mesh is larger than the server's graph caps: the quietest nodes and edges are left out. Filter by namespace to see all of one.</div>
+        {graph && !r.error && (r.data?.truncated || r.data?.partial || (r.data?.cycles?.length ?? 0) > 0) && (
+          <div class="overlay-top banners">
+            {r.data?.truncated && <div class="banner warn" data-testid="truncated">This mesh is larger than the server's graph caps: the quietest nodes and edges are left out. Filter by namespace to see all of one.</div>}
+            {r.data?.partial && (
+              <div class="banner warn" data-testid="partial">
+                Partial data: the {r.data.source || 'source'} left traffic out of this window (row or series caps), so rates may be low and some edges missing.
+              </div>
+            )}
+            {(r.data?.cycles?.length ?? 0) > 0 && <Cycles cycles={r.data!.cycles!} onSelect={(id) => select({ type: 'node', id })} />}
           </div>
         )}
         {graph && graph.nodes.length > 0 && (
@@ -189,12 +195,36 @@ function center(cy: Core | null) {
   return { x: (cy?.width() ?? 0) / 2, y: (cy?.height() ?? 0) / 2 };
 }
 
-function Legend() {
+/** Cycles lists the dependency cycles the backend found; a click selects a node on one. */
+function Cycles({ cycles, onSelect }: { cycles: string[][]; onSelect: (id: string) => void }) {
+  const shown = cycles.slice(0, 3);
   return (
-    <div class="legend">
-      <span><i style={{ background: HEALTH_COLOR.healthy }} />&lt; 1% errors</span>
-      <span><i style={{ background: HEALTH_COLOR.degraded }} />1–5%</span>
-      <span><i style={{ background: HEALTH_COLOR.failing }} />≥ 5%</span>
+    <div class="banner info" data-testid="cycles">
+      <b>{cycles.length === 1 ? '1 dependency cycle' : `${cycles.length} dependency cycles`}</b> (outlined in purple):{' '}
+      {shown.map((c, i) => (
+        <>
+          {i > 0 && '; '}
+          {c.map((id, j) => (
+            <>
+              {j > 0 && ' ⇄ '}
+              <a onClick={() => onSelect(id)}>{id}</a>
+            </>
+          ))}
+        </>
+      ))}
+      {cycles.length > shown.length && ` and ${cycles.length - shown.length} more`}
+    </div>
+  );
+}
+
+function Legend() {
+  const d = fmtPct(HEALTH_THRESHOLDS.degraded);
+  const f = fmtPct(HEALTH_THRESHOLDS.failing);
+  return (
+    <div class="legend" title="Health is meshlens' (graph/build.go): from the error rate of a node's inbound requests, or of an edge">
+      <span><i style={{ background: HEALTH_COLOR.healthy }} />&lt; {d} errors</span>
+      <span><i style={{ background: HEALTH_COLOR.degraded }} />{d}–{f}</span>
+      <span><i style={{ background: HEALTH_COLOR.failing }} />≥ {f}</span>
       <span><i style={{ background: HEALTH_COLOR.idle }} />idle</span>
       <span class="legend-sep">▢ version · △ service · ◇ unknown · ■→ mTLS</span>
     </div>
