@@ -1,0 +1,235 @@
+package replicas
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/query/apidoc"
+)
+
+func TestOpenAPIDocumentsTheReplicaRoutes(t *testing.T) {
+	e := echo.New()
+	r, err := New(newLive(t, time.Now), Options{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.RegisterRoutes(e.Group("/api/v1"))
+	missing, err := apidoc.Undocumented("../query/openapi.yaml", e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("routes missing from query/openapi.yaml: %v", missing)
+	}
+}
+
+func newLive(t testing.TB, now func() time.Time) *graph.Live {
+	t.Helper()
+	l, err := graph.New(graph.Config{Now: now}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// replica is one in-process replica: a live graph and its HTTP server on
+// loopback.
+type replica struct {
+	live *graph.Live
+	reps *Replicas
+	srv  *httptest.Server
+}
+
+// cluster starts n replicas that all list all of them (themselves included)
+// as peers.
+func cluster(t testing.TB, n int, now func() time.Time) []*replica {
+	t.Helper()
+	var addrs []string
+	out := make([]*replica, n)
+	for i := range out {
+		live := newLive(t, now)
+		reps, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := echo.New()
+		reps.RegisterRoutes(e.Group("/api/v1"))
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		out[i] = &replica{live: live, reps: reps, srv: srv}
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	return out
+}
+
+// records are a small mesh's traffic: every record differs in code, flags,
+// latency or bytes so that a wrong merge shows.
+func records(at time.Time, n int) []mesh.Record {
+	recs := make([]mesh.Record, 0, n)
+	for i := range n {
+		src := mesh.Peer{Namespace: "shop", Service: fmt.Sprintf("svc%d", i%7), Workload: fmt.Sprintf("svc%d-v1", i%7), Version: "v1"}
+		dst := mesh.Peer{Namespace: "shop", Service: fmt.Sprintf("svc%d", (i+3)%11), Version: fmt.Sprintf("v%d", i%3+1)}
+		code := uint16(200)
+		flags := "-"
+		if i%13 == 0 {
+			code, flags = 503, "UF"
+		}
+		recs = append(recs, mesh.Record{Time: at.Add(-time.Duration(i%50) * time.Second), Source: src, Destination: dst, Protocol: "http",
+			Code: code, GRPCStatus: -1, Flags: flags, Duration: time.Duration(1+i%400) * time.Millisecond,
+			BytesIn: uint64(i % 100), BytesOut: uint64(i % 1000), MTLS: i%4 != 0})
+	}
+	return recs
+}
+
+func TestMergedLiveTrafficIsTheSumOfEveryReplicasAndNamesAMissingOne(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now()
+	now := func() time.Time { return end }
+	reps := cluster(t, 3, now)
+	all := newLive(t, now) // one replica that saw everything
+	recs := records(end, 3000)
+	for i := 0; i < len(recs); i += 100 {
+		batch := recs[i : i+100]
+		_ = reps[(i/100)%3].live.ConsumeRecords(ctx, batch)
+		_ = all.ConsumeRecords(ctx, batch)
+	}
+	for _, r := range reps {
+		r.live.Refresh()
+	}
+	want, err := all.Refresh().TrafficAt(end, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range reps {
+		got, missing, err := r.reps.TrafficAt(ctx, end, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 || got.Partial {
+			t.Fatalf("replica %d: missing %v", i, missing)
+		}
+		sameTraffic(t, fmt.Sprintf("replica %d", i), graph.Listed(got).Edges, want.Edges)
+		// Graphs built from the merge are those of the whole traffic.
+		g, w := graph.Build(got, graph.Options{View: graph.ViewVersion, Now: end}), all.Refresh().Graph
+		wg, _ := w(5*time.Minute, graph.Options{View: graph.ViewVersion, Now: end})
+		if len(g.Edges) != len(wg.Edges) || len(g.Nodes) != len(wg.Nodes) {
+			t.Fatalf("replica %d: merged graph %d nodes %d edges, whole traffic %d %d", i, len(g.Nodes), len(g.Edges), len(wg.Nodes), len(wg.Edges))
+		}
+	}
+	// The version sums the judge reads add up too, samples included.
+	sum, missing, err := reps[1].reps.VersionSum(ctx, "shop", "svc4", "v2", time.Minute)
+	if err != nil || len(missing) > 0 {
+		t.Fatal(err, missing)
+	}
+	wantVS, _ := all.CurrentVersionStats(ctx, "shop", "svc4", "v2", time.Minute)
+	gotVS := sum.Stats(time.Minute)
+	if gotVS.Requests != wantVS.Requests || gotVS.Errors != wantVS.Errors || gotVS.P99Ms != wantVS.P99Ms || len(gotVS.SamplesMs) != len(wantVS.SamplesMs) {
+		t.Fatalf("merged version stats %+v, want %+v", trimSamples(gotVS), trimSamples(wantVS))
+	}
+
+	// A replica stops answering: the others answer with what they have,
+	// marked partial, naming it.
+	reps[2].srv.Close()
+	got, missing, err := reps[0].reps.TrafficAt(ctx, end, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := strings.TrimPrefix(reps[2].srv.URL, "http://")
+	if !got.Partial || len(missing) != 1 || missing[0].Replica != gone || missing[0].Error == "" {
+		t.Fatalf("with %s down: partial %v, missing %+v", gone, got.Partial, missing)
+	}
+	var n uint64
+	for _, st := range graph.Listed(got).Edges {
+		n += st.Requests
+	}
+	if n != 2000 {
+		t.Fatalf("with one of three replicas down: %d requests, want the other two's 2000", n)
+	}
+	st := reps[0].reps.Status()
+	if len(st) != 2 {
+		t.Fatalf("replica 0 lists %d peers (itself must not be one): %+v", len(st), st)
+	}
+}
+
+func TestAPeerThatAnswersTooLateIsLeftOutWithinTheTimeout(t *testing.T) {
+	ctx := context.Background()
+	// A listener that accepts and never answers: a partitioned replica.
+	block := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(block) })
+	peer := strings.TrimPrefix(slow.URL, "http://")
+	r, err := New(newLive(t, time.Now), Options{Peers: func() []string { return []string{peer} }, Timeout: 200 * time.Millisecond}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tr, missing, err := r.TrafficAt(ctx, time.Now(), time.Minute)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Partial || len(missing) != 1 || !strings.Contains(missing[0].Error, "no answer within 200ms") {
+		t.Fatalf("partial %v missing %+v", tr.Partial, missing)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("a silent peer held the read for %v", took)
+	}
+}
+
+func sameTraffic(t *testing.T, what string, got, want map[graph.EdgeKey]*graph.Stats) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d edges, want %d", what, len(got), len(want))
+	}
+	for k, w := range want {
+		g := got[k]
+		if g == nil {
+			t.Fatalf("%s: edge %+v missing", what, k)
+		}
+		if g.Requests != w.Requests || g.Errors != w.Errors || g.MTLS != w.MTLS || g.BytesIn != w.BytesIn ||
+			g.BytesOut != w.BytesOut || g.DurationSumUs != w.DurationSumUs || !reflect.DeepEqual(g.Latency, w.Latency) ||
+			!reflect.DeepEqual(g.Flags, w.Flags) || !sameCodes(g.Codes, w.Codes) {
+			t.Fatalf("%s: edge %+v: got %+v, want %+v", what, k, g, w)
+		}
+	}
+}
+
+func sameCodes(a, b []graph.CodeCount) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		found := false
+		for _, d := range b {
+			if c == d {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func trimSamples(v graph.VersionStats) graph.VersionStats {
+	v.SamplesMs = v.SamplesMs[:min(3, len(v.SamplesMs))]
+	return v
+}
