@@ -165,6 +165,12 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 	return c, nil
 }
 
+// QueueFill is how many bytes the on-disk queue holds, and its bound.
+func (c *Collector) QueueFill() (bytes, max int64) {
+	_, bytes = c.spool.Depth()
+	return bytes, c.cfg.QueueMaxBytes
+}
+
 // Ready reports whether the receivers are up.
 func (c *Collector) Ready() bool { return c.running.Load() }
 

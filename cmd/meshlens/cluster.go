@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -115,8 +118,16 @@ func (c *cluster) readiness() (warning string, err error) {
 	if err := c.health.Err(); err != nil {
 		return fmt.Sprintf("%v: serving the last registry and config", err), nil
 	}
-	if f := c.health.Forbidden(); len(f) > 0 {
-		return fmt.Sprintf("kubernetes RBAC forbids %d resource(s), running without them (see the log)", len(f)), nil
+	var warnings []string
+	if failing := c.health.FailingWatches(); len(failing) > 0 {
+		names := slices.Sorted(maps.Keys(failing))
+		warnings = append(warnings, fmt.Sprintf("kubernetes: watch of %s failing: %s; serving what was last listed", names[0], failing[names[0]]))
+		if len(names) > 1 {
+			warnings[0] += fmt.Sprintf(" (and %d more resources: %s)", len(names)-1, strings.Join(names[1:], ", "))
+		}
 	}
-	return "", nil
+	if f := c.health.Forbidden(); len(f) > 0 {
+		warnings = append(warnings, fmt.Sprintf("kubernetes RBAC forbids %d resource(s), running without them (see the log)", len(f)))
+	}
+	return strings.Join(warnings, "; "), nil
 }

@@ -325,32 +325,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 
-	// Ready means telemetry is accepted. ClickHouse being down does not make
-	// meshlens unready: ingest queues on disk meanwhile; /readyz says so.
-	e := newHTTP(reg, func() (string, error) {
-		if !col.Ready() {
-			return "", errors.New("collector is starting")
-		}
-		var warnings []string
-		kubeWarning, err := cluster.readiness()
-		if err != nil {
-			return "", err
-		}
-		if kubeWarning != "" {
-			warnings = append(warnings, kubeWarning)
-		}
-		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := st.EnsureSchema(pctx); err != nil {
-			warnings = append(warnings, "clickhouse unreachable: telemetry is queued on disk until it is back")
-		} else if since, err := st.WriteFailure(); err != nil {
-			// A shard down, ZooKeeper gone: ClickHouse answers but refuses writes.
-			why, _, _ := strings.Cut(err.Error(), "\n")
-			warnings = append(warnings, fmt.Sprintf("clickhouse writes failing for %s (%s): telemetry is queued on disk until they succeed",
-				time.Since(since).Round(time.Second), why))
-		}
-		return strings.Join(warnings, "; "), nil
-	})
+	// Ready means telemetry and proxies are served. ClickHouse being down
+	// does not make meshlens unready: ingest queues on disk; /readyz says so.
+	e := newHTTP(reg, readiness{col: col, st: st, xds: xdsServer, cluster: cluster}.check)
 	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger, Replicas: mergedReads(cfg.Replicas, reps)})
 	reps.RegisterRoutes(api)
@@ -450,12 +427,12 @@ func openStore(ctx context.Context, dsn, cluster string, wait time.Duration, log
 
 // newHTTP builds the HTTP server: health, readiness and metrics here; the API
 // and the UI are added by their owners.
-func newHTTP(reg *prometheus.Registry, ready func() (warning string, err error)) *echo.Echo {
+func newHTTP(reg *prometheus.Registry, ready func(context.Context) (warning string, err error)) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", func(c echo.Context) error {
-		warning, err := ready()
+		warning, err := ready(c.Request().Context())
 		if err != nil {
 			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 		}

@@ -25,6 +25,7 @@ type Health struct {
 	mu        sync.Mutex
 	err       error
 	forbidden map[string]string // resource -> message, logged once
+	failing   map[string]watchFailure
 
 	up          prometheus.Gauge
 	watchErrors *prometheus.CounterVec
@@ -35,6 +36,7 @@ func NewHealth(client kubernetes.Interface, logger *slog.Logger, reg prometheus.
 	h := &Health{
 		client: client, logger: logger, interval: 5 * time.Second,
 		forbidden: map[string]string{},
+		failing:   map[string]watchFailure{},
 		err:       errors.New("not checked yet"),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "meshlens_kube_apiserver_up", Help: "1 when the Kubernetes API server answered the last check."}),
@@ -116,6 +118,36 @@ func (h *Health) Forbidden() map[string]string {
 	return out
 }
 
+// watchFailure is a resource's last failed list or watch.
+type watchFailure struct {
+	at        time.Time
+	err       error
+	reflector *cache.Reflector
+	version   string // the reflector's last synced resource version then
+}
+
+// watchFailingWindow is how long a failed list or watch counts as failing
+// now unless it lists again: informers retry with a back-off of at most
+// 30 s, so a watch still broken fails again within it.
+const watchFailingWindow = time.Minute
+
+// FailingWatches names the resources whose list or watch failed within the
+// last minute and has not listed since (other than forbidden or not
+// served), with the last error.
+func (h *Health) FailingWatches() map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]string{}
+	for res, f := range h.failing {
+		if time.Since(f.at) > watchFailingWindow || f.reflector.LastSyncResourceVersion() != f.version {
+			delete(h.failing, res)
+			continue
+		}
+		out[res] = fmt.Sprintf("%v (%s ago)", f.err, time.Since(f.at).Round(time.Second))
+	}
+	return out
+}
+
 // watchErrorHandler counts an informer's list/watch failures and names an
 // RBAC denial once, with the verb and resource to grant.
 func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithContext {
@@ -146,6 +178,9 @@ func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithC
 		case errors.Is(err, context.Canceled):
 			return
 		default:
+			h.mu.Lock()
+			h.failing[resource] = watchFailure{at: time.Now(), err: err, reflector: r, version: r.LastSyncResourceVersion()}
+			h.mu.Unlock()
 			cache.DefaultWatchErrorHandler(ctx, r, err)
 		}
 		h.watchErrors.WithLabelValues(resource, reason).Inc()

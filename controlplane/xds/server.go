@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -102,6 +103,8 @@ type Server struct {
 	mu      sync.Mutex
 	nodes   map[string]*nodeState // by node ID
 	streams map[int64]*streamState
+
+	listening atomic.Bool // for Health
 }
 
 type nodeState struct {
@@ -234,7 +237,9 @@ func (s *Server) ServeListener(ctx context.Context, lis net.Listener) error {
 		}
 	}()
 	s.log.Info("xds server listening", "addr", lis.Addr().String())
+	s.listening.Store(true)
 	err := g.Serve(lis)
+	s.listening.Store(false)
 	close(done)
 	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("xds serve: %w", err)
