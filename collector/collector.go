@@ -32,7 +32,6 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/collector/alsreceiver"
@@ -290,7 +289,7 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 		f.Telemetry = telemetry.NewFactory(
 			func() component.Config { return &struct{}{} },
 			telemetry.WithCreateLogger(func(context.Context, telemetry.LoggerSettings, component.Config) (*zap.Logger, component.ShutdownFunc, error) {
-				return zapLogger(), nil, nil
+				return zapLogger(c.logger.Handler()), nil, nil
 			}),
 		)
 		return f, nil
@@ -305,21 +304,6 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 			ProviderFactories: []confmap.ProviderFactory{yamlprovider.NewFactory()},
 		}},
 	})
-}
-
-// zapLogger is the collector components' logger: warnings and errors only,
-// since meshlens logs its own lifecycle.
-func zapLogger() *zap.Logger {
-	cfg := zap.NewProductionConfig()
-	cfg.Level = zap.NewAtomicLevelAt(zapcore.WarnLevel)
-	cfg.Encoding = "console"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	cfg.Sampling = nil
-	l, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return l
 }
 
 // alsMetrics routes the ALS receiver's accounting into the ingest metrics.
