@@ -7,6 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { launch, shot, target } from './lib.mjs';
 
 const TIMEOUT = Number(process.env.MESHLENS_E2E_TIMEOUT_MS || 180000);
+const NS = process.env.MESHLENS_E2E_NAMESPACE || 'default';
+const RATINGS = `${NS}/ratings/v1`;
+const PRODUCTPAGE = `${NS}/productpage/v1`;
 let t, b;
 
 before(async () => {
@@ -47,4 +50,37 @@ describe('topology page', { timeout: TIMEOUT * 2 + 60000 }, () => {
     assert.deepEqual(page.errors, []);
     await page.close();
   });
+
+  it('highlights the blast radius of a node and lists the callers it reaches', async () => {
+    const page = await open(`/topology?view=version&sel=${encodeURIComponent(RATINGS)}`);
+    await graphNodes(page);
+    await page.waitForSelector('[data-testid=impact-panel]');
+    await page.click('[data-testid=blast-radius]');
+    await page.waitForSelector('[data-testid=blast-radius-count]', { timeout: 30000 });
+    const count = Number(await page.textContent('[data-testid=blast-radius-count]'));
+    assert.ok(count >= 2, `ratings is reached from reviews and productpage: ${count}`);
+    assert.match(page.url(), /impact=1/, 'the blast radius is in the URL');
+    await page.waitForFunction((pp) => window.__cy.getElementById(pp).hasClass('hl'), PRODUCTPAGE, { timeout: 10000 });
+    const cls = await page.evaluate(([r, d]) => ({ root: window.__cy.getElementById(r).hasClass('hl-root'), details: window.__cy.getElementById(d).hasClass('faded') }), [RATINGS, `${NS}/details/v1`]);
+    assert.deepEqual(cls, { root: true, details: true }, 'the node is the root, what does not call it fades');
+    await shot(page, 'e2e-blast-radius');
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it('shows the call path between two nodes', async () => {
+    const page = await open(`/topology?view=version&sel=${encodeURIComponent(PRODUCTPAGE)}`);
+    await graphNodes(page);
+    await page.waitForSelector('[data-testid=path-to]');
+    await page.selectOption('[data-testid=path-to]', RATINGS);
+    await page.waitForSelector('[data-testid=path-result] ol li', { timeout: 30000 });
+    const steps = await page.$$eval('[data-testid=path-result] ol li', (ls) => ls.map((l) => l.textContent));
+    assert.ok(steps.length === 3 && /productpage/.test(steps[0]) && /reviews/.test(steps[1]) && /ratings/.test(steps[2]), `productpage → reviews → ratings: ${steps}`);
+    const hl = await page.evaluate(() => window.__cy.edges('.hl').map((e) => e.id()));
+    assert.equal(hl.length, 2, `the path's two edges are highlighted: ${hl}`);
+    await shot(page, 'e2e-path');
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
 });
+

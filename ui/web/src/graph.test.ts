@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Graph } from './api';
-import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, nodeTraffic, planUpdate, toElements } from './graph';
+import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, impactHighlight, nodeTraffic, pathHighlight, planUpdate, toElements } from './graph';
 import { HEALTH_COLOR } from './format';
 // @ts-expect-error plain JS module shared with the fixture server
 import { syntheticGraph } from '../e2e/synthetic.mjs';
@@ -237,5 +237,35 @@ describe('flattenGroups', () => {
     const reviews = boxes.find((b) => b.id === groupId('default', 'reviews'));
     expect(reviews?.members.sort()).toEqual(['default/reviews/v1', 'default/reviews/v2', 'default/reviews/v3']);
     expect(reviews?.health).toBe('failing');
+  });
+});
+
+describe('highlighting a blast radius or a path', () => {
+  it('highlights a node, its transitive callers and the edges between them, and fades the rest', () => {
+    const imp = { node: 'default/ratings/v1', callers: ['default/reviews/v2', 'default/reviews/v3'], affectedCallers: ['default/reviews/v2', 'default/reviews/v3', 'default/productpage/v1', 'unknown'], blastRadius: 4, upstreamDepth: 3, dependencies: [], dependencyDepth: 0, inCycle: false };
+    const m = byId(toElements(bookinfo, { view: 'version', highlight: impactHighlight(bookinfo, imp) }));
+    expect(m.get('default/ratings/v1')?.classes).toContain('hl-root');
+    for (const id of ['default/reviews/v3', 'default/productpage/v1', 'unknown']) expect(m.get(id)?.classes).toMatch(/\bhl\b/);
+    expect(m.get('default/details/v1')?.classes).toContain('faded');
+    expect(m.get('default/reviews/v1')?.classes).toContain('faded');
+    expect(m.get('default/productpage/v1->default/reviews/v3')?.classes).toMatch(/\bhl\b/);
+    expect(m.get('default/productpage/v1->default/reviews/v1')?.classes).toContain('faded');
+    expect(m.get('default/productpage/v1->default/details/v1')?.classes).toContain('faded');
+    // A service box is highlighted when a member is.
+    expect(m.get(groupId('default', 'reviews'))?.classes).toMatch(/\bhl\b/);
+    expect(m.get(groupId('default', 'details'))?.classes).toContain('faded');
+  });
+
+  it('highlights the nodes and consecutive edges of a path', () => {
+    const m = byId(toElements(bookinfo, { view: 'version', highlight: pathHighlight(['unknown', 'default/productpage/v1', 'default/reviews/v2', 'default/ratings/v1']) }));
+    expect(m.get('unknown')?.classes).toContain('hl-root');
+    expect(m.get('default/reviews/v2->default/ratings/v1')?.classes).toMatch(/\bhl\b/);
+    expect(m.get('default/reviews/v3->default/ratings/v1')?.classes).toContain('faded');
+    expect(m.get('default/reviews/v3')?.classes).toContain('faded');
+  });
+
+  it('leaves classes alone without a highlight', () => {
+    const els = toElements(bookinfo, { view: 'version' });
+    expect([...els.nodes, ...els.edges].some((e) => /\b(hl|faded)\b/.test(String(e.classes)))).toBe(false);
   });
 });

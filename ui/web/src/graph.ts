@@ -3,7 +3,7 @@
 // unit-tested without a browser.
 
 import type { ElementDefinition } from 'cytoscape';
-import type { Graph, GraphEdge, GraphNode, GraphView } from './api';
+import type { Graph, GraphEdge, GraphNode, GraphView, Impact } from './api';
 import { fmtMs, fmtPct, fmtRps, HEALTH_COLOR, worstHealth, type Health } from './format';
 
 export type NodeKind = 'service' | 'version' | 'workload' | 'group' | 'unknown';
@@ -53,6 +53,38 @@ export interface ElementsOptions {
   edgeLabels?: boolean;
   /** put versions and workloads inside a box per service (default true) */
   groups?: boolean;
+  /** a blast radius or a path: these get class "hl" (the root "hl-root"), everything else "faded" */
+  highlight?: Highlight;
+}
+
+export interface Highlight {
+  root?: string;
+  nodes: Set<string>;
+  edges: Set<string>;
+}
+
+/**
+ * impactHighlight is a node's blast radius from the API's impact: the node,
+ * every caller with a call path to it, and the edges between them.
+ */
+export function impactHighlight(g: Graph, imp: Impact): Highlight {
+  const nodes = new Set([imp.node, ...imp.affectedCallers]);
+  const edges = new Set<string>();
+  for (const e of g.edges) if (nodes.has(e.source) && nodes.has(e.target) && e.source !== imp.node) edges.add(edgeId(e.source, e.target));
+  return { root: imp.node, nodes, edges };
+}
+
+/** pathHighlight is a call path from the API: its nodes and the edges between consecutive ones. */
+export function pathHighlight(path: string[]): Highlight {
+  const edges = new Set<string>();
+  for (let i = 1; i < path.length; i++) edges.add(edgeId(path[i - 1], path[i]));
+  return { root: path[0], nodes: new Set(path), edges };
+}
+
+function hlClass(hl: Highlight | undefined, id: string, isEdge: boolean): string | undefined {
+  if (!hl) return undefined;
+  if (!(isEdge ? hl.edges : hl.nodes).has(id)) return 'faded';
+  return id === hl.root ? 'hl hl-root' : 'hl';
 }
 
 export function groupId(namespace: string, service: string): string {
@@ -103,7 +135,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   // Health, rates and cycles are the backend's (graph/build.go); a service
   // box is as healthy as its worst member.
   const nodes: ElementDefinition[] = [];
-  const groups = new Map<string, { ns: string; service: string; rps: number; err: number; health: Health[]; match: boolean }>();
+  const groups = new Map<string, { ns: string; service: string; rps: number; err: number; health: Health[]; members: string[]; match: boolean }>();
   const matches = (n: GraphNode) =>
     !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
 
@@ -130,16 +162,19 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     if (isGrouped) {
       const gid = groupId(n.namespace, n.service);
       data.parent = gid;
-      const grp = groups.get(gid) ?? { ns: n.namespace, service: n.service, rps: 0, err: 0, health: [], match: false };
+      const grp = groups.get(gid) ?? { ns: n.namespace, service: n.service, rps: 0, err: 0, health: [], members: [], match: false };
       grp.rps += rps;
       grp.err += rps * errorRate;
       grp.health.push(h);
+      grp.members.push(n.id);
       grp.match ||= m;
       groups.set(gid, grp);
     }
     const classes = [data.kind, `health-${h}`];
     if (n.inCycle) classes.push('cycle');
     if (q) classes.push(m ? 'match' : 'dim');
+    const hc = hlClass(opts.highlight, n.id, false);
+    if (hc) classes.push(hc);
     nodes.push({ group: 'nodes', data, classes: classes.join(' ') });
   }
 
@@ -163,6 +198,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     };
     const classes = ['group', `health-${h}`];
     if (q) classes.push(grp.match ? 'match' : 'dim');
+    if (opts.highlight) classes.push(grp.members.some((id) => opts.highlight!.nodes.has(id)) ? 'hl' : 'faded');
     groupNodes.push({ group: 'nodes', data, classes: classes.join(' ') });
   }
   // Parents before children: cytoscape needs a parent to exist when a child is added.
@@ -191,6 +227,8 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     const classes = [`health-${h}`, `w${Math.max(1, Math.min(6, Math.round(data.width)))}`];
     if (e.mtls >= 0.999) classes.push('mtls');
     if (cycleEdges.has(data.id)) classes.push('cycle');
+    const hc = hlClass(opts.highlight, data.id, true);
+    if (hc) classes.push(hc);
     if (q) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
   }

@@ -35,6 +35,11 @@ const interaction: StylesheetJson = [
   { selector: 'node.cycle', style: { 'outline-width': 2, 'outline-color': '#7c3aed', 'outline-offset': 3, 'outline-style': 'solid' } },
   { selector: 'edge.cycle', style: { 'underlay-color': '#7c3aed', 'underlay-opacity': 0.18, 'underlay-padding': 3 } },
   { selector: '.dim', style: { opacity: 0.15 } },
+  // A blast radius or a path: the rest fades, the highlighted part stands out in orange.
+  { selector: '.faded', style: { opacity: 0.12 } },
+  { selector: 'node.hl', style: { 'underlay-color': '#f97316', 'underlay-opacity': 0.3, 'underlay-padding': 7 } },
+  { selector: 'node.hl-root', style: { 'underlay-color': '#7c2d12', 'underlay-opacity': 0.35, 'underlay-padding': 9 } },
+  { selector: 'edge.hl', style: { 'underlay-color': '#f97316', 'underlay-opacity': 0.45, 'underlay-padding': 4, 'z-index': 9 } },
   { selector: 'node.match', style: { 'border-width': 4, 'underlay-color': '#60a5fa', 'underlay-opacity': 0.35, 'underlay-padding': 6 } },
   { selector: 'node:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.25, 'underlay-padding': 8 } },
   { selector: 'edge:selected', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.3, 'underlay-padding': 5, 'z-index': 10 } },

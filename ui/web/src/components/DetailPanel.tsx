@@ -1,3 +1,4 @@
+import type { ComponentChildren } from 'preact';
 import type { Graph, GraphEdge, GraphNode } from '../api';
 import { fmtMs, fmtPct, fmtRps, worstHealth, type Health } from '../format';
 import { groupId, nodeTraffic } from '../graph';
@@ -26,7 +27,7 @@ function tone(h: Health) {
   return h === 'failing' ? 'bad' : h === 'degraded' ? 'warn' : undefined;
 }
 
-export function DetailPanel({ graph, selection, onSelect, onClose, range }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string }) {
+export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeExtra }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string; nodeExtra?: ComponentChildren }) {
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
   let body;
   if (selection.type === 'edge') {
@@ -117,6 +118,7 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range }: { gr
             <Stat label="out rps" value={fmtRps(t.rpsOut)} />
             <Stat label="out errors" value={fmtPct(t.errorRateOut)} tone={tone(worstHealth(t.outbound.map((e) => e.health)))} />
           </div>
+          {!isGroup && nodeExtra}
           {t.inbound.length > 0 && (
             <>
               <h3>Inbound response codes</h3>

@@ -1,11 +1,12 @@
 import type { Core } from 'cytoscape';
 import { useMemo, useRef, useState } from 'preact/hooks';
-import { fetchGraph, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView } from '../api';
+import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView, type Impact } from '../api';
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
 import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
 import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow } from '../format';
-import { filterNamespace, namespacesOf, toElements } from '../graph';
+import { filterNamespace, impactHighlight, namespacesOf, pathHighlight, toElements } from '../graph';
+import { ImpactPanel } from '../components/ImpactPanel';
 import { LARGE_GRAPH } from '../graphstyle';
 import { lazy } from '../lazy';
 import { useResource } from '../resource';
@@ -34,6 +35,8 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const end = query.get('end') ?? '';
   const source = (query.get('source') as GraphSource) || 'live';
   const labels = query.get('labels') !== 'off';
+  const impactOn = query.get('impact') === '1';
+  const pathTo = query.get('to') ?? '';
   const boxes = query.get('boxes') !== 'off';
   const [selection, setSelection] = useState<Selection | null>(() => {
     const sel = query.get('sel');
@@ -50,11 +53,23 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const graph = useMemo(() => (r.data ? filterNamespace(r.data, ns) : undefined), [r.data, ns]);
   if (r.data) for (const n of namespacesOf(r.data)) seenNamespaces.current.add(n);
   const large = (graph?.nodes.length ?? 0) > LARGE_GRAPH;
+
+  // Blast radius and paths of the selected node, from the API, for the same graph query.
+  const selNode = selection?.type === 'node' && !selection.id.startsWith('group:') ? selection.id : '';
+  const impact = useResource<Impact>(impactOn && selNode ? `impact ${selNode} ${graphPath(q)}` : null, (s) => fetchImpact(selNode, q, s), { refreshMs: end ? 0 : 10000 });
+  const path = useResource<string[]>(pathTo && selNode ? `path ${selNode} ${pathTo} ${graphPath(q)}` : null, (s) => fetchPath(selNode, pathTo, q, s), { refreshMs: end ? 0 : 10000 });
+  const highlight = useMemo(() => {
+    if (!graph || !selNode) return undefined;
+    if (pathTo && path.data) return pathHighlight(path.data.length ? path.data : [selNode, pathTo]);
+    if (impactOn && impact.data && impact.data.node === selNode) return impactHighlight(graph, impact.data);
+    return undefined;
+  }, [graph, selNode, pathTo, path.data, impactOn, impact.data]);
+
   const elements = useMemo(() => {
     if (!graph) return { nodes: [], edges: [] };
     performance.mark('meshlens:graph-received');
-    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes });
-  }, [graph, view, search, labels, boxes]);
+    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes, highlight });
+  }, [graph, view, search, labels, boxes, highlight]);
 
   const totals = useMemo(() => {
     if (!graph) return null;
@@ -66,7 +81,8 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
 
   const select = (s: Selection | null) => {
     setSelection(s);
-    setQuery({ sel: s?.id });
+    // Impact follows the selection; a path starts from it, so a new start ends it.
+    setQuery({ sel: s?.id, to: undefined, ...(s ? {} : { impact: undefined }) });
   };
 
   return (
@@ -184,7 +200,30 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             )}
           </>
         )}
-        {selection && graph && <DetailPanel graph={graph} selection={selection} onSelect={select} onClose={() => select(null)} range={end ? '1h' : '15m'} />}
+        {selection && graph && (
+          <DetailPanel
+            graph={graph}
+            selection={selection}
+            onSelect={select}
+            onClose={() => select(null)}
+            range={end ? '1h' : '15m'}
+            nodeExtra={
+              selNode && (
+                <ImpactPanel
+                  graph={graph}
+                  node={selNode}
+                  impactOn={impactOn}
+                  impact={impact}
+                  pathTo={pathTo}
+                  path={path}
+                  onImpact={(on) => setQuery({ impact: on ? '1' : undefined, to: undefined })}
+                  onPathTo={(id) => setQuery({ to: id || undefined, impact: undefined })}
+                  onSelect={select}
+                />
+              )
+            }
+          />
+        )}
       </div>
       <Scrubber end={end} window={window} />
     </div>
