@@ -66,9 +66,9 @@ test-go:
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
 
-## test-addons: Kiali's and Istio's dashboard queries against meshlens' /metrics/istio through a real Prometheus
+## test-addons: only Kiali's and Istio's dashboard queries against meshlens' /metrics/istio through a real Prometheus (make test runs it too)
 test-addons: deps clickhouse
-	MESHLENS_TEST_ADDONS=1 MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -run TestKialiAndIstioDashboardsAgreeWithTheGraph -timeout 15m ./cmd/meshlens/
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -run TestKialiAndIstioDashboardsAgreeWithTheGraph -timeout 15m ./cmd/meshlens/
 
 ## test-e2e: the UI in headless Chromium against meshlens serve + the demo mesh
 test-e2e: build
