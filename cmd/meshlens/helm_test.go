@@ -98,7 +98,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 		{
 			name: "defaults", release: "meshlens", namespace: deployNamespace,
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
-				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
 			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
 				if cfg.DomainSuffix != "cluster.local" || cfg.Kubeconfig != "" {
@@ -114,24 +114,51 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 		{
 			name: "istio off", release: "meshlens", namespace: deployNamespace, values: "istio: {enabled: false}",
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
-				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: false, rbac: true, crds: true,
 		},
 		{
 			name: "the istio and gatewayAPI traffic providers", release: "meshlens", namespace: deployNamespace,
 			values: "rollouts: {trafficProviders: [istio, gatewayAPI]}",
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
-				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true, providers: []string{"istio", "gatewayAPI"},
 		},
 		{
-			name: "three replicas", release: "meshlens", namespace: deployNamespace, values: "replicaCount: 3",
+			name: "three replicas answer as one", release: "meshlens", namespace: deployNamespace, values: "replicaCount: 3",
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, _ serveConfig, _ deployManifests, notes string) {
-				if !strings.Contains(notes, "3 replicas") {
-					t.Errorf("NOTES.txt does not warn about replicas:\n%s", notes)
+			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
+				if !strings.Contains(notes, "3 replicas answer as one") {
+					t.Errorf("NOTES.txt does not say how the replicas work:\n%s", notes)
+				}
+				r := cfg.Replicas
+				if r.PeersService != deployNamespace+"/meshlens-peers" || !r.LeaderElect || r.Lease != deployNamespace+"/meshlens" ||
+					r.LeaseDur != 15*time.Second || r.PeerTimeout != time.Second || r.Advertise != "$(POD_IP):8080" {
+					t.Errorf("replica settings %+v: want peers from meshlens-peers, the Lease meshlens, advertising the pod IP", r)
+				}
+				// The peers are the headless Service's endpoints, port http,
+				// which also governs the StatefulSet.
+				peers := m.get(t, "Service/meshlens-peers")
+				if dig(peers, "spec", "clusterIP") != "None" || dig(peers, "spec", "publishNotReadyAddresses") != false {
+					t.Errorf("Service/meshlens-peers is not headless with ready endpoints only: %v", dig(peers, "spec"))
+				}
+				if ports, _ := dig(peers, "spec", "ports").([]any); len(ports) != 1 || dig(ports[0].(map[string]any), "name") != "http" {
+					t.Errorf("Service/meshlens-peers ports %v, want the one named http", dig(peers, "spec", "ports"))
+				}
+				sts := m.get(t, "StatefulSet/meshlens")
+				if dig(sts, "spec", "serviceName") != "meshlens-peers" {
+					t.Errorf("StatefulSet serviceName %v, want the headless meshlens-peers", dig(sts, "spec", "serviceName"))
+				}
+				c := podContainer(t, sts, "meshlens")
+				if env, _ := c["env"].([]any); len(env) == 0 || dig(env[0].(map[string]any), "valueFrom", "fieldRef", "fieldPath") != "status.podIP" {
+					t.Errorf("the container has no POD_IP from status.podIP for --advertise: %v", c["env"])
+				}
+				pdb := m.get(t, "PodDisruptionBudget/meshlens")
+				if n, _ := yamlInt(dig(pdb, "spec", "maxUnavailable")); n != 1 ||
+					!reflect.DeepEqual(dig(pdb, "spec", "selector", "matchLabels"), dig(sts, "spec", "selector", "matchLabels")) {
+					t.Errorf("PodDisruptionBudget %v: want maxUnavailable 1 over the StatefulSet's pods", dig(pdb, "spec"))
 				}
 			},
 		},
@@ -139,7 +166,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			name: "an existing tokens Secret", release: "meshlens", namespace: deployNamespace,
 			values: "tokens: {existingSecret: api-tokens, key: tokens.txt}",
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
-				clickhouse: "meshlens-clickhouse", tokensSecret: "api-tokens", replicas: 1, persistent: true},
+				clickhouse: "meshlens-clickhouse", tokensSecret: "api-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
 			check: func(t *testing.T, _ serveConfig, m deployManifests, notes string) {
 				for key := range m {
@@ -156,7 +183,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			name: "an external ClickHouse", release: "meshlens", namespace: deployNamespace,
 			values: "clickhouse: {enabled: false, dsn: 'clickhouse://ch.analytics.svc:9000/meshlens'}",
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
-				clickhouseDSN: "clickhouse://ch.analytics.svc:9000/meshlens", tokensSecret: "meshlens-tokens", replicas: 1, persistent: true},
+				clickhouseDSN: "clickhouse://ch.analytics.svc:9000/meshlens", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
 		},
 		{
@@ -170,7 +197,7 @@ extraArgs: [--log-level, debug]
 tokens: {operator: 0123456789abcdef-operator, viewer: 0123456789abcdef-viewer}
 `,
 			want: deployLayout{namespace: "observability", name: "obs-meshlens", meshConfig: "obs-meshlens-mesh-config",
-				clickhouse: "obs-meshlens-clickhouse", tokensSecret: "obs-meshlens-tokens", replicas: 1, persistent: true},
+				clickhouse: "obs-meshlens-clickhouse", tokensSecret: "obs-meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
 			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
 				if cfg.DomainSuffix != "corp.example" || cfg.Prometheus != "http://prometheus.istio-system:9090" ||
@@ -185,6 +212,8 @@ tokens: {operator: 0123456789abcdef-operator, viewer: 0123456789abcdef-viewer}
 		{
 			name: "no tokens Secret, persistence, RBAC nor CRDs", release: "meshlens", namespace: deployNamespace,
 			values: `
+replicaCount: 1
+replicas: {leaderElect: false}
 tokens: {create: false}
 persistence: {enabled: false}
 rbac: {create: false}
@@ -296,7 +325,8 @@ func TestHelmChartRefusesValuesThatCannotWork(t *testing.T) {
 	for _, c := range []struct {
 		name, values, want string
 	}{
-		{"a misspelt key (values.schema.json)", "replicas: 3", "replicas"},
+		{"a misspelt key (values.schema.json)", "replicaCont: 3", "replicaCont"},
+		{"replicas without leader election", "replicaCount: 3\nreplicas: {leaderElect: false}", "replicaCount > 1 needs replicas.leaderElect"},
 		{"a port out of range", "service: {ports: {http: 0}}", "/service/ports/http"},
 		{"replicas without shared tokens", "replicaCount: 2\ntokens: {create: false}", "replicaCount > 1 needs tokens"},
 		{"no ClickHouse at all", "clickhouse: {enabled: false}", "clickhouse.dsn is required"},
