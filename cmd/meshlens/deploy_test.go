@@ -537,7 +537,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 	add("discovery.k8s.io", []string{"endpointslices"}, "get", "list", "watch")
 	if istio {
 		for group, kinds := range map[string][]string{
-			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries"},
+			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "gateways", "sidecars"},
 			"security.istio.io":   {"peerauthentications", "authorizationpolicies"},
 		} {
 			add(group, kinds, "get", "list", "watch")

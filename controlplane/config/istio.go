@@ -41,8 +41,8 @@ type IstioOptions struct {
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
-// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway
-// (networking.istio.io) and PeerAuthentication, AuthorizationPolicy
+// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway,
+// Sidecar (networking.istio.io) and PeerAuthentication, AuthorizationPolicy
 // (security.istio.io).
 func IstioKinds(opts IstioOptions) []KindSpec {
 	v := &istioValidator{opts: opts}
@@ -57,6 +57,8 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &networking.WorkloadEntry{} }), Validate: v.workloadEntry, Analyze: v.analyzeWorkloadEntry},
 		{APIVersions: networkingVersions, Kind: KindGateway, ShortNames: []string{"gw"},
 			Decode: decodeAs(func() proto.Message { return &networking.Gateway{} }), Validate: v.gateway, Analyze: v.analyzeGateway},
+		{APIVersions: networkingVersions, Kind: KindSidecar,
+			Decode: decodeAs(func() proto.Message { return &networking.Sidecar{} }), Validate: v.sidecar, Analyze: v.analyzeSidecar},
 		{APIVersions: securityVersions, Kind: KindPeerAuthentication, ShortNames: []string{"pa"},
 			Decode: decodeAs(func() proto.Message { return &security.PeerAuthentication{} }), Validate: v.peerAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},

@@ -32,6 +32,9 @@ const (
 	// CodeVirtualServiceHostNotFoundInGateway: a VirtualService bound to
 	// a Gateway none of whose servers has its hosts.
 	CodeVirtualServiceHostNotFoundInGateway = "IST0132"
+	// CodeMultipleSidecarsWithoutWorkloadSelectors: a namespace has two
+	// Sidecars for all of its workloads.
+	CodeMultipleSidecarsWithoutWorkloadSelectors = "IST0123"
 	// CodeConflictingGateways: servers of Gateways selecting the same
 	// workloads claim one port for overlapping hosts.
 	CodeConflictingGateways = "IST0145"
@@ -50,6 +53,7 @@ var codeNames = map[string]string{
 	CodeConflictingMeshGatewayVirtualServiceHosts: "ConflictingMeshGatewayVirtualServiceHosts",
 	CodeVirtualServiceHostNotFoundInGateway:       "VirtualServiceHostNotFoundInGateway",
 	CodeConflictingGateways:                       "ConflictingGateways",
+	CodeMultipleSidecarsWithoutWorkloadSelectors:  "MultipleSidecarsWithoutWorkloadSelectors",
 	CodeSchemaWarning:                             "SchemaWarning",
 	CodeUnknownDestinationRuleHost:                "UnknownDestinationRuleHost",
 }

@@ -141,6 +141,10 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		l, err := nw.Gateways().Lister().List(labels.Everything())
 		return convert(l, err, "networking.istio.io/v1", config.KindGateway)
 	})
+	istioKind(nw.Sidecars(), "networking.istio.io", "sidecars", config.KindSidecar, func() ([]objectJSON, error) {
+		l, err := nw.Sidecars().Lister().List(labels.Everything())
+		return convert(l, err, "networking.istio.io/v1", config.KindSidecar)
+	})
 	istioKind(sec.PeerAuthentications(), "security.istio.io", "peerauthentications", config.KindPeerAuthentication, func() ([]objectJSON, error) {
 		l, err := sec.PeerAuthentications().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindPeerAuthentication)

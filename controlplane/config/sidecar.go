@@ -1,0 +1,160 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	networking "istio.io/api/networking/v1"
+)
+
+// KindSidecar is Istio's Sidecar (networking.istio.io): which services the
+// proxies of a namespace (or those its workloadSelector picks) may reach
+// (egress hosts, so they receive only those clusters and routes), what
+// happens to traffic to anything else (outboundTrafficPolicy), and their
+// inbound ports.
+const KindSidecar = "Sidecar"
+
+// SidecarEgressHost splits an egress host "ns/dnsName": ns is "*" (any
+// namespace), "." (the Sidecar's own), "~" (none) or a namespace.
+func SidecarEgressHost(h string) (ns, host string, ok bool) {
+	ns, host, ok = strings.Cut(h, "/")
+	return ns, host, ok && !strings.Contains(host, "/")
+}
+
+// SidecarEgressAllows reports whether an egress host of a Sidecar in
+// namespace sidecarNS lets its proxies reach host, a service of namespace
+// svcNS.
+func SidecarEgressAllows(egressHost, sidecarNS, host, svcNS string) bool {
+	ns, pattern, ok := SidecarEgressHost(egressHost)
+	if !ok {
+		return false
+	}
+	switch ns {
+	case "*":
+	case ".":
+		if svcNS != sidecarNS {
+			return false
+		}
+	case "~":
+		return false
+	default:
+		if ns != svcNS {
+			return false
+		}
+	}
+	return hostMatches(pattern, host)
+}
+
+func (v *istioValidator) sidecar(o *Object) []FieldError {
+	sc, ok := o.Spec.(*networking.Sidecar)
+	if !ok {
+		return []FieldError{{Object: o.Key(), Message: fmt.Sprintf("spec is %T, want Sidecar", o.Spec)}}
+	}
+	fe := &fieldErrs{object: o.Key()}
+	checkGeneric(sc, fe)
+	if ws := sc.GetWorkloadSelector(); ws != nil && len(ws.GetLabels()) == 0 {
+		fe.add("workloadSelector.labels", "sidecar: workloadSelector cannot have empty labels")
+	}
+	if len(sc.GetEgress()) == 0 && len(sc.GetIngress()) == 0 && sc.GetOutboundTrafficPolicy() == nil && sc.GetInboundConnectionPool() == nil {
+		fe.add("", "sidecar: empty configuration provided: set egress, ingress or outboundTrafficPolicy")
+	}
+	ports := map[uint32]string{}
+	port := func(p *networking.SidecarPort, path string) {
+		validPort(p.GetNumber(), joinPath(path, "number"), fe)
+		if proto := strings.ToUpper(p.GetProtocol()); proto != "" && !portProtocols[proto] {
+			fe.add(joinPath(path, "protocol"), "invalid protocol %q, supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP, TLS, UDP", p.GetProtocol())
+		}
+	}
+	for i, in := range sc.GetIngress() {
+		p := indexPath("ingress", i)
+		if in.GetPort() == nil {
+			fe.add(joinPath(p, "port"), "sidecar: port is required for ingress listeners")
+			continue
+		}
+		port(in.GetPort(), joinPath(p, "port"))
+		if prev, dup := ports[in.GetPort().GetNumber()]; dup {
+			fe.add(joinPath(p, "port.number"), "sidecar: ports on IP bound listeners must be unique: %d is also %s", in.GetPort().GetNumber(), prev)
+		}
+		ports[in.GetPort().GetNumber()] = p
+		if ep := in.GetDefaultEndpoint(); ep != "" && !strings.HasPrefix(ep, "unix://") {
+			host, portStr, found := strings.Cut(ep, ":")
+			if !found || (host != "127.0.0.1" && host != "0.0.0.0" && host != "[::1]" && host != "[::]") || portStr == "" || strings.Trim(portStr, "0123456789") != "" {
+				fe.add(joinPath(p, "defaultEndpoint"), "sidecar: defaultEndpoint %q must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT or unix://PATH", ep)
+			}
+		}
+	}
+	ports = map[uint32]string{}
+	for i, eg := range sc.GetEgress() {
+		p := indexPath("egress", i)
+		if eg.GetPort() == nil && i != len(sc.GetEgress())-1 {
+			fe.add(p, "sidecar: the egress listener with empty port should be the last listener in the list")
+		}
+		if eg.GetPort() != nil {
+			port(eg.GetPort(), joinPath(p, "port"))
+			if prev, dup := ports[eg.GetPort().GetNumber()]; dup {
+				fe.add(joinPath(p, "port.number"), "sidecar: ports on IP bound listeners must be unique: %d is also %s", eg.GetPort().GetNumber(), prev)
+			}
+			ports[eg.GetPort().GetNumber()] = p
+		}
+		if len(eg.GetHosts()) == 0 {
+			fe.add(joinPath(p, "hosts"), "sidecar: egress listener must contain at least one host")
+		}
+		for j, h := range eg.GetHosts() {
+			hp := indexPath(joinPath(p, "hosts"), j)
+			ns, host, ok := SidecarEgressHost(h)
+			switch {
+			case !ok:
+				fe.add(hp, "sidecar: host %q must be of form namespace/dnsName", h)
+			case ns != "*" && ns != "." && ns != "~" && !dns1123Label.MatchString(ns):
+				fe.add(hp, "sidecar: the namespace of %q must be *, ., ~ or a namespace name", h)
+			default:
+				if msg := validHost(host, true); msg != "" {
+					fe.add(hp, "%s", msg)
+				}
+			}
+		}
+	}
+	if otp := sc.GetOutboundTrafficPolicy(); otp != nil && otp.GetEgressProxy() != nil && otp.GetMode() != networking.OutboundTrafficPolicy_ALLOW_ANY {
+		fe.add("outboundTrafficPolicy.egressProxy", "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode")
+	}
+	return fe.errs
+}
+
+// analyzeSidecar reports what istioctl analyze does about Sidecars: two of
+// a namespace without a workload selector (IST0123: which one applies is
+// undefined) and, the bad input, egress hosts that name a service
+// nothing defines (IST0101: the proxies get no route to it).
+func (v *istioValidator) analyzeSidecar(o *Object, sn *Snapshot) []Warning {
+	sc, ok := o.Spec.(*networking.Sidecar)
+	if !ok {
+		return nil
+	}
+	w := &warns{object: o.Key()}
+	if sc.GetWorkloadSelector() == nil {
+		var others []string
+		for _, other := range sn.OfKind(KindSidecar) {
+			if other.Key() != o.Key() && other.Meta.Namespace == o.Meta.Namespace && other.Spec.(*networking.Sidecar).GetWorkloadSelector() == nil {
+				others = append(others, other.Key())
+			}
+		}
+		if len(others) > 0 {
+			w.add(CodeMultipleSidecarsWithoutWorkloadSelectors, "",
+				"The Sidecars %s and %s in namespace %q have no workload selector: which one applies is undefined (meshlens uses the first in key order)",
+				o.Key(), strings.Join(others, ", "), o.Meta.Namespace)
+		}
+	}
+	idx := v.index(sn)
+	for i, eg := range sc.GetEgress() {
+		for j, h := range eg.GetHosts() {
+			ns, host, ok := SidecarEgressHost(h)
+			if !ok || ns == "~" || strings.Contains(host, "*") || validHost(host, false) != "" {
+				continue
+			}
+			if !idx.resolves(host, v.opts.KnownHost) {
+				w.add(CodeReferencedResourceNotFound, indexPath(indexPath("egress", i)+".hosts", j),
+					"Referenced host not found: %q: no ServiceEntry, WorkloadEntry or Kubernetes Service defines it; the egress host matches nothing, so these proxies get no route to it", host)
+			}
+		}
+	}
+	return w.out
+}
