@@ -3,6 +3,7 @@
 // signed-out viewers. Like ui.test.mjs they run against MESHLENS_URL (a
 // `meshlens serve` fed by `meshlens demo`) or, without it, the fixture server.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { launch, shot, target } from './lib.mjs';
 
@@ -81,6 +82,52 @@ describe('topology page', { timeout: TIMEOUT * 2 + 60000 }, () => {
     await shot(page, 'e2e-path');
     assert.deepEqual(page.errors, []);
     await page.close();
+  });
+
+  it('exports the view as PNG, SVG, JSON and DOT', async () => {
+    const page = await open('/topology?view=version');
+    await graphNodes(page);
+    await page.waitForTimeout(500);
+    const save = async (what) => {
+      await page.click('[data-testid=export-menu] summary');
+      const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 15000 }), page.click(`[data-testid=export-${what}]`)]);
+      return { name: dl.suggestedFilename(), data: await readFile(await dl.path()) };
+    };
+    const png = await save('png');
+    assert.match(png.name, /^meshlens-version-.*\.png$/);
+    assert.deepEqual([...png.data.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG file');
+    const svg = (await save('svg')).data.toString();
+    assert.match(svg, /^<svg xmlns/);
+    assert.match(svg, />productpage</, 'the SVG has the service boxes and labels on screen');
+    assert.ok((svg.match(/<path d="M[^"]*Q/g) ?? []).length >= 5, 'and the edges');
+    const json = JSON.parse((await save('json')).data.toString());
+    assert.ok(json.nodes.length > 3 && json.edges.length > 3 && json.nodes.every((n) => n.health), 'the API document');
+    const dot = (await save('dot')).data.toString();
+    assert.match(dot, /^digraph meshlens \{/);
+    assert.equal((dot.match(/->/g) ?? []).length, json.edges.length);
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it('gives a link that reproduces the view', async () => {
+    const view = `/topology?view=service&namespace=${NS}&q=reviews&labels=off&sel=${encodeURIComponent(`${NS}/reviews`)}&impact=1`;
+    const page = await open(view);
+    await graphNodes(page);
+    await page.click('[data-testid=export-menu] summary');
+    const url = await page.inputValue('[data-testid=share-url]');
+    const pinned = await page.inputValue('[data-testid=share-url-pinned]');
+    assert.match(pinned, /[?&]end=\d{4}-\d\d-\d\dT/, 'the pinned link names the moment');
+    await page.close();
+    const other = await open(url.replace(t.url, ''));
+    await graphNodes(other);
+    const p = new URL(other.url()).searchParams;
+    assert.deepEqual([p.get('view'), p.get('namespace'), p.get('q'), p.get('labels'), p.get('sel'), p.get('impact')], ['service', NS, 'reviews', 'off', `${NS}/reviews`, '1']);
+    assert.equal(await other.inputValue('[data-testid=search]'), 'reviews');
+    assert.match(await other.textContent('[data-testid=detail-title]'), /reviews/);
+    await other.waitForSelector('[data-testid=blast-radius-count]', { timeout: 30000 });
+    assert.equal(await other.evaluate(() => window.__cy.edges().every((e) => !e.data('label'))), true, 'edge labels stay off');
+    await shot(other, 'e2e-shared-view');
+    await other.close();
   });
 });
 

@@ -7,6 +7,7 @@ import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
 import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow } from '../format';
 import { filterNamespace, impactHighlight, namespacesOf, pathHighlight, toElements } from '../graph';
 import { ImpactPanel } from '../components/ImpactPanel';
+import { ExportMenu } from '../components/ExportMenu';
 import { LARGE_GRAPH } from '../graphstyle';
 import { lazy } from '../lazy';
 import { useResource } from '../resource';
@@ -144,8 +145,12 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         <label class="check">
           <input type="checkbox" checked={labels} onChange={(e) => setQuery({ labels: (e.target as HTMLInputElement).checked ? undefined : 'off' })} /> Edge labels
         </label>
+        <label class="check" title="Put the versions or workloads of a service in one box">
+          <input type="checkbox" checked={boxes} disabled={view === 'service'} onChange={(e) => setQuery({ boxes: (e.target as HTMLInputElement).checked ? undefined : 'off' })} data-testid="boxes" /> Boxes
+        </label>
         <div class="spacer" />
         <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+        <ExportMenu graph={r.data} view={view} namespace={ns} cy={() => cyRef.current} end={end} />
       </div>
 
       <div class="graph-area">
