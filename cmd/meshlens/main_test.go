@@ -98,7 +98,14 @@ type meshlensProcess struct {
 
 func startMeshlens(t testing.TB, args ...string) *meshlensProcess {
 	t.Helper()
-	p := &meshlensProcess{http: freeAddr(t), done: make(chan error, 1)}
+	return startMeshlensAt(t, freeAddr(t), args...)
+}
+
+// startMeshlensAt is startMeshlens with the HTTP address given, for replicas
+// that must know each other's before they start.
+func startMeshlensAt(t testing.TB, httpAddr string, args ...string) *meshlensProcess {
+	t.Helper()
+	p := &meshlensProcess{http: httpAddr, done: make(chan error, 1)}
 	// Every listener on a free port, unless the test says otherwise.
 	base := []string{"serve", "--http", p.http, "--xds", freeAddr(t), "--otlp-grpc", freeAddr(t), "--otlp-http", freeAddr(t), "--als", freeAddr(t)}
 	p.cmd = exec.Command(binary, append(base, args...)...)
