@@ -94,10 +94,12 @@ type Server struct {
 	config   *config.Snapshot
 	services *registry.Snapshot
 	push     uint64
-	// classes are the node classes of connected nodes, each with its
-	// Translator and its latest translation: a fleet reconnecting after a
-	// restart costs one translation per class, and a push re-translates
-	// only what changed for each class.
+	// translator makes each push's resources, sharing what nodes have in
+	// common and reusing what the push did not change.
+	translator *Translator
+	// classes are the node classes of connected nodes with their latest
+	// translation: a fleet reconnecting after a restart costs one
+	// translation per class.
 	classes map[string]*class
 
 	mu      sync.Mutex
@@ -194,6 +196,7 @@ func NewServer(ctx context.Context, logger *slog.Logger, reg prometheus.Register
 		config:  &config.Snapshot{},
 		classes: map[string]*class{},
 	}
+	s.translator = NewTranslator(s.opts)
 	// ads=false: in ADS mode the cache only answers requests naming every
 	// resource in the snapshot, but proxyless gRPC asks for single listeners.
 	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, cacheLogger{logger})
@@ -293,6 +296,7 @@ func (s *Server) pushAll() error {
 	}
 	// A class no node used in this push has no node left.
 	maps.DeleteFunc(s.classes, func(_ string, c *class) bool { return c.push != s.push })
+	s.translator.Sweep()
 	s.metrics.pushSeconds.Observe(time.Since(start).Seconds())
 	return errors.Join(errs...)
 }
@@ -300,7 +304,7 @@ func (s *Server) pushAll() error {
 // class is the state the nodes of one class share: they get identical
 // resources, so they share one translation per push.
 type class struct {
-	tr   *Translator
+	node Node   // one of them
 	push uint64 // the push result was made for
 	res  map[string][]types.Resource
 	err  error
@@ -317,7 +321,7 @@ type class struct {
 // translate makes the class's result for the current push.
 func (s *Server) translate(c *class) {
 	c.push, c.built = s.push, map[string]cachev3.Resources{}
-	res, err := c.tr.Translate(Input{Config: s.config, Services: s.services})
+	res, err := s.translator.Translate(Input{Config: s.config, Services: s.services}, c.node)
 	if err != nil {
 		c.res, c.err = nil, err
 		return
@@ -373,7 +377,7 @@ func (s *Server) install(id, version string) error {
 	key := classKey(node)
 	c := s.classes[key]
 	if c == nil {
-		c = &class{tr: NewTranslator(node, s.opts)}
+		c = &class{node: node}
 		s.classes[key] = c
 	}
 	if c.push != s.push || (c.res == nil && c.err == nil) {

@@ -11,7 +11,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -138,44 +140,43 @@ type validator interface{ ValidateAll() error }
 // an error here means a translator bug or config validation let something
 // through; the caller keeps serving the previous resources.
 func Translate(in Input, node Node, opts Options) (*Resources, error) {
-	return NewTranslator(node, opts).Translate(in)
+	return NewTranslator(opts).Translate(in, node)
 }
 
-// A Translator translates for one node, or for every node of a class that
-// gets the same resources, push after push. It keeps what it made last
-// time and reuses it where the new input cannot have changed it, which is
-// what makes a registry change cheap: with the config snapshot unchanged,
+// A Translator translates for any number of nodes, push after push, and
+// makes each piece of their resources once: for every node it fits, and
+// for as long as the input it was made from is unchanged. With the config
+// snapshot unchanged,
 //
-//   - a host's clusters and load assignments are rebuilt only when its
-//     registry Service is a new object (the registry shares unchanged
-//     Services between snapshots), and
+//   - a host's clusters and load assignments are made once per node
+//     flavour and certificate files, and again only when its registry
+//     Service is a new object (the registry shares unchanged Services
+//     between snapshots);
 //   - the outbound listeners and routes, which read hosts and ports but no
-//     endpoint, are rebuilt only when a host or port came, went or changed.
+//     endpoint, are made once per flavour, namespace and workload labels,
+//     and again only when a host or port came, went or changed;
+//   - only a node's own inbound listeners are made for it alone.
 //
-// A new config snapshot starts over. The result is the same as Translate's
-// for the same input; reused resources are the very objects returned
-// before, so callers must not modify returned resources. A Translator is
-// not safe for concurrent use.
+// A new config snapshot starts over; Sweep forgets what no translation
+// used since the last Sweep. Results equal Translate's for the same input;
+// reused resources are the very objects returned before, so callers must
+// not modify returned resources. A Translator is not safe for concurrent
+// use.
 type Translator struct {
-	node Node
 	opts Options
-	last *translation
+	// in is the input the model was built from.
+	in Input
+	m  *model
+	// hosts are clusters and load assignments by clusterKey, then host;
+	// outbound the outbound listeners and routes by outboundKey.
+	hosts    map[string]map[string]*hostResources
+	outbound map[string]*outboundResources
+	gen      uint64 // Sweep's generation
 }
 
-// NewTranslator returns a Translator for node with nothing to reuse yet.
-func NewTranslator(node Node, opts Options) *Translator {
-	return &Translator{node: node, opts: mergeDefaults(opts)}
-}
-
-// translation is what one Translate call made, kept for the next.
-type translation struct {
-	config *config.Snapshot
-	m      *model
-	hosts  map[string]*hostResources
-	// outbound listeners and routes, and the clusters their routes name.
-	listeners []*listenerv3.Listener
-	routes    []*routev3.RouteConfiguration
-	routed    map[string]bool
+// NewTranslator returns a Translator with nothing to reuse yet.
+func NewTranslator(opts Options) *Translator {
+	return &Translator{opts: mergeDefaults(opts), hosts: map[string]map[string]*hostResources{}, outbound: map[string]*outboundResources{}}
 }
 
 // hostResources are one host's clusters and load assignments, made from svc.
@@ -183,62 +184,121 @@ type hostResources struct {
 	svc       *service
 	clusters  []*clusterv3.Cluster
 	endpoints []*endpointv3.ClusterLoadAssignment
+	used      uint64 // generation
 }
 
-// Translate translates in for the Translator's node, reusing what it can
-// of the previous call's result.
-func (tr *Translator) Translate(in Input) (*Resources, error) {
-	last := tr.last
-	if last != nil && last.config != in.Config {
-		last = nil // a config change can touch anything
+// outboundResources are the outbound listeners and routes made from the
+// model m, and the clusters their routes name.
+type outboundResources struct {
+	m         *model
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	routed    map[string]bool
+	used      uint64
+}
+
+// clusterKey names every property of a node that its clusters and load
+// assignments depend on: nodes with the same key share them.
+func clusterKey(n Node) string {
+	return string(n.Flavour) + "|" + n.CertChainPath + "|" + n.PrivateKeyPath + "|" + n.RootCAPath
+}
+
+// outboundKey names every property of a node that its outbound listeners
+// and routes (a gateway's: its gateway listeners) depend on: nodes with
+// the same key share them.
+func outboundKey(n Node) string {
+	var b strings.Builder
+	b.WriteString(string(n.Flavour) + "|" + strconv.FormatBool(n.Gateway) + "|" + n.Namespace + "|")
+	for _, k := range sortedKeys(n.Labels) {
+		b.WriteString(k + "=" + n.Labels[k] + ",")
 	}
-	var lastModel *model
-	if tr.last != nil {
-		lastModel = tr.last.m // registry Services need no config to model
+	return b.String()
+}
+
+// Sweep forgets the resources no translation used since the last Sweep:
+// those of hosts, ports and node kinds that are gone.
+func (tr *Translator) Sweep() {
+	for k, hosts := range tr.hosts {
+		maps.DeleteFunc(hosts, func(_ string, hr *hostResources) bool { return hr.used != tr.gen })
+		if len(hosts) == 0 {
+			delete(tr.hosts, k)
+		}
 	}
-	m, err := buildModel(in, tr.opts, lastModel)
+	maps.DeleteFunc(tr.outbound, func(_ string, o *outboundResources) bool { return o.used != tr.gen })
+	tr.gen++
+}
+
+// model returns the model of in, building it only for a new input.
+func (tr *Translator) model(in Input) (*model, error) {
+	if tr.m != nil && tr.in == in {
+		return tr.m, nil
+	}
+	if in.Config != tr.in.Config { // a config change can touch anything
+		clear(tr.hosts)
+		clear(tr.outbound)
+	}
+	// Registry Services need no config to model: keep the unchanged ones.
+	m, err := buildModel(in, tr.opts, tr.m)
 	if err != nil {
 		return nil, err
 	}
-	t := &translator{m: m, node: tr.node, opts: tr.opts}
-	next := &translation{config: in.Config, m: m, hosts: make(map[string]*hostResources, len(m.hosts))}
+	tr.in, tr.m = in, m
+	return m, nil
+}
+
+// Translate translates in for node, reusing what it can.
+func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
+	m, err := tr.model(in)
+	if err != nil {
+		return nil, err
+	}
+	t := &translator{m: m, node: node, opts: tr.opts}
 	out := &Resources{}
 
-	// CDS and EDS: per host, from the last translation where its service
-	// is the same object.
+	// CDS and EDS: per host, shared by nodes of one clusterKey.
+	ck := clusterKey(node)
+	hosts := tr.hosts[ck]
+	if hosts == nil {
+		hosts = make(map[string]*hostResources, len(m.hosts))
+		tr.hosts[ck] = hosts
+	}
 	for _, h := range m.hosts {
 		svc := m.services[h]
-		hr := last.host(h, svc)
-		if hr == nil {
+		hr := hosts[h]
+		if hr == nil || hr.svc != svc {
 			if hr, err = t.hostClusters(h, svc); err != nil {
 				return nil, err
 			}
+			hosts[h] = hr
 		}
-		next.hosts[h] = hr
+		hr.used = tr.gen
 		out.Clusters = append(out.Clusters, hr.clusters...)
 		out.Endpoints = append(out.Endpoints, hr.endpoints...)
 	}
-	if tr.node.Flavour != FlavourGRPC {
+	if node.Flavour != FlavourGRPC {
 		inbound := t.envoyInboundClusters()
 		if err := validateAll("cluster", inbound); err != nil {
-			return nil, fmt.Errorf("node %s: %w", tr.node.ID, err)
+			return nil, fmt.Errorf("node %s: %w", node.ID, err)
 		}
 		out.Clusters = append(out.Clusters, inbound...)
 	}
 
-	// LDS and RDS: the outbound side as a whole, then the node's own
-	// inbound listeners, which read endpoints and so are always rebuilt.
-	if last != nil && sameShape(last.m, m) {
-		next.listeners, next.routes, next.routed = last.listeners, last.routes, last.routed
-		t.routed = last.routed // read only from here on
-	} else {
-		if next.listeners, next.routes, err = t.outbound(); err != nil {
+	// LDS and RDS: the outbound side, shared by nodes of one outboundKey,
+	// then the node's own inbound listeners, which read endpoints.
+	ok := outboundKey(node)
+	ob := tr.outbound[ok]
+	if ob == nil || (ob.m != m && !sameShape(ob.m, m)) {
+		ob = &outboundResources{m: m}
+		if ob.listeners, ob.routes, err = t.outbound(); err != nil {
 			return nil, err
 		}
-		next.routed = t.routed
+		ob.routed = t.routed
+		tr.outbound[ok] = ob
 	}
-	out.Listeners = append(out.Listeners, next.listeners...)
-	out.Routes = append(out.Routes, next.routes...)
+	ob.used = tr.gen
+	t.routed = ob.routed // read only from here on
+	out.Listeners = append(out.Listeners, ob.listeners...)
+	out.Routes = append(out.Routes, ob.routes...)
 	inbound, err := t.inbound()
 	if err != nil {
 		return nil, err
@@ -247,24 +307,11 @@ func (tr *Translator) Translate(in Input) (*Resources, error) {
 
 	empty, none := t.unresolvedClusters(out.Clusters)
 	if err := errors.Join(validateAll("cluster", empty), validateAll("cluster load assignment", none)); err != nil {
-		return nil, fmt.Errorf("node %s: %w", tr.node.ID, err)
+		return nil, fmt.Errorf("node %s: %w", node.ID, err)
 	}
 	out.Clusters, out.Endpoints = append(out.Clusters, empty...), append(out.Endpoints, none...)
 	out.sort()
-	tr.last = next
 	return out, nil
-}
-
-// host returns the last translation's resources for host if they were made
-// from svc, else nil. A nil translation has none.
-func (tr *translation) host(host string, svc *service) *hostResources {
-	if tr == nil {
-		return nil
-	}
-	if hr := tr.hosts[host]; hr != nil && hr.svc == svc {
-		return hr
-	}
-	return nil
 }
 
 // hostClusters builds and validates one host's clusters and load assignments.

@@ -14,18 +14,25 @@ import (
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
-// A Translator reuses last push's resources; whatever the change, what it
-// returns must be exactly what a fresh translation of the same input gives.
-// The test drives one registry and config through a few hundred random
-// changes of every kind a cluster makes (readiness, scaling, relabels
-// across subsets, Services and ports coming and going, ExternalName) and
-// config changes between them, for clients, Pods' gRPC servers and Envoy
-// sidecars.
+// A Translator shares resources between nodes and reuses last push's;
+// whatever the change, what it returns for each node must be exactly what
+// a fresh translation of the same input gives. The test drives one
+// registry and config through a few hundred random changes of every kind
+// a cluster makes (readiness, scaling, relabels across subsets, Services
+// and ports coming and going, ExternalName) and config changes between
+// them, for one Translator serving gRPC clients, Pods' gRPC servers and
+// Envoy sidecars of several namespaces and workloads.
 func TestTranslatorMatchesAFreshTranslation(t *testing.T) {
 	nodes := []Node{
 		{ID: "client", Flavour: FlavourGRPC, Namespace: "churn"},
+		{ID: "client-elsewhere", Flavour: FlavourGRPC, Namespace: "other"},
 		{ID: "server", Flavour: FlavourGRPC, Namespace: "churn", IPs: []string{"10.1.0.1"}},
+		{ID: "canary-client", Flavour: FlavourGRPC, Namespace: "churn", Labels: map[string]string{"app": "svc-1", "version": "v2"}},
 		{ID: "sidecar", Flavour: FlavourEnvoy, Namespace: "churn", IPs: []string{"10.1.1.2"}, Labels: map[string]string{"app": "svc-1"}},
+		{ID: "sidecar-2", Flavour: FlavourEnvoy, Namespace: "churn", IPs: []string{"10.1.1.3"}, Labels: map[string]string{"app": "svc-1"}},
+		{ID: "sidecar-own-certs", Flavour: FlavourEnvoy, Namespace: "churn", IPs: []string{"10.1.2.1"}, CertChainPath: "/certs/chain.pem"},
+		{ID: "ingress", Flavour: FlavourEnvoy, Gateway: true, Namespace: "istio-system", Labels: map[string]string{"istio": "ingressgateway"}},
+		{ID: "same-labels-no-gateway", Flavour: FlavourEnvoy, Namespace: "istio-system", Labels: map[string]string{"istio": "ingressgateway"}},
 	}
 	configs := []string{
 		"",
@@ -50,9 +57,35 @@ spec:
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
+metadata: {name: svc-2, namespace: churn}
+spec:
+  hosts: [svc-2]
+  http:
+  - match: [{sourceLabels: {version: v2}}]
+    route:
+    - destination: {host: svc-2, subset: v2}
+  - match: [{sourceNamespace: other}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route:
+    - destination: {host: svc-2}
+  - route:
+    - destination: {host: svc-2}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingress, namespace: churn}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
 metadata: {name: svc-1, namespace: churn}
 spec:
   hosts: [svc-1]
+  gateways: [mesh, ingress]
   http:
   - route:
     - destination: {host: svc-2}
@@ -85,10 +118,7 @@ spec:
 	svcs := churnRegistry(6)
 	var cfg *config.Snapshot
 	r := rand.New(rand.NewPCG(1, 2))
-	translators := make([]*Translator, len(nodes))
-	for i, n := range nodes {
-		translators[i] = NewTranslator(n, DefaultOptions())
-	}
+	tr := NewTranslator(DefaultOptions())
 	for step := range 300 {
 		what := mutate(r, svcs)
 		if step%25 == 0 {
@@ -96,8 +126,8 @@ spec:
 			what += " and a new config snapshot"
 		}
 		in := Input{Config: cfg, Services: registry.New(uint64(step), maps.Clone(svcs), nil)}
-		for i, n := range nodes {
-			got, err := translators[i].Translate(in)
+		for _, n := range nodes {
+			got, err := tr.Translate(in, n)
 			if err != nil {
 				t.Fatalf("step %d (%s), node %s: %v", step, what, n.ID, err)
 			}
@@ -108,6 +138,9 @@ spec:
 			if diff := resourcesDiff(got, want); diff != "" {
 				t.Fatalf("step %d (%s), node %s: the reusing Translator differs from a fresh translation: %s", step, what, n.ID, diff)
 			}
+		}
+		if step%7 == 0 {
+			tr.Sweep()
 		}
 	}
 }
