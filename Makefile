@@ -90,6 +90,8 @@ bench: deps clickhouse
 	cd ui/web && npm run bench --silent
 	@echo "== xDS: a weight change pushed to 1,000 connected clients"
 	$(GO) test -run '^$$' -bench PushWeightChange -benchtime 30x ./controlplane/xds/
+	@echo "== xDS: per Envoy sidecar in a mesh of 1,000 services, xDS bytes and the time to make them, without and with a Sidecar scoping it to its namespace"
+	$(GO) test -run '^$$' -bench SidecarScoping -benchtime 5x ./controlplane/xds/
 	@echo "== Kubernetes: 1,000 Services x 5 pods, 100 endpoint changes/s to connected xDS clients vs the same change through POST /api/v1/config"
 	$(GO) test -run '^$$' -bench RegistryEndpointChurn -benchtime 1x -timeout 60m ./controlplane/kube/
 

@@ -69,7 +69,11 @@ func rdsManager(statPrefix, routeName string, filters []*hcm.HttpFilter) *hcm.Ht
 func (t *translator) grpcClientListeners() ([]*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
 	var ls []*listenerv3.Listener
 	var rs []*routev3.RouteConfiguration
+	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
+		if !scope.visible(h) {
+			continue
+		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {
 			if !isHTTP(p.Protocol) {
@@ -207,7 +211,11 @@ func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteCo
 	// Envoy rejects a domain that appears in two virtual hosts of one route
 	// configuration; the first (sorted) host keeps a contested short name.
 	used := map[uint32]map[string]bool{}
+	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
+		if !scope.visible(h) {
+			continue // out of the Sidecar's egress hosts
+		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {
 			if !isHTTP(p.Protocol) {

@@ -25,7 +25,9 @@ type model struct {
 	// at least one of them (any `gateways:` entry but "mesh"), in key order.
 	gateways   []*config.Object
 	gatewayVSs []*config.Object
-	opts       Options
+	// sidecars are the Sidecars, in key order.
+	sidecars []*config.Object
+	opts     Options
 }
 
 // service is one host: a Kubernetes Service or a ServiceEntry host.
@@ -139,6 +141,8 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			}
 		case *networking.Gateway:
 			m.gateways = append(m.gateways, o)
+		case *networking.Sidecar:
+			m.sidecars = append(m.sidecars, o)
 		case *security.PeerAuthentication:
 			m.peers = append(m.peers, o)
 		case *security.AuthorizationPolicy:

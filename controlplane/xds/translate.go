@@ -310,6 +310,11 @@ func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
 		return nil, fmt.Errorf("node %s: %w", node.ID, err)
 	}
 	out.Clusters, out.Endpoints = append(out.Clusters, empty...), append(out.Endpoints, none...)
+	scoped, err := t.scopeToSidecar(out)
+	if err != nil {
+		return nil, err
+	}
+	out = scoped
 	out.sort()
 	return out, nil
 }

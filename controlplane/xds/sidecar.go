@@ -1,0 +1,312 @@
+package xds
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxy "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/meshlens/meshlens/controlplane/config"
+)
+
+// A Sidecar scopes what a proxy receives, as istiod's SidecarScope does:
+// the services its egress hosts allow, plus every service a route of those
+// services sends traffic to (so a VirtualService's destinations work), and
+// nothing else: no listener, route or cluster of any other host. This is
+// what keeps a proxy's config small in a large mesh. Its
+// outboundTrafficPolicy decides what Envoy does with traffic to anything
+// else: ALLOW_ANY passes it through to its original destination,
+// REGISTRY_ONLY refuses it.
+//
+// Scoping is applied to the translation made for every node (which the
+// server shares between nodes), so it is a filter over finished resources.
+
+// Istio's names for the outbound-policy resources.
+const (
+	passthroughCluster = "PassthroughCluster"
+	blackHoleCluster   = "BlackHoleCluster"
+	virtualOutbound    = "virtualOutbound"
+	// envoyOutboundPort is Istio's outbound capture port.
+	envoyOutboundPort = 15001
+)
+
+// sidecarFor is the Sidecar that applies to a node, as Istio picks it: one
+// of the node's namespace whose workloadSelector matches its labels, else
+// the namespace's Sidecar without selector, else the root namespace's
+// without selector; the first in key order of each. Nil: none.
+func (m *model) sidecarFor(n Node) *config.Object {
+	var nsDefault, rootDefault *config.Object
+	for _, o := range m.sidecars {
+		sc := o.Spec.(*networking.Sidecar)
+		sel := sc.GetWorkloadSelector().GetLabels()
+		switch {
+		case o.Meta.Namespace == n.Namespace && len(sel) > 0:
+			if selects(sel, n.Labels) {
+				return o
+			}
+		case o.Meta.Namespace == n.Namespace && nsDefault == nil:
+			nsDefault = o
+		case o.Meta.Namespace == m.opts.RootNamespace && len(sel) == 0 && rootDefault == nil:
+			rootDefault = o
+		}
+	}
+	if nsDefault != nil {
+		return nsDefault
+	}
+	return rootDefault
+}
+
+// sidecarScope is the Sidecar that applies to the node and what it lets
+// the node see.
+type sidecarScope struct {
+	o  *config.Object // nil: no Sidecar, everything is visible
+	sc *networking.Sidecar
+	m  *model
+}
+
+// sidecarScope is the node's scope; gateways have none.
+func (t *translator) sidecarScope() sidecarScope {
+	if t.node.Gateway {
+		return sidecarScope{}
+	}
+	o := t.m.sidecarFor(t.node)
+	if o == nil {
+		return sidecarScope{}
+	}
+	return sidecarScope{o: o, sc: o.Spec.(*networking.Sidecar), m: t.m}
+}
+
+// visible reports whether the Sidecar's egress hosts let the node reach a
+// host; without egress hosts (Istio's default) every host is visible.
+func (s sidecarScope) visible(host string) bool {
+	if s.o == nil || len(s.sc.Egress) == 0 {
+		return true
+	}
+	ns := ""
+	if svc := s.m.services[host]; svc != nil {
+		ns = svc.namespace
+	}
+	for _, eg := range s.sc.Egress {
+		for _, h := range eg.Hosts {
+			if config.SidecarEgressAllows(h, s.o.Meta.Namespace, host, ns) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// scopeToSidecar returns the node's resources as its Sidecar scopes them;
+// out itself when no Sidecar applies (gateways have none). The outbound
+// builders already left out the listeners and routes of hosts out of
+// scope; this leaves out their clusters, but those routes send traffic to.
+// Resources are shared between nodes, so none of out's is modified:
+// changed ones are copies.
+func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
+	scope := t.sidecarScope()
+	if scope.o == nil {
+		return out, nil
+	}
+	o, sc, visible := scope.o, scope.sc, scope.visible
+	scoped := &Resources{}
+	keptRoutes := map[string]bool{}
+	used := map[string]bool{} // clusters the kept routes send traffic to
+	for _, rc := range out.Routes {
+		switch {
+		case strings.HasPrefix(rc.Name, "inbound|"):
+		case t.node.Flavour == FlavourGRPC:
+			if !visible(hostOfName(rc.Name)) {
+				continue
+			}
+		default:
+			vhs := slices.DeleteFunc(slices.Clone(rc.VirtualHosts), func(vh *routev3.VirtualHost) bool { return !visible(hostOfName(vh.Name)) })
+			if len(vhs) == 0 {
+				continue
+			}
+			if len(vhs) != len(rc.VirtualHosts) {
+				cp := proto.Clone(rc).(*routev3.RouteConfiguration)
+				cp.VirtualHosts = vhs
+				rc = cp
+			}
+		}
+		keptRoutes[rc.Name] = true
+		for _, vh := range rc.VirtualHosts {
+			for _, r := range vh.Routes {
+				for _, c := range routeClusters(r) {
+					used[c] = true
+				}
+			}
+		}
+		scoped.Routes = append(scoped.Routes, rc)
+	}
+	for _, l := range out.Listeners {
+		switch {
+		case l.GetApiListener() != nil || l.TrafficDirection == corev3.TrafficDirection_OUTBOUND:
+			if !keptRoutes[listenerRouteName(l)] {
+				continue
+			}
+		}
+		scoped.Listeners = append(scoped.Listeners, l)
+	}
+	keep := func(name string) bool {
+		if used[name] || !strings.HasPrefix(name, "outbound|") {
+			return true
+		}
+		parts := strings.SplitN(name, "|", 4)
+		return len(parts) == 4 && visible(parts[3])
+	}
+	for _, c := range out.Clusters {
+		if keep(c.Name) {
+			scoped.Clusters = append(scoped.Clusters, c)
+		}
+	}
+	for _, e := range out.Endpoints {
+		if keep(e.ClusterName) {
+			scoped.Endpoints = append(scoped.Endpoints, e)
+		}
+	}
+	if t.node.Flavour != FlavourGRPC && sc.OutboundTrafficPolicy != nil {
+		if err := t.outboundTrafficPolicy(scoped, sc.OutboundTrafficPolicy.Mode); err != nil {
+			return nil, fmt.Errorf("node %s: Sidecar %s/%s outboundTrafficPolicy: %w", t.node.ID, o.Meta.Namespace, o.Meta.Name, err)
+		}
+	}
+	return scoped, nil
+}
+
+// hostOfName is the host of a "host:port" resource or virtual host name.
+func hostOfName(name string) string {
+	if h, _, err := net.SplitHostPort(name); err == nil {
+		return h
+	}
+	return name
+}
+
+// listenerRouteName is the RDS route configuration an outbound listener's
+// HTTP connection manager names, "" for none.
+func listenerRouteName(l *listenerv3.Listener) string {
+	if a := l.GetApiListener().GetApiListener(); a != nil {
+		return rdsName(a.GetValue())
+	}
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			if f.GetName() == hcmFilter {
+				return rdsName(f.GetTypedConfig().GetValue())
+			}
+		}
+	}
+	return ""
+}
+
+// rdsName is the route configuration an encoded HTTP connection manager
+// takes over RDS.
+func rdsName(encoded []byte) string {
+	var m hcm.HttpConnectionManager
+	if err := proto.Unmarshal(encoded, &m); err != nil {
+		return ""
+	}
+	return m.GetRds().GetRouteConfigName()
+}
+
+func routeClusters(r *routev3.Route) []string {
+	ra := r.GetRoute()
+	if ra == nil {
+		return nil
+	}
+	var out []string
+	if c := ra.GetCluster(); c != "" {
+		out = append(out, c)
+	}
+	for _, w := range ra.GetWeightedClusters().GetClusters() {
+		out = append(out, w.GetName())
+	}
+	for _, m := range ra.GetRequestMirrorPolicies() {
+		out = append(out, m.GetCluster())
+	}
+	return out
+}
+
+// outboundTrafficPolicy adds what Envoy does with captured traffic to a
+// destination no listener or virtual host knows, as istiod builds it: the
+// "virtualOutbound" listener (15001) whose fallback chain, and every
+// outbound route configuration's last virtual host ("allow_any" or
+// "block_all"), pass it through to its original destination
+// (PassthroughCluster) for ALLOW_ANY, or refuse it (BlackHoleCluster, 502)
+// for REGISTRY_ONLY.
+func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.OutboundTrafficPolicy_Mode) error {
+	allow := mode == networking.OutboundTrafficPolicy_ALLOW_ANY
+	clusters := []*clusterv3.Cluster{
+		{
+			Name:                 passthroughCluster,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+		},
+		{
+			Name:                 blackHoleCluster,
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
+			LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: blackHoleCluster},
+		},
+	}
+	fallback := blackHoleCluster
+	if allow {
+		fallback = passthroughCluster
+	}
+	tp := &tcpproxy.TcpProxy{StatPrefix: fallback, ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: fallback}}
+	l := &listenerv3.Listener{
+		Name:             virtualOutbound,
+		Address:          socketAddress("0.0.0.0", envoyOutboundPort),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		UseOriginalDst:   wrapperspb.Bool(true),
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    "PassthroughFilterChain",
+			Filters: []*listenerv3.Filter{{Name: tcpProxyFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(tp)}}},
+		}},
+	}
+	var vh *routev3.VirtualHost
+	if allow {
+		vh = &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Name:   "allow_any",
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: passthroughCluster}, Timeout: durationpb.New(0)}},
+		}}}
+	} else {
+		vh = &routev3.VirtualHost{Name: "block_all", Domains: []string{"*"}, Routes: []*routev3.Route{{
+			Name:   "block_all",
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 502}},
+		}}}
+	}
+	for i, rc := range r.Routes {
+		if strings.HasPrefix(rc.Name, "inbound|") || slices.ContainsFunc(rc.VirtualHosts, func(v *routev3.VirtualHost) bool { return slices.Contains(v.Domains, "*") }) {
+			continue
+		}
+		cp := proto.Clone(rc).(*routev3.RouteConfiguration)
+		cp.VirtualHosts = append(cp.VirtualHosts, proto.Clone(vh).(*routev3.VirtualHost))
+		r.Routes[i] = cp
+	}
+	if err := validateAll("cluster", clusters); err != nil {
+		return err
+	}
+	if err := validateAll("listener", []*listenerv3.Listener{l}); err != nil {
+		return err
+	}
+	if err := validateAll("route configuration", r.Routes); err != nil {
+		return err
+	}
+	r.Clusters = append(r.Clusters, clusters...)
+	r.Listeners = append(r.Listeners, l)
+	return nil
+}
