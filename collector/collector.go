@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/extension"
 	"go.opentelemetry.io/collector/otelcol"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/memorylimiterprocessor"
@@ -38,6 +39,7 @@ import (
 	"github.com/meshlens/meshlens/collector/meshexporter"
 	"github.com/meshlens/meshlens/collector/normalize"
 	"github.com/meshlens/meshlens/collector/spool"
+	"github.com/meshlens/meshlens/listeners"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store"
 )
@@ -52,6 +54,9 @@ type Config struct {
 	MemoryLimitMiB int           `json:"memory-limit-mib"` // memory limiter hard limit
 	// DeadLetterMaxBytes bounds the file of rows ClickHouse refused.
 	DeadLetterMaxBytes int64 `json:"dead-letter-max-bytes"`
+	// Limits bound the receivers' clients (message sizes, streams,
+	// OTLP/HTTP timeouts and headers).
+	Limits listeners.Limits `json:"-"`
 	// InboundAccessLogs says which inbound access-log entries (written by
 	// the callee's proxy) become request records: InboundOutsideMesh or
 	// InboundAll.
@@ -82,6 +87,7 @@ func DefaultConfig() Config {
 		MemoryLimitMiB: 2048,
 
 		DeadLetterMaxBytes: 256 << 20,
+		Limits:             listeners.DefaultLimits(),
 
 		InboundAccessLogs: InboundOutsideMesh,
 	}
@@ -109,6 +115,9 @@ func (c Config) Validate() error {
 	if c.DeadLetterMaxBytes < 1<<20 {
 		return fmt.Errorf("--dead-letter-max-bytes %d: must be at least 1 MiB", c.DeadLetterMaxBytes)
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	if c.InboundAccessLogs != InboundOutsideMesh && c.InboundAccessLogs != InboundAll {
 		return fmt.Errorf("--inbound-access-logs %q: want %q or %q", c.InboundAccessLogs, InboundOutsideMesh, InboundAll)
 	}
@@ -117,21 +126,31 @@ func (c Config) Validate() error {
 
 // Collector runs the OpenTelemetry pipelines and the ClickHouse writer.
 type Collector struct {
-	cfg     Config
-	logger  *slog.Logger
-	spool   *spool.Spool
-	writer  *Writer
-	deps    meshexporter.Deps
-	running atomic.Bool
+	cfg       Config
+	listeners *listeners.Metrics
+	logger    *slog.Logger
+	spool     *spool.Spool
+	writer    *Writer
+	deps      meshexporter.Deps
+	running   atomic.Bool
 }
 
 // New builds a collector writing to st and feeding sinks; its queue lives in
 // dataDir/queue. peers, when not nil, names the workloads behind addresses
 // in the telemetry (a Kubernetes registry: Pod IPs) where the telemetry
 // itself does not.
-func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, peers mesh.PeerResolver, reg prometheus.Registerer, logger *slog.Logger) (*Collector, error) {
+//
+// Its listeners count the limits that bite in lm (meshlens' one set of
+// listener metrics); nil makes and registers its own.
+func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, peers mesh.PeerResolver, reg prometheus.Registerer, logger *slog.Logger, lm *listeners.Metrics) (*Collector, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if lm == nil {
+		var err error
+		if lm, err = listeners.NewMetrics(reg); err != nil {
+			return nil, err
+		}
 	}
 	sp, err := spool.Open(filepath.Join(dataDir, "queue"), cfg.QueueMaxBytes)
 	if err != nil {
@@ -149,9 +168,10 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 	pairer := normalize.NewPairer(cfg.PairWait, 500_000)
 	pairer.Peers = peers
 	c := &Collector{
-		cfg:    cfg,
-		logger: logger,
-		spool:  sp,
+		cfg:       cfg,
+		listeners: lm,
+		logger:    logger,
+		spool:     sp,
 		deps: meshexporter.Deps{
 			Spool:   sp,
 			Pairer:  pairer,
@@ -229,17 +249,35 @@ func (c *Collector) watchState(ctx context.Context, col *otelcol.Collector) {
 	}
 }
 
+// The listener extension's instances, named as the metrics name the
+// listeners.
+var (
+	otlpGRPCExt = listenerExtType.String() + "/otlp_grpc"
+	otlpHTTPExt = listenerExtType.String() + "/otlp_http"
+)
+
 // pipelineConfig is the collector configuration, as the collector's own YAML.
 func (c *Collector) pipelineConfig() map[string]any {
 	receivers := map[string]any{}
 	var traceRx, logRx, metricRx []string
 	if c.cfg.OTLPGRPC != "" || c.cfg.OTLPHTTP != "" {
 		protocols := map[string]any{}
+		l := c.cfg.Limits
 		if c.cfg.OTLPGRPC != "" {
-			protocols["grpc"] = map[string]any{"endpoint": c.cfg.OTLPGRPC, "max_recv_msg_size_mib": 64}
+			// Size and stream limits come with the middleware's options.
+			protocols["grpc"] = map[string]any{"endpoint": c.cfg.OTLPGRPC,
+				"middlewares": []any{map[string]any{"id": otlpGRPCExt}}}
 		}
 		if c.cfg.OTLPHTTP != "" {
-			protocols["http"] = map[string]any{"endpoint": c.cfg.OTLPHTTP}
+			protocols["http"] = map[string]any{"endpoint": c.cfg.OTLPHTTP,
+				// One byte over the middleware's bound, so that it is the one
+				// that refuses, and counts.
+				"max_request_body_size": l.MaxMessageBytes + 1,
+				"read_header_timeout":   l.ReadTimeout.String(),
+				"read_timeout":          l.ReadTimeout.String(),
+				"write_timeout":         l.WriteTimeout.String(),
+				"keepalive":             map[string]any{"idle_timeout": l.IdleTimeout.String()},
+				"middlewares":           []any{map[string]any{"id": otlpHTTPExt}}}
 		}
 		receivers["otlp"] = map[string]any{"protocols": protocols}
 		traceRx, logRx, metricRx = []string{"otlp"}, []string{"otlp"}, []string{"otlp"}
@@ -264,8 +302,9 @@ func (c *Collector) pipelineConfig() map[string]any {
 			"limit_mib":       c.cfg.MemoryLimitMiB,
 			"spike_limit_mib": c.cfg.MemoryLimitMiB / 4,
 		}},
-		"exporters": map[string]any{meshexporter.Type.String(): map[string]any{}},
-		"service":   map[string]any{"pipelines": pipelines},
+		"exporters":  map[string]any{meshexporter.Type.String(): map[string]any{}},
+		"extensions": map[string]any{otlpGRPCExt: map[string]any{}, otlpHTTPExt: map[string]any{}},
+		"service":    map[string]any{"pipelines": pipelines, "extensions": []string{otlpGRPCExt, otlpHTTPExt}},
 	}
 }
 
@@ -277,7 +316,11 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 	factories := func() (otelcol.Factories, error) {
 		var f otelcol.Factories
 		var err error
-		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), alsreceiver.NewFactory(alsMetrics{c.deps.Metrics})); err != nil {
+		als := alsreceiver.NewFactory(alsMetrics{c.deps.Metrics}, c.listeners.GRPCServerOptions("als", c.cfg.Limits)...)
+		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), als); err != nil {
+			return f, err
+		}
+		if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](newListenerExtFactory(c.listeners, c.cfg.Limits)); err != nil {
 			return f, err
 		}
 		if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](memorylimiterprocessor.NewFactory()); err != nil {

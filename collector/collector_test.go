@@ -94,7 +94,7 @@ func startCollectorWith(t testing.TB, peers mesh.PeerResolver, live mesh.RecordS
 		sinks = append(sinks, live)
 	}
 	h.dataDir = t.TempDir()
-	c, err := collector.New(h.cfg, h.dataDir, h.store, sinks, peers, h.reg, logger)
+	c, err := collector.New(h.cfg, h.dataDir, h.store, sinks, peers, h.reg, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func runCollectorLogging(t *testing.T, level slog.Level) string {
 	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level}))
 	cfg := collector.DefaultConfig()
 	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.ALS = freeAddr(t), freeAddr(t), freeAddr(t)
-	c, err := collector.New(cfg, t.TempDir(), storetest.Open(t), nil, nil, prometheus.NewRegistry(), logger)
+	c, err := collector.New(cfg, t.TempDir(), storetest.Open(t), nil, nil, prometheus.NewRegistry(), logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

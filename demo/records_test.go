@@ -57,7 +57,7 @@ func TestDemoTracesBecomeMeshRecords(t *testing.T) {
 	// Halves pair as soon as both arrive; the wait only bounds how late
 	// one may be, which on a loaded machine (or under -race) is seconds.
 	ccfg.PairWait = 10 * time.Second
-	c, err := collector.New(ccfg, t.TempDir(), storetest.Open(t), []mesh.RecordSink{sink}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := collector.New(ccfg, t.TempDir(), storetest.Open(t), []mesh.RecordSink{sink}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func (r *rig) startCollector(t *testing.T) {
 	}
 	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.ALS = addr(), addr(), addr()
 	cfg.PairWait = time.Second
-	c, err := collector.New(cfg, t.TempDir(), st, []mesh.RecordSink{r.live}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := collector.New(cfg, t.TempDir(), st, []mesh.RecordSink{r.live}, nil, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/istiometrics"
+	"github.com/meshlens/meshlens/listeners"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/query"
 	"github.com/meshlens/meshlens/rollout"
@@ -101,6 +102,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 		"directory, on the gateway proxies, of Gateway servers' credentialName certificates: DIR/NAME/tls.crt, tls.key, ca.crt; default "+xds.DefaultGatewayCredentialDir)
 	fs.StringVar(&c.TrafficProvider, "traffic-provider", c.TrafficProvider,
 		`where rollouts that name no spec.trafficProvider write their routes: "meshlens" (meshlens' own config and xDS server), "istio" (VirtualServices in the Kubernetes API, for istiod) or "gatewayAPI" (HTTPRoute backendRefs weights); the last two need --kubeconfig`)
+	c.registerLimitFlags(fs)
 	fs.StringVar(&c.Collector.OTLPGRPC, "otlp-grpc", c.Collector.OTLPGRPC, "OTLP/gRPC listen address (empty disables)")
 	fs.StringVar(&c.Collector.OTLPHTTP, "otlp-http", c.Collector.OTLPHTTP, "OTLP/HTTP listen address (empty disables)")
 	fs.StringVar(&c.Collector.ALS, "als", c.Collector.ALS, "Envoy gRPC access log service listen address (empty disables)")
@@ -225,6 +227,10 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	lm, err := listeners.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
 
 	st, err := openStore(ctx, cfg.ClickHouse, cfg.ClickHouseCluster, cfg.ClickHouseWait, logger)
 	if err != nil {
@@ -256,7 +262,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		}
 		sinks = append(sinks, istio)
 	}
-	col, err := collector.New(cfg.Collector, cfg.DataDir, st, sinks, peers, reg, logger)
+	col, err := collector.New(cfg.Collector, cfg.DataDir, st, sinks, peers, reg, logger, lm)
 	if err != nil {
 		return err
 	}
@@ -350,7 +356,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	component(col.Run)
 	component(func(ctx context.Context) error { return store.DefaultRetention().Run(ctx, st) })
-	component(func(ctx context.Context) error { return xdsServer.Serve(ctx, cfg.XDS) })
+	component(func(ctx context.Context) error {
+		return xdsServer.Serve(ctx, cfg.XDS, lm.GRPCServerOptions("xds", cfg.Collector.Limits)...)
+	})
 	if cfg.ConfigDir != "" {
 		component(config.NewDirSource(cfg.ConfigDir, cfgStore, logger).Run)
 	}
@@ -368,11 +376,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
 		}
-		srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+		srv := lm.HTTPServer("http", cfg.Collector.Limits, e)
 		g.Add(func() error {
 			logger.Info("meshlens serving", "http", "http://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
 				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS, "xds", cfg.XDS)
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(lm.Listener("http", ln)); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
+	"google.golang.org/grpc"
 )
 
 // Type is the component type name used in collector configuration.
@@ -22,11 +23,12 @@ type Metrics interface {
 	Malformed()
 }
 
-// NewFactory returns the receiver factory. metrics may be nil.
-func NewFactory(metrics Metrics) receiver.Factory {
+// NewFactory returns the receiver factory. metrics may be nil; opts go to
+// the gRPC server (limits, credentials).
+func NewFactory(metrics Metrics, opts ...grpc.ServerOption) receiver.Factory {
 	return receiver.NewFactory(Type,
 		func() component.Config { return &Config{Endpoint: "127.0.0.1:19001", MaxRecvMsgSizeMiB: 16} },
 		receiver.WithLogs(func(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-			return newReceiver(cfg.(*Config), set, next, metrics), nil
+			return newReceiver(cfg.(*Config), set, next, metrics, opts), nil
 		}, component.StabilityLevelBeta))
 }

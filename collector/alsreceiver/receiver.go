@@ -28,6 +28,7 @@ type alsReceiver struct {
 	set     receiver.Settings
 	next    consumer.Logs
 	metrics Metrics
+	opts    []grpc.ServerOption
 
 	mu     sync.Mutex
 	server *grpc.Server
@@ -36,11 +37,11 @@ type alsReceiver struct {
 	cancel context.CancelFunc
 }
 
-func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs, metrics Metrics) *alsReceiver {
+func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs, metrics Metrics, opts []grpc.ServerOption) *alsReceiver {
 	if metrics == nil {
 		metrics = nopMetrics{}
 	}
-	return &alsReceiver{cfg: cfg, set: set, next: next, metrics: metrics}
+	return &alsReceiver{cfg: cfg, set: set, next: next, metrics: metrics, opts: opts}
 }
 
 type nopMetrics struct{}
@@ -55,7 +56,8 @@ func (r *alsReceiver) Start(_ context.Context, _ component.Host) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.server = grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSizeMiB << 20))
+	// Options given later (meshlens' limits) win over the config's.
+	r.server = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSizeMiB << 20)}, r.opts...)...)
 	alsv3.RegisterAccessLogServiceServer(r.server, r)
 	r.done = make(chan struct{})
 	go func() {

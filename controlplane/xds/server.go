@@ -217,19 +217,20 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Serve listens on addr (e.g. DefaultAddr) and serves xDS until ctx ends.
-func (s *Server) Serve(ctx context.Context, addr string) error {
+// opts go to the gRPC server (limits, credentials).
+func (s *Server) Serve(ctx context.Context, addr string, opts ...grpc.ServerOption) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("xds listen %s: %w", addr, err)
 	}
-	return s.ServeListener(ctx, lis)
+	return s.ServeListener(ctx, lis, opts...)
 }
 
 // ServeListener serves xDS on lis until ctx ends.
-func (s *Server) ServeListener(ctx context.Context, lis net.Listener) error {
-	g := grpc.NewServer(
+func (s *Server) ServeListener(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
+	g := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}, opts...)...)
 	s.Register(g)
 	done := make(chan struct{})
 	go func() {
