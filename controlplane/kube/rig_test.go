@@ -341,6 +341,29 @@ func waitRollout(t *testing.T, cp *controlPlane, ns, name string, d time.Duratio
 	return st
 }
 
+// waitSucceeded waits for the rollout to succeed, failing at once if it
+// ends any other way, and returns the candidate weights it pushed, in
+// order ("[25 50 100]").
+func waitSucceeded(t *testing.T, cp *controlPlane, ns, name string, d time.Duration) (rollout.Status, string) {
+	t.Helper()
+	st := waitRollout(t, cp, ns, name, d, "succeeded", func(st rollout.Status) error {
+		if st.State.Terminal() && st.State != rollout.Succeeded {
+			return fmt.Errorf("ended %s", st.State)
+		}
+		return inState(rollout.Succeeded)(st)
+	})
+	var pushed []int32
+	for _, h := range st.History {
+		if h.Type == "push" && h.Error == "" {
+			pushed = append(pushed, h.Weights.Candidate)
+		}
+	}
+	if n := len(pushed); n > 1 && pushed[n-1] == pushed[n-2] {
+		pushed = pushed[:n-1] // a retried push of the last step
+	}
+	return st, fmt.Sprint(pushed)
+}
+
 // inState is a waitRollout check for a state.
 func inState(want rollout.State) func(rollout.Status) error {
 	return func(st rollout.Status) error {

@@ -149,6 +149,18 @@ func condition(st map[string]any, typ string) map[string]any {
 	return nil
 }
 
+// waitSplit waits until the VirtualService name splits traffic as want
+// (split's form: "v1=50,v2=50").
+func (e *istioEnv) waitSplit(t *testing.T, name, want string, d time.Duration, what string) {
+	t.Helper()
+	meshtest.Eventually(t, d, what, func() error {
+		if got := split(e.vs(t, name)); got != want {
+			return fmt.Errorf("split %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
 // waitCondition waits for the Rollout's RoutesApplied condition in the
 // API server to have status and reason.
 func (e *istioEnv) waitCondition(t *testing.T, name, status, reason string) map[string]any {
@@ -180,12 +192,7 @@ func TestIstioProviderRollsBackFailingCanaryInTheAPIServer(t *testing.T) {
 	debugBefore := e.vs(t, "reviews").Spec.GetHttp()[0]
 
 	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
-	meshtest.Eventually(t, 20*time.Second, "the VirtualService in the API server splits 50/50", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 20*time.Second, "the VirtualService in the API server splits 50/50")
 	start := time.Now()
 	meshtest.Eventually(t, 20*time.Second, "clients reach the candidate", func() error {
 		if got := l.Since(start); got["v2"] < 20 {
@@ -261,20 +268,9 @@ spec:
 `)
 	l := e.reviews.load(t, e.cp)
 	e.apply(t, istioRollout("reviews", "", "[20, 50, 100]", "600ms"))
-	st := waitRollout(t, e.cp, e.ns, "reviews", 60*time.Second, "succeeded", func(st rollout.Status) error {
-		if st.State.Terminal() && st.State != rollout.Succeeded {
-			return fmt.Errorf("ended %s", st.State)
-		}
-		return inState(rollout.Succeeded)(st)
-	})
-	var pushed []int32
-	for _, h := range st.History {
-		if h.Type == "push" && h.Error == "" {
-			pushed = append(pushed, h.Weights.Candidate)
-		}
-	}
-	if fmt.Sprint(pushed) != "[20 50 100]" && fmt.Sprint(pushed) != "[20 50 100 100]" {
-		t.Errorf("pushed candidate weights %v, want 20, 50, 100", pushed)
+	_, pushed := waitSucceeded(t, e.cp, e.ns, "reviews", 60*time.Second)
+	if pushed != "[20 50 100]" {
+		t.Errorf("pushed candidate weights %s, want [20 50 100]", pushed)
 	}
 	if got := split(e.vs(t, "reviews")); got != "v2=0" {
 		t.Errorf("split %q, want all on v2", got)
@@ -398,12 +394,7 @@ func TestIstioProviderHumanEditPausesTheRollout(t *testing.T) {
 	e := newIstioEnv(t, reviewsRoutes)
 	e.reviews.load(t, e.cp)
 	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
-	meshtest.Eventually(t, 20*time.Second, "split 50/50", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 20*time.Second, "split 50/50")
 	// kubectl edit: the split goes 90/10 (read again if meshlens wrote the
 	// status in between, as kubectl does).
 	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -440,12 +431,7 @@ func TestIstioProviderHumanEditPausesTheRollout(t *testing.T) {
 	if _, err := e.cp.engine.Do(context.Background(), e.ns, "reviews", rollout.EvResume, "operator", "operator: resume"); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.Eventually(t, 10*time.Second, "resume writes the rollout's routes", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 10*time.Second, "resume writes the rollout's routes")
 	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
 }
 
@@ -469,12 +455,7 @@ spec:
   hosts: [reviews]
   http: [{route: [{destination: {host: reviews, subset: v1}}]}]
 `)
-	meshtest.Eventually(t, 15*time.Second, "the rollout writes it once it exists", func() error {
-		if got := split(e.vs(t, "reviews-routes")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews-routes", "v1=50,v2=50", 15*time.Second, "the rollout writes it once it exists")
 	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
 }
 
@@ -585,12 +566,7 @@ func TestIstioProviderStopsWhenRBACRefusesTheWrite(t *testing.T) {
 	if _, err := e.cp.engine.Do(ctx, ns, "reviews", rollout.EvResume, "operator", "operator: resume"); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.Eventually(t, 15*time.Second, "the resumed rollout writes its routes", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 15*time.Second, "the resumed rollout writes its routes")
 	e.waitCondition(t, "reviews", "True", rollout.ReasonApplied)
 }
 
@@ -611,12 +587,7 @@ func routeNames(rs []*networking.HTTPRoute) []string {
 func TestIstioProviderDeletedRolloutLeavesRoutesOnStable(t *testing.T) {
 	e := newIstioEnv(t, reviewsRoutes)
 	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
-	meshtest.Eventually(t, 20*time.Second, "split 50/50", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 20*time.Second, "split 50/50")
 	if err := e.c.Dynamic.Resource(rolloutGVR).Namespace(e.ns).Delete(context.Background(), "reviews", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -641,12 +612,7 @@ func TestIstioProviderDeletedRolloutLeavesRoutesOnStable(t *testing.T) {
 func TestIstioProviderRetriesARollbackUntilTheAPIServerIsBack(t *testing.T) {
 	e := newIstioEnv(t, reviewsRoutes)
 	e.apply(t, istioRollout("reviews", "", "[50, 100]", "1h"))
-	meshtest.Eventually(t, 20*time.Second, "split 50/50", func() error {
-		if got := split(e.vs(t, "reviews")); got != "v1=50,v2=50" {
-			return fmt.Errorf("split %q", got)
-		}
-		return nil
-	})
+	e.waitSplit(t, "reviews", "v1=50,v2=50", 20*time.Second, "split 50/50")
 	e.c.StopAPIServer()
 	restarted := false
 	t.Cleanup(func() {
