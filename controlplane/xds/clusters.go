@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -82,6 +83,9 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 				Address: socketAddress(svc.externalName, p.Number)}}}},
 		}}}
 	}
+	if svc.resolvesDNS() {
+		t.dnsCluster(c, svc, p, members)
+	}
 	tp := t.m.trafficPolicy(svc.host, p.Number, ss.Name)
 	if err := t.applyTrafficPolicy(c, tp, p); err != nil {
 		return nil, nil, err
@@ -91,10 +95,46 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 		return nil, nil, err
 	}
 	c.TransportSocket = ts
-	if svc.externalName != "" {
+	if svc.externalName != "" || svc.resolvesDNS() {
 		return c, nil, nil
 	}
 	return c, t.loadAssignment(name, p, members), nil
+}
+
+// dnsCluster makes c resolve a ServiceEntry's names as Istio does: its
+// endpoints' addresses, or the host itself when it lists none. DNS is
+// STRICT_DNS (every address of every name) for Envoy; DNS_ROUND_ROBIN, and
+// anything for grpc-go, which implements only LOGICAL_DNS, is LOGICAL_DNS
+// of the first name (one connection target, re-resolved).
+func (t *translator) dnsCluster(c *clusterv3.Cluster, svc *service, p *networking.ServicePort, members []*workload) {
+	type target struct {
+		name string
+		port uint32
+	}
+	var targets []target
+	for _, w := range members {
+		targets = append(targets, target{w.address, w.targetPort(p)})
+	}
+	if len(svc.endpoints) == 0 {
+		targets = append(targets, target{svc.host, cmp.Or(p.TargetPort, p.Number)})
+	}
+	typ := clusterv3.Cluster_STRICT_DNS
+	if svc.resolution == networking.ServiceEntry_DNS_ROUND_ROBIN || t.node.Flavour == FlavourGRPC {
+		typ = clusterv3.Cluster_LOGICAL_DNS
+		targets = targets[:min(len(targets), 1)]
+	}
+	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: typ}
+	c.EdsClusterConfig = nil
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: c.Name}
+	if len(targets) > 0 {
+		l := &endpointv3.LocalityLbEndpoints{}
+		for _, tg := range targets {
+			l.LbEndpoints = append(l.LbEndpoints, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress(tg.name, tg.port)}}})
+		}
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{l}
+	}
+	c.LoadAssignment = cla
 }
 
 // loadAssignment groups endpoints by locality. Locality weight is the sum of

@@ -113,6 +113,9 @@ func (t *translator) inboundPorts() []inboundPort {
 	var out []inboundPort
 	for _, h := range t.m.hosts {
 		svc := t.m.services[h]
+		if svc.resolvesDNS() {
+			continue // names resolved by clients, not mesh workloads
+		}
 		for _, w := range svc.endpoints {
 			if len(t.node.IPs) > 0 && !slices.Contains(t.node.IPs, w.address) {
 				continue

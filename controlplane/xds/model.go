@@ -42,6 +42,15 @@ type service struct {
 	externalName string
 	// from is the registry Service this was modelled on (nil: a ServiceEntry host).
 	from *registry.Service
+	// resolution is a ServiceEntry's: DNS and DNS_ROUND_ROBIN clusters
+	// resolve their endpoints' names (or the host) themselves.
+	resolution networking.ServiceEntry_Resolution
+}
+
+// resolvesDNS reports whether the service's clusters resolve names
+// (ServiceEntry resolution DNS or DNS_ROUND_ROBIN) instead of using EDS.
+func (s *service) resolvesDNS() bool {
+	return s.resolution == networking.ServiceEntry_DNS || s.resolution == networking.ServiceEntry_DNS_ROUND_ROBIN
 }
 
 // workload is one endpoint: an inline ServiceEntry endpoint or a selected
@@ -180,7 +189,7 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			if _, dup := m.services[h]; dup {
 				continue
 			}
-			m.services[h] = &service{host: h, namespace: o.Meta.Namespace, ports: se.Ports, endpoints: eps, sans: se.SubjectAltNames}
+			m.services[h] = &service{host: h, namespace: o.Meta.Namespace, ports: se.Ports, endpoints: eps, sans: se.SubjectAltNames, resolution: se.Resolution}
 		}
 	}
 	m.hosts = slices.Sorted(maps.Keys(m.services))
