@@ -143,6 +143,8 @@ type Merger struct {
 	peers map[mesh.Peer]uint32
 	edges map[mergeKey]int // index into t.order
 	nl    int
+	slab  []Stats
+	hist  []uint64
 }
 
 type mergeKey struct {
@@ -175,7 +177,15 @@ func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string) *Stat
 	if i, ok := m.edges[k]; ok {
 		return m.t.order[i].stats
 	}
-	st := NewStats()
+	// Stats and histograms come from slabs: one allocation per 1,024 edges.
+	if len(m.slab) == 0 {
+		m.slab = make([]Stats, 1024)
+		m.hist = make([]uint64, 1024*m.nl)
+	}
+	st := &m.slab[0]
+	m.slab = m.slab[1:]
+	st.Latency = m.hist[:m.nl:m.nl]
+	m.hist = m.hist[m.nl:]
 	m.edges[k] = len(m.t.order)
 	m.t.order = append(m.t.order, trafficEdge{key: &EdgeKey{Source: *sp, Destination: *dp, Protocol: protocol}, stats: st, src: src, dst: dst})
 	return st
@@ -186,17 +196,30 @@ func (m *Merger) Add(t *Traffic) {
 	if t.Partial {
 		m.t.Partial = true
 	}
-	add := func(k *EdgeKey, st *Stats) {
-		m.edge(m.peer(k.Source), m.peer(k.Destination), &k.Source, &k.Destination, k.Protocol).Add(st)
-	}
 	if t.ordered {
+		// The live graph's own peer ids say which peers are one without
+		// hashing them again.
+		ids := make(map[uint32]uint32, len(t.order)/4)
+		peer := func(p *mesh.Peer, id uint32) uint32 {
+			if id == noPeer {
+				return m.peer(*p)
+			}
+			v, ok := ids[id]
+			if !ok {
+				v = m.peer(*p)
+				ids[id] = v
+			}
+			return v
+		}
 		for i := range t.order {
-			add(t.order[i].key, t.order[i].stats)
+			te := &t.order[i]
+			k := te.key
+			m.edge(peer(&k.Source, te.src), peer(&k.Destination, te.dst), &k.Source, &k.Destination, k.Protocol).Add(te.stats)
 		}
 		return
 	}
 	for k, st := range t.Edges {
-		add(&k, st)
+		m.edge(m.peer(k.Source), m.peer(k.Destination), &k.Source, &k.Destination, k.Protocol).Add(st)
 	}
 }
 

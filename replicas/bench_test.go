@@ -1,0 +1,144 @@
+package replicas
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/mesh"
+	"github.com/meshlens/meshlens/query"
+)
+
+// The benchmark mesh of query's and graph's benchmarks: 1,000 services × 3
+// versions, 10,000 version-to-version edges.
+const benchNodes, benchEdges = 3000, 10000
+
+func benchPeer(n int) mesh.Peer {
+	svc := fmt.Sprintf("svc%d", n/3)
+	ver := fmt.Sprintf("v%d", n%3+1)
+	return mesh.Peer{Namespace: fmt.Sprintf("ns%d", (n/3)%10), Service: svc, Workload: svc + "-" + ver, Version: ver}
+}
+
+// BenchmarkMergedGraphQuery times GET /api/v1/graph?window=5m&view=version
+// (HTTP and JSON included) on one of three replicas that each saw a third of
+// ten minutes of the benchmark mesh (every edge on every replica, as behind
+// a load balancer), against the same query on one replica that saw it all,
+// in the same run. Every query is cold: all live graphs publish a new
+// snapshot before it, so no sum or graph of an earlier query is reused (a
+// busy mesh publishes every second). Query counts are fixed inside.
+func BenchmarkMergedGraphQuery(b *testing.B) {
+	ctx := context.Background()
+	end := time.Now()
+	now := func() time.Time { return end }
+	logger := slog.New(slog.DiscardHandler)
+	var addrs []string
+	var lives []*graph.Live
+	var servers []*httptest.Server
+	for range 3 {
+		live, err := graph.New(graph.Config{Now: now}, logger, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reps, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 5 * time.Second}, logger, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := echo.New()
+		api := e.Group("/api/v1")
+		query.RegisterRoutes(api, query.Deps{Live: live, Now: now, Replicas: reps})
+		reps.RegisterRoutes(api)
+		srv := httptest.NewServer(e)
+		defer srv.Close()
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+		lives = append(lives, live)
+		servers = append(servers, srv)
+	}
+	single, err := graph.New(graph.Config{Now: now}, logger, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := echo.New()
+	query.RegisterRoutes(e.Group("/api/v1"), query.Deps{Live: single, Now: now})
+	singleSrv := httptest.NewServer(e)
+	defer singleSrv.Close()
+
+	batch := make([]mesh.Record, benchEdges)
+	for step := range 60 {
+		at := end.Add(-10*time.Minute + time.Duration(step+1)*10*time.Second)
+		for i := range batch {
+			s := i % benchNodes
+			code := uint16(200)
+			if i%10 == 0 && step%2 == 0 {
+				code = 503
+			}
+			batch[i] = mesh.Record{Time: at, Source: benchPeer(s), Destination: benchPeer((s + 1 + (i/benchNodes)*997 + (s*13)%500) % benchNodes),
+				Protocol: "http", Code: code, GRPCStatus: -1, Flags: "-", Duration: time.Duration(1+(i+step)%200) * time.Millisecond,
+				BytesIn: 200, BytesOut: 2000, MTLS: i%4 != 0}
+		}
+		_ = lives[step%3].ConsumeRecords(ctx, batch)
+		_ = single.ConsumeRecords(ctx, batch)
+	}
+	get := func(url string) {
+		resp, err := http.Get(url + "/api/v1/graph?window=5m&view=version")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var g struct {
+			Edges   []json.RawMessage
+			Partial bool
+			Missing any
+		}
+		err = json.NewDecoder(resp.Body).Decode(&g)
+		resp.Body.Close()
+		if err != nil || len(g.Edges) != benchEdges || g.Partial {
+			b.Fatalf("graph: %s: %d edges, partial %v %v, %v", resp.Status, len(g.Edges), g.Partial, g.Missing, err)
+		}
+	}
+	cold := func(n int, url string) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			for _, l := range append(lives, single) {
+				l.Refresh()
+			}
+			start := time.Now()
+			get(url)
+			out[i] = time.Since(start)
+		}
+		return out
+	}
+	for _, l := range append(lives, single) {
+		l.Refresh()
+	}
+	get(servers[0].URL) // connections up
+	get(singleSrv.URL)
+	b.ResetTimer()
+	merged := cold(40, servers[0].URL)
+	one := cold(40, singleSrv.URL)
+	b.StopTimer()
+	b.ReportMetric(ms(pct(merged, 0.5)), "merged3-p50-ms")
+	b.ReportMetric(ms(pct(merged, 0.99)), "merged3-p99-ms")
+	b.ReportMetric(ms(pct(one, 0.5)), "single-p50-ms")
+	b.ReportMetric(ms(pct(one, 0.99)), "single-p99-ms")
+	b.ReportMetric(float64(pct(merged, 0.99))/float64(pct(one, 0.99)), "merged/single-p99")
+	b.Logf("graph 5m, version view, %d edges, HTTP+JSON, cold: 3 replicas merged p50 %.1f ms p99 %.1f ms; one replica p50 %.1f ms p99 %.1f ms; ratio p99 %.2f",
+		benchEdges, ms(pct(merged, 0.5)), ms(pct(merged, 0.99)), ms(pct(one, 0.5)), ms(pct(one, 0.99)), float64(pct(merged, 0.99))/float64(pct(one, 0.99)))
+}
+
+func pct(ds []time.Duration, q float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := min(max(int(q*float64(len(s))+0.5)-1, 0), len(s)-1)
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
