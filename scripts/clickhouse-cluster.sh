@@ -23,28 +23,14 @@ base="${CLICKHOUSE_CLUSTER_PORT:-19200}"
 cluster=meshlens
 zk_port=$((base + 80))
 nodes=(ch1 ch2 ch3 ch4)
+# shellcheck source=scripts/clickhouse-lib.sh
+. "$root/scripts/clickhouse-lib.sh"
 
 # node_index NAME -> 0..3; shard and replica of each node.
 node_index() { echo $((${1#ch} - 1)); }
 shard_of() { echo $(($1 / 2 + 1)); }
 replica_of() { echo $(($1 % 2 + 1)); }
 tcp_port() { echo $((base + $1)); }
-
-find_server() {
-  for c in clickhouse-server /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
-    if command -v "$c" >/dev/null 2>&1; then command -v "$c"; return 0; fi
-  done
-  if command -v clickhouse >/dev/null 2>&1; then echo "$(command -v clickhouse) server"; return 0; fi
-  return 1
-}
-
-install_packages() {
-  echo "clickhouse-cluster: installing the Debian packages $*" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
-}
 
 zk_jar=/usr/share/java/zookeeper.jar
 
@@ -78,38 +64,12 @@ XML
 }
 
 write_node_config() {
-  local name=$1 i; i=$(node_index "$1")
-  local d="$dir/$name" tcp; tcp=$(tcp_port "$i")
-  mkdir -p "$d/data" "$d/tmp" "$d/user_files" "$d/log" "$d/format_schemas"
-  cat > "$d/config.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>$d/log/server.log</log><errorlog>$d/log/error.log</errorlog><size>10M</size><count>2</count></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>$tcp</tcp_port>
-  <http_port>$((base + 10 + i))</http_port>
-  <interserver_http_port>$((base + 20 + i))</interserver_http_port>
+  local name=$1 i extra; i=$(node_index "$1")
+  extra="  <interserver_http_port>$((base + 20 + i))</interserver_http_port>
   <interserver_http_host>127.0.0.1</interserver_http_host>
-  <max_connections>256</max_connections>
-  <keep_alive_timeout>3</keep_alive_timeout>
-  <max_concurrent_queries>100</max_concurrent_queries>
-  <uncompressed_cache_size>0</uncompressed_cache_size>
-  <mark_cache_size>134217728</mark_cache_size>
-  <path>$d/data/</path>
-  <tmp_path>$d/tmp/</tmp_path>
-  <user_files_path>$d/user_files/</user_files_path>
-  <format_schema_path>$d/format_schemas/</format_schema_path>
-  <users_config>$dir/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mlock_executable>false</mlock_executable>
-  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-  <max_session_timeout>3600</max_session_timeout>
-  <default_session_timeout>60</default_session_timeout>
   <macros><shard>$(shard_of "$i")</shard><replica>s$(shard_of "$i")r$(replica_of "$i")</replica></macros>
-$(cluster_xml)
-</yandex>
-XML
+$(cluster_xml)"
+  write_server_config "$dir/$name" "$(tcp_port "$i")" $((base + 10 + i)) "$dir/users.xml" 256 0 134217728 "$extra"
 }
 
 write_shared_config() {
@@ -117,14 +77,7 @@ write_shared_config() {
   # load_balancing in_order: the first live replica of a shard serves reads and
   # writes, so what meshlens writes it reads back at once. A small background
   # pool: four servers share this machine.
-  cat > "$dir/users.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage><load_balancing>in_order</load_balancing><background_pool_size>4</background_pool_size><background_schedule_pool_size>4</background_schedule_pool_size></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-XML
+  write_users_config "$dir/users.xml" "<max_memory_usage>2000000000</max_memory_usage><load_balancing>in_order</load_balancing><background_pool_size>4</background_pool_size><background_schedule_pool_size>4</background_schedule_pool_size>"
   cat > "$dir/zookeeper/zoo.cfg" <<CFG
 tickTime=500
 initLimit=10
@@ -158,7 +111,7 @@ wait_up() {
 
 start_zookeeper() {
   running zookeeper && return 0
-  [ -f "$zk_jar" ] || install_packages zookeeper
+  [ -f "$zk_jar" ] || apt_install zookeeper
   # slf4j-simple (a dependency of the package) gives the server a log.
   local cp="$zk_jar"
   [ -f /usr/share/java/slf4j-simple.jar ] && cp="$cp:/usr/share/java/slf4j-simple.jar"
@@ -171,7 +124,7 @@ start_zookeeper() {
 start_node() {
   local name=$1 server
   running "$name" && return 0
-  server=$(find_server) || { install_packages clickhouse-server; server=$(find_server); }
+  server=$(find_server) || { apt_install clickhouse-server; server=$(find_server); }
   write_node_config "$name"
   # shellcheck disable=SC2086
   nohup $server --config-file="$dir/$name/config.xml" >"$dir/$name/log/stdout.log" 2>&1 9>&- &

@@ -15,67 +15,20 @@ dir="${CLICKHOUSE_DIR:-$root/.run/clickhouse}"
 port="${CLICKHOUSE_PORT:-19000}"
 http_port=$((port + 123)) # clear of meshlens' defaults (4317, 4318, 19001, 15010)
 pidfile="$dir/clickhouse.pid"
-
-find_server() {
-  for c in clickhouse-server /usr/sbin/clickhouse-server /usr/bin/clickhouse-server; do
-    if command -v "$c" >/dev/null 2>&1; then command -v "$c"; return 0; fi
-  done
-  if command -v clickhouse >/dev/null 2>&1; then echo "$(command -v clickhouse) server"; return 0; fi
-  return 1
-}
-
-install_server() {
-  echo "clickhouse: no server found; installing the Debian package clickhouse-server" >&2
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  # policy-rc.d keeps the package from starting a system service we do not want.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clickhouse-server >&2
-}
+# shellcheck source=scripts/clickhouse-lib.sh
+. "$root/scripts/clickhouse-lib.sh"
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
 write_config() {
-  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/log" "$dir/format_schemas"
-  cat > "$dir/config.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>$dir/log/server.log</log><errorlog>$dir/log/error.log</errorlog><size>10M</size><count>2</count></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>$port</tcp_port>
-  <http_port>$http_port</http_port>
-  <max_connections>512</max_connections>
-  <keep_alive_timeout>3</keep_alive_timeout>
-  <max_concurrent_queries>100</max_concurrent_queries>
-  <uncompressed_cache_size>1073741824</uncompressed_cache_size>
-  <mark_cache_size>536870912</mark_cache_size>
-  <path>$dir/data/</path>
-  <tmp_path>$dir/tmp/</tmp_path>
-  <user_files_path>$dir/user_files/</user_files_path>
-  <format_schema_path>$dir/format_schemas/</format_schema_path>
-  <users_config>$dir/users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mlock_executable>false</mlock_executable>
-  <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-  <max_session_timeout>3600</max_session_timeout>
-  <default_session_timeout>60</default_session_timeout>
-</yandex>
-XML
-  cat > "$dir/users.xml" <<XML
-<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-XML
+  write_server_config "$dir" "$port" "$http_port" "$dir/users.xml" 512 1073741824 536870912
+  write_users_config "$dir/users.xml" "<max_memory_usage>4000000000</max_memory_usage><load_balancing>random</load_balancing>"
 }
 
 start() {
   if running; then echo "clickhouse://127.0.0.1:$port/meshlens"; return 0; fi
   local server
-  server=$(find_server) || { install_server; server=$(find_server); }
+  server=$(find_server) || { apt_install clickhouse-server; server=$(find_server); }
   write_config
   # shellcheck disable=SC2086
   nohup $server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
