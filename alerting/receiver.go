@@ -78,8 +78,13 @@ func (a *Alerting) handleAlertmanager(c echo.Context) error {
 	code := http.StatusOK
 	unknown := 0
 	for _, r := range results {
-		if r.Outcome == "unknown rollout" {
+		switch r.Outcome {
+		case "unknown rollout":
 			unknown++
+		case outcomeNotLeader:
+			// Another replica runs the rollouts: Alertmanager retries a 5xx,
+			// and behind the load balancer the retry may reach the leader.
+			code = http.StatusServiceUnavailable
 		}
 	}
 	if unknown > 0 && unknown == len(results) {
@@ -196,6 +201,8 @@ func (a *Alerting) act(ctx context.Context, al Alert, res *Result) {
 			res.Outcome, res.Message = "unknown rollout", fmt.Sprintf("no rollout %s", t)
 		case errors.Is(err, rollout.ErrTransition):
 			res.Outcome, res.Message = "refused", err.Error()
+		case errors.Is(err, rollout.ErrNotLeader):
+			res.Outcome, res.Message = outcomeNotLeader, err.Error()
 		case err != nil:
 			res.Outcome, res.Message = "refused", err.Error()
 		case !r.Changed:
@@ -205,6 +212,9 @@ func (a *Alerting) act(ctx context.Context, al Alert, res *Result) {
 		}
 	}
 }
+
+// outcomeNotLeader: this meshlens replica does not run the rollouts.
+const outcomeNotLeader = "not the leader"
 
 func first(l map[string]string, keys ...string) string {
 	for _, k := range keys {
