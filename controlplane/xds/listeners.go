@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
@@ -46,10 +47,15 @@ func httpFilter(name string, cfg proto.Message) *hcm.HttpFilter {
 	return &hcm.HttpFilter{Name: name, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }
 
-// clientFilters are the outbound HTTP filters: fault (configured per route)
-// and the router, which must be last.
-func clientFilters() []*hcm.HttpFilter {
-	return []*hcm.HttpFilter{httpFilter(faultFilter, &faultv3.HTTPFault{}), httpFilter(routerFilter, &routerv3.Router{})}
+// clientFilters are the outbound HTTP filters: for Envoy CORS (configured
+// per route; grpc-go refuses filters it does not implement), fault
+// (configured per route) and the router, which must be last.
+func (t *translator) clientFilters() []*hcm.HttpFilter {
+	out := []*hcm.HttpFilter{httpFilter(faultFilter, &faultv3.HTTPFault{}), httpFilter(routerFilter, &routerv3.Router{})}
+	if t.node.Flavour != FlavourGRPC {
+		out = append([]*hcm.HttpFilter{httpFilter(corsFilter, &corsv3.Cors{})}, out...)
+	}
+	return out
 }
 
 func rdsManager(statPrefix, routeName string, filters []*hcm.HttpFilter) *hcm.HttpConnectionManager {
@@ -88,7 +94,7 @@ func (t *translator) grpcClientListeners() ([]*listenerv3.Listener, []*routev3.R
 			ls = append(ls, &listenerv3.Listener{
 				Name: name,
 				ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(
-					rdsManager("outbound_"+name, name, clientFilters()),
+					rdsManager("outbound_"+name, name, t.clientFilters()),
 				)},
 			})
 		}
@@ -245,10 +251,19 @@ func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteCo
 	}
 	var ls []*listenerv3.Listener
 	var rs []*routev3.RouteConfiguration
+	httpPorts := map[uint32]bool{}
+	for port := range byPort {
+		httpPorts[port] = true
+	}
+	l4, err := t.envoyOutboundL4(httpPorts)
+	if err != nil {
+		return nil, nil, err
+	}
+	ls = append(ls, l4...)
 	for _, port := range sortedPorts(byPort) {
 		rc := byPort[port]
 		rs = append(rs, rc)
-		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, clientFilters())
+		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters())
 		ls = append(ls, &listenerv3.Listener{
 			Name:             fmt.Sprintf("0.0.0.0_%d", port),
 			Address:          socketAddress("0.0.0.0", port),

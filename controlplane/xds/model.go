@@ -45,6 +45,9 @@ type service struct {
 	// resolution is a ServiceEntry's: DNS and DNS_ROUND_ROBIN clusters
 	// resolve their endpoints' names (or the host) themselves.
 	resolution networking.ServiceEntry_Resolution
+	// addresses are a ServiceEntry's VIPs (IPs or CIDRs): what tells its
+	// TCP port from another service's on the same port.
+	addresses []string
 }
 
 // resolvesDNS reports whether the service's clusters resolve names
@@ -189,7 +192,7 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			if _, dup := m.services[h]; dup {
 				continue
 			}
-			m.services[h] = &service{host: h, namespace: o.Meta.Namespace, ports: se.Ports, endpoints: eps, sans: se.SubjectAltNames, resolution: se.Resolution}
+			m.services[h] = &service{host: h, namespace: o.Meta.Namespace, ports: se.Ports, endpoints: eps, sans: se.SubjectAltNames, resolution: se.Resolution, addresses: se.Addresses}
 		}
 	}
 	m.hosts = slices.Sorted(maps.Keys(m.services))

@@ -11,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	faultcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -24,7 +25,10 @@ import (
 	"github.com/meshlens/meshlens/controlplane/config"
 )
 
-const faultFilter = "envoy.filters.http.fault"
+const (
+	faultFilter = "envoy.filters.http.fault"
+	corsFilter  = "envoy.filters.http.cors"
+)
 
 // Istio's default retry policy for Envoy sidecars when a route names none.
 const istioDefaultRetryOn = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -229,7 +233,18 @@ func (t *translator) routeTemplate(svc *service, port *networking.ServicePort, n
 				ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Authority}
 			}
 		}
+		mirrors, err := t.mirrorPolicies(svc, port, ns, hr)
+		if err != nil {
+			return nil, err
+		}
+		ra.RequestMirrorPolicies = mirrors
 		r.Action = &routev3.Route_Route{Route: ra}
+	}
+	if cp := hr.CorsPolicy; cp != nil && t.node.Flavour != FlavourGRPC {
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[corsFilter] = mustAny(corsPolicy(cp))
 	}
 	if h := hr.Headers; h != nil {
 		r.RequestHeadersToAdd, r.RequestHeadersToRemove = headerOps(h.Request)
@@ -240,7 +255,10 @@ func (t *translator) routeTemplate(svc *service, port *networking.ServicePort, n
 		if err != nil {
 			return nil, err
 		}
-		r.TypedPerFilterConfig = map[string]*anypb.Any{faultFilter: f}
+		if r.TypedPerFilterConfig == nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{}
+		}
+		r.TypedPerFilterConfig[faultFilter] = f
 	}
 	return r, nil
 }
@@ -513,4 +531,72 @@ func (t *translator) matchesGateway(gateways []string, ns string) bool {
 		}
 	}
 	return false
+}
+
+// mirrorPolicies are a route's traffic mirrors, as Istio translates them:
+// mirror with mirrorPercentage (or the deprecated mirrorPercent; all
+// requests when neither is set), and each of mirrors with its percentage.
+// The mirrored cluster is routed to like any destination.
+func (t *translator) mirrorPolicies(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) ([]*routev3.RouteAction_RequestMirrorPolicy, error) {
+	type mirror struct {
+		d   *networking.Destination
+		pct *networking.Percent
+	}
+	var ms []mirror
+	if hr.Mirror != nil {
+		pct := hr.MirrorPercentage
+		//lint:ignore SA1019 the deprecated integer percent is still honoured, as Istio does
+		if legacy := hr.MirrorPercent; pct == nil && legacy != nil {
+			pct = &networking.Percent{Value: float64(legacy.GetValue())}
+		}
+		ms = append(ms, mirror{hr.Mirror, pct})
+	}
+	for _, m := range hr.Mirrors {
+		ms = append(ms, mirror{m.Destination, m.Percentage})
+	}
+	var out []*routev3.RouteAction_RequestMirrorPolicy
+	for i, m := range ms {
+		if m.d == nil {
+			return nil, fmt.Errorf("mirrors[%d]: no destination", i)
+		}
+		host := t.m.fqdn(m.d.Host, ns)
+		p, err := t.destinationPort(host, m.d.GetPort().GetNumber(), svc, port)
+		if err != nil {
+			return nil, fmt.Errorf("mirror %s: %w", host, err)
+		}
+		name := outboundName(p, m.d.Subset, host)
+		t.routeTo(name)
+		out = append(out, &routev3.RouteAction_RequestMirrorPolicy{
+			Cluster:         name,
+			RuntimeFraction: &corev3.RuntimeFractionalPercent{DefaultValue: percent(m.pct, 0)},
+		})
+	}
+	return out, nil
+}
+
+// corsPolicy is a route's CORS policy for Envoy's CORS filter.
+func corsPolicy(cp *networking.CorsPolicy) *corsv3.CorsPolicy {
+	out := &corsv3.CorsPolicy{
+		AllowMethods:     strings.Join(cp.AllowMethods, ","),
+		AllowHeaders:     strings.Join(cp.AllowHeaders, ","),
+		ExposeHeaders:    strings.Join(cp.ExposeHeaders, ","),
+		AllowCredentials: cp.AllowCredentials,
+		FilterEnabled:    &corev3.RuntimeFractionalPercent{DefaultValue: percent(nil, 0)},
+	}
+	if cp.MaxAge != nil {
+		out.MaxAge = strconv.FormatInt(int64(cp.MaxAge.AsDuration().Seconds()), 10)
+	}
+	//lint:ignore SA1019 the deprecated exact origins are still honoured, as Istio does
+	for _, o := range cp.AllowOrigin {
+		out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, exact(o))
+	}
+	for _, o := range cp.AllowOrigins {
+		if sm, err := stringMatcher(o); err == nil {
+			out.AllowOriginStringMatch = append(out.AllowOriginStringMatch, sm)
+		}
+	}
+	if cp.UnmatchedPreflights == networking.CorsPolicy_IGNORE {
+		out.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
+	}
+	return out
 }

@@ -152,10 +152,14 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 		scoped.Routes = append(scoped.Routes, rc)
 	}
 	for _, l := range out.Listeners {
-		switch {
-		case l.GetApiListener() != nil || l.TrafficDirection == corev3.TrafficDirection_OUTBOUND:
-			if !keptRoutes[listenerRouteName(l)] {
+		if l.GetApiListener() != nil || l.TrafficDirection == corev3.TrafficDirection_OUTBOUND {
+			// HTTP: kept with its routes; TCP and TLS (tcp_proxy) ones
+			// were made for visible hosts only.
+			if name := listenerRouteName(l); name != "" && !keptRoutes[name] {
 				continue
+			}
+			for _, c := range tcpProxyClusters(l) {
+				used[c] = true
 			}
 		}
 		scoped.Listeners = append(scoped.Listeners, l)
@@ -207,6 +211,29 @@ func listenerRouteName(l *listenerv3.Listener) string {
 		}
 	}
 	return ""
+}
+
+// tcpProxyClusters are the clusters a listener's tcp_proxy filters send to.
+func tcpProxyClusters(l *listenerv3.Listener) []string {
+	var out []string
+	for _, fc := range l.GetFilterChains() {
+		for _, f := range fc.GetFilters() {
+			if f.GetName() != tcpProxyFilter {
+				continue
+			}
+			var tp tcpproxy.TcpProxy
+			if err := proto.Unmarshal(f.GetTypedConfig().GetValue(), &tp); err != nil {
+				continue
+			}
+			if c := tp.GetCluster(); c != "" {
+				out = append(out, c)
+			}
+			for _, w := range tp.GetWeightedClusters().GetClusters() {
+				out = append(out, w.GetName())
+			}
+		}
+	}
+	return out
 }
 
 // rdsName is the route configuration an encoded HTTP connection manager
