@@ -137,7 +137,9 @@ func (a *Alerting) Run(ctx context.Context) error {
 	}
 }
 
-// Evaluate runs one round over every AlertRule of the current config.
+// Evaluate runs one round over every AlertRule of the current config. The
+// rules' values are read (from peers, too) and rollbacks are made without
+// a.mu held: only the alerts' states change under it.
 func (a *Alerting) Evaluate(ctx context.Context) {
 	now := a.opts.Now()
 	// One read per window in a round, however many rules share it.
@@ -153,9 +155,13 @@ func (a *Alerting) Evaluate(ctx context.Context) {
 		}
 		return t, err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.evaluations.Inc()
+	type evaluated struct {
+		key, ns, name string
+		spec          *RuleSpec
+		value         float64
+		active        bool
+	}
+	var round []evaluated
 	seen := map[string]bool{}
 	for _, o := range a.store.Snapshot().OfKind(Kind) {
 		spec, ok := o.Spec.(*RuleSpec)
@@ -164,21 +170,28 @@ func (a *Alerting) Evaluate(ctx context.Context) {
 		}
 		key := o.Meta.Namespace + "/" + o.Meta.Name
 		seen[key] = true
-		rs := a.rules[key]
-		if rs == nil || rs.spec != spec {
-			if rs == nil {
-				rs = &ruleState{ns: o.Meta.Namespace, name: o.Meta.Name}
-				a.rules[key] = rs
-			}
-			rs.spec = spec
-		}
-		val, active, err := conditionValue(traffic, now, rs.ns, spec.Condition)
+		val, active, err := conditionValue(traffic, now, o.Meta.Namespace, spec.Condition)
 		if err != nil {
 			a.logger.Error("alert rule not evaluated", "rule", key, "err", err)
 			continue
 		}
-		rs.value = val
-		a.step(ctx, rs, active, now)
+		round = append(round, evaluated{key: key, ns: o.Meta.Namespace, name: o.Meta.Name, spec: spec, value: val, active: active})
+	}
+
+	a.mu.Lock()
+	a.evaluations.Inc()
+	var fired []*ruleState
+	for _, ev := range round {
+		rs := a.rules[ev.key]
+		if rs == nil {
+			rs = &ruleState{ns: ev.ns, name: ev.name}
+			a.rules[ev.key] = rs
+		}
+		rs.spec = ev.spec
+		rs.value = ev.value
+		if a.step(ctx, rs, ev.active, now) {
+			fired = append(fired, rs)
+		}
 	}
 	for key, rs := range a.rules {
 		if !seen[key] {
@@ -195,19 +208,45 @@ func (a *Alerting) Evaluate(ctx context.Context) {
 		}
 	}
 	a.firing.Set(float64(n))
+	type rollback struct {
+		rs                          *ruleState
+		ns, rollout, source, reason string
+	}
+	var rollbacks []rollback
+	for _, rs := range fired {
+		if act := rs.spec.Action; act != nil && act.Rollback != nil {
+			rollbacks = append(rollbacks, rollback{rs: rs, ns: rs.ns, rollout: act.Rollback.Rollout, source: "alert:" + rs.name,
+				reason: fmt.Sprintf("alert %s: %s of %s is %.4g (threshold %s %.4g)", rs.name, rs.spec.Condition.Metric,
+					rs.spec.Condition.Service, rs.value, opOf(rs.spec.Condition), rs.spec.Condition.Threshold)})
+		} else {
+			a.notify(ctx, rs, "firing", now)
+		}
+	}
+	a.mu.Unlock()
+
+	// The engine writes routes (config store, Kubernetes API): not under
+	// a.mu. The firing notification says what the rollback did.
+	for _, rb := range rollbacks {
+		action := a.rollback(ctx, rb.ns, rb.rollout, rb.source, rb.reason)
+		a.mu.Lock()
+		rb.rs.action = action
+		a.notify(ctx, rb.rs, "firing", now)
+		a.mu.Unlock()
+	}
 }
 
-// step moves one rule's alert: inactive → pending → firing → resolved.
-func (a *Alerting) step(ctx context.Context, rs *ruleState, active bool, now time.Time) {
+// step moves one rule's alert: inactive → pending → firing → resolved, and
+// reports whether it fired now (the caller acts and notifies).
+func (a *Alerting) step(ctx context.Context, rs *ruleState, active bool, now time.Time) (fired bool) {
 	switch {
 	case active && rs.state == "":
 		rs.state, rs.activeSince, rs.action = "pending", now, ""
 		if rs.spec.For.Duration <= 0 {
-			a.fire(ctx, rs, now)
+			return a.fire(rs)
 		}
 	case active && rs.state == "pending":
 		if now.Sub(rs.activeSince) >= rs.spec.For.Duration {
-			a.fire(ctx, rs, now)
+			return a.fire(rs)
 		}
 	case !active && rs.state == "firing":
 		a.notify(ctx, rs, "resolved", now)
@@ -216,17 +255,13 @@ func (a *Alerting) step(ctx context.Context, rs *ruleState, active bool, now tim
 	case !active:
 		rs.state = ""
 	}
+	return false
 }
 
-func (a *Alerting) fire(ctx context.Context, rs *ruleState, now time.Time) {
+func (a *Alerting) fire(rs *ruleState) bool {
 	rs.state = "firing"
 	a.logger.Warn("alert firing", "rule", rs.ns+"/"+rs.name, "value", rs.value, "metric", rs.spec.Condition.Metric)
-	if act := rs.spec.Action; act != nil && act.Rollback != nil {
-		reason := fmt.Sprintf("alert %s: %s of %s is %.4g (threshold %s %.4g)", rs.name, rs.spec.Condition.Metric,
-			rs.spec.Condition.Service, rs.value, opOf(rs.spec.Condition), rs.spec.Condition.Threshold)
-		rs.action = a.rollback(ctx, rs.ns, act.Rollback.Rollout, "alert:"+rs.name, reason)
-	}
-	a.notify(ctx, rs, "firing", now)
+	return true
 }
 
 // rollback rolls a rollout back and says what happened.
