@@ -214,6 +214,13 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--inbound-access-logs", "some"}, `--inbound-access-logs "some": want "outside-mesh" or "all"`},
 		{[]string{"--traffic-provider", "linkerd"}, `--traffic-provider "linkerd": want one of meshlens, istio, gatewayAPI`},
 		{[]string{"--traffic-provider", "istio", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--traffic-provider istio writes routes to the Kubernetes API: it needs the cluster"},
+		{[]string{"--peers", "replica-a,replica-b:8080"}, `--peers "replica-a,replica-b:8080": want host:port,...`},
+		{[]string{"--peers-service", "meshlens-peers"}, `--peers-service "meshlens-peers": want NAMESPACE/NAME`},
+		{[]string{"--peer-timeout", "0s"}, "--peer-timeout 0s: want a positive duration"},
+		{[]string{"--leader-elect", "--follower"}, "--follower is for replicas outside Kubernetes"},
+		{[]string{"--leader-elect", "--leader-elect-lease-duration", "5s"}, "--leader-elect-lease-duration 5s must be longer than --leader-elect-renew-deadline 10s"},
+		{[]string{"--leader-elect", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--leader-elect holds a Lease in Kubernetes: it needs the cluster"},
+		{[]string{"--peers-service", "ns/meshlens-peers", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--peers-service reads the Service's endpoints from Kubernetes: it needs the cluster"},
 	} {
 		cmd := exec.Command(binary, append([]string{"serve", "--data-dir", t.TempDir()}, tc.args...)...)
 		out, err := cmd.CombinedOutput()
