@@ -80,6 +80,10 @@ bench: deps clickhouse
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench Ingest -benchtime 1x ./collector/
 	@echo "== ingest: OTLP spans/s through meshlens serve into the 2-shard x 2-replica ClickHouse cluster vs one server (make clickhouse-cluster-stop stops it)"
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$(scripts/clickhouse-cluster.sh start) $(GO) test -run '^$$' -bench IngestClusterVsSingle -benchtime 1x -timeout 20m ./cmd/meshlens/
+	@echo "== ingest: OTLP spans/s through 1, 2 and 3 meshlens replicas into the ClickHouse cluster; ratio to one"
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$(scripts/clickhouse-cluster.sh start) $(GO) test -run '^$$' -bench IngestReplicas -benchtime 1x -timeout 25m ./cmd/meshlens/
+	@echo "== graph query merged across 3 replicas vs one replica, HTTP+JSON, 10,000 edges"
+	$(GO) test -run '^$$' -bench MergedGraphQuery -benchtime 1x ./replicas/
 	@echo "== live graph query, 1,000 services x 3 versions, 10,000 edges; Prometheus source; ClickHouse 24 h history"
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -run '^$$' -bench . -timeout 30m ./graph/ ./query/
 	@echo "== rollouts: a breaking canary rolled back with serve's defaults (10 s graph buckets, 2 s judge) vs the tests' settings"
