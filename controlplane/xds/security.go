@@ -258,19 +258,38 @@ func (m *model) authorizationPolicies(w *workload) []*security.AuthorizationPoli
 	return out
 }
 
-// rbacFilters builds Istio's evaluation order: a DENY filter then an ALLOW
-// filter (present only if some ALLOW policy applies, since then anything not
-// allowed is denied). AUDIT and CUSTOM policies are not enforced.
+// rbacFilters builds Istio's evaluation order: for Envoy an AUDIT filter
+// (action LOG: it marks matching requests for the access log and decides
+// nothing), then a DENY filter, then an ALLOW filter (present only if some
+// ALLOW policy applies, since then anything not allowed is denied). A
+// CUSTOM policy delegates to an ext_authz provider of Istio's mesh config,
+// which meshlens does not have: it fails closed, its rules deny (Istio
+// does the same with a provider it cannot find). grpc-go implements
+// neither LOG nor ext_authz: AUDIT is not sent to it.
 func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, error) {
 	deny := map[string]*rbacv3.Policy{}
 	allow := map[string]*rbacv3.Policy{}
+	audit := map[string]*rbacv3.Policy{}
 	haveAllow := false
 	for i, ap := range t.m.authorizationPolicies(w) {
 		switch ap.Action {
-		case security.AuthorizationPolicy_DENY:
+		case security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_CUSTOM:
+			kind := "deny"
+			if ap.Action == security.AuthorizationPolicy_CUSTOM {
+				kind = "custom-" + ap.GetProvider().GetName()
+			}
 			for j, r := range ap.Rules {
 				if p := t.rbacPolicy(r, false); p != nil {
-					deny[fmt.Sprintf("deny-%d-%d", i, j)] = p
+					deny[fmt.Sprintf("%s-%d-%d", kind, i, j)] = p
+				}
+			}
+		case security.AuthorizationPolicy_AUDIT:
+			if t.node.Flavour == FlavourGRPC {
+				continue
+			}
+			for j, r := range ap.Rules {
+				if p := t.rbacPolicy(r, false); p != nil {
+					audit[fmt.Sprintf("audit-%d-%d", i, j)] = p
 				}
 			}
 		case security.AuthorizationPolicy_ALLOW:
@@ -291,6 +310,11 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 		out = append(out, &hcm.HttpFilter{Name: name, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: a}})
 		return nil
 	}
+	if len(audit) > 0 {
+		if err := add(rbacFilter+".audit", rbacv3.RBAC_LOG, audit); err != nil {
+			return nil, err
+		}
+	}
 	if len(deny) > 0 {
 		if err := add(rbacFilter+".deny", rbacv3.RBAC_DENY, deny); err != nil {
 			return nil, err
@@ -304,20 +328,42 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 	return out, nil
 }
 
-// rbacPolicy translates one rule. Conditions ("when") are not translated;
-// like Istio with unsupported fields it fails closed: an ALLOW rule with
-// conditions is dropped, a DENY rule applies without them.
+// rbacPolicy translates one rule, with its `when` conditions and request
+// principals (authz.go). What the node cannot evaluate fails closed, as in
+// Istio: an ALLOW rule that needs it is dropped, a DENY rule applies
+// without it.
 func (t *translator) rbacPolicy(r *security.Rule, allow bool) *rbacv3.Policy {
-	if allow && len(r.When) > 0 {
+	condPrincipals, condPermissions, complete := t.ruleConditions(r)
+	p, fromComplete := t.rbacRule(r)
+	if allow && !(complete && fromComplete) {
 		return nil
 	}
-	p := &rbacv3.Policy{}
+	if len(condPrincipals) > 0 {
+		p.Principals = []*rbacv3.Principal{andPrincipals(append([]*rbacv3.Principal{p.Principals[0]}, condPrincipals...))}
+	}
+	if len(condPermissions) > 0 {
+		p.Permissions = []*rbacv3.Permission{andPermissions(append([]*rbacv3.Permission{p.Permissions[0]}, condPermissions...))}
+	}
+	return p
+}
+
+// rbacRule is a rule's from (with each source's request principals) and
+// to, without conditions; complete is false when the node cannot evaluate
+// some request principals (left out).
+func (t *translator) rbacRule(r *security.Rule) (p *rbacv3.Policy, complete bool) {
+	p, complete = &rbacv3.Policy{}, true
 	if len(r.From) == 0 {
 		p.Principals = []*rbacv3.Principal{anyPrincipal()}
 	} else {
 		var ids []*rbacv3.Principal
 		for _, f := range r.From {
-			ids = append(ids, t.sourcePrincipal(f.Source))
+			id := t.sourcePrincipal(f.Source)
+			rps, ok := t.requestPrincipals(f.Source)
+			complete = complete && ok
+			if len(rps) > 0 {
+				id = andPrincipals(append([]*rbacv3.Principal{id}, rps...))
+			}
+			ids = append(ids, id)
 		}
 		p.Principals = []*rbacv3.Principal{orIDs(ids)}
 	}
@@ -330,7 +376,7 @@ func (t *translator) rbacPolicy(r *security.Rule, allow bool) *rbacv3.Policy {
 		}
 		p.Permissions = []*rbacv3.Permission{{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: rules}}}}
 	}
-	return p
+	return p, complete
 }
 
 func anyPrincipal() *rbacv3.Principal {

@@ -1,0 +1,219 @@
+package xds
+
+import (
+	"strconv"
+	"strings"
+
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	security "istio.io/api/security/v1beta1"
+)
+
+// What Istio's RBAC builder does with `when` conditions and request
+// principals, and what meshlens can enforce of them:
+//
+//   - request.headers[NAME], source.ip, remote.ip, source.namespace,
+//     source.principal, destination.ip, destination.port, connection.sni
+//     are matchers Envoy and grpc-go both evaluate (grpc-go: gRFC A41's
+//     header, IP and port matchers; SNI is Envoy's only);
+//   - requestPrincipals / notRequestPrincipals and request.auth.* keys
+//     read the JWT authentication result (Istio's "istio_authn" dynamic
+//     metadata). For Envoy they are metadata matchers, as istiod writes
+//     them; nothing in meshlens' listeners sets that metadata yet
+//     (RequestAuthentication is not translated), so they never match.
+//     grpc-go has no metadata matcher.
+//
+// What a node cannot evaluate fails closed, as in Istio: an ALLOW rule
+// that needs it is dropped (it allows nothing), a DENY rule applies without
+// it (it denies more).
+
+// authnMetadataFilter is where Istio's authentication filter puts the
+// request's JWT principal and claims.
+const authnMetadataFilter = "istio_authn"
+
+// whenPrincipal is the principal a condition key matches on, ok false when
+// the node cannot evaluate the key.
+func (t *translator) whenPrincipal(key, value string) (p *rbacv3.Principal, ok bool) {
+	grpc := t.node.Flavour == FlavourGRPC
+	switch {
+	case strings.HasPrefix(key, "request.headers[") && strings.HasSuffix(key, "]"):
+		name := strings.ToLower(key[len("request.headers[") : len(key)-1])
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_Header{Header: headerMatcher(name, istioString(value), false)}}, true
+	case key == "source.ip":
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{DirectRemoteIp: cidr(value)}}, true
+	case key == "remote.ip":
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_RemoteIp{RemoteIp: cidr(value)}}, true
+	case key == "source.namespace":
+		return t.sourcePrincipal(&security.Source{Namespaces: []string{value}}), true
+	case key == "source.principal":
+		return t.sourcePrincipal(&security.Source{Principals: []string{value}}), true
+	case key == "request.auth.principal", key == "request.auth.audiences", key == "request.auth.presenter":
+		if grpc {
+			return nil, false
+		}
+		return authnMetadata([]string{key}, value), true
+	case strings.HasPrefix(key, "request.auth.claims[") && strings.HasSuffix(key, "]"):
+		if grpc {
+			return nil, false
+		}
+		// request.auth.claims[groups] or [a][b]: a path into the claims.
+		path := []string{"request.auth.claims"}
+		path = append(path, strings.Split(strings.TrimSuffix(strings.TrimPrefix(key, "request.auth.claims["), "]"), "][")...)
+		return authnMetadata(path, value), true
+	}
+	return nil, false
+}
+
+// whenPermission is the permission a condition key matches on, ok false
+// when it is not a permission key or the node cannot evaluate it.
+func (t *translator) whenPermission(key, value string) (p *rbacv3.Permission, ok bool) {
+	switch key {
+	case "destination.ip":
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationIp{DestinationIp: cidr(value)}}, true
+	case "destination.port":
+		n, err := strconv.ParseUint(value, 10, 32)
+		if err != nil {
+			return nil, false
+		}
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_DestinationPort{DestinationPort: uint32(n)}}, true
+	case "connection.sni":
+		if t.node.Flavour == FlavourGRPC {
+			return nil, false
+		}
+		return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: istioString(value)}}, true
+	}
+	return nil, false
+}
+
+func isPermissionKey(key string) bool {
+	switch key {
+	case "destination.ip", "destination.port", "connection.sni":
+		return true
+	}
+	return false
+}
+
+// authnMetadata matches Istio's JWT authentication result.
+func authnMetadata(path []string, value string) *rbacv3.Principal {
+	var segs []*matcherv3.MetadataMatcher_PathSegment
+	for _, k := range path {
+		segs = append(segs, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: k}})
+	}
+	vm := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: istioString(value)}}
+	if strings.HasPrefix(path[0], "request.auth.claims") || path[0] == "request.auth.audiences" {
+		vm = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_OrMatch{OrMatch: &matcherv3.OrMatcher{ValueMatchers: []*matcherv3.ValueMatcher{
+			vm, {MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: vm}}}},
+		}}}}
+	}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_SourcedMetadata{SourcedMetadata: &rbacv3.SourcedMetadata{
+		MetadataMatcher: &matcherv3.MetadataMatcher{Filter: authnMetadataFilter, Path: segs, Value: vm},
+		MetadataSource:  rbacv3.MetadataSource_DYNAMIC,
+	}}}
+}
+
+// requestPrincipals are the matchers of a source's requestPrincipals and
+// notRequestPrincipals; ok is false when the node cannot evaluate them
+// (they are left out).
+func (t *translator) requestPrincipals(s *security.Source) (out []*rbacv3.Principal, ok bool) {
+	ok = true
+	for _, rp := range []struct {
+		values []string
+		negate bool
+	}{{s.GetRequestPrincipals(), false}, {s.GetNotRequestPrincipals(), true}} {
+		if len(rp.values) == 0 {
+			continue
+		}
+		var ids []*rbacv3.Principal
+		for _, v := range rp.values {
+			p, can := t.whenPrincipal("request.auth.principal", v)
+			if !can {
+				ok, ids = false, nil
+				break
+			}
+			ids = append(ids, p)
+		}
+		if ids == nil {
+			continue
+		}
+		p := orIDs(ids)
+		if rp.negate {
+			p = notID(p)
+		}
+		out = append(out, p)
+	}
+	return out, ok
+}
+
+// ruleConditions translates a rule's `when` conditions into principals
+// and permissions to AND with the rule's. complete is false when some of
+// them cannot be evaluated by this node (and were left out).
+func (t *translator) ruleConditions(r *security.Rule) (principals []*rbacv3.Principal, permissions []*rbacv3.Permission, complete bool) {
+	complete = true
+	for _, c := range r.When {
+		for _, vals := range []struct {
+			values []string
+			negate bool
+		}{{c.Values, false}, {c.NotValues, true}} {
+			if len(vals.values) == 0 {
+				continue
+			}
+			if isPermissionKey(c.Key) {
+				var rules []*rbacv3.Permission
+				for _, v := range vals.values {
+					p, ok := t.whenPermission(c.Key, v)
+					if !ok {
+						complete, rules = false, nil
+						break
+					}
+					rules = append(rules, p)
+				}
+				if rules == nil {
+					continue
+				}
+				p := rules[0]
+				if len(rules) > 1 {
+					p = &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: rules}}}
+				}
+				if vals.negate {
+					p = &rbacv3.Permission{Rule: &rbacv3.Permission_NotRule{NotRule: p}}
+				}
+				permissions = append(permissions, p)
+				continue
+			}
+			var ids []*rbacv3.Principal
+			for _, v := range vals.values {
+				p, ok := t.whenPrincipal(c.Key, v)
+				if !ok {
+					complete, ids = false, nil
+					break
+				}
+				ids = append(ids, p)
+			}
+			if ids == nil {
+				continue
+			}
+			p := orIDs(ids)
+			if vals.negate {
+				p = notID(p)
+			}
+			principals = append(principals, p)
+		}
+	}
+	return principals, permissions, complete
+}
+
+// andPrincipals ANDs principals, keeping a single one as it is.
+func andPrincipals(ps []*rbacv3.Principal) *rbacv3.Principal {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return &rbacv3.Principal{Identifier: &rbacv3.Principal_AndIds{AndIds: &rbacv3.Principal_Set{Ids: ps}}}
+}
+
+// andPermissions ANDs permissions, keeping a single one as it is.
+func andPermissions(ps []*rbacv3.Permission) *rbacv3.Permission {
+	if len(ps) == 1 {
+		return ps[0]
+	}
+	return &rbacv3.Permission{Rule: &rbacv3.Permission_AndRules{AndRules: &rbacv3.Permission_Set{Rules: ps}}}
+}
