@@ -10,7 +10,7 @@ HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: deps-run all build ui run test test-go test-ui test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-ui test-grafana grafana-plugin test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -52,7 +52,7 @@ k8s-bins:
 	@scripts/k8s-bins.sh >/dev/null
 
 ## test: every test, against real ClickHouse, Kubernetes API server, Prometheus, Alertmanager, xDS peers and Chromium
-test: deps clickhouse k8s-bins test-go test-ui test-e2e
+test: deps clickhouse k8s-bins test-go test-ui test-grafana test-e2e
 
 # The store and query tests run on one server and on the ClickHouse cluster,
 # started here once for all packages (and stopped after, unless it was
@@ -65,6 +65,16 @@ test-go:
 
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
+
+## grafana-plugin: the meshlens Grafana datasource (unsigned): ui/grafana/dist and bin/meshlens-datasource-VERSION.zip
+grafana-plugin:
+	@scripts/grafana-plugin.sh
+
+## test-grafana: the plugin's editors (Vitest), dist/ and the zip as Grafana loads them, and its backend over
+## the plugin protocol against meshlens serve + ClickHouse (a module of its own: ui/grafana/go.mod)
+test-grafana: grafana-plugin
+	cd ui/grafana && npm test --silent
+	cd ui/grafana && MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 10m ./...
 
 ## test-addons: only Kiali's and Istio's dashboard queries against meshlens' /metrics/istio through a real Prometheus (make test runs it too)
 test-addons: deps clickhouse
@@ -111,6 +121,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	cd ui/grafana && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
 
 clean:
 	rm -rf bin

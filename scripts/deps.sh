@@ -34,10 +34,15 @@ if [ "$mode" = test ] && [ ! -x "$root/.run/bin/telemetrygen" ]; then
   GOBIN="$root/.run/bin" go install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@v0.161.0
 fi
 
-# The UI's npm packages (Vite, TypeScript, the graph library, playwright-core).
-if [ -f "$root/ui/web/package-lock.json" ] && command -v npm >/dev/null 2>&1; then
-  if [ ! -d "$root/ui/web/node_modules" ] || [ "$root/ui/web/package-lock.json" -nt "$root/ui/web/node_modules/.package-lock.json" ]; then
-    echo "deps: installing the UI's npm packages" >&2
-    (cd "$root/ui/web" && npm ci --no-audit --no-fund --loglevel=error) >&2
+# The UI's npm packages (Vite, TypeScript, the graph library, playwright-core),
+# and for tests the Grafana plugin's (@grafana/data, @grafana/ui, @grafana/runtime, Vitest).
+npm_dirs=(ui/web)
+[ "$mode" = test ] && npm_dirs+=(ui/grafana)
+for d in "${npm_dirs[@]}"; do
+  if [ -f "$root/$d/package-lock.json" ] && command -v npm >/dev/null 2>&1; then
+    if [ ! -d "$root/$d/node_modules" ] || [ "$root/$d/package-lock.json" -nt "$root/$d/node_modules/.package-lock.json" ]; then
+      echo "deps: installing the npm packages of $d" >&2
+      (cd "$root/$d" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    fi
   fi
-fi
+done

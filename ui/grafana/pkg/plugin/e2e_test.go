@@ -646,4 +646,3 @@ func (r *rig) resource(t *testing.T, s *backend.DataSourceInstanceSettings, path
 	}
 	return status, body
 }
-
