@@ -129,5 +129,75 @@ describe('topology page', { timeout: TIMEOUT * 2 + 60000 }, () => {
     await shot(other, 'e2e-shared-view');
     await other.close();
   });
+
+  it('moves through the graph and its panel from the keyboard', async () => {
+    const page = await open('/topology?view=version');
+    await graphNodes(page);
+    await page.focus('[data-testid=graph-canvas]');
+    await page.keyboard.press('ArrowRight');
+    await page.waitForSelector('[data-testid=detail-title]');
+    const first = await page.textContent('[data-testid=detail-title]');
+    await page.keyboard.press('ArrowRight');
+    await page.waitForFunction((t) => document.querySelector('[data-testid=detail-title]')?.textContent !== t, first);
+    assert.match(page.url(), /sel=/, 'the node chosen from the keyboard is selected');
+    // Into the panel: a caller or callee row opens its edge with Enter.
+    await page.goto(`${t.url}/topology?view=version&sel=${encodeURIComponent(RATINGS)}`);
+    await graphNodes(page);
+    await page.focus('[data-testid=detail-panel] tr.clickable');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => /→/.test(document.querySelector('[data-testid=detail-title]')?.textContent ?? ''));
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('[data-testid=detail-panel]', { state: 'detached' });
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
+  it('tells health by pattern as well as colour', async () => {
+    const page = await open('/topology?view=version');
+    await graphNodes(page);
+    await page.waitForFunction(() => window.__cy.nodes('.version.health-failing').length > 0, null, { timeout: TIMEOUT });
+    const styles = await page.evaluate(() => ({
+      failing: window.__cy.nodes('.version.health-failing').first().style('border-style'),
+      healthy: window.__cy.nodes('.version.health-healthy').first().style('border-style'),
+      failingEdge: window.__cy.edges('.health-failing').first().style('line-style'),
+    }));
+    assert.deepEqual(styles, { failing: 'double', healthy: 'solid', failingEdge: 'dashed' });
+    assert.equal(await page.$$eval('.legend .swatch', (s) => s.length), 4);
+    await page.close();
+  });
+
+  it('switches to the dark theme and keeps it', async () => {
+    const page = await open('/topology?view=version');
+    await graphNodes(page);
+    await page.click('[data-testid=theme]');
+    await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark');
+    const bg = await page.evaluate(() => window.__cy.nodes('.version').first().style('background-color'));
+    assert.equal(bg, 'rgb(17,26,43)', 'the graph restyles for the dark theme');
+    await page.waitForTimeout(500);
+    await shot(page, 'e2e-dark');
+    await page.reload();
+    await graphNodes(page);
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark', 'the choice survives a reload');
+    await page.click('[data-testid=theme]');
+    await page.waitForFunction(() => document.documentElement.dataset.theme === 'light');
+    await page.close();
+  });
+
+  it('shows a signed-out viewer the operator buttons disabled', async () => {
+    const page = await open('/rollouts', { signedOut: true });
+    await page.waitForSelector('[data-testid=new-rollout]');
+    assert.equal(await page.isDisabled('[data-testid=new-rollout]'), true);
+    assert.match(await page.getAttribute('[data-testid=new-rollout]', 'title'), /operator token/);
+    await page.goto(`${t.url}/config?tab=apply`);
+    await page.waitForSelector('[data-testid=apply]');
+    assert.equal(await page.isDisabled('[data-testid=apply]'), true);
+    assert.equal(await page.isDisabled('[data-testid=validate]'), true);
+    // Signing in enables them without a reload.
+    await page.click('[data-testid=sign-in]');
+    await page.fill('[data-testid=login] input[name=token]', t.token || 'some-token');
+    await page.click('[data-testid=login] button[type=submit]');
+    await page.waitForFunction(() => !document.querySelector('[data-testid=apply]').disabled);
+    await page.close();
+  });
 });
 

@@ -46,6 +46,14 @@ export function setToken(t: string): void {
   } catch {
     /* private mode: token lives for this page only */
   }
+  tokenListeners.forEach((l) => l());
+}
+
+const tokenListeners = new Set<() => void>();
+/** onTokenChange registers a listener called when the token is set or cleared. */
+export function onTokenChange(fn: () => void): () => void {
+  tokenListeners.add(fn);
+  return () => tokenListeners.delete(fn);
 }
 
 /** The API's schemas, generated from query/openapi.yaml. */

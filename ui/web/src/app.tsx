@@ -5,6 +5,8 @@ import { lazy } from './lazy';
 import { TopologyPage } from './pages/Topology';
 import { match, navigate, onLinkClick, useLocation } from './router';
 import { onToasts, toast, type Toast } from './toast';
+import { useSignedIn } from './session';
+import { setTheme, useTheme } from './theme';
 
 const NAV = [
   { href: '/topology', label: 'Topology', icon: '◎' },
@@ -53,7 +55,8 @@ function route(path: string, query: URLSearchParams) {
 export function App() {
   const { path, query } = useLocation();
   const [login, setLogin] = useState<{ reason: string } | null>(null);
-  const [hasToken, setHasToken] = useState(!!getToken());
+  const hasToken = useSignedIn();
+  const theme = useTheme();
   const [toasts, setToasts] = useState<Toast[]>([]);
   useEffect(() => onToasts(setToasts), []);
   useEffect(
@@ -94,10 +97,7 @@ export function App() {
           {hasToken ? (
             <button
               class="btn small ghost"
-              onClick={() => {
-                setToken('');
-                setHasToken(false);
-              }}
+              onClick={() => setToken('')}
             >
               Sign out
             </button>
@@ -107,6 +107,14 @@ export function App() {
             </button>
           )}
           <div class="muted tiny">{hasToken ? 'token set' : 'read-only until signed in'}</div>
+          <button
+            class="btn small ghost theme-toggle"
+            onClick={() => setTheme(theme === 'dark' ? 'light' : 'dark')}
+            aria-label={theme === 'dark' ? 'Switch to the light theme' : 'Switch to the dark theme'}
+            data-testid="theme"
+          >
+            {theme === 'dark' ? '☀ Light theme' : '☾ Dark theme'}
+          </button>
         </div>
       </nav>
       <main class="content">{route(path, query)}</main>
@@ -115,7 +123,6 @@ export function App() {
           reason={login.reason}
           onDone={(ok) => {
             setLogin(null);
-            setHasToken(!!getToken());
             // No reload: what the user typed (YAML, a form) stays; pages refresh by themselves.
             if (ok) toast('Signed in. Repeat the action that asked for the token.', 'ok');
           }}

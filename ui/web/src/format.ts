@@ -101,10 +101,15 @@ export function worstHealth(hs: Iterable<Health>): Health {
   return w;
 }
 
+/**
+ * Health colours from Okabe and Ito's colour-blind safe palette (bluish
+ * green, orange, vermillion); the graph also tells health by pattern, and
+ * lists by a shape (circle, triangle, square).
+ */
 export const HEALTH_COLOR: Record<Health, string> = {
-  healthy: '#16a34a',
-  degraded: '#d97706',
-  failing: '#dc2626',
+  healthy: '#009e73',
+  degraded: '#e69f00',
+  failing: '#d55e00',
   idle: '#9ca3af',
 };
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DETAIL_ZOOM, graphStyle, styleMode, type StyleMode } from './graphstyle';
+import { HEALTH_COLOR } from './format';
+import { DETAIL_ZOOM, graphStyle, PALETTE, styleMode, type StyleMode } from './graphstyle';
 
 type Rule = { selector: string; style: Record<string, unknown> };
 const rules = (m: StyleMode) => graphStyle(m) as unknown as Rule[];
@@ -40,8 +41,8 @@ describe('graphStyle', () => {
 
   it('keeps health colours and traffic widths in every mode', () => {
     for (const m of ['full', 'detail', 'overview'] as const) {
-      expect(props(m, 'node.health-failing')['border-color']).toBe('#dc2626');
-      expect(props(m, 'edge.health-failing')['line-color']).toBe('#dc2626');
+      expect(props(m, 'node.health-failing')['border-color']).toBe(HEALTH_COLOR.failing);
+      expect(props(m, 'edge.health-failing')['line-color']).toBe(HEALTH_COLOR.failing);
       expect(props(m, 'edge.w4').width).toBe(4);
     }
   });
@@ -51,5 +52,21 @@ describe('graphStyle', () => {
       expect(anyRule(m, (_k, v) => typeof v === 'function')).toBe(false);
       expect(anyRule(m, (k, v) => k !== 'label' && typeof v === 'string' && /^(data|mapData)\(/.test(v))).toBe(false);
     }
+  });
+
+  it('tells health by pattern as well as colour in every mode', () => {
+    for (const m of ['full', 'detail', 'overview'] as const) {
+      expect(props(m, 'node.health-degraded')['border-style']).toBe('dashed');
+      expect(props(m, 'node.health-failing')['border-style']).toBe('double');
+      expect(props(m, 'edge.health-degraded')['line-style']).toBe('dotted');
+      expect(props(m, 'edge.health-failing')['line-style']).toBe('dashed');
+    }
+  });
+
+  it('draws nodes and labels in the theme\'s colours', () => {
+    const dark = (sel: string) => Object.assign({}, ...(graphStyle('full', 'dark') as unknown as Rule[]).filter((r) => r.selector === sel).map((r) => r.style));
+    expect(dark('node')['background-color']).toBe(PALETTE.dark.node);
+    expect(dark('node').color).toBe(PALETTE.dark.label);
+    expect(props('full', 'node')['background-color']).toBe(PALETTE.light.node);
   });
 });

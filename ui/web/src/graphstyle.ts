@@ -20,6 +20,13 @@ export const LARGE_GRAPH = 150;
 export const DETAIL_ZOOM = 0.55;
 
 export type StyleMode = 'full' | 'detail' | 'overview';
+export type Theme = 'light' | 'dark';
+
+/** The canvas colours of a theme (health colours are the same in both). */
+export const PALETTE: Record<Theme, { node: string; unknown: string; label: string; edgeLabel: string; labelBg: string; box: string; boxBorder: string; boxText: string; failingBox: string; degradedBox: string }> = {
+  light: { node: '#ffffff', unknown: '#f3f4f6', label: '#1f2937', edgeLabel: '#374151', labelBg: '#ffffff', box: '#f8fafc', boxBorder: '#94a3b8', boxText: '#334155', failingBox: '#fdf0e9', degradedBox: '#fff7e6' },
+  dark: { node: '#111a2b', unknown: '#1e293b', label: '#e5e9f0', edgeLabel: '#cbd5e1', labelBg: '#0f1828', box: '#152033', boxBorder: '#475569', boxText: '#cbd5e1', failingBox: '#2a1a14', degradedBox: '#2a2214' },
+};
 
 /** styleMode picks the stylesheet for a graph of the given size at the given zoom. */
 export function styleMode(large: boolean, zoom: number): StyleMode {
@@ -47,63 +54,71 @@ const interaction: StylesheetJson = [
 
 // Colours and widths come from classes, not data() mappers: a mapper is
 // parsed per element, which costs seconds on thousands of elements.
-const nodeHealth: StylesheetJson = (['healthy', 'degraded', 'failing', 'idle'] as const).map((h) => ({
-  selector: `node.health-${h}`,
-  style: { 'border-color': HEALTH_COLOR[h] },
-}));
+// Health is told by pattern as well as colour, for colour-blind eyes: a
+// degraded node has a dashed border, a failing one a thick double border; a
+// degraded edge is dotted, a failing one dashed.
+const nodeHealth: StylesheetJson = [
+  ...(['healthy', 'degraded', 'failing', 'idle'] as const).map((h) => ({ selector: `node.health-${h}`, style: { 'border-color': HEALTH_COLOR[h] } })),
+  { selector: 'node.health-degraded', style: { 'border-style': 'dashed', 'border-width': 3 } },
+  { selector: 'node.health-failing', style: { 'border-style': 'double', 'border-width': 6 } },
+];
+const edgePattern: StylesheetJson = [
+  { selector: 'edge.health-degraded', style: { 'line-style': 'dotted' } },
+  { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3] } },
+];
 
-const nodeLabel = {
+const nodeLabel = (p: (typeof PALETTE)[Theme]) => ({
   label: 'data(label)',
   'font-family': FONT,
   'font-size': 11,
-  color: '#1f2937',
+  color: p.label,
   'text-valign': 'bottom',
   'text-halign': 'center',
   'text-margin-y': 4,
   'text-wrap': 'wrap',
-  'text-background-color': '#ffffff',
+  'text-background-color': p.labelBg,
   'text-background-opacity': 0.8,
   'text-background-padding': '1px',
   'min-zoomed-font-size': 7,
-} as const;
+}) as const;
 
-const edgeLabel = {
+const edgeLabel = (p: (typeof PALETTE)[Theme]) => ({
   label: 'data(label)',
   'font-family': FONT,
   'font-size': 9,
-  color: '#374151',
-  'text-background-color': '#ffffff',
+  color: p.edgeLabel,
+  'text-background-color': p.labelBg,
   'text-background-opacity': 0.9,
   'text-background-padding': '2px',
   'text-background-shape': 'roundrectangle',
   'min-zoomed-font-size': 7,
   'text-rotation': 'none',
-} as const;
+}) as const;
 
-function detailed(curve: 'bezier' | 'straight'): StylesheetJson {
+function detailed(curve: 'bezier' | 'straight', p: (typeof PALETTE)[Theme]): StylesheetJson {
   return [
     {
       selector: 'node',
-      style: { 'background-color': '#ffffff', 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, ...nodeLabel, width: 30, height: 30, shape: 'ellipse' },
+      style: { 'background-color': p.node, 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, ...nodeLabel(p), width: 30, height: 30, shape: 'ellipse' },
     },
     { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
     { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
     { selector: 'node.service', style: { shape: 'round-triangle', width: 34, height: 30 } },
-    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6', 'border-style': 'dashed' } },
+    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': p.unknown, 'border-style': 'dashed' } },
     ...nodeHealth,
     {
       selector: 'node.group',
       style: {
         shape: 'round-rectangle',
-        'background-color': '#f8fafc',
+        'background-color': p.box,
         'background-opacity': 1,
         'border-width': 1.5,
         'border-style': 'dashed',
-        'border-color': '#94a3b8',
+        'border-color': p.boxBorder,
         label: 'data(label)',
         'font-weight': 600,
         'font-size': 12,
-        color: '#334155',
+        color: p.boxText,
         'text-valign': 'top',
         'text-halign': 'center',
         'text-margin-y': -4,
@@ -111,8 +126,8 @@ function detailed(curve: 'bezier' | 'straight'): StylesheetJson {
         padding: '12px',
       },
     },
-    { selector: 'node.group.health-failing', style: { 'border-color': '#dc2626', 'background-color': '#fef2f2' } },
-    { selector: 'node.group.health-degraded', style: { 'border-color': '#d97706', 'background-color': '#fffbeb' } },
+    { selector: 'node.group.health-failing', style: { 'border-color': HEALTH_COLOR.failing, 'background-color': p.failingBox, 'border-style': 'dashed', 'border-width': 2.5 } },
+    { selector: 'node.group.health-degraded', style: { 'border-color': HEALTH_COLOR.degraded, 'background-color': p.degradedBox, 'border-style': 'dashed', 'border-width': 1.5 } },
     {
       selector: 'edge',
       style: {
@@ -122,13 +137,14 @@ function detailed(curve: 'bezier' | 'straight'): StylesheetJson {
         'target-arrow-shape': 'triangle',
         'arrow-scale': 0.9,
         'curve-style': curve,
-        ...edgeLabel,
+        ...edgeLabel(p),
       },
     },
     ...HEALTHS.map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h], 'target-arrow-color': HEALTH_COLOR[h], 'source-arrow-color': HEALTH_COLOR[h] } })),
     ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
     { selector: 'edge.mtls', style: { 'source-arrow-shape': 'square', 'arrow-scale': 0.8 } },
-    { selector: 'edge.health-failing', style: { 'line-style': 'dashed', 'line-dash-pattern': [8, 3], color: '#b91c1c' } },
+    ...edgePattern,
+    { selector: 'edge.health-failing', style: { color: HEALTH_COLOR.failing } },
     ...interaction,
     { selector: 'node.group:selected', style: { 'underlay-opacity': 0.12 } },
   ];
@@ -138,31 +154,33 @@ function detailed(curve: 'bezier' | 'straight'): StylesheetJson {
  * overview is the cheapest picture cytoscape can draw that still shows
  * what matters from afar: node kinds, health colours and traffic widths.
  */
-function overview(): StylesheetJson {
+function overview(p: (typeof PALETTE)[Theme]): StylesheetJson {
   return [
-    { selector: 'node', style: { 'background-color': '#ffffff', 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, width: 30, height: 30, shape: 'ellipse' } },
+    { selector: 'node', style: { 'background-color': p.node, 'border-width': 2.5, 'border-color': HEALTH_COLOR.idle, width: 30, height: 30, shape: 'ellipse' } },
     { selector: 'node.version', style: { shape: 'round-rectangle', width: 34, height: 24 } },
     { selector: 'node.workload', style: { shape: 'round-rectangle', width: 40, height: 24 } },
     { selector: 'node.service', style: { shape: 'triangle', width: 34, height: 30 } },
-    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': '#f3f4f6' } },
+    { selector: 'node.unknown', style: { shape: 'diamond', 'background-color': p.unknown } },
     ...nodeHealth,
     // Haystack edges are straight lines between node centres: no control
     // points, no arrows, no endpoint clipping to compute.
     { selector: 'edge', style: { 'curve-style': 'haystack', 'haystack-radius': 0, width: 1.5, 'line-color': HEALTH_COLOR.idle } },
     ...HEALTHS.map((h) => ({ selector: `edge.health-${h}`, style: { 'line-color': HEALTH_COLOR[h] } })),
+    ...edgePattern,
     ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
     ...interaction,
   ];
 }
 
 /** graphStyle returns the stylesheet of a mode. */
-export function graphStyle(mode: StyleMode): StylesheetJson {
+export function graphStyle(mode: StyleMode, theme: Theme = 'light'): StylesheetJson {
+  const p = PALETTE[theme];
   switch (mode) {
     case 'full':
-      return detailed('bezier');
+      return detailed('bezier', p);
     case 'detail':
-      return detailed('straight');
+      return detailed('straight', p);
     case 'overview':
-      return overview();
+      return overview(p);
   }
 }

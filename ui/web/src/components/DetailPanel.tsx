@@ -40,9 +40,9 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeEx
         <>
           <div class="panel-kicker">Edge</div>
           <h2 class="panel-title" data-testid="detail-title">
-            <a onClick={() => onSelect({ type: 'node', id: e.source })}>{nodeName(src, e.source)}</a>
+            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.source })}>{nodeName(src, e.source)}</button>
             <span class="arrow">→</span>
-            <a onClick={() => onSelect({ type: 'node', id: e.target })}>{nodeName(dst, e.target)}</a>
+            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.target })}>{nodeName(dst, e.target)}</button>
           </h2>
           <div class="stats">
             <Stat label="rps" value={fmtRps(e.rps)} />
@@ -140,7 +140,14 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeEx
     }
   }
   return (
-    <aside class="detail-panel" data-testid="detail-panel" aria-label="Details">
+    <aside
+      class="detail-panel"
+      data-testid="detail-panel"
+      aria-label="Details"
+      onKeyDown={(k) => {
+        if (k.key === 'Escape') onClose();
+      }}
+    >
       <button class="close" onClick={onClose} aria-label="Close details">
         ×
       </button>
@@ -157,9 +164,20 @@ function EdgeList({ title, edges, other, byId, onSelect }: { title: string; edge
       <table class="mini">
         <tbody>
           {[...edges].sort((a, b) => b.rps - a.rps).slice(0, 12).map((e) => (
-            <tr class="clickable" onClick={() => onSelect({ type: 'edge', id: `${e.source}->${e.target}` })}>
+            <tr
+              class="clickable"
+              tabIndex={0}
+              aria-label={`${title === 'Callers' ? 'from' : 'to'} ${nodeName(byId.get(other(e)), other(e))}, ${e.health}: open the edge`}
+              onClick={() => onSelect({ type: 'edge', id: `${e.source}->${e.target}` })}
+              onKeyDown={(k) => {
+                if (k.key === 'Enter' || k.key === ' ') {
+                  k.preventDefault();
+                  onSelect({ type: 'edge', id: `${e.source}->${e.target}` });
+                }
+              }}
+            >
               <td>
-                <i class={`hdot h-${e.health}`} />
+                <i class={`hdot h-${e.health}`} title={e.health} />
                 {nodeName(byId.get(other(e)), other(e))}
               </td>
               <td class="num">{fmtRps(e.rps)} rps</td>

@@ -2,7 +2,7 @@ import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
 import { useEffect, useRef } from 'preact/hooks';
 import { HEALTH_COLOR } from '../format';
 import { flattenGroups, planUpdate, type Elements, type GroupBox } from '../graph';
-import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode } from '../graphstyle';
+import { graphStyle, LARGE_GRAPH, PALETTE, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
 
 /** cytoscape-dagre is loaded only for graphs small enough to use it. */
@@ -28,12 +28,13 @@ export interface GraphCanvasProps {
   selected: Selection | null;
   onSelect: (s: Selection | null) => void;
   onReady?: (cy: Core) => void;
+  theme?: Theme;
 }
 
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady }: GraphCanvasProps) {
+export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light' }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLCanvasElement>(null);
   const boxesRef = useRef<GroupBox[] | null>(null);
@@ -53,7 +54,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     const mode = styleMode(large, 0);
     const cy = cytoscape({
       container: box.current,
-      style: graphStyle(mode),
+      style: graphStyle(mode, theme),
       minZoom: 0.05,
       maxZoom: 3,
       wheelSensitivity: 0.3,
@@ -64,6 +65,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       ...(large ? { pixelRatio: 1, textureOnViewport: true, hideEdgesOnViewport: true, motionBlur: false } : {}),
     });
     cy.scratch('_mode', mode);
+    cy.scratch('_theme', theme);
     if (large) {
       // cytoscape's first draw would build the layered texture cache for
       // every element before showing anything; marking it as not the first
@@ -249,6 +251,13 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
 
   useEffect(() => {
     const cy = cyRef.current;
+    if (!cy || cy.scratch('_theme') === theme) return;
+    setMode(cy, cy.scratch('_mode'), theme);
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+  }, [theme]);
+
+  useEffect(() => {
+    const cy = cyRef.current;
     if (!cy) return;
     cy.$(':selected').unselect();
     if (selected) cy.getElementById(selected.id).select();
@@ -258,9 +267,61 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
   return (
     <>
       <canvas ref={layer} class="graph-canvas group-layer" aria-hidden="true" />
-      <div ref={box} class="graph-canvas" data-testid="graph-canvas" />
+      <div
+        ref={box}
+        class="graph-canvas"
+        data-testid="graph-canvas"
+        tabIndex={0}
+        role="group"
+        aria-label="Topology graph. Arrow keys move between nodes (left to right, top to bottom), Escape clears the selection, + and − zoom, 0 fits."
+        onKeyDown={(e) => {
+          const cy = cyRef.current;
+          if (cy && keyNav(cy, e, selectedRef.current, (s) => onSelectRef.current(s))) e.preventDefault();
+        }}
+      />
     </>
   );
+}
+
+/**
+ * keyNav moves through the graph from the keyboard: arrows select the next or
+ * previous node in reading order (left to right, then top to bottom) and
+ * bring it into view; Escape clears; + and − zoom; 0 fits. It says whether
+ * it used the key.
+ */
+export function keyNav(cy: Core, e: KeyboardEvent, selected: Selection | null, select: (s: Selection | null) => void): boolean {
+  const centre = { x: cy.width() / 2, y: cy.height() / 2 };
+  switch (e.key) {
+    case 'Escape':
+      select(null);
+      return true;
+    case '+':
+    case '=':
+      cy.zoom({ level: cy.zoom() * 1.25, renderedPosition: centre });
+      return true;
+    case '-':
+      cy.zoom({ level: cy.zoom() / 1.25, renderedPosition: centre });
+      return true;
+    case '0':
+      cy.fit(undefined, 40);
+      return true;
+    case 'ArrowRight':
+    case 'ArrowDown':
+    case 'ArrowLeft':
+    case 'ArrowUp': {
+      const nodes = cy.nodes().filter((n) => !n.isParent()).toArray() as cytoscape.NodeSingular[];
+      if (!nodes.length) return false;
+      nodes.sort((a, b) => a.position().x - b.position().x || a.position().y - b.position().y);
+      const i = selected ? nodes.findIndex((n) => n.id() === selected.id) : -1;
+      const forward = e.key === 'ArrowRight' || e.key === 'ArrowDown';
+      const next = nodes[i < 0 ? (forward ? 0 : nodes.length - 1) : (i + (forward ? 1 : -1) + nodes.length) % nodes.length];
+      select({ type: 'node', id: next.id() });
+      const p = next.renderedPosition();
+      if (p.x < 40 || p.y < 40 || p.x > cy.width() - 40 || p.y > cy.height() - 40) cy.center(next);
+      return true;
+    }
+  }
+  return false;
 }
 
 /**
@@ -281,10 +342,11 @@ function markRendered(then?: () => void) {
  * setMode swaps the stylesheet when the mode changes: a large graph at
  * overview zoom skips labels, arrows and curved edges (see graphstyle.ts).
  */
-function setMode(cy: Core, mode: StyleMode) {
-  if (cy.scratch('_mode') === mode) return;
+function setMode(cy: Core, mode: StyleMode, theme: Theme = cy.scratch('_theme') ?? 'light') {
+  if (cy.scratch('_mode') === mode && cy.scratch('_theme') === theme) return;
   cy.scratch('_mode', mode);
-  cy.style(graphStyle(mode));
+  cy.scratch('_theme', theme);
+  cy.style(graphStyle(mode, theme));
 }
 
 const BOX_PAD = 16;
@@ -329,6 +391,8 @@ function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[]
   if (!boxes) return;
   const zoom = cy.zoom();
   const pan = cy.pan();
+  const dark = cy.scratch('_theme') === 'dark';
+  const p = PALETTE[dark ? 'dark' : 'light'];
   ctx.setTransform(dpr * zoom, 0, 0, dpr * zoom, dpr * pan.x, dpr * pan.y);
   ctx.lineWidth = 1.5 / zoom;
   ctx.setLineDash([5 / zoom, 4 / zoom]);
@@ -340,14 +404,14 @@ function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[]
     // Skip boxes outside the viewport.
     if (r.x2 * zoom + pan.x < 0 || r.x1 * zoom + pan.x > w || r.y2 * zoom + pan.y < 0 || r.y1 * zoom + pan.y > h) continue;
     const bad = b.health === 'failing' || b.health === 'degraded';
-    ctx.fillStyle = b.id === selected ? '#e8f0fe' : bad ? (b.health === 'failing' ? '#fef2f2' : '#fffbeb') : '#f8fafc';
-    ctx.strokeStyle = b.id === selected ? '#2563eb' : bad ? HEALTH_COLOR[b.health] : '#94a3b8';
+    ctx.fillStyle = b.id === selected ? (dark ? '#1c2d4a' : '#e8f0fe') : bad ? (b.health === 'failing' ? p.failingBox : p.degradedBox) : p.box;
+    ctx.strokeStyle = b.id === selected ? '#2563eb' : bad ? HEALTH_COLOR[b.health] : p.boxBorder;
     ctx.beginPath();
     ctx.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
     ctx.fill();
     ctx.stroke();
     if (zoom * 12 >= 7) {
-      ctx.fillStyle = '#334155';
+      ctx.fillStyle = p.boxText;
       ctx.fillText(b.label, (r.x1 + r.x2) / 2, r.y1 - 4);
     }
   }

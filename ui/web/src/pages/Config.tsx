@@ -8,6 +8,7 @@ import { useResource } from '../resource';
 import { setQuery } from '../router';
 import { toast } from '../toast';
 import { toYAML } from '../yaml';
+import { OPERATOR_HINT, useSignedIn } from '../session';
 
 const EXAMPLE = `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -49,6 +50,7 @@ export function ConfigPage({ query }: { query: URLSearchParams }) {
 }
 
 function Objects() {
+  const signedIn = useSignedIn();
   const r = useResource<ConfigObject[]>('config', (s) => fetchConfig(undefined, s), { refreshMs: 10000 });
   const [kind, setKind] = useState('');
   const [open, setOpen] = useState('');
@@ -120,7 +122,7 @@ function Objects() {
                     </td>
                     <td class="num">
                       {src.apiOwned ? (
-                        <button class="btn small ghost danger" onClick={(e) => { e.stopPropagation(); del(o); }}>Delete</button>
+                        <button class="btn small ghost danger" disabled={!signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={(e) => { e.stopPropagation(); del(o); }}>Delete</button>
                       ) : (
                         <span class="muted" title={`Defined by ${src.label}${src.detail ? ` (${src.detail})` : ''}; change it there`}>read-only</span>
                       )}
@@ -144,6 +146,7 @@ function Objects() {
 }
 
 function Apply() {
+  const signedIn = useSignedIn();
   const [text, setText] = useState(EXAMPLE);
   const [errors, setErrors] = useState<LocatedError[]>([]);
   const [warnings, setWarnings] = useState<{ list: LocatedWarning[]; count: number }>({ list: [], count: 0 });
@@ -186,10 +189,10 @@ function Apply() {
       <div class="form-actions">
         <span class="muted">Needs an operator token.</span>
         <span class="spacer" />
-        <button class="btn" disabled={busy !== ''} onClick={() => submit(true)} data-testid="validate">
+        <button class="btn" disabled={busy !== '' || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => submit(true)} data-testid="validate">
           {busy === 'validate' ? 'Validating…' : 'Validate'}
         </button>
-        <button class="btn primary" disabled={busy !== ''} onClick={() => submit(false)} data-testid="apply">
+        <button class="btn primary" disabled={busy !== '' || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => submit(false)} data-testid="apply">
           {busy === 'apply' ? 'Applying…' : 'Apply'}
         </button>
       </div>

@@ -22,6 +22,7 @@ import { useResource } from '../resource';
 import { navigate } from '../router';
 import { toast } from '../toast';
 import { AlertsTable } from './Alerts';
+import { OPERATOR_HINT, useSignedIn } from '../session';
 
 const STATE_KIND: Record<string, string> = {
   pending: 'muted',
@@ -59,6 +60,7 @@ function WeightBar({ r }: { r: Rollout }) {
 }
 
 export function RolloutsPage({ query }: { query: URLSearchParams }) {
+  const signedIn = useSignedIn();
   const r = useResource<Rollout[]>('rollouts', (s) => fetchRollouts(s), { refreshMs: 3000 });
   const alerts = useResource<Alert[]>('alerts', (s) => fetchAlerts(s), { refreshMs: 5000 });
   const creating = query.get('new') !== null;
@@ -66,7 +68,7 @@ export function RolloutsPage({ query }: { query: URLSearchParams }) {
     <div class="page">
       <PageHeader title="Rollouts" sub="Canary, blue-green and A/B releases judged on live per-version traffic.">
         <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
-        <button class="btn primary" onClick={() => navigate('/rollouts?new')} data-testid="new-rollout">
+        <button class="btn primary" disabled={!signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => navigate('/rollouts?new')} data-testid="new-rollout">
           New rollout
         </button>
       </PageHeader>
@@ -175,6 +177,7 @@ function verdictKind(v: Verdict): string {
 }
 
 export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
+  const signedIn = useSignedIn();
   const r = useResource<Rollout>(`rollout:${ns}/${name}`, (s) => fetchRollout(ns, name, s), { refreshMs: 2000 });
   const [busy, setBusy] = useState<RolloutAction | ''>('');
   const act = async (a: RolloutAction) => {
@@ -205,12 +208,12 @@ export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
         {x && (
           <div class="btn-group">
             {x.state === 'paused' ? (
-              <button class="btn" disabled={!!busy} onClick={() => act('resume')} data-testid="resume">Resume</button>
+              <button class="btn" disabled={!!busy || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => act('resume')} data-testid="resume">Resume</button>
             ) : (
-              <button class="btn" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('pause')} data-testid="pause">Pause</button>
+              <button class="btn" disabled={!!busy || NO_ACTION.has(x.state) || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => act('pause')} data-testid="pause">Pause</button>
             )}
-            <button class="btn" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('promote')} data-testid="promote">Promote</button>
-            <button class="btn danger" disabled={!!busy || NO_ACTION.has(x.state)} onClick={() => act('abort')} data-testid="abort">Abort</button>
+            <button class="btn" disabled={!!busy || NO_ACTION.has(x.state) || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => act('promote')} data-testid="promote">Promote</button>
+            <button class="btn danger" disabled={!!busy || NO_ACTION.has(x.state) || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={() => act('abort')} data-testid="abort">Abort</button>
           </div>
         )}
       </PageHeader>
@@ -287,6 +290,7 @@ function latestReason(x: Rollout): string {
 }
 
 function NewRollout({ onClose }: { onClose: () => void }) {
+  const signedIn = useSignedIn();
   const services = useResource<ServiceSummary[]>('services', (s) => fetchServices(s), { refreshMs: 0 });
   const [mode, setMode] = useState<'form' | 'yaml'>('form');
   const [f, setF] = useState<RolloutForm>({
@@ -462,7 +466,7 @@ function NewRollout({ onClose }: { onClose: () => void }) {
         <span class="muted">Applied as a <code>Rollout</code> (meshlens.io/v1alpha1) through the config API; needs an operator token.</span>
         <span class="spacer" />
         <button class="btn" onClick={onClose}>Cancel</button>
-        <button class="btn primary" disabled={busy} onClick={submit} data-testid="start-rollout">
+        <button class="btn primary" disabled={busy || !signedIn} title={signedIn ? undefined : OPERATOR_HINT} onClick={submit} data-testid="start-rollout">
           {busy ? 'Starting…' : 'Start rollout'}
         </button>
       </div>

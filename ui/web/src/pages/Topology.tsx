@@ -1,13 +1,14 @@
 import type { Core } from 'cytoscape';
-import { useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView, type Impact } from '../api';
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
 import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
-import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow } from '../format';
+import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow, type Health } from '../format';
 import { filterNamespace, impactHighlight, namespacesOf, pathHighlight, toElements } from '../graph';
 import { ImpactPanel } from '../components/ImpactPanel';
 import { ExportMenu } from '../components/ExportMenu';
+import { useTheme } from '../theme';
 import { LARGE_GRAPH } from '../graphstyle';
 import { lazy } from '../lazy';
 import { useResource } from '../resource';
@@ -45,6 +46,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   });
   const [searchText, setSearchText] = useState(search);
   const cyRef = useRef<Core | null>(null);
+  const theme = useTheme();
 
   // History lives in ClickHouse; the live graph only knows the recent window.
   const q: GraphQuery = { window, view, namespace: ns || undefined, end: end || undefined, source: end && source === 'live' ? 'clickhouse' : source };
@@ -85,6 +87,19 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
     // Impact follows the selection; a path starts from it, so a new start ends it.
     setQuery({ sel: s?.id, to: undefined, ...(s ? {} : { impact: undefined }) });
   };
+
+  // Escape closes the details from anywhere on the page but a form field or a dialog.
+  const selectRef = useRef(select);
+  selectRef.current = select;
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement | null;
+      if (e.key !== 'Escape' || e.defaultPrevented || t?.closest('input, select, textarea, [role=dialog], details[open]')) return;
+      selectRef.current(null);
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, []);
 
   return (
     <div class="topology">
@@ -161,6 +176,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             selected={selection}
             onSelect={select}
             onReady={(cy) => (cyRef.current = cy)}
+            theme={theme}
           />
         )}
         {!graph && !r.error && <div class="overlay-center"><Spinner label="Loading the graph…" /></div>}
@@ -261,15 +277,28 @@ function Cycles({ cycles, onSelect }: { cycles: string[][]; onSelect: (id: strin
   );
 }
 
+/** Swatch draws a health as the graph does: the node's border and the edge's line, in colour and pattern. */
+function Swatch({ h }: { h: Health }) {
+  const c = HEALTH_COLOR[h];
+  const line = h === 'degraded' ? '1.5 2.5' : h === 'failing' ? '6 2' : undefined;
+  return (
+    <svg class="swatch" width="32" height="14" viewBox="0 0 32 14" aria-hidden="true">
+      <rect x="1.5" y="1.5" width="12" height="11" rx="3" fill="none" stroke={c} stroke-width={h === 'failing' ? 1.3 : 2} stroke-dasharray={h === 'degraded' ? '3 2' : undefined} />
+      {h === 'failing' && <rect x="4" y="4" width="7" height="6" rx="1.5" fill="none" stroke={c} stroke-width="1.3" />}
+      <line x1="17" y1="7" x2="31" y2="7" stroke={c} stroke-width="2.2" stroke-dasharray={line} />
+    </svg>
+  );
+}
+
 function Legend() {
   const d = fmtPct(HEALTH_THRESHOLDS.degraded);
   const f = fmtPct(HEALTH_THRESHOLDS.failing);
   return (
     <div class="legend" title="Health is meshlens' (graph/build.go): from the error rate of a node's inbound requests, or of an edge">
-      <span><i style={{ background: HEALTH_COLOR.healthy }} />&lt; {d} errors</span>
-      <span><i style={{ background: HEALTH_COLOR.degraded }} />{d}–{f}</span>
-      <span><i style={{ background: HEALTH_COLOR.failing }} />≥ {f}</span>
-      <span><i style={{ background: HEALTH_COLOR.idle }} />idle</span>
+      <span><Swatch h="healthy" />&lt; {d} errors</span>
+      <span><Swatch h="degraded" />{d}–{f}</span>
+      <span><Swatch h="failing" />≥ {f}</span>
+      <span><Swatch h="idle" />idle</span>
       <span class="legend-sep">▢ version · △ service · ◇ unknown · ■→ mTLS</span>
     </div>
   );
