@@ -45,6 +45,25 @@ func (v *istioValidator) analyzeVirtualService(o *Object, sn *Snapshot) []Warnin
 		v.analyzeDestination(d.dest, d.path, o.Meta.Namespace, idx, w)
 	}
 	v.analyzeGatewayBindings(o, vs, sn, w)
+	for i, r := range vs.GetHttp() {
+		d := r.GetDelegate()
+		if d == nil {
+			continue
+		}
+		ns := d.GetNamespace()
+		if ns == "" {
+			ns = o.Meta.Namespace
+		}
+		target := sn.Get(KindVirtualService, ns, d.GetName())
+		switch {
+		case target == nil:
+			w.add(CodeReferencedResourceNotFound, indexPath("http", i)+".delegate",
+				"Referenced virtual service not found: %q: no VirtualService %s/%s exists; this route sends nothing until one does", ns+"/"+d.GetName(), ns, d.GetName())
+		case len(target.Spec.(*networking.VirtualService).GetHosts()) > 0:
+			w.add(CodeReferencedResourceNotFound, indexPath("http", i)+".delegate",
+				"VirtualService %s/%s has hosts, so it is not a delegate: this route sends nothing (a delegate VirtualService has no hosts)", ns, d.GetName())
+		}
+	}
 	return w.out
 }
 

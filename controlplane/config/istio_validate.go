@@ -99,7 +99,19 @@ func (v *istioValidator) virtualService(o *Object) []FieldError {
 	fe := &fieldErrs{object: o.Key()}
 	checkGeneric(vs, fe)
 	if len(vs.GetHosts()) == 0 {
-		fe.add("hosts", "at least one host is required")
+		// A VirtualService without hosts is a delegate: another one's
+		// http route hands it a part of its traffic (http[].delegate).
+		if len(vs.GetGateways()) > 0 {
+			fe.add("gateways", "a delegate VirtualService (one without hosts) must not name gateways: its root's apply")
+		}
+		if len(vs.GetTcp())+len(vs.GetTls()) > 0 {
+			fe.add("", "a delegate VirtualService (one without hosts) has http routes only")
+		}
+		for i, r := range vs.GetHttp() {
+			if r.GetDelegate() != nil {
+				fe.add(indexPath("http", i)+".delegate", "a delegate VirtualService (one without hosts) cannot delegate again")
+			}
+		}
 	}
 	for i, h := range vs.GetHosts() {
 		if msg := validHost(h, true); msg != "" {

@@ -27,6 +27,9 @@ type model struct {
 	gatewayVSs []*config.Object
 	// sidecars are the Sidecars, in key order.
 	sidecars []*config.Object
+	// delegates are the VirtualServices without hosts, by "ns/name": what
+	// other VirtualServices' http[].delegate hand traffic to.
+	delegates map[string]*config.Object
 	opts     Options
 }
 
@@ -134,6 +137,13 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			}
 		case *networking.VirtualService:
 			vs := o.Spec.(*networking.VirtualService)
+			if len(vs.Hosts) == 0 {
+				if m.delegates == nil {
+					m.delegates = map[string]*config.Object{}
+				}
+				m.delegates[o.Meta.Namespace+"/"+o.Meta.Name] = o
+				continue
+			}
 			mesh := len(vs.Gateways) == 0
 			for _, g := range vs.Gateways {
 				if g == config.MeshGateway {

@@ -158,7 +158,7 @@ func (t *translator) hashPolicy(host string, port uint32, subset string) []*rout
 // match (Istio ORs the matches), all with the same action.
 func (t *translator) httpRoutes(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) ([]*routev3.Route, error) {
 	if hr.Delegate != nil {
-		return nil, nil // delegation is a gateway feature
+		return t.delegateRoutes(svc, port, ns, hr)
 	}
 	proto, err := t.routeTemplate(svc, port, ns, hr)
 	if err != nil {
@@ -597,6 +597,131 @@ func corsPolicy(cp *networking.CorsPolicy) *corsv3.CorsPolicy {
 	}
 	if cp.UnmatchedPreflights == networking.CorsPolicy_IGNORE {
 		out.ForwardNotMatchingPreflights = wrapperspb.Bool(false)
+	}
+	return out
+}
+
+// delegateRoutes are the routes a root VirtualService's http route hands
+// to a delegate VirtualService (one without hosts), as Istio merges them:
+// each delegate route in order, its matches ANDed with the root route's
+// (a delegate's uri must lie within the root's: a prefix of the root's
+// prefix, or a conflicting pair is dropped), its destinations read in the
+// delegate's namespace. A delegate that does not exist sends nothing.
+func (t *translator) delegateRoutes(svc *service, port *networking.ServicePort, ns string, hr *networking.HTTPRoute) ([]*routev3.Route, error) {
+	dns := hr.Delegate.Namespace
+	if dns == "" {
+		dns = ns
+	}
+	o := t.m.delegates[dns+"/"+hr.Delegate.Name]
+	if o == nil {
+		return nil, nil
+	}
+	var out []*routev3.Route
+	for i, dh := range o.Spec.(*networking.VirtualService).Http {
+		if dh.Delegate != nil {
+			continue // no nested delegation (refused by validation)
+		}
+		merged := proto.Clone(dh).(*networking.HTTPRoute)
+		merged.Match = mergeMatches(hr.Match, dh.Match)
+		if merged.Match == nil && (len(hr.Match) > 0 || len(dh.Match) > 0) {
+			continue // every pair of matches conflicts
+		}
+		if merged.Name == "" {
+			merged.Name = hr.Name
+		}
+		routes, err := t.httpRoutes(svc, port, dns, merged)
+		if err != nil {
+			return nil, fmt.Errorf("delegate VirtualService %s/%s http[%d]: %w", dns, hr.Delegate.Name, i, err)
+		}
+		out = append(out, routes...)
+	}
+	return out, nil
+}
+
+// mergeMatches ANDs a root route's matches with a delegate route's: every
+// pair, the delegate's conditions with the root's for what the delegate
+// leaves unset. Nil when one side has none and so does the other, or when
+// every pair conflicts.
+func mergeMatches(root, del []*networking.HTTPMatchRequest) []*networking.HTTPMatchRequest {
+	switch {
+	case len(root) == 0:
+		return del
+	case len(del) == 0:
+		return root
+	}
+	var out []*networking.HTTPMatchRequest
+	for _, r := range root {
+		for _, d := range del {
+			m := proto.Clone(d).(*networking.HTTPMatchRequest)
+			switch {
+			case m.Uri == nil:
+				m.Uri = r.Uri
+			case r.Uri != nil && !uriWithin(m.Uri, r.Uri):
+				continue
+			}
+			for _, f := range []struct {
+				dst **networking.StringMatch
+				src *networking.StringMatch
+			}{{&m.Method, r.Method}, {&m.Authority, r.Authority}, {&m.Scheme, r.Scheme}} {
+				if *f.dst == nil {
+					*f.dst = f.src
+				}
+			}
+			m.Headers = mergeStringMatches(r.Headers, m.Headers)
+			m.WithoutHeaders = mergeStringMatches(r.WithoutHeaders, m.WithoutHeaders)
+			m.QueryParams = mergeStringMatches(r.QueryParams, m.QueryParams)
+			if m.Port == 0 {
+				m.Port = r.Port
+			}
+			if len(m.SourceLabels) == 0 {
+				m.SourceLabels = r.SourceLabels
+			}
+			if m.SourceNamespace == "" {
+				m.SourceNamespace = r.SourceNamespace
+			}
+			if len(m.Gateways) == 0 {
+				m.Gateways = r.Gateways
+			}
+			if r.Name != "" && m.Name != "" {
+				m.Name = r.Name + "-" + m.Name
+			} else if m.Name == "" {
+				m.Name = r.Name
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// uriWithin reports whether every path the delegate's uri match accepts
+// is one the root's accepts (exact within prefix, prefix within prefix,
+// equal exacts); regexes are taken as within.
+func uriWithin(d, r *networking.StringMatch) bool {
+	rp, rIsPrefix := r.MatchType.(*networking.StringMatch_Prefix)
+	switch dm := d.MatchType.(type) {
+	case *networking.StringMatch_Prefix:
+		return rIsPrefix && strings.HasPrefix(dm.Prefix, rp.Prefix)
+	case *networking.StringMatch_Exact:
+		if rIsPrefix {
+			return strings.HasPrefix(dm.Exact, rp.Prefix)
+		}
+		re, ok := r.MatchType.(*networking.StringMatch_Exact)
+		return !ok || re.Exact == dm.Exact
+	}
+	return true
+}
+
+// mergeStringMatches is the root's map with the delegate's entries over it.
+func mergeStringMatches(root, del map[string]*networking.StringMatch) map[string]*networking.StringMatch {
+	if len(root) == 0 {
+		return del
+	}
+	out := make(map[string]*networking.StringMatch, len(root)+len(del))
+	for k, v := range root {
+		out[k] = v
+	}
+	for k, v := range del {
+		out[k] = v
 	}
 	return out
 }
