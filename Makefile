@@ -92,6 +92,8 @@ bench: deps clickhouse
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$(scripts/clickhouse-cluster.sh start) $(GO) test -run '^$$' -bench IngestClusterVsSingle -benchtime 1x -timeout 20m ./cmd/meshlens/
 	@echo "== ingest: OTLP spans/s through 1, 2 and 3 meshlens replicas into the ClickHouse cluster; ratio to one"
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$(scripts/clickhouse-cluster.sh start) $(GO) test -run '^$$' -bench IngestReplicas -benchtime 1x -timeout 25m ./cmd/meshlens/
+	@echo "== rollouts: a failing canary rolled back by 3 replicas (leader election, merged judge) vs one meshlens"
+	$(GO) test -run '^$$' -bench RollbackReplicas -benchtime 1x -timeout 20m ./cmd/meshlens/
 	@echo "== graph query merged across 3 replicas vs one replica, HTTP+JSON, 10,000 edges"
 	$(GO) test -run '^$$' -bench MergedGraphQuery -benchtime 1x ./replicas/
 	@echo "== live graph query, 1,000 services x 3 versions, 10,000 edges; Prometheus source; ClickHouse 24 h history"

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ type replicaSet struct {
 
 // startReplicas starts n replicas with --peers naming all of them (each one
 // skips itself) and a shared tokens file; args go to every one.
-func startReplicas(t *testing.T, n int, args ...string) *replicaSet {
+func startReplicas(t testing.TB, n int, args ...string) *replicaSet {
 	t.Helper()
 	rs := &replicaSet{token: "replicas-test-operator-token-0123456789"}
 	tokens := filepath.Join(t.TempDir(), "tokens")
@@ -119,8 +120,9 @@ func serverSpans(ctx context.Context, otlp, ns, service, version string, n, errE
 }
 
 // load sends spans of both versions to every live replica in turn, as a
-// load balancer would, until stopped.
-func (rs *replicaSet) load(t *testing.T, ns string, candidateErrEvery int) (stop func()) {
+// load balancer would, until stopped; one candidate span in errEvery
+// answers 500 (0: none), changeable while it runs.
+func (rs *replicaSet) load(ns string, errEvery *atomic.Int32) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -132,7 +134,7 @@ func (rs *replicaSet) load(t *testing.T, ns string, candidateErrEvery int) (stop
 					continue
 				}
 				_ = serverSpans(ctx, rs.otlp[i], ns, "reviews", "v1", 2, 0)
-				_ = serverSpans(ctx, rs.otlp[i], ns, "reviews", "v2", 2, candidateErrEvery)
+				_ = serverSpans(ctx, rs.otlp[i], ns, "reviews", "v2", 2, int(errEvery.Load()))
 			}
 			select {
 			case <-ctx.Done():
@@ -150,7 +152,7 @@ type replicasView struct {
 	IsLeader bool   `json:"isLeader"`
 }
 
-func (rs *replicaSet) view(t *testing.T, i int) (replicasView, error) {
+func (rs *replicaSet) view(t testing.TB, i int) (replicasView, error) {
 	code, body := meshtest.HTTP(t, "GET", "http://"+rs.procs[i].http+"/api/v1/replicas", rs.token, "")
 	var v replicasView
 	if code != 200 {
@@ -161,7 +163,7 @@ func (rs *replicaSet) view(t *testing.T, i int) (replicasView, error) {
 
 // leader waits until exactly one running replica leads and the others
 // name it; it returns its index.
-func (rs *replicaSet) leader(t *testing.T, within time.Duration) int {
+func (rs *replicaSet) leader(t testing.TB, within time.Duration) int {
 	t.Helper()
 	idx := -1
 	meshtest.Eventually(t, within, "exactly one replica leads and the others name it", func() error {
@@ -212,33 +214,13 @@ func TestReplicasLeaderKilledMidCanaryAnotherContinuesAtTheSameStep(t *testing.T
 	t.Cleanup(func() {
 		_ = c.Dynamic.Resource(rolloutGVR).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 	})
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: ns},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "reviews"}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
-	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Apply(ctx, ns, []byte(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
-`)); err != nil {
-		t.Fatal(err)
-	}
+	reviewsRoutes(t, c, ns)
 	const lease = 4 * time.Second
 	rs := startReplicas(t, 3, "--kubeconfig", c.Kubeconfig, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s",
 		"--traffic-provider", "istio", "--leader-elect", "--leader-elect-lease", ns+"/meshlens",
 		"--leader-elect-lease-duration", lease.String(), "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms")
 	first := rs.leader(t, 60*time.Second)
-	stop := rs.load(t, ns, 0)
+	stop := rs.load(ns, new(atomic.Int32))
 	defer stop()
 
 	// Each step needs more candidate requests than one replica gets in it:
@@ -390,6 +372,34 @@ spec:
 	}
 	if most <= 80 {
 		t.Errorf("largest verdict sample %d candidate requests, want the merged > 80", most)
+	}
+}
+
+// reviewsRoutes makes the Service reviews in ns with its subsets v1 and v2
+// and a VirtualService sending everything to v1, for the istio provider.
+func reviewsRoutes(t testing.TB, c *kubetest.Cluster, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: ns},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "reviews"}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
+	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, ns, []byte(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+`)); err != nil {
+		t.Fatal(err)
 	}
 }
 
