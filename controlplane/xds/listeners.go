@@ -293,7 +293,7 @@ func inboundClusterName(port uint32) string { return fmt.Sprintf("inbound|%d||",
 // sniff TLS, so PERMISSIVE really accepts both), RBAC, then a static
 // cluster to the application on localhost.
 func (t *translator) envoyInbound() ([]*listenerv3.Listener, error) {
-	ins := t.inboundPorts()
+	ins, _ := t.envoyInboundPorts()
 	if len(ins) == 0 || len(t.node.IPs) == 0 {
 		return nil, nil
 	}
@@ -356,15 +356,20 @@ func (t *translator) envoyInboundClusters() []*clusterv3.Cluster {
 		return nil
 	}
 	var out []*clusterv3.Cluster
-	for _, in := range t.inboundPorts() {
+	ins, apps := t.envoyInboundPorts()
+	for _, in := range ins {
 		name := inboundClusterName(in.port)
+		app := apps[in.port]
+		if app == nil {
+			app = socketAddress("127.0.0.1", in.port)
+		}
 		out = append(out, &clusterv3.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
 			LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 				LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: socketAddress("127.0.0.1", in.port),
+					Address: app,
 				}}}},
 			}}},
 		})

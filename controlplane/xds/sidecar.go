@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -336,4 +337,51 @@ func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.Outboun
 	r.Clusters = append(r.Clusters, clusters...)
 	r.Listeners = append(r.Listeners, l)
 	return nil
+}
+
+// envoyInboundPorts are the ports an Envoy sidecar serves inbound, with
+// the application address of each: its workload's service ports on
+// 127.0.0.1, or, when its Sidecar lists ingress listeners, exactly those
+// ports, each to its defaultEndpoint (127.0.0.1:PORT, 0.0.0.0:PORT or
+// unix://PATH), as istiod builds them. As in Istio, ingress ports are
+// served only by a workload that some service selects.
+func (t *translator) envoyInboundPorts() ([]inboundPort, map[uint32]*corev3.Address) {
+	ins := t.inboundPorts()
+	scope := t.sidecarScope()
+	if scope.o == nil || len(scope.sc.Ingress) == 0 || len(ins) == 0 {
+		return ins, nil
+	}
+	w := ins[0].w
+	var out []inboundPort
+	apps := map[uint32]*corev3.Address{}
+	for _, in := range scope.sc.Ingress {
+		port := in.GetPort().GetNumber()
+		if port == 0 {
+			continue
+		}
+		out = append(out, inboundPort{w: w, servicePort: port, port: port})
+		apps[port] = ingressEndpoint(in.DefaultEndpoint, port, w.address)
+	}
+	return out, apps
+}
+
+// ingressEndpoint is the application address of a Sidecar ingress
+// listener's defaultEndpoint; "" or an unreadable one is 127.0.0.1:port,
+// 0.0.0.0 is the workload's own address.
+func ingressEndpoint(ep string, port uint32, own string) *corev3.Address {
+	if path, ok := strings.CutPrefix(ep, "unix://"); ok {
+		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}
+	}
+	host, p, err := net.SplitHostPort(ep)
+	if err != nil {
+		return socketAddress("127.0.0.1", port)
+	}
+	n, err := strconv.ParseUint(p, 10, 32)
+	if err != nil || n == 0 || n > 65535 {
+		return socketAddress("127.0.0.1", port)
+	}
+	if host == "0.0.0.0" || host == "::" {
+		host = own
+	}
+	return socketAddress(host, uint32(n))
 }
