@@ -44,6 +44,7 @@ pids+=($!)
 cd ui/web
 MESHLENS_URL="http://$http" MESHLENS_TOKEN="$(cat "$data/operator.token")" MESHLENS_E2E_NAMESPACE=default npm run e2e --silent
 
-# What needs a backend slower than any real one: the fixture server, which
-# delays every API call.
-env -u MESHLENS_URL node --test --test-concurrency=1 e2e/slow.test.mjs
+# What needs a backend slower than any real one (the fixture server, which
+# delays every API call), a graph cut by the server's caps or a mesh without
+# traffic: the fixture server.
+env -u MESHLENS_URL node --test --test-concurrency=1 e2e/slow.test.mjs e2e/fixture.test.mjs

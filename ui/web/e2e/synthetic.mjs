@@ -3,7 +3,7 @@
 // Deterministic (seeded), so runs compare. Answered as the API's Graph.
 import { apiGraph } from './apigraph.mjs';
 
-export function syntheticGraph(nodeCount = 1000, seed = 1) {
+export function syntheticGraph(nodeCount = 1000, seed = 1, edgesPerNode = 2.5) {
   let s = seed >>> 0 || 1;
   const rand = () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
   const nodes = [];
@@ -24,7 +24,8 @@ export function syntheticGraph(nodeCount = 1000, seed = 1) {
   for (const n of nodes) {
     const next = byLayer[n.layer + 1];
     if (!next || !next.length) continue;
-    const k = 2 + Math.floor(rand() * 2);
+    // 2–3 callees per node by default (2.5 on average); more for the scale test.
+    const k = Math.floor(edgesPerNode - 0.5) + Math.floor(rand() * 2);
     for (let i = 0; i < k; i++) {
       const t = next[Math.floor(rand() * next.length)];
       if (edges.some((e) => e.source === n.id && e.target === t.id)) continue;

@@ -197,7 +197,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         {graph && r.error && <div class="overlay-top"><ErrorBox error={r.error} retry={r.refresh} compact /></div>}
         {graph && !r.error && (r.data?.truncated || r.data?.partial || (r.data?.cycles?.length ?? 0) > 0) && (
           <div class="overlay-top banners">
-            {r.data?.truncated && <div class="banner warn" data-testid="truncated">This mesh is larger than the server's graph caps: the quietest nodes and edges are left out. Filter by namespace to see all of one.</div>}
+            {r.data?.truncated && <TooLarge graph={r.data} view={view} namespace={ns} />}
             {r.data?.partial && (
               <div class="banner warn" data-testid="partial">
                 Partial data: the {r.data.source || 'source'} left traffic out of this window (row or series caps), so rates may be low and some edges missing.
@@ -253,6 +253,46 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
 
 function center(cy: Core | null) {
   return { x: (cy?.width() ?? 0) / 2, y: (cy?.height() ?? 0) / 2 };
+}
+
+/**
+ * TooLarge explains a graph cut by the server's caps (5,000 nodes, 20,000
+ * edges) and offers the grouping that fits: the services view, or one
+ * namespace (the busiest ones, by their nodes here).
+ */
+function TooLarge({ graph, view, namespace }: { graph: Graph; view: GraphView; namespace: string }) {
+  const services = new Set(graph.nodes.map((n) => `${n.namespace}/${n.service}`)).size;
+  const perNs = new Map<string, number>();
+  for (const n of graph.nodes) if (n.namespace) perNs.set(n.namespace, (perNs.get(n.namespace) ?? 0) + 1);
+  const busiest = [...perNs].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  return (
+    <div class="banner warn" data-testid="truncated">
+      This mesh is larger than the server's graph caps: the quietest nodes and edges are left out.{' '}
+      {view !== 'service' && (
+        <>
+          <button type="button" class="linkish" onClick={() => setQuery({ view: 'service' })}>
+            Group by service
+          </button>{' '}
+          ({services} services here){!namespace && busiest.length > 0 ? ' or ' : '.'}
+        </>
+      )}
+      {!namespace && busiest.length > 0 && (
+        <>
+          show one namespace:{' '}
+          {busiest.map(([n, c], i) => (
+            <>
+              {i > 0 && ', '}
+              <button type="button" class="linkish" onClick={() => setQuery({ namespace: n })}>
+                {n}
+              </button>{' '}
+              ({c} nodes)
+            </>
+          ))}
+          .
+        </>
+      )}
+    </div>
+  );
 }
 
 /** Cycles lists the dependency cycles the backend found; a click selects a node on one. */
