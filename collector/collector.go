@@ -33,6 +33,8 @@ import (
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
 	"go.opentelemetry.io/collector/service/telemetry"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/collector/alsreceiver"
@@ -57,6 +59,10 @@ type Config struct {
 	// Limits bound the receivers' clients (message sizes, streams,
 	// OTLP/HTTP timeouts and headers).
 	Limits listeners.Limits `json:"-"`
+	// TLS, when its files are set, makes every receiver TLS (mutual TLS
+	// with a client CA); the files are read again every TLSReload.
+	TLS       listeners.TLSFiles `json:"-"`
+	TLSReload time.Duration      `json:"-"`
 	// InboundAccessLogs says which inbound access-log entries (written by
 	// the callee's proxy) become request records: InboundOutsideMesh or
 	// InboundAll.
@@ -88,6 +94,7 @@ func DefaultConfig() Config {
 
 		DeadLetterMaxBytes: 256 << 20,
 		Limits:             listeners.DefaultLimits(),
+		TLSReload:          10 * time.Second,
 
 		InboundAccessLogs: InboundOutsideMesh,
 	}
@@ -118,6 +125,12 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
+	if c.TLSReload <= 0 {
+		return fmt.Errorf("--tls-reload-interval %s: must be positive", c.TLSReload)
+	}
 	if c.InboundAccessLogs != InboundOutsideMesh && c.InboundAccessLogs != InboundAll {
 		return fmt.Errorf("--inbound-access-logs %q: want %q or %q", c.InboundAccessLogs, InboundOutsideMesh, InboundAll)
 	}
@@ -128,6 +141,7 @@ func (c Config) Validate() error {
 type Collector struct {
 	cfg       Config
 	listeners *listeners.Metrics
+	tls       *listeners.TLS // the ALS server's; nil without TLS
 	logger    *slog.Logger
 	spool     *spool.Spool
 	writer    *Writer
@@ -159,6 +173,13 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 	if n, bytes := sp.Depth(); n > 0 {
 		logger.Info("ingest queue holds data from the previous run; writing it first", "batches", n, "mib", bytes>>20)
 	}
+	var tlsSrc *listeners.TLS
+	if cfg.TLS.Enabled() {
+		var err error
+		if tlsSrc, err = listeners.NewTLS(cfg.TLS, logger); err != nil {
+			return nil, err
+		}
+	}
 	dead, err := OpenDeadLetter(dataDir, cfg.DeadLetterMaxBytes)
 	if err != nil {
 		sp.Close()
@@ -170,6 +191,7 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 	c := &Collector{
 		cfg:       cfg,
 		listeners: lm,
+		tls:       tlsSrc,
 		logger:    logger,
 		spool:     sp,
 		deps: meshexporter.Deps{
@@ -200,6 +222,9 @@ func (c *Collector) Run(ctx context.Context) error {
 	wctx, stopWriter := context.WithCancel(context.Background())
 	writerDone := make(chan error, 1)
 	go func() { writerDone <- c.writer.Run(wctx) }()
+	if c.tls != nil {
+		go func() { _ = c.tls.Watch(ctx, c.cfg.TLSReload) }()
+	}
 
 	col, err := c.newOtelcol()
 	if err != nil {
@@ -279,6 +304,16 @@ func (c *Collector) pipelineConfig() map[string]any {
 				"keepalive":             map[string]any{"idle_timeout": l.IdleTimeout.String()},
 				"middlewares":           []any{map[string]any{"id": otlpHTTPExt}}}
 		}
+		if c.cfg.TLS.Enabled() {
+			tls := map[string]any{"cert_file": c.cfg.TLS.Cert, "key_file": c.cfg.TLS.Key, "min_version": "1.2",
+				"reload_interval": c.cfg.TLSReload.String()}
+			if c.cfg.TLS.ClientCA != "" {
+				tls["client_ca_file"], tls["client_ca_file_reload"] = c.cfg.TLS.ClientCA, true
+			}
+			for _, p := range protocols {
+				p.(map[string]any)["tls"] = tls
+			}
+		}
 		receivers["otlp"] = map[string]any{"protocols": protocols}
 		traceRx, logRx, metricRx = []string{"otlp"}, []string{"otlp"}, []string{"otlp"}
 	}
@@ -316,7 +351,11 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 	factories := func() (otelcol.Factories, error) {
 		var f otelcol.Factories
 		var err error
-		als := alsreceiver.NewFactory(alsMetrics{c.deps.Metrics}, c.listeners.GRPCServerOptions("als", c.cfg.Limits)...)
+		alsOpts := c.listeners.GRPCServerOptions("als", c.cfg.Limits)
+		if c.tls != nil {
+			alsOpts = append(alsOpts, grpc.Creds(credentials.NewTLS(c.tls.ServerConfig())))
+		}
+		als := alsreceiver.NewFactory(alsMetrics{c.deps.Metrics}, alsOpts...)
 		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), als); err != nil {
 			return f, err
 		}

@@ -6,6 +6,7 @@ package listeners
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -235,6 +236,9 @@ func (m *Metrics) HTTPServer(listener string, l Limits, h http.Handler) *http.Se
 		WriteTimeout:      l.WriteTimeout,
 		IdleTimeout:       l.IdleTimeout,
 		ConnState: func(c net.Conn, s http.ConnState) {
+			if t, ok := c.(*tls.Conn); ok {
+				c = t.NetConn()
+			}
 			if tc, ok := c.(*timedConn); ok {
 				tc.mu.Lock()
 				tc.state = s

@@ -1,13 +1,26 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/controlplane/xds"
+	"github.com/meshlens/meshlens/listeners"
 )
 
 // registerLimitFlags adds the flags of the listeners' limits (one set for
 // every listener; see package listeners).
 func (c *serveConfig) registerLimitFlags(fs *flag.FlagSet) {
+	c.registerTLSFlags(fs)
 	l := &c.Collector.Limits
 	fs.Int64Var(&l.MaxBodyBytes, "http-max-body-bytes", l.MaxBodyBytes, "largest HTTP API request body; larger ones get 413")
 	fs.IntVar(&l.MaxHeaderBytes, "http-max-header-bytes", l.MaxHeaderBytes, "largest HTTP API request header; larger ones get 431 (OTLP/HTTP: Go's 1 MiB)")
@@ -23,4 +36,65 @@ func (c *serveConfig) registerLimitFlags(fs *flag.FlagSet) {
 		l.MaxConcurrentStreams = n
 		return nil
 	})
+}
+
+// registerTLSFlags adds the TLS flags: one certificate for every listener.
+func (c *serveConfig) registerTLSFlags(fs *flag.FlagSet) {
+	t := &c.Collector.TLS
+	fs.StringVar(&t.Cert, "tls-cert", t.Cert, "PEM certificate chain: every listener (HTTP API and UI, OTLP gRPC and HTTP, ALS, xDS) serves TLS; empty: plaintext")
+	fs.StringVar(&t.Key, "tls-key", t.Key, "PEM private key of --tls-cert")
+	fs.StringVar(&t.ClientCA, "tls-client-ca", t.ClientCA,
+		"PEM CA bundle: clients of every listener must present a certificate it signed (mutual TLS); xDS nodes must claim their certificate's SPIFFE namespace and service account")
+	fs.DurationVar(&c.Collector.TLSReload, "tls-reload-interval", c.Collector.TLSReload, "how often the TLS files are read again (rotated certificates are taken without a restart)")
+}
+
+// listenerTLS loads the TLS files, if any, and watches them as a component.
+func listenerTLS(cfg collector.Config, logger *slog.Logger, component func(func(context.Context) error)) (*listeners.TLS, error) {
+	if !cfg.TLS.Enabled() {
+		return nil, nil
+	}
+	t, err := listeners.NewTLS(cfg.TLS, logger)
+	if err != nil {
+		return nil, err
+	}
+	component(func(ctx context.Context) error { return t.Watch(ctx, cfg.TLSReload) })
+	return t, nil
+}
+
+// xdsServerOptions are the xDS server's limits and, with TLS, credentials;
+// with mutual TLS nodes must prove their identity.
+func xdsServerOptions(s *xds.Server, lm *listeners.Metrics, l listeners.Limits, t *listeners.TLS) []grpc.ServerOption {
+	opts := lm.GRPCServerOptions("xds", l)
+	if t != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(t.ServerConfig())))
+		if t.MutualTLS() {
+			s.RequireIdentity()
+		}
+	}
+	return opts
+}
+
+// httpListener is the API's listener: timeouts counted, TLS when set.
+func httpListener(lm *listeners.Metrics, ln net.Listener, t *listeners.TLS) net.Listener {
+	ln = lm.Listener("http", ln)
+	if t != nil {
+		ln = tls.NewListener(ln, t.HTTPServerConfig())
+	}
+	return ln
+}
+
+func httpScheme(t *listeners.TLS) string {
+	if t != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// httpServer is the API's server: limits, and with mutual TLS a client
+// certificate everywhere but on the probes' paths.
+func httpServer(lm *listeners.Metrics, l listeners.Limits, h http.Handler, t *listeners.TLS) *http.Server {
+	if t != nil {
+		h = t.RequireClientCert(h, "/healthz", "/readyz")
+	}
+	return lm.HTTPServer("http", l, h)
 }

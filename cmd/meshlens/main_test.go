@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -133,9 +135,16 @@ func startMeshlensAt(t testing.TB, httpAddr string, args ...string) *meshlensPro
 			t.Logf("meshlens log:\n%s", p.Log())
 		}
 	})
+	// With TLS, readiness is asked as Kubernetes asks it: over TLS, not
+	// verifying the server, with no client certificate.
+	readyURL, client := "http://"+p.http+"/readyz", http.DefaultClient
+	if slices.Contains(args, "--tls-cert") {
+		readyURL = "https://" + p.http + "/readyz"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.http + "/readyz")
+		resp, err := client.Get(readyURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

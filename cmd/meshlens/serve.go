@@ -355,9 +355,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		g.Add(func() error { return run(ctx) }, func(error) { cancel() })
 	}
 	component(col.Run)
+	tlsSrc, err := listenerTLS(cfg.Collector, logger, component)
+	if err != nil {
+		return err
+	}
 	component(func(ctx context.Context) error { return store.DefaultRetention().Run(ctx, st) })
 	component(func(ctx context.Context) error {
-		return xdsServer.Serve(ctx, cfg.XDS, lm.GRPCServerOptions("xds", cfg.Collector.Limits)...)
+		return xdsServer.Serve(ctx, cfg.XDS, xdsServerOptions(xdsServer, lm, cfg.Collector.Limits, tlsSrc)...)
 	})
 	if cfg.ConfigDir != "" {
 		component(config.NewDirSource(cfg.ConfigDir, cfgStore, logger).Run)
@@ -376,11 +380,11 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
 		}
-		srv := lm.HTTPServer("http", cfg.Collector.Limits, e)
+		srv := httpServer(lm, cfg.Collector.Limits, e, tlsSrc)
 		g.Add(func() error {
-			logger.Info("meshlens serving", "http", "http://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
+			logger.Info("meshlens serving", "http", httpScheme(tlsSrc)+"://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
 				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS, "xds", cfg.XDS)
-			if err := srv.Serve(lm.Listener("http", ln)); !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(httpListener(lm, ln, tlsSrc)); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil

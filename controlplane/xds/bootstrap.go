@@ -25,6 +25,10 @@ type GRPCBootstrap struct {
 	// CertProviderInstance names that instance; empty means "default", the
 	// translator's default.
 	CertProviderInstance string
+	// ServerTLS, if set, makes the channel to meshlens' xDS server TLS:
+	// RootCA verifies the server, CertChain and PrivateKey (if set) are the
+	// client certificate for mutual TLS (--tls-client-ca).
+	ServerTLS *CertFiles
 }
 
 // JSON renders the bootstrap file grpc-go reads from GRPC_XDS_BOOTSTRAP (a
@@ -37,10 +41,18 @@ func (b GRPCBootstrap) JSON() ([]byte, error) {
 	for k, v := range b.Metadata {
 		md[k] = v
 	}
+	creds := map[string]any{"type": "insecure"}
+	if t := b.ServerTLS; t != nil {
+		cfg := map[string]string{"ca_certificate_file": t.RootCA}
+		if t.CertChain != "" {
+			cfg["certificate_file"], cfg["private_key_file"] = t.CertChain, t.PrivateKey
+		}
+		creds = map[string]any{"type": "tls", "config": cfg}
+	}
 	doc := map[string]any{
 		"xds_servers": []any{map[string]any{
 			"server_uri":      b.ServerAddr,
-			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"channel_creds":   []any{creds},
 			"server_features": []string{"xds_v3"},
 		}},
 		"node":                                   map[string]any{"id": b.NodeID, "cluster": b.Cluster, "metadata": md},

@@ -107,6 +107,9 @@ type Server struct {
 	streams map[int64]*streamState
 
 	listening atomic.Bool // for Health
+	// requireIdentity: nodes must claim the namespace of their client
+	// certificate's SPIFFE ID (see RequireIdentity).
+	requireIdentity bool
 }
 
 type nodeState struct {
@@ -134,6 +137,8 @@ func newNodeState(node Node, cluster string) *nodeState {
 }
 
 type streamState struct {
+	ids    []Identity // the client certificate's, when identity is required
+	idErr  error
 	nodeID string
 	sent   map[string]sentResponse // type URL → last response on this stream
 }
@@ -146,6 +151,7 @@ type metrics struct {
 	connected       prometheus.Gauge
 	pushSeconds     prometheus.Histogram
 	translateErrors prometheus.Counter
+	authnRefused    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -166,9 +172,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		translateErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshlens_xds_translate_errors_total", Help: "Translations that failed; the node keeps its previous resources.",
 		}),
+		authnRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshlens_xds_identity_refused_total", Help: "xDS streams refused because the node's claimed namespace or service account is not its certificate's SPIFFE identity.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.pushes, m.nacks, m.connected, m.pushSeconds, m.translateErrors} {
+		for _, c := range []prometheus.Collector{m.pushes, m.nacks, m.connected, m.pushSeconds, m.translateErrors, m.authnRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register xds metrics: %w", err)
 			}
@@ -460,9 +469,13 @@ func NodeFromProto(n *corev3.Node) Node {
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			st := &streamState{sent: map[string]sentResponse{}}
+			if s.requireIdentity {
+				st.ids, st.idErr = peerIdentities(ctx)
+			}
 			s.mu.Lock()
-			s.streams[id] = &streamState{sent: map[string]sentResponse{}}
+			s.streams[id] = st
 			s.mu.Unlock()
 			return nil
 		},
@@ -496,6 +509,14 @@ func (s *Server) streamRequest(id int64, req *discovery.DiscoveryRequest) error 
 		if req.GetNode().GetId() == "" {
 			s.mu.Unlock()
 			return errors.New("the first xDS request must carry a node id")
+		}
+		if s.requireIdentity {
+			if err := authenticate(st.ids, st.idErr, req.GetNode()); err != nil {
+				s.mu.Unlock()
+				s.metrics.authnRefused.Inc()
+				s.log.Warn("xds node refused: its identity does not match its claims", "node", req.GetNode().GetId(), "err", err)
+				return err
+			}
 		}
 		st.nodeID = req.GetNode().GetId()
 		ns := s.nodes[st.nodeID]
