@@ -649,6 +649,9 @@ func checkDeployObjectsDecode(t *testing.T, m deployManifests) map[string]runtim
 	codec := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Strict: true})
 	out := map[string]runtime.Object{}
 	for _, key := range deployKeys(m) {
+		if m[key]["apiVersion"] == "monitoring.coreos.com/v1" {
+			continue // the Prometheus Operator's kinds have no Go types here; helm_test checks their fields
+		}
 		js, err := json.Marshal(m[key])
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)

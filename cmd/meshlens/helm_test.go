@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -108,6 +109,61 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 					if !strings.Contains(notes, want) {
 						t.Errorf("NOTES.txt does not say %q:\n%s", want, notes)
 					}
+				}
+				if _, ok := m["ServiceMonitor/meshlens"]; ok {
+					t.Error("a ServiceMonitor by default: it needs the Prometheus Operator's CRD")
+				}
+			},
+		},
+		{
+			name: "a ServiceMonitor", release: "meshlens", namespace: deployNamespace,
+			values: "metrics: {serviceMonitor: {enabled: true, interval: 30s, labels: {release: prom}}}\ntokens: {viewer: 0123456789abcdef-viewer}",
+			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
+			istio: true, rbac: true, crds: true,
+			check: func(t *testing.T, _ serveConfig, m deployManifests, _ string) {
+				sts := m.get(t, "StatefulSet/meshlens")
+				sm := m.get(t, "ServiceMonitor/meshlens")
+				// /metrics/istio needs a token off loopback: the viewer's,
+				// alone under its own key of the tokens Secret.
+				tok, _ := base64.StdEncoding.DecodeString(fmt.Sprint(dig(m.get(t, "Secret/meshlens-tokens"), "data", "viewer-token")))
+				if string(tok) != "0123456789abcdef-viewer" {
+					t.Errorf("the tokens Secret's viewer-token is %q, want the viewer token", tok)
+				}
+				if got := dig(sm, "metadata", "labels", "release"); got != "prom" {
+					t.Errorf("ServiceMonitor label release=%v, want the values' prom", got)
+				}
+				var paths []string
+				for _, e := range yamlList(dig(sm, "spec", "endpoints")) {
+					if e["port"] != "http" || e["interval"] != "30s" ||
+						fmt.Sprint(dig(e, "authorization", "credentials")) != "map[key:viewer-token name:meshlens-tokens]" {
+						t.Errorf("endpoint %v, want port http every 30s with the viewer token", e)
+					}
+					paths = append(paths, fmt.Sprint(e["path"]))
+				}
+				if fmt.Sprint(paths) != "[/metrics /metrics/istio]" {
+					t.Errorf("ServiceMonitor scrapes %v, want meshlens' own and Istio's metrics", paths)
+				}
+				// Each replica once: exactly one Service matches, and it
+				// selects the StatefulSet's pods on a port named http.
+				want, _ := dig(sm, "spec", "selector", "matchLabels").(map[string]any)
+				podLabels, _ := dig(sts, "spec", "template", "metadata", "labels").(map[string]any)
+				var matched []string
+				for _, key := range deployKeys(m) {
+					if !strings.HasPrefix(key, "Service/") {
+						continue
+					}
+					labels, _ := dig(m[key], "metadata", "labels").(map[string]any)
+					if subsetOf(want, labels) {
+						matched = append(matched, key)
+						sel, _ := dig(m[key], "spec", "selector").(map[string]any)
+						if !subsetOf(sel, podLabels) {
+							t.Errorf("%s selects %v, not the meshlens pods (%v)", key, sel, podLabels)
+						}
+					}
+				}
+				if len(matched) != 1 {
+					t.Errorf("the ServiceMonitor matches Services %v, want exactly one (each replica scraped once)", matched)
 				}
 			},
 		},
@@ -336,6 +392,7 @@ func TestHelmChartRefusesValuesThatCannotWork(t *testing.T) {
 		{"the domain in config", "config: {domain-suffix: x.local}", "config.domain-suffix: the chart sets"},
 		{"a short operator token", "tokens: {operator: short}", "tokens.operator must be at least 16 characters"},
 		{"an operator token with an existing Secret", "tokens: {existingSecret: s, operator: 0123456789abcdef-x}", "tokens.operator is for the Secret the chart creates"},
+		{"a ServiceMonitor without a token", "metrics: {serviceMonitor: {enabled: true}}", "metrics.serviceMonitor needs a viewer token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, _, err := renderChart(t, "meshlens", deployNamespace, c.values, nil, false)
@@ -473,4 +530,14 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 			t.Errorf("meshlens may %s %s/%s (%s) in %q, which it does not need", denied.verb, denied.group, denied.resource, denied.sub, denied.namespace)
 		}
 	}
+}
+
+// subsetOf reports whether every key of sub has the same value in m.
+func subsetOf(sub, m map[string]any) bool {
+	for k, v := range sub {
+		if m[k] != v {
+			return false
+		}
+	}
+	return len(sub) > 0
 }
