@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
@@ -339,6 +340,33 @@ func waitRollout(t *testing.T, cp *controlPlane, ns, name string, d time.Duratio
 		return nil
 	})
 	return st
+}
+
+// breakCandidate makes reviews v2 fail every call and waits until
+// onStable says the routing object in the API server is back on stable
+// (what names it); the rollback must take under 10 s from the first
+// failed call the callers of l saw.
+func (r *reviews) breakCandidate(t *testing.T, l *meshtest.Load, what string, onStable func() error) {
+	t.Helper()
+	r.v2.FailCode.Store(int32(codes.Unavailable))
+	broke := time.Now()
+	var stableAt time.Time
+	meshtest.Eventually(t, 30*time.Second, "the "+what+" in the API server is back on stable", func() error {
+		if err := onStable(); err != nil {
+			return err
+		}
+		stableAt = time.Now()
+		return nil
+	})
+	firstBad, ok := l.FirstAfter(broke, "error")
+	if !ok {
+		t.Fatal("callers never saw an error from the failing candidate")
+	}
+	took := stableAt.Sub(firstBad)
+	t.Logf("first bad response to the %s on stable in the API server: %v", what, took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("rollback took %v from the first bad response, want < 10s", took)
+	}
 }
 
 // waitSucceeded waits for the rollout to succeed, failing at once if it

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	networking "istio.io/api/networking/v1"
@@ -205,25 +204,12 @@ func TestIstioProviderRollsBackFailingCanaryInTheAPIServer(t *testing.T) {
 		t.Errorf("annotation %s = %q", rollout.OwnerAnnotation, got)
 	}
 
-	e.reviews.v2.FailCode.Store(int32(codes.Unavailable))
-	broke := time.Now()
-	var stableAt time.Time
-	meshtest.Eventually(t, 30*time.Second, "the VirtualService in the API server is back on stable", func() error {
+	e.reviews.breakCandidate(t, l, "VirtualService", func() error {
 		if got := split(e.vs(t, "reviews")); got != "v1=0" {
 			return fmt.Errorf("split %q", got)
 		}
-		stableAt = time.Now()
 		return nil
 	})
-	firstBad, ok := l.FirstAfter(broke, "error")
-	if !ok {
-		t.Fatal("clients never saw an error from the failing candidate")
-	}
-	took := stableAt.Sub(firstBad)
-	t.Logf("first bad response to the VirtualService on stable in the API server: %v", took.Round(time.Millisecond))
-	if took > 10*time.Second {
-		t.Errorf("rollback took %v from the first bad response, want < 10s", took)
-	}
 	st := waitRollout(t, e.cp, e.ns, "reviews", 10*time.Second, "rolled back", inState(rollout.RolledBack))
 	meshtest.Eventually(t, 10*time.Second, "clients see only stable", func() error {
 		if last := l.LastNot("v1"); time.Since(last) < time.Second {
