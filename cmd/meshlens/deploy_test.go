@@ -538,7 +538,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 	if istio {
 		for group, kinds := range map[string][]string{
 			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "gateways", "sidecars"},
-			"security.istio.io":   {"peerauthentications", "authorizationpolicies"},
+			"security.istio.io":   {"peerauthentications", "requestauthentications", "authorizationpolicies"},
 		} {
 			add(group, kinds, "get", "list", "watch")
 			for _, k := range kinds {

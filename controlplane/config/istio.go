@@ -42,8 +42,8 @@ type IstioOptions struct {
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
 // VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway,
-// Sidecar (networking.istio.io) and PeerAuthentication, AuthorizationPolicy
-// (security.istio.io).
+// Sidecar (networking.istio.io) and PeerAuthentication,
+// RequestAuthentication, AuthorizationPolicy (security.istio.io).
 func IstioKinds(opts IstioOptions) []KindSpec {
 	v := &istioValidator{opts: opts}
 	return []KindSpec{
@@ -61,6 +61,8 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &networking.Sidecar{} }), Validate: v.sidecar, Analyze: v.analyzeSidecar},
 		{APIVersions: securityVersions, Kind: KindPeerAuthentication, ShortNames: []string{"pa"},
 			Decode: decodeAs(func() proto.Message { return &security.PeerAuthentication{} }), Validate: v.peerAuthentication},
+		{APIVersions: securityVersions, Kind: KindRequestAuthentication, ShortNames: []string{"ra"},
+			Decode: decodeAs(func() proto.Message { return &security.RequestAuthentication{} }), Validate: v.requestAuthentication, Analyze: v.analyzeRequestAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},
 			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy},
 	}

@@ -149,6 +149,10 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		l, err := sec.PeerAuthentications().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindPeerAuthentication)
 	})
+	istioKind(sec.RequestAuthentications(), "security.istio.io", "requestauthentications", config.KindRequestAuthentication, func() ([]objectJSON, error) {
+		l, err := sec.RequestAuthentications().Lister().List(labels.Everything())
+		return convert(l, err, "security.istio.io/v1", config.KindRequestAuthentication)
+	})
 	istioKind(sec.AuthorizationPolicies(), "security.istio.io", "authorizationpolicies", config.KindAuthorizationPolicy, func() ([]objectJSON, error) {
 		l, err := sec.AuthorizationPolicies().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindAuthorizationPolicy)

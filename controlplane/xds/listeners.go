@@ -158,6 +158,13 @@ func (t *translator) inboundManager(in inboundPort, rc *routev3.RouteConfigurati
 	if err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", in.w.namespace, in.w.name, err)
 	}
+	jwt, err := t.jwtFilter(in.w)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", in.w.namespace, in.w.name, err)
+	}
+	if jwt != nil {
+		filters = append([]*hcm.HttpFilter{jwt}, filters...)
+	}
 	filters = append(filters, httpFilter(routerFilter, &routerv3.Router{}))
 	return &hcm.HttpConnectionManager{
 		CodecType:      hcm.HttpConnectionManager_AUTO,

@@ -27,6 +27,8 @@ type model struct {
 	gatewayVSs []*config.Object
 	// sidecars are the Sidecars, in key order.
 	sidecars []*config.Object
+	// requestAuthn are the RequestAuthentications, in key order.
+	requestAuthn []*config.Object
 	// delegates are the VirtualServices without hosts, by "ns/name": what
 	// other VirtualServices' http[].delegate hand traffic to.
 	delegates map[string]*config.Object
@@ -169,6 +171,8 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			m.peers = append(m.peers, o)
 		case *security.AuthorizationPolicy:
 			m.authz = append(m.authz, o)
+		case *security.RequestAuthentication:
+			m.requestAuthn = append(m.requestAuthn, o)
 		}
 	}
 	for _, o := range entries {
