@@ -75,6 +75,9 @@ type Options struct {
 	Traffic map[string]Traffic
 	// Mirror, if set, also gets the state of every rollout that changed.
 	Mirror Mirror
+	// Audit, if set, is told of every transition, with the ctx of the call
+	// that made it (an operator's request names who). It must not block.
+	Audit func(ctx context.Context, namespace, name string, transition Entry)
 }
 
 // Status is everything known about one rollout: what the API shows and
@@ -466,7 +469,11 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	}
 	r.pushErrs, r.retryAt = 0, time.Time{}
 	r.lastJudged = now // a new step is judged after a full interval of its own traffic
-	e.record(r, Entry{At: now, Type: "transition", Event: ev, From: from, To: to, Source: source, Step: r.st.Step, Message: msg})
+	tr := Entry{At: now, Type: "transition", Event: ev, From: from, To: to, Source: source, Step: r.st.Step, Message: msg}
+	e.record(r, tr)
+	if e.opts.Audit != nil {
+		e.opts.Audit(ctx, r.st.Namespace, r.st.Name, tr)
+	}
 	e.transitions.WithLabelValues(string(ev), string(to)).Inc()
 	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
 		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
@@ -635,8 +642,8 @@ func (e *Engine) saveLocked(ctx context.Context) {
 	if err := writeFileAtomic(e.path, p); err != nil {
 		e.logger.Error("rollout state not saved", "err", err)
 	}
-	if e.opts.Mirror == nil {
-		return
+	if e.opts.Mirror == nil || !e.acting.Load() {
+		return // a replica that does not act never overwrites the leader's state
 	}
 	for _, st := range p.Rollouts {
 		key := st.Namespace + "/" + st.Name
@@ -664,6 +671,8 @@ func (e *Engine) SetMirror(m Mirror) {
 // or the only replica) and, when it does not, which replica does. A
 // replica that does not act refuses every change with ErrNotLeader.
 func (e *Engine) SetActing(acting bool, leader string) {
+	e.mu.Lock() // ordered with Restore, Tick and Do
+	defer e.mu.Unlock()
 	e.acting.Store(acting)
 	e.leader.Store(&leader)
 }
@@ -686,11 +695,11 @@ func (e *Engine) Leader() string {
 // API server already hold, are not written again. It is refused while
 // this replica acts.
 func (e *Engine) Restore(ctx context.Context, states []Status) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.acting.Load() {
 		return errors.New("rollout engine: restore while acting")
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, st := range states {
 		key := st.Namespace + "/" + st.Name
 		if r := e.runs[key]; r != nil && r.st.UpdatedAt.After(st.UpdatedAt) && r.spec != nil {

@@ -227,5 +227,26 @@ func acting(component func(func(context.Context) error), cfg replicaConfig, c *c
 	component(func(ctx context.Context) error {
 		return el.Run(ctx, lead, func(leader string) { rollouts.SetActing(false, leader) })
 	})
+	// A follower shows the rollouts as the leader last wrote them.
+	component(func(ctx context.Context) error {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			if el.IsLeader() {
+				continue
+			}
+			states, err := kube.RolloutStates(ctx, c.dynamic)
+			if err != nil {
+				logger.Debug("follower: cannot read the rollouts' state", "err", err)
+				continue
+			}
+			_ = rollouts.Restore(ctx, states) // refused if this replica just became the leader
+		}
+	})
 	return nil
 }

@@ -318,7 +318,24 @@ spec:
 		}
 		return nil
 	})
-	// A follower refuses to act and names the leader.
+	// A follower shows the rollout as the leader wrote it, and refuses to
+	// act, naming the leader.
+	for i, p := range rs.procs {
+		if i == next || !p.Running() {
+			continue
+		}
+		meshtest.Eventually(t, 20*time.Second, fmt.Sprintf("follower %d shows the rollout at its step with its history", i), func() error {
+			code, body := meshtest.HTTP(t, "GET", "http://"+p.http+"/api/v1/rollouts/"+ns+"/reviews", rs.token, "")
+			var st rollout.Status
+			if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+				return fmt.Errorf("%d %.200s", code, body)
+			}
+			if st.Step < 1 || countHistory(st, "verdict") < verdictsBefore || !st.StartedAt.Equal(before.StartedAt) {
+				return fmt.Errorf("step %d, %d verdicts, started %v", st.Step, countHistory(st, "verdict"), st.StartedAt)
+			}
+			return nil
+		})
+	}
 	for i, p := range rs.procs {
 		if i == next || !p.Running() {
 			continue
