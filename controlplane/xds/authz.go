@@ -17,23 +17,18 @@ import (
 //     are matchers Envoy and grpc-go both evaluate (grpc-go: gRFC A41's
 //     header, IP and port matchers; SNI is Envoy's only);
 //   - requestPrincipals / notRequestPrincipals and request.auth.* keys
-//     read the JWT authentication result (Istio's "istio_authn" dynamic
-//     metadata). For Envoy they are metadata matchers, as istiod writes
-//     them; nothing in meshlens' listeners sets that metadata yet
-//     (RequestAuthentication is not translated), so they never match.
-//     grpc-go has no metadata matcher.
+//     read the token jwt_authn verified (RequestAuthentication, jwt.go):
+//     for Envoy, matchers on jwt_authn's payload metadata under each
+//     issuer that applies to the workload (none: they never match).
+//     grpc-go verifies no token.
 //
 // What a node cannot evaluate fails closed, as in Istio: an ALLOW rule
 // that needs it is dropped (it allows nothing), a DENY rule applies without
 // it (it denies more).
 
-// authnMetadataFilter is where Istio's authentication filter puts the
-// request's JWT principal and claims.
-const authnMetadataFilter = "istio_authn"
-
 // whenPrincipal is the principal a condition key matches on, ok false when
 // the node cannot evaluate the key.
-func (t *translator) whenPrincipal(key, value string) (p *rbacv3.Principal, ok bool) {
+func (t *translator) whenPrincipal(key, value string, issuers []string) (p *rbacv3.Principal, ok bool) {
 	grpc := t.node.Flavour == FlavourGRPC
 	switch {
 	case strings.HasPrefix(key, "request.headers[") && strings.HasSuffix(key, "]"):
@@ -47,19 +42,24 @@ func (t *translator) whenPrincipal(key, value string) (p *rbacv3.Principal, ok b
 		return t.sourcePrincipal(&security.Source{Namespaces: []string{value}}), true
 	case key == "source.principal":
 		return t.sourcePrincipal(&security.Source{Principals: []string{value}}), true
-	case key == "request.auth.principal", key == "request.auth.audiences", key == "request.auth.presenter":
+	case key == "request.auth.principal":
 		if grpc {
 			return nil, false
 		}
-		return authnMetadata([]string{key}, value), true
+		return jwtPrincipal(issuers, value), true
+	case key == "request.auth.audiences", key == "request.auth.presenter":
+		if grpc {
+			return nil, false
+		}
+		claim := map[string]string{"request.auth.audiences": "aud", "request.auth.presenter": "azp"}[key]
+		return jwtClaim(issuers, []string{claim}, value), true
 	case strings.HasPrefix(key, "request.auth.claims[") && strings.HasSuffix(key, "]"):
 		if grpc {
 			return nil, false
 		}
 		// request.auth.claims[groups] or [a][b]: a path into the claims.
-		path := []string{"request.auth.claims"}
-		path = append(path, strings.Split(strings.TrimSuffix(strings.TrimPrefix(key, "request.auth.claims["), "]"), "][")...)
-		return authnMetadata(path, value), true
+		path := strings.Split(strings.TrimSuffix(strings.TrimPrefix(key, "request.auth.claims["), "]"), "][")
+		return jwtClaim(issuers, path, value), true
 	}
 	return nil, false
 }
@@ -93,28 +93,70 @@ func isPermissionKey(key string) bool {
 	return false
 }
 
-// authnMetadata matches Istio's JWT authentication result.
-func authnMetadata(path []string, value string) *rbacv3.Principal {
-	var segs []*matcherv3.MetadataMatcher_PathSegment
+// jwtPrincipal matches the request principal (ISSUER/SUBJECT) of a token
+// that the workload's jwt_authn verified: its payload is in jwt_authn's
+// dynamic metadata under the issuer (payload_in_metadata), so a principal
+// pattern is split into the issuers it can name and a subject pattern.
+// A pattern no issuer of the workload can produce never matches.
+func jwtPrincipal(issuers []string, pattern string) *rbacv3.Principal {
+	var ids []*rbacv3.Principal
+	for _, iss := range issuers {
+		switch {
+		case pattern == "*":
+			ids = append(ids, jwtMetadata(iss, []string{"sub"}, presentValue()))
+		case strings.HasPrefix(pattern, iss+"/"):
+			ids = append(ids, jwtMetadata(iss, []string{"sub"}, stringOrList(istioString(strings.TrimPrefix(pattern, iss+"/")))))
+		case strings.HasSuffix(pattern, "*") && strings.HasPrefix(iss+"/", strings.TrimSuffix(pattern, "*")):
+			ids = append(ids, jwtMetadata(iss, []string{"sub"}, presentValue()))
+		case strings.HasPrefix(pattern, "*/"):
+			ids = append(ids, jwtMetadata(iss, []string{"sub"}, stringOrList(istioString(strings.TrimPrefix(pattern, "*/")))))
+		}
+	}
+	if len(ids) == 0 {
+		return notID(anyPrincipal())
+	}
+	return orIDs(ids)
+}
+
+// jwtClaim matches a claim (a path into the payload) of a token of any of
+// the workload's issuers: a string, or a list containing the value.
+func jwtClaim(issuers []string, path []string, value string) *rbacv3.Principal {
+	var ids []*rbacv3.Principal
+	for _, iss := range issuers {
+		ids = append(ids, jwtMetadata(iss, path, stringOrList(istioString(value))))
+	}
+	if len(ids) == 0 {
+		return notID(anyPrincipal())
+	}
+	return orIDs(ids)
+}
+
+func jwtMetadata(issuer string, path []string, vm *matcherv3.ValueMatcher) *rbacv3.Principal {
+	segs := []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: issuer}}}
 	for _, k := range path {
 		segs = append(segs, &matcherv3.MetadataMatcher_PathSegment{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: k}})
 	}
-	vm := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: istioString(value)}}
-	if strings.HasPrefix(path[0], "request.auth.claims") || path[0] == "request.auth.audiences" {
-		vm = &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_OrMatch{OrMatch: &matcherv3.OrMatcher{ValueMatchers: []*matcherv3.ValueMatcher{
-			vm, {MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: vm}}}},
-		}}}}
-	}
 	return &rbacv3.Principal{Identifier: &rbacv3.Principal_SourcedMetadata{SourcedMetadata: &rbacv3.SourcedMetadata{
-		MetadataMatcher: &matcherv3.MetadataMatcher{Filter: authnMetadataFilter, Path: segs, Value: vm},
+		MetadataMatcher: &matcherv3.MetadataMatcher{Filter: jwtAuthnFilter, Path: segs, Value: vm},
 		MetadataSource:  rbacv3.MetadataSource_DYNAMIC,
 	}}}
+}
+
+func presentValue() *matcherv3.ValueMatcher {
+	return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}}
+}
+
+func stringOrList(sm *matcherv3.StringMatcher) *matcherv3.ValueMatcher {
+	vm := &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_StringMatch{StringMatch: sm}}
+	return &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_OrMatch{OrMatch: &matcherv3.OrMatcher{ValueMatchers: []*matcherv3.ValueMatcher{
+		vm, {MatchPattern: &matcherv3.ValueMatcher_ListMatch{ListMatch: &matcherv3.ListMatcher{MatchPattern: &matcherv3.ListMatcher_OneOf{OneOf: vm}}}},
+	}}}}
 }
 
 // requestPrincipals are the matchers of a source's requestPrincipals and
 // notRequestPrincipals; ok is false when the node cannot evaluate them
 // (they are left out).
-func (t *translator) requestPrincipals(s *security.Source) (out []*rbacv3.Principal, ok bool) {
+func (t *translator) requestPrincipals(s *security.Source, issuers []string) (out []*rbacv3.Principal, ok bool) {
 	ok = true
 	for _, rp := range []struct {
 		values []string
@@ -125,7 +167,7 @@ func (t *translator) requestPrincipals(s *security.Source) (out []*rbacv3.Princi
 		}
 		var ids []*rbacv3.Principal
 		for _, v := range rp.values {
-			p, can := t.whenPrincipal("request.auth.principal", v)
+			p, can := t.whenPrincipal("request.auth.principal", v, issuers)
 			if !can {
 				ok, ids = false, nil
 				break
@@ -147,7 +189,7 @@ func (t *translator) requestPrincipals(s *security.Source) (out []*rbacv3.Princi
 // ruleConditions translates a rule's `when` conditions into principals
 // and permissions to AND with the rule's. complete is false when some of
 // them cannot be evaluated by this node (and were left out).
-func (t *translator) ruleConditions(r *security.Rule) (principals []*rbacv3.Principal, permissions []*rbacv3.Permission, complete bool) {
+func (t *translator) ruleConditions(r *security.Rule, issuers []string) (principals []*rbacv3.Principal, permissions []*rbacv3.Permission, complete bool) {
 	complete = true
 	for _, c := range r.When {
 		for _, vals := range []struct {
@@ -182,7 +224,7 @@ func (t *translator) ruleConditions(r *security.Rule) (principals []*rbacv3.Prin
 			}
 			var ids []*rbacv3.Principal
 			for _, v := range vals.values {
-				p, ok := t.whenPrincipal(c.Key, v)
+				p, ok := t.whenPrincipal(c.Key, v, issuers)
 				if !ok {
 					complete, ids = false, nil
 					break

@@ -136,3 +136,22 @@ func (t *translator) jwtProvider(r *security.JWTRule) (*jwtv3.JwtProvider, error
 	}
 	return p, nil
 }
+
+// jwtIssuers are the issuers whose tokens the workload's jwt_authn
+// verifies, in provider order; none for proxyless nodes.
+func (t *translator) jwtIssuers(w *workload) []string {
+	if t.node.Flavour == FlavourGRPC {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, ra := range t.m.requestAuthentications(w) {
+		for _, r := range ra.JwtRules {
+			if !seen[r.Issuer] {
+				seen[r.Issuer] = true
+				out = append(out, r.Issuer)
+			}
+		}
+	}
+	return out
+}

@@ -32,7 +32,7 @@ type model struct {
 	// delegates are the VirtualServices without hosts, by "ns/name": what
 	// other VirtualServices' http[].delegate hand traffic to.
 	delegates map[string]*config.Object
-	opts     Options
+	opts      Options
 }
 
 // service is one host: a Kubernetes Service or a ServiceEntry host.

@@ -271,6 +271,7 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 	allow := map[string]*rbacv3.Policy{}
 	audit := map[string]*rbacv3.Policy{}
 	haveAllow := false
+	issuers := t.jwtIssuers(w)
 	for i, ap := range t.m.authorizationPolicies(w) {
 		switch ap.Action {
 		case security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_CUSTOM:
@@ -279,7 +280,7 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 				kind = "custom-" + ap.GetProvider().GetName()
 			}
 			for j, r := range ap.Rules {
-				if p := t.rbacPolicy(r, false); p != nil {
+				if p := t.rbacPolicy(r, false, issuers); p != nil {
 					deny[fmt.Sprintf("%s-%d-%d", kind, i, j)] = p
 				}
 			}
@@ -288,14 +289,14 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 				continue
 			}
 			for j, r := range ap.Rules {
-				if p := t.rbacPolicy(r, false); p != nil {
+				if p := t.rbacPolicy(r, false, issuers); p != nil {
 					audit[fmt.Sprintf("audit-%d-%d", i, j)] = p
 				}
 			}
 		case security.AuthorizationPolicy_ALLOW:
 			haveAllow = true
 			for j, r := range ap.Rules {
-				if p := t.rbacPolicy(r, true); p != nil {
+				if p := t.rbacPolicy(r, true, issuers); p != nil {
 					allow[fmt.Sprintf("allow-%d-%d", i, j)] = p
 				}
 			}
@@ -332,9 +333,9 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 // principals (authz.go). What the node cannot evaluate fails closed, as in
 // Istio: an ALLOW rule that needs it is dropped, a DENY rule applies
 // without it.
-func (t *translator) rbacPolicy(r *security.Rule, allow bool) *rbacv3.Policy {
-	condPrincipals, condPermissions, complete := t.ruleConditions(r)
-	p, fromComplete := t.rbacRule(r)
+func (t *translator) rbacPolicy(r *security.Rule, allow bool, issuers []string) *rbacv3.Policy {
+	condPrincipals, condPermissions, complete := t.ruleConditions(r, issuers)
+	p, fromComplete := t.rbacRule(r, issuers)
 	if allow && !(complete && fromComplete) {
 		return nil
 	}
@@ -350,7 +351,7 @@ func (t *translator) rbacPolicy(r *security.Rule, allow bool) *rbacv3.Policy {
 // rbacRule is a rule's from (with each source's request principals) and
 // to, without conditions; complete is false when the node cannot evaluate
 // some request principals (left out).
-func (t *translator) rbacRule(r *security.Rule) (p *rbacv3.Policy, complete bool) {
+func (t *translator) rbacRule(r *security.Rule, issuers []string) (p *rbacv3.Policy, complete bool) {
 	p, complete = &rbacv3.Policy{}, true
 	if len(r.From) == 0 {
 		p.Principals = []*rbacv3.Principal{anyPrincipal()}
@@ -358,7 +359,7 @@ func (t *translator) rbacRule(r *security.Rule) (p *rbacv3.Policy, complete bool
 		var ids []*rbacv3.Principal
 		for _, f := range r.From {
 			id := t.sourcePrincipal(f.Source)
-			rps, ok := t.requestPrincipals(f.Source)
+			rps, ok := t.requestPrincipals(f.Source, issuers)
 			complete = complete && ok
 			if len(rps) > 0 {
 				id = andPrincipals(append([]*rbacv3.Principal{id}, rps...))
