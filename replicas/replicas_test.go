@@ -233,3 +233,47 @@ func trimSamples(v graph.VersionStats) graph.VersionStats {
 	v.SamplesMs = v.SamplesMs[:min(3, len(v.SamplesMs))]
 	return v
 }
+
+// Replicas whose clocks disagree (one 30 s ahead, one 30 s behind) still
+// merge to the whole traffic: a merged read asks every replica for the
+// asker's window, and records are counted at their own timestamps.
+func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now()
+	skews := []time.Duration{0, 30 * time.Second, -30 * time.Second}
+	var addrs []string
+	var reps []*replica
+	for _, skew := range skews {
+		now := func() time.Time { return end.Add(skew) }
+		live := newLive(t, now)
+		r, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := echo.New()
+		r.RegisterRoutes(e.Group("/api/v1"))
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+		reps = append(reps, &replica{live: live, reps: r, srv: srv})
+	}
+	all := newLive(t, func() time.Time { return end })
+	// Records stamped by their senders, up to a minute old.
+	recs := records(end.Add(-10*time.Second), 3000)
+	for i := 0; i < len(recs); i += 100 {
+		_ = reps[(i/100)%3].live.ConsumeRecords(ctx, recs[i:i+100])
+		_ = all.ConsumeRecords(ctx, recs[i:i+100])
+	}
+	for _, r := range reps {
+		r.live.Refresh()
+	}
+	want, err := all.Refresh().TrafficAt(end, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, missing, err := reps[0].reps.TrafficAt(ctx, end, 5*time.Minute)
+	if err != nil || len(missing) > 0 {
+		t.Fatal(err, missing)
+	}
+	sameTraffic(t, "skewed clocks", graph.Listed(got).Edges, want.Edges)
+}
