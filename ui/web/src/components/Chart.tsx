@@ -1,4 +1,5 @@
 import { useEffect, useRef } from 'preact/hooks';
+import { useTheme } from '../theme';
 import type uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
@@ -27,6 +28,7 @@ export function Chart({ title, series, fmt, height = 160 }: { title: string; ser
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
 
+  const theme = useTheme();
   useEffect(() => {
     const el = box.current;
     if (!el) return;
@@ -37,15 +39,18 @@ export function Chart({ title, series, fmt, height = 160 }: { title: string; ser
       const tables = series.map((s) => [s.t, s.y] as uPlot.AlignedData);
       const data = tables.length ? (tables.length === 1 ? tables[0] : uPlot.join(tables)) : ([[]] as unknown as uPlot.AlignedData);
       const width = el.clientWidth || 400;
+      const css = getComputedStyle(document.documentElement);
+      const axis = { text: css.getPropertyValue('--muted').trim() || '#6b7280', grid: css.getPropertyValue('--border').trim() || '#f0f1f3' };
       const opts: uPlot.Options = {
         width,
         height,
         legend: { show: true, live: false },
         cursor: { points: { size: 6 } },
         scales: { y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+        // Axis colours follow the theme (read when the chart is made).
         axes: [
-          { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 28, space: 60, values: (_u, vals) => vals.map((v) => clock(v)) },
-          { stroke: '#6b7280', grid: { stroke: '#f0f1f3' }, ticks: { stroke: '#e5e7eb' }, font: '11px system-ui', size: 54, space: 22, values: (_u, vals) => vals.map((v) => fmt(v)) },
+          { stroke: axis.text, grid: { stroke: axis.grid }, ticks: { stroke: axis.grid }, font: '11px system-ui', size: 28, space: 60, values: (_u, vals) => vals.map((v) => clock(v)) },
+          { stroke: axis.text, grid: { stroke: axis.grid }, ticks: { stroke: axis.grid }, font: '11px system-ui', size: 54, space: 22, values: (_u, vals) => vals.map((v) => fmt(v)) },
         ],
         series: [
           { label: 'time', value: (_u, v) => (v == null ? '—' : new Date(v * 1000).toLocaleTimeString()) },
@@ -73,7 +78,7 @@ export function Chart({ title, series, fmt, height = 160 }: { title: string; ser
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [series, height]);
+  }, [series, height, theme]);
 
   const empty = !series.length || series.every((s) => s.t.length === 0);
   return (
