@@ -66,15 +66,20 @@ test-go:
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
 
+## api-types: the UI's TypeScript types from query/openapi.yaml (run after changing it; make test-ui fails while they are stale)
+api-types:
+	cd ui/web && npm run gen:api --silent
+
 ## grafana-plugin: the meshlens Grafana datasource (unsigned): ui/grafana/dist and bin/meshlens-datasource-VERSION.zip
 grafana-plugin:
 	@scripts/grafana-plugin.sh
 
 ## test-grafana: the plugin's editors (Vitest), dist/ and the zip as Grafana loads them, and its backend over
-## the plugin protocol against meshlens serve + ClickHouse (a module of its own: ui/grafana/go.mod)
+## the plugin protocol against meshlens serve + ClickHouse (a module of its own: ui/grafana/go.mod; its
+## packages are . and ./pkg/..., since ./... would take Go files that npm packages ship in node_modules)
 test-grafana: grafana-plugin
 	cd ui/grafana && npm test --silent
-	cd ui/grafana && MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 10m ./...
+	cd ui/grafana && MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) $(GO) test -count=1 -timeout 10m . ./pkg/...
 
 ## test-addons: only Kiali's and Istio's dashboard queries against meshlens' /metrics/istio through a real Prometheus (make test runs it too)
 test-addons: deps clickhouse
@@ -125,7 +130,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
-	cd ui/grafana && $(GO) vet ./... && $(GO) run $(STATICCHECK) ./...
+	cd ui/grafana && $(GO) vet . ./pkg/... && $(GO) run $(STATICCHECK) . ./pkg/...
 
 clean:
 	rm -rf bin

@@ -53,8 +53,9 @@ type Datasource struct {
 	client *Client
 	// setupErr is a settings error, reported by every query and the health
 	// check rather than refusing to create the instance: Grafana shows it.
-	setupErr error
-	now      func() time.Time
+	setupErr  error
+	now       func() time.Time
+	resources backend.CallResourceHandler
 }
 
 // NewDatasource is the instance factory that datasource.Manage calls.
@@ -64,6 +65,7 @@ func NewDatasource(_ context.Context, s backend.DataSourceInstanceSettings) (ins
 
 func newDatasource(s backend.DataSourceInstanceSettings, now func() time.Time) *Datasource {
 	d := &Datasource{uid: s.UID, now: now}
+	d.resources = d.resourceHandler()
 	cfg, err := ParseSettings(s)
 	if err != nil {
 		d.setupErr = err
@@ -194,7 +196,7 @@ func errorResponse(err error) backend.DataResponse {
 		case ae.Status == http.StatusGatewayTimeout:
 			status = backend.StatusTimeout
 		}
-		return backend.ErrDataResponseWithSource(status, backend.ErrorSourceDownstream, ae.Message)
+		return backend.ErrDataResponseWithSource(status, backend.ErrorSourceDownstream, err.Error())
 	default:
 		return backend.ErrDataResponseWithSource(backend.StatusInternal, backend.ErrorSourcePlugin, err.Error())
 	}

@@ -100,7 +100,7 @@ func (r *rig) settings() *backend.DataSourceInstanceSettings {
 }
 
 func pctx(s *backend.DataSourceInstanceSettings) backend.PluginContext {
-	return backend.PluginContext{PluginID: ID, OrgID: 1, DataSourceInstanceSettings: s}
+	return backend.PluginContext{PluginID: ID, DataSourceInstanceSettings: s}
 }
 
 // query runs one query through the plugin protocol.

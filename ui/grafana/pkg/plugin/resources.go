@@ -19,6 +19,10 @@ import (
 // the query editor: GET namespaces, services?namespace=, versions?namespace=&service=,
 // each with the dashboard's range as from and to (unix milliseconds).
 func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResourceRequest, sender backend.CallResourceResponseSender) error {
+	return d.resources.CallResource(ctx, req, sender)
+}
+
+func (d *Datasource) resourceHandler() backend.CallResourceHandler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /namespaces", d.variable(func(svcs []apiService, _ url.Values) []string {
 		var out []string
@@ -27,7 +31,7 @@ func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResource
 		}
 		return out
 	}))
-	mux.HandleFunc("GET /services", d.variable(func(svcs []apiService, q url.Values) []string {
+	mux.HandleFunc("GET /services", d.variable(func(svcs []apiService, _ url.Values) []string {
 		var out []string
 		for _, s := range svcs {
 			out = append(out, s.Name)
@@ -43,7 +47,7 @@ func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResource
 		}
 		return out
 	}))
-	return httpadapter.New(mux).CallResource(ctx, req, sender)
+	return httpadapter.New(mux)
 }
 
 // Value is one value of a template variable.
