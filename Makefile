@@ -10,7 +10,7 @@ HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: deps-run all build ui run test test-go test-ui test-grafana grafana-plugin test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
