@@ -12,10 +12,10 @@ mode="${1:-test}"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
-# Debian packages: ClickHouse always; the test peers only for tests.
+# Debian packages: ClickHouse always; the test peers only for tests (zip: the Grafana plugin's package).
 want=(clickhouse-server)
 if [ "$mode" = test ]; then
-  want+=(prometheus prometheus-alertmanager chromium iproute2 zookeeper)
+  want+=(prometheus prometheus-alertmanager chromium iproute2 zookeeper zip)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -7,6 +7,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+for tool in npm go zip; do
+  command -v "$tool" >/dev/null || { echo "grafana-plugin: $tool is missing (zip: apt-get install zip; make test installs it with scripts/deps.sh)" >&2; exit 1; }
+done
 dir="$root/ui/grafana"
 cd "$dir"
 
