@@ -223,7 +223,7 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--inbound-access-logs", "some"}, `--inbound-access-logs "some": want "outside-mesh" or "all"`},
 		{[]string{"--traffic-provider", "linkerd"}, `--traffic-provider "linkerd": want one of meshlens, istio, gatewayAPI`},
 		{[]string{"--traffic-provider", "istio", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--traffic-provider istio writes routes to the Kubernetes API: it needs the cluster"},
-		{[]string{"--peers", "replica-a,replica-b:8080"}, `--peers "replica-a,replica-b:8080": want host:port,...`},
+		{[]string{"--peers", "replica-a,replica-b:8080"}, `--peers "replica-a,replica-b:8080": want a comma-separated list of host:port`},
 		{[]string{"--peers-service", "meshlens-peers"}, `--peers-service "meshlens-peers": want NAMESPACE/NAME`},
 		{[]string{"--peer-timeout", "0s"}, "--peer-timeout 0s: want a positive duration"},
 		{[]string{"--leader-elect", "--follower"}, "--follower is for replicas outside Kubernetes"},

@@ -63,7 +63,7 @@ func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
 func (c *replicaConfig) validate(httpAddr string) error {
 	for _, p := range c.peerList() {
 		if _, _, err := net.SplitHostPort(p); err != nil {
-			return fmt.Errorf("--peers %q: want host:port,...", c.Peers)
+			return fmt.Errorf("--peers %q: want a comma-separated list of host:port", c.Peers)
 		}
 	}
 	if c.PeersService != "" {

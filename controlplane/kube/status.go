@@ -155,7 +155,7 @@ func RolloutStates(ctx context.Context, dyn dynamic.Interface) ([]rollout.Status
 		}
 		var st rollout.Status
 		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("Rollout %s/%s: status.engine: %w", u.GetNamespace(), u.GetName(), err)
+			return nil, fmt.Errorf("rollout %s/%s: status.engine: %w", u.GetNamespace(), u.GetName(), err)
 		}
 		if st.Namespace != u.GetNamespace() || st.Name != u.GetName() {
 			continue
