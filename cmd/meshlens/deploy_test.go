@@ -537,7 +537,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 	add("discovery.k8s.io", []string{"endpointslices"}, "get", "list", "watch")
 	if istio {
 		for group, kinds := range map[string][]string{
-			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "gateways", "sidecars"},
+			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "workloadgroups", "gateways", "sidecars"},
 			"security.istio.io":   {"peerauthentications", "requestauthentications", "authorizationpolicies"},
 		} {
 			add(group, kinds, "get", "list", "watch")

@@ -12,7 +12,7 @@ import (
 // references resolve against the files before it.
 var exampleFiles = []string{
 	"serviceentry.yaml", "workloadentry.yaml", "destinationrule.yaml",
-	"virtualservice.yaml", "peerauthentication.yaml", "authorizationpolicy.yaml", "gateway.yaml", "sidecar.yaml", "requestauthentication.yaml",
+	"virtualservice.yaml", "peerauthentication.yaml", "authorizationpolicy.yaml", "gateway.yaml", "sidecar.yaml", "requestauthentication.yaml", "workloadgroup.yaml",
 }
 
 func testKinds(t testing.TB) *Kinds {

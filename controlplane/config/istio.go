@@ -41,8 +41,8 @@ type IstioOptions struct {
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
-// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway,
-// Sidecar (networking.istio.io) and PeerAuthentication,
+// VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
+// WorkloadGroup, Gateway, Sidecar (networking.istio.io) and PeerAuthentication,
 // RequestAuthentication, AuthorizationPolicy (security.istio.io).
 func IstioKinds(opts IstioOptions) []KindSpec {
 	v := &istioValidator{opts: opts}
@@ -55,6 +55,8 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &networking.ServiceEntry{} }), Validate: v.serviceEntry, Analyze: v.analyzeServiceEntry},
 		{APIVersions: networkingVersions, Kind: KindWorkloadEntry, ShortNames: []string{"we"},
 			Decode: decodeAs(func() proto.Message { return &networking.WorkloadEntry{} }), Validate: v.workloadEntry, Analyze: v.analyzeWorkloadEntry},
+		{APIVersions: networkingVersions, Kind: KindWorkloadGroup, ShortNames: []string{"wg"},
+			Decode: decodeAs(func() proto.Message { return &networking.WorkloadGroup{} }), Validate: v.workloadGroup},
 		{APIVersions: networkingVersions, Kind: KindGateway, ShortNames: []string{"gw"},
 			Decode: decodeAs(func() proto.Message { return &networking.Gateway{} }), Validate: v.gateway, Analyze: v.analyzeGateway},
 		{APIVersions: networkingVersions, Kind: KindSidecar,

@@ -165,12 +165,16 @@ func (v *istioValidator) analyzeServiceEntry(o *Object, _ *Snapshot) []Warning {
 	return w.out
 }
 
-func (v *istioValidator) analyzeWorkloadEntry(o *Object, _ *Snapshot) []Warning {
+func (v *istioValidator) analyzeWorkloadEntry(o *Object, sn *Snapshot) []Warning {
 	we, ok := o.Spec.(*networking.WorkloadEntry)
-	if !ok || we.GetAddress() != "" {
+	if !ok {
 		return nil
 	}
 	w := &warns{object: o.Key()}
+	analyzeWorkloadEntryGroup(o, sn, w)
+	if we.GetAddress() != "" {
+		return w.out
+	}
 	w.add(CodeSchemaWarning, "address", "Schema validation warning: address is unset with network %q: reached through that network's gateway, which meshlens does not run, so it gets no traffic from meshlens' proxies", we.GetNetwork())
 	return w.out
 }

@@ -137,6 +137,10 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		l, err := nw.WorkloadEntries().Lister().List(labels.Everything())
 		return convert(l, err, "networking.istio.io/v1", config.KindWorkloadEntry)
 	})
+	istioKind(nw.WorkloadGroups(), "networking.istio.io", "workloadgroups", config.KindWorkloadGroup, func() ([]objectJSON, error) {
+		l, err := nw.WorkloadGroups().Lister().List(labels.Everything())
+		return convert(l, err, "networking.istio.io/v1", config.KindWorkloadGroup)
+	})
 	istioKind(nw.Gateways(), "networking.istio.io", "gateways", config.KindGateway, func() ([]objectJSON, error) {
 		l, err := nw.Gateways().Lister().List(labels.Everything())
 		return convert(l, err, "networking.istio.io/v1", config.KindGateway)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 
@@ -125,8 +126,11 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 	}
 	var entries []*config.Object
 	var workloadEntries []*config.Object
+	groups := map[string]*networking.WorkloadGroup{}
 	for _, o := range snap.Objects {
 		switch o.Spec.(type) {
+		case *networking.WorkloadGroup:
+			groups[o.Meta.Namespace+"/"+o.Meta.Name] = o.Spec.(*networking.WorkloadGroup)
 		case *networking.ServiceEntry:
 			entries = append(entries, o)
 		case *networking.WorkloadEntry:
@@ -186,7 +190,7 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 				if we.Meta.Namespace != o.Meta.Namespace {
 					continue
 				}
-				spec := we.Spec.(*networking.WorkloadEntry)
+				spec := withGroup(we, groups)
 				labels := mergeLabels(we.Meta.Labels, spec.Labels)
 				if selects(se.WorkloadSelector.Labels, labels) {
 					w := workloadOf(we.Meta.Name, we.Meta.Namespace, spec)
@@ -337,4 +341,36 @@ func isHTTP2(protocol string) bool {
 		return true
 	}
 	return false
+}
+
+// withGroup is a WorkloadEntry as its WorkloadGroup (named by the
+// istio.io/autoRegistrationGroup annotation, same namespace) completes it:
+// the group's metadata labels and template labels under the entry's own,
+// and the template's ports, service account, network, locality and weight
+// where the entry sets none. An entry of no (known) group is as it is.
+func withGroup(o *config.Object, groups map[string]*networking.WorkloadGroup) *networking.WorkloadEntry {
+	we := o.Spec.(*networking.WorkloadEntry)
+	g := groups[o.Meta.Namespace+"/"+o.Meta.Annotations[config.AutoRegistrationGroupAnnotation]]
+	if g == nil || g.Template == nil {
+		return we
+	}
+	t := g.Template
+	out := proto.Clone(we).(*networking.WorkloadEntry)
+	out.Labels = mergeLabels(mergeLabels(g.GetMetadata().GetLabels(), t.Labels), we.Labels)
+	if len(out.Ports) == 0 {
+		out.Ports = t.Ports
+	}
+	if out.ServiceAccount == "" {
+		out.ServiceAccount = t.ServiceAccount
+	}
+	if out.Network == "" {
+		out.Network = t.Network
+	}
+	if out.Locality == "" {
+		out.Locality = t.Locality
+	}
+	if out.Weight == 0 {
+		out.Weight = t.Weight
+	}
+	return out
 }
