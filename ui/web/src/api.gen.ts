@@ -105,7 +105,7 @@ export interface paths {
                                 fingerprint?: string;
                                 message?: string;
                                 /** @enum {string} */
-                                outcome?: "rolled back" | "already rolled back" | "duplicate" | "resolved" | "unknown rollout" | "not a rollout alert" | "refused";
+                                outcome?: "rolled back" | "already rolled back" | "duplicate" | "resolved" | "unknown rollout" | "not a rollout alert" | "refused" | "not the leader";
                                 rollout?: string;
                                 status?: string;
                             }[];
@@ -128,6 +128,13 @@ export interface paths {
                 };
                 /** @description Every alert named a rollout meshlens does not have (results say which). */
                 404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description This replica does not run the rollouts (--leader-elect, --follower); Alertmanager retries, and behind a load balancer the retry may reach the leader (results say not the leader). */
+                503: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -767,6 +774,150 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/replica/traffic": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This replica's own live traffic over a window, in meshlens' wire form: what the other replicas read for a merged live graph.
+         * @description Binary, application/vnd.meshlens.traffic: every edge's counts, status codes, Envoy flags and latency histogram (graph/wire.go describes the layout). The answer carries the header Meshlens-Instance, the replica's instance id.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description End of the window in Unix nanoseconds; default now. */
+                    end?: number;
+                    /** @description Count up to the last record (alert rules); default: the last published snapshot (at most a second old). */
+                    fresh?: boolean;
+                    /** @example 5m */
+                    window: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The traffic. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/vnd.meshlens.traffic": string;
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replica/versions/{ns}/{name}/{version}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This replica's own inbound traffic of one version over a window, up to the last record: what the other replicas add up for the rollout judge. */
+        get: {
+            parameters: {
+                query: {
+                    /** @example 1m */
+                    window: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                    ns: string;
+                    version: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The sums. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            errors: number;
+                            /** @description Requests per latency bucket (Istio's buckets, then +Inf). */
+                            latency: number[];
+                            requests: number;
+                            /** @description Recent latencies (bounded reservoir). */
+                            samplesMs?: number[];
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replicas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** This meshlens replica, who leads, and the other replicas as last read. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The replicas. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description Started with --leader-elect. */
+                            election: boolean;
+                            /** @description This replica's instance id. */
+                            instance: string;
+                            /** @description This replica holds the leader Lease. */
+                            isLeader: boolean;
+                            /** @description HTTP address of the Lease's holder. */
+                            leader?: string;
+                            peers: components["schemas"]["PeerStatus"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/rollouts": {
         parameters: {
             query?: never;
@@ -955,6 +1106,15 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description This replica does not run the rollouts (--leader-elect, --follower): {"error"} names the leader, and so does the header Meshlens-Leader when it is known. */
+                503: {
+                    headers: {
+                        /** @description HTTP address of the replica that runs the rollouts. */
+                        "Meshlens-Leader"?: string;
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
             };
         };
         delete?: never;
@@ -1003,6 +1163,9 @@ export interface paths {
                         "application/json": {
                             /** Format: date-time */
                             end?: string;
+                            missing?: components["schemas"]["MissingReplica"][];
+                            /** @description A replica did not answer the merged live read (see missing). */
+                            partial?: boolean;
                             services?: components["schemas"]["Service"][];
                             source?: string;
                             truncated?: boolean;
@@ -1117,9 +1280,12 @@ export interface paths {
                         "application/json": {
                             errorRate?: number;
                             errors?: number;
+                            missing?: components["schemas"]["MissingReplica"][];
                             p50Ms?: number;
                             p90Ms?: number;
                             p99Ms?: number;
+                            /** @description With several replicas */
+                            partial?: boolean;
                             requests?: number;
                             rps?: number;
                             /** @description Recent latencies (bounded reservoir). */
@@ -1293,9 +1459,11 @@ export interface components {
             end: string;
             /** Format: date-time */
             generated: string;
+            /** @description Replicas (with --peers or --peers-service) whose live traffic is not in the result. */
+            missing?: components["schemas"]["MissingReplica"][];
             namespace?: string;
             nodes: components["schemas"]["Node"][];
-            /** @description The source itself returned incomplete data (row or series caps). */
+            /** @description The source itself returned incomplete data (row or series caps), or a meshlens replica did not answer a merged live read (see missing). */
             partial?: boolean;
             source: string;
             /** @description The node (5,000) or edge (20,000) cap dropped the quietest parts. */
@@ -1355,6 +1523,12 @@ export interface components {
             time?: string;
             traceId?: string;
         };
+        MissingReplica: {
+            /** @description Why it is missing (no answer within --peer-timeout, refused, ...). */
+            error: string;
+            /** @description The replica's HTTP address. */
+            replica: string;
+        };
         Node: {
             errorRate: number;
             /**
@@ -1381,6 +1555,21 @@ export interface components {
             service?: string;
             version?: string;
             workload?: string;
+        };
+        PeerStatus: {
+            address: string;
+            /**
+             * Format: date-time
+             * @description When it was last read (zero before the first read).
+             */
+            at: string;
+            error?: string;
+            /** @description The replica's instance id (new at every start). */
+            instance?: string;
+            /** @description How long the last read took. */
+            millis: number;
+            /** @description The last read of it succeeded. */
+            ok: boolean;
         };
         Point: {
             errorRate?: number;
