@@ -4,6 +4,7 @@ package auth
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -275,9 +276,20 @@ func (a *Authorizer) Operator() echo.MiddlewareFunc {
 			if role < Operator {
 				return c.JSON(http.StatusForbidden, map[string]string{"error": "this change needs the operator role; the token has role " + role.String()})
 			}
+			// The audit trail names the token (never its value) and the
+			// client's address for every change the request makes.
+			ctx := WithActor(c.Request().Context(), Actor{Who: TokenName(tok, role), From: c.Request().RemoteAddr})
+			c.SetRequest(c.Request().WithContext(ctx))
 			return next(c)
 		}
 	}
+}
+
+// TokenName names a token without giving it away: the start of its SHA-256
+// and its role, "token:1a2b3c4d (operator)".
+func TokenName(tok string, role Role) string {
+	h := sha256.Sum256([]byte(tok))
+	return fmt.Sprintf("token:%x (%s)", h[:4], role)
 }
 
 func bearer(r *http.Request) (string, bool) {
@@ -295,4 +307,23 @@ func bearer(r *http.Request) (string, bool) {
 func unauthorized(c echo.Context, msg string) error {
 	c.Response().Header().Set("WWW-Authenticate", `Bearer realm="meshlens"`)
 	return c.JSON(http.StatusUnauthorized, map[string]string{"error": msg})
+}
+
+// Actor is who makes the changes of a request, and from where: what the
+// audit trail records.
+type Actor struct {
+	Who, From string
+}
+
+type actorKey struct{}
+
+// WithActor tells the changes made under ctx who makes them.
+func WithActor(ctx context.Context, a Actor) context.Context {
+	return context.WithValue(ctx, actorKey{}, a)
+}
+
+// ActorOf is who WithActor named, if anyone.
+func ActorOf(ctx context.Context) (Actor, bool) {
+	a, ok := ctx.Value(actorKey{}).(Actor)
+	return a, ok
 }

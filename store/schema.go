@@ -269,6 +269,28 @@ ORDER BY (t, ` + edgeKey + `){{end}}`,
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1h_mv{{.OnCluster}} TO {{.DB}}.edges_1h{{.Local}} AS ` +
 			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfHour(time)", 1),
 	}},
+	// The audit trail: every accepted change, who made it, from where, what
+	// it changed and the config version it produced. Partitioned by month
+	// and never dropped by retention; baseline types only, so 18.16 has it.
+	{2, "audit log", []string{
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.audit_log{{.Local}}{{.OnCluster}} (
+  time DateTime,
+  time_ns UInt64,
+  actor String,
+  remote String,
+  source {{.LC}},
+  action {{.LC}},
+  kind {{.LC}},
+  namespace {{.LC}},
+  name String,
+  config_version UInt64,
+  diff String{{.ZSTD}},
+  message String
+) ENGINE = {{.Engine "MergeTree" "audit_log"}}
+PARTITION BY toYYYYMM(time)
+ORDER BY (time, time_ns)`,
+		distributed("audit_log", "cityHash64(kind, namespace, name)"),
+	}},
 }
 
 // Migrate brings the schema up to date. It is safe to run on every start and

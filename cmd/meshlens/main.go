@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"validate": {"validate configuration offline, for CI: meshlens validate -f FILE [--strict]", runValidate},
 		"analyze":  {"list analysis findings (IST codes) of files or the running config: meshlens analyze [-f FILE]", runAnalyze},
 		"rollout":  {"follow and steer rollouts: meshlens rollout status|promote|abort|pause|resume NAME [-n NS]", runRollout},
+		"audit":    {"the audit trail of changes: meshlens audit [KIND [NAME]] [-n NS] [--since 1h] [--diff]", runAudit},
 	}
 }
 

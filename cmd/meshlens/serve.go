@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/alerting"
+	"github.com/meshlens/meshlens/audit"
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -161,7 +162,7 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	if err := cfg.IstioMetrics.Validate(); err != nil {
 		return cfg, err
 	}
-	if err := cfg.Replicas.validate(cfg.HTTP); err != nil {
+	if err := cfg.Replicas.validate(cfg.HTTP, cfg.Collector.TLS.Enabled()); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Collector.Validate()
@@ -281,6 +282,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Every accepted change, from any source, goes to the audit trail.
+	auditLog, err := audit.New(st, logger, reg)
+	if err != nil {
+		return err
+	}
+	cfgStore.SetAuditor(auditLog.ConfigChange)
 	xdsOpts := xds.DefaultOptions()
 	xdsOpts.DomainSuffix = cfg.DomainSuffix
 	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
@@ -322,7 +329,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// Rollouts write their routes to meshlens' own config store, or through
 	// the Kubernetes API for istiod or a Gateway API implementation.
 	rollouts, err := rollout.New(cfgStore, reps, rollout.Options{DataDir: cfg.DataDir, DomainSuffix: cfg.DomainSuffix,
-		TrafficProvider: cfg.TrafficProvider, Traffic: cluster.trafficProviders(cfg.DomainSuffix, logger)}, logger, reg)
+		TrafficProvider: cfg.TrafficProvider, Traffic: cluster.trafficProviders(cfg.DomainSuffix, logger),
+		Audit: auditLog.RolloutTransition}, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -340,6 +348,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	config.RegisterRoutes(api, cfgStore, authz.Operator())
 	xdsServer.RegisterRoutes(api)
 	rollouts.RegisterRoutes(api, authz.Operator())
+	auditLog.RegisterRoutes(api)
 	alerts.RegisterRoutes(api, authz.Operator())
 	istiometrics.RegisterRoutes(e, istio, authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	e.GET("/*", echo.WrapHandler(ui.Handler()))
@@ -355,6 +364,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		g.Add(func() error { return run(ctx) }, func(error) { cancel() })
 	}
 	component(col.Run)
+	component(auditLog.Run)
 	tlsSrc, err := listenerTLS(cfg.Collector, logger, component)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,8 @@ type Store struct {
 	version prometheus.Gauge
 	objects prometheus.Gauge
 	changes *prometheus.CounterVec
+
+	auditor func(context.Context, Change) // see SetAuditor; under mu
 }
 
 // persisted is the on-disk form of the store.
@@ -343,11 +346,17 @@ func (s *Store) commit(ctx context.Context, source string, batch []*Object, orig
 		s.changes.WithLabelValues(source, "error").Inc()
 		return nil, nil, err
 	}
+	prevOrigins := s.origins
 	s.origins = newOrigins
 	s.cur.Store(next)
 	s.version.Set(float64(next.Version))
 	s.objects.Set(float64(len(next.Objects)))
 	s.changes.WithLabelValues(source, "applied").Inc()
+	// Recorded before it is published: the trail has a change before
+	// whatever it causes (a rollout starting).
+	if s.auditor != nil {
+		s.auditor(ctx, s.changeOf(cur, next, prevOrigins, newOrigins))
+	}
 	s.publish(next)
 	return next, ws, nil
 }
@@ -483,4 +492,59 @@ func (s *Store) publish(sn *Snapshot) {
 		}
 		ch <- sn
 	}
+}
+
+// Change is one accepted change to the config, for the audit trail.
+type Change struct {
+	Version uint64 // the config version it produced
+	Objects []ObjectChange
+}
+
+// ObjectChange is what a change did to one object. Before and After are
+// redacted (secrets shown as Redacted); one of them is nil for a create or
+// a delete.
+type ObjectChange struct {
+	Action        string // "create", "update", "delete"
+	Before, After *Object
+	// Origin is where the object is defined now (or was, when deleted):
+	// "api", "dir:FILE", "kubernetes:...".
+	Origin string
+}
+
+// SetAuditor has fn told of every accepted change, with the ctx of the call
+// that made it (which may name who made it). fn is called with the store's
+// change lock held: it must not block.
+func (s *Store) SetAuditor(fn func(context.Context, Change)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.auditor = fn
+}
+
+// changeOf compares two snapshots. s.mu is held.
+func (s *Store) changeOf(prev, next *Snapshot, prevOrigins, origins map[string]string) Change {
+	c := Change{Version: next.Version}
+	before := map[string]*Object{}
+	for _, o := range prev.Objects {
+		before[o.Key()] = o
+	}
+	for _, o := range next.Objects {
+		b, ok := before[o.Key()]
+		delete(before, o.Key())
+		switch {
+		case !ok:
+			c.Objects = append(c.Objects, ObjectChange{Action: "create", After: s.kinds.Redact(o), Origin: origins[o.Key()]})
+		case b != o: // objects the change did not touch are the same pointer
+			rb, ro := s.kinds.Redact(b), s.kinds.Redact(o)
+			jb, errB := json.Marshal(rb)
+			jo, errO := json.Marshal(ro)
+			if errB == nil && errO == nil && bytes.Equal(jb, jo) && prevOrigins[o.Key()] == origins[o.Key()] {
+				continue // sent again as it was (a config dir read again)
+			}
+			c.Objects = append(c.Objects, ObjectChange{Action: "update", Before: rb, After: ro, Origin: origins[o.Key()]})
+		}
+	}
+	for key, b := range before {
+		c.Objects = append(c.Objects, ObjectChange{Action: "delete", Before: s.kinds.Redact(b), Origin: prevOrigins[key]})
+	}
+	return c
 }
