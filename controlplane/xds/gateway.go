@@ -320,6 +320,29 @@ func (t *translator) gatewayTLSChains(port uint32, servers []gatewayServer) ([]*
 				Filters:          []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}},
 				TransportSocket:  ts,
 			})
+		case "tls-terminated":
+			// TLS terminated on a TLS port, the plain stream forwarded by
+			// the bound VirtualServices' tcp routes (Istio's TLS origination
+			// at ingress).
+			fc, err := t.gatewayTCP(port, []gatewayServer{s})
+			if err != nil {
+				return nil, nil, err
+			}
+			if fc == nil {
+				continue
+			}
+			sni, ok := serverNames(s.server.Hosts, seenSNI)
+			if !ok {
+				continue
+			}
+			ts, err := t.gatewayServerTLS(s)
+			if err != nil {
+				return nil, nil, fmt.Errorf("gateway %s port %d: %w", gatewayName(s.gw), port, err)
+			}
+			fc.Name = fmt.Sprintf("tls.%d.%s.%s.%s", port, s.server.Port.Name, s.gw.Meta.Name, s.gw.Meta.Namespace)
+			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: sni}
+			fc.TransportSocket = ts
+			fcs = append(fcs, fc)
 		case "passthrough":
 			for _, o := range t.boundVirtualServices(s.gw) {
 				vs := o.Spec.(*networking.VirtualService)
