@@ -60,7 +60,11 @@ func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
 }
 
 // validate checks the settings that need no cluster.
-func (c *replicaConfig) validate(httpAddr string) error {
+func (c *replicaConfig) validate(httpAddr string, tls bool) error {
+	if tls && (c.Peers != "" || c.PeersService != "") {
+		// Refused rather than every merged read partial.
+		return errors.New("--peers and --peers-service with --tls-cert: replicas read each other over plain HTTP, not over TLS yet")
+	}
 	for _, p := range c.peerList() {
 		if _, _, err := net.SplitHostPort(p); err != nil {
 			return fmt.Errorf("--peers %q: want a comma-separated list of host:port", c.Peers)
