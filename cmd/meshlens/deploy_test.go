@@ -542,7 +542,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 		} {
 			add(group, kinds, "get", "list", "watch")
 			for _, k := range kinds {
-				add(group, []string{k + "/status"}, "update", "patch")
+				add(group, []string{k + "/status"}, "patch")
 			}
 		}
 	}
@@ -554,9 +554,8 @@ func deployClusterRules(istio bool, providers ...string) []string {
 		add("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update")
 	}
 	add("meshlens.io", []string{"rollouts", "alertrules"}, "get", "list", "watch")
-	add("meshlens.io", []string{"rollouts/status", "alertrules/status"}, "update", "patch")
+	add("meshlens.io", []string{"rollouts/status", "alertrules/status"}, "patch")
 	add("core", []string{"events"}, "create", "patch")
-	add("events.k8s.io", []string{"events"}, "create", "patch")
 	sort.Strings(rules)
 	return rules
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -36,7 +37,9 @@ func TestServeWithKubeconfigReadsTheClusterAndWritesStatus(t *testing.T) {
 		}
 	}
 	data := t.TempDir()
-	p := startMeshlens(t, "--kubeconfig", c.Kubeconfig, "--data-dir", data, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s")
+	// meshlens runs with exactly the rights deploy/ gives it: every read,
+	// status write and event below must be allowed by them.
+	p := startMeshlens(t, "--kubeconfig", deployIdentity(t, c), "--data-dir", data, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s")
 	token := readToken(t, data)
 
 	// Istio's kinds and meshlens' own, exactly as kept in examples/. (The
@@ -154,6 +157,53 @@ spec:
 		}
 		return nil
 	})
+}
+
+// deployIdentity applies deploy/kubernetes/rbac.yaml's ServiceAccount,
+// roles and bindings, their rules as written but their names this test's
+// own (a namespace of its own; the chart's tests install a ClusterRole
+// named meshlens too), and returns a kubeconfig with a token of that
+// ServiceAccount.
+func deployIdentity(t *testing.T, c *kubetest.Cluster) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := c.Namespace(t, "ml-rbac")
+	var docs []string
+	for _, obj := range loadManifests(t, "deploy/kubernetes/rbac.yaml") {
+		meta := obj["metadata"].(map[string]any)
+		if meta["namespace"] != nil {
+			meta["namespace"] = ns
+		} else {
+			meta["name"] = ns // cluster-scoped: a name of this test's
+			t.Cleanup(func() {
+				_, _ = c.Kubectl(context.Background(), "delete", strings.ToLower(obj["kind"].(string)), ns, "--ignore-not-found")
+			})
+		}
+		if ref, ok := obj["roleRef"].(map[string]any); ok && ref["kind"] == "ClusterRole" {
+			ref["name"] = ns
+		}
+		for _, s := range yamlList(obj["subjects"]) {
+			s["namespace"] = ns
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	if err := c.Apply(ctx, ns, []byte(strings.Join(docs, "\n---\n"))); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "meshlens",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := c.WriteKubeconfig(ns, tok.Status.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // readToken is the operator token serve generated in its data dir.

@@ -24,18 +24,24 @@ type Health struct {
 
 	mu        sync.Mutex
 	err       error
-	forbidden map[string]string // resource -> message, logged once
+	// forbidden are the resources RBAC denies or the API server does not
+	// serve, until their informer lists (a role granted or a CRD installed
+	// later, or the RBAC cache catching up with a binding made at install).
+	forbidden map[string]watchFailure
 	failing   map[string]watchFailure
 
 	up          prometheus.Gauge
 	watchErrors *prometheus.CounterVec
 }
 
-// NewHealth builds the tracker. reg may be nil.
+// NewHealth builds the tracker. logger and reg may be nil.
 func NewHealth(client kubernetes.Interface, logger *slog.Logger, reg prometheus.Registerer) (*Health, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	h := &Health{
 		client: client, logger: logger, interval: 5 * time.Second,
-		forbidden: map[string]string{},
+		forbidden: map[string]watchFailure{},
 		failing:   map[string]watchFailure{},
 		err:       errors.New("not checked yet"),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -111,11 +117,23 @@ func (h *Health) Err() error {
 func (h *Health) Forbidden() map[string]string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.forgetListed()
 	out := make(map[string]string, len(h.forbidden))
-	for k, v := range h.forbidden {
-		out[k] = v
+	for k, f := range h.forbidden {
+		out[k] = f.err.Error()
 	}
 	return out
+}
+
+// forgetListed drops the denials of resources whose informer has listed
+// since. Caller holds mu.
+func (h *Health) forgetListed() {
+	for res, f := range h.forbidden {
+		if f.reflector != nil && f.reflector.LastSyncResourceVersion() != f.version {
+			delete(h.forbidden, res)
+			h.logger.Info("kubernetes: resource now listed; meshlens uses it", "resource", res)
+		}
+	}
 }
 
 // watchFailure is a resource's last failed list or watch.
@@ -158,7 +176,7 @@ func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithC
 			reason = "forbidden"
 			h.mu.Lock()
 			_, seen := h.forbidden[resource]
-			h.forbidden[resource] = err.Error()
+			h.forbidden[resource] = watchFailure{at: time.Now(), err: err, reflector: r, version: r.LastSyncResourceVersion()}
 			h.mu.Unlock()
 			if !seen {
 				h.logger.Error("kubernetes RBAC forbids list/watch; meshlens runs without this resource",
@@ -169,7 +187,7 @@ func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithC
 			reason = "not served"
 			h.mu.Lock()
 			_, seen := h.forbidden[resource]
-			h.forbidden[resource] = "not served by the API server: " + err.Error()
+			h.forbidden[resource] = watchFailure{at: time.Now(), err: fmt.Errorf("not served by the API server: %w", err), reflector: r, version: r.LastSyncResourceVersion()}
 			h.mu.Unlock()
 			if !seen {
 				h.logger.Warn("kubernetes: the API server does not serve this resource; meshlens runs without it until it does",
@@ -192,6 +210,7 @@ func (h *Health) watchErrorHandler(resource string) cache.WatchErrorHandlerWithC
 func (h *Health) unavailable(resource string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.forgetListed()
 	_, ok := h.forbidden[resource]
 	return ok
 }
