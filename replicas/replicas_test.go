@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -276,4 +277,60 @@ func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
 		t.Fatal(err, missing)
 	}
 	sameTraffic(t, "skewed clocks", graph.Listed(got).Edges, want.Edges)
+}
+
+// A replica restarting: while it is down merged reads are partial, naming
+// it; once it is back (a new process: new instance id, an empty live graph)
+// they are whole again and count what it has seen since.
+func TestAReplicaRestartingIsMissingThenCountedAgain(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now()
+	now := func() time.Time { return end }
+	reps := cluster(t, 2, now)
+	_ = reps[0].live.ConsumeRecords(ctx, records(end, 100))
+	_ = reps[1].live.ConsumeRecords(ctx, records(end, 100))
+	reps[0].live.Refresh()
+	reps[1].live.Refresh()
+	addr := strings.TrimPrefix(reps[1].srv.URL, "http://")
+	requests := func() (uint64, []Missing) {
+		t.Helper()
+		got, missing, err := reps[0].reps.TrafficAt(ctx, end, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, st := range graph.Listed(got).Edges {
+			n += st.Requests
+		}
+		return n, missing
+	}
+	if n, missing := requests(); n != 200 || len(missing) != 0 {
+		t.Fatalf("both up: %d requests, missing %v", n, missing)
+	}
+	reps[1].srv.Close()
+	if n, missing := requests(); n != 100 || len(missing) != 1 || missing[0].Replica != addr {
+		t.Fatalf("replica 1 down: %d requests, missing %v", n, missing)
+	}
+	// The same address, a new process.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	live := newLive(t, now)
+	restarted, err := New(live, Options{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	restarted.RegisterRoutes(e.Group("/api/v1"))
+	srv := httptest.NewUnstartedServer(e)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	_ = live.ConsumeRecords(ctx, records(end, 30))
+	live.Refresh()
+	if n, missing := requests(); n != 130 || len(missing) != 0 {
+		t.Fatalf("replica 1 back: %d requests, missing %v; want 100 + the 30 it saw since", n, missing)
+	}
 }
