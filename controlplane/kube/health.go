@@ -22,8 +22,8 @@ type Health struct {
 	logger   *slog.Logger
 	interval time.Duration
 
-	mu        sync.Mutex
-	err       error
+	mu  sync.Mutex
+	err error
 	// forbidden are the resources RBAC denies or the API server does not
 	// serve, until their informer lists (a role granted or a CRD installed
 	// later, or the RBAC cache catching up with a binding made at install).
