@@ -127,7 +127,7 @@ func TestCLIWithoutTokenSaysWhatToDo(t *testing.T) {
 
 func TestCLIValidateOffline(t *testing.T) {
 	out, _, err := run(t, runValidate, "-f", examplesDir())
-	if err != nil || !strings.Contains(out, "No validation issues found in 22 objects (6 files)") {
+	if err != nil || !strings.Contains(out, "No validation issues found in 29 objects (10 files)") {
 		t.Fatalf("validate examples: %v\n%s", err, out)
 	}
 	// Routes to services the files do not define (Kubernetes Services,
