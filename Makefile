@@ -9,8 +9,12 @@ TEST_DSN := clickhouse://127.0.0.1:$(CLICKHOUSE_PORT)/
 HTTP ?= 127.0.0.1:8080
 DATA_DIR ?= .run/data
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# SBOM tools, pinned: CycloneDX's own generators for Go binaries and npm projects.
+CYCLONEDX_GOMOD := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
+CYCLONEDX_NPM := @cyclonedx/cyclonedx-npm@6.0.1
+SBOM_DIR ?= bin/sbom
 
-.PHONY: deps-run all build ui run test test-go test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint sbom clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -125,6 +129,15 @@ fuzz:
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
 	  done; \
 	done
+
+## sbom: CycloneDX SBOMs (JSON) of bin/meshlens, from the Go modules linked into it, and of the UI's npm packages
+sbom: build
+	@mkdir -p $(SBOM_DIR)
+	$(GO) run $(CYCLONEDX_GOMOD) bin -json -output $(SBOM_DIR)/meshlens.cdx.json bin/meshlens
+	@if [ -f ui/web/package.json ] && command -v npm >/dev/null; then \
+	  cd ui/web && npx --yes $(CYCLONEDX_NPM) --omit dev --output-format JSON --output-file $(abspath $(SBOM_DIR))/ui.cdx.json; \
+	else echo "sbom: npm not found; no SBOM of the UI's packages"; fi
+	@echo "sbom: $(SBOM_DIR)/meshlens.cdx.json $(SBOM_DIR)/ui.cdx.json"
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
