@@ -33,6 +33,9 @@ func outboundName(port uint32, subset, host string) string {
 func (t *translator) serviceClusters(h string, svc *service) ([]*clusterv3.Cluster, []*endpointv3.ClusterLoadAssignment, error) {
 	var cs []*clusterv3.Cluster
 	var eps []*endpointv3.ClusterLoadAssignment
+	if svc.wildcard() && t.node.Flavour == FlavourGRPC {
+		return nil, nil, nil // grpc-go has no ORIGINAL_DST clusters (and no wildcard targets)
+	}
 	dr := t.m.destinationRule(h)
 	for _, p := range svc.ports {
 		subsets := []*networking.Subset{{}}
@@ -86,6 +89,11 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 	if svc.resolvesDNS() {
 		t.dnsCluster(c, svc, p, members)
 	}
+	if svc.wildcard() {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST}
+		c.EdsClusterConfig = nil
+		c.LbPolicy = clusterv3.Cluster_CLUSTER_PROVIDED
+	}
 	tp := t.m.trafficPolicy(svc.host, p.Number, ss.Name)
 	if err := t.applyTrafficPolicy(c, tp, p); err != nil {
 		return nil, nil, err
@@ -95,7 +103,7 @@ func (t *translator) cluster(name string, svc *service, p *networking.ServicePor
 		return nil, nil, err
 	}
 	c.TransportSocket = ts
-	if svc.externalName != "" || svc.resolvesDNS() {
+	if svc.externalName != "" || svc.resolvesDNS() || svc.wildcard() {
 		return c, nil, nil
 	}
 	return c, t.loadAssignment(name, p, members), nil

@@ -5,6 +5,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -77,8 +78,8 @@ func (t *translator) grpcClientListeners() ([]*listenerv3.Listener, []*routev3.R
 	var rs []*routev3.RouteConfiguration
 	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
-		if !scope.visible(h) {
-			continue
+		if !scope.visible(h) || strings.HasPrefix(h, "*") {
+			continue // no wildcard targets for grpc-go
 		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {

@@ -56,6 +56,11 @@ type service struct {
 	addresses []string
 }
 
+// wildcard reports whether the service is a wildcard ServiceEntry host
+// ("*.example.com", resolution NONE): Envoy forwards its traffic to the
+// address the client connected to (ORIGINAL_DST), as Istio does.
+func (s *service) wildcard() bool { return strings.HasPrefix(s.host, "*") }
+
 // resolvesDNS reports whether the service's clusters resolve names
 // (ServiceEntry resolution DNS or DNS_ROUND_ROBIN) instead of using EDS.
 func (s *service) resolvesDNS() bool {
@@ -204,8 +209,8 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 		eps = slices.DeleteFunc(eps, func(w *workload) bool { return w.address == "" })
 		for _, h := range se.Hosts {
 			h = m.fqdn(h, o.Meta.Namespace)
-			if strings.HasPrefix(h, "*") {
-				continue // wildcard hosts need DNS forwarding, which meshlens does not proxy
+			if strings.HasPrefix(h, "*") && se.Resolution != networking.ServiceEntry_NONE {
+				continue // Istio accepts wildcard hosts with resolution NONE only
 			}
 			if _, dup := m.services[h]; dup {
 				continue
