@@ -63,6 +63,9 @@ type Config struct {
 	// with a client CA); the files are read again every TLSReload.
 	TLS       listeners.TLSFiles `json:"-"`
 	TLSReload time.Duration      `json:"-"`
+	// ALSMaxEntriesPerSecond bounds what one ALS stream may send (0: no
+	// bound); past it the stream is read more slowly.
+	ALSMaxEntriesPerSecond int `json:"als-max-entries-per-second"`
 	// InboundAccessLogs says which inbound access-log entries (written by
 	// the callee's proxy) become request records: InboundOutsideMesh or
 	// InboundAll.
@@ -96,6 +99,8 @@ func DefaultConfig() Config {
 		Limits:             listeners.DefaultLimits(),
 		TLSReload:          10 * time.Second,
 
+		ALSMaxEntriesPerSecond: 20_000,
+
 		InboundAccessLogs: InboundOutsideMesh,
 	}
 }
@@ -127,6 +132,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return err
+	}
+	if c.ALSMaxEntriesPerSecond < 0 {
+		return fmt.Errorf("--als-max-entries-per-second %d: must not be negative", c.ALSMaxEntriesPerSecond)
 	}
 	if c.TLSReload <= 0 {
 		return fmt.Errorf("--tls-reload-interval %s: must be positive", c.TLSReload)
@@ -318,7 +326,7 @@ func (c *Collector) pipelineConfig() map[string]any {
 		traceRx, logRx, metricRx = []string{"otlp"}, []string{"otlp"}, []string{"otlp"}
 	}
 	if c.cfg.ALS != "" {
-		receivers[alsreceiver.Type.String()] = map[string]any{"endpoint": c.cfg.ALS}
+		receivers[alsreceiver.Type.String()] = map[string]any{"endpoint": c.cfg.ALS, "max_entries_per_second": c.cfg.ALSMaxEntriesPerSecond}
 		logRx = append(logRx, alsreceiver.Type.String())
 	}
 	pipelines := map[string]any{}
@@ -355,7 +363,7 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 		if c.tls != nil {
 			alsOpts = append(alsOpts, grpc.Creds(credentials.NewTLS(c.tls.ServerConfig())))
 		}
-		als := alsreceiver.NewFactory(alsMetrics{c.deps.Metrics}, alsOpts...)
+		als := alsreceiver.NewFactory(alsMetrics{c.deps.Metrics, c.listeners}, alsOpts...)
 		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), als); err != nil {
 			return f, err
 		}
@@ -389,6 +397,10 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 }
 
 // alsMetrics routes the ALS receiver's accounting into the ingest metrics.
-type alsMetrics struct{ m *meshexporter.Metrics }
+type alsMetrics struct {
+	m  *meshexporter.Metrics
+	lm *listeners.Metrics
+}
 
-func (a alsMetrics) Malformed() { a.m.Malformed.WithLabelValues("envoyals").Inc() }
+func (a alsMetrics) Malformed()   { a.m.Malformed.WithLabelValues("envoyals").Inc() }
+func (a alsMetrics) RateLimited() { a.lm.Exceeded("als", listeners.LimitEntryRate) }

@@ -86,6 +86,7 @@ const (
 	LimitMessage      = "message_bytes"
 	LimitReadTimeout  = "read_timeout"
 	LimitWriteTimeout = "write_timeout"
+	LimitEntryRate    = "entry_rate" // ALS entries per second of one stream
 )
 
 // Metrics count limits that bite and the streams open, by listener.
@@ -98,7 +99,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		exceeded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_limit_exceeded_total",
-			Help: "Requests, messages or connections refused or cut because they passed a limit, by listener (http, otlp_grpc, otlp_http, als, xds) and limit (body_bytes, message_bytes, read_timeout, write_timeout)."},
+			Help: "Requests, messages or connections refused or cut because they passed a limit, by listener (http, otlp_grpc, otlp_http, als, xds) and limit (body_bytes, message_bytes, read_timeout, write_timeout, entry_rate)."},
 			[]string{"listener", "limit"}),
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshlens_grpc_streams",
 			Help: "gRPC streams and calls open now, by listener; --grpc-max-concurrent-streams bounds them per connection."},

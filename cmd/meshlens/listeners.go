@@ -27,6 +27,8 @@ func (c *serveConfig) registerLimitFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&l.ReadTimeout, "http-read-timeout", l.ReadTimeout, "time to read one HTTP request, header and body (API and OTLP/HTTP): slow clients are cut")
 	fs.DurationVar(&l.WriteTimeout, "http-write-timeout", l.WriteTimeout, "time to write one HTTP response (API and OTLP/HTTP)")
 	fs.DurationVar(&l.IdleTimeout, "http-idle-timeout", l.IdleTimeout, "idle kept-alive HTTP connections are closed after this long")
+	fs.IntVar(&c.Collector.ALSMaxEntriesPerSecond, "als-max-entries-per-second", c.Collector.ALSMaxEntriesPerSecond,
+		"most access-log entries one ALS stream may send per second (burst as many); past it the stream is read more slowly (flow control holds the proxy back); 0: no bound")
 	fs.IntVar(&l.MaxMessageBytes, "grpc-max-message-bytes", l.MaxMessageBytes, "largest gRPC message (OTLP, ALS, xDS) and OTLP/HTTP request body")
 	fs.Func("grpc-max-concurrent-streams", "most concurrent gRPC streams and calls per connection (OTLP, ALS, xDS) (default 1000)", func(v string) error {
 		var n uint32

@@ -21,6 +21,8 @@ var Type = component.MustNewType("envoyals")
 type Metrics interface {
 	// Malformed counts messages refused as invalid.
 	Malformed()
+	// RateLimited counts stream messages held back by MaxEntriesPerSecond.
+	RateLimited()
 }
 
 // NewFactory returns the receiver factory. metrics may be nil; opts go to

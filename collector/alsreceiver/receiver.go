@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -46,7 +47,8 @@ func newReceiver(cfg *Config, set receiver.Settings, next consumer.Logs, metrics
 
 type nopMetrics struct{}
 
-func (nopMetrics) Malformed() {}
+func (nopMetrics) Malformed()   {}
+func (nopMetrics) RateLimited() {}
 
 func (r *alsReceiver) Start(_ context.Context, _ component.Host) error {
 	ln, err := net.Listen("tcp", r.cfg.Endpoint)
@@ -95,6 +97,10 @@ func (r *alsReceiver) Shutdown(ctx context.Context) error {
 // anything being dropped.
 func (r *alsReceiver) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessLogsServer) error {
 	var ident *identity
+	var limiter *rate.Limiter
+	if n := r.cfg.MaxEntriesPerSecond; n > 0 {
+		limiter = rate.NewLimiter(rate.Limit(n), n)
+	}
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -126,9 +132,33 @@ func (r *alsReceiver) StreamAccessLogs(stream alsv3.AccessLogService_StreamAcces
 		if n == 0 {
 			continue
 		}
+		if err := r.wait(stream.Context(), limiter, n); err != nil {
+			return err
+		}
 		if err := r.consume(stream.Context(), logs); err != nil {
 			return err
 		}
+	}
+}
+
+// wait holds a stream that sends more than its rate: the next message is
+// read only when its entries fit.
+func (r *alsReceiver) wait(ctx context.Context, limiter *rate.Limiter, n int) error {
+	if limiter == nil {
+		return nil
+	}
+	res := limiter.ReserveN(time.Now(), min(n, limiter.Burst()))
+	d := res.Delay()
+	if d == 0 {
+		return nil
+	}
+	r.metrics.RateLimited()
+	select {
+	case <-ctx.Done():
+		res.Cancel()
+		return status.FromContextError(ctx.Err()).Err()
+	case <-time.After(d):
+		return nil
 	}
 }
 
