@@ -4,16 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
-	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlens/meshlens/internal/chcluster"
 	"github.com/meshlens/meshlens/store/storetest"
@@ -51,7 +47,7 @@ func BenchmarkIngestClusterVsSingle(b *testing.B) {
 	for _, tg := range targets {
 		otlp := freeAddr(b)
 		ml := startMeshlens(b, append(tg.args, "--data-dir", b.TempDir(), "--otlp-grpc", otlp, "--clickhouse-wait", "60s")...)
-		rates[tg.name] = sendAndWait(b, otlp, tg.args[1], data, spans)
+		rates[tg.name] = sendToAndWait(b, []string{otlp}, tg.args[1], data, spans)
 		ml.Stop(b)
 		b.Logf("%s: %.0f spans/s end to end", tg.name, rates[tg.name])
 	}
@@ -61,62 +57,6 @@ func BenchmarkIngestClusterVsSingle(b *testing.B) {
 	b.ReportMetric(rates["cluster"]/rates["single"], "cluster/single")
 	b.Logf("%d spans: one server %.0f spans/s; 2 shards x 2 replicas %.0f spans/s (%.2fx), all on this machine",
 		spans, rates["single"], rates["cluster"], rates["cluster"]/rates["single"])
-}
-
-// sendAndWait exports data over OTLP/gRPC from four senders and returns
-// spans/s until the spans table of the database dsn names holds want rows.
-func sendAndWait(b *testing.B, otlp, dsn string, data []ptrace.Traces, want uint64) float64 {
-	b.Helper()
-	opts, err := clickhouse.ParseDSN(dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db := opts.Auth.Database
-	opts.Auth.Database = "default"
-	ch, err := clickhouse.Open(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ch.Close()
-	conn, err := grpc.NewClient(otlp, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	client := ptraceotlp.NewGRPCClient(conn)
-	start := time.Now()
-	work := make(chan ptrace.Traces, len(data))
-	for _, td := range data {
-		work <- td
-	}
-	close(work)
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for td := range work {
-				for {
-					if _, err := client.Export(context.Background(), ptraceotlp.NewExportRequestFromTraces(td)); err == nil {
-						break
-					}
-					time.Sleep(10 * time.Millisecond) // pushed back: retry like an SDK
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for {
-		var got uint64
-		_ = ch.QueryRow(context.Background(), "SELECT count() FROM "+db+".spans").Scan(&got)
-		if got >= want {
-			return float64(want) / time.Since(start).Seconds()
-		}
-		if time.Since(start) > 5*time.Minute {
-			b.Fatalf("only %d of %d spans after 5 minutes", got, want)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // spanPairs builds batches of client/server span pairs, each pair its own
