@@ -85,18 +85,22 @@ func httpListener(lm *listeners.Metrics, ln net.Listener, t *listeners.TLS) net.
 	return ln
 }
 
-func httpScheme(t *listeners.TLS) string {
-	if t != nil {
+func httpScheme(t listeners.TLSFiles) string {
+	if t.Enabled() {
 		return "https"
 	}
 	return "http"
 }
 
 // httpServer is the API's server: limits, and with mutual TLS a client
-// certificate everywhere but on the probes' paths.
-func httpServer(lm *listeners.Metrics, l listeners.Limits, h http.Handler, t *listeners.TLS) *http.Server {
+// certificate everywhere but on the probes' paths. Its own errors (a TLS
+// handshake that failed) are logged through meshlens' logger, at debug:
+// a client's mistake, not meshlens'.
+func httpServer(lm *listeners.Metrics, l listeners.Limits, h http.Handler, t *listeners.TLS, logger *slog.Logger) *http.Server {
 	if t != nil {
 		h = t.RequireClientCert(h, "/healthz", "/readyz")
 	}
-	return lm.HTTPServer("http", l, h)
+	srv := lm.HTTPServer("http", l, h)
+	srv.ErrorLog = slog.NewLogLogger(logger.With("server", "http").Handler(), slog.LevelDebug)
+	return srv
 }

@@ -334,7 +334,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	alerts, err := alerting.New(cfgStore, reps, rollouts, alerting.Options{ExternalURL: "http://" + cfg.HTTP}, logger, reg)
+	alerts, err := alerting.New(cfgStore, reps, rollouts, alerting.Options{ExternalURL: httpScheme(cfg.Collector.TLS) + "://" + cfg.HTTP}, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -390,9 +390,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("--http %s: %w", cfg.HTTP, err)
 		}
-		srv := httpServer(lm, cfg.Collector.Limits, e, tlsSrc)
+		srv := httpServer(lm, cfg.Collector.Limits, e, tlsSrc, logger)
 		g.Add(func() error {
-			logger.Info("meshlens serving", "http", httpScheme(tlsSrc)+"://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
+			logger.Info("meshlens serving", "http", httpScheme(cfg.Collector.TLS)+"://"+ln.Addr().String(), "otlp-grpc", cfg.Collector.OTLPGRPC,
 				"otlp-http", cfg.Collector.OTLPHTTP, "als", cfg.Collector.ALS, "xds", cfg.XDS)
 			if err := srv.Serve(httpListener(lm, ln, tlsSrc)); !errors.Is(err, http.ErrServerClosed) {
 				return err
