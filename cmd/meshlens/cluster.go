@@ -13,6 +13,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/meshlens/meshlens/alerting"
@@ -48,7 +49,14 @@ func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg promet
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	c := &cluster{}
-	if c.client, err = kubernetes.NewForConfig(rc); err != nil {
+	// Kubernetes' own kinds over protobuf, as its controllers read them:
+	// the watch events of Pods and EndpointSlices, most of meshlens' share
+	// of a busy cluster, decode several times cheaper than from JSON.
+	// Istio's, Gateway API's and meshlens' custom resources are JSON only.
+	pc := rest.CopyConfig(rc)
+	pc.ContentType = "application/vnd.kubernetes.protobuf"
+	pc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	if c.client, err = kubernetes.NewForConfig(pc); err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	if c.istio, err = istioclient.NewForConfig(rc); err != nil {
