@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -339,14 +341,21 @@ func TestGrafanaProvisioningPointsTheDashboardAtItsDatasource(t *testing.T) {
 	}
 	dsFile := readYAML("datasources/meshlens.yaml")
 	sources, _ := dsFile["datasources"].([]any)
-	if len(sources) != 1 {
-		t.Fatalf("datasources/meshlens.yaml: %d datasources, want 1", len(sources))
+	// One datasource of each type: the ClickHouse plugin's (these SQL
+	// panels) and meshlens' own plugin's (ui/grafana, tested there).
+	byType := map[any]map[string]any{}
+	for _, s := range sources {
+		d, _ := s.(map[string]any)
+		if byType[d["type"]] != nil {
+			t.Errorf("datasources/meshlens.yaml: two datasources of type %v", d["type"])
+		}
+		byType[d["type"]] = d
 	}
-	ds, _ := sources[0].(map[string]any)
+	if len(sources) != 2 || byType["grafana-clickhouse-datasource"] == nil || byType["meshlens-datasource"] == nil {
+		t.Fatalf("datasources/meshlens.yaml: %d datasources of types %v, want grafana-clickhouse-datasource and meshlens-datasource", len(sources), slices.Collect(maps.Keys(byType)))
+	}
+	ds := byType["grafana-clickhouse-datasource"]
 	jd, _ := ds["jsonData"].(map[string]any)
-	if ds["type"] != "grafana-clickhouse-datasource" {
-		t.Errorf("datasource type %v, want grafana-clickhouse-datasource", ds["type"])
-	}
 	if jd["defaultDatabase"] != "meshlens" || jd["host"] != "clickhouse.meshlens-system.svc" || jd["port"] != float64(9000) || jd["protocol"] != "native" {
 		t.Errorf("datasource jsonData %v: want the clickhouse Service of deploy/kubernetes, native port 9000, database meshlens", jd)
 	}
