@@ -187,6 +187,88 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The audit trail, newest first: every accepted change (config applied or deleted through the API, the config dir or Kubernetes; every rollout transition, by an operator, the judge, an alert rule or Alertmanager) with who made it, from where, what it changed (a line diff of the object's YAML, secrets redacted) and the config version it produced (its xDS push). Kept in ClickHouse (audit_log). */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description only this actor, e.g. "token:1a2b3c4d (operator)" */
+                    actor?: string;
+                    /** @description only this kind (e.g. VirtualService */
+                    kind?: string;
+                    limit?: number;
+                    name?: string;
+                    namespace?: string;
+                    /** @description RFC 3339 time */
+                    since?: string;
+                    /** @description RFC 3339 time */
+                    until?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Changes. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            entries: {
+                                /** @description create, update, delete; or a rollout event (start, advance, pause, resume, promote, abort, alert, fail, ...) */
+                                action: string;
+                                /** @description who: "token:SHA256-PREFIX (ROLE)" for API calls, the origin ("dir:FILE", "kubernetes") for other sources, or a rollout event's source (judge, alert:RULE, alertmanager, engine) */
+                                actor: string;
+                                /** @description the config version the change produced */
+                                configVersion?: number;
+                                diff?: string;
+                                kind: string;
+                                message?: string;
+                                name: string;
+                                namespace: string;
+                                /** @description the client's address */
+                                remote: string;
+                                /** @description api, dir, kubernetes, or rollout */
+                                source: string;
+                                /** Format: date-time */
+                                time: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description A bad parameter: {"error"} */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description ClickHouse cannot be read: {"error"} */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/config": {
         parameters: {
             query?: never;
