@@ -17,8 +17,10 @@ const maxAnnotatedRollouts = 100
 
 // annotations gives the events of meshlens' rollouts in the time range:
 // transitions (who moved it: judge, operator, alert), verdicts, and the
-// config pushes of their weights (configVersion, weights, who), as Grafana
-// annotations (time, title, text, tags).
+// config pushes of their weights (configVersion, weights, who); and every
+// config change from meshlens' audit trail (who applied or deleted what,
+// from where, the config version it produced); as Grafana annotations
+// (time, title, text, tags).
 func (d *Datasource) annotations(ctx context.Context, q Query, tr backend.TimeRange) (data.Frames, error) {
 	w, err := windowOf(tr, d.now())
 	if err != nil {
@@ -70,6 +72,16 @@ func (d *Datasource) annotations(ctx context.Context, q Query, tr backend.TimeRa
 			}
 			rows = append(rows, row{e.At.UTC(), title, text, strings.Join(tags, ",")})
 		}
+	}
+	changes, err := d.configChanges(ctx, q, from, to)
+	if err != nil {
+		// The rollouts' events still stand; say why the changes are missing.
+		notices = append(notices, data.Notice{Severity: data.NoticeSeverityWarning, Text: "config changes are not shown: " + err.Error()})
+	}
+	for _, e := range changes {
+		title, text := describeChange(e)
+		tags := []string{"meshlens", "config", e.Kind, e.Action, e.Source}
+		rows = append(rows, row{e.Time.UTC(), title, text, strings.Join(tags, ",")})
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
 	n := len(rows)
@@ -134,4 +146,74 @@ func describe(r apiRollout, e apiRolloutEvent) (title, text string) {
 		b.WriteString(" — " + e.Message)
 	}
 	return title, strings.TrimSpace(b.String())
+}
+
+// maxAnnotatedChanges bounds the audit entries read for one annotation query.
+const maxAnnotatedChanges = 1000
+
+// apiAuditEntry is one entry of GET /api/v1/audit.
+type apiAuditEntry struct {
+	Time          time.Time `json:"time"`
+	Actor         string    `json:"actor"`
+	Remote        string    `json:"remote"`
+	Source        string    `json:"source"`
+	Action        string    `json:"action"`
+	Kind          string    `json:"kind"`
+	Namespace     string    `json:"namespace"`
+	Name          string    `json:"name"`
+	ConfigVersion int64     `json:"configVersion"`
+	Diff          string    `json:"diff"`
+	Message       string    `json:"message"`
+}
+
+// configChanges are the config changes (not rollout transitions, which the
+// rollouts' own history gives) of the audit trail in [from, to].
+func (d *Datasource) configChanges(ctx context.Context, q Query, from, to time.Time) ([]apiAuditEntry, error) {
+	params := url.Values{"since": {from.UTC().Format(time.RFC3339)}, "until": {to.UTC().Format(time.RFC3339)}, "limit": {fmt.Sprint(maxAnnotatedChanges)}}
+	if q.Namespace != "" {
+		params.Set("namespace", q.Namespace)
+	}
+	var list struct {
+		Entries []apiAuditEntry `json:"entries"`
+	}
+	if err := d.client.Get(ctx, "/audit", params, &list); err != nil {
+		return nil, err
+	}
+	var out []apiAuditEntry
+	for _, e := range list.Entries {
+		if e.Source != "rollout" {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// describeChange says what a config change did, who made it and from where.
+func describeChange(e apiAuditEntry) (title, text string) {
+	done := map[string]string{"create": "created", "update": "updated", "delete": "deleted"}[e.Action]
+	if done == "" {
+		done = e.Action
+	}
+	title = fmt.Sprintf("config: %s %s/%s %s", e.Kind, e.Namespace, e.Name, done)
+	var b strings.Builder
+	fmt.Fprintf(&b, "by %s", e.Actor)
+	if e.Remote != "" {
+		fmt.Fprintf(&b, " from %s", e.Remote)
+	}
+	fmt.Fprintf(&b, " (%s", e.Source)
+	if e.ConfigVersion != 0 {
+		fmt.Fprintf(&b, ", config version %d", e.ConfigVersion)
+	}
+	b.WriteString(")")
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.Diff != "" {
+		lines := strings.Split(strings.TrimRight(e.Diff, "\n"), "\n")
+		if len(lines) > 20 {
+			lines = append(lines[:20], fmt.Sprintf("… %d more lines", len(lines)-20))
+		}
+		b.WriteString("\n" + strings.Join(lines, "\n"))
+	}
+	return title, b.String()
 }

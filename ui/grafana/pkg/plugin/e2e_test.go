@@ -497,22 +497,28 @@ spec: {service: reviews, stable: v1, candidate: v2, strategy: {canary: {steps: [
 			return nil
 		})
 		now := time.Now()
-		dr := r.query(t, r.settings(), map[string]any{"queryType": "annotations", "namespace": "shop"}, now.Add(-10*time.Minute), now)
-		if dr.Error != nil {
-			t.Fatal(dr.Error)
-		}
-		f := dr.Frames[0]
-		var lines []string
-		for i := 0; i < f.Rows(); i++ {
-			lines = append(lines, field(t, f, "title").At(i).(string)+" | "+field(t, f, "text").At(i).(string)+" | "+field(t, f, "tags").At(i).(string))
-		}
-		all := strings.Join(lines, "\n")
-		for _, want := range []string{"rollout shop/reviews: progressing → paused | pause by operator", "rollout shop/reviews: weights pushed | by ", "v1 90%, v2 10%"} {
-			if !strings.Contains(all, want) {
-				t.Errorf("annotations lack %q:\n%s", want, all)
+		// The config change comes from the audit trail in ClickHouse, which
+		// meshlens writes as it accepts the change.
+		meshtest.Eventually(t, 20*time.Second, "annotations of the rollout and of the config change", func() error {
+			dr := r.query(t, r.settings(), map[string]any{"queryType": "annotations", "namespace": "shop"}, now.Add(-10*time.Minute), time.Now())
+			if dr.Error != nil {
+				return dr.Error
 			}
-		}
-		dr = r.query(t, r.settings(), map[string]any{"queryType": "annotations", "namespace": "elsewhere"}, now.Add(-10*time.Minute), now)
+			f := dr.Frames[0]
+			var lines []string
+			for i := 0; i < f.Rows(); i++ {
+				lines = append(lines, field(t, f, "title").At(i).(string)+" | "+field(t, f, "text").At(i).(string)+" | "+field(t, f, "tags").At(i).(string))
+			}
+			all := strings.Join(lines, "\n")
+			for _, want := range []string{"rollout shop/reviews: progressing → paused | pause by operator", "rollout shop/reviews: weights pushed | by ", "v1 90%, v2 10%",
+				"config: DestinationRule shop/reviews created | by token:", "(operator) from 127.0.0.1", "meshlens,config,DestinationRule,create,api"} {
+				if !strings.Contains(all, want) {
+					return fmt.Errorf("annotations lack %q:\n%s", want, all)
+				}
+			}
+			return nil
+		})
+		dr := r.query(t, r.settings(), map[string]any{"queryType": "annotations", "namespace": "elsewhere"}, now.Add(-10*time.Minute), now)
 		if dr.Error != nil || dr.Frames[0].Rows() != 0 {
 			t.Errorf("annotations of another namespace: %v, %d rows", dr.Error, dr.Frames[0].Rows())
 		}
