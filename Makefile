@@ -119,6 +119,9 @@ bench: deps clickhouse
 	$(GO) test -run '^$$' -bench PushWeightChange -benchtime 30x ./controlplane/xds/
 	@echo "== xDS: per Envoy sidecar in a mesh of 1,000 services, xDS bytes and the time to make them, without and with a Sidecar scoping it to its namespace"
 	$(GO) test -run '^$$' -bench SidecarScoping -benchtime 5x ./controlplane/xds/
+	@echo "== xDS: one registry change pushed to 20 nodes over 1,000 Services vs a fresh translation of it; the registry's build after one change vs a full one"
+	$(GO) test -run '^$$' -bench RegistryPush -benchtime 200x ./controlplane/xds/
+	$(GO) test -run '^$$' -bench RegistryBuild -benchtime 100x ./controlplane/kube/
 	@echo "== Kubernetes: 1,000 Services x 5 pods, 100 endpoint changes/s to connected xDS clients vs the same change through POST /api/v1/config"
 	$(GO) test -run '^$$' -bench RegistryEndpointChurn -benchtime 1x -timeout 60m ./controlplane/kube/
 
