@@ -404,20 +404,7 @@ func reviewsRoutes(t testing.TB, c *kubetest.Cluster, ns string) {
 	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Apply(ctx, ns, []byte(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
-`)); err != nil {
+	if err := c.Apply(ctx, ns, []byte(reviewsIstioRoutes)); err != nil {
 		t.Fatal(err)
 	}
 }

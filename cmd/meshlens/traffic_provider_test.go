@@ -18,6 +18,23 @@ import (
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
+// reviewsIstioRoutes are reviews' subsets by version and a VirtualService
+// sending all of it to v1: what an istio-provider Rollout takes over.
+const reviewsIstioRoutes = `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+`
+
 // meshlens serve --traffic-provider istio writes the rollouts' routes to the
 // API server: a Rollout that names no provider moves the VirtualService
 // kubectl shows, and examples/rollout-gateway-api.yaml (which names its own)
@@ -47,20 +64,7 @@ func TestServeTrafficProviderWritesRoutesToTheAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	apply(istioNS, `apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
-`)
+	apply(istioNS, reviewsIstioRoutes)
 	apply(gwNS, `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: reviews}
