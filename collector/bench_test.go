@@ -2,70 +2,21 @@ package collector_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlens/meshlens/collector/normalize"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/mesh"
 	"github.com/meshlens/meshlens/store"
 	"github.com/meshlens/meshlens/store/storetest"
 )
-
-// benchTraces builds batches of client/server span pairs: frontend calls
-// three versions of a backend.
-func benchTraces(batches, pairsPerBatch int) []ptrace.Traces {
-	out := make([]ptrace.Traces, batches)
-	start := time.Now().Add(-time.Minute)
-	var id uint64
-	for b := range out {
-		td := ptrace.NewTraces()
-		client := td.ResourceSpans().AppendEmpty()
-		client.Resource().Attributes().PutStr("service.name", "frontend")
-		client.Resource().Attributes().PutStr("k8s.namespace.name", "bench")
-		cs := client.ScopeSpans().AppendEmpty().Spans()
-		servers := make([]ptrace.SpanSlice, 3)
-		for v := range servers {
-			rs := td.ResourceSpans().AppendEmpty()
-			rs.Resource().Attributes().PutStr("service.name", "backend")
-			rs.Resource().Attributes().PutStr("service.version", fmt.Sprintf("v%d", v+1))
-			rs.Resource().Attributes().PutStr("k8s.namespace.name", "bench")
-			servers[v] = rs.ScopeSpans().AppendEmpty().Spans()
-		}
-		for i := 0; i < pairsPerBatch; i++ {
-			id++
-			var tid pcommon.TraceID
-			tid[0], tid[1], tid[2], tid[3] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
-			c := cs.AppendEmpty()
-			c.SetKind(ptrace.SpanKindClient)
-			c.SetName("GET /items")
-			c.SetTraceID(tid)
-			c.SetSpanID(pcommon.SpanID{1, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
-			c.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
-			c.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(id%50) * time.Millisecond)))
-			c.Attributes().PutStr("http.request.method", "GET")
-			s := servers[id%3].AppendEmpty()
-			s.SetKind(ptrace.SpanKindServer)
-			s.SetName("GET /items")
-			s.SetTraceID(tid)
-			s.SetSpanID(pcommon.SpanID{2, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
-			s.SetParentSpanID(c.SpanID())
-			s.SetStartTimestamp(c.StartTimestamp())
-			s.SetEndTimestamp(c.EndTimestamp())
-			s.Attributes().PutInt("http.response.status_code", 200)
-			s.Attributes().PutStr("url.path", "/items")
-		}
-		out[b] = td
-	}
-	return out
-}
 
 // BenchmarkIngest measures OTLP spans/s end to end into ClickHouse (sent over
 // gRPC, normalised, paired, queued on disk, written), and in the same run the
@@ -73,7 +24,7 @@ func benchTraces(batches, pairsPerBatch int) []ptrace.Traces {
 // their ratio. Target: ≥ 50,000 spans/s and a ratio ≥ 0.5.
 func BenchmarkIngest(b *testing.B) {
 	const batches, pairs = 100, 1000 // 200,000 spans, 100,000 request records
-	data := benchTraces(batches, pairs)
+	data := meshtest.SpanPairs(batches, pairs)
 	spans := batches * pairs * 2
 
 	// Reference: the same rows, inserted directly with clickhouse-go.

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/meshlens/meshlens/internal/chcluster"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/store/storetest"
 )
 
@@ -23,7 +21,7 @@ import (
 // here, not what more machines would give.
 func BenchmarkIngestClusterVsSingle(b *testing.B) {
 	const batches, pairs = 100, 1000 // 200,000 spans
-	data := spanPairs(batches, pairs)
+	data := meshtest.SpanPairs(batches, pairs)
 	spans := uint64(batches * pairs * 2)
 
 	c := chcluster.Use(b)
@@ -57,47 +55,4 @@ func BenchmarkIngestClusterVsSingle(b *testing.B) {
 	b.ReportMetric(rates["cluster"]/rates["single"], "cluster/single")
 	b.Logf("%d spans: one server %.0f spans/s; 2 shards x 2 replicas %.0f spans/s (%.2fx), all on this machine",
 		spans, rates["single"], rates["cluster"], rates["cluster"]/rates["single"])
-}
-
-// spanPairs builds batches of client/server span pairs, each pair its own
-// trace: frontend calls three versions of backend.
-func spanPairs(batches, pairs int) []ptrace.Traces {
-	out := make([]ptrace.Traces, batches)
-	start := time.Now().Add(-time.Minute)
-	var id uint64
-	for b := range out {
-		td := ptrace.NewTraces()
-		client := td.ResourceSpans().AppendEmpty()
-		client.Resource().Attributes().PutStr("service.name", "frontend")
-		cs := client.ScopeSpans().AppendEmpty().Spans()
-		servers := make([]ptrace.SpanSlice, 3)
-		for v := range servers {
-			rs := td.ResourceSpans().AppendEmpty()
-			rs.Resource().Attributes().PutStr("service.name", "backend")
-			rs.Resource().Attributes().PutStr("service.version", fmt.Sprintf("v%d", v+1))
-			servers[v] = rs.ScopeSpans().AppendEmpty().Spans()
-		}
-		for i := 0; i < pairs; i++ {
-			id++
-			var tid pcommon.TraceID
-			tid[0], tid[1], tid[2], tid[3], tid[15] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id), 1
-			c := cs.AppendEmpty()
-			c.SetKind(ptrace.SpanKindClient)
-			c.SetName("GET /items")
-			c.SetTraceID(tid)
-			c.SetSpanID(pcommon.SpanID{1, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
-			c.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
-			c.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(id%50) * time.Millisecond)))
-			s := servers[id%3].AppendEmpty()
-			s.SetKind(ptrace.SpanKindServer)
-			s.SetName("GET /items")
-			s.SetTraceID(tid)
-			s.SetSpanID(pcommon.SpanID{2, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
-			s.SetParentSpanID(c.SpanID())
-			s.SetStartTimestamp(c.StartTimestamp())
-			s.SetEndTimestamp(c.EndTimestamp())
-		}
-		out[b] = td
-	}
-	return out
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshlens/meshlens/internal/chcluster"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // BenchmarkIngestReplicas sends the same OTLP span pairs to 1, 2 and 3
@@ -26,7 +27,7 @@ import (
 // cost here, not what more machines would give.
 func BenchmarkIngestReplicas(b *testing.B) {
 	const batches, pairs = 100, 1000 // 200,000 spans
-	data := spanPairs(batches, pairs)
+	data := meshtest.SpanPairs(batches, pairs)
 	spans := uint64(batches * pairs * 2)
 	c := chcluster.Use(b)
 	rates := map[int]float64{}
