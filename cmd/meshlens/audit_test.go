@@ -15,6 +15,8 @@ import (
 	"github.com/meshlens/meshlens/store/storetest"
 )
 
+// auditRollout is a canary of reviews with the ServiceEntry and subsets it
+// needs, in namespace default (the audit and rollout CLI tests apply it).
 const auditRollout = `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: reviews, namespace: default}

@@ -51,21 +51,7 @@ func TestCLIRolloutStatusPauseResumeAbort(t *testing.T) {
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 
-	objs, err := kinds.Parse([]byte(`apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec: {hosts: [reviews.default.svc.cluster.local], ports: [{number: 9080, name: http, protocol: HTTP}]}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews, namespace: default}
-spec: {host: reviews, subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]}
----
-apiVersion: meshlens.io/v1alpha1
-kind: Rollout
-metadata: {name: reviews, namespace: default}
-spec: {service: reviews, stable: v1, candidate: v2, strategy: {canary: {steps: [10, 50, 100], minDuration: 1h}}}
-`))
+	objs, err := kinds.Parse([]byte(auditRollout))
 	if err != nil {
 		t.Fatal(err)
 	}
