@@ -216,3 +216,43 @@ func TestClusterRetryCompletesARollupThatMissedAWrite(t *testing.T) {
 		t.Fatalf("after the retry: %d raw rows, %d in edges_1m, %d in edges_1h; want 300 each", raw, m, h)
 	}
 }
+
+// TestClusterRollupKeepsWritesOfTheSameShape writes two different batches of
+// request records that roll up to the same states (same minute, edge, codes
+// and latencies; only trace ids and times differ): a replicated rollup table
+// must count both, not take the second for a retry of the first.
+func TestClusterRollupKeepsWritesOfTheSameShape(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			s := b.Open(t)
+			ctx := context.Background()
+			minute := time.Now().UTC().Truncate(time.Minute)
+			for batch := uint64(1); batch <= 10; batch++ {
+				var recs []mesh.Record
+				var ids []uint64
+				for i := 0; i < 1; i++ {
+					recs = append(recs, mesh.Record{Time: minute.Add(time.Duration(batch*100+uint64(i)) * time.Millisecond),
+						Source: mesh.Peer{Service: "a"}, Destination: mesh.Peer{Service: "b"}, Code: 200,
+						TraceID: fmt.Sprintf("%016x%016x", batch, i+1)})
+					ids = append(ids, batch)
+				}
+				if err := s.InsertRecordsTagged(ctx, recs, ids); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, table := range []string{store.TableAccessLogs, store.TableEdges1m, store.TableEdges1h} {
+				q := "SELECT count() FROM " + s.Table(table)
+				if table != store.TableAccessLogs {
+					q = "SELECT countMerge(requests) FROM " + s.Table(table)
+				}
+				var n uint64
+				if err := s.Conn().QueryRow(ctx, q).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n != 10 {
+					t.Errorf("%s counts %d requests, want 10 (10 writes of one)", table, n)
+				}
+			}
+		})
+	}
+}

@@ -46,6 +46,23 @@ type schemaParams struct {
 	OnCluster string // " ON CLUSTER name", or nothing
 	Local     string // suffix of the tables that hold rows: "_local" on a cluster
 	RecordsIn string // the table request records are inserted into, which the views read
+
+	// What the server already has, read before the migrations run, for
+	// statements 18.16 cannot make idempotent (it has no ADD COLUMN IF NOT
+	// EXISTS, and no way to change a view's query in place).
+	columns map[string]bool   // "table.column"
+	queries map[string]string // table or view name → its CREATE statement
+}
+
+// HasColumn reports whether the table that holds table's rows (on a cluster,
+// table_local) has column.
+func (p schemaParams) HasColumn(table, column string) bool {
+	return p.columns[table+p.Local+"."+column]
+}
+
+// ViewSelects reports whether view exists and its query contains text.
+func (p schemaParams) ViewSelects(view, text string) bool {
+	return strings.Contains(p.queries[view], text)
 }
 
 // Engine is the table engine of a table that holds rows: engine itself on one
@@ -96,16 +113,41 @@ const rollupColumns = `requests AggregateFunction(count),
   latency AggregateFunction(sumForEach, Array(UInt64))`
 
 // rollupSelect turns access_logs rows into rollup states for the interval
-// computed by {{.Interval}}.
+// computed by {{.Interval}}. It is the view's query as migration 1 made it;
+// rollupView is today's.
 const rollupSelect = `SELECT {{.Interval}} AS t, ` + edgeKey + `,
   countState() AS requests,
   sumState(mtls) AS mtls,
   sumState(bytes_in) AS bytes_in,
   sumState(bytes_out) AS bytes_out,
   sumState(duration_us) AS duration_sum_us,
-  sumForEachState(arrayMap(i -> toUInt64(i = arrayCount(b -> b < duration_us, {{.Buckets}})), range({{.NBuckets}}))) AS latency
+  sumForEachState(arrayMap(i -> toUInt64(i = arrayCount(b -> b < duration_us, {{.Buckets}})), range({{.NBuckets}}))) AS latency{{.Digest}}
 FROM {{.DB}}.{{.RecordsIn}}
 GROUP BY t, ` + edgeKey
+
+// rollupDigest is a state no two different writes share: the XOR of a hash
+// of each row's identity (its time, trace, span and writer batch). A
+// replicated table drops a block whose checksum it has seen among its last
+// blocks, which is how a retried write lands once; without the digest, two
+// writes of the same shape (one request each on a quiet edge, with the same
+// code and latency bucket, in the same minute) roll up to identical blocks
+// and the second would be dropped as a retry of the first. The retry of a
+// write still produces the same digest, so it is still dropped.
+const rollupDigest = `,
+  groupBitXorState(cityHash64(time_ns, trace_id, span_id, batch)) AS digest`
+
+// addDigest adds the digest column to a rollup table that lacks it.
+func addDigest(table string) string {
+	return `{{if not (.HasColumn "` + table + `" "digest")}}ALTER TABLE {{.DB}}.` + table + `{{.Local}}{{.OnCluster}}
+ADD COLUMN digest AggregateFunction(groupBitXor, UInt64){{end}}`
+}
+
+// rollupView is the statement that creates the rollup view named view into
+// table, for the interval computed by interval.
+func rollupView(view, table, interval string) string {
+	q := strings.NewReplacer("{{.Interval}}", interval, "{{.Digest}}", rollupDigest).Replace(rollupSelect)
+	return `CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.` + view + `{{.OnCluster}} TO {{.DB}}.` + table + `{{.Local}} AS ` + q
+}
 
 // Sharding keys of the Distributed tables on a cluster. Every row of a trace
 // (its spans, the request records paired from them or logged with its trace
@@ -264,10 +306,10 @@ ORDER BY (t, ` + edgeKey + `){{end}}`,
 		// inserted into it (on a cluster, into access_logs_ingest_local),
 		// and replication copies the rollup rows like any others.
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1m_mv{{.OnCluster}} TO {{.DB}}.edges_1m{{.Local}} AS ` +
-			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfMinute(time)", 1),
+			strings.NewReplacer("{{.Interval}}", "toStartOfMinute(time)", "{{.Digest}}", "").Replace(rollupSelect),
 
 		`CREATE MATERIALIZED VIEW IF NOT EXISTS {{.DB}}.edges_1h_mv{{.OnCluster}} TO {{.DB}}.edges_1h{{.Local}} AS ` +
-			strings.Replace(rollupSelect, "{{.Interval}}", "toStartOfHour(time)", 1),
+			strings.NewReplacer("{{.Interval}}", "toStartOfHour(time)", "{{.Digest}}", "").Replace(rollupSelect),
 	}},
 	// The audit trail: every accepted change, who made it, from where, what
 	// it changed and the config version it produced. Partitioned by month
@@ -290,6 +332,20 @@ ORDER BY (t, ` + edgeKey + `){{end}}`,
 PARTITION BY toYYYYMM(time)
 ORDER BY (time, time_ns)`,
 		distributed("audit_log", "cityHash64(kind, namespace, name)"),
+	}},
+	// The rollups gain a digest of the rows they roll up (see rollupDigest):
+	// on a cluster, two writes of the same shape were counted once. The
+	// column comes first, so that the old views go on writing (an empty
+	// digest) until the new ones replace them; between the DROP and the
+	// CREATE of a view, a write that lands is not rolled up. Each step looks
+	// at what the server has, so a migration cut short, or run again by a
+	// meshlens connected to another server of the cluster, finishes it.
+	{3, "rollups count every write", []string{
+		addDigest("edges_1m"), addDigest("edges_1h"),
+		`{{if not (.ViewSelects "edges_1m_mv" "digest")}}DROP TABLE IF EXISTS {{.DB}}.edges_1m_mv{{.OnCluster}}{{end}}`,
+		rollupView("edges_1m_mv", "edges_1m", "toStartOfMinute(time)"),
+		`{{if not (.ViewSelects "edges_1h_mv" "digest")}}DROP TABLE IF EXISTS {{.DB}}.edges_1h_mv{{.OnCluster}}{{end}}`,
+		rollupView("edges_1h_mv", "edges_1h", "toStartOfHour(time)"),
 	}},
 }
 
@@ -326,6 +382,9 @@ func (s *Store) migrate(ctx context.Context) error {
 		if applied[m.id] {
 			continue
 		}
+		if err := s.readSchema(ctx, &p); err != nil {
+			return fmt.Errorf("migration %d (%s): %w", m.id, m.name, err)
+		}
 		for i, stmt := range m.stmts {
 			sql, err := render(stmt, p)
 			if err != nil {
@@ -353,6 +412,41 @@ func (s *Store) migrate(ctx context.Context) error {
 		s.logger.Info("clickhouse schema migrated", "migration", m.id, "name", m.name)
 	}
 	return nil
+}
+
+// readSchema fills p with the tables, views and columns the server has in
+// the database.
+func (s *Store) readSchema(ctx context.Context, p *schemaParams) error {
+	p.columns, p.queries = map[string]bool{}, map[string]string{}
+	rows, err := s.conn.Query(ctx, "SELECT table, name FROM system.columns WHERE database = ?", s.db)
+	if err != nil {
+		return fmt.Errorf("read the columns of database %s: %w", s.db, err)
+	}
+	for rows.Next() {
+		var table, column string
+		if err := rows.Scan(&table, &column); err != nil {
+			rows.Close()
+			return fmt.Errorf("read the columns of database %s: %w", s.db, err)
+		}
+		p.columns[table+"."+column] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the columns of database %s: %w", s.db, err)
+	}
+	rows, err = s.conn.Query(ctx, "SELECT name, create_table_query FROM system.tables WHERE database = ?", s.db)
+	if err != nil {
+		return fmt.Errorf("read the tables of database %s: %w", s.db, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, query string
+		if err := rows.Scan(&name, &query); err != nil {
+			return fmt.Errorf("read the tables of database %s: %w", s.db, err)
+		}
+		p.queries[name] = query
+	}
+	return rows.Err()
 }
 
 func render(stmt string, p schemaParams) (string, error) {
