@@ -347,6 +347,22 @@ ORDER BY (time, time_ns)`,
 		`{{if not (.ViewSelects "edges_1h_mv" "digest")}}DROP TABLE IF EXISTS {{.DB}}.edges_1h_mv{{.OnCluster}}{{end}}`,
 		rollupView("edges_1h_mv", "edges_1h", "toStartOfHour(time)"),
 	}},
+	// Saved views of the topology UI, shared by every replica: each save or
+	// delete is a new row (a delete has deleted = 1), and the newest row of a
+	// name wins (see SavedViews), so no statement updates rows in place.
+	// On a cluster, all rows of a name go to one shard.
+	{4, "saved views", []string{
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.views{{.Local}}{{.OnCluster}} (
+  name String,
+  updated DateTime,
+  updated_ns UInt64,
+  owner String,
+  deleted UInt8,
+  body String
+) ENGINE = {{.Engine "MergeTree" "views"}}
+ORDER BY name`,
+		distributed("views", "cityHash64(name)"),
+	}},
 }
 
 // Migrate brings the schema up to date. It is safe to run on every start and

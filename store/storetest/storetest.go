@@ -129,3 +129,18 @@ func sanitize(s string) string {
 	}
 	return b.String()
 }
+
+// Reopen returns a second migrated store on s's database, as another meshlens
+// replica sharing it would have.
+func Reopen(t testing.TB, s *store.Store) *store.Store {
+	t.Helper()
+	if s.Cluster() != "" {
+		c := chcluster.Shared(t)
+		return open(t, c.DSN(s.Database()), store.OnCluster(c.Name))
+	}
+	base := strings.TrimRight(strings.SplitN(os.Getenv(EnvDSN), "?", 2)[0], "/")
+	if i := strings.Index(base[min(len(base), len("clickhouse://")):], "/"); i >= 0 {
+		base = base[:len("clickhouse://")+i]
+	}
+	return open(t, base+"/"+s.Database())
+}
