@@ -34,6 +34,9 @@ type Deps struct {
 	// Replicas, when set, is the live graph of every meshlens replica
 	// (package replicas): live reads answer for all of them.
 	Replicas Replicas
+	// Registry, when set, gives the graph's nodes their Pods' Kubernetes
+	// labels (nodeLabels), for grouping by any label.
+	Registry RegistrySnapshot
 }
 
 // Replicas is the live graph of several meshlens replicas added up; a
@@ -170,7 +173,7 @@ func (a *handlers) getGraph(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, g)
+	return c.JSON(http.StatusOK, a.labeled(g))
 }
 
 func pathParam(c echo.Context, name string) string {

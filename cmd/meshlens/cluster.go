@@ -19,6 +19,7 @@ import (
 	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/kube"
+	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -76,6 +77,15 @@ func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg promet
 	}
 	logger.Info("kubernetes: reading the cluster", "server", rc.Host, "domain-suffix", domainSuffix)
 	return c, nil
+}
+
+// registrySnapshot is the service registry now, nil without Kubernetes: the
+// graph API labels its nodes from it.
+func (c *cluster) registrySnapshot() *registry.Snapshot {
+	if c == nil {
+		return nil
+	}
+	return c.registry.Snapshot()
 }
 
 // knownHost tells config analysis which hosts the registry defines.

@@ -39,6 +39,7 @@ import (
 	"github.com/meshlens/meshlens/rollout"
 	"github.com/meshlens/meshlens/store"
 	"github.com/meshlens/meshlens/ui"
+	"github.com/meshlens/meshlens/views"
 )
 
 // serveConfig is everything `meshlens serve` can be told, by flag or by the
@@ -343,12 +344,13 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	// does not make meshlens unready: ingest queues on disk; /readyz says so.
 	e := newHTTP(reg, readiness{col: col, st: st, xds: xdsServer, cluster: cluster}.check)
 	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
-	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger, Replicas: mergedReads(cfg.Replicas, reps)})
+	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger, Replicas: mergedReads(cfg.Replicas, reps), Registry: cluster.registrySnapshot})
 	reps.RegisterRoutes(api)
 	config.RegisterRoutes(api, cfgStore, authz.Operator())
 	xdsServer.RegisterRoutes(api)
 	rollouts.RegisterRoutes(api, authz.Operator())
 	auditLog.RegisterRoutes(api)
+	views.New(st, logger).RegisterRoutes(api, authz.Operator())
 	alerts.RegisterRoutes(api, authz.Operator())
 	istiometrics.RegisterRoutes(e, istio, authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	e.GET("/*", echo.WrapHandler(ui.Handler()))

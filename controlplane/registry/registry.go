@@ -28,6 +28,10 @@ type Snapshot struct {
 	// built once on first use.
 	servicesOnce sync.Once
 	servicesByIP map[string][]*Service
+	// workloadsOf indexes the workloads by graph node (see NodeLabels),
+	// built once on first use.
+	workloadsOnce sync.Once
+	workloadsOf   map[string][]*Workload
 }
 
 // Service is one Kubernetes Service.

@@ -1476,6 +1476,342 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/views": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The saved views of the topology page, by name (at most 1,000), shared by every user and by every meshlens replica on the same ClickHouse (table views). */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The views. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description More than 1 */
+                            truncated: boolean;
+                            views: components["schemas"]["SavedView"][];
+                        };
+                    };
+                };
+                /** @description No or unknown token (reads need one when --http listens beyond loopback). */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description No ClickHouse is configured, or it cannot be read. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Save a new view. Operator token; the token's fingerprint becomes the view's owner. */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SavedView"];
+                };
+            };
+            responses: {
+                /** @description Saved. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SavedView"];
+                    };
+                };
+                /** @description The view is invalid; field names the field at fault. */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No or unknown token. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token is not an operator's. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description A view of that name exists (PUT replaces it). */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description The body is larger than 1 MiB. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No ClickHouse is configured, or it cannot be written. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/views/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The view's name */
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** One saved view. */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The view's name */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The view. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SavedView"];
+                    };
+                };
+                /** @description The name is invalid. */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No or unknown token (reads need one when --http listens beyond loopback). */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description No such view. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No ClickHouse is configured, or it cannot be read. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+            };
+        };
+        /** Save a view under this name, creating or replacing it. Operator token. The body's name may be left out; if given it must be the path's. */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The view's name */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SavedView"];
+                };
+            };
+            responses: {
+                /** @description Replaced. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SavedView"];
+                    };
+                };
+                /** @description Created. */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SavedView"];
+                    };
+                };
+                /** @description The view is invalid; field names the field at fault. */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No or unknown token. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token is not an operator's. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The body is larger than 1 MiB. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No ClickHouse is configured, or it cannot be written. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete a view. Operator token. */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The view's name */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Deleted. */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description No or unknown token. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token is not an operator's. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description No such view. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+                /** @description No ClickHouse is configured, or it cannot be written. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ViewError"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1544,6 +1880,22 @@ export interface components {
             /** @description Replicas (with --peers or --peers-service) whose live traffic is not in the result. */
             missing?: components["schemas"]["MissingReplica"][];
             namespace?: string;
+            /**
+             * @description With Kubernetes (--kubeconfig), the labels of each node the service registry knows, by node id: the Kubernetes labels every Pod of the node shares, and under "locality" the region/zone of their Nodes when they share one. For grouping the graph by any label; nodes without known Pods are absent.
+             * @example {
+             *       "shop/reviews/v2": {
+             *         "app": "reviews",
+             *         "version": "v2",
+             *         "team": "checkout",
+             *         "locality": "eu-west-1/eu-west-1a"
+             *       }
+             *     }
+             */
+            nodeLabels?: {
+                [key: string]: {
+                    [key: string]: string;
+                };
+            };
             nodes: components["schemas"]["Node"][];
             /** @description The source itself returned incomplete data (row or series caps), or a meshlens replica did not answer a merged live read (see missing). */
             partial?: boolean;
@@ -1720,6 +2072,57 @@ export interface components {
             virtualService: string;
             weights: components["schemas"]["Weights"];
         };
+        /** @description A saved view of the topology page: what its shareable URL holds, plus the positions of the nodes placed by hand and the collapsed groups. owner and updated are set by the server. */
+        SavedView: {
+            /** @description Groups drawn as one node, by their value (needs groupBy). */
+            collapsed?: string[];
+            /**
+             * Format: date-time
+             * @description The window's end (RFC 3339); absent is live.
+             */
+            end?: string;
+            filters: {
+                /** @description Rates on edges (default true). */
+                edgeLabels?: boolean;
+                /** @description Highlight the nodes whose names contain this. */
+                search?: string;
+            };
+            /**
+             * @description What a node is (the graph's view parameter).
+             * @default version
+             * @enum {string}
+             */
+            graph: "service" | "version" | "workload";
+            /**
+             * @description Group nodes into boxes by namespace, app, version, workload, locality, or label:KEY for a Kubernetes label KEY of the nodes' Pods (Graph.nodeLabels); absent puts versions and workloads in a box per service.
+             * @example label:app.kubernetes.io/part-of
+             */
+            groupBy?: string;
+            /** @description Letters, digits, spaces, ".", "_" and "-"; no space at either end. */
+            name: string;
+            /** @description Only this namespace (a DNS label). */
+            namespace?: string;
+            /** @description The token that saved it last, "token:SHA256-PREFIX (operator)". */
+            readonly owner?: string;
+            /** @description Positions of the nodes placed by hand, by node id, in graph coordinates (|x|, |y| up to 1e7); at most 5,000. */
+            pinned?: {
+                [key: string]: {
+                    x: number;
+                    y: number;
+                };
+            };
+            /** @description The selected node or edge id. */
+            selected?: string;
+            /** @enum {string} */
+            source?: "live" | "clickhouse" | "prometheus";
+            /** Format: date-time */
+            readonly updated?: string;
+            /**
+             * @description The window, a Go duration from 1s to 168h.
+             * @default 5m
+             */
+            window: string;
+        };
         Series: {
             points?: components["schemas"]["Point"][];
             version?: string;
@@ -1806,6 +2209,12 @@ export interface components {
             requests: number;
             samples: number;
             version: string;
+        };
+        ViewError: {
+            /** @example window: "fortnight": want a duration from 1s to 168h, like 5m */
+            error: string;
+            /** @description The field at fault: a view field (groupBy, pinned[ID], collapsed[0], filters.search), an unknown field's name, name, or body (not JSON, too large). */
+            field?: string;
         };
         /** @description An analysis finding, as `istioctl analyze` reports it: config Istio accepts that probably does not do what was meant, such as a route to a host or subset nothing defines. It never refuses a change. */
         Warning: {
