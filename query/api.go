@@ -69,6 +69,7 @@ func RegisterRoutes(g *echo.Group, deps Deps) {
 	g.GET("/graph", a.getGraph)
 	g.GET("/graph/nodes/:id/impact", a.getImpact)
 	g.GET("/graph/paths", a.getPath)
+	g.GET("/graph/diff", a.getGraphDiff)
 	g.GET("/services", a.getServices)
 	g.GET("/services/:ns/:name", a.getService)
 	g.GET("/services/:ns/:name/versions/:version/stats", a.getVersionStats)
@@ -90,7 +91,7 @@ func (a *handlers) fail(c echo.Context, err error) error {
 		return c.JSON(http.StatusBadRequest, apiError{Error: pe.Message, Parameter: pe.Parameter})
 	case errors.Is(err, graph.ErrWindow):
 		return c.JSON(http.StatusBadRequest, apiError{Error: err.Error(), Parameter: "window"})
-	case errors.Is(err, graph.ErrNoNode), errors.Is(err, ErrNotFound):
+	case errors.Is(err, graph.ErrNoNode), errors.Is(err, ErrNotFound), errors.Is(err, errNoData):
 		return c.JSON(http.StatusNotFound, apiError{Error: err.Error()})
 	case errors.Is(err, errUnavailable):
 		return c.JSON(http.StatusServiceUnavailable, apiError{Error: err.Error()})

@@ -2,15 +2,13 @@ package rollout
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
-	"gonum.org/v1/gonum/mathext"
 	"gonum.org/v1/gonum/stat"
-	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/stattest"
 )
 
 // Result of one verdict.
@@ -97,7 +95,7 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 	// threshold fails when the data make it unlikely (p < alpha) that the
 	// candidate is within it; a candidate failing every request does so on
 	// its first verdict.
-	v.ErrorRateP = binomialUpper(cand.Errors, cand.Requests, *a.MaxErrorRate)
+	v.ErrorRateP = stattest.BinomialUpper(cand.Errors, cand.Requests, *a.MaxErrorRate)
 	if v.ErrorRateP < a.Alpha {
 		fail("candidate error rate %.4f exceeds the maximum %.4f (%d of %d requests, binomial p=%.2g)",
 			cand.ErrorRate, *a.MaxErrorRate, cand.Errors, cand.Requests, v.ErrorRateP)
@@ -110,7 +108,7 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 					slow++
 				}
 			}
-			v.P99P = binomialUpper(uint64(slow), uint64(n), 0.01)
+			v.P99P = stattest.BinomialUpper(uint64(slow), uint64(n), 0.01)
 			if v.P99P < a.Alpha {
 				fail("candidate p99 exceeds the maximum %.1f ms: %d of %d latency samples above it (p99 %.1f ms, binomial p=%.2g)",
 					a.MaxP99Ms, slow, n, cand.P99Ms, v.P99P)
@@ -120,8 +118,8 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 		}
 	}
 	if stable.Requests >= a.MinSamples {
-		v.ErrorZ, v.ErrorP = proportionTest(cand.Errors, cand.Requests, stable.Errors, stable.Requests)
-		v.ErrorIncreaseLow = differenceLowerBound(cand.Errors, cand.Requests, stable.Errors, stable.Requests, a.Alpha)
+		v.ErrorZ, v.ErrorP = stattest.ProportionTest(cand.Errors, cand.Requests, stable.Errors, stable.Requests)
+		v.ErrorIncreaseLow = stattest.DifferenceLowerBound(cand.Errors, cand.Requests, stable.Errors, stable.Requests, a.Alpha)
 		if v.ErrorP < a.Alpha && v.ErrorIncreaseLow > *a.MaxErrorRateIncrease {
 			fail("candidate error rate %.4f is significantly above stable's %.4f, by at least %.4f (z=%.2f, Fisher p=%.2g)",
 				cand.ErrorRate, stable.ErrorRate, v.ErrorIncreaseLow, v.ErrorZ, v.ErrorP)
@@ -130,7 +128,7 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 		v.Reasons = append(v.Reasons, fmt.Sprintf("stable has %d requests: no error-rate comparison", stable.Requests))
 	}
 	if len(cand.SamplesMs) >= int(a.MinSamples) && len(stable.SamplesMs) >= int(a.MinSamples) {
-		v.LatencyU, v.LatencyZ, v.LatencyP, v.LatencyEffect = mannWhitney(cand.SamplesMs, stable.SamplesMs)
+		v.LatencyU, v.LatencyZ, v.LatencyP, v.LatencyEffect = stattest.MannWhitney(cand.SamplesMs, stable.SamplesMs)
 		delta := v.Candidate.MedianMs - v.Stable.MedianMs
 		if v.LatencyP < a.Alpha && delta > a.MinLatencyDeltaMs && delta > a.MaxLatencyIncrease*v.Stable.MedianMs {
 			fail("candidate latency is significantly above stable's: median %.2f ms vs %.2f ms (Mann-Whitney U=%.0f, z=%.2f, p=%.2g)",
@@ -143,143 +141,4 @@ func judge(a Analysis, cand, stable graph.VersionStats, candVersion, stableVersi
 		v.Reasons = append(v.Reasons, fmt.Sprintf("candidate error rate %.4f, p99 %.1f ms over %d requests: within limits", cand.ErrorRate, cand.P99Ms, cand.Requests))
 	}
 	return v
-}
-
-// proportionTest compares error rates, H1: p1 > p2. z is the pooled
-// two-proportion z statistic, reported for reading; p is the one-sided
-// p-value of Fisher's exact test. Errors are rare events and the judge runs
-// on small windows, where the normal approximation is too eager: 6 errors in
-// 330 requests against none in 300 gives p≈0.003 by z but 0.02 exactly, and
-// across many canaries that difference is the difference between zero and
-// several false rollbacks.
-func proportionTest(x1, n1, x2, n2 uint64) (z, p float64) {
-	if n1 == 0 || n2 == 0 {
-		return 0, 1
-	}
-	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
-	pool := float64(x1+x2) / float64(n1+n2)
-	se := math.Sqrt(pool * (1 - pool) * (1/float64(n1) + 1/float64(n2)))
-	if se == 0 {
-		return 0, 1 // both all-success or both all-failure: no evidence of a difference
-	}
-	z = (p1 - p2) / se
-	return z, fisherUpper(x1, n1, x1+x2, n1+n2)
-}
-
-// fisherUpper is P(X >= x) for X hypergeometric: n draws from a population
-// of size total holding k errors — the one-sided p-value of Fisher's exact
-// test that the first group has more errors than chance would give it.
-func fisherUpper(x, n, k, total uint64) float64 {
-	lchoose := func(a, b uint64) float64 {
-		la, _ := math.Lgamma(float64(a) + 1)
-		lb, _ := math.Lgamma(float64(b) + 1)
-		lab, _ := math.Lgamma(float64(a-b) + 1)
-		return la - lb - lab
-	}
-	hi := min(n, k)
-	var p float64
-	for i := x; i <= hi; i++ {
-		if k-i > total-n {
-			continue // impossible: more errors left than the other group holds
-		}
-		p += math.Exp(lchoose(k, i) + lchoose(total-k, n-i) - lchoose(total, n))
-	}
-	return min(p, 1)
-}
-
-// binomialUpper is P(X >= x) for X ~ Binomial(n, p): the one-sided exact
-// p-value of H1 "the true rate is above p" after x events in n trials.
-func binomialUpper(x, n uint64, p float64) float64 {
-	switch {
-	case x == 0:
-		return 1
-	case x > n:
-		return 0
-	case p <= 0:
-		return 0 // any event disproves a rate of zero
-	case p >= 1:
-		return 1
-	}
-	// P(X >= x) = I_p(x, n-x+1), the regularised incomplete beta function.
-	return mathext.RegIncBeta(float64(x), float64(n-x+1), p)
-}
-
-// differenceLowerBound is the lower end of the one-sided 1-alpha confidence
-// interval for p1 - p2 by Newcombe's hybrid score method (his method 10):
-// Wilson intervals for each rate, combined. Unlike the Wald interval it
-// stays sensible for rare events and small samples, where the judge lives.
-func differenceLowerBound(x1, n1, x2, n2 uint64, alpha float64) float64 {
-	if n1 == 0 || n2 == 0 {
-		return -1 // no evidence: the widest bound (JSON has no infinity)
-	}
-	z := distuv.UnitNormal.Quantile(1 - alpha)
-	p1, p2 := float64(x1)/float64(n1), float64(x2)/float64(n2)
-	l1, _ := wilson(p1, float64(n1), z)
-	_, u2 := wilson(p2, float64(n2), z)
-	return p1 - p2 - math.Sqrt((p1-l1)*(p1-l1)+(u2-p2)*(u2-p2))
-}
-
-// wilson is the Wilson score interval of a proportion p observed in n
-// trials, at normal quantile z.
-func wilson(p, n, z float64) (lo, hi float64) {
-	z2 := z * z
-	centre := (p + z2/(2*n)) / (1 + z2/n)
-	half := z * math.Sqrt(p*(1-p)/n+z2/(4*n*n)) / (1 + z2/n)
-	return max(centre-half, 0), min(centre+half, 1)
-}
-
-// mannWhitney is the one-sided Mann-Whitney U test of H1: x tends to be
-// larger than y, with the normal approximation and tie correction. effect is
-// U/(n1·n2), the probability that a sample of x exceeds one of y.
-func mannWhitney(x, y []float64) (u, z, p, effect float64) {
-	n1, n2 := len(x), len(y)
-	if n1 == 0 || n2 == 0 {
-		return 0, 0, 1, 0.5
-	}
-	type obs struct {
-		v     float64
-		fromX bool
-	}
-	all := make([]obs, 0, n1+n2)
-	for _, v := range x {
-		all = append(all, obs{v, true})
-	}
-	for _, v := range y {
-		all = append(all, obs{v, false})
-	}
-	slices.SortFunc(all, func(a, b obs) int {
-		switch {
-		case a.v < b.v:
-			return -1
-		case a.v > b.v:
-			return 1
-		}
-		return 0
-	})
-	var rankX, tieSum float64
-	for i := 0; i < len(all); {
-		j := i
-		for j < len(all) && all[j].v == all[i].v {
-			j++
-		}
-		rank := float64(i+j+1) / 2 // mean of ranks i+1..j
-		t := float64(j - i)
-		tieSum += t*t*t - t
-		for k := i; k < j; k++ {
-			if all[k].fromX {
-				rankX += rank
-			}
-		}
-		i = j
-	}
-	fn1, fn2 := float64(n1), float64(n2)
-	u = rankX - fn1*(fn1+1)/2
-	n := fn1 + fn2
-	sigma := math.Sqrt(fn1 * fn2 / 12 * ((n + 1) - tieSum/(n*(n-1))))
-	effect = u / (fn1 * fn2)
-	if sigma == 0 {
-		return u, 0, 1, effect
-	}
-	z = (u - fn1*fn2/2 - 0.5) / sigma // continuity correction toward H0
-	return u, z, 1 - distuv.UnitNormal.CDF(z), effect
 }

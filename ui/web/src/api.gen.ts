@@ -563,6 +563,96 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/graph/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The graph of the differences between two windows, read from the ClickHouse rollups: new and vanished nodes and edges, and per edge the change of its request rate, error rate and p99, each with the p-value of the canary judge's test and whether it is significant.
+         * @description Give the windows either as beforeStart, beforeEnd, afterStart and afterEnd, or as around (the time of a
+         *     config change or rollout step, e.g. an audit entry's time) and span: the span before and the span after
+         *     it (when around is inside a minute, that minute belongs to neither). Bounds are rounded down to whole
+         *     minutes (the rollups' grain); the before window must end no later than the after window starts; an after
+         *     window reaching past now is cut at the last whole minute (see notices).
+         *
+         *     Tests (alpha, default 0.01, is their significance level; each p is two-sided): the request rate by the
+         *     exact conditional binomial test of two Poisson rates; the error rate by Fisher's exact test, significant
+         *     only when Newcombe's 1-alpha confidence bound of the change is beyond 0.02; p99 by Fisher's exact test on
+         *     the share of requests slower than the other window's p99 bucket (the way the judge tests a p99 limit),
+         *     significant only when p99 moved by at least 20% and 2 ms. Error rate and p99 are tested with at least 50
+         *     requests on each side (else inconclusive). An edge is worse when its error rate or p99 rose
+         *     significantly, better when one fell and none rose, changed when only its rate moved.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description End of the after window (exclusive). */
+                    afterEnd?: string;
+                    /** @description Start of the after window; not before beforeEnd. */
+                    afterStart?: string;
+                    /** @description Significance level of the tests. */
+                    alpha?: number;
+                    /** @description Instead of the four bounds: the time of the change to look around. */
+                    around?: string;
+                    /** @description End of the before window (exclusive). */
+                    beforeEnd?: string;
+                    /** @description Start of the before window (RFC 3339 or unix seconds). */
+                    beforeStart?: string;
+                    /** @description Keep edges with either end in this namespace. */
+                    namespace?: components["parameters"]["namespace"];
+                    /** @description With around: the length of each window, 1m to 7d. */
+                    span?: string;
+                    /** @description What a node is. service = namespace/service, version = namespace/service/version, workload = namespace/workload. */
+                    view?: components["parameters"]["view"];
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The diff. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["GraphDiff"];
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+                /** @description Neither window has traffic: {"error"} says which windows were read. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description The source failed. */
+                502: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                503: components["responses"]["Unavailable"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/graph/nodes/{id}/impact": {
         parameters: {
             query?: never;
@@ -1816,6 +1906,68 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description How one number of an edge in both windows moved, and whether its test says it is more than chance. */
+        Change: {
+            after: number;
+            before: number;
+            delta: number;
+            /** @enum {string} */
+            direction: "up" | "down" | "none";
+            /** @description Two-sided p-value of the test. */
+            p: number;
+            /** @description The numbers behind the verdict */
+            reason: string;
+            /** @description delta / before (0 when before is 0). */
+            relative: number;
+            /**
+             * @description inconclusive = fewer than 50 requests on a side
+             * @enum {string}
+             */
+            significance: "significant" | "insignificant" | "inconclusive";
+            test: string;
+        };
+        DiffEdge: {
+            after?: components["schemas"]["EdgeNumbers"];
+            before?: components["schemas"]["EdgeNumbers"];
+            errorRate?: components["schemas"]["Change"];
+            p99Ms?: components["schemas"]["Change"];
+            protocol: string;
+            rps?: components["schemas"]["Change"];
+            source: string;
+            /** @enum {string} */
+            status: "new" | "vanished" | "worse" | "better" | "changed" | "unchanged" | "inconclusive";
+            target: string;
+        };
+        DiffNode: {
+            afterErrorRate: number;
+            afterRps: number;
+            beforeErrorRate: number;
+            /** @description Inbound. */
+            beforeRps: number;
+            id: string;
+            namespace: string;
+            service: string;
+            /** @enum {string} */
+            status: "new" | "vanished" | "kept";
+            unknown?: boolean;
+            version: string;
+            workload: string;
+            /**
+             * @description The most severe status of the edges into the node (its own status when it has none).
+             * @enum {string}
+             */
+            worst: "new" | "vanished" | "kept" | "worse" | "better" | "changed" | "unchanged" | "inconclusive";
+        };
+        DiffWindow: {
+            edges: number;
+            /** Format: date-time */
+            end: string;
+            /** @description Requests on the window's edges. */
+            requests: number;
+            seconds: number;
+            /** Format: date-time */
+            start: string;
+        };
         Edge: {
             avgMs: number;
             bytesIn: number;
@@ -1851,6 +2003,15 @@ export interface components {
             rps: number;
             source: string;
             target: string;
+        };
+        /** @description An edge's numbers over one window (absent on the side where it had no traffic). */
+        EdgeNumbers: {
+            errorRate: number;
+            errors: number;
+            p50Ms: number;
+            p99Ms: number;
+            requests: number;
+            rps: number;
         };
         Error: {
             error: string;
@@ -1905,6 +2066,31 @@ export interface components {
             view: string;
             window: string;
             windowSeconds: number;
+        };
+        GraphDiff: {
+            after: components["schemas"]["DiffWindow"];
+            /** @description Significance level the changes were tested at. */
+            alpha: number;
+            before: components["schemas"]["DiffWindow"];
+            /** @description Edges by status. */
+            counts: {
+                [key: string]: number;
+            };
+            edges: components["schemas"]["DiffEdge"][];
+            /** Format: date-time */
+            generated: string;
+            namespace?: string;
+            nodes: components["schemas"]["DiffNode"][];
+            /** @description What to know to read the diff right: a window without traffic (every edge new or vanished), an after window cut at now. */
+            notices?: string[];
+            /** @description The row cap left traffic of a window out. */
+            partial?: boolean;
+            /** @description Always clickhouse. */
+            source: string;
+            /** @description The node or edge cap dropped the quietest parts of a window. */
+            truncated?: boolean;
+            /** @enum {string} */
+            view: "service" | "version" | "workload";
         };
         /** @description One line of a rollout's history: a transition (event, from, to, source), a push (weights, configVersion) or a verdict. */
         HistoryEntry: {
