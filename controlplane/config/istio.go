@@ -44,9 +44,12 @@ type IstioOptions struct {
 // VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
 // WorkloadGroup, Gateway, Sidecar (networking.istio.io) and PeerAuthentication,
 // RequestAuthentication, AuthorizationPolicy (security.istio.io).
+//
+// It also returns the Gateway API kinds that Istio serves too: Gateway,
+// HTTPRoute and GRPCRoute (gateway.networking.k8s.io, see gatewayapi.go).
 func IstioKinds(opts IstioOptions) []KindSpec {
 	v := &istioValidator{opts: opts}
-	return []KindSpec{
+	return append([]KindSpec{
 		{APIVersions: networkingVersions, Kind: KindVirtualService, ShortNames: []string{"vs"},
 			Decode: decodeAs(func() proto.Message { return &networking.VirtualService{} }), Validate: v.virtualService, Analyze: v.analyzeVirtualService},
 		{APIVersions: networkingVersions, Kind: KindDestinationRule, ShortNames: []string{"dr"},
@@ -67,7 +70,7 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &security.RequestAuthentication{} }), Validate: v.requestAuthentication, Analyze: v.analyzeRequestAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},
 			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy},
-	}
+	}, gatewayAPIKinds(v)...)
 }
 
 func decodeAs(newMsg func() proto.Message) func([]byte) (any, error) {

@@ -12,7 +12,12 @@ import (
 type KindSpec struct {
 	// APIVersions accepted for the kind, e.g. "networking.istio.io/v1".
 	APIVersions []string
-	Kind        string
+	// Kind is the kind's name in the registry and in object keys. Where
+	// two API groups have a kind of the same name (Istio's Gateway and
+	// Gateway API's), the second is qualified by its group as kubectl
+	// writes it ("Gateway.gateway.networking.k8s.io"): objects still say
+	// "kind: Gateway" in YAML (see WireKind), their apiVersion decides.
+	Kind string
 	// ShortNames are extra names the CLI and REST API accept ("vs").
 	ShortNames []string
 	// Decode turns the spec's JSON into the typed spec stored in
@@ -65,7 +70,12 @@ func NewKinds(specs ...KindSpec) (*Kinds, error) {
 		if (s.Redact == nil) != (s.Unredact == nil) {
 			return nil, fmt.Errorf("kind %s: Redact and Unredact go together", s.Kind)
 		}
-		names := append([]string{s.Kind, s.Kind + "s"}, s.ShortNames...)
+		wire, group, _ := strings.Cut(s.Kind, ".")
+		plural := wire + "s"
+		if group != "" {
+			plural += "." + group // "gateways.gateway.networking.k8s.io", as kubectl
+		}
+		names := append([]string{s.Kind, plural}, s.ShortNames...)
 		for _, n := range names {
 			n = strings.ToLower(n)
 			if prev, ok := k.byKind[n]; ok && prev != s {
@@ -142,6 +152,26 @@ func (k *Kinds) unredact(base *Snapshot, batch []*Object) ([]*Object, FieldError
 	return out, errs
 }
 
+// WireKind is the kind objects of a registry kind say in YAML: kind
+// itself, or the part before the group of a qualified kind
+// ("Gateway.gateway.networking.k8s.io" is "Gateway").
+func WireKind(kind string) string {
+	wire, _, _ := strings.Cut(kind, ".")
+	return wire
+}
+
+// specFor finds the spec of an object that says kind and apiVersion: the
+// kind qualified by apiVersion's group if the registry has that (Gateway
+// API's Gateway beside Istio's), else the kind as spelled.
+func (k *Kinds) specFor(kind, apiVersion string) (*KindSpec, bool) {
+	if group, _, ok := strings.Cut(apiVersion, "/"); ok && !strings.Contains(kind, ".") {
+		if s, ok := k.spec(kind + "." + group); ok {
+			return s, true
+		}
+	}
+	return k.spec(kind)
+}
+
 // spec finds the spec of an exactly spelled kind.
 func (k *Kinds) spec(kind string) (*KindSpec, bool) {
 	s, ok := k.byKind[strings.ToLower(kind)]
@@ -176,7 +206,7 @@ func (s *KindSpec) acceptsGroup(apiVersion string) bool {
 // registry serves: a kind of this exact name in that API group. An empty
 // apiVersion is served, to be refused for that reason alone.
 func (k *Kinds) serves(kind, apiVersion string) bool {
-	s, ok := k.spec(kind)
+	s, ok := k.specFor(kind, apiVersion)
 	if !ok {
 		_, typo := k.Lookup(kind)
 		return typo // a served kind misspelt in case: an error, not another product's

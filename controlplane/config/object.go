@@ -90,5 +90,5 @@ func (o Object) MarshalJSON() ([]byte, error) {
 		Kind       string          `json:"kind"`
 		Meta       Meta            `json:"metadata"`
 		Spec       json.RawMessage `json:"spec"`
-	}{o.APIVersion, o.Kind, o.Meta, spec})
+	}{o.APIVersion, WireKind(o.Kind), o.Meta, spec})
 }

@@ -214,7 +214,14 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 		fe.add("kind", "required")
 		return nil, fe.errs
 	}
-	spec, ok := k.spec(o.Kind)
+	spec, ok := k.specFor(o.Kind, o.APIVersion)
+	if ok && spec.Kind != o.Kind {
+		o.Kind = spec.Kind // qualified by its group: Gateway API's Gateway
+		fe.object = o.Key()
+		for i := range fe.errs {
+			fe.errs[i].Object = fe.object
+		}
+	}
 	if !ok {
 		hint := ""
 		if s, ok := k.Lookup(o.Kind); ok {
@@ -231,8 +238,7 @@ func (k *Kinds) parseObject(docName string, top map[string]json.RawMessage) (*Ob
 		return nil, fe.errs
 	}
 	if o.APIVersion != "" && !spec.acceptsGroup(o.APIVersion) {
-		// Gateway API's Gateway (gateway.networking.k8s.io) is another
-		// product's kind of the same name as Istio's.
+		// Another product's kind of the same name as one meshlens serves.
 		fe.add("kind", "unsupported kind %q of %s: meshlens does not support it; it serves %s of %s; `meshlens apply --skip-unsupported` applies the other objects and lists the skipped ones",
 			o.Kind, o.APIVersion, spec.Kind, strings.Join(spec.APIVersions, ", "))
 		return nil, fe.errs

@@ -132,7 +132,12 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 	var entries []*config.Object
 	var workloadEntries []*config.Object
 	groups := map[string]*networking.WorkloadGroup{}
-	for _, o := range snap.Objects {
+	objs := snap.Objects
+	if converted := gatewayAPIObjects(snap, m.fqdn); len(converted) > 0 {
+		// After the Istio objects: a VirtualService of a host wins.
+		objs = append(slices.Clip(objs), converted...)
+	}
+	for _, o := range objs {
 		switch o.Spec.(type) {
 		case *networking.WorkloadGroup:
 			groups[o.Meta.Namespace+"/"+o.Meta.Name] = o.Spec.(*networking.WorkloadGroup)

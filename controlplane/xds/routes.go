@@ -203,8 +203,21 @@ func (t *translator) routeTemplate(svc *service, port *networking.ServicePort, n
 	switch {
 	case hr.Redirect != nil:
 		rd := &routev3.RedirectAction{HostRedirect: hr.Redirect.Authority}
-		if hr.Redirect.Uri != "" {
+		switch {
+		case hr.Redirect.Uri != "":
 			rd.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: hr.Redirect.Uri}
+		case hr.Redirect.PrefixRewrite != "":
+			rd.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: hr.Redirect.PrefixRewrite}
+		}
+		switch s := hr.Redirect.Scheme; s {
+		case "":
+		case "https":
+			rd.SchemeRewriteSpecifier = &routev3.RedirectAction_HttpsRedirect{HttpsRedirect: true}
+		default:
+			rd.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: s}
+		}
+		if p := hr.Redirect.GetPort(); p != 0 {
+			rd.PortRedirect = p
 		}
 		if hr.Redirect.RedirectCode != 0 {
 			rd.ResponseCode = redirectCode(hr.Redirect.RedirectCode)
@@ -228,6 +241,9 @@ func (t *translator) routeTemplate(svc *service, port *networking.ServicePort, n
 		if rw := hr.Rewrite; rw != nil {
 			if rw.Uri != "" {
 				ra.PrefixRewrite = rw.Uri
+			}
+			if rr := rw.UriRegexRewrite; rr != nil {
+				ra.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: rr.Match}, Substitution: rr.Rewrite}
 			}
 			if rw.Authority != "" {
 				ra.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: rw.Authority}
