@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,8 +28,17 @@ func TestParseTokens(t *testing.T) {
 		wantErr string
 	}{
 		{name: "roles, comments and blank lines", in: "# team tokens\n\n" + viewerTok + " viewer\n  " + operatorTok + "\toperator # ci\n",
-			want: []Token{{viewerTok, Viewer}, {operatorTok, Operator}}},
-		{name: "unknown role names the line", in: viewerTok + " viewer\n" + operatorTok + " admin\n", wantErr: "line 2: unknown role \"admin\""},
+			want: []Token{{Value: viewerTok, Role: Viewer}, {Value: operatorTok, Role: Operator}}},
+		{name: "admin and namespaced operators", in: viewerTok + " admin\n" + operatorTok + " operator:team-b,operator:team-a,viewer\n",
+			want: []Token{{Value: viewerTok, Role: Admin}, {Value: operatorTok, Role: Operator, Namespaces: []string{"team-a", "team-b"}}}},
+		{name: "operator of all namespaces includes a scoped one", in: operatorTok + " operator:team-a,operator\n",
+			want: []Token{{Value: operatorTok, Role: Operator}}},
+		{name: "unknown role names the line", in: viewerTok + " viewer\n" + operatorTok + " root\n", wantErr: "line 2: unknown role \"root\""},
+		{name: "viewer is not per namespace", in: viewerTok + " viewer:team-a\n", wantErr: "line 1: \"viewer:team-a\": reads are not per namespace"},
+		{name: "admin is cluster-wide", in: viewerTok + " admin:team-a\n", wantErr: "line 1: \"admin:team-a\": admin is cluster-wide; for one namespace use operator:team-a"},
+		{name: "namespace missing", in: viewerTok + " operator:\n", wantErr: "line 1: \"operator:\": no namespace after the colon"},
+		{name: "namespace not a Kubernetes name", in: viewerTok + " operator:Team_A\n", wantErr: "line 1: \"operator:Team_A\": namespace \"Team_A\" is not a Kubernetes namespace name"},
+		{name: "empty role in a list", in: viewerTok + " operator:team-a,,viewer\n", wantErr: "line 1: unknown role \"\""},
 		{name: "missing role names the line", in: "\n" + viewerTok + "\n", wantErr: "line 2: want \"TOKEN ROLE\", got 1 fields"},
 		{name: "extra field names the line", in: viewerTok + " viewer extra\n", wantErr: "line 1: want \"TOKEN ROLE\", got 3 fields"},
 		{name: "short token", in: "abc viewer\n", wantErr: "line 1: token is shorter than 16"},
@@ -50,7 +61,7 @@ func TestParseTokens(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 			for i := range got {
-				if got[i] != tt.want[i] {
+				if !reflect.DeepEqual(got[i], tt.want[i]) {
 					t.Errorf("token %d = %v, want %v", i, got[i], tt.want[i])
 				}
 			}
@@ -62,7 +73,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 
 func TestLoadCreatesPrivateOperatorTokenAndReusesIt(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	a, err := Load("", dir, discard())
+	a, err := Load(Config{DataDir: dir}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +90,7 @@ func TestLoadCreatesPrivateOperatorTokenAndReusesIt(t *testing.T) {
 	if role, ok := a.RoleOf(a.Token()); !ok || role != Operator {
 		t.Errorf("generated token role = %v, %v", role, ok)
 	}
-	b, err := Load("", dir, discard())
+	b, err := Load(Config{DataDir: dir}, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +104,7 @@ func TestLoadTokensFileErrorsNameFileAndLine(t *testing.T) {
 	if err := os.WriteFile(path, []byte(viewerTok+" viewer\nshort operator\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(path, t.TempDir(), discard())
+	_, err := Load(Config{Tokens: path, DataDir: t.TempDir()}, discard())
 	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("err = %v, want naming %s line 2", err, path)
 	}
@@ -117,7 +128,7 @@ func TestRequireForReads(t *testing.T) {
 // wrong token, a viewer and an operator token, with reads open (loopback)
 // and closed.
 func TestMiddlewareMatrix(t *testing.T) {
-	a := New([]Token{{viewerTok, Viewer}, {operatorTok, Operator}})
+	a := New([]Token{{Value: viewerTok, Role: Viewer}, {Value: operatorTok, Role: Operator}})
 	for _, requireReads := range []bool{false, true} {
 		e := echo.New()
 		g := e.Group("/api/v1", a.Viewer(requireReads))
@@ -169,6 +180,8 @@ func FuzzTokensFile(f *testing.F) {
 	f.Add("short viewer\n")
 	f.Add(viewerTok + " viewer\n" + viewerTok + " viewer\n")
 	f.Add("\x00\xff token\tadmin\r\n")
+	f.Add(operatorTok + " operator:team-a,operator:team-b\n" + viewerTok + " admin,viewer\n")
+	f.Add(operatorTok + " operator:,viewer:x,admin:y\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		tokens, err := ParseTokens(strings.NewReader(in))
 		if err != nil {
@@ -185,6 +198,82 @@ func FuzzTokensFile(f *testing.F) {
 			if role, ok := a.RoleOf(tok.Value); !ok || role != tok.Role {
 				t.Fatalf("token %q: role %v %v, want %v", tok.Value, role, ok, tok.Role)
 			}
+			// What the file says, read back, is the same grant.
+			g := tok.Grant()
+			again, err := ParseGrant(g.String())
+			if err != nil || !reflect.DeepEqual(again, g) {
+				t.Fatalf("grant %#v prints as %q, which parses as %#v, %v", g, g.String(), again, err)
+			}
+			if g.Scoped() && (g.Role != Operator || !slices.IsSorted(g.Namespaces)) {
+				t.Fatalf("scoped grant %#v", g)
+			}
 		}
 	})
+}
+
+// Namespaced roles over real HTTP: the :namespace of the route decides, the
+// mesh root namespace and cluster-wide calls need an unscoped operator or
+// an admin, and the audit actor names the token's grant.
+func TestNamespacedOperatorMatrix(t *testing.T) {
+	const teamA, admin = "team-a-token-0123456789", "admin-token-0123456789"
+	tokens, err := ParseTokens(strings.NewReader(viewerTok + " viewer\n" + operatorTok + " operator\n" + teamA + " operator:team-a\n" + admin + " admin\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(tokens)
+	e := echo.New()
+	g := e.Group("/api/v1", a.Viewer(true))
+	g.POST("/things/:namespace", func(c echo.Context) error {
+		actor, _ := ActorOf(c.Request().Context())
+		return c.String(http.StatusOK, actor.Who)
+	}, a.Operator())
+	g.POST("/cluster", func(c echo.Context) error { return c.String(http.StatusOK, "ok") }, a.ClusterOperator())
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	tests := []struct {
+		path, token string
+		want        int
+		body        string
+	}{
+		{"/things/team-a", teamA, 200, "token:"},
+		{"/things/team-b", teamA, 403, "may change namespace team-a only, not team-b"},
+		{"/things/istio-system", teamA, 403, "namespace istio-system is the mesh root namespace"},
+		{"/cluster", teamA, 403, "this call may change any namespace, so it needs admin or operator (of all namespaces)"},
+		{"/things/team-b", viewerTok, 403, "this change needs the operator role"},
+		{"/cluster", viewerTok, 403, "this change needs the operator role"},
+		{"/things/istio-system", operatorTok, 200, "(operator)"},
+		{"/cluster", operatorTok, 200, "ok"},
+		{"/things/istio-system", admin, 200, "(admin)"},
+		{"/cluster", admin, 200, "ok"},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1"+tt.path, nil)
+		req.Header.Set("Authorization", "Bearer "+tt.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want || !strings.Contains(string(body), tt.body) {
+			t.Errorf("POST %s as %s: %d %s, want %d with %q", tt.path, tt.token[:8], resp.StatusCode, body, tt.want, tt.body)
+		}
+	}
+}
+
+func TestGrantMerge(t *testing.T) {
+	a := Grant{Role: Operator, Namespaces: []string{"team-a"}}
+	b := Grant{Role: Operator, Namespaces: []string{"team-b"}}
+	for _, tt := range []struct{ x, y, want Grant }{
+		{a, b, Grant{Role: Operator, Namespaces: []string{"team-a", "team-b"}}},
+		{a, Grant{Role: Viewer}, a},
+		{Grant{Role: Viewer}, a, a},
+		{a, Grant{Role: Operator}, Grant{Role: Operator}},
+		{Grant{Role: Admin}, a, Grant{Role: Admin}},
+		{Grant{}, a, a},
+	} {
+		if got := tt.x.Merge(tt.y); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%v + %v = %v, want %v", tt.x, tt.y, got, tt.want)
+		}
+	}
 }

@@ -63,7 +63,7 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	}
 	go xs.ServeListener(ctx, lis)
 
-	authz, err := auth.Load("", dataDir, logger)
+	authz, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

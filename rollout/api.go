@@ -18,7 +18,8 @@ type ListResponse struct {
 
 // RegisterRoutes serves rollouts under api (the /api/v1 group, which
 // already carries the read-auth middleware); operator guards the mutating
-// routes.
+// routes (auth.Authorizer.Operator checks the path's namespace; apply checks
+// each Rollout's).
 //
 //	GET  /rollouts                              list (without history)
 //	POST /rollouts                              apply Rollout YAML or JSON (through the config store)
@@ -63,6 +64,9 @@ func (e *Engine) handleApply(c echo.Context) error {
 		if o.Kind != Kind {
 			return c.JSON(http.StatusBadRequest, config.ErrorResponse{Error: fmt.Sprintf("%s is not a Rollout; apply other kinds with POST /api/v1/config", o.Key())})
 		}
+	}
+	if err := config.MayChange(c.Request().Context(), objs); err != nil {
+		return c.JSON(http.StatusForbidden, config.ErrorResponse{Error: err.Error()})
 	}
 	sn, ws, err := e.store.Apply(c.Request().Context(), objs)
 	if resp, ok := config.NewErrorsResponse(err); ok {

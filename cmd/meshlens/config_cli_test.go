@@ -33,7 +33,7 @@ func configServer(t *testing.T) (url, dataDir string, store *config.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := auth.Load("", dataDir, logger)
+	a, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

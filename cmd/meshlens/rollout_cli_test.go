@@ -42,7 +42,7 @@ func TestCLIRolloutStatusPauseResumeAbort(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = eng.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	a, err := auth.Load("", dataDir, logger)
+	a, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,8 @@ type serveConfig struct {
 	// ClickHouseCluster names the ClickHouse cluster (a remote_servers
 	// entry) the schema lives on; empty for one server.
 	ClickHouseCluster string
+	// OIDC accepts an SSO issuer's JWTs beside the tokens file.
+	OIDC auth.OIDCConfig
 }
 
 func defaultServeConfig() serveConfig {
@@ -82,6 +84,7 @@ func defaultServeConfig() serveConfig {
 		Collector:       collector.DefaultConfig(),
 		IstioMetrics:    istiometrics.DefaultConfig(),
 		Replicas:        defaultReplicaConfig(),
+		OIDC:            auth.DefaultOIDCConfig(),
 	}
 }
 
@@ -95,7 +98,12 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.XDS, "xds", c.XDS, "listen address of the xDS (ADS) server")
 	fs.StringVar(&c.ConfigDir, "config-dir", c.ConfigDir, "directory of Istio YAML to apply and watch (GitOps); empty disables")
-	fs.StringVar(&c.Tokens, "tokens", c.Tokens, "file of API tokens, lines `TOKEN ROLE` (viewer or operator); default: DATA_DIR/operator.token is created")
+	fs.StringVar(&c.Tokens, "tokens", c.Tokens, "file of API tokens, lines `TOKEN ROLES` (viewer, operator, operator:NAMESPACE (comma-separated, several), admin); default: DATA_DIR/operator.token is created")
+	fs.StringVar(&c.OIDC.Issuer, "oidc-issuer", c.OIDC.Issuer, "also accept JWTs of this OpenID Connect issuer (its URL, the tokens' iss) as bearer tokens; keys from its discovery document's JWKS")
+	fs.StringVar(&c.OIDC.Audience, "oidc-audience", c.OIDC.Audience, "the audience (aud) OIDC tokens for meshlens carry, often the client ID; required with --oidc-issuer")
+	fs.StringVar(&c.OIDC.RoleClaim, "oidc-role-claim", c.OIDC.RoleClaim, "the OIDC token claim holding the caller's roles (as in --tokens), a string or list; a dotted path reaches into objects")
+	fs.StringVar(&c.OIDC.RolePrefix, "oidc-role-prefix", c.OIDC.RolePrefix, "only values of the role claim starting with this count, the prefix removed (e.g. meshlens: with a groups claim)")
+	fs.DurationVar(&c.OIDC.KeysMaxAge, "oidc-keys-max-age", c.OIDC.KeysMaxAge, "the OIDC issuer's keys are fetched again after this long (an unknown key id fetches them at once)")
 	fs.StringVar(&c.Prometheus, "prometheus", c.Prometheus, "URL of a Prometheus with Istio standard metrics, a graph source (?source=prometheus)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig,
 		`kubeconfig of the cluster to read (Services, EndpointSlices, Pods, Istio's and meshlens' custom resources); default: the in-cluster config inside a pod, else $KUBECONFIG, else none; "none" turns Kubernetes off`)
@@ -317,9 +325,9 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if cluster == nil && cfg.TrafficProvider != rollout.ProviderMeshlens {
 		return fmt.Errorf("--traffic-provider %s writes routes to the Kubernetes API: it needs the cluster (--kubeconfig, or meshlens running in a pod)", cfg.TrafficProvider)
 	}
-	authz, err := auth.Load(cfg.Tokens, cfg.DataDir, logger)
+	authz, err := auth.Load(auth.Config{Tokens: cfg.Tokens, DataDir: cfg.DataDir, OIDC: cfg.OIDC, RootNamespace: xdsOpts.RootNamespace}, logger)
 	if err != nil {
-		return fmt.Errorf("--tokens: %w", err)
+		return fmt.Errorf("auth: %w", err)
 	}
 	// The live graphs of every replica, added up: what the API, the rollout
 	// judge and alert rules read (this replica's alone without --peers).
@@ -351,7 +359,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	rollouts.RegisterRoutes(api, authz.Operator())
 	auditLog.RegisterRoutes(api)
 	views.New(st, logger).RegisterRoutes(api, authz.Operator())
-	alerts.RegisterRoutes(api, authz.Operator())
+	// An alert may name any namespace's rollout.
+	alerts.RegisterRoutes(api, authz.ClusterOperator())
 	istiometrics.RegisterRoutes(e, istio, authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	e.GET("/*", echo.WrapHandler(ui.Handler()))
 

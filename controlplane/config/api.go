@@ -1,6 +1,7 @@
 package config
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/meshlens/meshlens/auth"
 )
 
 // ObjectRef names one object in API responses.
@@ -101,7 +104,9 @@ type ErrorResponse struct {
 }
 
 // RegisterRoutes serves config under api (the /api/v1 group, which already
-// carries the read-auth middleware); operator guards the mutating routes.
+// carries the read-auth middleware); operator guards the mutating routes
+// (auth.Authorizer.Operator: it checks the path's namespace; apply checks
+// each object's, so an operator of team-a changes team-a's objects only).
 //
 //	POST   /config[?dryRun=true][&skipUnsupported=true]  apply (or only check) multi-document YAML or JSON
 //	GET    /config[?kind=K]               list
@@ -150,6 +155,9 @@ func (h *handlers) apply(c echo.Context) error {
 		return c.JSON(http.StatusOK, resp)
 	case len(objs) == 0:
 		return c.JSON(http.StatusBadRequest, ErrorResponse{"the body holds no objects; send YAML or JSON config"})
+	}
+	if err := MayChange(c.Request().Context(), objs); err != nil {
+		return c.JSON(http.StatusForbidden, ErrorResponse{err.Error()})
 	}
 	if dry {
 		ws, err := h.store.Check(objs)
@@ -222,6 +230,18 @@ func (h *handlers) delete(c echo.Context) error {
 	resp := DeleteResponse{Version: sn.Version, Deleted: ObjectRef{spec.Kind, ns, name}}
 	resp.Warnings, resp.WarningCount = firstWarnings(ws)
 	return c.JSON(http.StatusOK, resp)
+}
+
+// MayChange says why the API caller of ctx may not change every one of
+// objs (an operator of some namespaces only, auth.Grant), naming the first
+// object out of reach, or nil.
+func MayChange(ctx context.Context, objs []*Object) error {
+	for _, o := range objs {
+		if err := auth.MayChange(ctx, o.Meta.Namespace); err != nil {
+			return fmt.Errorf("%s: %w", o.Key(), err)
+		}
+	}
+	return nil
 }
 
 func writeErr(c echo.Context, err error) error {
