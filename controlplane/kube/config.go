@@ -161,10 +161,17 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		l, err := sec.AuthorizationPolicies().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindAuthorizationPolicy)
 	})
-	for _, mk := range []struct{ resource, kind string }{{"rollouts", "Rollout"}, {"alertrules", "AlertRule"}} {
-		gvr := schema.GroupVersionResource{Group: "meshlens.io", Version: "v1alpha1", Resource: mk.resource}
+	// meshlens' own kinds, and Gateway API's (whose Gateway is the
+	// registry kind Gateway.gateway.networking.k8s.io beside Istio's).
+	for _, mk := range []struct{ group, version, resource, kind string }{
+		{"meshlens.io", "v1alpha1", "rollouts", "Rollout"}, {"meshlens.io", "v1alpha1", "alertrules", "AlertRule"},
+		{config.GatewayAPIGroup, "v1", "gateways", config.KindKubernetesGateway},
+		{config.GatewayAPIGroup, "v1", "httproutes", config.KindHTTPRoute},
+		{config.GatewayAPIGroup, "v1", "grpcroutes", config.KindGRPCRoute},
+	} {
+		gvr := schema.GroupVersionResource{Group: mk.group, Version: mk.version, Resource: mk.resource}
 		inf := s.dynInf.ForResource(gvr)
-		kindName := mk.kind
+		kindName, apiVersion := mk.kind, gvr.GroupVersion().String()
 		s.kinds = append(s.kinds, kind{gvr: gvr, kind: kindName, list: func() ([]objectJSON, error) {
 			l, err := inf.Lister().List(labels.Everything())
 			if err != nil {
@@ -177,7 +184,7 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 					continue
 				}
 				spec, _, _ := unstructured.NestedFieldNoCopy(u.Object, "spec")
-				js, err := objectJSONOf("meshlens.io/v1alpha1", kindName, u.GetNamespace(), u.GetName(), u.GetLabels(), u.GetAnnotations(), spec)
+				js, err := objectJSONOf(apiVersion, config.WireKind(kindName), u.GetNamespace(), u.GetName(), u.GetLabels(), u.GetAnnotations(), spec)
 				if err != nil {
 					return nil, err
 				}
@@ -382,6 +389,10 @@ type ref struct {
 // and the analysis findings as Istio's validationMessages. Only changes are
 // written.
 func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.FieldErrors, warnings config.Warnings) {
+	if r.gvr.Group == config.GatewayAPIGroup {
+		s.writeGatewayAPIStatus(ctx, r, errs, warnings)
+		return
+	}
 	cond := map[string]any{"type": "Accepted", "status": "True", "reason": "Accepted",
 		"message": "meshlens validated and serves this object", "observedGeneration": r.generation}
 	if len(errs) > 0 {
@@ -405,7 +416,7 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 	}
 	if len(errs) > 0 {
 		s.logger.Warn("kubernetes: custom resource refused; the rest of the config is served", "object", key, "errors", summarize(errs))
-		s.recorder.Eventf(&corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
+		s.recorder.Eventf(&corev1.ObjectReference{Kind: config.WireKind(r.kind), APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
 			corev1.EventTypeWarning, "Invalid", "meshlens refused %s: %s", key, summarize(errs))
 	}
 	for _, w := range warnings {
@@ -413,7 +424,7 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 		if w.Field != "" {
 			text = w.Field + ": " + w.Message
 		}
-		s.recorder.Eventf(&corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
+		s.recorder.Eventf(&corev1.ObjectReference{Kind: config.WireKind(r.kind), APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name},
 			corev1.EventTypeWarning, cmp.Or(config.CodeName(w.Code), w.Code), "%s %s", w.Code, text)
 	}
 	cond["lastTransitionTime"] = time.Now().UTC().Format(time.RFC3339)
