@@ -70,7 +70,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Alertmanager webhook receiver (webhook JSON version 4). Operator bearer token (Alertmanager's
+         * Alertmanager webhook receiver (webhook JSON version 4). An operator (of every namespace) or admin bearer token (Alertmanager's
          *     http_config.authorization.credentials); when meshlens has a receiver secret, also
          *     X-Meshlens-Signature: sha256=HEX (HMAC-SHA256 of "TIMESTAMP.BODY") and X-Meshlens-Timestamp.
          *     A firing alert labelled rollout (+ namespace), or service + version of a rollout's candidate,
@@ -121,6 +121,13 @@ export interface paths {
                 };
                 /** @description Missing or unknown token, or missing / forged / stale signature. */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token is a viewer's or an operator of some namespaces only: an alert may roll back any namespace's rollout. */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -328,7 +335,9 @@ export interface paths {
          *     given as "<redacted>" (as GET shows it) keeps the stored value of the same object and receiver
          *     (same name and URL); with none stored it is a 400 naming the field. ?skipUnsupported=true leaves
          *     out objects of kinds meshlens does not serve (EnvoyFilter, WasmPlugin, ProxyConfig...) and lists them
-         *     in skipped, instead of refusing the whole body as unsupported kinds otherwise are.
+         *     in skipped, instead of refusing the whole body as unsupported kinds otherwise are. An operator of some
+         *     namespaces (operator:NAMESPACE) may apply objects of those namespaces only, never of the mesh root
+         *     namespace (istio-system); dryRun checks this too.
          */
         post: {
             parameters: {
@@ -388,7 +397,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description The token is not an operator's. */
+                /** @description The token is not an operator's, or may not change the namespace of an object in the body: {"error"} names the first such object and why (Kind/namespace/name: forbidden: ...). */
                 403: {
                     headers: {
                         [name: string]: unknown;
@@ -448,7 +457,7 @@ export interface paths {
         };
         put?: never;
         post?: never;
-        /** Delete one object. Operator token. Deleting an object others refer to is allowed, as in Istio; the warnings name the references it leaves dangling. */
+        /** Delete one object. Operator token of its namespace. Deleting an object others refer to is allowed, as in Istio; the warnings name the references it leaves dangling. */
         delete: {
             parameters: {
                 query?: never;
@@ -479,6 +488,20 @@ export interface paths {
                             warnings?: components["schemas"]["Warning"][];
                         };
                     };
+                };
+                /** @description No or unknown token. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token may not change this namespace: {"error"} says who it is and what it may change. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
                 };
                 /** @description No such object: {"error"} */
                 404: {
@@ -1165,6 +1188,13 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description The token may not change the namespace of every Rollout in the body (operator:NAMESPACE of another, viewer): {"error"} names the first Rollout and why. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
             };
         };
         delete?: never;
@@ -1228,7 +1258,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Pause, resume, promote (skip remaining steps) or abort (roll back) a rollout. Operator token. */
+        /** Pause, resume, promote (skip remaining steps) or abort (roll back) a rollout. Operator token of the rollout's namespace (operator, operator:NAMESPACE or admin). */
         post: {
             parameters: {
                 query?: never;
@@ -1259,6 +1289,13 @@ export interface paths {
                 };
                 /** @description No or unknown token. */
                 401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description The token may not change this namespace: {"error"} says who it is and what it may change. */
+                403: {
                     headers: {
                         [name: string]: unknown;
                     };
