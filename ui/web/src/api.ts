@@ -765,3 +765,25 @@ export async function fetchAlerts(signal?: AbortSignal): Promise<Alert[]> {
 function enc(s: string): string {
   return encodeURIComponent(s);
 }
+
+// ---------- saved views ----------
+
+export type SavedView = Schemas['SavedView'];
+
+export async function fetchViews(signal?: AbortSignal): Promise<SavedView[]> {
+  const body = await request<Json<'/views'>>('/api/v1/views', { signal });
+  return body.views;
+}
+
+export async function fetchView(name: string, signal?: AbortSignal): Promise<SavedView> {
+  return request<SavedView>(`/api/v1/views/${enc(name)}`, { signal });
+}
+
+/** saveView creates or replaces the view of that name (operator token). */
+export async function saveView(v: SavedView): Promise<SavedView> {
+  return request<SavedView>(`/api/v1/views/${enc(v.name)}`, { method: 'PUT', body: JSON.stringify(v) });
+}
+
+export async function deleteView(name: string): Promise<void> {
+  await request(`/api/v1/views/${enc(name)}`, { method: 'DELETE' });
+}

@@ -2,7 +2,7 @@
 // functions only, so grouping, colouring and the incremental-update plan are
 // unit-tested without a browser.
 
-import type { ElementDefinition } from 'cytoscape';
+import type { Core, ElementDefinition, Position } from 'cytoscape';
 import type { Graph, GraphEdge, GraphNode, GraphView, Impact } from './api';
 import { fmtMs, fmtPct, fmtRps, HEALTH_COLOR, worstHealth, type Health } from './format';
 
@@ -19,6 +19,8 @@ export interface NodeData {
   version: string;
   workload: string;
   parent?: string;
+  /** a group drawn as one node: a leaf, not a box */
+  collapsed?: boolean;
   health: Health;
   color: string;
   /** requests per second arriving at the node */
@@ -55,6 +57,71 @@ export interface ElementsOptions {
   groups?: boolean;
   /** a blast radius or a path: these get class "hl" (the root "hl-root"), everything else "faded" */
   highlight?: Highlight;
+  /**
+   * group the nodes into boxes by this instead of by service: namespace, app,
+   * version, workload, locality, or label:KEY (a Kubernetes label of the
+   * nodes' Pods, from the graph's nodeLabels); nodes without a value stay
+   * outside any box
+   */
+  groupBy?: string;
+  /** the groups (by value) drawn as one node, with their edges merged */
+  collapsed?: Set<string>;
+}
+
+/** The groupings every node has; label:KEY adds the Kubernetes labels of the graph's nodeLabels. */
+export const GROUP_KEYS = ['namespace', 'app', 'version', 'workload', 'locality'] as const;
+
+/** groupValue is a node's value for a grouping, '' when it has none. */
+export function groupValue(g: Pick<Graph, 'nodeLabels'>, n: GraphNode, groupBy: string): string {
+  if (n.unknown) return '';
+  const labels = g.nodeLabels?.[n.id];
+  switch (groupBy) {
+    case 'namespace':
+      return n.namespace;
+    case 'app':
+      return n.service;
+    case 'version':
+      return n.version;
+    case 'workload':
+      return n.workload;
+    case 'locality':
+      return labels?.locality ?? '';
+  }
+  return groupBy.startsWith('label:') ? (labels?.[groupBy.slice('label:'.length)] ?? '') : '';
+}
+
+/** labelGroupId is the id of the box of the nodes whose groupBy is value. */
+export function labelGroupId(groupBy: string, value: string): string {
+  return `group:${groupBy}=${value}`;
+}
+
+/** groupTitle names a group on the canvas: "team=checkout", "namespace shop". */
+export function groupTitle(groupBy: string, value: string): string {
+  return groupBy.startsWith('label:') ? `${groupBy.slice('label:'.length)}=${value}` : `${groupBy} ${value}`;
+}
+
+/** labelKeysOf lists the Kubernetes label keys the graph's nodes have, for the group-by choice. */
+export function labelKeysOf(g: Pick<Graph, 'nodeLabels'>): string[] {
+  const keys = new Set<string>();
+  for (const labels of Object.values(g.nodeLabels ?? {})) for (const k of Object.keys(labels)) if (k !== 'locality') keys.add(k);
+  return [...keys].sort();
+}
+
+/** groupMembers lists the nodes of a box, by its id (a service box or a group by label). */
+export function groupMembers(g: Graph, id: string, groupBy: string): GraphNode[] {
+  if (groupBy) return g.nodes.filter((n) => { const v = groupValue(g, n, groupBy); return v !== '' && labelGroupId(groupBy, v) === id; });
+  return g.nodes.filter((n) => groupId(n.namespace, n.service) === id);
+}
+
+/** goneNodes lists the node ids a saved view refers to (pinned, selected) that the graph no longer has. */
+export function goneNodes(g: Graph, ids: string[], groupBy: string): string[] {
+  const have = new Set(g.nodes.map((n) => n.id));
+  for (const n of g.nodes) {
+    const v = groupBy ? groupValue(g, n, groupBy) : '';
+    have.add(v ? labelGroupId(groupBy, v) : groupId(n.namespace, n.service));
+  }
+  for (const e of g.edges) have.add(edgeId(e.source, e.target));
+  return [...new Set(ids)].filter((id) => id && !have.has(id)).sort();
 }
 
 export interface Highlight {
@@ -115,15 +182,20 @@ function grouped(n: GraphNode, view: GraphView): boolean {
   return view === 'version' ? n.version !== '' : n.workload !== '' || n.version !== '';
 }
 
-function nodeLabel(n: GraphNode, view: GraphView, multiNamespace: boolean): string {
+function nodeLabel(n: GraphNode, view: GraphView, multiNamespace: boolean, inServiceBox: boolean): string {
   if (n.unknown) return 'unknown';
   let l: string;
-  if (view === 'version') l = n.version || n.service;
+  // Inside a service box the box already names the service and namespace.
+  if (view === 'version') l = inServiceBox ? n.version || n.service : n.version ? `${n.service} ${n.version}` : n.service;
   else if (view === 'workload') l = n.workload || (n.version ? `${n.service}-${n.version}` : n.service);
   else l = n.service;
-  // Inside a group the box already names the service and namespace.
-  if (multiNamespace && !grouped(n, view) && n.namespace) l += `\n${n.namespace}`;
+  if (multiNamespace && !inServiceBox && n.namespace) l += `\n${n.namespace}`;
   return l;
+}
+
+/** isBox says whether an element is a box around other nodes (a group not collapsed). */
+export function isBox(el: ElementDefinition): boolean {
+  return el.data.kind === 'group' && !el.data.collapsed;
 }
 
 export function toElements(g: Graph, opts: ElementsOptions): Elements {
@@ -135,7 +207,19 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   // Health, rates and cycles are the backend's (graph/build.go); a service
   // box is as healthy as its worst member.
   const nodes: ElementDefinition[] = [];
-  const groups = new Map<string, { ns: string; service: string; rps: number; err: number; health: Health[]; members: string[]; match: boolean }>();
+  const groups = new Map<string, { ns: string; service: string; label: string; value: string; rps: number; err: number; health: Health[]; members: string[]; match: boolean }>();
+  const groupBy = opts.groupBy ?? '';
+  /** the box a node is in, if any */
+  const boxOf = (n: GraphNode): { id: string; ns: string; service: string; label: string; value: string } | null => {
+    if (groupBy) {
+      const v = groupValue(g, n, groupBy);
+      return v ? { id: labelGroupId(groupBy, v), ns: groupBy === 'namespace' ? v : '', service: groupBy === 'app' ? v : '', label: groupTitle(groupBy, v), value: v } : null;
+    }
+    if (opts.groups === false || !grouped(n, view)) return null;
+    return { id: groupId(n.namespace, n.service), ns: n.namespace, service: n.service, label: multiNamespace ? `${n.service} (${n.namespace})` : n.service, value: '' };
+  };
+  /** node id → the collapsed group it is drawn as */
+  const collapsedInto = new Map<string, string>();
   const matches = (n: GraphNode) =>
     !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
 
@@ -143,10 +227,10 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     const rps = n.rps;
     const errorRate = n.errorRate;
     const h = n.health;
-    const isGrouped = opts.groups !== false && grouped(n, view);
+    const box = boxOf(n);
     const data: NodeData = {
       id: n.id,
-      label: nodeLabel(n, view, multiNamespace),
+      label: nodeLabel(n, view, multiNamespace && !(box && groupBy === 'namespace'), !!box && !groupBy),
       kind: n.unknown ? 'unknown' : view,
       inCycle: n.inCycle === true,
       namespace: n.namespace,
@@ -159,16 +243,20 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
       errorRateIn: errorRate,
     };
     const m = matches(n);
-    if (isGrouped) {
-      const gid = groupId(n.namespace, n.service);
+    if (box) {
+      const gid = box.id;
       data.parent = gid;
-      const grp = groups.get(gid) ?? { ns: n.namespace, service: n.service, rps: 0, err: 0, health: [], members: [], match: false };
+      const grp = groups.get(gid) ?? { ns: box.ns, service: box.service, label: box.label, value: box.value, rps: 0, err: 0, health: [], members: [], match: false };
       grp.rps += rps;
       grp.err += rps * errorRate;
       grp.health.push(h);
       grp.members.push(n.id);
       grp.match ||= m;
       groups.set(gid, grp);
+      if (box.value && opts.collapsed?.has(box.value)) {
+        collapsedInto.set(n.id, gid);
+        continue;
+      }
     }
     const classes = [data.kind, `health-${h}`];
     if (n.inCycle) classes.push('cycle');
@@ -182,10 +270,12 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   for (const [gid, grp] of groups) {
     const errorRate = grp.rps > 0 ? grp.err / grp.rps : 0;
     const h = worstHealth(grp.health);
+    const collapsed = grp.value !== '' && opts.collapsed?.has(grp.value) === true;
     const data: NodeData = {
       id: gid,
-      label: multiNamespace ? `${grp.service} (${grp.ns})` : grp.service,
+      label: collapsed ? `${grp.label} (${grp.members.length})` : grp.label,
       kind: 'group',
+      collapsed,
       inCycle: false,
       namespace: grp.ns,
       service: grp.service,
@@ -197,6 +287,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
       errorRateIn: errorRate,
     };
     const classes = ['group', `health-${h}`];
+    if (collapsed) classes.push('collapsed');
     if (q) classes.push(grp.match ? 'match' : 'dim');
     if (opts.highlight) classes.push(grp.members.some((id) => opts.highlight!.nodes.has(id)) ? 'hl' : 'faded');
     groupNodes.push({ group: 'nodes', data, classes: classes.join(' ') });
@@ -207,9 +298,11 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const nodeIds = new Set(g.nodes.map((n) => n.id));
   const cycleEdges = cycleEdgeSet(g);
   const matchById = new Map(g.nodes.map((n) => [n.id, matches(n)]));
+  for (const [gid, grp] of groups) matchById.set(gid, grp.match);
   const edges: ElementDefinition[] = [];
-  for (const e of g.edges) {
-    if (!nodeIds.has(e.source) || !nodeIds.has(e.target)) continue;
+  for (const e of collapsedInto.size ? mergeCollapsed(g.edges.filter((e) => nodeIds.has(e.source) && nodeIds.has(e.target)), collapsedInto) : g.edges) {
+    if (!nodeIds.has(e.source) && !groups.has(e.source)) continue;
+    if (!nodeIds.has(e.target) && !groups.has(e.target)) continue;
     const h = e.health;
     const data: EdgeData = {
       id: edgeId(e.source, e.target),
@@ -233,6 +326,44 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
   }
   return { nodes: [...groupNodes, ...nodes], edges };
+}
+
+/**
+ * mergeCollapsed redraws the edges of collapsed groups: an end inside one
+ * becomes the group, edges between the same two ends add up (rates and
+ * errors; the worst p99 and health), and calls within a group vanish.
+ */
+export function mergeCollapsed(edges: GraphEdge[], into: Map<string, string>): GraphEdge[] {
+  const out = new Map<string, GraphEdge>();
+  for (const e of edges) {
+    const source = into.get(e.source) ?? e.source;
+    const target = into.get(e.target) ?? e.target;
+    if (source === e.source && target === e.target) {
+      out.set(edgeId(source, target), e);
+      continue;
+    }
+    if (source === target) continue;
+    const id = edgeId(source, target);
+    const m = out.get(id);
+    if (!m) {
+      out.set(id, { ...e, source, target });
+      continue;
+    }
+    const rps = m.rps + e.rps;
+    out.set(id, {
+      ...m,
+      requests: m.requests + e.requests,
+      errors: m.errors + e.errors,
+      rps,
+      errorRate: m.requests + e.requests > 0 ? (m.errors + e.errors) / (m.requests + e.requests) : 0,
+      p50Ms: Math.max(m.p50Ms, e.p50Ms),
+      p90Ms: Math.max(m.p90Ms, e.p90Ms),
+      p99Ms: Math.max(m.p99Ms, e.p99Ms),
+      mtls: rps > 0 ? (m.mtls * m.rps + e.mtls * e.rps) / rps : Math.min(m.mtls, e.mtls),
+      health: worstHealth([m.health, e.health]),
+    });
+  }
+  return [...out.values()];
 }
 
 /** cycleEdgeSet is the ids of the edges inside one of the backend's cycles (both ends in the same cycle). */
@@ -347,12 +478,12 @@ export function flattenGroups(els: Elements): { elements: Elements; boxes: Group
   const boxes = new Map<string, GroupBox>();
   const nodes: ElementDefinition[] = [];
   for (const n of els.nodes) {
-    if (n.data.kind === 'group') {
+    if (isBox(n)) {
       boxes.set(String(n.data.id), { id: String(n.data.id), label: String(n.data.label), health: n.data.health as Health, members: [] });
     }
   }
   for (const n of els.nodes) {
-    if (n.data.kind === 'group') continue;
+    if (isBox(n)) continue;
     const parent = n.data.parent as string | undefined;
     if (parent) {
       boxes.get(parent)?.members.push(String(n.data.id));
@@ -362,4 +493,16 @@ export function flattenGroups(els: Elements): { elements: Elements; boxes: Group
     } else nodes.push(n);
   }
   return { elements: { nodes, edges: els.edges }, boxes: [...boxes.values()].filter((b) => b.members.length) };
+}
+
+/** pinnedPositions are the nodes placed by a saved view or dragged by the user, where they are now. */
+export function pinnedPositions(cy: Core): Record<string, { x: number; y: number }> {
+  const out: Record<string, { x: number; y: number }> = {};
+  const pinned = cy.scratch('_pinned') as Map<string, Position> | undefined;
+  for (const id of pinned?.keys() ?? []) {
+    const n = cy.getElementById(id);
+    const p = n.nonempty() ? n.position() : pinned!.get(id)!;
+    out[id] = { x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10 };
+  }
+  return out;
 }

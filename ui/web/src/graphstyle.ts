@@ -128,6 +128,8 @@ function detailed(curve: 'bezier' | 'straight', p: (typeof PALETTE)[Theme]): Sty
     },
     { selector: 'node.group.health-failing', style: { 'border-color': HEALTH_COLOR.failing, 'background-color': p.failingBox, 'border-style': 'dashed', 'border-width': 2.5 } },
     { selector: 'node.group.health-degraded', style: { 'border-color': HEALTH_COLOR.degraded, 'background-color': p.degradedBox, 'border-style': 'dashed', 'border-width': 1.5 } },
+    // A collapsed group is one node standing for its members: a box with its name inside.
+    { selector: 'node.group.collapsed', style: { width: 110, height: 32, padding: '6px', 'text-valign': 'center', 'text-margin-y': 0, 'border-style': 'double', 'border-width': 4 } },
     {
       selector: 'edge',
       style: {

@@ -1,7 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import type { Graph, GraphEdge, GraphNode } from '../api';
 import { fmtMs, fmtPct, fmtRps, worstHealth, type Health } from '../format';
-import { groupId, nodeTraffic } from '../graph';
+import { groupMembers, groupTitle, nodeTraffic } from '../graph';
 import { Badge, CodeBar, Stat } from './common';
 import type { Selection } from './GraphCanvas';
 import { VersionCharts } from './VersionCharts';
@@ -27,7 +27,7 @@ function tone(h: Health) {
   return h === 'failing' ? 'bad' : h === 'degraded' ? 'warn' : undefined;
 }
 
-export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeExtra }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string; nodeExtra?: ComponentChildren }) {
+export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeExtra, groupBy = '' }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string; nodeExtra?: ComponentChildren; groupBy?: string }) {
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
   let body;
   if (selection.type === 'edge') {
@@ -90,23 +90,25 @@ export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeEx
     }
   } else {
     const isGroup = selection.id.startsWith('group:');
-    const members = isGroup ? graph.nodes.filter((n) => groupId(n.namespace, n.service) === selection.id) : graph.nodes.filter((n) => n.id === selection.id);
+    const members = isGroup ? groupMembers(graph, selection.id, groupBy) : graph.nodes.filter((n) => n.id === selection.id);
+    // A group by label: "team=checkout", its members from any service.
+    const labelGroup = isGroup && groupBy ? groupTitle(groupBy, selection.id.slice(`group:${groupBy}=`.length)) : '';
     const n = members[0];
     if (!n) body = <div class="muted">This node has no traffic in the current window.</div>;
     else {
       const t = nodeTraffic(graph, new Set(members.map((m) => m.id)));
       body = (
         <>
-          <div class="panel-kicker">{n.unknown ? 'Unknown caller' : isGroup ? 'Service' : n.version ? 'Version' : 'Service'}</div>
+          <div class="panel-kicker">{n.unknown ? 'Unknown caller' : labelGroup ? `Group of ${members.length}` : isGroup ? 'Service' : n.version ? 'Version' : 'Service'}</div>
           <h2 class="panel-title" data-testid="detail-title">
-            {isGroup ? n.service : nodeName(n, n.id)}
-            {n.namespace && <span class="ns">{n.namespace}</span>}
+            {labelGroup || (isGroup ? n.service : nodeName(n, n.id))}
+            {n.namespace && !labelGroup && <span class="ns">{n.namespace}</span>}
           </h2>
           {isGroup && (
             <div class="chips">
               {members.map((m) => (
                 <button class="chip" onClick={() => onSelect({ type: 'node', id: m.id })}>
-                  {m.version || m.workload}
+                  {labelGroup ? nodeName(m, m.id) : m.version || m.workload}
                 </button>
               ))}
             </div>

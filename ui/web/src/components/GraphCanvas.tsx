@@ -1,7 +1,7 @@
 import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
 import { useEffect, useRef } from 'preact/hooks';
 import { HEALTH_COLOR } from '../format';
-import { flattenGroups, planUpdate, type Elements, type GroupBox } from '../graph';
+import { flattenGroups, isBox, planUpdate, type Elements, type GroupBox } from '../graph';
 import { graphStyle, LARGE_GRAPH, PALETTE, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
 
@@ -29,12 +29,31 @@ export interface GraphCanvasProps {
   onSelect: (s: Selection | null) => void;
   onReady?: (cy: Core) => void;
   theme?: Theme;
+  /**
+   * positions of pinned nodes (a saved view's): they stay where they are
+   * through layouts and refreshes; a node the user drags is pinned too, and
+   * pinnedPositions(cy) (graph.ts) gives them all, for saving
+   */
+  pinned?: Map<string, cytoscape.Position>;
+  /** a double click (or Enter) on a group's box or collapsed node */
+  onToggleGroup?: (id: string) => void;
+}
+
+function applyPinned(cy: Core) {
+  const pinned = cy.scratch('_pinned') as Map<string, cytoscape.Position> | undefined;
+  if (!pinned?.size) return;
+  cy.batch(() => {
+    for (const [id, p] of pinned) {
+      const n = cy.getElementById(id);
+      if (n.nonempty() && !n.isParent()) n.position({ ...p });
+    }
+  });
 }
 
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light' }: GraphCanvasProps) {
+export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLCanvasElement>(null);
   const boxesRef = useRef<GroupBox[] | null>(null);
@@ -46,6 +65,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
   const sigs = useRef(new Map<string, string>());
   const onSelectRef = useRef(onSelect);
   onSelectRef.current = onSelect;
+  const onToggleRef = useRef(onToggleGroup);
+  onToggleRef.current = onToggleGroup;
   /** set once the first frame is drawn: listeners that only matter afterwards wait for it */
   const afterFirst = useRef<(() => void) | null>(null);
 
@@ -81,6 +102,20 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     cy.on('tap', 'node, edge', (e) => {
       const t = e.target;
       onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
+    });
+    cy.scratch('_pinned', new Map(pinned ?? []));
+    cy.on('dragfree', 'node', (e) => {
+      const n = e.target as cytoscape.NodeSingular;
+      if (!n.isParent()) (cy.scratch('_pinned') as Map<string, cytoscape.Position>).set(n.id(), { ...n.position() });
+    });
+    cy.on('dbltap', 'node', (e) => {
+      const id = (e.target as cytoscape.NodeSingular).id();
+      if (id.startsWith('group:')) onToggleRef.current?.(id);
+    });
+    cy.on('dbltap', (e) => {
+      if (e.target !== cy) return;
+      const hit = boxesRef.current && hitBox(cy, boxesRef.current, e.position);
+      if (hit) onToggleRef.current?.(hit);
     });
     cy.on('tap', (e) => {
       if (e.target !== cy) return;
@@ -159,12 +194,12 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     // view, or, for big meshes, the linear layered layout (dagre with
     // service boxes is quadratic and takes tens of seconds at 1,000 nodes).
     let positions: Map<string, cytoscape.Position> | undefined;
-    const leafIds = elements.nodes.filter((n) => n.data.kind !== 'group').map((n) => String(n.data.id));
+    const leafIds = elements.nodes.filter((n) => !isBox(n)).map((n) => String(n.data.id));
     const saved = savedPositions.get(layoutKey);
     if (newKey && saved && leafIds.length > 0 && leafIds.every((id) => saved.has(id))) positions = saved;
     else if (needLayout && large) {
       positions = layeredPositions({
-        nodes: input.nodes.filter((n) => n.data.kind !== 'group').map((n) => ({ id: String(n.data.id), parent: n.data.parent as string | undefined })),
+        nodes: input.nodes.filter((n) => !isBox(n)).map((n) => ({ id: String(n.data.id), parent: n.data.parent as string | undefined })),
         edges: elements.edges.map((e) => ({ source: String(e.data.source), target: String(e.data.target) })),
       });
     }
@@ -210,6 +245,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     performance.mark('meshlens:elements-added');
 
     const done = () => {
+      applyPinned(cy);
       save(cy, layoutKey);
       const after = afterFirst.current;
       afterFirst.current = null;
@@ -249,6 +285,19 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     }
   }, [input, layoutKey]);
 
+  // A loaded view's pins replace the current ones and apply at once.
+  const firstPins = useRef(true);
+  useEffect(() => {
+    const cy = cyRef.current;
+    if (firstPins.current || !cy) {
+      firstPins.current = false;
+      return;
+    }
+    cy.scratch('_pinned', new Map(pinned ?? []));
+    applyPinned(cy);
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+  }, [pinned]);
+
   useEffect(() => {
     const cy = cyRef.current;
     if (!cy || cy.scratch('_theme') === theme) return;
@@ -276,7 +325,13 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
         aria-label="Topology graph. Arrow keys move between nodes (left to right, top to bottom), Escape clears the selection, + and − zoom, 0 fits."
         onKeyDown={(e) => {
           const cy = cyRef.current;
-          if (cy && keyNav(cy, e, selectedRef.current, (s) => onSelectRef.current(s))) e.preventDefault();
+          const sel = selectedRef.current;
+          if (e.key === 'Enter' && sel?.id.startsWith('group:') && onToggleRef.current) {
+            onToggleRef.current(sel.id);
+            e.preventDefault();
+            return;
+          }
+          if (cy && keyNav(cy, e, sel, (s) => onSelectRef.current(s))) e.preventDefault();
         }}
       />
     </>

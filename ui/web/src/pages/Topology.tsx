@@ -1,11 +1,12 @@
 import type { Core } from 'cytoscape';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView, type Impact } from '../api';
+import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView, type Impact, type SavedView } from '../api';
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
 import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
+import { ViewsMenu } from '../components/ViewsMenu';
 import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow, type Health } from '../format';
-import { filterNamespace, impactHighlight, namespacesOf, pathHighlight, toElements } from '../graph';
+import { filterNamespace, goneNodes, pinnedPositions, GROUP_KEYS, groupValue, impactHighlight, labelKeysOf, namespacesOf, pathHighlight, toElements } from '../graph';
 import { ImpactPanel } from '../components/ImpactPanel';
 import { ExportMenu } from '../components/ExportMenu';
 import { useTheme } from '../theme';
@@ -40,6 +41,12 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const impactOn = query.get('impact') === '1';
   const pathTo = query.get('to') ?? '';
   const boxes = query.get('boxes') !== 'off';
+  const groupBy = query.get('group') ?? '';
+  const collapsedParam = query.get('collapsed') ?? '';
+  const collapsed = useMemo(() => new Set(collapsedParam ? collapsedParam.split(',') : []), [collapsedParam]);
+  // A loaded view's pinned positions, and what it referred to, to say which nodes are gone.
+  const [pinned, setPinned] = useState<Map<string, { x: number; y: number }> | undefined>(undefined);
+  const [loadedView, setLoadedView] = useState<{ name: string; ids: string[]; key: string; at: number } | null>(null);
   const [selection, setSelection] = useState<Selection | null>(() => {
     const sel = query.get('sel');
     return sel ? { type: sel.includes('->') ? 'edge' : 'node', id: sel } : null;
@@ -71,8 +78,70 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const elements = useMemo(() => {
     if (!graph) return { nodes: [], edges: [] };
     performance.mark('meshlens:graph-received');
-    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes, highlight });
-  }, [graph, view, search, labels, boxes, highlight]);
+    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes, highlight, groupBy, collapsed });
+  }, [graph, view, search, labels, boxes, highlight, groupBy, collapsed]);
+
+  const labelKeys = useMemo(() => (r.data ? labelKeysOf(r.data) : []), [r.data]);
+  /** the group values on screen, for collapse all */
+  const groupValues = useMemo(() => {
+    if (!graph || !groupBy) return [];
+    return [...new Set(graph.nodes.map((n) => groupValue(graph, n, groupBy)).filter(Boolean))].sort();
+  }, [graph, groupBy]);
+  const setCollapsed = (values: Set<string>) => setQuery({ collapsed: [...values].sort().join(',') || undefined });
+  const toggleGroup = (id: string) => {
+    const prefix = `group:${groupBy}=`;
+    if (!groupBy || !id.startsWith(prefix)) return;
+    const v = id.slice(prefix.length);
+    const next = new Set(collapsed);
+    if (!next.delete(v)) next.add(v);
+    setCollapsed(next);
+  };
+
+  // The nodes a loaded view refers to that this graph no longer has: the
+  // first graph fetched for the view's query after loading it says.
+  const gone = useMemo(() => {
+    if (!loadedView || !r.data || graphPath(q) !== loadedView.key || r.updatedAt < loadedView.at) return null;
+    return goneNodes(r.data, loadedView.ids, groupBy);
+  }, [loadedView, r.data, r.updatedAt, groupBy]);
+
+  const currentView = (): Omit<SavedView, 'name'> => {
+    const cy = cyRef.current;
+    const pins = cy ? pinnedPositions(cy) : {};
+    return {
+      graph: view,
+      namespace: ns || undefined,
+      window,
+      end: end || undefined,
+      source: source === 'live' ? undefined : source,
+      filters: { search: search || undefined, edgeLabels: labels ? undefined : false },
+      groupBy: groupBy || undefined,
+      collapsed: groupBy && collapsed.size ? [...collapsed].sort() : undefined,
+      pinned: Object.keys(pins).length ? pins : undefined,
+      selected: selection?.id || undefined,
+    };
+  };
+  const loadView = (v: SavedView) => {
+    const params: Record<string, string | undefined> = {
+      view: v.graph === 'version' ? undefined : v.graph,
+      namespace: v.namespace,
+      window: v.window === '5m' ? undefined : v.window,
+      end: v.end,
+      source: v.source === 'live' ? undefined : v.source,
+      q: v.filters?.search,
+      labels: v.filters?.edgeLabels === false ? 'off' : undefined,
+      group: v.groupBy,
+      collapsed: v.collapsed?.join(','),
+      sel: v.selected,
+      impact: undefined,
+      to: undefined,
+    };
+    const nq: GraphQuery = { window: v.window, view: v.graph as GraphView, namespace: v.namespace || undefined, end: v.end || undefined, source: v.end && (v.source ?? 'live') === 'live' ? 'clickhouse' : ((v.source as GraphSource) ?? 'live') };
+    setSearchText(v.filters?.search ?? '');
+    setSelection(v.selected ? { type: v.selected.includes('->') ? 'edge' : 'node', id: v.selected } : null);
+    setPinned(new Map(Object.entries(v.pinned ?? {})));
+    setLoadedView({ name: v.name, ids: [...Object.keys(v.pinned ?? {}), ...(v.selected ? [v.selected] : [])], key: graphPath(nq), at: Date.now() });
+    setQuery(params);
+  };
 
   const totals = useMemo(() => {
     if (!graph) return null;
@@ -163,8 +232,35 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         <label class="check" title="Put the versions or workloads of a service in one box">
           <input type="checkbox" checked={boxes} disabled={view === 'service'} onChange={(e) => setQuery({ boxes: (e.target as HTMLInputElement).checked ? undefined : 'off' })} data-testid="boxes" /> Boxes
         </label>
+        <label class="field inline" title="Put nodes in a box per value of a label; double-click a box (or select it and press Enter) to collapse or expand it">
+          <span>Group by</span>
+          <select
+            aria-label="Group by"
+            value={groupBy}
+            data-testid="group-by"
+            onChange={(e) => setQuery({ group: (e.target as HTMLSelectElement).value || undefined, collapsed: undefined })}
+          >
+            <option value="">service (boxes)</option>
+            {GROUP_KEYS.map((k) => (
+              <option value={k}>{k}</option>
+            ))}
+            {[...new Set([...labelKeys.map((k) => `label:${k}`), ...(groupBy.startsWith('label:') ? [groupBy] : [])])].sort().map((k) => (
+              <option value={k}>label {k.slice('label:'.length)}</option>
+            ))}
+          </select>
+        </label>
+        {groupBy && groupValues.length > 0 && (
+          <button
+            class="btn small ghost"
+            data-testid="collapse-all"
+            onClick={() => setCollapsed(collapsed.size >= groupValues.length ? new Set() : new Set(groupValues))}
+          >
+            {collapsed.size >= groupValues.length ? 'Expand all' : 'Collapse all'}
+          </button>
+        )}
         <div class="spacer" />
         <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+        <ViewsMenu current={currentView} loaded={loadedView?.name ?? ''} onLoad={loadView} />
         <ExportMenu graph={r.data} view={view} namespace={ns} cy={() => cyRef.current} end={end} />
       </div>
 
@@ -177,6 +273,8 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             onSelect={select}
             onReady={(cy) => (cyRef.current = cy)}
             theme={theme}
+            pinned={pinned}
+            onToggleGroup={toggleGroup}
           />
         )}
         {!graph && !r.error && <div class="overlay-center"><Spinner label="Loading the graph…" /></div>}
@@ -195,8 +293,18 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           </div>
         )}
         {graph && r.error && <div class="overlay-top"><ErrorBox error={r.error} retry={r.refresh} compact /></div>}
-        {graph && !r.error && (r.data?.truncated || r.data?.partial || (r.data?.cycles?.length ?? 0) > 0) && (
+        {graph && !r.error && (r.data?.truncated || r.data?.partial || (r.data?.cycles?.length ?? 0) > 0 || (gone?.length ?? 0) > 0) && (
           <div class="overlay-top banners">
+            {gone && gone.length > 0 && (
+              <div class="banner info" data-testid="gone-nodes">
+                The view <b>{loadedView!.name}</b> refers to {gone.length === 1 ? 'a node' : `${gone.length} nodes`} no longer in this graph:{' '}
+                {gone.slice(0, 5).join(', ')}
+                {gone.length > 5 && ` and ${gone.length - 5} more`}. The rest of the view is loaded.{' '}
+                <button type="button" class="linkish" onClick={() => setLoadedView(null)}>
+                  Dismiss
+                </button>
+              </div>
+            )}
             {r.data?.truncated && <TooLarge graph={r.data} view={view} namespace={ns} />}
             {r.data?.partial && (
               <div class="banner warn" data-testid="partial">
@@ -225,6 +333,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           <DetailPanel
             graph={graph}
             selection={selection}
+            groupBy={groupBy}
             onSelect={select}
             onClose={() => select(null)}
             range={end ? '1h' : '15m'}
