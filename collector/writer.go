@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,11 +32,15 @@ type Writer struct {
 	MaxDelay   time.Duration // cap on the retry back-off
 }
 
+// DefaultWriteRows is how many rows the writer puts in one insert unless
+// MaxRows says otherwise: large enough that ClickHouse makes few parts.
+const DefaultWriteRows = 100_000
+
 // Run writes until ctx ends, then returns after a last drain attempt bounded
 // by the caller's deadline on ctx's parent.
 func (w *Writer) Run(ctx context.Context) error {
 	if w.MaxRows <= 0 {
-		w.MaxRows = 100_000
+		w.MaxRows = DefaultWriteRows
 	}
 	if w.Linger <= 0 {
 		w.Linger = 200 * time.Millisecond
@@ -43,13 +48,36 @@ func (w *Writer) Run(ctx context.Context) error {
 	if w.MaxDelay <= 0 {
 		w.MaxDelay = 5 * time.Second
 	}
+	// The next entries are read and decoded while the last are written:
+	// ClickHouse works on one insert while the writer prepares the next.
+	// Entries taken and not written when ctx ends stay in the queue.
+	taken := make(chan []spool.Entry)
+	failed := make(chan error, 1)
+	go func() {
+		for {
+			entries, err := w.take(ctx)
+			if err != nil {
+				failed <- err
+				return
+			}
+			select {
+			case taken <- entries:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	for {
-		entries, err := w.take(ctx)
-		if err != nil {
+		var entries []spool.Entry
+		select {
+		case entries = <-taken:
+		case err := <-failed:
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
+		case <-ctx.Done():
+			return nil
 		}
 		if err := w.Spool.Sync(); err != nil {
 			w.Logger.Warn("ingest queue: fsync failed", "err", err)
@@ -100,6 +128,12 @@ func countRows(es []spool.Entry) int {
 type tagged[T any] struct {
 	rows []T
 	ids  []uint64
+}
+
+// reserve makes room for n rows, so that adding them copies each row once.
+func (t *tagged[T]) reserve(n int) {
+	t.rows = slices.Grow(t.rows, n)
+	t.ids = slices.Grow(t.ids, n)
 }
 
 func (t *tagged[T]) add(rows []T, id uint64) {
@@ -189,6 +223,19 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 		points tagged[store.MetricPoint]
 		logs   tagged[store.LogRow]
 	)
+	var nRecs, nSpans, nPoints, nLogs int
+	for _, e := range entries {
+		if e.Batch != nil {
+			nRecs += len(e.Batch.Records)
+			nSpans += len(e.Batch.Spans)
+			nPoints += len(e.Batch.Points)
+			nLogs += len(e.Batch.Logs)
+		}
+	}
+	recs.reserve(nRecs)
+	spans.reserve(nSpans)
+	points.reserve(nPoints)
+	logs.reserve(nLogs)
 	for _, e := range entries {
 		if e.Batch == nil {
 			w.Metrics.Dropped.WithLabelValues("unknown", "undecodable_queue_entry").Inc()

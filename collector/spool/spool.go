@@ -49,7 +49,8 @@ type Entry struct {
 }
 
 // Spool is the queue. Append and Next may be called concurrently; Next and
-// Commit belong to a single consumer.
+// Commit belong to a single consumer (which may call them from two
+// goroutines: the writer reads ahead while it commits what it wrote).
 type Spool struct {
 	maxBytes int64
 	epoch    uint64 // random, chosen when the queue directory was created
@@ -126,17 +127,14 @@ func (s *Spool) Full() error {
 // Append queues a batch. The bound is checked by Full beforehand; Append
 // itself never refuses accepted data for lack of room.
 func (s *Spool) Append(b *Batch) error {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(b); err != nil {
-		return fmt.Errorf("spool: encode batch: %w", err)
-	}
-	size := int64(buf.Len())
+	data := encodeBatch(nil, b)
+	size := int64(len(data))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return errors.New("spool is closed")
 	}
-	if err := s.log.Write(s.last+1, buf.Bytes()); err != nil {
+	if err := s.log.Write(s.last+1, data); err != nil {
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	s.last++
@@ -165,26 +163,47 @@ func (s *Spool) Next(ctx context.Context, max int) ([]Entry, error) {
 		case <-s.notify:
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// The entries are read under the lock and decoded after it, so that
+	// Append does not wait for the decoding.
 	var out []Entry
+	var raw [][]byte
+	s.mu.Lock()
 	for s.read < s.last && len(out) < max {
 		idx := s.read + 1
 		data, err := s.log.Read(idx)
 		if err != nil {
-			return out, fmt.Errorf("spool: read entry %d: %w", idx, err)
+			s.mu.Unlock()
+			return nil, fmt.Errorf("spool: read entry %d: %w", idx, err)
 		}
-		b := new(Batch)
-		if err := gob.NewDecoder(bytes.NewReader(data)).Decode(b); err != nil {
-			// An entry this process cannot read is skipped, not retried forever;
-			// the caller counts it as dropped.
-			out = append(out, Entry{Index: idx, ID: s.id(idx), Batch: nil, Size: len(data)})
-		} else {
-			out = append(out, Entry{Index: idx, ID: s.id(idx), Batch: b, Size: len(data)})
-		}
+		out = append(out, Entry{Index: idx, ID: s.id(idx), Size: len(data)})
+		raw = append(raw, data)
 		s.read = idx
 	}
+	s.mu.Unlock()
+	for i, data := range raw {
+		// An entry this process cannot read is skipped, not retried
+		// forever (Batch stays nil); the caller counts it as dropped.
+		out[i].Batch, _ = decode(data)
+	}
 	return out, nil
+}
+
+// decode decodes an entry of either format: this one, or gob, as meshlens
+// wrote entries before.
+func decode(data []byte) (*Batch, error) {
+	if len(data) > 0 && data[0] != formatTag {
+		return decodeLegacy(data)
+	}
+	return decodeBatch(data)
+}
+
+// decodeLegacy decodes an entry an older meshlens left in the queue.
+func decodeLegacy(data []byte) (*Batch, error) {
+	b := new(Batch)
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(b); err != nil {
+		return nil, fmt.Errorf("%w: %w", errCorrupt, err)
+	}
+	return b, nil
 }
 
 // Commit removes every entry up to and including index: ClickHouse has them.
