@@ -42,7 +42,7 @@ bin/meshlens demo --server "http://$http" --token-file "$data/operator.token" --
 pids+=($!)
 
 cd ui/web
-MESHLENS_URL="http://$http" MESHLENS_TOKEN="$(cat "$data/operator.token")" MESHLENS_E2E_NAMESPACE=default npm run e2e --silent
+MESHLENS_URL="http://$http" MESHLENS_TOKEN="$(cat "$data/operator.token")" MESHLENS_E2E_NAMESPACE=default MESHLENS_OTLP_HTTP=127.0.0.1:14418 npm run e2e --silent
 
 # What needs a backend slower than any real one (the fixture server, which
 # delays every API call), a graph cut by the server's caps or a mesh without

@@ -192,6 +192,36 @@ export async function fetchPath(from: string, to: string, q: GraphQuery, signal?
   return r.path ?? [];
 }
 
+export type GraphDiff = Schemas['GraphDiff'];
+export type DiffEdge = Schemas['DiffEdge'];
+export type DiffNode = Schemas['DiffNode'];
+export type DiffChange = Schemas['Change'];
+
+/** DiffWindows are the two windows of a diff: four bounds, or the span before and after a time. */
+export type DiffWindows =
+  | { beforeStart: string; beforeEnd: string; afterStart: string; afterEnd: string }
+  | { around: string; span: string };
+
+export function diffPath(w: DiffWindows, view: GraphView, namespace?: string): string {
+  const p = new URLSearchParams('around' in w ? { around: w.around, span: w.span } : w);
+  p.set('view', view);
+  if (namespace) p.set('namespace', namespace);
+  return `/api/v1/graph/diff?${p}`;
+}
+
+/** fetchDiff is the graph of the differences between two windows, from the ClickHouse rollups. */
+export async function fetchDiff(w: DiffWindows, view: GraphView, namespace?: string, signal?: AbortSignal): Promise<GraphDiff> {
+  return request<GraphDiff>(diffPath(w, view, namespace), { signal, timeoutMs: 30000 });
+}
+
+export type AuditEntry = Json<'/audit'>['entries'][number];
+
+/** fetchChanges is the audit trail since a time ago (config changes and rollout steps), newest first. */
+export async function fetchChanges(since: string, signal?: AbortSignal): Promise<AuditEntry[]> {
+  const r = await request<Json<'/audit'>>(`/api/v1/audit?since=${encodeURIComponent(since)}&limit=200`, { signal });
+  return r.entries ?? [];
+}
+
 // ---------- services ----------
 
 export interface ServiceSummary {

@@ -4,6 +4,8 @@ import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQu
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
 import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
+import { ChangeMarks } from '../components/ChangeMarks';
+import type { DiffViewProps } from '../components/DiffView';
 import { ViewsMenu } from '../components/ViewsMenu';
 import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow, type Health } from '../format';
 import { filterNamespace, goneNodes, pinnedPositions, GROUP_KEYS, groupValue, impactHighlight, labelKeysOf, namespacesOf, pathHighlight, toElements } from '../graph';
@@ -26,6 +28,14 @@ const GraphCanvas = lazy<GraphCanvasProps>(
   ),
 );
 if (typeof window !== 'undefined') void GraphCanvas.preload().catch(() => {});
+const DiffView = lazy<DiffViewProps>(
+  () => import('../components/DiffView').then((m) => m.DiffView),
+  () => (
+    <div class="overlay-center">
+      <Spinner label="Loading the diff…" />
+    </div>
+  ),
+);
 
 const WINDOWS = ['1m', '5m', '15m', '1h'];
 const HISTORY_MINUTES = 24 * 60;
@@ -37,6 +47,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const window = query.get('window') ?? '5m';
   const end = query.get('end') ?? '';
   const source = (query.get('source') as GraphSource) || 'live';
+  const diffMode = query.get('diff') === '1';
   const labels = query.get('labels') !== 'off';
   const impactOn = query.get('impact') === '1';
   const pathTo = query.get('to') ?? '';
@@ -57,7 +68,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
 
   // History lives in ClickHouse; the live graph only knows the recent window.
   const q: GraphQuery = { window, view, namespace: ns || undefined, end: end || undefined, source: end && source === 'live' ? 'clickhouse' : source };
-  const r = useResource<Graph>(graphPath(q), (s) => fetchGraph(q, s), { refreshMs: end ? 0 : 5000 });
+  const r = useResource<Graph>(diffMode ? null : graphPath(q), (s) => fetchGraph(q, s), { refreshMs: end ? 0 : 5000 });
 
   const seenNamespaces = useRef(new Set<string>());
   const graph = useMemo(() => (r.data ? filterNamespace(r.data, ns) : undefined), [r.data, ns]);
@@ -262,8 +273,20 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
         <ViewsMenu current={currentView} loaded={loadedView?.name ?? ''} onLoad={loadView} />
         <ExportMenu graph={r.data} view={view} namespace={ns} cy={() => cyRef.current} end={end} />
+        <button
+          class={`btn small${diffMode ? ' on' : ''}`}
+          aria-pressed={diffMode}
+          title="Compare two windows, or the minutes before and after a config change or rollout step"
+          data-testid="diff-toggle"
+          onClick={() => setQuery({ diff: diffMode ? undefined : '1' })}
+        >
+          Compare
+        </button>
       </div>
 
+      {diffMode ? (
+        <DiffView query={query} view={view} namespace={ns} theme={theme} />
+      ) : (
       <div class="graph-area">
         {graph && graph.nodes.length > 0 && (
           <GraphCanvas
@@ -355,6 +378,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           />
         )}
       </div>
+      )}
       <Scrubber end={end} window={window} />
     </div>
   );
@@ -472,6 +496,7 @@ function Scrubber({ end, window }: { end: string; window: string }) {
       <button class="btn small ghost" title="Back one window" onClick={() => commit(Math.min(HISTORY_MINUTES, shown + Math.max(1, parseWindow(window) / 60)))}>
         ◀
       </button>
+      <div class="scrub-track">
       <input
         type="range"
         min={0}
@@ -483,6 +508,8 @@ function Scrubber({ end, window }: { end: string; window: string }) {
         onInput={(e) => setDrag(HISTORY_MINUTES - Number((e.target as HTMLInputElement).value))}
         onChange={(e) => commit(HISTORY_MINUTES - Number((e.target as HTMLInputElement).value))}
       />
+      <ChangeMarks minutes={HISTORY_MINUTES} />
+      </div>
       <button class="btn small ghost" title="Forward one window" disabled={shown === 0} onClick={() => commit(Math.max(0, shown - Math.max(1, parseWindow(window) / 60)))}>
         ▶
       </button>
