@@ -398,7 +398,8 @@ func isEmptyMatch(m *networking.HTTPMatchRequest) bool {
 }
 
 // translateRule is a rule's action for one path match: its backends,
-// filters and timeouts as a VirtualService route. A rule with no backend
+// filters and timeouts as a VirtualService route. Filters missing the
+// field of their type (refused by validation) are left out. A rule with no backend
 // of positive weight (and no redirect) answers 500, as Gateway API says.
 func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns string) string) *networking.HTTPRoute {
 	hr := &networking.HTTPRoute{}
@@ -412,6 +413,9 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 		return repl
 	}
 	headers := func(f *gatewayv1.HTTPHeaderFilter) *networking.Headers_HeaderOperations {
+		if f == nil {
+			return nil
+		}
 		ops := &networking.Headers_HeaderOperations{Remove: f.Remove}
 		for _, h := range f.Set {
 			if ops.Set == nil {
@@ -441,7 +445,7 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 			hr.Headers.Response = headers(f.ResponseHeaderModifier)
 		case gatewayv1.HTTPRouteFilterRequestMirror:
 			m := f.RequestMirror
-			if config.CrossNamespace(m.BackendRef, ns) {
+			if m == nil || config.CrossNamespace(m.BackendRef, ns) {
 				continue // not permitted without a ReferenceGrant
 			}
 			mp := &networking.HTTPMirrorPolicy{Destination: destinationOf(m.BackendRef, ns, fqdn)}
@@ -458,6 +462,9 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 			hr.Mirrors = append(hr.Mirrors, mp)
 		case gatewayv1.HTTPRouteFilterRequestRedirect:
 			rd := f.RequestRedirect
+			if rd == nil {
+				continue
+			}
 			out := &networking.HTTPRedirect{RedirectCode: 302}
 			if rd.StatusCode != nil {
 				out.RedirectCode = uint32(*rd.StatusCode)
@@ -481,6 +488,9 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 			hr.Redirect = out
 		case gatewayv1.HTTPRouteFilterURLRewrite:
 			rw := f.URLRewrite
+			if rw == nil {
+				continue
+			}
 			out := &networking.HTTPRewrite{}
 			if rw.Hostname != nil {
 				out.Authority = string(*rw.Hostname)

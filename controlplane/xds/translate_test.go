@@ -101,6 +101,33 @@ func FuzzTranslate(f *testing.F) {
 		f.Add(string(src))
 	}
 	f.Add("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [x], http: [{route: [{destination: {host: x}, weight: -5}]}]}\n")
+	// Gateway API filters without the field their type names, parentRefs
+	// and backends of every kind: validation refuses them, translation
+	// must still not panic.
+	f.Add(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: x}
+spec:
+  parentRefs: [{name: gw}, {group: "", kind: Service, name: x}, {group: networking.istio.io, kind: ServiceEntry, name: x}]
+  rules:
+  - filters: [{type: RequestMirror}, {type: RequestHeaderModifier}, {type: ResponseHeaderModifier}, {type: URLRewrite}, {type: CORS}]
+    backendRefs: [{name: x, filters: [{type: RequestHeaderModifier}]}, {group: networking.istio.io, kind: Hostname, name: a.example.com}]
+  - filters: [{type: RequestRedirect}]
+    timeouts: {request: nonsense}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  listeners: [{name: a, port: 443, protocol: HTTPS}, {name: b, port: 80, protocol: HTTP}, {name: c, port: 1, protocol: TLS, tls: {mode: Passthrough}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: x}
+spec:
+  parentRefs: [{group: "", kind: Service, name: x, port: 9000}]
+  rules: [{matches: [{method: {type: RegularExpression, service: "(("}}], filters: [{type: RequestMirror}]}]
+`)
 	f.Fuzz(func(t *testing.T, src string) {
 		snap, err := decodeSnapshot(1, src)
 		if err != nil {
