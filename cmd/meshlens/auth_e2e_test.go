@@ -46,6 +46,9 @@ func TestEveryMutatingRouteNeedsAnOperatorToken(t *testing.T) {
 		{"POST", "/api/v1/rollouts/default/r/promote", ""},
 		{"POST", "/api/v1/rollouts/default/r/abort", ""},
 		{"POST", "/api/v1/alerts/alertmanager", `{"version":"4","status":"firing","alerts":[]}`},
+		{"POST", "/api/v1/views", `{"name": "auth check"}`},
+		{"PUT", "/api/v1/views/auth%20check", `{"graph": "service"}`},
+		{"DELETE", "/api/v1/views/auth%20check", ""},
 	}
 	for _, r := range mutating {
 		for _, tc := range []struct {
@@ -62,7 +65,7 @@ func TestEveryMutatingRouteNeedsAnOperatorToken(t *testing.T) {
 			}
 		}
 	}
-	for _, path := range []string{"/api/v1/graph", "/api/v1/config", "/api/v1/rollouts", "/api/v1/alerts", "/api/v1/proxies", "/api/v1/services"} {
+	for _, path := range []string{"/api/v1/graph", "/api/v1/config", "/api/v1/rollouts", "/api/v1/alerts", "/api/v1/proxies", "/api/v1/services", "/api/v1/views"} {
 		if got := do("GET", path, "", ""); got != http.StatusOK {
 			t.Errorf("GET %s without a token on loopback: %d, want 200", path, got)
 		}
