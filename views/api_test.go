@@ -251,3 +251,18 @@ func TestOpenAPIDocumentsTheViewRoutes(t *testing.T) {
 		t.Fatalf("routes missing from query/openapi.yaml: %v", missing)
 	}
 }
+
+func TestTheExampleViewSavesAsWritten(t *testing.T) {
+	example, err := os.ReadFile("../examples/views/checkout-team.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, storetest.Open(t))
+	if a := call(t, srv, "POST", "/views", operatorToken, string(example)); a.status != http.StatusCreated {
+		t.Fatalf("examples/views/checkout-team.json: %d %v, want 201", a.status, a.body)
+	}
+	a := call(t, srv, "GET", "/views/checkout%20team", viewerToken, "")
+	if a.status != 200 || a.body["groupBy"] != "app" || len(a.body["pinned"].(map[string]any)) != 2 {
+		t.Fatalf("the example read back: %d %v", a.status, a.body)
+	}
+}

@@ -147,7 +147,10 @@ func jsonFieldError(body []byte, err error) error {
 		return fieldErr("body", "empty or cut short: want a JSON object")
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return fieldErr(strings.Trim(f, `"`), "unknown field")
+		if name := strings.Trim(f, `"`); name != "" {
+			return fieldErr(name, "unknown field")
+		}
+		return fieldErr("body", `unknown field ""`)
 	}
 	return fieldErr("body", "%v", err)
 }
