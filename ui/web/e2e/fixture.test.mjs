@@ -26,7 +26,13 @@ describe('graphs the fixture makes', { skip, timeout: 180000 }, () => {
       assert.match(text, /larger than the server's graph caps/);
       assert.match(text, /Group by service \(\d+ services here\)/);
       assert.match(text, /show one namespace: ns-\d+ \(\d+ nodes\)/);
+      assert.match(text, /On screen, collapse by namespace \(\d+ boxes\)/);
       await shot(page, 'e2e-too-large');
+      // The grouping that fits on screen: one collapsed box per namespace.
+      await page.click('[data-testid=collapse-namespaces]');
+      await page.waitForFunction(() => new URLSearchParams(location.search).get('group') === 'namespace');
+      const boxes = Number(/\((\d+) boxes\)/.exec(text)[1]);
+      await page.waitForFunction((n) => window.__cy?.nodes('.collapsed').length === n, boxes, { timeout: 30000 });
       await page.click('[data-testid=truncated] button:has-text("Group by service")');
       await page.waitForFunction(() => new URLSearchParams(location.search).get('view') === 'service');
       await page.close();

@@ -424,6 +424,15 @@ function TooLarge({ graph, view, namespace }: { graph: Graph; view: GraphView; n
           .
         </>
       )}
+      {perNs.size > 1 && (
+        <>
+          {' '}On screen,{' '}
+          <button type="button" class="linkish" data-testid="collapse-namespaces" onClick={() => setQuery({ group: 'namespace', collapsed: [...perNs.keys()].sort().join(',') })}>
+            collapse by namespace
+          </button>{' '}
+          ({perNs.size} boxes).
+        </>
+      )}
     </div>
   );
 }
