@@ -194,6 +194,18 @@ func New(cfg Config, dataDir string, st *store.Store, sinks []mesh.RecordSink, p
 		return nil, err
 	}
 	m := meshexporter.NewMetrics(reg)
+	diskFull := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "meshlens_ingest_disk_full",
+		Help: "1 while the data dir's disk has less free space than the ingest queue keeps in reserve: new telemetry is refused (retryably) until there is room."},
+		func() float64 {
+			if sp.DiskFull() {
+				return 1
+			}
+			return 0
+		})
+	if err := reg.Register(diskFull); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("collector metrics: %w", err)
+	}
 	pairer := normalize.NewPairer(cfg.PairWait, 500_000)
 	pairer.Peers = peers
 	c := &Collector{
@@ -219,6 +231,10 @@ func (c *Collector) QueueFill() (bytes, max int64) {
 	_, bytes = c.spool.Depth()
 	return bytes, c.cfg.QueueMaxBytes
 }
+
+// DiskFull reports whether new telemetry is refused because the data dir's
+// disk has less free space than the queue keeps in reserve.
+func (c *Collector) DiskFull() bool { return c.spool.DiskFull() }
 
 // Ready reports whether the receivers are up.
 func (c *Collector) Ready() bool { return c.running.Load() }

@@ -216,7 +216,10 @@ func partOf[T any](signal, table string, t *tagged[T], insert func(context.Conte
 // queue entry; after a failed insert, whose outcome is unknown when the
 // connection broke mid-way, the rows of entries that did land are removed
 // before the retry, so that nothing is written twice and nothing is lost.
+// Entries a previous run left in the queue are treated so from the start:
+// that run may have written them and stopped (killed) before its commit.
 func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
+	replayed := len(entries) > 0 && entries[0].Index <= w.Spool.Recovered()
 	var (
 		recs   tagged[mesh.Record]
 		spans  tagged[store.Span]
@@ -261,7 +264,7 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = w.writePart(ctx, p)
+			errs[i] = w.writePart(ctx, p, replayed)
 		}()
 	}
 	wg.Wait()
@@ -271,17 +274,35 @@ func (w *Writer) write(ctx context.Context, entries []spool.Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	if err := w.Spool.Commit(entries[len(entries)-1].Index); err != nil {
-		return errors.Join(errors.New("ingest queue commit failed"), err)
+	return w.commit(ctx, entries[len(entries)-1].Index)
+}
+
+// commit removes the written entries from the queue, retrying while it
+// cannot (a full disk: a commit rewrites the rest of a segment). Entries
+// never committed are written again by the next run, which skips the rows
+// that landed.
+func (w *Writer) commit(ctx context.Context, index uint64) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := w.Spool.Commit(index)
+		if err == nil {
+			return nil
+		}
+		w.Logger.Warn("ingest queue: written entries not removed from the queue yet; retrying", "index", index, "retry_in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, w.MaxDelay)
 	}
-	return nil
 }
 
 // writePart writes p. When ClickHouse refuses it, each queue entry's rows
 // are written on their own, so that one bad entry does not hold back the
 // others, and the entries refused again are set aside.
-func (w *Writer) writePart(ctx context.Context, p part) error {
-	err := w.writeRetrying(ctx, p, false)
+func (w *Writer) writePart(ctx context.Context, p part, replayed bool) error {
+	err := w.writeRetrying(ctx, p, replayed)
 	if !errors.As(err, new(*rejection)) {
 		return err
 	}

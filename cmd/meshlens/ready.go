@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/collector/spool"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/store"
 )
@@ -41,6 +42,9 @@ func (r readiness) check(ctx context.Context) (warning string, err error) {
 	used, max := r.col.QueueFill()
 	if used >= max {
 		return "", fmt.Errorf("ingest queue full (%d of %d MiB, --queue-max-bytes): OTLP and ALS are refused until ClickHouse takes what waits", used>>20, max>>20)
+	}
+	if r.col.DiskFull() {
+		return "", fmt.Errorf("the data dir's disk is full (less than %d MiB free): OTLP and ALS are refused until there is room", spool.DiskReserve>>20)
 	}
 	var warnings []string
 	if float64(used) >= queueWarnFill*float64(max) {

@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "meshlens_ingest_received_total", Help: "Items accepted by the collector: spans, log records, metric points, and the request records derived from them.",
 		}, []string{"signal"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshlens_ingest_refused_total", Help: "Items refused with a retryable error because the on-disk queue was full.",
+			Name: "meshlens_ingest_refused_total", Help: "Items refused with a retryable error because the on-disk queue was full or its disk had no room (see meshlens_ingest_disk_full).",
 		}, []string{"signal"}),
 		Written: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshlens_ingest_written_total", Help: "Rows written to ClickHouse.",

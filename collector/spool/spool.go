@@ -16,9 +16,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/tidwall/wal"
 
@@ -28,6 +31,19 @@ import (
 
 // ErrFull is returned by Append when the queue is at its bound.
 var ErrFull = errors.New("ingest queue is full")
+
+// ErrDiskFull is returned by Full and Append while the file system of the
+// queue has too little room: new data is refused (retryably) so that what
+// was accepted can still be written and committed.
+var ErrDiskFull = errors.New("the data dir's disk is full")
+
+// segmentSize is the size of one file of the write-ahead log.
+const segmentSize = 4 << 20
+
+// DiskReserve is the free space Full keeps on the queue's file system: a
+// commit rewrites the rest of the oldest segment, and what was accepted
+// last must still fit.
+const DiskReserve = 2*segmentSize + 1<<20
 
 // Batch is one unit of queued rows.
 type Batch struct {
@@ -55,8 +71,21 @@ type Spool struct {
 	maxBytes int64
 	epoch    uint64 // random, chosen when the queue directory was created
 
-	mu     sync.Mutex
-	log    *wal.Log
+	dir string
+
+	mu  sync.Mutex
+	log *wal.Log
+	// recovered is the index of the last entry a previous run left: the
+	// writer may have written those to ClickHouse before it stopped.
+	recovered uint64
+	// diskFull: the last write or look at the file system found no room;
+	// statAt is when the file system was last asked.
+	diskFull bool
+	free     int64
+	statAt   time.Time
+	// broken is set when a failed write could not be undone; nothing more
+	// is appended.
+	broken error
 	last   uint64  // index of the last entry written
 	read   uint64  // index of the last entry handed out by Next
 	sizes  []int64 // sizes of entries not yet committed, oldest first
@@ -71,17 +100,7 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	l, err := wal.Open(dir, &wal.Options{
-		// Writes reach the page cache at once, which survives a restart of
-		// meshlens; the writer calls Sync once per batch it takes, which bounds
-		// what a machine crash could lose without an fsync per request.
-		NoSync:           true,
-		SegmentSize:      4 << 20,
-		SegmentCacheSize: 2,
-		AllowEmpty:       true,
-		DirPerms:         0o750,
-		FilePerms:        0o640,
-	})
+	l, err := wal.Open(dir, walOptions())
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: open write-ahead log: %w (move the directory aside to start empty)", dir, err)
 	}
@@ -97,7 +116,7 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", dir, err)
 	}
-	s := &Spool{maxBytes: maxBytes, epoch: epoch, log: l, last: last, notify: make(chan struct{}, 1)}
+	s := &Spool{maxBytes: maxBytes, epoch: epoch, dir: dir, log: l, last: last, recovered: last, notify: make(chan struct{}, 1)}
 	if first == 0 {
 		first = 1
 	}
@@ -113,15 +132,69 @@ func Open(dir string, maxBytes int64) (*Spool, error) {
 	return s, nil
 }
 
-// Full reports whether the queue is at its bound. The pipeline asks before it
-// accepts data, so that data it has accepted is never refused afterwards.
+func walOptions() *wal.Options {
+	return &wal.Options{
+		// Writes reach the page cache at once, which survives a restart of
+		// meshlens; the writer calls Sync once per batch it takes, which bounds
+		// what a machine crash could lose without an fsync per request.
+		NoSync:           true,
+		SegmentSize:      segmentSize,
+		SegmentCacheSize: 2,
+		AllowEmpty:       true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	}
+}
+
+// Recovered is the index of the last entry the previous run left in the
+// queue (0 if none): entries up to it may already be in ClickHouse.
+func (s *Spool) Recovered() uint64 { return s.recovered }
+
+// Full reports whether the queue is at its bound or its disk has less than
+// DiskReserve free. The pipeline asks before it accepts data, so that data
+// it has accepted is never refused afterwards.
 func (s *Spool) Full() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.broken != nil {
+		return s.broken
+	}
 	if s.bytes >= s.maxBytes {
 		return fmt.Errorf("%w (%d MiB queued on disk, bound %d MiB): ClickHouse is not keeping up; retry later", ErrFull, s.bytes>>20, s.maxBytes>>20)
 	}
+	return s.diskLocked()
+}
+
+// DiskFull reports whether new data is refused for lack of disk space.
+func (s *Spool) DiskFull() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.diskLocked() != nil
+}
+
+// diskLocked asks the file system for its free space (at most every 100ms)
+// and refuses while it is under DiskReserve.
+func (s *Spool) diskLocked() error {
+	if now := time.Now(); now.Sub(s.statAt) >= 100*time.Millisecond {
+		s.statAt = now
+		if free, err := freeBytes(s.dir); err == nil {
+			s.free = free
+			s.diskFull = free < DiskReserve
+		}
+	}
+	if s.diskFull {
+		return fmt.Errorf("%w: %d MiB free in %s, and meshlens keeps %d MiB for the %d MiB it has accepted and not yet written; new telemetry is refused until there is room; retry later",
+			ErrDiskFull, s.free>>20, s.dir, DiskReserve>>20, s.bytes>>20)
+	}
 	return nil
+}
+
+func freeBytes(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // Append queues a batch. The bound is checked by Full beforehand; Append
@@ -134,7 +207,21 @@ func (s *Spool) Append(b *Batch) error {
 	if s.closed {
 		return errors.New("spool is closed")
 	}
+	if s.broken != nil {
+		return s.broken
+	}
 	if err := s.log.Write(s.last+1, data); err != nil {
+		// The log keeps the failed entry in memory and maybe a part of it
+		// on disk: both are undone, or the next entry would be read as
+		// this one and the log would not open again.
+		if rerr := s.undoLocked(); rerr != nil {
+			s.broken = fmt.Errorf("spool %s: a write failed (%w) and could not be undone (%v); restart meshlens", s.dir, err, rerr)
+			return s.broken
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			s.diskFull, s.statAt = true, time.Now()
+			return fmt.Errorf("%w: writing %d bytes to %s: %w; retry later", ErrDiskFull, size, s.dir, err)
+		}
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	s.last++
@@ -206,6 +293,70 @@ func decodeLegacy(data []byte) (*Batch, error) {
 	return b, nil
 }
 
+// undoLocked brings the log back to its last entry, s.last: it closes the
+// log, cuts the segment files after that entry and opens the log again.
+func (s *Spool) undoLocked() error {
+	_ = s.log.Close() // the state in memory is what is being thrown away
+	if err := truncateSegments(s.dir, s.last); err != nil {
+		return err
+	}
+	l, err := wal.Open(s.dir, walOptions())
+	if err != nil {
+		return fmt.Errorf("reopen write-ahead log: %w", err)
+	}
+	if last, err := l.LastIndex(); err != nil || last != s.last {
+		l.Close()
+		return fmt.Errorf("reopened write-ahead log ends at entry %d, want %d (%v)", last, s.last, err)
+	}
+	s.log = l
+	return nil
+}
+
+// truncateSegments cuts the write-ahead log's segment files in dir after
+// entry last. A segment file is named by the index of its first entry and
+// holds entries as uvarint size + data (tidwall/wal's binary format).
+func truncateSegments(dir string, last uint64) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var starts []uint64
+	for _, e := range ents {
+		if n, err := strconv.ParseUint(e.Name(), 10, 64); err == nil && len(e.Name()) == 20 {
+			starts = append(starts, n)
+		}
+	}
+	slices.Sort(starts)
+	for i, start := range starts {
+		path := filepath.Join(dir, fmt.Sprintf("%020d", start))
+		if start > last && i > 0 {
+			if err := os.Remove(path); err != nil {
+				return err
+			}
+			continue
+		}
+		if i+1 < len(starts) && starts[i+1] <= last {
+			continue // wholly before the end
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		off := 0
+		for idx := start; idx <= last; idx++ {
+			size, n := binary.Uvarint(data[off:])
+			if n <= 0 || uint64(len(data)-off-n) < size {
+				return fmt.Errorf("segment %s: entry %d is incomplete", path, idx)
+			}
+			off += n + int(size)
+		}
+		if err := os.Truncate(path, int64(off)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Commit removes every entry up to and including index: ClickHouse has them.
 func (s *Spool) Commit(index uint64) error {
 	s.mu.Lock()
@@ -214,12 +365,12 @@ func (s *Spool) Commit(index uint64) error {
 	if err != nil {
 		return err
 	}
+	if err := s.log.TruncateFront(index + 1); err != nil {
+		return fmt.Errorf("spool: commit %d: %w", index, err)
+	}
 	for i := first; i <= index && len(s.sizes) > 0; i++ {
 		s.bytes -= s.sizes[0]
 		s.sizes = s.sizes[1:]
-	}
-	if err := s.log.TruncateFront(index + 1); err != nil {
-		return fmt.Errorf("spool: commit %d: %w", index, err)
 	}
 	return nil
 }
