@@ -8,6 +8,7 @@ import (
 	"time"
 
 	networking "istio.io/api/networking/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 )
@@ -300,7 +301,13 @@ func validate(o *config.Object) []config.FieldError {
 // does the rollout's routes fail and its judge rolls it back.
 func analyze(o *config.Object, sn *config.Snapshot, domain string) []config.Warning {
 	s, ok := o.Spec.(*Spec)
-	if !ok || s.Service == "" || s.Stable == "" || s.Candidate == "" {
+	if !ok {
+		return nil
+	}
+	if s.TrafficProvider == ProviderGatewayAPI {
+		return analyzeHTTPRoute(o, s, sn)
+	}
+	if s.Service == "" || s.Stable == "" || s.Candidate == "" {
 		return nil
 	}
 	fqdn := config.FQDN(s.Service, o.Meta.Namespace, domain)
@@ -317,6 +324,36 @@ func analyze(o *config.Object, sn *config.Snapshot, domain string) []config.Warn
 		}
 	}
 	return out
+}
+
+// analyzeHTTPRoute reports, for a gatewayAPI rollout, an HTTPRoute that
+// meshlens' config (read from the same cluster) does not hold, or one
+// with no rule whose backends are the rollout's Services: the rollout
+// would wait for it (NotFound). Subsets do not matter to it. Without
+// Gateway API objects in the config (meshlens not reading the cluster's),
+// nothing is reported.
+func analyzeHTTPRoute(o *config.Object, s *Spec, sn *config.Snapshot) []config.Warning {
+	if s.HTTPRoute == "" || len(sn.OfKind(config.KindHTTPRoute)) == 0 {
+		return nil
+	}
+	hr := sn.Get(config.KindHTTPRoute, o.Meta.Namespace, s.HTTPRoute)
+	if hr == nil {
+		return []config.Warning{{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: "httpRoute",
+			Message: fmt.Sprintf("Referenced HTTPRoute not found: %q: the rollout waits until it exists", o.Meta.Namespace+"/"+s.HTTPRoute)}}
+	}
+	spec, ok := hr.Spec.(*gatewayv1.HTTPRouteSpec)
+	if !ok {
+		return nil
+	}
+	for _, r := range spec.Rules {
+		for _, b := range r.BackendRefs {
+			if config.BackendKind(b.BackendObjectReference) == "Service" && (string(b.Name) == s.StableService || string(b.Name) == s.CandidateService) {
+				return nil
+			}
+		}
+	}
+	return []config.Warning{{Code: config.CodeReferencedResourceNotFound, Object: o.Key(), Field: "httpRoute",
+		Message: fmt.Sprintf("HTTPRoute %s/%s has no rule whose backendRefs name the Services %s or %s: the rollout has no weights to move", o.Meta.Namespace, s.HTTPRoute, s.StableService, s.CandidateService)}}
 }
 
 // validateProvider checks the fields of spec.trafficProvider. A rollout that
