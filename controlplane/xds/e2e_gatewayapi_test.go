@@ -3,11 +3,17 @@ package xds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
@@ -119,4 +125,88 @@ spec:
 	if d1, d2 := v1.Calls.Load()-before1, v2.Calls.Load()-before2; d2 != 10 || d1 != 0 {
 		t.Fatalf("EmptyCall must go to v2 by its method match: v1 saw %d calls, v2 %d", d1, d2)
 	}
+}
+
+// Over ADS, the gateway proxies a Gateway API Gateway names (label
+// gateway.networking.k8s.io/gateway-name) get its listener and the routes
+// of the HTTPRoutes attached to it; another gateway's proxies do not.
+func TestGatewayAPIGatewayListenerReachesItsGatewayProxies(t *testing.T) {
+	m := newTestMesh(t)
+	m.apply(serviceYAML(echoHost, meshtest.NewBackend("v1", "v1", 7001)) + `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: web, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{name: web}]
+  hostnames: [echo.example.com]
+  rules: [{backendRefs: [{name: echo, port: 9000}]}]
+`)
+	cc, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name, gateway string
+		listeners     []string
+	}{
+		{"the Gateway's proxy", "web", []string{"0.0.0.0_8080"}},
+		{"another Gateway's proxy", "other", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			md, err := structpb.NewStruct(map[string]any{MetaLabels: map[string]any{"gateway.networking.k8s.io/gateway-name": tc.gateway}, MetaNamespace: "default"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			node := &corev3.Node{Id: "router~10.0.0.9~" + tc.gateway + "-1.default~default.svc.cluster.local", UserAgentName: "envoy", Metadata: md}
+			a, err := newADSClientAs(ctx, cc, node, map[string][]string{resource.ListenerType: nil, resource.RouteType: {"http.8080"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go a.run()
+			meshtest.Eventually(t, 5*time.Second, "listeners and routes arrive", func() error {
+				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.listeners) {
+					return fmt.Errorf("got listeners %v, want %v", got, tc.listeners)
+				}
+				if tc.listeners == nil {
+					if v := a.ackedVersion(resource.ListenerType); v == "" {
+						return fmt.Errorf("no listener response yet")
+					}
+					return nil
+				}
+				rc := lastRoute(t, a, "http.8080")
+				if rc == nil || len(rc.VirtualHosts) != 1 || !slices.Contains(rc.VirtualHosts[0].Domains, "echo.example.com") ||
+					rc.VirtualHosts[0].Routes[0].GetRoute().GetCluster() != "outbound|9000||"+echoHost {
+					return fmt.Errorf("route http.8080 = %v, want echo.example.com to %s", rc, echoHost)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// lastRoute is the named route configuration of a's last RDS response.
+func lastRoute(t *testing.T, a *adsClient, name string) *routev3.RouteConfiguration {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.last[resource.RouteType].GetResources() {
+		rc := &routev3.RouteConfiguration{}
+		if err := r.UnmarshalTo(rc); err != nil {
+			t.Fatal(err)
+		}
+		if rc.Name == name {
+			return rc
+		}
+	}
+	return nil
 }
