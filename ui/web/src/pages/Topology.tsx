@@ -270,7 +270,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
           </button>
         )}
         <div class="spacer" />
-        <Updated at={r.updatedAt} loading={r.loading} error={r.error} />
+        {!diffMode && <Updated at={r.updatedAt} loading={r.loading} error={r.error} />}
         <ViewsMenu current={currentView} loaded={loadedView?.name ?? ''} onLoad={loadView} />
         <ExportMenu graph={r.data} view={view} namespace={ns} cy={() => cyRef.current} end={end} />
         <button
