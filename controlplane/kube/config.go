@@ -192,7 +192,12 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 			}
 			return out, nil
 		}})
-		s.watch(mk.resource, inf.Informer(), health)
+		// Named as kubectl names them: Istio's informer watches "gateways" too.
+		name := mk.resource
+		if mk.group == config.GatewayAPIGroup {
+			name += "." + mk.group
+		}
+		s.watch(name, inf.Informer(), health)
 	}
 	return s, nil
 }

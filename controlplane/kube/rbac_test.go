@@ -151,7 +151,9 @@ func TestConfigSourceWithoutIstioAccessIsReadyAtOnce(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("not ready after 15s; forbidden: %v", health.Forbidden())
 	}
-	if _, ok := health.Forbidden()["virtualservices"]; !ok {
-		t.Errorf("forbidden = %v, want virtualservices named", health.Forbidden())
+	for _, r := range []string{"virtualservices", "gateways", "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"} {
+		if _, ok := health.Forbidden()[r]; !ok {
+			t.Errorf("forbidden = %v, want %s named", health.Forbidden(), r)
+		}
 	}
 }
