@@ -541,6 +541,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 		for group, kinds := range map[string][]string{
 			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "workloadgroups", "gateways", "sidecars"},
 			"security.istio.io":   {"peerauthentications", "requestauthentications", "authorizationpolicies"},
+			"telemetry.istio.io":  {"telemetries"},
 		} {
 			add(group, kinds, "get", "list", "watch")
 			for _, k := range kinds {

@@ -67,6 +67,8 @@ type serveConfig struct {
 	// ClickHouseCluster names the ClickHouse cluster (a remote_servers
 	// entry) the schema lives on; empty for one server.
 	ClickHouseCluster string
+	// ProxyReceivers are meshlens' receivers as Envoy proxies reach them.
+	ProxyReceivers proxyReceivers
 	// OIDC accepts an SSO issuer's JWTs beside the tokens file.
 	OIDC auth.OIDCConfig
 }
@@ -128,6 +130,7 @@ func (c *serveConfig) registerFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")
 	fs.StringVar(&c.IstioMetrics.Cluster, "istio-metrics-cluster", c.IstioMetrics.Cluster, "source_cluster and destination_cluster of known peers on /metrics/istio (Istio's CLUSTER_ID)")
 	c.Replicas.registerFlags(fs)
+	c.ProxyReceivers.registerFlags(fs)
 }
 
 // loadServeConfig applies --config (if any) over the defaults, then the flags
@@ -172,6 +175,9 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 		return cfg, err
 	}
 	if err := cfg.Replicas.validate(cfg.HTTP, cfg.Collector.TLS.Enabled()); err != nil {
+		return cfg, err
+	}
+	if err := cfg.ProxyReceivers.resolve(cfg.Collector.ALS, cfg.Collector.OTLPGRPC, cfg.Replicas.Advertise); err != nil {
 		return cfg, err
 	}
 	return cfg, cfg.Collector.Validate()
@@ -300,6 +306,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	xdsOpts := xds.DefaultOptions()
 	xdsOpts.DomainSuffix = cfg.DomainSuffix
 	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
+	xdsOpts.TelemetryALSAddress, xdsOpts.TelemetryOTLPAddress = cfg.ProxyReceivers.ALS, cfg.ProxyReceivers.OTLP
+	cfg.ProxyReceivers.warnUnset(logger, cfg.Collector.ALS, cfg.Collector.OTLPGRPC)
 	xdsServer, err := xds.NewServer(ctx, logger, reg, xdsOpts)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1"
 	security "istio.io/api/security/v1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 )
 
 // Istio API versions meshlens accepts. The spec types are the same across
@@ -43,7 +44,8 @@ type IstioOptions struct {
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
 // VirtualService, DestinationRule, ServiceEntry, WorkloadEntry,
 // WorkloadGroup, Gateway, Sidecar (networking.istio.io) and PeerAuthentication,
-// RequestAuthentication, AuthorizationPolicy (security.istio.io).
+// RequestAuthentication, AuthorizationPolicy (security.istio.io) and
+// Telemetry (telemetry.istio.io).
 //
 // It also returns the Gateway API kinds that Istio serves too: Gateway,
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io, see gatewayapi.go).
@@ -70,6 +72,8 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 			Decode: decodeAs(func() proto.Message { return &security.RequestAuthentication{} }), Validate: v.requestAuthentication, Analyze: v.analyzeRequestAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},
 			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy},
+		{APIVersions: telemetryVersions, Kind: KindTelemetry,
+			Decode: decodeAs(func() proto.Message { return &telemetry.Telemetry{} }), Validate: v.telemetry, Analyze: v.analyzeTelemetry},
 	}, gatewayAPIKinds(v)...)
 }
 
@@ -88,6 +92,7 @@ func decodeAs(newMsg func() proto.Message) func([]byte) (any, error) {
 // against one snapshot.
 type istioValidator struct {
 	opts IstioOptions
+	cel  celParser
 
 	mu      sync.Mutex
 	lastSn  *Snapshot

@@ -45,17 +45,25 @@ const (
 	// CodeUnknownDestinationRuleHost: a DestinationRule for a host no
 	// service defines.
 	CodeUnknownDestinationRuleHost = "IST0174"
+	// CodeInvalidTelemetryProvider: a Telemetry's access logging names no
+	// provider, and there are no default providers: it does nothing.
+	CodeInvalidTelemetryProvider = "IST0157"
+	// CodeMultipleTelemetriesWithoutWorkloadSelectors: a namespace has two
+	// Telemetries for all of its workloads.
+	CodeMultipleTelemetriesWithoutWorkloadSelectors = "IST0160"
 )
 
 // codeNames are the names Istio gives the codes.
 var codeNames = map[string]string{
-	CodeReferencedResourceNotFound:                "ReferencedResourceNotFound",
-	CodeConflictingMeshGatewayVirtualServiceHosts: "ConflictingMeshGatewayVirtualServiceHosts",
-	CodeVirtualServiceHostNotFoundInGateway:       "VirtualServiceHostNotFoundInGateway",
-	CodeConflictingGateways:                       "ConflictingGateways",
-	CodeMultipleSidecarsWithoutWorkloadSelectors:  "MultipleSidecarsWithoutWorkloadSelectors",
-	CodeSchemaWarning:                             "SchemaWarning",
-	CodeUnknownDestinationRuleHost:                "UnknownDestinationRuleHost",
+	CodeReferencedResourceNotFound:                  "ReferencedResourceNotFound",
+	CodeConflictingMeshGatewayVirtualServiceHosts:   "ConflictingMeshGatewayVirtualServiceHosts",
+	CodeVirtualServiceHostNotFoundInGateway:         "VirtualServiceHostNotFoundInGateway",
+	CodeConflictingGateways:                         "ConflictingGateways",
+	CodeMultipleSidecarsWithoutWorkloadSelectors:    "MultipleSidecarsWithoutWorkloadSelectors",
+	CodeSchemaWarning:                               "SchemaWarning",
+	CodeUnknownDestinationRuleHost:                  "UnknownDestinationRuleHost",
+	CodeInvalidTelemetryProvider:                    "InvalidTelemetryProvider",
+	CodeMultipleTelemetriesWithoutWorkloadSelectors: "MultipleTelemetriesWithoutWorkloadSelectors",
 }
 
 // CodeName is Istio's name for an analysis code ("ReferencedResourceNotFound"),

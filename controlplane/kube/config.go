@@ -59,7 +59,7 @@ type objectJSON struct {
 }
 
 // ConfigSource reads Istio's custom resources (networking.istio.io,
-// security.istio.io, through istio.io/client-go informers) and meshlens'
+// security.istio.io, telemetry.istio.io, through istio.io/client-go informers) and meshlens'
 // own (meshlens.io Rollout and AlertRule, through dynamic informers) into
 // the config store, beside --config-dir and the REST API. Each object is
 // validated on its own: one that fails gets a status condition and an event
@@ -160,6 +160,11 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 	istioKind(sec.AuthorizationPolicies(), "security.istio.io", "authorizationpolicies", config.KindAuthorizationPolicy, func() ([]objectJSON, error) {
 		l, err := sec.AuthorizationPolicies().Lister().List(labels.Everything())
 		return convert(l, err, "security.istio.io/v1", config.KindAuthorizationPolicy)
+	})
+	tel := s.istio.Telemetry().V1().Telemetries()
+	istioKind(tel, "telemetry.istio.io", "telemetries", config.KindTelemetry, func() ([]objectJSON, error) {
+		l, err := tel.Lister().List(labels.Everything())
+		return convert(l, err, "telemetry.istio.io/v1", config.KindTelemetry)
 	})
 	// meshlens' own kinds, and Gateway API's (whose Gateway is the
 	// registry kind Gateway.gateway.networking.k8s.io beside Istio's).

@@ -116,7 +116,7 @@ func (t *translator) gatewayListeners() ([]*listenerv3.Listener, []*routev3.Rout
 				return nil, nil, err
 			}
 			rs = append(rs, rc)
-			m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters())
+			m := t.outboundTelemetry(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters()))
 			l.FilterChains = []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}}}}
 		case "tcp":
 			fc, err := t.gatewayTCP(port, servers)
@@ -312,7 +312,7 @@ func (t *translator) gatewayTLSChains(port uint32, servers []gatewayServer) ([]*
 			if !ok {
 				continue
 			}
-			m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), name, t.clientFilters())
+			m := t.outboundTelemetry(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), name, t.clientFilters()))
 			rs = append(rs, rc)
 			fcs = append(fcs, &listenerv3.FilterChain{
 				Name:             name,
@@ -457,7 +457,7 @@ func tcpRouteMatches(tr *networking.TCPRoute, port uint32, ns string, gw *config
 // tcpProxy forwards connections to route destinations: one cluster, or
 // weighted clusters.
 func (t *translator) tcpProxy(statPrefix string, route []*networking.RouteDestination, ns string, port uint32) (*listenerv3.Filter, error) {
-	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix}
+	tp := &tcpproxy.TcpProxy{StatPrefix: statPrefix, AccessLog: t.outboundTCPAccessLogs()}
 	type dest struct {
 		cluster string
 		weight  uint32

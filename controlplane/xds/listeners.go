@@ -167,12 +167,12 @@ func (t *translator) inboundManager(in inboundPort, rc *routev3.RouteConfigurati
 		filters = append([]*hcm.HttpFilter{jwt}, filters...)
 	}
 	filters = append(filters, httpFilter(routerFilter, &routerv3.Router{}))
-	return &hcm.HttpConnectionManager{
+	return t.inboundTelemetry(&hcm.HttpConnectionManager{
 		CodecType:      hcm.HttpConnectionManager_AUTO,
 		StatPrefix:     fmt.Sprintf("inbound_%d", in.port),
 		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:    filters,
-	}, nil
+	}, in.w), nil
 }
 
 // grpcServerListeners are the listeners grpc-go xDS servers ask for, one per
@@ -271,7 +271,7 @@ func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteCo
 	for _, port := range sortedPorts(byPort) {
 		rc := byPort[port]
 		rs = append(rs, rc)
-		m := rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters())
+		m := t.outboundTelemetry(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters()))
 		ls = append(ls, &listenerv3.Listener{
 			Name:             fmt.Sprintf("0.0.0.0_%d", port),
 			Address:          socketAddress("0.0.0.0", port),

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/registry"
@@ -30,6 +31,10 @@ type model struct {
 	sidecars []*config.Object
 	// requestAuthn are the RequestAuthentications, in key order.
 	requestAuthn []*config.Object
+	// telemetry are the Telemetries, in key order; telemetryProviders the
+	// provider names any of them uses.
+	telemetry          []*config.Object
+	telemetryProviders map[string]bool
 	// delegates are the VirtualServices without hosts, by "ns/name": what
 	// other VirtualServices' http[].delegate hand traffic to.
 	delegates map[string]*config.Object
@@ -187,6 +192,8 @@ func buildModel(in Input, opts Options, last *model) (*model, error) {
 			m.authz = append(m.authz, o)
 		case *security.RequestAuthentication:
 			m.requestAuthn = append(m.requestAuthn, o)
+		case *telemetry.Telemetry:
+			m.addTelemetry(o)
 		}
 	}
 	for _, o := range entries {

@@ -83,6 +83,12 @@ type Options struct {
 	// credentialName: DIR/NAME/tls.crt, tls.key, ca.crt. Empty means
 	// DefaultGatewayCredentialDir.
 	GatewayCredentialDir string
+	// TelemetryALSAddress and TelemetryOTLPAddress are where Envoy proxies
+	// reach meshlens' gRPC Access Log Service and OTLP/gRPC receivers
+	// (host:port): the clusters meshlens_als and meshlens_otlp that
+	// Telemetry's meshlens-als and meshlens-otel providers send to. Empty
+	// leaves that provider out.
+	TelemetryALSAddress, TelemetryOTLPAddress string
 }
 
 // DefaultOptions returns Istio's defaults.
@@ -281,6 +287,14 @@ func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
 			return nil, fmt.Errorf("node %s: %w", node.ID, err)
 		}
 		out.Clusters = append(out.Clusters, inbound...)
+		receivers, err := t.telemetryClusters()
+		if err == nil {
+			err = validateAll("cluster", receivers)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", node.ID, err)
+		}
+		out.Clusters = append(out.Clusters, receivers...)
 	}
 
 	// LDS and RDS: the outbound side, shared by nodes of one outboundKey,
@@ -409,6 +423,7 @@ func mergeDefaults(o Options) Options {
 	d.RootNamespace = cmp.Or(o.RootNamespace, d.RootNamespace)
 	d.TrustDomain = cmp.Or(o.TrustDomain, d.TrustDomain)
 	d.CertProviderInstance = cmp.Or(o.CertProviderInstance, d.CertProviderInstance)
+	d.TelemetryALSAddress, d.TelemetryOTLPAddress = o.TelemetryALSAddress, o.TelemetryOTLPAddress
 	return d
 }
 

@@ -16,6 +16,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // node and an Envoy node and compares with testdata/<name>.<flavour>.golden.json.
 // A file with a "# gateway-labels: k=v,..." line is also translated for an
 // Envoy gateway node with those labels: testdata/<name>.gateway.golden.json.
+// "# node-labels: k=v,..." labels the sidecar nodes; "# telemetry-addresses:
+// ALS,OTLP" sets where proxies reach meshlens' receivers.
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -40,6 +42,17 @@ func TestTranslateGolden(t *testing.T) {
 				if ips := directive(string(src), "node-ips"); ips != "" {
 					node.IPs = strings.Split(ips, ",")
 				}
+				if ls := directive(string(src), "node-labels"); ls != "" {
+					node.Labels = map[string]string{}
+					for _, kv := range strings.Split(ls, ",") {
+						k, v, _ := strings.Cut(kv, "=")
+						node.Labels[k] = v
+					}
+				}
+				opts := DefaultOptions()
+				if addrs := directive(string(src), "telemetry-addresses"); addrs != "" {
+					opts.TelemetryALSAddress, opts.TelemetryOTLPAddress, _ = strings.Cut(addrs, ",")
+				}
 				if variant == "gateway" {
 					node = Node{ID: "router~10.0.9.1~ingress.istio-system~istio-system.svc.cluster.local", Flavour: FlavourEnvoy, Gateway: true, Namespace: "istio-system", Labels: map[string]string{}}
 					for _, kv := range strings.Split(gwLabels, ",") {
@@ -47,7 +60,7 @@ func TestTranslateGolden(t *testing.T) {
 						node.Labels[k] = v
 					}
 				}
-				res, err := Translate(Input{Config: snap}, node, DefaultOptions())
+				res, err := Translate(Input{Config: snap}, node, opts)
 				if err != nil {
 					t.Fatalf("Translate: %v", err)
 				}
