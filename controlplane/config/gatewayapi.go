@@ -470,8 +470,20 @@ func (v *istioValidator) httpRouteAPI(o *Object) []FieldError {
 				fe.add(joinPath(p, "timeouts.backendRequest"), "backendRequest %s is longer than request %s: it must not be", be, req)
 			}
 		}
-		if r.Retry != nil {
-			fe.add(joinPath(p, "retry"), "not supported by meshlens: retries of Gateway API routes are not translated")
+		if rt := r.Retry; rt != nil {
+			if rt.Attempts != nil && *rt.Attempts < 0 {
+				fe.add(joinPath(p, "retry.attempts"), "%d is negative", *rt.Attempts)
+			}
+			for k, c := range rt.Codes {
+				if c < 400 || c > 599 {
+					fe.add(indexPath(joinPath(p, "retry.codes"), k), "%d is not an HTTP status code of 400-599", c)
+				}
+			}
+			if rt.Backoff != nil {
+				if _, err := GatewayAPIDuration(*rt.Backoff); err != nil {
+					fe.add(joinPath(p, "retry.backoff"), "%v", err)
+				}
+			}
 		}
 		if r.SessionPersistence != nil {
 			fe.add(joinPath(p, "sessionPersistence"), "not supported by meshlens; use a DestinationRule consistentHash for sticky sessions")

@@ -41,6 +41,8 @@ spec:
   - backendRefs:
     - {name: echo-v1, port: 9000, weight: %d}
     - {name: echo-v2, port: 9000, weight: %d}
+    retry: {attempts: 2, codes: [503], backoff: 50ms}
+    timeouts: {request: 5s, backendRequest: 2s}
 `, w1, w2)
 }
 
@@ -71,6 +73,15 @@ func TestHTTPRouteForAServiceSplitsAndMatchesHeadersForGRPCClients(t *testing.T)
 	meshtest.Eventually(t, 10*time.Second, "clients follow the HTTPRoute's new weights", func() error {
 		if got := distribution(t, c, 50, 4); got["v2"] != 50 {
 			return fmt.Errorf("want all 50 RPCs on v2, got %v", got)
+		}
+		return nil
+	})
+	// grpc-go took every resource, retry policy and timeouts included.
+	meshtest.Eventually(t, 5*time.Second, "the client is in sync without a NACK", func() error {
+		for _, p := range m.srv.Proxies() {
+			if !p.InSync || p.LastNack != nil {
+				return fmt.Errorf("proxy %+v not in sync", p)
+			}
 		}
 		return nil
 	})

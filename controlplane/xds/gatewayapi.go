@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -288,6 +289,7 @@ type ruleParts struct {
 	filters  []gatewayv1.HTTPRouteFilter
 	backends []gatewayv1.HTTPBackendRef
 	timeouts *gatewayv1.HTTPRouteTimeouts
+	retry    *gatewayv1.HTTPRouteRetry
 }
 
 // normalizeRoute turns an HTTPRoute or GRPCRoute into VirtualService
@@ -353,7 +355,7 @@ func normalizeRoute(o *config.Object, fqdn func(host, ns string) string) *gwRout
 				om.rank = rank{method: m.Method != nil, headers: len(m.Headers), query: len(m.QueryParams)}
 				matches = append(matches, om)
 			}
-			addRule(i, ruleName(rule.Name, i), matches, ruleParts{filters: rule.Filters, backends: rule.BackendRefs, timeouts: rule.Timeouts})
+			addRule(i, ruleName(rule.Name, i), matches, ruleParts{filters: rule.Filters, backends: rule.BackendRefs, timeouts: rule.Timeouts, retry: rule.Retry})
 		}
 	case *gatewayv1.GRPCRouteSpec:
 		r.parents, r.hostnames = spec.ParentRefs, spec.Hostnames
@@ -535,16 +537,38 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 		hr.Rewrite, hr.Mirrors = nil, nil
 		return hr
 	}
+	if rt := parts.retry; rt != nil {
+		// As istiod: connection errors are retried, and the codes listed.
+		retryOn := []string{"connect-failure", "refused-stream", "unavailable", "cancelled"}
+		for _, c := range rt.Codes {
+			retryOn = append(retryOn, strconv.Itoa(int(c)))
+		}
+		hr.Retries = &networking.HTTPRetry{Attempts: 2, RetryOn: strings.Join(retryOn, ",")}
+		if rt.Attempts != nil {
+			hr.Retries.Attempts = int32(*rt.Attempts)
+		}
+		if rt.Backoff != nil {
+			if d, err := config.GatewayAPIDuration(*rt.Backoff); err == nil {
+				hr.Retries.Backoff = durationpb.New(d)
+			}
+		}
+	}
 	if t := parts.timeouts; t != nil {
 		if t.Request != nil {
-			if d, err := config.GatewayAPIDuration(*t.Request); err == nil {
+			if d, err := config.GatewayAPIDuration(*t.Request); err == nil && d > 0 {
 				hr.Timeout = durationpb.New(d)
 			}
 		}
 		if t.BackendRequest != nil {
 			if d, err := config.GatewayAPIDuration(*t.BackendRequest); err == nil && d > 0 {
-				// Each attempt's own timeout, with Istio's default retries.
-				hr.Retries = &networking.HTTPRetry{Attempts: 2, PerTryTimeout: durationpb.New(d)}
+				// Each backend request's timeout, as istiod: with retries
+				// each attempt's, without them the request's (there is
+				// only one backend request).
+				if hr.Retries != nil && hr.Retries.Attempts > 0 {
+					hr.Retries.PerTryTimeout = durationpb.New(d)
+				} else {
+					hr.Timeout = durationpb.New(d)
+				}
 			}
 		}
 	}

@@ -97,9 +97,9 @@ func (t *translator) routeAction(ra *routev3.RouteAction, timeout *durationpb.Du
 		// attempts 0 disables retries
 	case retries != nil:
 		rp := &routev3.RetryPolicy{
-			RetryOn:    retries.RetryOn,
 			NumRetries: wrapperspb.UInt32(uint32(retries.Attempts)),
 		}
+		rp.RetryOn, rp.RetriableStatusCodes = retryOn(retries.RetryOn)
 		if rp.RetryOn == "" {
 			rp.RetryOn = istioDefaultRetryOn
 		}
@@ -115,6 +115,29 @@ func (t *translator) routeAction(ra *routev3.RouteAction, timeout *durationpb.Du
 	}
 	ra.HashPolicy = t.hashPolicy(host, port, subset)
 	return ra
+}
+
+// retryOn splits an Istio retryOn list as istiod does: HTTP status codes
+// ("503") are Envoy's retriable_status_codes, retried on the condition
+// retriable-status-codes; the other entries are Envoy's retry_on.
+func retryOn(s string) (string, []uint32) {
+	if s == "" {
+		return "", nil
+	}
+	var on []string
+	var codes []uint32
+	for _, c := range strings.Split(s, ",") {
+		c = strings.TrimSpace(c)
+		if n, err := strconv.ParseUint(c, 10, 32); err == nil {
+			codes = append(codes, uint32(n))
+			continue
+		}
+		on = append(on, c)
+	}
+	if len(codes) > 0 && !slices.Contains(on, "retriable-status-codes") {
+		on = append(on, "retriable-status-codes")
+	}
+	return strings.Join(on, ","), codes
 }
 
 // hashPolicy is the route side of a consistent-hash DestinationRule. grpc-go
