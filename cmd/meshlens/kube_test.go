@@ -26,9 +26,7 @@ import (
 func TestServeWithKubeconfigReadsTheClusterAndWritesStatus(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
-	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bookinfo"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ensureNamespaces(t, c, "bookinfo") // other tests of the shared cluster use it too
 	for _, name := range []string{"productpage", "details", "reviews", "ratings"} {
 		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "bookinfo"},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
