@@ -195,6 +195,9 @@ func identityOf(ns string, labels map[string]string, direction string) proxyIden
 	if svc == "" {
 		svc = labels["app"]
 	}
+	if svc == "" {
+		svc = labels[gatewayNameLabel] // a Gateway API gateway's pods
+	}
 	ver := labels["service.istio.io/canonical-revision"]
 	if ver == "" {
 		ver = labels["version"]
