@@ -44,6 +44,10 @@ type Options struct {
 	ExternalURL string
 	Notifier    NotifierOptions
 	Now         func() time.Time
+	// Peers, when set, are the other meshlens replicas: GET /alerts on any
+	// of them answers the rule alerts of the one evaluating the rules and
+	// the Alertmanager alerts every one received.
+	Peers Peers
 }
 
 // Alerting evaluates AlertRules, notifies receivers, and receives
@@ -56,10 +60,11 @@ type Alerting struct {
 	logger    *slog.Logger
 	notifier  *Notifier
 
-	mu     sync.Mutex
-	rules  map[string]*ruleState // rule key "ns/name" -> state
-	amSeen map[string]time.Time  // Alertmanager alert fingerprint+startsAt -> when first seen
-	amFire map[string]ActiveAlert
+	mu         sync.Mutex
+	evaluating bool                  // Run is running: this replica acts
+	rules      map[string]*ruleState // rule key "ns/name" -> state
+	amSeen     map[string]time.Time  // Alertmanager alert fingerprint+startsAt -> when first seen
+	amFire     map[string]ActiveAlert
 
 	evaluations prometheus.Counter
 	firing      prometheus.Gauge
@@ -124,6 +129,8 @@ func New(store *config.Store, live Live, rollbacks Rollbacks, opts Options, logg
 // Run evaluates the rules every interval until ctx ends, then waits for
 // notifications in flight.
 func (a *Alerting) Run(ctx context.Context) error {
+	a.setEvaluating(true)
+	defer a.setEvaluating(false)
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()
 	defer a.notifier.Wait()
@@ -417,11 +424,6 @@ func (a *Alerting) Firing() []ActiveAlert {
 	for _, al := range a.amFire {
 		out = append(out, al)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Source != out[j].Source {
-			return out[i].Source > out[j].Source
-		}
-		return out[i].Fingerprint < out[j].Fingerprint
-	})
+	sortAlerts(out)
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -38,6 +39,10 @@ type ReceiveResponse struct {
 // FiringResponse is the body of GET /api/v1/alerts.
 type FiringResponse struct {
 	Alerts []ActiveAlert `json:"alerts"`
+	// Partial: with several replicas, some did not answer (Missing names
+	// them), so their alerts may be absent.
+	Partial bool                   `json:"partial,omitempty"`
+	Missing []graph.MissingReplica `json:"missing,omitempty"`
 }
 
 // RegisterRoutes serves alerts under api (the /api/v1 group, which already
@@ -45,17 +50,15 @@ type FiringResponse struct {
 // Alertmanager authenticates with an operator token (http_config
 // authorization credentials).
 //
-//	GET  /alerts               firing alerts (own rules and Alertmanager's)
+//	GET  /alerts               firing alerts (own rules and Alertmanager's; every replica's with Peers)
 //	POST /alerts/alertmanager  Alertmanager webhook (version 4)
+//	GET  /replica/alerts       this replica's alerts, for the other replicas (with Peers)
 func (a *Alerting) RegisterRoutes(api *echo.Group, operator echo.MiddlewareFunc) {
-	api.GET("/alerts", func(c echo.Context) error {
-		al := a.Firing()
-		if al == nil {
-			al = []ActiveAlert{}
-		}
-		return c.JSON(http.StatusOK, FiringResponse{Alerts: al})
-	})
+	api.GET("/alerts", a.getAlerts)
 	api.POST("/alerts/alertmanager", a.handleAlertmanager, operator)
+	if a.opts.Peers != nil {
+		a.opts.Peers.PeerRoute(api, replicaAlertsPath, func(c echo.Context) error { return c.JSON(http.StatusOK, a.Own()) })
+	}
 }
 
 func (a *Alerting) handleAlertmanager(c echo.Context) error {

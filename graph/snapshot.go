@@ -468,14 +468,53 @@ func (b *SeriesBuilder) Series() []Series {
 	return out
 }
 
+// SeriesSums are a SeriesBuilder's sums as they travel between meshlens
+// replicas: per version, the stats of every step (null: no traffic). Counts
+// and histograms add, so series added up from every replica are exact.
+type SeriesSums struct {
+	Start    time.Time           `json:"start"`
+	Step     time.Duration       `json:"step"`
+	Versions map[string][]*Stats `json:"versions"`
+}
+
+// Sums are the builder's stats so far.
+func (b *SeriesBuilder) Sums() SeriesSums {
+	return SeriesSums{Start: b.Start, Step: b.Step, Versions: b.cells}
+}
+
+// AddSums adds another builder's sums, each step at its time; steps outside
+// this builder's range are left out.
+func (b *SeriesBuilder) AddSums(o SeriesSums) {
+	for v, row := range o.Versions {
+		for i, st := range row {
+			if st == nil {
+				continue
+			}
+			if into := b.At(v, o.Start.Add(time.Duration(i)*o.Step)); into != nil {
+				into.Add(st)
+			}
+		}
+	}
+}
+
 // ServiceSeries returns per-version series of a service's inbound traffic
 // over the range ending now, with about maxPoints steps of a whole number of
 // buckets.
 func (s *Snapshot) ServiceSeries(ns, service string, rng time.Duration, maxPoints int) ([]Series, time.Duration, error) {
-	now := s.now()
-	rg, lo, hi, err := s.pick(now, rng)
+	sb, err := s.ServiceSeriesAt(ns, service, s.now(), rng, maxPoints)
 	if err != nil {
 		return nil, 0, err
+	}
+	return sb.Series(), sb.Step, nil
+}
+
+// ServiceSeriesAt is ServiceSeries over the range ending at now, as a
+// builder whose sums another replica's can be added to (SeriesSums): the
+// steps are whole buckets aligned on the clock, the same on every replica.
+func (s *Snapshot) ServiceSeriesAt(ns, service string, now time.Time, rng time.Duration, maxPoints int) (*SeriesBuilder, error) {
+	rg, lo, hi, err := s.pick(now, rng)
+	if err != nil {
+		return nil, err
 	}
 	if maxPoints < 1 {
 		maxPoints = 1
@@ -510,7 +549,7 @@ func (s *Snapshot) ServiceSeries(ns, service string, rng time.Duration, maxPoint
 			}
 		}
 	}
-	return sb.Series(), step, nil
+	return sb, nil
 }
 
 // accPool recycles the per-edge accumulators of a window sum: a cold query

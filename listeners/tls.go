@@ -169,6 +169,15 @@ func (t *TLS) RequireClientCert(h http.Handler, open ...string) http.Handler {
 	})
 }
 
+// ClientCertificate hands the current certificate to a TLS client's
+// handshake (tls.Config.GetClientCertificate): a replica shows it to the
+// replicas it reads, which ask for it under mutual TLS.
+func (t *TLS) ClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.cert, nil
+}
+
 func (t *TLS) serverConfig(auth tls.ClientAuthType) *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {

@@ -44,6 +44,7 @@ type Deps struct {
 type Replicas interface {
 	TrafficAt(ctx context.Context, end time.Time, window time.Duration) (*graph.Traffic, []graph.MissingReplica, error)
 	VersionSum(ctx context.Context, ns, service, version string, window time.Duration) (graph.VersionSum, []graph.MissingReplica, error)
+	ServiceSeries(ctx context.Context, ns, service string, end time.Time, rng time.Duration, maxPoints int) ([]graph.Series, time.Duration, []graph.MissingReplica, error)
 }
 
 type handlers struct {
@@ -285,13 +286,18 @@ func (a *handlers) getService(c echo.Context) error {
 	ctx, cancel := a.ctx(c)
 	defer cancel()
 	var (
-		series []graph.Series
-		step   time.Duration
+		series  []graph.Series
+		step    time.Duration
+		missing []graph.MissingReplica // replicas a live read of all of them left out
 	)
 	switch source {
 	case SourceLive:
 		if endGiven {
 			return a.fail(c, badParam("source", "the live graph has no past: drop end or use source=clickhouse"))
+		}
+		if a.Replicas != nil {
+			series, step, missing, err = a.Replicas.ServiceSeries(ctx, ns, name, end, rng, maxSeriesPoints)
+			break
 		}
 		series, step, err = a.Live.Snapshot().ServiceSeries(ns, name, rng, maxSeriesPoints)
 	case SourceClickHouse:
@@ -313,6 +319,7 @@ func (a *handlers) getService(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"namespace": ns, "name": name, "source": source, "range": rng.String(), "end": end.UTC(),
 		"step": step.String(), "stepSeconds": step.Seconds(), "versions": series,
+		"partial": len(missing) > 0, "missing": missing,
 	})
 }
 

@@ -49,12 +49,18 @@ type Options struct {
 	// Peers lists the HTTP addresses (host:port) of the replicas; it may
 	// include this one. Called on every merged read.
 	Peers func() []string
+	// Self are addresses known to be this replica's (--advertise), skipped
+	// without asking; others of its are found by the instance id.
+	Self []string
 	// Timeout bounds one peer's answer; default 1 s.
 	Timeout time.Duration
 	// Token is presented to peers (auth.Authorizer.PeerToken).
 	Token string
 	// Client is the HTTP client for peers; default one of this package's.
+	// Unused with TLS.
 	Client *http.Client
+	// TLS, when set, makes peers read over HTTPS (meshlens serving TLS).
+	TLS *TLSOptions
 }
 
 // Replicas is this replica's view of all of them: its own live graph plus
@@ -62,6 +68,7 @@ type Options struct {
 type Replicas struct {
 	live   *graph.Live
 	opts   Options
+	client *peerClient
 	id     string
 	logger *slog.Logger
 
@@ -97,19 +104,23 @@ func New(live *graph.Live, opts Options, logger *slog.Logger, reg prometheus.Reg
 	if opts.Peers == nil {
 		opts.Peers = func() []string { return nil }
 	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute, DisableCompression: true}}
+	client, err := newPeerClient(opts.Client, opts.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("replicas: %w", err)
 	}
 	raw := make([]byte, 8)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
 	}
-	r := &Replicas{live: live, opts: opts, id: hex.EncodeToString(raw), logger: logger,
+	r := &Replicas{live: live, opts: opts, client: client, id: hex.EncodeToString(raw), logger: logger,
 		self: map[string]bool{}, status: map[string]PeerStatus{},
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_replica_peer_reads_total",
 			Help: "Reads of another replica's live graph, by result (ok, error, timeout)."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshlens_replica_peer_read_seconds",
 			Help: "How long reading another replica's live graph took.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)}),
+	}
+	for _, a := range opts.Self {
+		r.self[a] = true
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{r.fetches, r.duration} {
@@ -254,7 +265,11 @@ func (r *Replicas) get(ctx context.Context, peer, path string, q url.Values) ([]
 }
 
 func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]byte, string, error) {
-	u := "http://" + peer + path + "?" + q.Encode()
+	client, cerr := r.client.get(time.Now())
+	if cerr != nil {
+		r.logger.Error("the peers' CA changed but does not load; verifying with the previous one", "err", cerr)
+	}
+	u := r.client.scheme() + "://" + peer + path + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
@@ -263,7 +278,10 @@ func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]b
 	if r.opts.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.opts.Token)
 	}
-	resp, err := r.opts.Client.Do(req)
+	resp, err := client.Do(req)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // the peer is named beside it; the why is what is left
+	}
 	if err != nil {
 		return nil, "", err
 	}
@@ -361,6 +379,47 @@ func (r *Replicas) TrafficNow(ctx context.Context, end time.Time, window time.Du
 	return graph.Listed(t), nil
 }
 
+// ServiceSeries is the per-version series of a service's inbound traffic
+// over the range ending at end on every replica, added up step by step (the
+// steps are whole buckets of the clock, the same on every replica), and
+// the replicas left out.
+func (r *Replicas) ServiceSeries(ctx context.Context, ns, service string, end time.Time, rng time.Duration, maxPoints int) ([]graph.Series, time.Duration, []Missing, error) {
+	sb, err := r.live.Snapshot().ServiceSeriesAt(ns, service, end, rng, maxPoints)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	q := url.Values{"range": {rng.String()}, "end": {strconv.FormatInt(end.UnixNano(), 10)}, "points": {strconv.Itoa(maxPoints)}}
+	missing := r.fetch(ctx, seriesPath(ns, service), q, func(_ string, body []byte) error {
+		var o graph.SeriesSums
+		if err := json.Unmarshal(body, &o); err != nil {
+			return fmt.Errorf("series: %w", err)
+		}
+		sb.AddSums(o)
+		return nil
+	})
+	return sb.Series(), sb.Step, missing, nil
+}
+
+// Read asks every other replica for path, a route served with PeerRoute,
+// in parallel, each within the timeout, and hands each answer's body to use
+// (one at a time); it returns the replicas that did not answer.
+func (r *Replicas) Read(ctx context.Context, path string, q url.Values, use func(peer string, body []byte) error) []Missing {
+	return r.fetch(ctx, path, q, use)
+}
+
+// PeerRoute serves on g a route other replicas Read: the answer carries
+// this replica's instance id, and a replica reading itself (its address in
+// its own peers) gets nothing and skips it.
+func (r *Replicas) PeerRoute(g *echo.Group, path string, h echo.HandlerFunc) {
+	g.GET(path, func(c echo.Context) error {
+		c.Response().Header().Set(InstanceHeader, r.id)
+		if c.Request().Header.Get(InstanceHeader) == r.id {
+			return c.NoContent(http.StatusOK)
+		}
+		return h(c)
+	})
+}
+
 // Status lists the peers as last read.
 func (r *Replicas) Status() []PeerStatus {
 	peers := r.peers()
@@ -383,12 +442,40 @@ func versionPath(ns, service, version string) string {
 	return "/api/v1/replica/versions/" + url.PathEscape(ns) + "/" + url.PathEscape(service) + "/" + url.PathEscape(version)
 }
 
+func seriesPath(ns, service string) string {
+	return "/api/v1/replica/series/" + url.PathEscape(ns) + "/" + url.PathEscape(service)
+}
+
 // RegisterRoutes adds what peers read to g, the /api/v1 group: this
-// replica's own live traffic (wire form) and version sums.
+// replica's own live traffic (wire form), version sums and service series.
 func (r *Replicas) RegisterRoutes(g *echo.Group) {
 	g.GET("/replicas", r.getReplicas)
 	g.GET("/replica/traffic", r.getTraffic)
 	g.GET("/replica/versions/:ns/:name/:version", r.getVersion)
+	r.PeerRoute(g, "/replica/series/:ns/:name", r.getSeries)
+}
+
+func (r *Replicas) getSeries(c echo.Context) error {
+	bad := func(param, msg string) error {
+		return c.JSON(http.StatusBadRequest, map[string]string{"error": param + ": " + msg, "parameter": param})
+	}
+	rng, err := time.ParseDuration(c.QueryParam("range"))
+	if err != nil || rng <= 0 {
+		return bad("range", "want a positive duration")
+	}
+	end, err := strconv.ParseInt(c.QueryParam("end"), 10, 64)
+	if err != nil {
+		return bad("end", "want unix nanoseconds")
+	}
+	points, err := strconv.Atoi(c.QueryParam("points"))
+	if err != nil || points < 1 || points > 10000 {
+		return bad("points", "want 1 to 10000")
+	}
+	sb, err := r.live.Snapshot().ServiceSeriesAt(unescape(c.Param("ns")), unescape(c.Param("name")), time.Unix(0, end), rng, points)
+	if err != nil {
+		return bad("range", err.Error())
+	}
+	return c.JSON(http.StatusOK, sb.Sums())
 }
 
 func (r *Replicas) getReplicas(c echo.Context) error {

@@ -50,17 +50,20 @@ func (c *serveConfig) registerTLSFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Collector.TLSReload, "tls-reload-interval", c.Collector.TLSReload, "how often the TLS files are read again (rotated certificates are taken without a restart)")
 }
 
-// listenerTLS loads the TLS files, if any, and watches them as a component.
-func listenerTLS(cfg collector.Config, logger *slog.Logger, component func(func(context.Context) error)) (*listeners.TLS, error) {
+// listenerTLS loads the TLS files, if any: the listeners' certificate, and
+// the one replicas show each other. watchTLS reads them again.
+func listenerTLS(cfg collector.Config, logger *slog.Logger) (*listeners.TLS, error) {
 	if !cfg.TLS.Enabled() {
 		return nil, nil
 	}
-	t, err := listeners.NewTLS(cfg.TLS, logger)
-	if err != nil {
-		return nil, err
+	return listeners.NewTLS(cfg.TLS, logger)
+}
+
+// watchTLS takes changes of the TLS files, as a component.
+func watchTLS(component func(func(context.Context) error), t *listeners.TLS, cfg collector.Config) {
+	if t != nil {
+		component(func(ctx context.Context) error { return t.Watch(ctx, cfg.TLSReload) })
 	}
-	component(func(ctx context.Context) error { return t.Watch(ctx, cfg.TLSReload) })
-	return t, nil
 }
 
 // xdsServerOptions are the xDS server's limits and, with TLS, credentials;

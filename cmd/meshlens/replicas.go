@@ -20,6 +20,7 @@ import (
 	"github.com/meshlens/meshlens/controlplane/kube"
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/listeners"
 	"github.com/meshlens/meshlens/query"
 	"github.com/meshlens/meshlens/replicas"
 	"github.com/meshlens/meshlens/rollout"
@@ -30,6 +31,8 @@ type replicaConfig struct {
 	Peers        string
 	PeersService string
 	PeerTimeout  time.Duration
+	PeerCA       string
+	PeerName     string
 	Advertise    string
 	LeaderElect  bool
 	Lease        string
@@ -48,6 +51,10 @@ func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PeersService, "peers-service", c.PeersService,
 		"NAMESPACE/NAME of a headless Kubernetes Service whose ready endpoints (port named http) are the meshlens replicas; needs the cluster")
 	fs.DurationVar(&c.PeerTimeout, "peer-timeout", c.PeerTimeout, "how long a merged read waits for each replica; one that does not answer is left out and the result is marked partial")
+	fs.StringVar(&c.PeerCA, "peer-ca", c.PeerCA,
+		"with --tls-cert: PEM bundle the other replicas' server certificates must chain to (read again when it changes); default --tls-client-ca, else the system's roots")
+	fs.StringVar(&c.PeerName, "peer-server-name", c.PeerName,
+		"with --tls-cert: the name every replica's certificate must carry, checked instead of the address dialled (peers of --peers-service are pod IPs); default the address")
 	fs.StringVar(&c.Advertise, "advertise", c.Advertise, "this replica's HTTP address as the other replicas reach it (the leader Lease names it); default: --http")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect,
 		"run rollouts, alert rules and status writes only while holding a coordination.k8s.io Lease (several replicas); needs the cluster")
@@ -60,10 +67,14 @@ func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
 }
 
 // validate checks the settings that need no cluster.
-func (c *replicaConfig) validate(httpAddr string, tls bool) error {
-	if tls && (c.Peers != "" || c.PeersService != "") {
-		// Refused rather than every merged read partial.
-		return errors.New("--peers and --peers-service with --tls-cert: replicas read each other over plain HTTP, not over TLS yet")
+func (c *replicaConfig) validate(httpAddr string, tls listeners.TLSFiles) error {
+	if !tls.Enabled() {
+		// Replicas read each other over HTTPS exactly when they serve it.
+		for _, f := range [][2]string{{"--peer-ca", c.PeerCA}, {"--peer-server-name", c.PeerName}} {
+			if f[1] != "" {
+				return fmt.Errorf("%s %q: replicas read each other over HTTPS only when they serve it (--tls-cert and --tls-key)", f[0], f[1])
+			}
+		}
 	}
 	for _, p := range c.peerList() {
 		if _, _, err := net.SplitHostPort(p); err != nil {
@@ -122,7 +133,8 @@ func podNamespace() string {
 
 // newReplicas builds this replica's view of all of them; without peers it
 // is this replica's live graph alone.
-func newReplicas(cfg replicaConfig, live *graph.Live, c *cluster, authz *auth.Authorizer, logger *slog.Logger, reg prometheus.Registerer) (*replicas.Replicas, error) {
+func newReplicas(cfg replicaConfig, live *graph.Live, c *cluster, authz *auth.Authorizer, tlsFiles listeners.TLSFiles, tlsSrc *listeners.TLS,
+	reload time.Duration, logger *slog.Logger, reg prometheus.Registerer) (*replicas.Replicas, error) {
 	static := cfg.peerList()
 	peers := func() []string { return static }
 	if cfg.PeersService != "" {
@@ -132,7 +144,23 @@ func newReplicas(cfg replicaConfig, live *graph.Live, c *cluster, authz *auth.Au
 		ns, name, _ := strings.Cut(cfg.PeersService, "/")
 		peers = func() []string { return append(serviceAddresses(c.registry.Snapshot(), ns, name), static...) }
 	}
-	return replicas.New(live, replicas.Options{Peers: peers, Timeout: cfg.PeerTimeout, Token: authz.PeerToken()}, logger, reg)
+	opts := replicas.Options{Peers: peers, Self: []string{cfg.Advertise}, Timeout: cfg.PeerTimeout, Token: authz.PeerToken()}
+	if tlsSrc != nil {
+		opts.TLS = peerTLS(cfg, tlsFiles, tlsSrc, reload)
+	}
+	return replicas.New(live, opts, logger, reg)
+}
+
+// peerTLS is how a replica serving TLS reads the others: over HTTPS,
+// trusting --peer-ca (else the client CA, which under mutual TLS signs the
+// replicas' own certificates), showing its own certificate.
+func peerTLS(cfg replicaConfig, files listeners.TLSFiles, src *listeners.TLS, reload time.Duration) *replicas.TLSOptions {
+	o := &replicas.TLSOptions{CAFile: cfg.PeerCA, CAFlag: "--peer-ca", ServerName: cfg.PeerName,
+		ClientCertificate: src.ClientCertificate, Reload: reload}
+	if o.CAFile == "" && files.ClientCA != "" {
+		o.CAFile, o.CAFlag = files.ClientCA, "--tls-client-ca (the peers' CA by default)"
+	}
+	return o
 }
 
 // serviceAddresses are the ready endpoints of a Service, port http.
@@ -158,6 +186,14 @@ func serviceAddresses(sn *registry.Snapshot, ns, name string) []string {
 
 // mergedReads is what the query API reads when there are other replicas.
 func mergedReads(cfg replicaConfig, r *replicas.Replicas) query.Replicas {
+	if cfg.Peers == "" && cfg.PeersService == "" {
+		return nil
+	}
+	return r
+}
+
+// alertPeers are the replicas GET /api/v1/alerts gathers alerts from.
+func alertPeers(cfg replicaConfig, r *replicas.Replicas) alerting.Peers {
 	if cfg.Peers == "" && cfg.PeersService == "" {
 		return nil
 	}

@@ -41,6 +41,12 @@ type replicaSet struct {
 // skips itself) and a shared tokens file; args go to every one.
 func startReplicas(t testing.TB, n int, args ...string) *replicaSet {
 	t.Helper()
+	return startReplicasWith(t, n, func(int) []string { return args })
+}
+
+// startReplicasWith is startReplicas with each replica's own arguments.
+func startReplicasWith(t testing.TB, n int, args func(i int) []string) *replicaSet {
+	t.Helper()
 	rs := &replicaSet{token: "replicas-test-operator-token-0123456789"}
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte(rs.token+" operator\n"), 0o600); err != nil {
@@ -53,7 +59,7 @@ func startReplicas(t testing.TB, n int, args ...string) *replicaSet {
 	}
 	for i := range n {
 		a := append([]string{"--data-dir", t.TempDir(), "--tokens", tokens, "--otlp-http", rs.otlp[i],
-			"--peers", strings.Join(https, ","), "--peer-timeout", "1s", "--pair-wait", "500ms"}, args...)
+			"--peers", strings.Join(https, ","), "--peer-timeout", "1s", "--pair-wait", "500ms"}, args(i)...)
 		rs.procs = append(rs.procs, startMeshlensAt(t, https[i], a...))
 	}
 	return rs
@@ -74,6 +80,12 @@ func (p *meshlensProcess) kill(t *testing.T) {
 // serverSpans posts n server spans of one service version, one in errEvery
 // answering 500 (0: none), over OTLP/HTTP.
 func serverSpans(ctx context.Context, otlp, ns, service, version string, n, errEvery int) error {
+	return postSpans(ctx, http.DefaultClient, "http://"+otlp, ns, service, version, n, errEvery)
+}
+
+// postSpans is serverSpans to the OTLP/HTTP receiver at base (a URL) with
+// client (TLS).
+func postSpans(ctx context.Context, client *http.Client, base, ns, service, version string, n, errEvery int) error {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
 	attrs := rs.Resource().Attributes()
@@ -105,12 +117,12 @@ func serverSpans(ctx context.Context, otlp, ns, service, version string, n, errE
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+otlp+"/v1/traces", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/traces", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

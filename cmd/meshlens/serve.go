@@ -174,7 +174,7 @@ func loadServeConfig(args []string, stderr io.Writer) (serveConfig, error) {
 	if err := cfg.IstioMetrics.Validate(); err != nil {
 		return cfg, err
 	}
-	if err := cfg.Replicas.validate(cfg.HTTP, cfg.Collector.TLS.Enabled()); err != nil {
+	if err := cfg.Replicas.validate(cfg.HTTP, cfg.Collector.TLS); err != nil {
 		return cfg, err
 	}
 	if err := cfg.ProxyReceivers.resolve(cfg.Collector.ALS, cfg.Collector.OTLPGRPC, cfg.Replicas.Advertise); err != nil {
@@ -339,7 +339,12 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	// The live graphs of every replica, added up: what the API, the rollout
 	// judge and alert rules read (this replica's alone without --peers).
-	reps, err := newReplicas(cfg.Replicas, live, cluster, authz, logger, reg)
+	// The listeners' TLS, which replicas also read each other with.
+	tlsSrc, err := listenerTLS(cfg.Collector, logger)
+	if err != nil {
+		return err
+	}
+	reps, err := newReplicas(cfg.Replicas, live, cluster, authz, cfg.Collector.TLS, tlsSrc, cfg.Collector.TLSReload, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -351,7 +356,8 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	alerts, err := alerting.New(cfgStore, reps, rollouts, alerting.Options{ExternalURL: httpScheme(cfg.Collector.TLS) + "://" + cfg.HTTP}, logger, reg)
+	alerts, err := alerting.New(cfgStore, reps, rollouts, alerting.Options{ExternalURL: httpScheme(cfg.Collector.TLS) + "://" + cfg.HTTP,
+		Peers: alertPeers(cfg.Replicas, reps)}, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -384,10 +390,7 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	component(col.Run)
 	component(auditLog.Run)
-	tlsSrc, err := listenerTLS(cfg.Collector, logger, component)
-	if err != nil {
-		return err
-	}
+	watchTLS(component, tlsSrc, cfg.Collector)
 	component(func(ctx context.Context) error { return store.DefaultRetention().Run(ctx, st) })
 	component(func(ctx context.Context) error {
 		return xdsServer.Serve(ctx, cfg.XDS, xdsServerOptions(xdsServer, lm, cfg.Collector.Limits, tlsSrc)...)
