@@ -11,7 +11,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Alerts firing now, from meshlens' AlertRules (also pending ones) and from Alertmanager webhooks. */
+        /**
+         * Alerts firing now, from meshlens' AlertRules (also pending ones) and from Alertmanager webhooks.
+         * @description With several replicas (--peers, --peers-service) any replica answers for all of them: the rules' alerts of the
+         *     replica that evaluates the rules (only the leader does), and the Alertmanager alerts every replica received
+         *     (the webhook reaches whichever one the load balancer picks), each once. A replica that does not answer is
+         *     named in missing and the answer is partial; when it is the leader, the rules' alerts are absent.
+         */
         get: {
             parameters: {
                 query?: never;
@@ -47,6 +53,9 @@ export interface paths {
                                 state?: "pending" | "firing";
                                 value?: number;
                             }[];
+                            missing?: components["schemas"]["MissingReplica"][];
+                            /** @description With several replicas: some did not answer (see missing), their alerts may be absent. */
+                            partial?: boolean;
                         };
                     };
                 };
@@ -969,6 +978,115 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/replica/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This replica's own alerts and whether it evaluates the alert rules now: what the other replicas gather for GET /alerts.
+         * @description Served with --peers or --peers-service. The answer carries the header Meshlens-Instance.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description This replica's alerts. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description As in GET /alerts. */
+                            alerts: Record<string, unknown>[] | null;
+                            /** @description This replica runs the alert rules (the leader, or the one replica not started --follower). */
+                            evaluating: boolean;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/replica/series/{ns}/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This replica's own per-version sums of a service's inbound traffic, step by step: what the other replicas add up for GET /services/{ns}/{name} (source=live).
+         * @description The steps are whole buckets of the clock from the range and end given, the same on every replica. The answer carries the header Meshlens-Instance.
+         */
+        get: {
+            parameters: {
+                query: {
+                    /** @description End of the range in Unix nanoseconds. */
+                    end: number;
+                    /** @description About how many steps. */
+                    points: number;
+                    /** @example 1h */
+                    range: string;
+                };
+                header?: never;
+                path: {
+                    name: string;
+                    ns: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The sums. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * Format: date-time
+                             * @description Start of the first step.
+                             */
+                            start: string;
+                            /**
+                             * Format: int64
+                             * @description Step in nanoseconds.
+                             */
+                            step: number;
+                            /** @description Per version, one entry per step: that step's counts (Requests, Errors, Codes, Flags, Latency per bucket, ...), or null without traffic. */
+                            versions: {
+                                [key: string]: (Record<string, unknown> | null)[];
+                            };
+                        };
+                    };
+                };
+                400: components["responses"]["BadRequest"];
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/replica/traffic": {
         parameters: {
             query?: never;
@@ -1436,8 +1554,11 @@ export interface paths {
                         "application/json": {
                             /** Format: date-time */
                             end?: string;
+                            missing?: components["schemas"]["MissingReplica"][] | null;
                             name?: string;
                             namespace?: string;
+                            /** @description source=live with several replicas (--peers): some did not answer, their traffic is left out (see missing). */
+                            partial?: boolean;
                             range?: string;
                             source?: string;
                             step?: string;
