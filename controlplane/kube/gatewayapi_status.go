@@ -1,12 +1,14 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,8 +26,9 @@ const ControllerName = "meshlens.io/gateway-controller"
 // parentRef, what a Gateway API controller reports: Accepted (False when
 // meshlens refused the route, or the parent Gateway, listener or Service
 // does not take it) and ResolvedRefs (False when a backend Service does
-// not exist or is in another namespace). A Gateway's own status belongs to
-// its GatewayClass' controller and is not written.
+// not exist or is in another namespace), with events as for the other
+// kinds. A Gateway's own status belongs to its GatewayClass' controller
+// and is not written.
 func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs config.FieldErrors, warnings config.Warnings) {
 	if r.kind != config.KindHTTPRoute && r.kind != config.KindGRPCRoute {
 		return
@@ -39,8 +42,17 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 	if same {
 		return
 	}
+	obj := &corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name}
 	if len(errs) > 0 {
 		s.logger.Warn("kubernetes: route refused; the rest of the config is served", "object", key, "errors", summarize(errs))
+		s.recorder.Eventf(obj, corev1.EventTypeWarning, "Invalid", "meshlens refused %s: %s", key, summarize(errs))
+	}
+	for _, w := range warnings {
+		text := w.Message
+		if w.Field != "" {
+			text = w.Field + ": " + w.Message
+		}
+		s.recorder.Eventf(obj, corev1.EventTypeWarning, cmp.Or(config.CodeName(w.Code), w.Code), "%s %s", w.Code, text)
 	}
 	if err := s.patchRouteParents(ctx, r, errs, warnings); err != nil {
 		s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +148,19 @@ func TestKubectlAppliedGatewayAPIRoutesMoveXDSClients(t *testing.T) {
 			return nil
 		})
 	}
+
+	meshtest.Eventually(t, 20*time.Second, "a warning event on the GRPCRoute naming its missing parent", func() error {
+		evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=pricing,involvedObject.kind=GRPCRoute"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Type == corev1.EventTypeWarning && e.Reason == "ReferencedResourceNotFound" && strings.Contains(e.Message, `Referenced Service not found: "store/pricing"`) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no such event among %d", len(evs.Items))
+	})
 
 	// Deleting the route with kubectl returns the Service to its own
 	// endpoints: both versions, no canary rule.
