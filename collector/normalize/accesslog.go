@@ -90,6 +90,9 @@ func accessLogRecord(self mesh.Peer, lr plog.LogRecord, origin mesh.Origin, opts
 	if lr.Timestamp() == 0 {
 		rec.Time = lr.ObservedTimestamp().AsTime()
 	}
+	if rec.TraceID == "-" {
+		rec.TraceID = "" // Envoy's command operators write "-" for no value
+	}
 	if rec.TraceID == "" && !lr.TraceID().IsEmpty() {
 		rec.TraceID = lr.TraceID().String()
 	}

@@ -6,6 +6,9 @@
 package normalize
 
 import (
+	"math"
+	"strconv"
+
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/meshlens/meshlens/collector/accesslog"
@@ -136,6 +139,12 @@ func float(m pcommon.Map, k string) (float64, bool) {
 		return v.Double(), true
 	case pcommon.ValueTypeInt:
 		return float64(v.Int()), true
+	case pcommon.ValueTypeStr:
+		// Envoy's OpenTelemetry access logger writes every command
+		// operator as a string ("12"; "-" when it has no value).
+		if f, err := strconv.ParseFloat(v.Str(), 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) {
+			return f, true
+		}
 	}
 	return 0, false
 }
