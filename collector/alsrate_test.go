@@ -37,8 +37,11 @@ func TestALSStreamOverItsRateIsSlowedNotDropped(t *testing.T) {
 	if d := time.Since(start); d < 3500*time.Millisecond {
 		t.Errorf("500 entries at 100/s (burst 100) took %s, want about 4s", d)
 	}
-	if n := metricValue(t, h.reg, "meshlens_limit_exceeded_total"); n != 4 {
-		t.Errorf("rate bites counted: %v, want 4 (every message after the first)", n)
+	// Each message after the first waits for the bucket to refill, unless
+	// the machine was so busy that a second passed between two reads: so
+	// between one bite and four.
+	if n := metricValue(t, h.reg, "meshlens_limit_exceeded_total"); n < 1 || n > 4 {
+		t.Errorf("rate bites counted: %v, want 1 to 4 (about every message after the first)", n)
 	}
 	waitCount(t, h.store, "SELECT count() FROM "+h.store.Table("access_logs"), 500)
 }
