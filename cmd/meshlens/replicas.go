@@ -285,7 +285,14 @@ func acting(component func(func(context.Context) error), cfg replicaConfig, c *c
 				logger.Debug("follower: cannot read the rollouts' state", "err", err)
 				continue
 			}
-			_ = rollouts.Restore(ctx, states) // refused if this replica just became the leader
+			if rollouts.Restore(ctx, states) != nil {
+				continue // this replica just became the leader
+			}
+			// The meshlens provider's routes live in each replica's own
+			// config: the leader's weights are written here too.
+			if err := rollouts.FollowRoutes(ctx); err != nil {
+				logger.Warn("follower: cannot write the leader's rollout routes into this replica's config", "err", err)
+			}
 		}
 	})
 	return nil
