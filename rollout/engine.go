@@ -156,8 +156,17 @@ type Engine struct {
 	logger *slog.Logger
 	path   string
 
+	// mu serializes the engine's steps (Sync, Tick, Do, Restore,
+	// SetActing). A step writes the state file, the mirror and the routes
+	// in that order before the next one starts, so that a restart or a
+	// takeover finds the state that explains the routes: that I/O is done
+	// under mu on purpose. Nothing that only reads takes mu: Get, List and
+	// FindByVersion read view, which a step publishes as it changes state,
+	// so the API, the UI and alerting never wait for a slow disk, API
+	// server or Kubernetes status patch.
 	mu   sync.Mutex
 	runs map[string]*run // "ns/name"
+	view atomic.Pointer[map[string]Status]
 
 	transitions *prometheus.CounterVec
 	verdicts    *prometheus.CounterVec
@@ -232,7 +241,18 @@ func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, re
 			e.runs[st.Namespace+"/"+st.Name] = &run{st: st}
 		}
 	}
+	e.publishLocked()
 	return e, nil
+}
+
+// publishLocked makes the state in e.runs what readers see: copies, made
+// under e.mu before any I/O of the step that changed it.
+func (e *Engine) publishLocked() {
+	v := make(map[string]Status, len(e.runs))
+	for key, r := range e.runs {
+		v[key] = r.st.clone()
+	}
+	e.view.Store(&v)
 }
 
 type persisted struct {
@@ -280,6 +300,7 @@ func specHash(s *Spec) string {
 func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.publishLocked()
 	seen := map[string]bool{}
 	changed := false
 	for _, o := range sn.OfKind(Kind) {
@@ -632,6 +653,7 @@ func (e *Engine) record(r *run, en Entry) {
 // saveLocked writes all rollout state durably (temp file, fsync, rename),
 // and each rollout whose state changed to the mirror.
 func (e *Engine) saveLocked(ctx context.Context) {
+	e.publishLocked()
 	p := persisted{Rollouts: make([]Status, 0, len(e.runs))}
 	for _, r := range e.runs {
 		p.Rollouts = append(p.Rollouts, r.st)
@@ -697,6 +719,7 @@ func (e *Engine) Leader() string {
 func (e *Engine) Restore(ctx context.Context, states []Status) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.publishLocked()
 	if e.acting.Load() {
 		return errors.New("rollout engine: restore while acting")
 	}
@@ -751,6 +774,7 @@ func writeFileAtomic(path string, v any) error {
 func (e *Engine) Tick(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.publishLocked()
 	now := e.opts.Now()
 	for key, rel := range e.releases {
 		if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err == nil {
@@ -900,8 +924,10 @@ func (e *Engine) Do(ctx context.Context, ns, name string, ev Event, source, reas
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.publishLocked()
 	r := e.runs[key]
 	if r == nil || r.spec == nil {
+
 		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)
 	}
 	from := r.st.State
@@ -925,17 +951,15 @@ func (e *Engine) Rollback(ctx context.Context, ns, name, source, reason string) 
 // FindByVersion returns the rollouts of a service whose candidate version
 // (or subset) is version and that are not finished; version "" matches any.
 func (e *Engine) FindByVersion(ns, service, version string) []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	var out []string
-	for key, r := range e.runs {
-		if r.st.Namespace != ns || shortName(r.st.Service) != shortName(service) {
+	for key, st := range *e.view.Load() {
+		if st.Namespace != ns || shortName(st.Service) != shortName(service) {
 			continue
 		}
-		if version != "" && r.st.CandidateVersion != version && r.st.Candidate != version {
+		if version != "" && st.CandidateVersion != version && st.Candidate != version {
 			continue
 		}
-		if r.st.State.Terminal() {
+		if st.State.Terminal() {
 			continue
 		}
 		out = append(out, key)
@@ -946,22 +970,19 @@ func (e *Engine) FindByVersion(ns, service, version string) []string {
 
 // Get returns a copy of one rollout's status.
 func (e *Engine) Get(ns, name string) (Status, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r := e.runs[ns+"/"+name]
-	if r == nil {
+	st, ok := (*e.view.Load())[ns+"/"+name]
+	if !ok {
 		return Status{}, false
 	}
-	return r.st.clone(), true
+	return st.clone(), true
 }
 
 // List returns copies of every rollout's status without history.
 func (e *Engine) List() []Status {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make([]Status, 0, len(e.runs))
-	for _, r := range e.runs {
-		st := r.st.clone()
+	v := *e.view.Load()
+	out := make([]Status, 0, len(v))
+	for _, st := range v {
+		st := st.clone()
 		st.History = nil
 		out = append(out, st)
 	}
@@ -969,8 +990,11 @@ func (e *Engine) List() []Status {
 	return out
 }
 
+// clone copies what the engine changes in place: the readers' copy stays
+// as it was published.
 func (s Status) clone() Status {
 	s.History = append([]Entry(nil), s.History...)
 	s.Steps = append([]int32(nil), s.Steps...)
+	s.Conditions = append([]Condition(nil), s.Conditions...)
 	return s
 }
