@@ -3,29 +3,33 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
-	corev1 "k8s.io/api/core/v1"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/internal/kubetest"
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
-// reviewsWeights are the weights of the reviews subsets in the routes an
-// Envoy sidecar of ns gets from the xDS server at xdsAddr ("v1" -> 80).
-func reviewsWeights(xdsAddr, ns string) (map[string]uint32, error) {
+// subsetWeights are the weights of service's subsets v1 and v2 (port 9080)
+// in the routes an Envoy sidecar of ns gets from the xDS server at xdsAddr
+// ("v1" -> 80).
+func subsetWeights(xdsAddr, ns, service string) (map[string]uint32, error) {
 	routes, err := adsFetch(xdsAddr, ns, map[string]any{"app": "productpage"}, resource.RouteType)
 	if err != nil {
 		return nil, err
 	}
-	host := "reviews." + ns + ".svc.cluster.local"
+	host := service + "." + ns + ".svc.cluster.local"
 	out := map[string]uint32{}
 	for _, js := range routes {
 		var rc routev3.RouteConfiguration
@@ -51,8 +55,13 @@ func reviewsWeights(xdsAddr, ns string) (map[string]uint32, error) {
 // a Rollout's weights, written by the leader into its own config, reach the
 // proxies connected to the follower's xDS server too: the follower writes
 // the weights of the state the leader mirrors to the Rollout's status into
-// its own config. An Envoy-style ADS client (grpc-go) of the follower gets
-// routes with reviews v1 80 / v2 20 at the canary's first step.
+// its own config. Both replicas read the same config dir (echo's
+// ServiceEntry, WorkloadEntries of two loopback backends, subsets) and the
+// Rollout from the API server. At the canary's first step (10%) an
+// Envoy-style ADS client gets routes echo v1 90 / v2 10 from either
+// replica, and a proxyless grpc-go xDS client of the follower sends about
+// a tenth of its calls to v2 (without the rollout's routes they split
+// evenly between the two endpoints).
 func TestMeshlensProviderRolloutWeightsReachProxiesOfAFollower(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
@@ -61,25 +70,16 @@ func TestMeshlensProviderRolloutWeightsReachProxiesOfAFollower(t *testing.T) {
 	t.Cleanup(func() {
 		_ = c.Dynamic.Resource(rolloutGVR).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
 	})
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "reviews", Namespace: ns},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "reviews"}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080, TargetPort: intstr.FromInt32(9080)}}}}
-	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	// Subsets only: the rollout's VirtualService is meshlens' own.
-	if err := c.Apply(ctx, ns, []byte(`apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
-`)); err != nil {
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1").Port, meshtest.StartBackend(t, "v2", "v2").Port
+	configDir := t.TempDir()
+	mesh := strings.ReplaceAll(fmt.Sprintf(echoConfig, v1, v2), "shop", ns)
+	if err := os.WriteFile(filepath.Join(configDir, "echo.yaml"), []byte(mesh), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	xdsAddrs := []string{freeAddr(t), freeAddr(t)}
 	rs := startReplicasWith(t, 2, func(i int) []string {
 		return []string{"--kubeconfig", c.Kubeconfig, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s",
-			"--xds", xdsAddrs[i], "--traffic-provider", "meshlens", "--leader-elect", "--leader-elect-lease", ns + "/meshlens",
+			"--config-dir", configDir, "--xds", xdsAddrs[i], "--traffic-provider", "meshlens", "--leader-elect", "--leader-elect-lease", ns + "/meshlens",
 			"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "500ms"}
 	})
 	leader := rs.leader(t, 60*time.Second)
@@ -87,12 +87,12 @@ spec:
 
 	if err := c.Apply(ctx, ns, []byte(`apiVersion: meshlens.io/v1alpha1
 kind: Rollout
-metadata: {name: reviews}
+metadata: {name: echo}
 spec:
-  service: reviews
+  service: echo
   stable: v1
   candidate: v2
-  strategy: {canary: {steps: [20, 100], minDuration: 1h, minRequests: 1000000}}
+  strategy: {canary: {steps: [10, 100], minDuration: 1h, minRequests: 1000000}}
 `)); err != nil {
 		t.Fatal(err)
 	}
@@ -100,15 +100,37 @@ spec:
 		name string
 		i    int
 	}{{"leader", leader}, {"follower", follower}} {
-		meshtest.Eventually(t, 30*time.Second, "the "+r.name+"'s xDS routes reviews v1 80, v2 20", func() error {
-			w, err := reviewsWeights(xdsAddrs[r.i], ns)
+		meshtest.Eventually(t, 30*time.Second, "the "+r.name+"'s xDS routes echo v1 90, v2 10", func() error {
+			w, err := subsetWeights(xdsAddrs[r.i], ns, "echo")
 			if err != nil {
 				return err
 			}
-			if w["v1"] != 80 || w["v2"] != 20 {
+			if w["v1"] != 90 || w["v2"] != 10 {
 				return fmt.Errorf("weights %v", w)
 			}
 			return nil
 		})
+	}
+
+	boot, err := xds.GRPCBootstrap{ServerAddr: xdsAddrs[follower], NodeID: "sidecar~127.0.0.1~client." + ns + "~" + ns + ".svc.cluster.local",
+		Cluster: "client", Metadata: map[string]string{"NAMESPACE": ns}}.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := meshtest.XDSClient(t, boot, "echo."+ns+".svc.cluster.local:9080", nil)
+	got := map[string]int{}
+	for range 200 {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := client.UnaryCall(cctx, &testpb.SimpleRequest{})
+		cancel()
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		got[resp.GetHostname()]++
+	}
+	// 10% of 200: 20 expected, 5 standard deviations below 50 (an even split).
+	if got["v1"]+got["v2"] != 200 || got["v2"] < 3 || got["v2"] > 45 {
+		t.Errorf("calls through the follower went %v, want about 180 to v1 and 20 to v2", got)
 	}
 }
