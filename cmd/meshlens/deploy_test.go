@@ -554,7 +554,7 @@ func deployClusterRules(istio bool, providers ...string) []string {
 		add("networking.istio.io", []string{"destinationrules"}, "create")
 	}
 	if slices.Contains(providers, "gatewayAPI") {
-		add("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update")
+		add("gateway.networking.k8s.io", []string{"httproutes"}, "update") // get, list, watch: the config source's
 	}
 	add("meshlens.io", []string{"rollouts", "alertrules"}, "get", "list", "watch")
 	add("meshlens.io", []string{"rollouts/status", "alertrules/status"}, "patch")
