@@ -13,8 +13,11 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 CYCLONEDX_GOMOD := github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
 CYCLONEDX_NPM := @cyclonedx/cyclonedx-npm@6.0.1
 SBOM_DIR ?= bin/sbom
+# Fuzzing budget per target: `make fuzz` (FUZZTIME) and `make test` (FUZZTIME_SHORT).
+FUZZTIME ?= 30s
+FUZZTIME_SHORT ?= 3s
 
-.PHONY: deps-run all build ui run test test-go test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint sbom clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-fuzz test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint sbom clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -56,7 +59,7 @@ k8s-bins:
 	@scripts/k8s-bins.sh >/dev/null
 
 ## test: every test, against real ClickHouse, Kubernetes API server, Prometheus, Alertmanager, xDS peers and Chromium
-test: deps clickhouse k8s-bins test-go test-ui test-grafana test-e2e
+test: deps clickhouse k8s-bins test-go test-fuzz test-ui test-grafana test-e2e
 
 # The store and query tests run on one server and on the ClickHouse cluster,
 # started here once for all packages (and stopped after, unless it was
@@ -66,6 +69,11 @@ test-go:
 	dsn=$$(scripts/clickhouse-cluster.sh start) || exit 1; \
 	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) MESHLENS_TEST_CLICKHOUSE_CLUSTER=$$dsn $(GO) test -count=1 -timeout 25m ./...; rc=$$?; \
 	[ -n "$$running" ] || scripts/clickhouse-cluster.sh stop; exit $$rc
+
+# Plain `go test` (test-go) runs every fuzz target's seed corpus; this
+# fuzzes each for a short budget too.
+test-fuzz:
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) scripts/fuzz.sh $(FUZZTIME_SHORT)
 
 test-ui:
 	@if [ -f ui/web/package.json ]; then (cd ui/web && npm test --silent); fi
@@ -125,13 +133,9 @@ bench: deps clickhouse
 	@echo "== Kubernetes: 1,000 Services x 5 pods, 100 endpoint changes/s to connected xDS clients vs the same change through POST /api/v1/config"
 	$(GO) test -run '^$$' -bench RegistryEndpointChurn -benchtime 1x -timeout 60m ./controlplane/kube/
 
-## fuzz: a short run of every fuzz target
+## fuzz: every fuzz target (each `func Fuzz...`, found by scripts/fuzz.sh) for FUZZTIME each (make fuzz FUZZTIME=5m)
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
-	  done; \
-	done
+	MESHLENS_TEST_CLICKHOUSE=$(TEST_DSN) scripts/fuzz.sh $(FUZZTIME)
 
 ## sbom: CycloneDX SBOMs (JSON) of bin/meshlens, from the Go modules linked into it, and of the UI's npm packages
 sbom: build
