@@ -54,11 +54,11 @@ func fill(t *testing.T, dir, name string, leave int64) string {
 }
 
 // TestDiskFullRefusesUndoesTheFailedWriteAndRecovers fills the queue's
-// disk: Full refuses new data before the reserve is used up; a write that
-// fails for lack of room (another writer took it) is undone, so every
-// entry accepted before reads back intact, in order, and after a reopen;
-// a commit that cannot rewrite its segment is retried without losing
-// count; when room returns, appends go on.
+// disk at full speed: Full refuses new data before the reserve is used
+// up; a write that fails for lack of room (another writer took it) is
+// undone, so every entry accepted before reads back intact, in order, and
+// after a reopen; a commit that cannot rewrite its segment is retried
+// without losing count; when room returns, appends go on.
 func TestDiskFullRefusesUndoesTheFailedWriteAndRecovers(t *testing.T) {
 	disk := smallDisk(t, 32)
 	dir := filepath.Join(disk, "queue")
@@ -82,7 +82,11 @@ func TestDiskFullRefusesUndoesTheFailedWriteAndRecovers(t *testing.T) {
 		if accepted > 200 {
 			t.Fatal("a 32 MiB disk never filled up")
 		}
-		s.statAt = time.Time{} // ask the file system at every batch
+	}
+	// Appends between two looks at the file system count down its free
+	// space: a burst does not run past the reserve.
+	if free, _ := freeBytes(dir); free < DiskReserve-(512<<10) {
+		t.Errorf("%d KiB free once refusing, want about the reserve, %d KiB", free>>10, DiskReserve>>10)
 	}
 	if !s.DiskFull() {
 		t.Error("DiskFull is false on a full disk")

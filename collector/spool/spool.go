@@ -83,6 +83,9 @@ type Spool struct {
 	diskFull bool
 	free     int64
 	statAt   time.Time
+	// written is what Append wrote since statAt: free space is counted
+	// down by it between two looks, so a burst cannot run past the reserve.
+	written int64
 	// broken is set when a failed write could not be undone; nothing more
 	// is appended.
 	broken error
@@ -178,13 +181,13 @@ func (s *Spool) diskLocked() error {
 	if now := time.Now(); now.Sub(s.statAt) >= 100*time.Millisecond {
 		s.statAt = now
 		if free, err := freeBytes(s.dir); err == nil {
-			s.free = free
-			s.diskFull = free < DiskReserve
+			s.free, s.written = free, 0
+			s.diskFull = false
 		}
 	}
-	if s.diskFull {
+	if free := s.free - s.written; s.diskFull || free < DiskReserve {
 		return fmt.Errorf("%w: %d MiB free in %s, and meshlens keeps %d MiB for the %d MiB it has accepted and not yet written; new telemetry is refused until there is room; retry later",
-			ErrDiskFull, s.free>>20, s.dir, DiskReserve>>20, s.bytes>>20)
+			ErrDiskFull, max(free, 0)>>20, s.dir, DiskReserve>>20, s.bytes>>20)
 	}
 	return nil
 }
@@ -225,6 +228,7 @@ func (s *Spool) Append(b *Batch) error {
 		return fmt.Errorf("spool: write: %w", err)
 	}
 	s.last++
+	s.written += size
 	s.sizes = append(s.sizes, size)
 	s.bytes += size
 	select {
