@@ -215,15 +215,36 @@ type countedBody struct {
 	io.ReadCloser
 	once    sync.Once
 	onLimit func()
+	// onTimeout, when set, counts a body cut by the server's read timeout.
+	onTimeout func()
 }
 
 func (b *countedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		b.once.Do(b.onLimit)
+	case b.onTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		b.once.Do(b.onTimeout)
 	}
 	return n, err
+}
+
+// LimitBodyCountingTimeouts is LimitBody for a server whose connections
+// meshlens does not hold (the OTLP/HTTP receiver's, which the collector's
+// confighttp makes): a body the server's read timeout cuts is counted as
+// read_timeout from the handler, since Listener cannot wrap them. A
+// header not sent within the timeout is cut there without reaching a
+// handler, and is not counted.
+func (m *Metrics) LimitBodyCountingTimeouts(listener string, max int64, h http.Handler) http.Handler {
+	limited := m.LimitBody(listener, max, h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &countedBody{ReadCloser: r.Body, onLimit: func() {}, onTimeout: func() { m.Exceeded(listener, LimitReadTimeout) }}
+		}
+		limited.ServeHTTP(w, r)
+	})
 }
 
 // HTTPServer is an http.Server for h with l's header size and timeouts;

@@ -100,6 +100,25 @@ func TestListenerLimitsRefuseAndCountWhenTheyBite(t *testing.T) {
 	if n := limitBites(t, ml, "otlp_http", "body_bytes"); n != 1 {
 		t.Errorf("otlp_http body_bytes bites = %v, want 1", n)
 	}
+	// A slow OTLP/HTTP sender: the header, 10 bytes of a 1000-byte body,
+	// then nothing; cut by --http-read-timeout and counted.
+	oc, err := net.Dial("tcp", otlpHTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	if _, err := oc.Write([]byte("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_ = oc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(oc); err != nil {
+		t.Fatalf("the OTLP/HTTP server did not cut the slow body: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("slow OTLP/HTTP body cut after %s, want about 1s", d)
+	}
+	waitFor(t, "otlp_http read_timeout counted", 5*time.Second, func() bool { return limitBites(t, ml, "otlp_http", "read_timeout") == 1 })
 
 	// ALS.
 	ac, err := grpc.NewClient(als, grpc.WithTransportCredentials(insecure.NewCredentials()))
