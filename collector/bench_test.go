@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,6 +110,7 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
+	var pushedBack atomic.Int64
 	work := make(chan []byte, len(reqs))
 	for _, req := range reqs {
 		work <- req
@@ -126,12 +128,14 @@ func BenchmarkIngest(b *testing.B) {
 					if err == nil {
 						break
 					}
+					pushedBack.Add(1)
 					time.Sleep(10 * time.Millisecond) // pushed back: retry like an SDK
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	accepted := time.Since(start)
 	var got uint64
 	for got < uint64(spans) {
 		if err := h.store.Conn().QueryRow(context.Background(), "SELECT count() FROM "+h.store.Table("spans")).Scan(&got); err != nil {
@@ -148,8 +152,8 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(e2eRate, "spans/s")
 	b.ReportMetric(refRate, "ref-rows/s")
 	b.ReportMetric(e2eRate/refRate, "ratio")
-	b.Logf("OTLP end to end: %d spans in %v = %.0f spans/s; plain clickhouse-go insert of the same %d span rows (+%d records): %v = %.0f rows/s; ratio %.2f (target ≥ 0.8)",
-		spans, e2e.Round(time.Millisecond), e2eRate, rowsSpans, rowsRecs, refDur.Round(time.Millisecond), refRate, e2eRate/refRate)
+	b.Logf("OTLP end to end: %d spans in %v = %.0f spans/s (all accepted after %v, %d requests pushed back and retried); plain clickhouse-go insert of the same %d span rows (+%d records): %v = %.0f rows/s; ratio %.2f (target ≥ 0.8)",
+		spans, e2e.Round(time.Millisecond), e2eRate, accepted.Round(time.Millisecond), pushedBack.Load(), rowsSpans, rowsRecs, refDur.Round(time.Millisecond), refRate, e2eRate/refRate)
 }
 
 // encodedCodec sends messages that are already protobuf-encoded bytes and

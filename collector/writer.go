@@ -92,9 +92,15 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 }
 
+// takeStep is how many queue entries take reads at a time: few enough that
+// a backlog does not make one insert many times MaxRows (a memory spike the
+// memory limiter answers by refusing telemetry), enough to fill an insert
+// quickly.
+const takeStep = 8
+
 // take collects entries until MaxRows or the linger time.
 func (w *Writer) take(ctx context.Context) ([]spool.Entry, error) {
-	entries, err := w.Spool.Next(ctx, 256)
+	entries, err := w.Spool.Next(ctx, takeStep)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +108,7 @@ func (w *Writer) take(ctx context.Context) ([]spool.Entry, error) {
 	deadline := time.Now().Add(w.Linger)
 	for rows < w.MaxRows && time.Now().Before(deadline) {
 		lctx, cancel := context.WithDeadline(ctx, deadline)
-		more, err := w.Spool.Next(lctx, 256)
+		more, err := w.Spool.Next(lctx, takeStep)
 		cancel()
 		if err != nil {
 			break
