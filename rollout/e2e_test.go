@@ -164,9 +164,12 @@ func TestRestartMidRolloutResumesSameStepAndWeights(t *testing.T) {
 	r.startEngine()
 	l := r.startLoad(r.client(), 4, 5*time.Millisecond)
 	r.apply(canaryYAML("echo", "[30, 60, 100]", "600ms", 20, 20, ""))
-	meshtest.Eventually(t, 30*time.Second, "rollout reaches step 1", func() error {
-		if st := r.status("echo"); st.Step != 1 || st.State != Progressing {
-			return fmt.Errorf("%s step %d", st.State, st.Step)
+	// Readers see a step's new state before its routes are written, so wait
+	// for step 1's weights to be applied too: a stop in between would leave
+	// the restarted engine a push to finish (which it does, as it should).
+	meshtest.Eventually(t, 30*time.Second, "rollout reaches step 1 and applies its weights", func() error {
+		if st := r.status("echo"); st.Step != 1 || st.State != Progressing || st.Applied == nil || *st.Applied != st.Weights {
+			return fmt.Errorf("%s step %d weights %+v applied %+v", st.State, st.Step, st.Weights, st.Applied)
 		}
 		return nil
 	})
