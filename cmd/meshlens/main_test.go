@@ -226,7 +226,7 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--peers", "replica-a,replica-b:8080"}, `--peers "replica-a,replica-b:8080": want a comma-separated list of host:port`},
 		{[]string{"--peers-service", "meshlens-peers"}, `--peers-service "meshlens-peers": want NAMESPACE/NAME`},
 		{[]string{"--peer-timeout", "0s"}, "--peer-timeout 0s: want a positive duration"},
-		{[]string{"--peers", "10.0.0.1:8080", "--tls-cert", "cert.pem", "--tls-key", "key.pem"}, "replicas read each other over plain HTTP, not over TLS yet"},
+		{[]string{"--peer-ca", "ca.pem"}, "--peer-ca"},
 		{[]string{"--leader-elect", "--follower"}, "--follower is for replicas outside Kubernetes"},
 		{[]string{"--leader-elect", "--leader-elect-lease-duration", "5s"}, "--leader-elect-lease-duration 5s must be longer than --leader-elect-renew-deadline 10s"},
 		{[]string{"--leader-elect", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--leader-elect holds a Lease in Kubernetes: it needs the cluster"},

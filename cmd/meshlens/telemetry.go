@@ -28,14 +28,16 @@ func (c *proxyReceivers) registerFlags(fs *flag.FlagSet) {
 // listen on every address; when that is unspecified too, they stay empty.
 func (c *proxyReceivers) resolve(als, otlp, advertise string) error {
 	var err error
-	if c.ALS, err = proxyAddress("--proxy-als-address", c.ALS, als, advertise); err != nil {
+	if c.ALS, err = proxyAddress("--proxy-als-address", "--als", c.ALS, als, advertise); err != nil {
 		return err
 	}
-	c.OTLP, err = proxyAddress("--proxy-otlp-address", c.OTLP, otlp, advertise)
+	c.OTLP, err = proxyAddress("--proxy-otlp-address", "--otlp-grpc", c.OTLP, otlp, advertise)
 	return err
 }
 
-func proxyAddress(flagName, set, listen, advertise string) (string, error) {
+// proxyAddress is the address flagName says, else the one made from the
+// listen address of listenFlag.
+func proxyAddress(flagName, listenFlag, set, listen, advertise string) (string, error) {
 	if set != "" {
 		if _, _, err := net.SplitHostPort(set); err != nil {
 			return "", fmt.Errorf("%s %q: want host:port", flagName, set)
@@ -47,7 +49,7 @@ func proxyAddress(flagName, set, listen, advertise string) (string, error) {
 	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return "", fmt.Errorf("%s: the listen address %q is not host:port", flagName, listen)
+		return "", fmt.Errorf("%s %q: want host:port (%s is made from it unless given)", listenFlag, listen, flagName)
 	}
 	if unspecified(host) {
 		ahost, _, err := net.SplitHostPort(advertise)
