@@ -86,6 +86,19 @@ var serial int64 = 100
 // issue writes NAME.pem and NAME-key.pem: a certificate for the server
 // (loopback SANs) or a client (the SPIFFE URI given).
 func (ca *testCA) issue(name, cn, spiffe string) (certFile, keyFile string) {
+	tmpl := &x509.Certificate{Subject: pkix.Name{CommonName: cn}}
+	if spiffe == "" {
+		tmpl.IPAddresses, tmpl.DNSNames = []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}
+	} else {
+		u, _ := url.Parse(spiffe)
+		tmpl.URIs = []*url.URL{u}
+	}
+	return ca.sign(name, tmpl)
+}
+
+// sign completes tmpl (serial, a day's validity, server and client use),
+// signs it with a new key and writes NAME.pem and NAME-key.pem.
+func (ca *testCA) sign(name string, tmpl *x509.Certificate) (certFile, keyFile string) {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -93,15 +106,10 @@ func (ca *testCA) issue(name, cn, spiffe string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
-	if spiffe == "" {
-		tmpl.IPAddresses, tmpl.DNSNames = []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"}
-	} else {
-		u, _ := url.Parse(spiffe)
-		tmpl.URIs = []*url.URL{u}
-	}
+	tmpl.SerialNumber = big.NewInt(serial)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)

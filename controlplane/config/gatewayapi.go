@@ -442,15 +442,7 @@ func (v *istioValidator) httpRouteAPI(o *Object) []FieldError {
 			backendRef(o, b.BackendObjectReference, bp, fe)
 			weight(b.Weight, bp, fe)
 			for k, f := range b.Filters {
-				fp := indexPath(joinPath(bp, "filters"), k)
-				switch f.Type {
-				case gatewayv1.HTTPRouteFilterRequestHeaderModifier:
-					headerFilter(f.RequestHeaderModifier, joinPath(fp, "requestHeaderModifier"), fe)
-				case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
-					headerFilter(f.ResponseHeaderModifier, joinPath(fp, "responseHeaderModifier"), fe)
-				default:
-					fe.add(joinPath(fp, "type"), "filter type %s is not supported on a backendRef by meshlens: use RequestHeaderModifier or ResponseHeaderModifier (or put it on the rule)", f.Type)
-				}
+				backendRefFilter(indexPath(joinPath(bp, "filters"), k), string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier, " (or put it on the rule)", fe)
 			}
 		}
 		if t := r.Timeouts; t != nil {
@@ -651,15 +643,7 @@ func (v *istioValidator) grpcRouteAPI(o *Object) []FieldError {
 			backendRef(o, b.BackendObjectReference, bp, fe)
 			weight(b.Weight, bp, fe)
 			for k, f := range b.Filters {
-				fp := indexPath(joinPath(bp, "filters"), k)
-				switch f.Type {
-				case gatewayv1.GRPCRouteFilterRequestHeaderModifier:
-					headerFilter(f.RequestHeaderModifier, joinPath(fp, "requestHeaderModifier"), fe)
-				case gatewayv1.GRPCRouteFilterResponseHeaderModifier:
-					headerFilter(f.ResponseHeaderModifier, joinPath(fp, "responseHeaderModifier"), fe)
-				default:
-					fe.add(joinPath(fp, "type"), "filter type %s is not supported on a backendRef by meshlens: use RequestHeaderModifier or ResponseHeaderModifier", f.Type)
-				}
+				backendRefFilter(indexPath(joinPath(bp, "filters"), k), string(f.Type), f.RequestHeaderModifier, f.ResponseHeaderModifier, "", fe)
 			}
 		}
 		if r.SessionPersistence != nil {
@@ -667,4 +651,18 @@ func (v *istioValidator) grpcRouteAPI(o *Object) []FieldError {
 		}
 	}
 	return fe.errs
+}
+
+// backendRefFilter checks one filter of an HTTPRoute's or GRPCRoute's
+// backendRef: both kinds allow the two header modifiers there (their type
+// names are the same strings), and meshlens nothing else.
+func backendRefFilter(fp, typ string, req, resp *gatewayv1.HTTPHeaderFilter, hint string, fe *fieldErrs) {
+	switch typ {
+	case string(gatewayv1.HTTPRouteFilterRequestHeaderModifier):
+		headerFilter(req, joinPath(fp, "requestHeaderModifier"), fe)
+	case string(gatewayv1.HTTPRouteFilterResponseHeaderModifier):
+		headerFilter(resp, joinPath(fp, "responseHeaderModifier"), fe)
+	default:
+		fe.add(joinPath(fp, "type"), "filter type %s is not supported on a backendRef by meshlens: use RequestHeaderModifier or ResponseHeaderModifier%s", typ, hint)
+	}
 }
