@@ -76,24 +76,23 @@ func (a *acked) counts() (ok, sent int, errs string) {
 	return len(a.ok), len(a.sent), fmt.Sprint(a.errs)
 }
 
-// otlpSender exports server spans over OTLP/gRPC, spansPerCall per call,
-// one call after another, never retrying: a span is acknowledged when its
-// call returned OK. Span ids are hex of a counter.
-type otlpSender struct {
+// sender calls send one call after another until stopped, never retrying:
+// the keys a call returns are acknowledged when it returned OK.
+type sender struct {
 	*acked
 	stop chan struct{}
 	done chan struct{}
 }
 
-func startOTLPSender(t *testing.T, addr string, spansPerCall int, pause time.Duration) *otlpSender {
+// startSender dials addr and runs send with the connection until Stop,
+// pausing after each call (100 ms after a failed one).
+func startSender(t *testing.T, addr string, pause time.Duration, send func(conn *grpc.ClientConn) ([]string, error)) *sender {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &otlpSender{acked: newAcked(), stop: make(chan struct{}), done: make(chan struct{})}
-	client := ptraceotlp.NewGRPCClient(conn)
-	var seq uint64 = rand.Uint64() >> 16 // ids of their own per test
+	s := &sender{acked: newAcked(), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		defer conn.Close()
@@ -103,10 +102,7 @@ func startOTLPSender(t *testing.T, addr string, spansPerCall int, pause time.Dur
 				return
 			default:
 			}
-			td, keys := faultSpans(&seq, spansPerCall)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err := client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
-			cancel()
+			keys, err := send(conn)
 			s.add(keys, err)
 			if err != nil {
 				time.Sleep(100 * time.Millisecond)
@@ -120,13 +116,28 @@ func startOTLPSender(t *testing.T, addr string, spansPerCall int, pause time.Dur
 }
 
 // Stop stops sending; the call in flight finishes first.
-func (s *otlpSender) Stop() {
+func (s *sender) Stop() {
 	select {
 	case <-s.stop:
 	default:
 		close(s.stop)
 	}
 	<-s.done
+}
+
+// startOTLPSender exports server spans over OTLP/gRPC, spansPerCall per
+// call: a span is acknowledged when its call returned OK. Span ids are hex
+// of a counter.
+func startOTLPSender(t *testing.T, addr string, spansPerCall int, pause time.Duration) *sender {
+	t.Helper()
+	var seq uint64 = rand.Uint64() >> 16 // ids of their own per test
+	return startSender(t, addr, pause, func(conn *grpc.ClientConn) ([]string, error) {
+		td, keys := faultSpans(&seq, spansPerCall)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := ptraceotlp.NewGRPCClient(conn).Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
+		return keys, err
+	})
 }
 
 // faultSpans is n server spans of the service "faults", each its own
@@ -159,81 +170,41 @@ func faultSpans(seq *uint64, n int) (ptrace.Traces, []string) {
 	return td, keys
 }
 
-// alsSender sends Envoy access logs over ALS in short streams of msgs
+// startALSSender sends Envoy access logs over ALS in short streams of msgs
 // messages of perMsg entries; the entries of a stream are acknowledged
 // when the stream closes with OK. An entry's key is its request path.
-type alsSender struct {
-	*acked
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startALSSender(t *testing.T, addr string, msgs, perMsg int, pause time.Duration) *alsSender {
+func startALSSender(t *testing.T, addr string, msgs, perMsg int, pause time.Duration) *sender {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &alsSender{acked: newAcked(), stop: make(chan struct{}), done: make(chan struct{})}
-	client := alsv3.NewAccessLogServiceClient(conn)
 	prefix := fmt.Sprintf("/fault-als/%x/", rand.Uint32())
 	var seq int
-	go func() {
-		defer close(s.done)
-		defer conn.Close()
-		for {
-			select {
-			case <-s.stop:
-				return
-			default:
+	return startSender(t, addr, pause, func(conn *grpc.ClientConn) ([]string, error) {
+		var keys []string
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		stream, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for m := range msgs {
+			msg := &alsv3.StreamAccessLogsMessage{}
+			if m == 0 {
+				msg.Identifier = &alsv3.StreamAccessLogsMessage_Identifier{Node: faultNode(), LogName: "faults"}
 			}
-			var keys []string
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := func() error {
-				stream, err := client.StreamAccessLogs(ctx)
-				if err != nil {
-					return err
-				}
-				for m := range msgs {
-					msg := &alsv3.StreamAccessLogsMessage{}
-					if m == 0 {
-						msg.Identifier = &alsv3.StreamAccessLogsMessage_Identifier{Node: faultNode(), LogName: "faults"}
-					}
-					var entries []*datav3.HTTPAccessLogEntry
-					for range perMsg {
-						seq++
-						path := prefix + fmt.Sprint(seq)
-						keys = append(keys, path)
-						entries = append(entries, alsEntry(path))
-					}
-					msg.LogEntries = &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: entries}}
-					if err := stream.Send(msg); err != nil {
-						break // CloseAndRecv says why
-					}
-				}
-				_, err = stream.CloseAndRecv()
-				return err
-			}()
-			cancel()
-			s.add(keys, err)
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-			} else if pause > 0 {
-				time.Sleep(pause)
+			var entries []*datav3.HTTPAccessLogEntry
+			for range perMsg {
+				seq++
+				path := prefix + fmt.Sprint(seq)
+				keys = append(keys, path)
+				entries = append(entries, alsEntry(path))
+			}
+			msg.LogEntries = &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{LogEntry: entries}}
+			if err := stream.Send(msg); err != nil {
+				break // CloseAndRecv says why
 			}
 		}
-	}()
-	t.Cleanup(s.Stop)
-	return s
-}
-
-func (s *alsSender) Stop() {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
-	<-s.done
+		_, err = stream.CloseAndRecv()
+		return keys, err
+	})
 }
 
 func faultNode() *corev3.Node {
