@@ -182,7 +182,8 @@ func decodeBatch(data []byte) (*Batch, error) {
 	if data[1] != formatVersion {
 		return nil, fmt.Errorf("%w: format version %d, this meshlens reads %d", errCorrupt, data[1], formatVersion)
 	}
-	d := decoder{s: unsafe.String(unsafe.SliceData(data[2:]), len(data)-2)}
+	rest := data[2:]
+	d := decoder{b: rest, s: unsafe.String(unsafe.SliceData(rest), len(rest))}
 	nRecs, nSpans, nPoints, nLogs := d.count(), d.count(), d.count(), d.count()
 	b := &Batch{}
 	if nRecs > 0 {
@@ -271,42 +272,43 @@ func decodeBatch(data []byte) (*Batch, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	if len(d.s) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last row", errCorrupt, len(d.s))
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last row", errCorrupt, len(d.b))
 	}
 	return b, nil
 }
 
-// decoder reads what encoder wrote. The first error sticks: later reads
-// return zero values, and decodeBatch reports it once at the end.
+// decoder reads what encoder wrote. b and s are the same bytes left to
+// read, s as a string that strings are sliced from. The first error
+// sticks: later reads return zero values, and decodeBatch reports it once
+// at the end.
 type decoder struct {
-	s    string // what is left to read
+	b    []byte
+	s    string
 	dict []string
 	err  error
 }
 
+// skip moves past n bytes read.
+func (d *decoder) skip(n int) {
+	d.b, d.s = d.b[n:], d.s[n:]
+}
+
 func (d *decoder) fail(what string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: bad %s with %d bytes left", errCorrupt, what, len(d.s))
+		d.err = fmt.Errorf("%w: bad %s with %d bytes left", errCorrupt, what, len(d.b))
 	}
-	d.s = ""
+	d.skip(len(d.b))
 }
 
 func (d *decoder) uvarint() uint64 {
-	var v uint64
-	for i := 0; i < len(d.s) && i < binary.MaxVarintLen64; i++ {
-		c := d.s[i]
-		if c < 0x80 {
-			if i == binary.MaxVarintLen64-1 && c > 1 {
-				break
-			}
-			d.s = d.s[i+1:]
-			return v | uint64(c)<<(7*i)
-		}
-		v |= uint64(c&0x7f) << (7 * i)
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
 	}
-	d.fail("varint")
-	return 0
+	d.skip(n)
+	return v
 }
 
 func (d *decoder) varint() int64 {
@@ -322,7 +324,7 @@ func (d *decoder) varint() int64 {
 // bytes left means the entry is corrupt, not that much should be allocated.
 func (d *decoder) count() int {
 	n := d.uvarint()
-	if n > uint64(len(d.s)) {
+	if n > uint64(len(d.b)) {
 		d.fail("count")
 		return 0
 	}
@@ -330,23 +332,22 @@ func (d *decoder) count() int {
 }
 
 func (d *decoder) float() float64 {
-	if len(d.s) < 8 {
+	if len(d.b) < 8 {
 		d.fail("float")
 		return 0
 	}
-	v := uint64(d.s[0]) | uint64(d.s[1])<<8 | uint64(d.s[2])<<16 | uint64(d.s[3])<<24 |
-		uint64(d.s[4])<<32 | uint64(d.s[5])<<40 | uint64(d.s[6])<<48 | uint64(d.s[7])<<56
-	d.s = d.s[8:]
+	v := binary.LittleEndian.Uint64(d.b)
+	d.skip(8)
 	return math.Float64frombits(v)
 }
 
 func (d *decoder) bool() bool {
-	if len(d.s) < 1 || d.s[0] > 1 {
+	if len(d.b) < 1 || d.b[0] > 1 {
 		d.fail("bool")
 		return false
 	}
-	v := d.s[0] == 1
-	d.s = d.s[1:]
+	v := d.b[0] == 1
+	d.skip(1)
 	return v
 }
 
@@ -360,12 +361,12 @@ func (d *decoder) time() time.Time {
 
 func (d *decoder) raw() string {
 	n := d.uvarint()
-	if n > uint64(len(d.s)) {
+	if n > uint64(len(d.b)) {
 		d.fail("string length")
 		return ""
 	}
 	v := d.s[:n]
-	d.s = d.s[n:]
+	d.skip(int(n))
 	return v
 }
 
