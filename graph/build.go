@@ -111,6 +111,7 @@ type Graph struct {
 	byID  map[string]*Node
 	byGID []*Node // by gonum node id
 	g     *adjacency
+	enc   encoded // JSON, once
 }
 
 // MissingReplica is a meshlens replica left out of a merged live read, and why.

@@ -175,7 +175,7 @@ func (a *handlers) getGraph(c echo.Context) error {
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return c.JSON(http.StatusOK, a.labeled(g))
+	return a.writeGraph(c, g)
 }
 
 func pathParam(c echo.Context, name string) string {

@@ -1,8 +1,16 @@
 package query
 
 import (
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/jsonappend"
 )
 
 // labeledGraph is a graph with the Kubernetes labels of its nodes, for the
@@ -16,26 +24,73 @@ type labeledGraph struct {
 // labeled adds the registry's labels to g; g itself is left alone, as other
 // readers of the same live snapshot share it.
 func (a *handlers) labeled(g *graph.Graph) any {
+	if labels := a.nodeLabels(g); labels != nil {
+		return labeledGraph{Graph: g, NodeLabels: labels}
+	}
+	return g
+}
+
+// nodeLabels are the registry's labels of g's nodes, by node id; nil
+// without a registry or when it knows none of them.
+func (a *handlers) nodeLabels(g *graph.Graph) map[string]map[string]string {
 	if a.Registry == nil {
-		return g
+		return nil
 	}
 	reg := a.Registry()
 	if reg == nil {
-		return g
+		return nil
 	}
-	out := labeledGraph{Graph: g}
+	var out map[string]map[string]string
 	for _, n := range g.Nodes {
 		if n.Unknown {
 			continue
 		}
 		if l := reg.NodeLabels(n.Namespace, n.Service, n.Version, n.Workload); len(l) > 0 {
-			if out.NodeLabels == nil {
-				out.NodeLabels = map[string]map[string]string{}
+			if out == nil {
+				out = map[string]map[string]string{}
 			}
-			out.NodeLabels[n.ID] = l
+			out[n.ID] = l
 		}
 	}
 	return out
+}
+
+// writeGraph answers g as c.JSON(200, a.labeled(g)) would, byte for byte,
+// from the graph's own encoder (graph.Graph.JSON: no reflection, written
+// once per shared live graph); the labels, which change with the registry,
+// are appended as the last field. ?pretty (and echo's debug mode) indent,
+// through c.JSON.
+func (a *handlers) writeGraph(c echo.Context, g *graph.Graph) error {
+	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
+		return c.JSON(http.StatusOK, a.labeled(g))
+	}
+	body, err := g.JSON()
+	if err != nil {
+		return c.JSON(http.StatusInternalServerError, apiError{Error: err.Error()})
+	}
+	var tail []byte
+	if labels := a.nodeLabels(g); labels != nil {
+		tail = append(tail, `,"nodeLabels":{`...)
+		keys := slices.Sorted(maps.Keys(labels))
+		for i, id := range keys {
+			if i > 0 {
+				tail = append(tail, ',')
+			}
+			tail = jsonappend.StringMap(jsonappend.Key(tail, id), labels[id])
+		}
+		tail = append(tail, "}}"...) // the labels', then the graph's own
+		body = body[:len(body)-1]    // without the graph's closing brace
+	}
+	tail = append(tail, '\n') // as json.Encoder ends every value
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(body)+len(tail)))
+	c.Response().WriteHeader(http.StatusOK)
+	if _, err := c.Response().Write(body); err != nil {
+		return err
+	}
+	_, err = c.Response().Write(tail)
+	return err
 }
 
 // RegistrySnapshot returns the service registry's current snapshot, nil

@@ -1,7 +1,11 @@
 package query
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -79,5 +83,48 @@ func TestGraphNodesCarryTheirPodsLabels(t *testing.T) {
 		if len(g.Nodes) < 4 {
 			t.Errorf("view %s: %d nodes, want the whole graph", c.view, len(g.Nodes))
 		}
+	}
+
+	// The answer, written by the graph's own encoder with the labels
+	// appended, is byte for byte what echo's c.JSON (encoding/json) writes
+	// for the same graph and labels; ?pretty still indents.
+	for _, view := range []string{"version", "service"} {
+		resp, err := http.Get(srv.URL + "/api/v1/graph?view=" + view)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("view %s: Content-Type %q", view, ct)
+		}
+		g, err := live.Graph(5*time.Minute, graph.Options{View: graph.View(view), Source: "live", Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &handlers{Deps: Deps{Registry: func() *registry.Snapshot { return reg }}}
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(h.labeled(g)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(want.Bytes(), []byte(`"nodeLabels":{`)) {
+			t.Fatalf("view %s: no labels to compare", view)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("view %s: answer differs from encoding/json's:\n got %.300s\nwant %.300s", view, got, want.Bytes())
+		}
+	}
+	var pretty bytes.Buffer
+	resp, err := http.Get(srv.URL + "/api/v1/graph?view=version&pretty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(&pretty, resp.Body)
+	resp.Body.Close()
+	if !bytes.HasPrefix(pretty.Bytes(), []byte("{\n  \"view\": \"version\"")) {
+		t.Errorf("?pretty: %.60q", pretty.Bytes())
 	}
 }
