@@ -137,7 +137,12 @@ type Entry struct {
 	Message string   `json:"message,omitempty"`
 }
 
+// run is one rollout. Its fields are owned by whoever holds step: the
+// engine's steps of one rollout never interleave, while steps of different
+// rollouts run side by side.
 type run struct {
+	key        string        // "ns/name"
+	step       chan struct{} // holds a token while a step of this rollout runs
 	st         Status
 	spec       *Spec
 	traffic    Traffic // nil: the provider is not available (state refused)
@@ -156,17 +161,38 @@ type Engine struct {
 	logger *slog.Logger
 	path   string
 
-	// mu serializes the engine's steps (Sync, Tick, Do, Restore,
-	// SetActing). A step writes the state file, the mirror and the routes
-	// in that order before the next one starts, so that a restart or a
-	// takeover finds the state that explains the routes: that I/O is done
-	// under mu on purpose. Nothing that only reads takes mu: Get, List and
-	// FindByVersion read view, which a step publishes as it changes state,
-	// so the API, the UI and alerting never wait for a slow disk, API
-	// server or Kubernetes status patch.
+	// mu guards the engine's in-memory state only (runs, view, seq,
+	// latest, syncing, releases, mirrored, unappliedBy) and is never held
+	// across disk or network I/O. A step of one rollout (a transition, a
+	// push, a verdict) holds that rollout's run.step instead: it writes the
+	// state file, the mirror and the routes in that order before the
+	// rollout's next step starts, so that a restart or a takeover finds the
+	// state that explains the routes, while other rollouts' steps, Get,
+	// List and FindByVersion go on. Readers read view, which a step
+	// publishes as it changes state.
 	mu   sync.Mutex
 	runs map[string]*run // "ns/name"
 	view atomic.Pointer[map[string]Status]
+	// seq counts publications of view; saved (under saveMu) is the seq of
+	// the view last written to the state file. saveMu orders the writes of
+	// that one file; a step whose change a later write already holds does
+	// not write it again.
+	seq    uint64
+	saveMu sync.Mutex
+	saved  uint64
+	// latest is the last snapshot Sync was given; syncing names the
+	// rollouts with a Sync step waiting to take it (Run's Syncs of one
+	// rollout coalesce while it is busy).
+	latest  *config.Snapshot
+	syncing map[string]bool
+	// unappliedBy says, by rollout, whether its routes lag its state (the
+	// unapplied gauge counts them).
+	unappliedBy map[string]bool
+	// steps are the steps Run started without waiting; releasing holds a
+	// token while the releases of deleted rollouts are retried.
+	steps     sync.WaitGroup
+	releasing chan struct{}
+	releaseID uint64
 
 	transitions *prometheus.CounterVec
 	verdicts    *prometheus.CounterVec
@@ -186,6 +212,7 @@ type Engine struct {
 }
 
 type release struct {
+	id       uint64
 	traffic  Traffic
 	target   Target
 	prev     *Weights
@@ -215,6 +242,7 @@ func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, re
 		unapplied: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_rollout_routes_unapplied",
 			Help: "Rollouts whose routes are not yet written as their state says (a rollback waiting for the API server counts here)."}),
 		releases: map[string]release{}, mirrored: map[string]string{},
+		syncing: map[string]bool{}, unappliedBy: map[string]bool{}, releasing: make(chan struct{}, 1),
 	}
 	e.acting.Store(true)
 	if reg != nil {
@@ -238,21 +266,120 @@ func New(store *config.Store, stats Stats, opts Options, logger *slog.Logger, re
 			return nil, fmt.Errorf("rollout engine: %s is corrupt: %w", e.path, err)
 		}
 		for _, st := range p.Rollouts {
-			e.runs[st.Namespace+"/"+st.Name] = &run{st: st}
+			key := st.Namespace + "/" + st.Name
+			e.runs[key] = newRun(key)
+			e.runs[key].st = st
 		}
 	}
-	e.publishLocked()
-	return e, nil
-}
-
-// publishLocked makes the state in e.runs what readers see: copies, made
-// under e.mu before any I/O of the step that changed it.
-func (e *Engine) publishLocked() {
 	v := make(map[string]Status, len(e.runs))
 	for key, r := range e.runs {
 		v[key] = r.st.clone()
 	}
 	e.view.Store(&v)
+	return e, nil
+}
+
+func newRun(key string) *run {
+	return &run{key: key, step: make(chan struct{}, 1)}
+}
+
+// lock waits for the rollout's step in progress, if any, to end.
+func (r *run) lock(ctx context.Context) error {
+	select {
+	case r.step <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("rollout %s: waiting for its step in progress: %w", r.key, ctx.Err())
+	}
+}
+
+func (r *run) tryLock() bool {
+	select {
+	case r.step <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *run) unlock() { <-r.step }
+
+// acquire locks the run of key (nil when there is none). Called without
+// e.mu: a step holds its run's lock and takes e.mu, never the reverse.
+func (e *Engine) acquire(ctx context.Context, key string) (*run, error) {
+	for range 100 { // the run is replaced only when its rollout is deleted
+		e.mu.Lock()
+		r := e.runs[key]
+		e.mu.Unlock()
+		if r == nil {
+			return nil, nil
+		}
+		if err := r.lock(ctx); err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		same := e.runs[key] == r
+		e.mu.Unlock()
+		if same {
+			return r, nil
+		}
+		r.unlock()
+	}
+	return nil, fmt.Errorf("rollout %s: deleted and created again too often to act on", key)
+}
+
+// publish makes r's state what readers see: a copy, made by the step that
+// changed it (which holds r.step) before any I/O that follows. It returns
+// the publication's seq.
+func (e *Engine) publish(r *run) uint64 {
+	st := r.st.clone()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := *e.view.Load()
+	v := make(map[string]Status, len(old)+1)
+	for k, s := range old {
+		v[k] = s
+	}
+	if e.runs[r.key] == r {
+		v[r.key] = st
+	} else {
+		delete(v, r.key)
+	}
+	e.view.Store(&v)
+	e.seq++
+	return e.seq
+}
+
+// remove forgets a deleted rollout (whose step holds r.step).
+func (e *Engine) remove(r *run) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runs[r.key] == r {
+		delete(e.runs, r.key)
+	}
+	delete(e.mirrored, r.key)
+	delete(e.unappliedBy, r.key)
+	e.setUnappliedLocked()
+	old := *e.view.Load()
+	v := make(map[string]Status, len(old))
+	for k, s := range old {
+		if k != r.key {
+			v[k] = s
+		}
+	}
+	e.view.Store(&v)
+	e.seq++
+	return e.seq
+}
+
+func (e *Engine) setUnappliedLocked() {
+	n := 0
+	for _, u := range e.unappliedBy {
+		if u {
+			n++
+		}
+	}
+	e.unapplied.Set(float64(n))
 }
 
 type persisted struct {
@@ -261,7 +388,10 @@ type persisted struct {
 
 // Run drives the rollouts until ctx ends: it follows Rollout objects as
 // they are applied and judges active rollouts.
+// Each rollout's steps run on their own: one rollout waiting for a slow API
+// server or disk holds up neither the loop nor the other rollouts.
 func (e *Engine) Run(ctx context.Context) error {
+	defer e.steps.Wait()
 	snaps := e.store.Watch(ctx)
 	t := time.NewTicker(e.opts.Tick)
 	defer t.Stop()
@@ -273,9 +403,9 @@ func (e *Engine) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			e.Sync(ctx, sn)
+			e.sync(ctx, sn, true)
 		case <-t.C:
-			e.Tick(ctx)
+			e.tick(ctx)
 		}
 	}
 }
@@ -291,96 +421,174 @@ func specHash(s *Spec) string {
 	return hex.EncodeToString(h[:8])
 }
 
-// Sync takes on new and changed Rollout objects and forgets deleted ones.
+// Sync takes on new and changed Rollout objects and forgets deleted ones,
+// and returns when every rollout has taken sn (or ctx ends).
 // A changed service, version or strategy starts the rollout over; a changed
 // analysis does not.
 // A rollout loaded from disk whose spec is unchanged keeps its state, step
 // and weights; its routes are re-applied only if the store lacks them
 // (an identical apply is no change and pushes nothing).
 func (e *Engine) Sync(ctx context.Context, sn *config.Snapshot) {
+	e.sync(ctx, sn, false).Wait()
+}
+
+// sync starts a step for every rollout of sn or of the engine that takes
+// the latest snapshot. With coalesce, a rollout that already has such a
+// step waiting (it is busy) gets no second one.
+func (e *Engine) sync(ctx context.Context, sn *config.Snapshot, coalesce bool) *sync.WaitGroup {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer e.publishLocked()
-	seen := map[string]bool{}
-	changed := false
+	e.latest = sn
+	keys := map[string]bool{}
 	for _, o := range sn.OfKind(Kind) {
-		spec, ok := o.Spec.(*Spec)
-		if !ok {
+		if _, ok := o.Spec.(*Spec); ok {
+			keys[o.Meta.Namespace+"/"+o.Meta.Name] = true
+		}
+	}
+	for key := range e.runs {
+		keys[key] = true
+	}
+	var start []string
+	for key := range keys {
+		if coalesce && e.syncing[key] {
 			continue
 		}
-		key := o.Meta.Namespace + "/" + o.Meta.Name
-		seen[key] = true
-		h := specHash(spec)
+		e.syncing[key] = true
+		start = append(start, key)
+	}
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, key := range start {
+		wg.Add(1)
+		e.steps.Add(1)
+		go func() {
+			defer e.steps.Done()
+			defer wg.Done()
+			e.syncKey(ctx, key)
+		}()
+	}
+	return &wg
+}
+
+// syncKey is the step that makes one rollout follow the latest snapshot.
+func (e *Engine) syncKey(ctx context.Context, key string) {
+	for range 100 { // the run is replaced only when its rollout is deleted
+		e.mu.Lock()
 		r := e.runs[key]
-		if r != nil && r.st.SpecHash == h {
-			if r.spec == nil { // loaded from disk: resume
-				r.spec = spec
-				r.traffic, _, _ = e.providerOf(spec)
-				e.logger.Info("rollout resumed", "rollout", key, "state", r.st.State, "step", r.st.Step, "weights", r.st.Weights)
-				if r.st.State != Failed && r.st.State != Refused && !r.st.RoutesEdited {
-					e.reconcile(ctx, r)
-				}
-			} else if !reflect.DeepEqual(r.spec.Analysis, spec.Analysis) {
-				r.spec = spec
-				e.logger.Info("rollout analysis changed; the rollout goes on at its step", "rollout", key, "step", r.st.Step)
+		if r == nil {
+			if specOf(e.latest, key) == nil {
+				delete(e.syncing, key)
+				e.mu.Unlock()
+				return
 			}
+			r = newRun(key) // published by its first step
+			e.runs[key] = r
+		}
+		e.mu.Unlock()
+		if err := r.lock(ctx); err != nil {
+			e.mu.Lock()
+			delete(e.syncing, key)
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Lock()
+		if e.runs[key] != r {
+			e.mu.Unlock()
+			r.unlock()
 			continue
 		}
-		changed = true
-		versions := subsetVersions(sn, o.Meta.Namespace, spec.Service, e.opts.DomainSuffix)
-		now := e.opts.Now()
-		traffic, provider, perr := e.providerOf(spec)
-		r = &run{spec: spec, traffic: traffic, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
-			Strategy: strategyName(spec), Stable: spec.Stable, Candidate: spec.Candidate,
-			StableVersion: versionOf(versions, spec.Stable), CandidateVersion: versionOf(versions, spec.Candidate),
-			State: Pending, Provider: provider, StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
-		if provider == ProviderGatewayAPI {
-			r.st.HTTPRoute = spec.HTTPRoute
-		} else {
-			r.st.VirtualService = e.vsNameFor(sn, o.Meta.Namespace, spec)
-		}
-		if c := spec.Strategy.Canary; c != nil {
-			r.st.Steps = c.Steps
-		}
-		if old := e.runs[key]; old != nil {
-			r.st.History = old.st.History // one history across revisions of the rollout
-			if old.traffic != nil && old.st.Provider != provider {
-				// Another provider now: the old one's routes are let go of.
-				e.releaseLocked(ctx, key, old)
-			}
-		}
-		delete(e.releases, key)
-		e.runs[key] = r
-		if perr == nil {
-			if fields := providerFields(spec, provider); len(fields) > 0 {
-				perr = fmt.Errorf("spec.%s: %s", fields[0][0], fields[0][1])
-			}
-		}
-		if perr != nil {
-			r.traffic = nil
-			e.setCondition(r, "False", ReasonNoProvider, perr.Error())
-			e.fire(ctx, r, EvRefuse, "engine", perr.Error())
-			continue
-		}
-		e.fire(ctx, r, EvStart, "engine", "rollout of "+spec.Candidate+" started")
-	}
-	for key, r := range e.runs {
-		if !seen[key] {
-			delete(e.runs, key)
-			changed = true
-			e.releaseLocked(ctx, key, r)
-		}
-	}
-	if changed {
-		e.saveLocked(ctx)
+		delete(e.syncing, key) // a snapshot from now on needs a step of its own
+		sn := e.latest
+		e.mu.Unlock()
+		e.syncRun(ctx, r, sn)
+		r.unlock()
+		return
 	}
 }
 
-// releaseLocked lets go of the routes of a deleted rollout: unless the
+func specOf(sn *config.Snapshot, key string) *config.Object {
+	if sn == nil {
+		return nil
+	}
+	for _, o := range sn.OfKind(Kind) {
+		if _, ok := o.Spec.(*Spec); ok && o.Meta.Namespace+"/"+o.Meta.Name == key {
+			return o
+		}
+	}
+	return nil
+}
+
+// syncRun makes r follow its object in sn; the caller holds r.step.
+func (e *Engine) syncRun(ctx context.Context, r *run, sn *config.Snapshot) {
+	key := r.key
+	o := specOf(sn, key)
+	if o == nil {
+		if r.spec != nil || r.st.SpecHash != "" {
+			e.release(ctx, r)
+		}
+		e.writeState(e.remove(r))
+		return
+	}
+	spec := o.Spec.(*Spec)
+	h := specHash(spec)
+	if r.st.SpecHash == h {
+		if r.spec == nil { // loaded from disk: resume
+			r.spec = spec
+			r.traffic, _, _ = e.providerOf(spec)
+			e.logger.Info("rollout resumed", "rollout", key, "state", r.st.State, "step", r.st.Step, "weights", r.st.Weights)
+			if r.st.State != Failed && r.st.State != Refused && !r.st.RoutesEdited {
+				e.reconcile(ctx, r)
+			}
+		} else if !reflect.DeepEqual(r.spec.Analysis, spec.Analysis) {
+			r.spec = spec
+			e.logger.Info("rollout analysis changed; the rollout goes on at its step", "rollout", key, "step", r.st.Step)
+		}
+		e.publish(r)
+		return
+	}
+	versions := subsetVersions(sn, o.Meta.Namespace, spec.Service, e.opts.DomainSuffix)
+	now := e.opts.Now()
+	traffic, provider, perr := e.providerOf(spec)
+	old := *r
+	*r = run{key: key, step: r.step, spec: spec, traffic: traffic, st: Status{Namespace: o.Meta.Namespace, Name: o.Meta.Name, Service: spec.Service,
+		Strategy: strategyName(spec), Stable: spec.Stable, Candidate: spec.Candidate,
+		StableVersion: versionOf(versions, spec.Stable), CandidateVersion: versionOf(versions, spec.Candidate),
+		State: Pending, Provider: provider, StartedAt: now, StepStartedAt: now, UpdatedAt: now, SpecHash: h}}
+	if provider == ProviderGatewayAPI {
+		r.st.HTTPRoute = spec.HTTPRoute
+	} else {
+		r.st.VirtualService = e.vsNameFor(sn, o.Meta.Namespace, spec)
+	}
+	if c := spec.Strategy.Canary; c != nil {
+		r.st.Steps = c.Steps
+	}
+	r.st.History = old.st.History // one history across revisions of the rollout
+	if old.traffic != nil && old.st.Provider != provider {
+		// Another provider now: the old one's routes are let go of.
+		e.release(ctx, &old)
+	}
+	e.mu.Lock()
+	delete(e.releases, key)
+	e.mu.Unlock()
+	if perr == nil {
+		if fields := providerFields(spec, provider); len(fields) > 0 {
+			perr = fmt.Errorf("spec.%s: %s", fields[0][0], fields[0][1])
+		}
+	}
+	if perr != nil {
+		r.traffic = nil
+		e.setCondition(r, "False", ReasonNoProvider, perr.Error())
+		_ = e.fire(ctx, r, EvRefuse, "engine", perr.Error())
+		return
+	}
+	_ = e.fire(ctx, r, EvStart, "engine", "rollout of "+spec.Candidate+" started")
+}
+
+// release lets go of the routes of a deleted rollout: unless the
 // candidate was promoted (or nothing was ever written), they go back to
 // stable, and the owner mark is removed. A release the provider cannot do
 // now is retried by Tick.
-func (e *Engine) releaseLocked(ctx context.Context, key string, r *run) {
+func (e *Engine) release(ctx context.Context, r *run) {
+	key := r.key
 	if r.traffic == nil || r.spec == nil {
 		e.logger.Info("rollout deleted", "rollout", key)
 		return
@@ -393,7 +601,11 @@ func (e *Engine) releaseLocked(ctx context.Context, key string, r *run) {
 	rel := release{traffic: r.traffic, target: e.target(r), prev: r.st.Applied, toStable: toStable}
 	if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err != nil {
 		e.logger.Warn("rollout deleted; its routes are not released yet, retrying", "rollout", key, "err", err)
+		e.mu.Lock()
+		e.releaseID++
+		rel.id = e.releaseID
 		e.releases[key] = rel
+		e.mu.Unlock()
 		return
 	}
 	e.logger.Info("rollout deleted; its routes are released", "rollout", key, "provider", r.st.Provider, "toStable", toStable)
@@ -498,7 +710,7 @@ func (e *Engine) fire(ctx context.Context, r *run, ev Event, source, msg string)
 	e.transitions.WithLabelValues(string(ev), string(to)).Inc()
 	e.logger.Info("rollout transition", "rollout", r.st.Namespace+"/"+r.st.Name, "event", ev, "from", from, "to", to,
 		"step", r.st.Step, "weights", r.st.Weights, "source", source, "message", msg)
-	e.saveLocked(ctx)
+	e.save(ctx, r)
 	// failed: routes could not be applied; refused: the API server said
 	// no; edited: someone else holds the routes. No writes until a new
 	// spec or an operator.
@@ -523,7 +735,7 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 	now := e.opts.Now()
 	if err != nil {
 		e.pushFailed(ctx, r, w, err, now)
-		e.saveLocked(ctx)
+		e.save(ctx, r)
 		return
 	}
 	r.pushErrs = 0
@@ -539,7 +751,7 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 	}
 	r.st.Applied = &w
 	e.setCondition(r, "True", ReasonApplied, fmt.Sprintf("the routes hold stable %d%%, candidate %d%% (%s)", w.Stable, w.Candidate, e.routesName(r)))
-	e.saveLocked(ctx)
+	e.save(ctx, r)
 	if r.st.State == Promoting || r.st.State == RollingBack {
 		_ = e.fire(ctx, r, EvPushed, "engine", fmt.Sprintf("routes applied (%s)", revisionText(r.st.Provider, res.Revision)))
 	}
@@ -633,7 +845,7 @@ func (e *Engine) routesEdited(ctx context.Context, r *run, err error) {
 		return
 	}
 	r.st.Message = msg
-	e.saveLocked(ctx)
+	e.save(ctx, r)
 }
 
 func (e *Engine) record(r *run, en Entry) {
@@ -650,35 +862,62 @@ func (e *Engine) record(r *run, en Entry) {
 	}
 }
 
-// saveLocked writes all rollout state durably (temp file, fsync, rename),
-// and each rollout whose state changed to the mirror.
-func (e *Engine) saveLocked(ctx context.Context) {
-	e.publishLocked()
-	p := persisted{Rollouts: make([]Status, 0, len(e.runs))}
-	for _, r := range e.runs {
-		p.Rollouts = append(p.Rollouts, r.st)
+// save publishes r's state, writes the state of every rollout durably
+// (temp file, fsync, rename) and r's to the mirror when it changed. The
+// caller holds r.step: its next write (of routes) comes after.
+func (e *Engine) save(ctx context.Context, r *run) {
+	e.writeState(e.publish(r))
+	e.mirror(ctx, r)
+}
+
+// writeState writes the published state of every rollout to the state
+// file unless a write since publication seq already did.
+func (e *Engine) writeState(seq uint64) {
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
+	if e.saved >= seq {
+		return
+	}
+	e.mu.Lock()
+	v, at := *e.view.Load(), e.seq
+	e.mu.Unlock()
+	p := persisted{Rollouts: make([]Status, 0, len(v))}
+	for _, st := range v {
+		p.Rollouts = append(p.Rollouts, st)
 	}
 	sort.Slice(p.Rollouts, func(i, j int) bool {
 		return p.Rollouts[i].Namespace+"/"+p.Rollouts[i].Name < p.Rollouts[j].Namespace+"/"+p.Rollouts[j].Name
 	})
 	if err := writeFileAtomic(e.path, p); err != nil {
 		e.logger.Error("rollout state not saved", "err", err)
+		return
 	}
-	if e.opts.Mirror == nil || !e.acting.Load() {
+	e.saved = at
+}
+
+// mirror gives r's state to opts.Mirror when it changed since last given.
+func (e *Engine) mirror(ctx context.Context, r *run) {
+	e.mu.Lock()
+	m := e.opts.Mirror
+	e.mu.Unlock()
+	if m == nil || !e.acting.Load() {
 		return // a replica that does not act never overwrites the leader's state
 	}
-	for _, st := range p.Rollouts {
-		key := st.Namespace + "/" + st.Name
-		b, _ := json.Marshal(st)
-		if e.mirrored[key] == string(b) {
-			continue
-		}
-		if err := e.opts.Mirror.SaveRollout(ctx, st); err != nil {
-			e.logger.Warn("rollout state not mirrored; retried with the next change", "rollout", key, "err", err)
-			continue
-		}
-		e.mirrored[key] = string(b)
+	st := r.st.clone()
+	b, _ := json.Marshal(st)
+	e.mu.Lock()
+	same := e.mirrored[r.key] == string(b)
+	e.mu.Unlock()
+	if same {
+		return
 	}
+	if err := m.SaveRollout(ctx, st); err != nil {
+		e.logger.Warn("rollout state not mirrored; retried with the next change", "rollout", r.key, "err", err)
+		return
+	}
+	e.mu.Lock()
+	e.mirrored[r.key] = string(b)
+	e.mu.Unlock()
 }
 
 // SetMirror sets where the state of every rollout that changes is also
@@ -691,12 +930,11 @@ func (e *Engine) SetMirror(m Mirror) {
 
 // SetActing says whether this replica runs the rollouts (it is the leader,
 // or the only replica) and, when it does not, which replica does. A
-// replica that does not act refuses every change with ErrNotLeader.
+// replica that does not act refuses every change with ErrNotLeader and
+// mirrors nothing; a step already under way finishes its writes.
 func (e *Engine) SetActing(acting bool, leader string) {
-	e.mu.Lock() // ordered with Restore, Tick and Do
-	defer e.mu.Unlock()
-	e.acting.Store(acting)
 	e.leader.Store(&leader)
+	e.acting.Store(acting)
 }
 
 // Leader is the replica that runs the rollouts when this one does not
@@ -715,24 +953,45 @@ func (e *Engine) Leader() string {
 // mirror), in place of this replica's own: the next Sync resumes each one
 // at its state, step and weights, and its routes, which the store or the
 // API server already hold, are not written again. It is refused while
-// this replica acts.
+// this replica acts. Each rollout is taken between two of its steps.
 func (e *Engine) Restore(ctx context.Context, states []Status) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer e.publishLocked()
 	if e.acting.Load() {
 		return errors.New("rollout engine: restore while acting")
 	}
+	var seq uint64
 	for _, st := range states {
 		key := st.Namespace + "/" + st.Name
-		if r := e.runs[key]; r != nil && r.st.UpdatedAt.After(st.UpdatedAt) && r.spec != nil {
+		r, err := e.acquire(ctx, key)
+		if err != nil {
+			return fmt.Errorf("rollout engine: restore: %w", err)
+		}
+		if r == nil {
+			e.mu.Lock()
+			if e.runs[key] == nil {
+				r = newRun(key)
+				r.step <- struct{}{}
+				e.runs[key] = r
+			}
+			e.mu.Unlock()
+			if r == nil {
+				if r, err = e.acquire(ctx, key); err != nil || r == nil {
+					return fmt.Errorf("rollout engine: restore %s: %w", key, err)
+				}
+			}
+		}
+		if r.st.UpdatedAt.After(st.UpdatedAt) && r.spec != nil {
+			r.unlock()
 			continue // this replica's own is newer (it was the leader)
 		}
-		e.runs[key] = &run{st: st}
+		*r = run{key: key, step: r.step, st: st}
 		b, _ := json.Marshal(st)
+		e.mu.Lock()
 		e.mirrored[key] = string(b)
+		e.mu.Unlock()
+		seq = e.publish(r)
+		r.unlock()
 	}
-	e.saveLocked(ctx)
+	e.writeState(seq)
 	return nil
 }
 
@@ -770,47 +1029,114 @@ func writeFileAtomic(path string, v any) error {
 }
 
 // Tick judges every progressing rollout whose interval has passed, retries
-// pushes that failed, and moves rollouts whose step is done.
+// pushes that failed, and moves rollouts whose step is done; it returns
+// when the steps it started are done. A rollout whose step is still under
+// way is looked at on the next tick.
 func (e *Engine) Tick(ctx context.Context) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer e.publishLocked()
+	e.tick(ctx).Wait()
+}
+
+func (e *Engine) tick(ctx context.Context) *sync.WaitGroup {
 	now := e.opts.Now()
-	for key, rel := range e.releases {
-		if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err == nil {
-			delete(e.releases, key)
-			e.logger.Info("rollout deleted; its routes are released", "rollout", key)
-		}
+	var wg sync.WaitGroup
+	start := func(f func()) {
+		wg.Add(1)
+		e.steps.Add(1)
+		go func() {
+			defer e.steps.Done()
+			defer wg.Done()
+			f()
+		}()
 	}
-	unapplied := 0
+	select {
+	case e.releasing <- struct{}{}:
+		start(func() {
+			defer func() { <-e.releasing }()
+			e.retryReleases(ctx)
+		})
+	default:
+	}
+	e.mu.Lock()
+	runs := make([]*run, 0, len(e.runs))
 	for _, r := range e.runs {
-		if r.spec == nil {
-			continue // loaded from disk, its object not seen yet
-		}
-		if r.st.State == Failed || r.st.State == Refused || r.st.RoutesEdited || r.traffic == nil {
-			continue // waits for an operator or a new spec
-		}
-		if r.st.Applied == nil || *r.st.Applied != r.st.Weights {
-			unapplied++
-			if !now.Before(r.retryAt) {
-				e.reconcile(ctx, r)
-			}
-			continue
-		}
-		if r.st.State != Progressing {
-			continue
-		}
-		a := r.spec.Analysis.withDefaults()
-		if now.Sub(r.lastJudged) < a.Interval.Duration {
-			continue
-		}
-		r.lastJudged = now
-		if !e.checkRoutes(ctx, r) {
-			continue
-		}
-		e.judgeStep(ctx, r, a, now)
+		runs = append(runs, r)
 	}
-	e.unapplied.Set(float64(unapplied))
+	e.mu.Unlock()
+	for _, r := range runs {
+		if !r.tryLock() {
+			continue
+		}
+		start(func() {
+			defer r.unlock()
+			e.mu.Lock()
+			current := e.runs[r.key] == r
+			e.mu.Unlock()
+			if !current {
+				return
+			}
+			unapplied := e.tickRun(ctx, r, now)
+			e.mu.Lock()
+			if e.runs[r.key] == r {
+				e.unappliedBy[r.key] = unapplied
+				e.setUnappliedLocked()
+			}
+			e.mu.Unlock()
+		})
+	}
+	return &wg
+}
+
+// retryReleases lets go of the routes of deleted rollouts that the
+// provider could not release before.
+func (e *Engine) retryReleases(ctx context.Context) {
+	e.mu.Lock()
+	rels := make(map[string]release, len(e.releases))
+	for key, rel := range e.releases {
+		rels[key] = rel
+	}
+	e.mu.Unlock()
+	for key, rel := range rels {
+		if err := rel.traffic.Release(ctx, rel.target, rel.prev, rel.toStable); err != nil {
+			continue
+		}
+		e.mu.Lock()
+		if e.releases[key].id == rel.id {
+			delete(e.releases, key)
+		}
+		e.mu.Unlock()
+		e.logger.Info("rollout deleted; its routes are released", "rollout", key)
+	}
+}
+
+// tickRun is one rollout's part of a tick; the caller holds r.step. It
+// reports whether the rollout's routes lag its state.
+func (e *Engine) tickRun(ctx context.Context, r *run, now time.Time) (unapplied bool) {
+	if r.spec == nil {
+		return false // loaded from disk, its object not seen yet
+	}
+	if r.st.State == Failed || r.st.State == Refused || r.st.RoutesEdited || r.traffic == nil {
+		return false // waits for an operator or a new spec
+	}
+	defer e.publish(r)
+	if r.st.Applied == nil || *r.st.Applied != r.st.Weights {
+		if !now.Before(r.retryAt) {
+			e.reconcile(ctx, r)
+		}
+		return true
+	}
+	if r.st.State != Progressing {
+		return false
+	}
+	a := r.spec.Analysis.withDefaults()
+	if now.Sub(r.lastJudged) < a.Interval.Duration {
+		return false
+	}
+	r.lastJudged = now
+	if !e.checkRoutes(ctx, r) {
+		return false
+	}
+	e.judgeStep(ctx, r, a, now)
+	return false
 }
 
 // checkRoutes asks the provider whether the routes still hold what the
@@ -829,7 +1155,7 @@ func (e *Engine) checkRoutes(ctx context.Context, r *run) bool {
 		// Gone: written again when it is back.
 		r.st.Applied = nil
 		e.setCondition(r, "False", ReasonNotFound, err.Error()+"; retrying until it exists")
-		e.saveLocked(ctx)
+		e.save(ctx, r)
 		return false
 	case errors.Is(err, ErrManaged):
 		e.setCondition(r, "False", ReasonManaged, err.Error())
@@ -922,14 +1248,19 @@ func (e *Engine) Do(ctx context.Context, ns, name string, ev Event, source, reas
 	if !e.acting.Load() {
 		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w; the leader does: %s", key, ErrNotLeader, e.Leader())
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	defer e.publishLocked()
-	r := e.runs[key]
-	if r == nil || r.spec == nil {
-
+	// Waits for this rollout's step under way, if any; not for others'.
+	r, err := e.acquire(ctx, key)
+	if err != nil {
+		return ActionResult{Rollout: key}, err
+	}
+	if r == nil {
 		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)
 	}
+	defer r.unlock()
+	if r.spec == nil {
+		return ActionResult{Rollout: key}, fmt.Errorf("rollout %s: %w", key, ErrNotFound)
+	}
+	defer e.publish(r)
 	from := r.st.State
 	if r.traffic == nil {
 		return ActionResult{Rollout: key, From: from, To: from}, fmt.Errorf("rollout %s: %w: %s", key, ErrTransition, r.st.Message)

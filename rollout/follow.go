@@ -30,9 +30,7 @@ func (e *Engine) FollowRoutes(ctx context.Context) error {
 		w Weights
 	}
 	var writes []write
-	e.mu.Lock()
-	for key, r := range e.runs {
-		st := r.st
+	for key, st := range *e.view.Load() {
 		spec := specs[key]
 		if st.Applied == nil || (st.Provider != ProviderMeshlens && st.Provider != "") || st.VirtualService == "" ||
 			spec == nil || specHash(spec) != st.SpecHash {
@@ -40,7 +38,6 @@ func (e *Engine) FollowRoutes(ctx context.Context) error {
 		}
 		writes = append(writes, write{Target{Namespace: st.Namespace, Name: st.Name, Spec: spec, VirtualService: st.VirtualService}, *st.Applied})
 	}
-	e.mu.Unlock()
 	var errs []error
 	for _, w := range writes {
 		if _, err := (storeTraffic{e}).Apply(ctx, w.t, nil, w.w); err != nil {

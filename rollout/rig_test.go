@@ -40,7 +40,8 @@ type rig struct {
 	unsub   func()
 	v1, v2  *meshtest.Backend
 	clients atomic.Int64
-	tick    time.Duration // the engine's
+	tick    time.Duration      // the engine's
+	traffic map[string]Traffic // the engine's providers besides meshlens
 	// tel, when set (startCollector), makes calls and backends emit OTel
 	// spans through the collector instead of recording to the graph.
 	tel atomic.Pointer[telemetry]
@@ -144,7 +145,7 @@ func (r *rig) openStore() {
 func (r *rig) startEngine() {
 	r.t.Helper()
 	var err error
-	r.engine, err = New(r.store, r.live, Options{DataDir: r.dir, Tick: r.tick}, r.logger, nil)
+	r.engine, err = New(r.store, r.live, Options{DataDir: r.dir, Tick: r.tick, Traffic: r.traffic}, r.logger, nil)
 	if err != nil {
 		r.t.Fatal(err)
 	}
