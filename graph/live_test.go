@@ -40,7 +40,7 @@ func rec(at time.Time, src, dst mesh.Peer, code uint16, d time.Duration) mesh.Re
 	return mesh.Record{Time: at, Source: src, Destination: dst, Protocol: "http", Code: code, GRPCStatus: -1, Flags: "-", Duration: d, MTLS: true}
 }
 
-func newLive(t *testing.T, c *clock, cfg Config) (*Live, *prometheus.Registry) {
+func newLive(t testing.TB, c *clock, cfg Config) (*Live, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg.Now = c.Now

@@ -196,6 +196,15 @@ func (m *Merger) Add(t *Traffic) {
 	if t.Partial {
 		m.t.Partial = true
 	}
+	if n := t.edgeCount(); len(m.edges) == 0 && n > 64 && cap(m.t.order) < n {
+		// The first traffic in sizes the merge (the others mostly share its
+		// edges): growing the maps edge by edge rehashed them a dozen times.
+		m.edges = make(map[mergeKey]int, n+n/4)
+		m.t.order = make([]trafficEdge, 0, n+n/4)
+		if len(m.peers) == 0 {
+			m.peers = make(map[mesh.Peer]uint32, n/2)
+		}
+	}
 	if t.ordered {
 		// The live graph's own peer ids say which peers are one without
 		// hashing them again.
@@ -244,6 +253,10 @@ func (m *Merger) AddWire(data []byte) error {
 		peerIDs[i] = m.peer(peers[i])
 	}
 	n = r.count()
+	if len(m.edges) == 0 && n > 64 {
+		m.edges = make(map[mergeKey]int, n+n/4) // sized as Add sizes it
+		m.t.order = make([]trafficEdge, 0, n+n/4)
+	}
 	var st Stats
 	for range n {
 		src, dst := r.index(len(peers)), r.index(len(peers))

@@ -312,20 +312,37 @@ func (r *Replicas) TrafficAt(ctx context.Context, end time.Time, window time.Dur
 // does (they lag the records by at most a second and their sums are shared
 // by readers), or, fresh, snapshots up to the last record.
 func (r *Replicas) trafficAt(ctx context.Context, end time.Time, window time.Duration, fresh bool) (*graph.Traffic, []Missing, error) {
-	local, err := snapshot(r.live, fresh).TrafficList(end, window)
-	if err != nil {
-		return nil, nil, err
-	}
+	snap := snapshot(r.live, fresh)
 	if len(r.opts.Peers()) == 0 {
-		return local, nil, nil
+		local, err := snap.TrafficList(end, window)
+		return local, nil, err
 	}
+	// This replica's own sum is made and merged while the peers are asked:
+	// the asker's cores are idle while it waits for them.
 	m := graph.NewMerger(end, window, 0)
-	m.Add(local)
+	var mu sync.Mutex // the merger, between the local sum and the answers
+	localErr := make(chan error, 1)
+	go func() {
+		local, err := snap.TrafficList(end, window)
+		if err == nil {
+			mu.Lock()
+			m.Add(local)
+			mu.Unlock()
+		}
+		localErr <- err
+	}()
 	q := url.Values{"window": {window.String()}, "end": {strconv.FormatInt(end.UnixNano(), 10)}}
 	if fresh {
 		q.Set("fresh", "true")
 	}
-	missing := r.fetch(ctx, trafficPath, q, func(_ string, body []byte) error { return m.AddWire(body) })
+	missing := r.fetch(ctx, trafficPath, q, func(_ string, body []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return m.AddWire(body)
+	})
+	if err := <-localErr; err != nil {
+		return nil, nil, err
+	}
 	if len(missing) > 0 {
 		m.SetPartial()
 	}
