@@ -45,6 +45,6 @@ func (e *listenerExt) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption
 
 func (e *listenerExt) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHandlerFunc, error) {
 	return func(_ context.Context, h http.Handler) (http.Handler, error) {
-		return e.m.LimitBodyCountingTimeouts(e.name, int64(e.l.MaxMessageBytes), h), nil
+		return e.m.LimitBodyCountingTimeouts(e.name, int64(e.l.MaxMessageBytes), e.l.WriteTimeout, h), nil
 	}, nil
 }

@@ -233,17 +233,29 @@ func (b *countedBody) Read(p []byte) (int, error) {
 
 // LimitBodyCountingTimeouts is LimitBody for a server whose connections
 // meshlens does not hold (the OTLP/HTTP receiver's, which the collector's
-// confighttp makes): a body the server's read timeout cuts is counted as
-// read_timeout from the handler, since Listener cannot wrap them. A
-// header not sent within the timeout is cut there without reaching a
-// handler, and is not counted.
-func (m *Metrics) LimitBodyCountingTimeouts(listener string, max int64, h http.Handler) http.Handler {
+// confighttp makes), counting its timeouts from the handler since Listener
+// cannot wrap them: a body the server's read timeout cuts is counted as
+// read_timeout; a request whose handler ran writeTimeout or longer is
+// counted as write_timeout, because net/http sets the connection's write
+// deadline to writeTimeout after the header was read, before the handler
+// starts, so its buffered answer can no longer be written. A header not
+// sent within the read timeout is cut without reaching a handler, and is
+// not counted.
+func (m *Metrics) LimitBodyCountingTimeouts(listener string, max int64, writeTimeout time.Duration, h http.Handler) http.Handler {
 	limited := m.LimitBody(listener, max, h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		readCut := false // one bite per request: a body cut is the read timeout's
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &countedBody{ReadCloser: r.Body, onLimit: func() {}, onTimeout: func() { m.Exceeded(listener, LimitReadTimeout) }}
+			r.Body = &countedBody{ReadCloser: r.Body, onLimit: func() {}, onTimeout: func() {
+				readCut = true
+				m.Exceeded(listener, LimitReadTimeout)
+			}}
 		}
 		limited.ServeHTTP(w, r)
+		if writeTimeout > 0 && !readCut && time.Since(start) >= writeTimeout {
+			m.Exceeded(listener, LimitWriteTimeout)
+		}
 	})
 }
 

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+)
+
+// TestOTLPHTTPWriteTimeoutIsCounted: an OTLP/HTTP sender on loopback that
+// sends its request header, then its body only after --http-write-timeout
+// (but within --http-read-timeout) gets no answer: the receiver's answer
+// comes after the write deadline and the connection is closed. That bite is
+// counted as meshlens_limit_exceeded_total{listener="otlp_http",
+// limit="write_timeout"}, and not as a read timeout; a prompt sender is
+// answered and counts nothing.
+func TestOTLPHTTPWriteTimeoutIsCounted(t *testing.T) {
+	otlpHTTP := freeAddr(t)
+	ml := startMeshlens(t, "--clickhouse", "clickhouse://127.0.0.1:1/none", "--clickhouse-wait", "0s", "--data-dir", t.TempDir(),
+		"--otlp-http", otlpHTTP, "--http-read-timeout", "5s", "--http-write-timeout", "1s")
+	body, err := ptraceotlp.NewExportRequestFromTraces(bigSpans(1)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := fmt.Sprintf("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: %d\r\n\r\n", len(body))
+	send := func(pause time.Duration) string {
+		c, err := net.Dial("tcp", otlpHTTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte(header)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(pause)
+		if _, err := c.Write(body); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		b := make([]byte, 12)
+		n, err := io.ReadFull(c, b)
+		if err != nil && n == 0 {
+			return "closed: " + err.Error()
+		}
+		return string(b[:n])
+	}
+	waitFor(t, "the OTLP/HTTP receiver answers", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", otlpHTTP)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	if got := send(0); got != "HTTP/1.1 200" {
+		t.Fatalf("prompt OTLP/HTTP sender: %q, want HTTP/1.1 200", got)
+	}
+	if n := limitBites(t, ml, "otlp_http", "write_timeout"); n != 0 {
+		t.Fatalf("write_timeout counted %v times for a prompt sender", n)
+	}
+	got := send(1500 * time.Millisecond)
+	if got[:min(len(got), 6)] != "closed" {
+		t.Fatalf("OTLP/HTTP sender whose answer comes after the write timeout got %q, want the connection closed unanswered", got)
+	}
+	waitFor(t, "otlp_http write_timeout counted", 5*time.Second, func() bool { return limitBites(t, ml, "otlp_http", "write_timeout") == 1 })
+	if n := limitBites(t, ml, "otlp_http", "read_timeout"); n != 0 {
+		t.Errorf("otlp_http read_timeout = %v for a body sent within the read timeout", n)
+	}
+}
