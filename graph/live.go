@@ -241,6 +241,10 @@ func (l *Live) MaxWindow() time.Duration {
 	return t.Width * time.Duration(t.Buckets-1)
 }
 
+// Now is the live graph's clock: what its windows end at and what it
+// takes as the present when it buckets records.
+func (l *Live) Now() time.Time { return l.cfg.Now() }
+
 // ConsumeRecords counts records into their buckets. It implements
 // mesh.RecordSink; it never waits for readers and never fails.
 func (l *Live) ConsumeRecords(_ context.Context, recs []mesh.Record) error {

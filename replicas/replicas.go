@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,14 @@ import (
 // InstanceHeader carries a replica's instance id on every answer to a peer,
 // so that a replica finding its own address among its peers skips it.
 const InstanceHeader = "Meshlens-Instance"
+
+// TimeHeader carries the answering replica's clock (its live graph's, Unix
+// nanoseconds) on every answer to a peer, for the asker to see how far the
+// two clocks disagree.
+const TimeHeader = "Meshlens-Time"
+
+// DefaultMaxClockSkew is Options.MaxClockSkew's default.
+const DefaultMaxClockSkew = 5 * time.Second
 
 // Options tune the replicas.
 type Options struct {
@@ -61,6 +70,17 @@ type Options struct {
 	Client *http.Client
 	// TLS, when set, makes peers read over HTTPS (meshlens serving TLS).
 	TLS *TLSOptions
+	// MaxClockSkew is how far a peer's clock may be from this replica's
+	// before its live counts are left out of merged reads (--peer-max-clock-skew;
+	// 0 means DefaultMaxClockSkew, a negative value never leaves one out).
+	// A live graph buckets records at their own timestamps but takes its
+	// clock as the present: a replica whose clock is behind counts fresh
+	// records at its "now", earlier than they happened (a window loses up to
+	// the skew's share of that replica's traffic), one ahead recycles its
+	// buckets early. Within the bound a merged read asks every replica for
+	// the asker's window and is exact; beyond it the peer is named in the
+	// missing list with its offset, as one that did not answer.
+	MaxClockSkew time.Duration
 }
 
 // Replicas is this replica's view of all of them: its own live graph plus
@@ -81,6 +101,7 @@ type Replicas struct {
 
 	fetches  *prometheus.CounterVec
 	duration prometheus.Histogram
+	offsets  *prometheus.GaugeVec
 }
 
 // PeerStatus is what the last read of a peer found.
@@ -91,6 +112,10 @@ type PeerStatus struct {
 	Error    string    `json:"error,omitempty"`
 	At       time.Time `json:"at"`
 	Millis   float64   `json:"millis"`
+	// ClockOffsetMs is how far the peer's clock was ahead of this replica's
+	// (negative: behind), less than half the read's round trip off; absent
+	// when the peer did not say (it did not answer, or is an older meshlens).
+	ClockOffsetMs *float64 `json:"clockOffsetMs,omitempty"`
 }
 
 // Missing names a peer whose traffic a merged read lacks, and why.
@@ -104,6 +129,9 @@ func New(live *graph.Live, opts Options, logger *slog.Logger, reg prometheus.Reg
 	if opts.Peers == nil {
 		opts.Peers = func() []string { return nil }
 	}
+	if opts.MaxClockSkew == 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
 	client, err := newPeerClient(opts.Client, opts.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("replicas: %w", err)
@@ -115,7 +143,9 @@ func New(live *graph.Live, opts Options, logger *slog.Logger, reg prometheus.Reg
 	r := &Replicas{live: live, opts: opts, client: client, id: hex.EncodeToString(raw), logger: logger,
 		self: map[string]bool{}, status: map[string]PeerStatus{},
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_replica_peer_reads_total",
-			Help: "Reads of another replica's live graph, by result (ok, error, timeout)."}, []string{"result"}),
+			Help: "Reads of another replica's live graph, by result (ok, error, timeout, clock_skew)."}, []string{"result"}),
+		offsets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshlens_replica_peer_clock_offset_seconds",
+			Help: "How far each peer's clock was ahead of this replica's (negative: behind) at its last read."}, []string{"peer"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "meshlens_replica_peer_read_seconds",
 			Help: "How long reading another replica's live graph took.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)}),
 	}
@@ -123,7 +153,7 @@ func New(live *graph.Live, opts Options, logger *slog.Logger, reg prometheus.Reg
 		r.self[a] = true
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{r.fetches, r.duration} {
+		for _, c := range []prometheus.Collector{r.fetches, r.duration, r.offsets} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("replicas: register metrics: %w", err)
 			}
@@ -173,13 +203,39 @@ func (r *Replicas) peers() []string {
 	return out
 }
 
+// forget drops what is known of addresses that are no longer peers (pods
+// come and go), so their status and clock gauge do not pile up.
+func (r *Replicas) forget(peers []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for a := range r.status {
+		if !slices.Contains(peers, a) {
+			delete(r.status, a)
+			r.offsets.DeleteLabelValues(a)
+		}
+	}
+}
+
 // errSelf: the address is this replica's.
 var errSelf = errors.New("this replica")
+
+const skewPrefix = "clock "
+
+// skewError names a peer's clock offset that is beyond the bound.
+func skewError(offset, bound time.Duration) error {
+	dir := "ahead of"
+	if offset < 0 {
+		dir = "behind"
+	}
+	return fmt.Errorf("%s%v %s this replica's, more than the %v allowed (--peer-max-clock-skew): its live counts would be misplaced in time",
+		skewPrefix, offset.Abs().Round(100*time.Millisecond), dir, bound)
+}
 
 // fetch reads path from every peer in parallel; each answer's body goes to
 // use (called one at a time). It returns the peers that did not answer.
 func (r *Replicas) fetch(ctx context.Context, path string, q url.Values, use func(peer string, body []byte) error) []Missing {
 	peers := r.peers()
+	r.forget(peers)
 	if len(peers) == 0 {
 		return nil
 	}
@@ -227,19 +283,37 @@ func (r *Replicas) fetch(ctx context.Context, path string, q url.Values, use fun
 // instance id.
 func (r *Replicas) get(ctx context.Context, peer, path string, q url.Values) ([]byte, error) {
 	start := time.Now()
+	clockStart := r.live.Now()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
-	body, inst, err := r.do(ctx, peer, path, q)
-	ms := float64(time.Since(start).Microseconds()) / 1000
-	r.duration.Observe(time.Since(start).Seconds())
+	body, inst, peerTime, err := r.do(ctx, peer, path, q)
+	took := time.Since(start)
+	ms := float64(took.Microseconds()) / 1000
+	r.duration.Observe(took.Seconds())
 	st := PeerStatus{Address: peer, Instance: inst, OK: err == nil, At: start.UTC(), Millis: ms}
+	var skewErr error
+	if !peerTime.IsZero() && inst != r.id {
+		// The peer read its clock somewhere within the round trip: against
+		// its middle, the offset is off by at most half of it.
+		offset := peerTime.Sub(clockStart.Add(took / 2))
+		off := float64(offset.Microseconds()) / 1000
+		st.ClockOffsetMs = &off
+		r.offsets.WithLabelValues(peer).Set(offset.Seconds())
+		if bound := r.opts.MaxClockSkew; bound > 0 && offset.Abs() > bound+took/2 {
+			skewErr = skewError(offset, bound)
+		}
+	}
 	switch {
 	case inst == r.id:
 		r.mu.Lock()
 		r.self[peer] = true
 		delete(r.status, peer)
 		r.mu.Unlock()
+		r.offsets.DeleteLabelValues(peer)
 		return nil, errSelf
+	case err == nil && skewErr != nil:
+		err = skewErr
+		r.fetches.WithLabelValues("clock_skew").Inc()
 	case err == nil:
 		r.fetches.WithLabelValues("ok").Inc()
 	case ctx.Err() != nil:
@@ -249,12 +323,23 @@ func (r *Replicas) get(ctx context.Context, peer, path string, q url.Values) ([]
 		r.fetches.WithLabelValues("error").Inc()
 	}
 	if err != nil {
+		st.OK = false
 		st.Error = err.Error()
 		r.logger.Debug("replica did not answer; the merged result is partial", "peer", peer, "err", err)
 	}
 	r.mu.Lock()
+	prev := r.status[peer]
 	r.status[peer] = st
 	r.mu.Unlock()
+	if wasSkewed := strings.HasPrefix(prev.Error, skewPrefix); (skewErr != nil) != wasSkewed {
+		// Said when it starts and when it ends, not at every read.
+		if skewErr != nil {
+			r.logger.Warn("a peer's clock is too far from this replica's: its live counts are left out of merged reads",
+				"peer", peer, "offset", time.Duration(*st.ClockOffsetMs*float64(time.Millisecond)).String(), "max", r.opts.MaxClockSkew.String())
+		} else {
+			r.logger.Info("a peer's clock agrees with this replica's again: its live counts are merged", "peer", peer)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +349,9 @@ func (r *Replicas) get(ctx context.Context, peer, path string, q url.Values) ([]
 	return append([]byte(inst), body...), nil
 }
 
-func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]byte, string, error) {
+// do reads one peer: the body, its instance id and its clock (zero when it
+// did not say).
+func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]byte, string, time.Time, error) {
 	client, cerr := r.client.get(time.Now())
 	if cerr != nil {
 		r.logger.Error("the peers' CA changed but does not load; verifying with the previous one", "err", cerr)
@@ -272,7 +359,7 @@ func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]b
 	u := r.client.scheme() + "://" + peer + path + "?" + q.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, "", err
+		return nil, "", time.Time{}, err
 	}
 	req.Header.Set(InstanceHeader, r.id)
 	if r.opts.Token != "" {
@@ -283,21 +370,25 @@ func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]b
 		err = ue.Err // the peer is named beside it; the why is what is left
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, "", time.Time{}, err
 	}
 	defer resp.Body.Close()
 	inst := resp.Header.Get(InstanceHeader)
+	var peerTime time.Time
+	if ns, err := strconv.ParseInt(resp.Header.Get(TimeHeader), 10, 64); err == nil {
+		peerTime = time.Unix(0, ns)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
-		return nil, inst, err
+		return nil, inst, peerTime, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		if len(body) > 300 {
 			body = body[:300]
 		}
-		return nil, inst, fmt.Errorf("%s: %s", resp.Status, body)
+		return nil, inst, peerTime, fmt.Errorf("%s: %s", resp.Status, body)
 	}
-	return body, inst, nil
+	return body, inst, peerTime, nil
 }
 
 // TrafficAt is the live traffic of every replica over the window ending at
@@ -429,7 +520,7 @@ func (r *Replicas) Read(ctx context.Context, path string, q url.Values, use func
 // its own peers) gets nothing and skips it.
 func (r *Replicas) PeerRoute(g *echo.Group, path string, h echo.HandlerFunc) {
 	g.GET(path, func(c echo.Context) error {
-		c.Response().Header().Set(InstanceHeader, r.id)
+		r.stamp(c)
 		if c.Request().Header.Get(InstanceHeader) == r.id {
 			return c.NoContent(http.StatusOK)
 		}
@@ -514,8 +605,15 @@ func (r *Replicas) window(c echo.Context) (time.Duration, error) {
 	return w, nil
 }
 
+// stamp marks an answer to a peer with this replica's instance id and clock.
+func (r *Replicas) stamp(c echo.Context) {
+	h := c.Response().Header()
+	h.Set(InstanceHeader, r.id)
+	h.Set(TimeHeader, strconv.FormatInt(r.live.Now().UnixNano(), 10))
+}
+
 func (r *Replicas) getTraffic(c echo.Context) error {
-	c.Response().Header().Set(InstanceHeader, r.id)
+	r.stamp(c)
 	w, err := r.window(c)
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
@@ -539,7 +637,7 @@ func (r *Replicas) getTraffic(c echo.Context) error {
 }
 
 func (r *Replicas) getVersion(c echo.Context) error {
-	c.Response().Header().Set(InstanceHeader, r.id)
+	r.stamp(c)
 	w, err := r.window(c)
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})

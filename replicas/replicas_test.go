@@ -4,15 +4,19 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meshlens/meshlens/graph"
 	"github.com/meshlens/meshlens/mesh"
@@ -235,19 +239,25 @@ func trimSamples(v graph.VersionStats) graph.VersionStats {
 	return v
 }
 
-// Replicas whose clocks disagree (one 30 s ahead, one 30 s behind) still
-// merge to the whole traffic: a merged read asks every replica for the
-// asker's window, and records are counted at their own timestamps.
-func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
+// skewedCluster is three replicas whose live clocks are off by skews, each
+// allowing maxSkew, fed the same records as one graph that saw them all
+// (records stamped by their senders, up to a minute old).
+// The skews may be changed while they run.
+func skewedCluster(t *testing.T, end time.Time, skews []time.Duration, maxSkew time.Duration, reg *prometheus.Registry) ([]*replica, *graph.Live, []atomic.Int64) {
+	t.Helper()
 	ctx := context.Background()
-	end := time.Now()
-	skews := []time.Duration{0, 30 * time.Second, -30 * time.Second}
 	var addrs []string
 	var reps []*replica
-	for _, skew := range skews {
-		now := func() time.Time { return end.Add(skew) }
+	clock := make([]atomic.Int64, len(skews))
+	for i, skew := range skews {
+		clock[i].Store(int64(skew))
+		now := func() time.Time { return end.Add(time.Duration(clock[i].Load())) }
 		live := newLive(t, now)
-		r, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler), nil)
+		var rg prometheus.Registerer
+		if i == 0 && reg != nil {
+			rg = reg
+		}
+		r, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second, MaxClockSkew: maxSkew}, slog.New(slog.DiscardHandler), rg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +269,6 @@ func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
 		reps = append(reps, &replica{live: live, reps: r, srv: srv})
 	}
 	all := newLive(t, func() time.Time { return end })
-	// Records stamped by their senders, up to a minute old.
 	recs := records(end.Add(-10*time.Second), 3000)
 	for i := 0; i < len(recs); i += 100 {
 		_ = reps[(i/100)%3].live.ConsumeRecords(ctx, recs[i:i+100])
@@ -268,6 +277,17 @@ func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
 	for _, r := range reps {
 		r.live.Refresh()
 	}
+	return reps, all, clock
+}
+
+// Replicas whose clocks disagree (one 30 s ahead, one 30 s behind) within
+// the bound they allow (a minute here) merge to the whole traffic: a merged
+// read asks every replica for the asker's window, and records are counted
+// at their own timestamps.
+func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now()
+	reps, all, _ := skewedCluster(t, end, []time.Duration{0, 30 * time.Second, -30 * time.Second}, time.Minute, nil)
 	want, err := all.Refresh().TrafficAt(end, 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +297,59 @@ func TestReplicasWithSkewedClocksMergeToTheWholeTraffic(t *testing.T) {
 		t.Fatal(err, missing)
 	}
 	sameTraffic(t, "skewed clocks", graph.Listed(got).Edges, want.Edges)
+	for _, st := range reps[0].reps.Status() {
+		if st.ClockOffsetMs == nil || math.Abs(math.Abs(*st.ClockOffsetMs)-30000) > 1000 {
+			t.Errorf("peer %s: clock offset %v ms, want ±30,000", st.Address, st.ClockOffsetMs)
+		}
+	}
+}
+
+// A peer whose clock is further from the asker's than the bound (the
+// default 5 s; here 30 s ahead and 30 s behind) is left out of merged
+// reads: a replica behind counts fresh records at its "now", earlier than
+// they happened, so its counts for the asker's window would be short. It is
+// named in the missing list with its offset, its reads are counted as
+// clock_skew and its offset is exported; once its clock agrees again it is
+// merged again.
+func TestAPeerWhoseClockIsOffByMoreThanTheBoundIsLeftOutNamingTheOffset(t *testing.T) {
+	ctx := context.Background()
+	end := time.Now()
+	reg := prometheus.NewRegistry()
+	reps, _, clock := skewedCluster(t, end, []time.Duration{0, 30 * time.Second, -30 * time.Second}, 0, reg)
+	mine, err := reps[0].live.Refresh().TrafficAt(end, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, missing, err := reps[0].reps.TrafficAt(ctx, end, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Partial || len(missing) != 2 {
+		t.Fatalf("partial %v, missing %v: want both skewed peers missing", got.Partial, missing)
+	}
+	sameTraffic(t, "only the asker's own", graph.Listed(got).Edges, mine.Edges)
+	for _, m := range missing {
+		dir := "ahead of"
+		if m.Replica == strings.TrimPrefix(reps[2].srv.URL, "http://") {
+			dir = "behind"
+		}
+		if !strings.HasPrefix(m.Error, "clock 30s "+dir+" this replica's, more than the 5s allowed") {
+			t.Errorf("missing %s: %q", m.Replica, m.Error)
+		}
+	}
+	if n := testutil.ToFloat64(reps[0].reps.fetches.WithLabelValues("clock_skew")); n != 2 {
+		t.Errorf("meshlens_replica_peer_reads_total{result=clock_skew} = %v, want 2", n)
+	}
+	ahead := strings.TrimPrefix(reps[1].srv.URL, "http://")
+	if v := testutil.ToFloat64(reps[0].reps.offsets.WithLabelValues(ahead)); math.Abs(v-30) > 1 {
+		t.Errorf("meshlens_replica_peer_clock_offset_seconds{peer=%s} = %v, want 30", ahead, v)
+	}
+	// The peers' clocks are set right (to within 2 s): merged again.
+	clock[1].Store(int64(2 * time.Second))
+	clock[2].Store(int64(-2 * time.Second))
+	if _, missing, _ := reps[0].reps.TrafficAt(ctx, end, 5*time.Minute); len(missing) != 0 {
+		t.Fatalf("clocks within the bound: missing %v", missing)
+	}
 }
 
 // A replica restarting: while it is down merged reads are partial, naming

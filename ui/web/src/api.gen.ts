@@ -987,7 +987,7 @@ export interface paths {
         };
         /**
          * This replica's own alerts and whether it evaluates the alert rules now: what the other replicas gather for GET /alerts.
-         * @description Served with --peers or --peers-service. The answer carries the header Meshlens-Instance.
+         * @description Served with --peers or --peers-service. The answer carries the headers Meshlens-Instance and Meshlens-Time.
          */
         get: {
             parameters: {
@@ -1031,7 +1031,7 @@ export interface paths {
         };
         /**
          * This replica's own per-version sums of a service's inbound traffic, step by step: what the other replicas add up for GET /services/{ns}/{name} (source=live).
-         * @description The steps are whole buckets of the clock from the range and end given, the same on every replica. The answer carries the header Meshlens-Instance.
+         * @description The steps are whole buckets of the clock from the range and end given, the same on every replica. The answer carries the headers Meshlens-Instance and Meshlens-Time.
          */
         get: {
             parameters: {
@@ -1096,7 +1096,7 @@ export interface paths {
         };
         /**
          * This replica's own live traffic over a window, in meshlens' wire form: what the other replicas read for a merged live graph.
-         * @description Binary, application/vnd.meshlens.traffic: every edge's counts, status codes, Envoy flags and latency histogram (graph/wire.go describes the layout). The answer carries the header Meshlens-Instance, the replica's instance id.
+         * @description Binary, application/vnd.meshlens.traffic: every edge's counts, status codes, Envoy flags and latency histogram (graph/wire.go describes the layout). The answer carries the headers Meshlens-Instance, the replica's instance id, and Meshlens-Time, its clock in Unix nanoseconds.
          */
         get: {
             parameters: {
@@ -2302,7 +2302,7 @@ export interface components {
             traceId?: string;
         };
         MissingReplica: {
-            /** @description Why it is missing (no answer within --peer-timeout, refused, ...). */
+            /** @description Why it is missing (no answer within --peer-timeout, refused, its clock off by more than --peer-max-clock-skew, ...). */
             error: string;
             /** @description The replica's HTTP address. */
             replica: string;
@@ -2341,6 +2341,8 @@ export interface components {
              * @description When it was last read (zero before the first read).
              */
             at: string;
+            /** @description How far its clock was ahead of this replica's at the last read (negative: behind), to within half the read's round trip; absent when it did not say. Beyond --peer-max-clock-skew its live counts are left out of merged reads. */
+            clockOffsetMs?: number;
             error?: string;
             /** @description The replica's instance id (new at every start). */
             instance?: string;
