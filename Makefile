@@ -17,7 +17,7 @@ SBOM_DIR ?= bin/sbom
 FUZZTIME ?= 30s
 FUZZTIME_SHORT ?= 3s
 
-.PHONY: deps-run all build ui run test test-go test-fuzz test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint sbom clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
+.PHONY: deps-run all build ui run test test-go test-fuzz test-ui api-types test-grafana grafana-plugin test-e2e test-addons bench fuzz lint sbom test-sbom clickhouse clickhouse-stop clickhouse-cluster clickhouse-cluster-stop deps k8s-bins clean
 
 all: build
 
@@ -59,7 +59,7 @@ k8s-bins:
 	@scripts/k8s-bins.sh >/dev/null
 
 ## test: every test, against real ClickHouse, Kubernetes API server, Prometheus, Alertmanager, xDS peers and Chromium
-test: deps clickhouse k8s-bins test-go test-fuzz test-ui test-grafana test-e2e
+test: deps clickhouse k8s-bins test-go test-fuzz test-ui test-grafana test-e2e test-sbom
 
 # The store and query tests run on one server and on the ClickHouse cluster,
 # started here once for all packages (and stopped after, unless it was
@@ -145,6 +145,11 @@ sbom: build
 	  cd ui/web && npx --yes $(CYCLONEDX_NPM) --omit dev --output-format JSON --output-file $(abspath $(SBOM_DIR))/ui.cdx.json; \
 	else echo "sbom: npm not found; no SBOM of the UI's packages"; fi
 	@echo "sbom: $(SBOM_DIR)/meshlens.cdx.json $(SBOM_DIR)/ui.cdx.json"
+
+## test-sbom: make sbom, then check both are valid CycloneDX 1.6 (CycloneDX's JSON schemas) naming every module
+## linked into bin/meshlens and every production npm package of ui/web/package-lock.json at its version
+test-sbom: sbom
+	MESHLENS_TEST_SBOM_DIR=$(abspath $(SBOM_DIR)) $(GO) test -count=1 ./internal/sbomtest/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
