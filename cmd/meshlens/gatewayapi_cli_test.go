@@ -9,7 +9,8 @@ import (
 
 // Gateway API objects through the CLI and REST API as users handle them:
 // applied from examples/gateway-api, listed by their kubectl names
-// (httproute, grpcroute; gtw or gateway.gateway.networking.k8s.io beside
+// (httproute, grpcroute, gatewayclass/gc, referencegrant/refgrant; gtw or
+// gateway.gateway.networking.k8s.io beside
 // Istio's gateway), shown as "kind: Gateway" of their group, re-applied
 // unchanged, deleted.
 func TestCLIGatewayAPIKindsApplyGetDelete(t *testing.T) {
@@ -21,13 +22,20 @@ func TestCLIGatewayAPIKindsApplyGetDelete(t *testing.T) {
 
 	out, stderr, err := run(t, runApply, append([]string{"-f", dir}, common...)...)
 	if err != nil || !strings.Contains(out, "HTTPRoute/store/cart applied") || !strings.Contains(out, "GRPCRoute/store/pricing applied") ||
-		!strings.Contains(out, "Gateway.gateway.networking.k8s.io/store/store applied") {
+		!strings.Contains(out, "Gateway.gateway.networking.k8s.io/store/store applied") || !strings.Contains(out, "GatewayClass/default/meshlens applied") ||
+		!strings.Contains(out, "ReferenceGrant/payments/store-routes applied") {
 		t.Fatalf("apply: %v\n%s%s", err, out, stderr)
 	}
 	for _, name := range []string{"httproute", "httproutes", "grpcroute", "gtw", "gateway.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"} {
 		out, _, err := run(t, runGet, append([]string{name, "-n", "store"}, common...)...)
 		if err != nil || strings.Count(out, "\n") < 2 {
 			t.Fatalf("get %s: %v\n%s", name, err, out)
+		}
+	}
+	for _, q := range [][]string{{"gatewayclasses"}, {"gc", "meshlens"}, {"referencegrants", "-n", "payments"}, {"refgrant", "store-routes", "-n", "payments"}} {
+		out, _, err := run(t, runGet, append(q, common...)...)
+		if err != nil || (!strings.Contains(out, "meshlens") && !strings.Contains(out, "store-routes")) {
+			t.Fatalf("get %v: %v\n%s", q, err, out)
 		}
 	}
 	// Istio's Gateway kind stays Istio's: none in namespace store.

@@ -35,14 +35,14 @@ var (
 )
 
 func gatewayAPIKinds(v *istioValidator) []KindSpec {
-	return []KindSpec{
+	return append([]KindSpec{
 		{APIVersions: gatewayAPIVersions, Kind: KindKubernetesGateway, ShortNames: []string{"gtw"},
 			Decode: decodeJSONAs[gatewayv1.GatewaySpec], Validate: v.kubernetesGateway, Analyze: analyzeKubernetesGateway},
 		{APIVersions: gatewayAPIVersions, Kind: KindHTTPRoute,
 			Decode: decodeJSONAs[gatewayv1.HTTPRouteSpec], Validate: v.httpRouteAPI, Analyze: v.analyzeRoute},
 		{APIVersions: grpcRouteVersions, Kind: KindGRPCRoute,
 			Decode: decodeJSONAs[gatewayv1.GRPCRouteSpec], Validate: v.grpcRouteAPI, Analyze: v.analyzeRoute},
-	}
+	}, gatewayClassKinds()...)
 }
 
 func decodeJSONAs[T any](js []byte) (any, error) {
@@ -271,9 +271,9 @@ func BackendKind(ref gatewayv1.BackendObjectReference) string {
 	return g + "/" + k
 }
 
-// CrossNamespace reports whether a backendRef names another namespace
-// than the route's: Gateway API permits it only with a ReferenceGrant,
-// which meshlens does not read, so such a backend gets no traffic.
+// CrossNamespace reports whether a backendRef names a Service of another
+// namespace than the route's: Gateway API permits it only with a
+// ReferenceGrant (BackendPermitted).
 func CrossNamespace(ref gatewayv1.BackendObjectReference, routeNS string) bool {
 	return BackendKind(ref) == "Service" && ref.Namespace != nil && string(*ref.Namespace) != routeNS
 }

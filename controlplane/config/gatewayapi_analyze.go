@@ -45,6 +45,9 @@ func (v *istioValidator) analyzeRoute(o *Object, sn *Snapshot) []Warning {
 	default:
 		return nil
 	}
+	if !anyParentServed(o, parents, sn) {
+		return nil // another controller's route: its findings are that controller's to report
+	}
 	idx := v.index(sn)
 	w := &warns{object: o.Key()}
 	for i, pr := range parents {
@@ -77,6 +80,9 @@ func (v *istioValidator) analyzeRoute(o *Object, sn *Snapshot) []Warning {
 					"Referenced gateway not found: %q: no Gateway (%s) %s/%s exists; no gateway serves the route until one does", ns+"/"+string(pr.Name), GatewayAPIGroup, ns, pr.Name)
 				continue
 			}
+			if !ServesGateway(sn, g) {
+				continue // another controller's Gateway
+			}
 			analyzeListeners(o, pr, g, hostnames, p, w)
 		}
 	}
@@ -84,18 +90,43 @@ func (v *istioValidator) analyzeRoute(o *Object, sn *Snapshot) []Warning {
 		if b.ref.Name == "" || BackendKind(b.ref) != "Service" {
 			continue
 		}
+		bns := o.Meta.Namespace
 		if CrossNamespace(b.ref, o.Meta.Namespace) {
-			w.add(CodeReferencedResourceNotFound, joinPath(b.path, "namespace"),
-				"backendRef to Service %s/%s in another namespace: Gateway API permits it only with a ReferenceGrant, which meshlens does not read; it gets no traffic (its share is answered 500)", *b.ref.Namespace, b.ref.Name)
-			continue
+			bns = string(*b.ref.Namespace)
+			if !BackendPermitted(sn, o.Kind, o.Meta.Namespace, b.ref) {
+				w.add(CodeReferencedResourceNotFound, joinPath(b.path, "namespace"),
+					"backendRef to Service %s/%s in another namespace: no ReferenceGrant in namespace %s allows %s from namespace %s to refer to it (RefNotPermitted); it gets no traffic: the rule's other backends take its share, and a rule with none answers 500",
+					bns, b.ref.Name, bns, WireKind(o.Kind), o.Meta.Namespace)
+				continue
+			}
 		}
-		host := FQDN(string(b.ref.Name), o.Meta.Namespace, v.opts.DomainSuffix)
+		host := FQDN(string(b.ref.Name), bns, v.opts.DomainSuffix)
 		if !idx.resolves(host, v.opts.KnownHost) {
 			w.add(CodeReferencedResourceNotFound, b.path,
-				"Referenced Service not found: %q: no Kubernetes Service or ServiceEntry defines %s; requests sent to it fail (503 / UNAVAILABLE) until one does", o.Meta.Namespace+"/"+string(b.ref.Name), host)
+				"Referenced Service not found: %q: no Kubernetes Service or ServiceEntry defines %s; requests sent to it fail (503 / UNAVAILABLE) until one does", bns+"/"+string(b.ref.Name), host)
 		}
 	}
 	return w.out
+}
+
+// anyParentServed reports whether meshlens serves the route for one of
+// its parents at least: a Service or ServiceEntry (GAMMA), a Gateway of
+// meshlens' GatewayClass, or a Gateway that does not exist (whose absence
+// is worth reporting).
+func anyParentServed(o *Object, parents []gatewayv1.ParentReference, sn *Snapshot) bool {
+	for _, pr := range parents {
+		if ParentKind(pr) != "Gateway" {
+			return true
+		}
+		ns := o.Meta.Namespace
+		if pr.Namespace != nil {
+			ns = string(*pr.Namespace)
+		}
+		if g := sn.Get(KindKubernetesGateway, ns, string(pr.Name)); g == nil || ServesGateway(sn, g) {
+			return true
+		}
+	}
+	return false
 }
 
 type pathBackend struct {
@@ -206,16 +237,26 @@ func hostList(hs []gatewayv1.Hostname) string {
 	return strings.Join(out, ", ")
 }
 
-// analyzeKubernetesGateway reports listeners that meshlens serves no
-// routes on: protocols other than HTTP and HTTPS (TLSRoute, TCPRoute and
+// analyzeKubernetesGateway reports a Gateway whose GatewayClass does not
+// exist (no controller programs it), and, of a Gateway of meshlens' class
+// (another controller's are its own business), listeners that meshlens
+// serves no routes on: protocols other than HTTP and HTTPS (TLSRoute, TCPRoute and
 // UDPRoute are not served), HTTPS without a certificate, and routes
 // allowed by a namespace selector (meshlens knows no namespace labels).
-func analyzeKubernetesGateway(o *Object, _ *Snapshot) []Warning {
+func analyzeKubernetesGateway(o *Object, sn *Snapshot) []Warning {
 	gw, ok := o.Spec.(*gatewayv1.GatewaySpec)
 	if !ok {
 		return nil
 	}
 	w := &warns{object: o.Key()}
+	switch c, found := GatewayClassController(sn, string(gw.GatewayClassName)); {
+	case !found:
+		w.add(CodeReferencedResourceNotFound, "gatewayClassName",
+			"Referenced GatewayClass not found: %q: no controller programs this Gateway until it exists (meshlens programs the Gateways of a GatewayClass with controllerName %s)", gw.GatewayClassName, GatewayControllerName)
+		return w.out
+	case c != GatewayControllerName:
+		return nil // another controller's Gateway (istiod's): not meshlens' to report on
+	}
 	for i, l := range gw.Listeners {
 		p := indexPath("listeners", i)
 		switch {

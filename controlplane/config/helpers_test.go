@@ -13,7 +13,7 @@ import (
 var exampleFiles = []string{
 	"serviceentry.yaml", "workloadentry.yaml", "destinationrule.yaml",
 	"virtualservice.yaml", "peerauthentication.yaml", "authorizationpolicy.yaml", "gateway.yaml", "sidecar.yaml", "requestauthentication.yaml", "workloadgroup.yaml", "telemetry.yaml",
-	"../gateway-api/services.yaml", "../gateway-api/gateway.yaml", "../gateway-api/httproute.yaml", "../gateway-api/grpcroute.yaml",
+	"../gateway-api/services.yaml", "../gateway-api/gatewayclass.yaml", "../gateway-api/referencegrant.yaml", "../gateway-api/gateway.yaml", "../gateway-api/httproute.yaml", "../gateway-api/grpcroute.yaml",
 }
 
 func testKinds(t testing.TB) *Kinds {

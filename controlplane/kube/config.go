@@ -83,6 +83,7 @@ type ConfigSource struct {
 
 	mu         sync.Mutex
 	conditions map[string]string // key -> last written condition, to write only changes
+	served     *config.Snapshot  // the config served after the last sync (Gateway API status)
 
 	refusedGauge prometheus.Gauge
 	syncs        *prometheus.CounterVec
@@ -173,6 +174,8 @@ func NewConfigSource(client kubernetes.Interface, istio istioclient.Interface, d
 		{config.GatewayAPIGroup, "v1", "gateways", config.KindKubernetesGateway},
 		{config.GatewayAPIGroup, "v1", "httproutes", config.KindHTTPRoute},
 		{config.GatewayAPIGroup, "v1", "grpcroutes", config.KindGRPCRoute},
+		{config.GatewayAPIGroup, "v1", "gatewayclasses", config.KindGatewayClass},
+		{config.GatewayAPIGroup, "v1", "referencegrants", config.KindReferenceGrant},
 	} {
 		gvr := schema.GroupVersionResource{Group: mk.group, Version: mk.version, Resource: mk.resource}
 		inf := s.dynInf.ForResource(gvr)
@@ -342,7 +345,9 @@ func (s *ConfigSource) sync(ctx context.Context) {
 			continue
 		}
 		for _, it := range items {
-			key := k.kind + "/" + it.namespace + "/" + it.name
+			// A cluster-scoped object (GatewayClass) is kept under the
+			// store's default namespace; its API calls use none.
+			key := k.kind + "/" + cmp.Or(it.namespace, config.DefaultNamespace) + "/" + it.name
 			refs[key] = ref{gvr: k.gvr, namespace: it.namespace, name: it.name, generation: it.generation, kind: k.kind}
 			parsed, err := kinds.Parse(it.js)
 			if err != nil {
@@ -382,9 +387,32 @@ func (s *ConfigSource) sync(ctx context.Context) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	s.mu.Lock()
+	s.served = s.servedSnapshot(objs, refused)
+	s.mu.Unlock()
 	for _, key := range keys {
 		s.writeStatus(ctx, refs[key], refused[key], byObject[key])
 	}
+}
+
+// servedSnapshot is the config meshlens serves, for the status of Gateway
+// API objects (which Gateways are meshlens', what attaches to them): the
+// store's snapshot when it publishes one, else the objects just synced
+// without those refused.
+func (s *ConfigSource) servedSnapshot(objs []*config.Object, refused map[string]config.FieldErrors) *config.Snapshot {
+	if st, ok := s.store.(interface{ Snapshot() *config.Snapshot }); ok {
+		if sn := st.Snapshot(); sn != nil {
+			return sn
+		}
+	}
+	sn := &config.Snapshot{}
+	for _, o := range objs {
+		if _, bad := refused[o.Key()]; !bad {
+			sn.Objects = append(sn.Objects, o)
+		}
+	}
+	slices.SortFunc(sn.Objects, func(a, b *config.Object) int { return strings.Compare(a.Key(), b.Key()) })
+	return sn
 }
 
 type ref struct {

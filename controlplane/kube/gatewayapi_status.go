@@ -13,28 +13,56 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
 )
 
-// ControllerName is how meshlens names itself in Gateway API route
-// status (status.parents[].controllerName), beside other controllers'
-// entries (istiod's), which it keeps.
-const ControllerName = "meshlens.io/gateway-controller"
+// ControllerName is how meshlens names itself in Gateway API: the
+// controllerName of the GatewayClasses it programs and of its entries in
+// routes' status.parents, beside other controllers' (istiod's), which it
+// keeps.
+const ControllerName = config.GatewayControllerName
 
-// writeGatewayAPIStatus records on an HTTPRoute or GRPCRoute, per
-// parentRef, what a Gateway API controller reports: Accepted (False when
-// meshlens refused the route, or the parent Gateway, listener or Service
-// does not take it) and ResolvedRefs (False when a backend Service does
-// not exist or is in another namespace), with events as for the other
-// kinds. A Gateway's own status belongs to its GatewayClass' controller
-// and is not written.
+// writeGatewayAPIStatus records on Gateway API objects what a Gateway API
+// controller reports, for what is meshlens' only:
+//
+//   - a GatewayClass naming meshlens' controller: Accepted (False,
+//     InvalidParameters, when meshlens refused it);
+//   - a Gateway of such a class: Accepted, Programmed, and per listener
+//     Accepted, Programmed, ResolvedRefs and the number of attached routes;
+//   - an HTTPRoute or GRPCRoute: per parentRef meshlens serves (a Gateway of
+//     its class, a Service or ServiceEntry), Accepted (False when meshlens
+//     refused the route, or the parent does not take it) and ResolvedRefs
+//     (False when a backend Service does not exist, or is in another
+//     namespace without a ReferenceGrant allowing it).
+//
+// Other controllers' Gateways and classes get nothing from meshlens, nor
+// do ReferenceGrants (which have no status); refusals and findings get
+// events as for the other kinds.
 func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs config.FieldErrors, warnings config.Warnings) {
-	if r.kind != config.KindHTTPRoute && r.kind != config.KindGRPCRoute {
-		return
+	s.mu.Lock()
+	sn := s.served
+	s.mu.Unlock()
+	var status func(u *unstructured.Unstructured, now string) (map[string]any, bool)
+	switch r.kind {
+	case config.KindHTTPRoute, config.KindGRPCRoute:
+		status = func(u *unstructured.Unstructured, now string) (map[string]any, bool) {
+			return routeStatus(u, sn, errs, warnings, now), true
+		}
+	case config.KindKubernetesGateway:
+		status = func(u *unstructured.Unstructured, now string) (map[string]any, bool) {
+			return gatewayStatus(u, sn, errs, now)
+		}
+	case config.KindGatewayClass:
+		status = func(u *unstructured.Unstructured, now string) (map[string]any, bool) {
+			return gatewayClassStatus(u, errs, now)
+		}
 	}
 	key := r.kind + "/" + r.namespace + "/" + r.name
-	sig, _ := json.Marshal([]any{r.generation, errs, warnings})
+	// What the status depends on beyond the object itself: which classes
+	// and Gateways are meshlens', what attaches, which grants exist.
+	sig, _ := json.Marshal([]any{r.generation, errs, warnings, gatewayAPIContext(sn)})
 	s.mu.Lock()
 	same := s.conditions[key] == string(sig)
 	s.conditions[key] = string(sig)
@@ -42,9 +70,9 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 	if same {
 		return
 	}
-	obj := &corev1.ObjectReference{Kind: r.kind, APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name}
+	obj := &corev1.ObjectReference{Kind: config.WireKind(r.kind), APIVersion: r.gvr.GroupVersion().String(), Namespace: r.namespace, Name: r.name}
 	if len(errs) > 0 {
-		s.logger.Warn("kubernetes: route refused; the rest of the config is served", "object", key, "errors", summarize(errs))
+		s.logger.Warn("kubernetes: Gateway API object refused; the rest of the config is served", "object", key, "errors", summarize(errs))
 		s.recorder.Eventf(obj, corev1.EventTypeWarning, "Invalid", "meshlens refused %s: %s", key, summarize(errs))
 	}
 	for _, w := range warnings {
@@ -54,7 +82,10 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 		}
 		s.recorder.Eventf(obj, corev1.EventTypeWarning, cmp.Or(config.CodeName(w.Code), w.Code), "%s %s", w.Code, text)
 	}
-	if err := s.patchRouteParents(ctx, r, errs, warnings); err != nil {
+	if status == nil {
+		return // ReferenceGrant: no status
+	}
+	if err := s.patchGatewayAPIStatus(ctx, r, status); err != nil {
 		s.mu.Lock()
 		delete(s.conditions, key) // try again next sync
 		s.mu.Unlock()
@@ -62,7 +93,23 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 	}
 }
 
-func (s *ConfigSource) patchRouteParents(ctx context.Context, r ref, errs config.FieldErrors, warnings config.Warnings) error {
+// gatewayAPIContext is what of the served config the Gateway API statuses
+// depend on, so that a change of it writes them again.
+func gatewayAPIContext(sn *config.Snapshot) []string {
+	var out []string
+	for _, k := range []string{config.KindGatewayClass, config.KindKubernetesGateway, config.KindReferenceGrant, config.KindHTTPRoute, config.KindGRPCRoute} {
+		for _, o := range sn.OfKind(k) {
+			js, _ := json.Marshal(o.Spec)
+			out = append(out, o.Key()+string(js))
+		}
+	}
+	return out
+}
+
+// patchGatewayAPIStatus reads the object, lets status compute its status
+// (false: nothing of meshlens' to write) and patches it, retrying
+// conflicts.
+func (s *ConfigSource) patchGatewayAPIStatus(ctx context.Context, r ref, status func(u *unstructured.Unstructured, now string) (map[string]any, bool)) error {
 	ri := s.dyn.Resource(r.gvr).Namespace(r.namespace)
 	now := time.Now().UTC().Format(time.RFC3339)
 	for attempt := 1; ; attempt++ {
@@ -73,27 +120,13 @@ func (s *ConfigSource) patchRouteParents(ctx context.Context, r ref, errs config
 		if err != nil {
 			return err
 		}
-		parents, _, _ := unstructured.NestedSlice(u.Object, "spec", "parentRefs")
-		existing, _, _ := unstructured.NestedSlice(u.Object, "status", "parents")
-		var out []any
-		for _, e := range existing {
-			if m, ok := e.(map[string]any); ok && m["controllerName"] != ControllerName {
-				out = append(out, e) // another controller's
-			}
-		}
-		for i, p := range parents {
-			accepted, resolved := routeConditions(i, errs, warnings)
-			for _, c := range []map[string]any{accepted, resolved} {
-				c["observedGeneration"], c["lastTransitionTime"] = u.GetGeneration(), now
-			}
-			out = append(out, map[string]any{"parentRef": p, "controllerName": ControllerName, "conditions": []any{accepted, resolved}})
-		}
-		if len(out) > 32 {
-			out = out[:32] // the API's limit
+		st, ok := status(u, now)
+		if !ok {
+			return nil
 		}
 		body, err := json.Marshal(map[string]any{
 			"metadata": map[string]any{"resourceVersion": u.GetResourceVersion()},
-			"status":   map[string]any{"parents": out},
+			"status":   st,
 		})
 		if err != nil {
 			return err
@@ -104,6 +137,174 @@ func (s *ConfigSource) patchRouteParents(ctx context.Context, r ref, errs config
 		}
 		return err
 	}
+}
+
+func gwCondition(typ string, ok bool, reason, message string, generation int64, now string) map[string]any {
+	st := "False"
+	if ok {
+		st = "True"
+	}
+	return map[string]any{"type": typ, "status": st, "reason": reason, "message": message, "observedGeneration": generation, "lastTransitionTime": now}
+}
+
+// keepTransitions keeps an existing condition's lastTransitionTime when
+// its status did not change, as Kubernetes conditions mean it.
+func keepTransitions(existing []any, conds []any) []any {
+	for _, c := range conds {
+		cm := c.(map[string]any)
+		for _, e := range existing {
+			if em, ok := e.(map[string]any); ok && em["type"] == cm["type"] && em["status"] == cm["status"] && em["lastTransitionTime"] != nil {
+				cm["lastTransitionTime"] = em["lastTransitionTime"]
+			}
+		}
+	}
+	return conds
+}
+
+func programmedReason(ok bool) string {
+	if ok {
+		return "Programmed"
+	}
+	return "Invalid"
+}
+
+// gatewayClassStatus is the status of a GatewayClass naming meshlens'
+// controller: Accepted, or not with the validation errors.
+func gatewayClassStatus(u *unstructured.Unstructured, errs config.FieldErrors, now string) (map[string]any, bool) {
+	if c, _, _ := unstructured.NestedString(u.Object, "spec", "controllerName"); c != ControllerName {
+		return nil, false
+	}
+	accepted := gwCondition("Accepted", true, "Accepted", "meshlens programs the Gateways of this class", u.GetGeneration(), now)
+	if len(errs) > 0 {
+		accepted = gwCondition("Accepted", false, "InvalidParameters", "meshlens refused the class: "+summarize(errs), u.GetGeneration(), now)
+	}
+	existing, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	return map[string]any{"conditions": keepTransitions(existing, []any{accepted})}, true
+}
+
+// gatewayStatus is the status of a Gateway of meshlens' class: Accepted
+// and Programmed, and each listener's conditions and attached routes.
+func gatewayStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs config.FieldErrors, now string) (map[string]any, bool) {
+	class, _, _ := unstructured.NestedString(u.Object, "spec", "gatewayClassName")
+	if c, _ := config.GatewayClassController(sn, class); c != ControllerName {
+		return nil, false
+	}
+	gen := u.GetGeneration()
+	existing, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	if len(errs) > 0 {
+		msg := "meshlens refused the Gateway: " + summarize(errs)
+		return map[string]any{"conditions": keepTransitions(existing, []any{
+			gwCondition("Accepted", false, "Invalid", msg, gen, now),
+			gwCondition("Programmed", false, "Invalid", msg, gen, now),
+		})}, true
+	}
+	g := sn.Get(config.KindKubernetesGateway, cmp.Or(u.GetNamespace(), config.DefaultNamespace), u.GetName())
+	if g == nil {
+		return nil, false // not in the served config yet
+	}
+	oldListeners, _, _ := unstructured.NestedSlice(u.Object, "status", "listeners")
+	attached := config.AttachedRoutes(sn, g)
+	var listeners []any
+	programmed, invalid := 0, 0
+	for _, l := range g.Spec.(*gatewayv1.GatewaySpec).Listeners {
+		ls := config.ListenerState(l)
+		if ls.Programmed {
+			programmed++
+		}
+		if !ls.Accepted {
+			invalid++
+		}
+		var existingL []any
+		for _, o := range oldListeners {
+			if om, ok := o.(map[string]any); ok && om["name"] == string(l.Name) {
+				existingL, _, _ = unstructured.NestedSlice(om, "conditions")
+			}
+		}
+		kinds := []any{}
+		for _, k := range ls.SupportedKinds {
+			kinds = append(kinds, map[string]any{"group": config.GatewayAPIGroup, "kind": k})
+		}
+		listeners = append(listeners, map[string]any{
+			"name": string(l.Name), "supportedKinds": kinds, "attachedRoutes": attached[l.Name],
+			"conditions": keepTransitions(existingL, []any{
+				gwCondition("Accepted", ls.Accepted, ls.AcceptedReason, ls.Message, gen, now),
+				gwCondition("Programmed", ls.Programmed, programmedReason(ls.Programmed), ls.Message, gen, now),
+				gwCondition("ResolvedRefs", ls.ResolvedRefs, ls.ResolvedRefsReason, ls.Message, gen, now),
+			}),
+		})
+	}
+	acceptedReason := "Accepted"
+	if invalid > 0 {
+		acceptedReason = "ListenersNotValid"
+	}
+	proxies := fmt.Sprintf("gateway proxies labelled %s=%s", config.GatewayNameLabel, u.GetName())
+	programmedCond := gwCondition("Programmed", true, "Programmed", fmt.Sprintf("meshlens serves %d listener(s) to %s", programmed, proxies), gen, now)
+	if programmed == 0 {
+		programmedCond = gwCondition("Programmed", false, "Invalid", "no listener meshlens can serve (HTTP, or HTTPS with a certificate)", gen, now)
+	}
+	return map[string]any{
+		"conditions": keepTransitions(existing, []any{
+			gwCondition("Accepted", true, acceptedReason, fmt.Sprintf("meshlens programs this Gateway for %s; %d of its listeners are not valid", proxies, invalid), gen, now),
+			programmedCond,
+		}),
+		"listeners": listeners,
+	}, true
+}
+
+// routeStatus is a route's status.parents: other controllers' entries as
+// they are, then meshlens' for each parent it serves.
+func routeStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs config.FieldErrors, warnings config.Warnings, now string) map[string]any {
+	parents, _, _ := unstructured.NestedSlice(u.Object, "spec", "parentRefs")
+	existing, _, _ := unstructured.NestedSlice(u.Object, "status", "parents")
+	var out []any
+	mine := map[string][]any{}
+	for _, e := range existing {
+		m, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		if m["controllerName"] != ControllerName {
+			out = append(out, e) // another controller's
+			continue
+		}
+		pk, _ := json.Marshal(m["parentRef"])
+		mine[string(pk)], _, _ = unstructured.NestedSlice(m, "conditions")
+	}
+	for i, p := range parents {
+		pm, _ := p.(map[string]any)
+		if !servesParent(sn, u.GetNamespace(), pm) {
+			continue // a Gateway of another controller's class
+		}
+		accepted, resolved := routeConditions(i, errs, warnings)
+		for _, c := range []map[string]any{accepted, resolved} {
+			c["observedGeneration"], c["lastTransitionTime"] = u.GetGeneration(), now
+		}
+		pk, _ := json.Marshal(p)
+		out = append(out, map[string]any{"parentRef": p, "controllerName": ControllerName,
+			"conditions": keepTransitions(mine[string(pk)], []any{accepted, resolved})})
+	}
+	if len(out) > 32 {
+		out = out[:32] // the API's limit
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return map[string]any{"parents": out}
+}
+
+// servesParent reports whether meshlens answers for a route's parentRef:
+// a Service or ServiceEntry (GAMMA), a Gateway of meshlens' class, or a
+// Gateway that does not exist (NoMatchingParent).
+func servesParent(sn *config.Snapshot, routeNS string, p map[string]any) bool {
+	group, hasGroup := p["group"].(string)
+	kind, _ := p["kind"].(string)
+	if (hasGroup && group != config.GatewayAPIGroup) || (kind != "" && kind != "Gateway") {
+		return true
+	}
+	ns, _ := p["namespace"].(string)
+	name, _ := p["name"].(string)
+	g := sn.Get(config.KindKubernetesGateway, cmp.Or(ns, routeNS, config.DefaultNamespace), name)
+	return g == nil || config.ServesGateway(sn, g)
 }
 
 // routeConditions are the Accepted and ResolvedRefs conditions of the

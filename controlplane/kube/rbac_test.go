@@ -151,7 +151,8 @@ func TestConfigSourceWithoutIstioAccessIsReadyAtOnce(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("not ready after 15s; forbidden: %v", health.Forbidden())
 	}
-	for _, r := range []string{"virtualservices", "gateways", "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"} {
+	for _, r := range []string{"virtualservices", "gateways", "gateways.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io",
+		"gatewayclasses.gateway.networking.k8s.io", "referencegrants.gateway.networking.k8s.io"} {
 		if _, ok := health.Forbidden()[r]; !ok {
 			t.Errorf("forbidden = %v, want %s named", health.Forbidden(), r)
 		}

@@ -138,18 +138,108 @@ spec:
 	}
 }
 
+// A GAMMA route's backendRef to a Service of another namespace is followed
+// only while a ReferenceGrant in that namespace allows HTTPRoutes of the
+// route's namespace: grpc-go clients reach it once the grant is applied,
+// and fail again (the rule answers 500) once it is gone.
+func TestReferenceGrantLetsARouteSendToAnotherNamespace(t *testing.T) {
+	m := newTestMesh(t)
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1"), meshtest.StartBackend(t, "v2", "v2")
+	services := gammaServices(v1, v1) + fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: archive, namespace: other}
+spec:
+  hosts: [archive.other.svc.cluster.local]
+  ports: [{number: 9000, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: archive}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: archive-v2, namespace: other}
+spec: {address: 127.0.0.1, ports: {grpc: %d}, labels: {app: archive, version: v2}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 9000}]
+  rules:
+  - matches: [{headers: [{name: x-archive, value: "true"}]}]
+    backendRefs: [{name: archive, namespace: other, port: 9000}]
+  - backendRefs: [{name: echo-v1, port: 9000}]
+`, v2.Port)
+	grant := `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ReferenceGrant
+metadata: {name: echo-routes, namespace: other}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: default}]
+  to: [{group: "", kind: Service, name: archive}]
+`
+	m.apply(services)
+	c := m.client(echoTarget, nil, nil)
+	if got := distribution(t, c, 20, 2); got["v1"] != 20 {
+		t.Fatalf("without x-archive: want 20 RPCs on echo-v1, got %v", got)
+	}
+	if got := distribution(t, c, 10, 2, "x-archive", "true"); got["v2"] != 0 || got["v1"] != 0 {
+		t.Fatalf("without a ReferenceGrant the other namespace's Service must get nothing, got %v", got)
+	}
+	m.apply(services + grant)
+	meshtest.Eventually(t, 10*time.Second, "x-archive: true reaches other/archive once the ReferenceGrant allows it", func() error {
+		if got := distribution(t, c, 10, 2, "x-archive", "true"); got["v2"] != 10 {
+			return fmt.Errorf("want 10 RPCs on archive (v2), got %v", got)
+		}
+		return nil
+	})
+	m.apply(services)
+	meshtest.Eventually(t, 10*time.Second, "x-archive: true fails again once the ReferenceGrant is gone", func() error {
+		if got := distribution(t, c, 10, 2, "x-archive", "true"); got["v2"] != 0 {
+			return fmt.Errorf("want no RPC on archive, got %v", got)
+		}
+		return nil
+	})
+}
+
 // Over ADS, the gateway proxies a Gateway API Gateway names (label
 // gateway.networking.k8s.io/gateway-name) get its listener and the routes
-// of the HTTPRoutes attached to it; another gateway's proxies do not.
+// of the HTTPRoutes attached to it, when its GatewayClass is meshlens';
+// another gateway's proxies do not, nor do the proxies of a Gateway of
+// istiod's class (istio.io/gateway-controller), which istiod programs.
 func TestGatewayAPIGatewayListenerReachesItsGatewayProxies(t *testing.T) {
 	m := newTestMesh(t)
 	m.apply(serviceYAML(echoHost, meshtest.NewBackend("v1", "v1", 7001)) + `---
 apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: meshlens}
+spec: {controllerName: meshlens.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: istio}
+spec: {controllerName: istio.io/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: web, namespace: default}
 spec:
+  gatewayClassName: meshlens
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: istio-web, namespace: default}
+spec:
   gatewayClassName: istio
   listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-istio, namespace: default}
+spec:
+  parentRefs: [{name: istio-web}]
+  hostnames: [echo.example.com]
+  rules: [{backendRefs: [{name: echo, port: 9000}]}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -172,6 +262,7 @@ spec:
 	}{
 		{"the Gateway's proxy", "web", []string{"0.0.0.0_8080"}},
 		{"another Gateway's proxy", "other", nil},
+		{"the proxy of a Gateway istiod programs", "istio-web", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			md, err := structpb.NewStruct(map[string]any{MetaLabels: map[string]any{"gateway.networking.k8s.io/gateway-name": tc.gateway}, MetaNamespace: "default"})

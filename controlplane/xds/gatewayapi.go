@@ -21,6 +21,10 @@ import (
 // then go through the one translator every Gateway and VirtualService goes
 // through.
 //
+//   - Only Gateways of a GatewayClass whose controllerName is meshlens'
+//     (config.GatewayControllerName) are programmed, and only routes'
+//     parentRefs to those (or to Services); a backendRef to a Service of
+//     another namespace is followed when a ReferenceGrant there allows it.
 //   - A Gateway becomes one Istio Gateway per listener, selecting the
 //     gateway proxies labelled gateway.networking.k8s.io/gateway-name:
 //     <name> (the label istiod's deployed gateways carry). Its name,
@@ -46,7 +50,9 @@ func gatewayAPIObjects(snap *config.Snapshot, fqdn func(host, ns string) string)
 	}
 	var out []*config.Object
 	for _, g := range gateways {
-		out = append(out, istioGateways(g)...)
+		if config.ServesGateway(snap, g) {
+			out = append(out, istioGateways(g)...)
+		}
 	}
 	type vsKey struct{ ns, gateway, host string }
 	entries := map[vsKey][]*gwRule{}
@@ -58,7 +64,9 @@ func gatewayAPIObjects(snap *config.Snapshot, fqdn func(host, ns string) string)
 		entries[k] = append(entries[k], rs...)
 	}
 	for _, o := range routes {
-		r := normalizeRoute(o, fqdn)
+		r := normalizeRoute(o, fqdn, func(ref gatewayv1.BackendObjectReference) bool {
+			return config.BackendPermitted(snap, o.Kind, o.Meta.Namespace, ref)
+		})
 		for _, pr := range r.parents {
 			ns := o.Meta.Namespace
 			if pr.Namespace != nil {
@@ -79,8 +87,8 @@ func gatewayAPIObjects(snap *config.Snapshot, fqdn func(host, ns string) string)
 				add(vsKey{ns: ns, host: fqdn(string(pr.Name), ns)}, r.forPort(port))
 			case "Gateway":
 				g := snap.Get(config.KindKubernetesGateway, ns, string(pr.Name))
-				if g == nil {
-					continue
+				if g == nil || !config.ServesGateway(snap, g) {
+					continue // absent, or another controller's
 				}
 				for _, l := range g.Spec.(*gatewayv1.GatewaySpec).Listeners {
 					if pr.SectionName != nil && *pr.SectionName != l.Name || pr.Port != nil && *pr.Port != l.Port ||
@@ -294,7 +302,7 @@ type ruleParts struct {
 
 // normalizeRoute turns an HTTPRoute or GRPCRoute into VirtualService
 // routes, one per path match, each with its rank.
-func normalizeRoute(o *config.Object, fqdn func(host, ns string) string) *gwRoute {
+func normalizeRoute(o *config.Object, fqdn func(host, ns string) string, permitted func(gatewayv1.BackendObjectReference) bool) *gwRoute {
 	r := &gwRoute{}
 	key := o.Key()
 	ns := o.Meta.Namespace
@@ -311,7 +319,7 @@ func normalizeRoute(o *config.Object, fqdn func(host, ns string) string) *gwRout
 				rk := m.rank
 				rk.pathKind, rk.prefixLen = pm.rank.pathKind, pm.rank.prefixLen
 				rk.key, rk.rule, rk.seq = key, i, j*2+k
-				hr := translateRule(parts, pm, ns, fqdn)
+				hr := translateRule(parts, pm, ns, fqdn, permitted)
 				hr.Name = fmt.Sprintf("%s.%s.%s", ns, o.Meta.Name, name)
 				if !isEmptyMatch(im) {
 					hr.Match = []*networking.HTTPMatchRequest{im}
@@ -403,7 +411,7 @@ func isEmptyMatch(m *networking.HTTPMatchRequest) bool {
 // filters and timeouts as a VirtualService route. Filters missing the
 // field of their type (refused by validation) are left out. A rule with no backend
 // of positive weight (and no redirect) answers 500, as Gateway API says.
-func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns string) string) *networking.HTTPRoute {
+func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns string) string, permitted func(gatewayv1.BackendObjectReference) bool) *networking.HTTPRoute {
 	hr := &networking.HTTPRoute{}
 	// prefixValue is what a ReplacePrefixMatch value replaces this path
 	// match's matched part with: the whole path for an exact half, the
@@ -447,8 +455,8 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 			hr.Headers.Response = headers(f.ResponseHeaderModifier)
 		case gatewayv1.HTTPRouteFilterRequestMirror:
 			m := f.RequestMirror
-			if m == nil || config.CrossNamespace(m.BackendRef, ns) {
-				continue // not permitted without a ReferenceGrant
+			if m == nil || !permitted(m.BackendRef) {
+				continue // another namespace's, and no ReferenceGrant allows it
 			}
 			mp := &networking.HTTPMirrorPolicy{Destination: destinationOf(m.BackendRef, ns, fqdn)}
 			switch {
@@ -515,8 +523,8 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 		if b.Weight != nil {
 			w = *b.Weight
 		}
-		if w <= 0 || config.CrossNamespace(b.BackendObjectReference, ns) {
-			continue // no traffic; a cross-namespace backend is not permitted without a ReferenceGrant
+		if w <= 0 || !permitted(b.BackendObjectReference) {
+			continue // no traffic; a cross-namespace backend needs a ReferenceGrant
 		}
 		rd := &networking.HTTPRouteDestination{Destination: destinationOf(b.BackendObjectReference, ns, fqdn), Weight: w}
 		for _, f := range b.Filters {
@@ -576,6 +584,9 @@ func translateRule(parts ruleParts, pm pathMatch, ns string, fqdn func(host, ns 
 }
 
 func destinationOf(ref gatewayv1.BackendObjectReference, ns string, fqdn func(host, ns string) string) *networking.Destination {
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
 	d := &networking.Destination{Host: fqdn(string(ref.Name), ns)}
 	if config.BackendKind(ref) == "Hostname" {
 		d.Host = string(ref.Name)
