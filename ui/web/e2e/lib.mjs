@@ -19,6 +19,8 @@ export async function launch({ width = 1440, height = 900 } = {}) {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
   await mkdir(SCREENSHOTS, { recursive: true });
+  for (const p of ctx.pages()) guardEvaluate(p);
+  ctx.on('page', guardEvaluate);
   return {
     ctx,
     async close() {
@@ -26,6 +28,35 @@ export async function launch({ width = 1440, height = 900 } = {}) {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * guardEvaluate makes page.evaluate fail at once, naming the function, when a
+ * page function returns a cytoscape object: window.__cy, or a collection (what
+ * cy.center(), cy.zoom({...}) or eles.emit() return). Playwright would copy
+ * that object's whole graph (renderer, caches, every element) to send it back,
+ * which keeps the page's main thread busy for minutes while Chromium's renderer
+ * grows to gigabytes; that was the views test's "memory defect" (its
+ * `evaluate(() => window.__cy.center(...))`).
+ */
+export function guardEvaluate(page) {
+  if (page.evaluate.guarded) return;
+  const evaluate = page.evaluate.bind(page);
+  const guarded = (fn, arg) => {
+    if (typeof fn !== 'function') return evaluate(fn, arg);
+    return evaluate(
+      async ([src, a]) => {
+        const r = await (0, eval)(`(${src})`)(a);
+        if (r !== null && typeof r === 'object' && (r === window.__cy || typeof r.cy === 'function')) {
+          throw new Error(`a page function returned a cytoscape ${r === window.__cy ? 'core' : 'collection'}, which Playwright would copy whole; return a plain value or nothing: ${src}`);
+        }
+        return r;
+      },
+      [fn.toString(), arg],
+    );
+  };
+  guarded.guarded = true;
+  page.evaluate = guarded;
 }
 
 /** target returns {url, token, close}: the live server from env, or a fresh fixture. */

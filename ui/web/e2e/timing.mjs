@@ -67,7 +67,9 @@ try {
     results.push(m);
     if (i === 0) {
       await shot(page, `timing-${nodes}-nodes`);
-      await page.evaluate(() => window.__cy.zoom({ level: 0.9, renderedPosition: { x: window.__cy.width() / 2, y: window.__cy.height() / 2 } }));
+      await page.evaluate(() => {
+        window.__cy.zoom({ level: 0.9, renderedPosition: { x: window.__cy.width() / 2, y: window.__cy.height() / 2 } });
+      });
       await page.waitForTimeout(1500);
       await shot(page, `timing-${nodes}-nodes-zoomed`);
     }

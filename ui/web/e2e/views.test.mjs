@@ -91,6 +91,12 @@ describe('grouping and saved views', { timeout: TIMEOUT * 2 + 60000 }, () => {
     // Just inside the box's padding, above and left of its first member.
     const bb = await page.evaluate((id) => window.__cy.getElementById(id).children().boundingBox({ includeLabels: false, includeOverlays: false }), REVIEWS);
     const corner = await onScreen(page, { x: bb.x1 - 5, y: bb.y1 - 5 });
+    // From here on the page logs every layout run and every change of its nodes.
+    await page.evaluate(() => {
+      const log = (window.__e2eLayoutLog = []);
+      window.__cy.on('layoutstart', () => log.push('layout'));
+      window.__cy.on('add remove', 'node', () => log.push('nodes'));
+    });
     await page.mouse.dblclick(corner.x, corner.y);
     await page.waitForFunction((id) => window.__cy.getElementById(id).hasClass('collapsed'), REVIEWS, { timeout: 30000 });
     assert.ok(new URL(page.url()).searchParams.get('collapsed') === 'reviews', `the URL keeps the collapsed group: ${page.url()}`);
@@ -100,7 +106,34 @@ describe('grouping and saved views', { timeout: TIMEOUT * 2 + 60000 }, () => {
 
     // Move productpage: a pinned node.
     await settled(page); // the relayout after collapsing animates
-    await page.evaluate((id) => window.__cy.center(window.__cy.getElementById(id)), PRODUCTPAGE);
+    // Then the picture holds still through the next two refreshes of the live
+    // graph: a layout runs only after the set of nodes changed (the collapse,
+    // or a node the demo's traffic adds or drops), and without such a change
+    // no node moves.
+    const still = await page.evaluate(() => ({ at: window.__e2eLayoutLog.length, pos: window.__cy.nodes().map((n) => `${n.id()}@${Math.round(n.position().x)},${Math.round(n.position().y)}`).sort() }));
+    for (let i = 0; i < 2; i++) {
+      const last = await page.evaluate(() => window.__meshlensLastRender);
+      await page.waitForFunction((t) => window.__meshlensLastRender > t, last, { timeout: 30000 });
+    }
+    await settled(page);
+    const runs = await page.evaluate(() => window.__e2eLayoutLog.slice());
+    assert.ok(runs.includes('layout'), `the collapse laid the graph out: ${runs}`);
+    let changed = false;
+    for (const [i, ev] of runs.entries()) {
+      if (ev === 'nodes') changed = true;
+      else {
+        assert.ok(changed, `layout run ${i} of [${runs}] follows no change of the nodes`);
+        changed = false;
+      }
+    }
+    if (!runs.slice(still.at).includes('nodes')) {
+      const pos = await page.evaluate(() => window.__cy.nodes().map((n) => `${n.id()}@${Math.round(n.position().x)},${Math.round(n.position().y)}`).sort());
+      assert.deepEqual(pos, still.pos, 'no node moved through two refreshes of the same nodes');
+    }
+    // A block body: cy.center() returns cy, which evaluate would copy whole (see guardEvaluate in lib.mjs).
+    await page.evaluate((id) => {
+      window.__cy.center(window.__cy.getElementById(id));
+    }, PRODUCTPAGE);
     const before = await page.evaluate((id) => window.__cy.getElementById(id).position(), PRODUCTPAGE);
     const from = await onScreen(page, before);
     await page.mouse.move(from.x, from.y);
@@ -111,7 +144,9 @@ describe('grouping and saved views', { timeout: TIMEOUT * 2 + 60000 }, () => {
     assert.ok(Math.abs(moved.y - before.y) > 20, `productpage moved: ${JSON.stringify(before)} → ${JSON.stringify(moved)}`);
 
     // Select it and save the view.
-    await page.evaluate((id) => window.__cy.getElementById(id).emit('tap'), PRODUCTPAGE);
+    await page.evaluate((id) => {
+      window.__cy.getElementById(id).emit('tap');
+    }, PRODUCTPAGE);
     await page.waitForFunction((id) => new URL(location.href).searchParams.get('sel') === id, PRODUCTPAGE);
     await openViews(page);
     await page.fill('[data-testid=view-name]', NAME);
