@@ -477,6 +477,9 @@ func (t *translator) telemetryClusters() ([]*clusterv3.Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := t.receiverTLS(cl, c.addr); err != nil {
+			return nil, err
+		}
 		out = append(out, cl)
 	}
 	return out, nil

@@ -89,6 +89,9 @@ type Options struct {
 	// Telemetry's meshlens-als and meshlens-otel providers send to. Empty
 	// leaves that provider out.
 	TelemetryALSAddress, TelemetryOTLPAddress string
+	// TelemetryTLS makes those clusters speak TLS to meshlens' receivers
+	// (when they serve it: --tls-cert); nil is plaintext.
+	TelemetryTLS *ReceiverTLS
 }
 
 // DefaultOptions returns Istio's defaults.
@@ -424,6 +427,8 @@ func mergeDefaults(o Options) Options {
 	d.TrustDomain = cmp.Or(o.TrustDomain, d.TrustDomain)
 	d.CertProviderInstance = cmp.Or(o.CertProviderInstance, d.CertProviderInstance)
 	d.TelemetryALSAddress, d.TelemetryOTLPAddress = o.TelemetryALSAddress, o.TelemetryOTLPAddress
+	d.TelemetryTLS = o.TelemetryTLS
+	d.GatewayCredentialDir = o.GatewayCredentialDir
 	return d
 }
 

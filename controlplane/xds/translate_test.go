@@ -17,7 +17,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // A file with a "# gateway-labels: k=v,..." line is also translated for an
 // Envoy gateway node with those labels: testdata/<name>.gateway.golden.json.
 // "# node-labels: k=v,..." labels the sidecar nodes; "# telemetry-addresses:
-// ALS,OTLP" sets where proxies reach meshlens' receivers.
+// ALS,OTLP" sets where proxies reach meshlens' receivers; "# telemetry-tls:
+// ca=FILE,sni=NAME,client" makes them TLS (ReceiverTLS; each part optional).
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -52,6 +53,20 @@ func TestTranslateGolden(t *testing.T) {
 				opts := DefaultOptions()
 				if addrs := directive(string(src), "telemetry-addresses"); addrs != "" {
 					opts.TelemetryALSAddress, opts.TelemetryOTLPAddress, _ = strings.Cut(addrs, ",")
+				}
+				if rt := directive(string(src), "telemetry-tls"); rt != "" {
+					opts.TelemetryTLS = &ReceiverTLS{}
+					for _, part := range strings.Split(rt, ",") {
+						k, v, _ := strings.Cut(part, "=")
+						switch k {
+						case "ca":
+							opts.TelemetryTLS.CAFile = v
+						case "sni":
+							opts.TelemetryTLS.SNI = v
+						case "client":
+							opts.TelemetryTLS.ClientCert = true
+						}
+					}
 				}
 				if variant == "gateway" {
 					node = Node{ID: "router~10.0.9.1~ingress.istio-system~istio-system.svc.cluster.local", Flavour: FlavourEnvoy, Gateway: true, Namespace: "istio-system", Labels: map[string]string{}}
