@@ -180,6 +180,33 @@ describe('grouping and saved views', { timeout: TIMEOUT * 2 + 60000 }, () => {
     await page.close();
   });
 
+  it('shows the traffic of an edge between two collapsed groups, and says what it sums', async () => {
+    const edge = 'group:app=reviews->group:app=ratings';
+    const page = await open(`/topology?view=version&group=app&collapsed=ratings,reviews&sel=${encodeURIComponent(edge)}`);
+    await page.waitForFunction((id) => window.__cy?.getElementById(id).nonempty() === true, edge, { timeout: TIMEOUT });
+    // reviews v2 and v3 call ratings: the drawn edge is their sum, and says so.
+    const drawn = await page.evaluate((id) => window.__cy.getElementById(id).data(), edge);
+    assert.ok(drawn.parts >= 2 && drawn.rps > 0, `the edge stands for the calls of several versions: ${JSON.stringify(drawn)}`);
+    assert.match(drawn.label, new RegExp(`^Σ${drawn.parts} \\S+ rps`), 'the label says it is a sum');
+    const panel = page.locator('[data-testid=detail-panel]');
+    await panel.locator('[data-testid=merged-edge-note]').waitFor({ timeout: 30000 });
+    const text = await panel.textContent();
+    assert.doesNotMatch(text, /no traffic/);
+    assert.match(text, new RegExp(`the sum of ${drawn.parts} edges`));
+    assert.match(await page.textContent('[data-testid=detail-title]'), /app reviews \(\d+\)→app ratings \(\d+\)/);
+    const stat = async (label) => panel.locator('.stat', { has: page.locator('.stat-label', { hasText: new RegExp(`^${label}$`) }) }).locator('.stat-value').textContent();
+    assert.notEqual(await stat('rps'), '0', 'the panel shows its traffic');
+    assert.match(await stat('p99'), /^≤ \d/, 'its p99 is said to be a bound');
+    assert.match(await panel.locator('[data-testid=merged-edge-note]').textContent(), /collapsed groups\. Rates, requests, errors\s+and the counts by code are their sums/);
+    // One row per edge it stands for, between the members.
+    const rows = await panel.locator('table.mini tr').allTextContents();
+    assert.equal(rows.length, Math.min(12, drawn.parts), `one row per edge summed: ${rows}`);
+    for (const r of rows) assert.match(r, /^reviews( v\d+)? → ratings( v\d+)?/, r);
+    await shot(page, 'e2e-views-merged-edge');
+    assert.deepEqual(page.errors, []);
+    await page.close();
+  });
+
   it('loads a view whose nodes are gone and names them; deletes a view from the menu', { skip: process.env.MESHLENS_URL ? false : 'saved views need meshlens serve with ClickHouse (MESHLENS_URL)' }, async () => {
     const ghost = `${NS}/ghost/v9`;
     const put = await api(t.url, t.token, `/api/v1/views/${encodeURIComponent(GHOST)}`, {

@@ -40,6 +40,8 @@ export interface EdgeData {
   errorRate: number;
   p99Ms: number;
   mtls: number;
+  /** how many of the graph's edges a merged edge (an end in a collapsed group) stands for; 0 for the graph's own */
+  parts: number;
 }
 
 export interface Elements {
@@ -162,11 +164,16 @@ export function edgeId(source: string, target: string): string {
   return `${source}->${target}`;
 }
 
-/** edgeLabel is the text on an edge: "12 rps · 2.1% · p99 45ms" (error part only when non-zero). */
-export function edgeLabel(e: Pick<GraphEdge, 'rps' | 'errorRate' | 'p99Ms'>): string {
-  const parts = [`${fmtRps(e.rps)} rps`];
+/**
+ * edgeLabel is the text on an edge: "12 rps · 2.1% · p99 45ms" (error part
+ * only when non-zero). A merged edge (see mergeCollapsed) says so: "Σ3 12 rps
+ * · 2.1% · p99 ≤ 45ms": the sum of 3 edges, whose p99 is at most the slowest's.
+ */
+export function edgeLabel(e: Pick<DrawnEdge, 'rps' | 'errorRate' | 'p99Ms' | 'parts'>): string {
+  const merged = (e.parts?.length ?? 0) > 1;
+  const parts = [`${merged ? `Σ${e.parts!.length} ` : ''}${fmtRps(e.rps)} rps`];
   if (e.errorRate > 0) parts.push(fmtPct(e.errorRate));
-  if (e.p99Ms > 0) parts.push(`p99 ${fmtMs(e.p99Ms)}`);
+  if (e.p99Ms > 0) parts.push(`p99 ${merged ? '≤ ' : ''}${fmtMs(e.p99Ms)}`);
   return parts.join(' · ');
 }
 
@@ -219,7 +226,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     return { id: groupId(n.namespace, n.service), ns: n.namespace, service: n.service, label: multiNamespace ? `${n.service} (${n.namespace})` : n.service, value: '' };
   };
   /** node id → the collapsed group it is drawn as */
-  const collapsedInto = new Map<string, string>();
+  const into = collapsedInto(g, groupBy, opts.collapsed);
   const matches = (n: GraphNode) =>
     !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
 
@@ -253,10 +260,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
       grp.members.push(n.id);
       grp.match ||= m;
       groups.set(gid, grp);
-      if (box.value && opts.collapsed?.has(box.value)) {
-        collapsedInto.set(n.id, gid);
-        continue;
-      }
+      if (into.has(n.id)) continue;
     }
     const classes = [data.kind, `health-${h}`];
     if (n.inCycle) classes.push('cycle');
@@ -300,7 +304,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const matchById = new Map(g.nodes.map((n) => [n.id, matches(n)]));
   for (const [gid, grp] of groups) matchById.set(gid, grp.match);
   const edges: ElementDefinition[] = [];
-  for (const e of collapsedInto.size ? mergeCollapsed(g.edges.filter((e) => nodeIds.has(e.source) && nodeIds.has(e.target)), collapsedInto) : g.edges) {
+  for (const e of drawnEdges(g, into)) {
     if (!nodeIds.has(e.source) && !groups.has(e.source)) continue;
     if (!nodeIds.has(e.target) && !groups.has(e.target)) continue;
     const h = e.health;
@@ -309,6 +313,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
       source: e.source,
       target: e.target,
       label: opts.edgeLabels === false ? '' : edgeLabel(e),
+      parts: (e as DrawnEdge).parts?.length ?? 0,
       health: h,
       color: HEALTH_COLOR[h],
       width: edgeWidth(e.rps),
@@ -329,12 +334,40 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
 }
 
 /**
- * mergeCollapsed redraws the edges of collapsed groups: an end inside one
- * becomes the group, edges between the same two ends add up (rates and
- * errors; the worst p99 and health), and calls within a group vanish.
+ * A drawn edge: one of the graph's, or one standing for the graph's edges
+ * (parts) between the same two ends once collapsed groups replace their
+ * members (see mergeCollapsed).
  */
-export function mergeCollapsed(edges: GraphEdge[], into: Map<string, string>): GraphEdge[] {
-  const out = new Map<string, GraphEdge>();
+export type DrawnEdge = GraphEdge & { parts?: GraphEdge[] };
+
+/**
+ * collapsedInto maps every node drawn as a collapsed group to that group's id
+ * (only groups by a label collapse: groupBy set, its value in collapsed).
+ */
+export function collapsedInto(g: Pick<Graph, 'nodes' | 'nodeLabels'>, groupBy: string, collapsed: Set<string> | undefined): Map<string, string> {
+  const into = new Map<string, string>();
+  if (!groupBy || !collapsed?.size) return into;
+  for (const n of g.nodes) {
+    const v = groupValue(g, n, groupBy);
+    if (v && collapsed.has(v)) into.set(n.id, labelGroupId(groupBy, v));
+  }
+  return into;
+}
+
+/**
+ * mergeCollapsed redraws the edges of collapsed groups: an end inside one
+ * becomes the group, calls within a group vanish, and the edges between the
+ * same two ends become one, carrying them as its parts. What adds up adds
+ * up: requests, errors, rps and the counts by HTTP code, gRPC status and
+ * Envoy flag are sums, the error rate is the summed errors over the summed
+ * requests, mTLS the share of the summed rps. Percentiles do not add: a
+ * merged p50/p90/p99 is the largest of its parts', an upper bound of the
+ * merged traffic's (at least 99% of every part is at most its p99). Health
+ * is the worst of its parts', so a failing call stays visible; the protocol
+ * is the one carrying most requests.
+ */
+export function mergeCollapsed(edges: GraphEdge[], into: Map<string, string>): DrawnEdge[] {
+  const out = new Map<string, DrawnEdge>();
   for (const e of edges) {
     const source = into.get(e.source) ?? e.source;
     const target = into.get(e.target) ?? e.target;
@@ -345,25 +378,60 @@ export function mergeCollapsed(edges: GraphEdge[], into: Map<string, string>): G
     if (source === target) continue;
     const id = edgeId(source, target);
     const m = out.get(id);
-    if (!m) {
-      out.set(id, { ...e, source, target });
-      continue;
-    }
-    const rps = m.rps + e.rps;
-    out.set(id, {
-      ...m,
-      requests: m.requests + e.requests,
-      errors: m.errors + e.errors,
-      rps,
-      errorRate: m.requests + e.requests > 0 ? (m.errors + e.errors) / (m.requests + e.requests) : 0,
-      p50Ms: Math.max(m.p50Ms, e.p50Ms),
-      p90Ms: Math.max(m.p90Ms, e.p90Ms),
-      p99Ms: Math.max(m.p99Ms, e.p99Ms),
-      mtls: rps > 0 ? (m.mtls * m.rps + e.mtls * e.rps) / rps : Math.min(m.mtls, e.mtls),
-      health: worstHealth([m.health, e.health]),
-    });
+    out.set(id, m ? addEdge(m, e) : { ...e, source, target, codes: { ...e.codes }, parts: [e] });
   }
   return [...out.values()];
+}
+
+function addEdge(m: DrawnEdge, e: GraphEdge): DrawnEdge {
+  const requests = m.requests + e.requests;
+  const errors = m.errors + e.errors;
+  const rps = m.rps + e.rps;
+  const parts = [...(m.parts ?? []), e];
+  const byProtocol = new Map<string, number>();
+  for (const p of parts) byProtocol.set(p.protocol, (byProtocol.get(p.protocol) ?? 0) + p.requests);
+  return {
+    ...m,
+    requests,
+    errors,
+    rps,
+    errorRate: requests > 0 ? errors / requests : 0,
+    avgMs: requests > 0 ? (m.avgMs * m.requests + e.avgMs * e.requests) / requests : Math.max(m.avgMs, e.avgMs),
+    p50Ms: Math.max(m.p50Ms, e.p50Ms),
+    p90Ms: Math.max(m.p90Ms, e.p90Ms),
+    p99Ms: Math.max(m.p99Ms, e.p99Ms),
+    bytesIn: m.bytesIn + e.bytesIn,
+    bytesOut: m.bytesOut + e.bytesOut,
+    mtls: rps > 0 ? (m.mtls * m.rps + e.mtls * e.rps) / rps : Math.min(m.mtls, e.mtls),
+    health: worstHealth([m.health, e.health]),
+    codes: addCounts(m.codes, e.codes)!,
+    grpc: addCounts(m.grpc, e.grpc),
+    flags: addCounts(m.flags, e.flags),
+    protocol: [...byProtocol].sort((a, b) => b[1] - a[1])[0][0],
+    parts,
+  };
+}
+
+function addCounts(a: Record<string, number> | undefined, b: Record<string, number> | undefined): Record<string, number> | undefined {
+  if (!a && !b) return undefined;
+  const out = { ...a };
+  for (const [k, n] of Object.entries(b ?? {})) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
+/**
+ * drawnEdge finds an edge as the canvas draws it, by id: one of the graph's,
+ * or, with collapsed groups, the merged edge with its parts.
+ */
+export function drawnEdge(g: Graph, id: string, groupBy: string, collapsed: Set<string> | undefined): DrawnEdge | undefined {
+  return drawnEdges(g, collapsedInto(g, groupBy, collapsed)).find((e) => edgeId(e.source, e.target) === id);
+}
+
+/** drawnEdges are the edges the canvas draws: the graph's, merged where collapsed groups (into) stand for their ends. */
+export function drawnEdges(g: Pick<Graph, 'nodes' | 'edges'>, into: Map<string, string>): DrawnEdge[] {
+  if (!into.size) return g.edges;
+  const nodeIds = new Set(g.nodes.map((n) => n.id));
+  return mergeCollapsed(g.edges.filter((e) => nodeIds.has(e.source) && nodeIds.has(e.target)), into);
 }
 
 /** cycleEdgeSet is the ids of the edges inside one of the backend's cycles (both ends in the same cycle). */

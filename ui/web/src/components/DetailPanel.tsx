@@ -1,7 +1,7 @@
 import type { ComponentChildren } from 'preact';
 import type { Graph, GraphEdge, GraphNode } from '../api';
 import { fmtMs, fmtPct, fmtRps, worstHealth, type Health } from '../format';
-import { groupMembers, groupTitle, nodeTraffic } from '../graph';
+import { drawnEdge, groupMembers, groupTitle, nodeTraffic } from '../graph';
 import { Badge, CodeBar, Stat } from './common';
 import type { Selection } from './GraphCanvas';
 import { VersionCharts } from './VersionCharts';
@@ -27,30 +27,49 @@ function tone(h: Health) {
   return h === 'failing' ? 'bad' : h === 'degraded' ? 'warn' : undefined;
 }
 
-export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeExtra, groupBy = '' }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string; nodeExtra?: ComponentChildren; groupBy?: string }) {
+export function DetailPanel({ graph, selection, onSelect, onClose, range, nodeExtra, groupBy = '', collapsed }: { graph: Graph; selection: Selection; onSelect: (s: Selection) => void; onClose: () => void; range: string; nodeExtra?: ComponentChildren; groupBy?: string; collapsed?: Set<string> }) {
   const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  /** a node's name, or a collapsed group's ("app reviews (3)") */
+  const endName = (id: string) => {
+    if (!groupBy || !id.startsWith(`group:${groupBy}=`)) return nodeName(byId.get(id), id);
+    return `${groupTitle(groupBy, id.slice(`group:${groupBy}=`.length))} (${groupMembers(graph, id, groupBy).length})`;
+  };
   let body;
   if (selection.type === 'edge') {
-    const e = graph.edges.find((x) => `${x.source}->${x.target}` === selection.id);
+    // An edge with an end in a collapsed group stands for the graph's edges to or from its members.
+    const e = drawnEdge(graph, selection.id, groupBy, collapsed);
     if (!e) body = <div class="muted">This edge has no traffic in the current window.</div>;
     else {
-      const src = byId.get(e.source);
       const dst = byId.get(e.target);
+      const merged = e.parts && e.parts.length > 1;
+      // Percentiles do not add: a merged edge's are its slowest part's, an upper bound.
+      const atMost = merged ? '≤ ' : '';
       body = (
         <>
-          <div class="panel-kicker">Edge</div>
+          <div class="panel-kicker">{merged ? `Edge · the sum of ${e.parts!.length} edges` : 'Edge'}</div>
           <h2 class="panel-title" data-testid="detail-title">
-            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.source })}>{nodeName(src, e.source)}</button>
+            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.source })}>{endName(e.source)}</button>
             <span class="arrow">→</span>
-            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.target })}>{nodeName(dst, e.target)}</button>
+            <button type="button" class="linkish" onClick={() => onSelect({ type: 'node', id: e.target })}>{endName(e.target)}</button>
           </h2>
           <div class="stats">
             <Stat label="rps" value={fmtRps(e.rps)} />
             <Stat label="errors" value={fmtPct(e.errorRate)} tone={tone(e.health)} />
-            <Stat label="p50" value={fmtMs(e.p50Ms)} />
-            <Stat label="p90" value={fmtMs(e.p90Ms)} />
-            <Stat label="p99" value={fmtMs(e.p99Ms)} />
+            <Stat label="p50" value={atMost + fmtMs(e.p50Ms)} />
+            <Stat label="p90" value={atMost + fmtMs(e.p90Ms)} />
+            <Stat label="p99" value={atMost + fmtMs(e.p99Ms)} />
           </div>
+          {e.parts && (
+            <>
+              <p class="muted" data-testid="merged-edge-note">
+                {merged ? `It stands for ${e.parts.length} edges` : 'It stands for one edge'} between the members of the collapsed
+                {e.source.startsWith('group:') && e.target.startsWith('group:') ? ' groups' : ' group'}. Rates, requests, errors
+                and the counts by code are their sums; the error rate is the summed errors over the summed requests
+                {merged && '; p50, p90 and p99 are the slowest of theirs, an upper bound (percentiles do not add); the health is the worst of theirs'}.
+              </p>
+              <EdgeList title="Edges summed" edges={e.parts} other={(p) => `${nodeName(byId.get(p.source), p.source)} → ${nodeName(byId.get(p.target), p.target)}`} byId={new Map()} onSelect={onSelect} />
+            </>
+          )}
           <div class="kv">
             <span>Requests in window</span>
             <b>{e.requests.toLocaleString()}</b>
@@ -169,7 +188,7 @@ function EdgeList({ title, edges, other, byId, onSelect }: { title: string; edge
             <tr
               class="clickable"
               tabIndex={0}
-              aria-label={`${title === 'Callers' ? 'from' : 'to'} ${nodeName(byId.get(other(e)), other(e))}, ${e.health}: open the edge`}
+              aria-label={`${title === 'Callers' ? 'from ' : title === 'Calls' ? 'to ' : ''}${nodeName(byId.get(other(e)), other(e))}, ${e.health}: open the edge`}
               onClick={() => onSelect({ type: 'edge', id: `${e.source}->${e.target}` })}
               onKeyDown={(k) => {
                 if (k.key === 'Enter' || k.key === ' ') {

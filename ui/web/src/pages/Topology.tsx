@@ -357,6 +357,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             graph={graph}
             selection={selection}
             groupBy={groupBy}
+            collapsed={collapsed}
             onSelect={select}
             onClose={() => select(null)}
             range={end ? '1h' : '15m'}
