@@ -33,12 +33,21 @@ func (l *Log) ConfigChange(ctx context.Context, c config.Change) {
 	}
 }
 
-// RolloutTransition records a rollout transition. Who: the operator whose
+// RolloutTransition records a rollout transition, or a push of its routes
+// (action "push", with the weights and the config version it produced, or
+// the Kubernetes object's resourceVersion). Who: the operator whose
 // request made it, else its source (the judge, "alert:RULE",
 // "alertmanager", the engine). Give it to rollout.Options.Audit.
 func (l *Log) RolloutTransition(ctx context.Context, ns, name string, tr rollout.Entry) {
 	e := Entry{Time: tr.At, Source: "rollout", Action: string(tr.Event), Kind: rollout.Kind, Namespace: ns, Name: name,
 		Actor: tr.Source, Diff: fmt.Sprintf("state: %s -> %s (step %d)", tr.From, tr.To, tr.Step), Message: tr.Message}
+	if tr.Type == "push" && tr.Weights != nil {
+		e.Action, e.Actor, e.ConfigVersion = "push", "engine", tr.ConfigVersion
+		e.Diff = fmt.Sprintf("weights: stable %d%%, candidate %d%% (step %d)", tr.Weights.Stable, tr.Weights.Candidate, tr.Step)
+		if tr.Revision != "" {
+			e.Message = "resourceVersion " + tr.Revision
+		}
+	}
 	if a, ok := auth.ActorOf(ctx); ok {
 		e.Actor, e.Remote = a.Who, a.From
 	}

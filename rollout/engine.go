@@ -75,8 +75,9 @@ type Options struct {
 	Traffic map[string]Traffic
 	// Mirror, if set, also gets the state of every rollout that changed.
 	Mirror Mirror
-	// Audit, if set, is told of every transition, with the ctx of the call
-	// that made it (an operator's request names who). It must not block.
+	// Audit, if set, is told of every transition and every push of routes
+	// that changed them (Entry.Type "push"), with the ctx of the call that
+	// made it (an operator's request names who). It must not block.
 	Audit func(ctx context.Context, namespace, name string, transition Entry)
 }
 
@@ -748,6 +749,9 @@ func (e *Engine) reconcile(ctx context.Context, r *run) {
 			en.Revision = res.Revision
 		}
 		e.record(r, en)
+		if e.opts.Audit != nil {
+			e.opts.Audit(ctx, r.st.Namespace, r.st.Name, en)
+		}
 	}
 	r.st.Applied = &w
 	e.setCondition(r, "True", ReasonApplied, fmt.Sprintf("the routes hold stable %d%%, candidate %d%% (%s)", w.Stable, w.Candidate, e.routesName(r)))

@@ -115,8 +115,13 @@ func TestAuditTrailNamesWhoWhereWhatAndTheVersion(t *testing.T) {
 		actions = append(actions, e.Action+" by "+strings.SplitN(e.Actor, " ", 2)[0])
 	}
 	got := strings.Join(actions, ", ")
-	if !regexp.MustCompile(`^pause by token:[0-9a-f]{8}, start by engine, create by token:[0-9a-f]{8}$`).MatchString(got) {
+	if !regexp.MustCompile(`^pause by token:[0-9a-f]{8}, push by engine, start by engine, create by token:[0-9a-f]{8}$`).MatchString(got) {
 		t.Errorf("rollout entries, newest first: %s", got)
+	}
+	if len(ro) == 4 {
+		if push := ro[1]; push.ConfigVersion == 0 || push.Diff != "weights: stable 90%, candidate 10% (step 0)" {
+			t.Errorf("the rollout's push names no config version or weights: %+v", push)
+		}
 	}
 
 	// The CLI.

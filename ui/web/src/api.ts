@@ -216,6 +216,17 @@ export async function fetchDiff(w: DiffWindows, view: GraphView, namespace?: str
 
 export type AuditEntry = Json<'/audit'>['entries'][number];
 
+/** historyPath is GET /api/v1/audit of one object: every change to it, newest first. */
+export function historyPath(kind: string, namespace: string, name: string, limit = 100): string {
+  return `/api/v1/audit?${new URLSearchParams({ kind, namespace, name, limit: String(limit) })}`;
+}
+
+/** fetchHistory is the audit trail of one config object or rollout, newest first. */
+export async function fetchHistory(kind: string, namespace: string, name: string, signal?: AbortSignal): Promise<AuditEntry[]> {
+  const r = await request<Json<'/audit'>>(historyPath(kind, namespace, name), { signal });
+  return r.entries ?? [];
+}
+
 /** fetchChanges is the audit trail since a time ago (config changes and rollout steps), newest first. */
 export async function fetchChanges(since: string, signal?: AbortSignal): Promise<AuditEntry[]> {
   const r = await request<Json<'/audit'>>(`/api/v1/audit?since=${encodeURIComponent(since)}&limit=200`, { signal });

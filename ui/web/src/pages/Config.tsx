@@ -3,6 +3,7 @@ import { applyConfig, deleteConfig, fetchAnalysis, fetchConfig, fetchProxies, so
 import { Badge, Empty, ErrorBox, PageHeader, Spinner, Updated } from '../components/common';
 import { applyStatus, codeTitle } from '../analysis';
 import { ErrorList, locateErrors, WarningList, YamlEditor, type LocatedError, type LocatedWarning } from '../components/YamlEditor';
+import { ObjectTabs } from '../components/ObjectHistory';
 import { fmtAgo } from '../format';
 import { useResource } from '../resource';
 import { setQuery } from '../router';
@@ -131,7 +132,7 @@ function Objects() {
                   {open === id && (
                     <tr class="expanded">
                       <td colSpan={6}>
-                        <pre class="yaml">{toYAML(o.raw)}</pre>
+                        <ObjectTabs kind={o.kind} namespace={o.namespace} name={o.name} yaml={toYAML(o.raw)} />
                       </td>
                     </tr>
                   )}

@@ -17,6 +17,7 @@ import {
 import { Badge, Empty, ErrorBox, PageHeader, Spinner, Updated } from '../components/common';
 import { ErrorList, locateErrors, YamlEditor, type LocatedError } from '../components/YamlEditor';
 import { VersionCharts } from '../components/VersionCharts';
+import { ObjectHistory } from '../components/ObjectHistory';
 import { fmtAgo, fmtClock, fmtMs, fmtPct } from '../format';
 import { useResource } from '../resource';
 import { navigate } from '../router';
@@ -268,6 +269,10 @@ export function RolloutDetailPage({ ns, name }: { ns: string; name: string }) {
               </h3>
               {x.service ? <VersionCharts namespace={ns} service={x.service} range="15m" height={120} refreshMs={5000} /> : <div class="muted">No service named.</div>}
             </div>
+          </div>
+          <div class="card">
+            <h3 class="card-title">Change history</h3>
+            <ObjectHistory kind="Rollout" namespace={ns} name={name} />
           </div>
         </>
       )}
