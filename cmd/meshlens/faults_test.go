@@ -535,6 +535,7 @@ func TestDataDirDiskFullRefusesTelemetryAndLosesNothing(t *testing.T) {
 // grows instead of senders being refused, and all that was acknowledged
 // is written, once.
 func TestSlowClickHouseSlowsIngestQueuesAndLosesNothing(t *testing.T) {
+	t.Parallel() // with the ClickHouse outage test: both mostly wait
 	addr, db := sharedCH(t)
 	proxy := startCHProxy(t, addr)
 	otlp, als := freeAddr(t), freeAddr(t)

@@ -7,17 +7,18 @@ import (
 
 // TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing
 // sends spans over OTLP/gRPC and access logs over ALS steadily while
-// ClickHouse (a server of the test's own) is stopped for about 20 s (the
-// issue asks 60 s; shortened so the test stays bounded on a shared
-// machine: what is checked does not depend on the length), meshlens is
+// ClickHouse (a server of the test's own) is stopped for 60 s, meshlens is
 // killed with SIGKILL in the middle of the outage and started again on
 // the same data dir, and killed again while it writes the backlog (rows
 // inserted but not yet removed from the queue). Afterwards every span and
 // access-log entry acknowledged to a sender is in ClickHouse exactly once.
+// It runs in parallel with the other fault tests that mostly wait (their
+// own servers and ports), so the minute of outage costs make test little.
 func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the outage lasts about 20s")
+		t.Skip("the outage lasts 60s")
 	}
+	t.Parallel()
 	ch := startClickHouse(t)
 	dataDir := t.TempDir()
 	httpAddr, otlp, als := freeAddr(t), freeAddr(t), freeAddr(t)
@@ -36,7 +37,7 @@ func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *te
 	ch.Stop()
 	outage := time.Now()
 	progress("ClickHouse stopped")
-	time.Sleep(8 * time.Second)
+	time.Sleep(30 * time.Second)
 	stillRunning(t, ml, "during the outage")
 	if ml.metric(t, "meshlens_ingest_retries_total") == 0 {
 		t.Errorf("no retries counted during the outage")
@@ -50,7 +51,7 @@ func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *te
 	progress("meshlens killed (SIGKILL)")
 	ml = startMeshlensAt(t, httpAddr, args...)
 	progress("meshlens started again on the same data dir")
-	time.Sleep(time.Until(outage.Add(18 * time.Second)))
+	time.Sleep(time.Until(outage.Add(60 * time.Second)))
 	ch.Start()
 	t.Logf("ClickHouse started again after an outage of %v", time.Since(outage).Round(time.Second))
 	// Killed again as soon as the backlog is being written: some rows are
