@@ -63,6 +63,24 @@ func (v *istioValidator) requestAuthentication(o *Object) []FieldError {
 		if h := r.GetOutputPayloadToHeader(); h != "" && !validHeaderName(h) {
 			fe.add(joinPath(p, "outputPayloadToHeader"), "%q is not a valid header name", h)
 		}
+		outHeaders := map[string]int{}
+		for j, c := range r.GetOutputClaimToHeaders() {
+			cp := indexPath(joinPath(p, "outputClaimToHeaders"), j)
+			switch h := c.GetHeader(); {
+			case h == "":
+				fe.add(joinPath(cp, "header"), "header must be set: the request header the claim is copied to")
+			case !validHeaderName(h):
+				fe.add(joinPath(cp, "header"), "%q is not a valid header name: letters, digits, '-' and '_'", h)
+			default:
+				if prev, dup := outHeaders[strings.ToLower(h)]; dup {
+					fe.add(joinPath(cp, "header"), "header %q is also outputClaimToHeaders[%d]'s", h, prev)
+				}
+				outHeaders[strings.ToLower(h)] = j
+			}
+			if c.GetClaim() == "" {
+				fe.add(joinPath(cp, "claim"), "claim must be set: the name of the claim to copy (nested claims as a.b)")
+			}
+		}
 		positive(r.GetTimeout(), joinPath(p, "timeout"), fe)
 	}
 	return fe.errs

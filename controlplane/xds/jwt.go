@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -12,13 +13,17 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/meshlens/meshlens/controlplane/jwks"
 )
 
 // RequestAuthentication becomes Envoy's jwt_authn filter on the inbound
 // side of the workloads it selects, ahead of RBAC, as istiod writes it: a
-// provider per jwtRule (issuer, audiences, inline jwks or the jwksUri
-// fetched by Envoy through the outbound cluster of its host, token
-// locations, forwarding), and one requirement for every request: any of
+// provider per jwtRule (issuer, audiences; inline jwks, or the keys
+// meshlens fetched from the jwksUri or by OpenID discovery (package jwks),
+// or without those the jwksUri fetched by Envoy through the outbound
+// cluster of its host; token
+// locations, forwarding, claims copied to headers), and one requirement for every request: any of
 // the providers, or no token at all. A token that does not verify (bad
 // signature, expired, wrong audience, keys that cannot be fetched) is
 // refused with 401: it fails closed. grpc-go implements no JWT filter:
@@ -97,9 +102,22 @@ func (t *translator) jwtProvider(r *security.JWTRule) (*jwtv3.JwtProvider, error
 	for _, h := range r.FromHeaders {
 		p.FromHeaders = append(p.FromHeaders, &jwtv3.JwtHeader{Name: h.Name, ValuePrefix: h.Prefix})
 	}
+	// Copied from the verified token only, replacing what the request
+	// carried under that name.
+	for _, c := range r.OutputClaimToHeaders {
+		p.ClaimToHeaders = append(p.ClaimToHeaders, &jwtv3.JwtClaimToHeader{HeaderName: c.Header, ClaimName: c.Claim})
+	}
+	inline := func(js string) {
+		p.JwksSourceSpecifier = &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: js}}}
+	}
+	fetched, resolved := t.m.jwks.Lookup(r.Issuer, r.JwksUri)
 	switch {
 	case r.Jwks != "":
-		p.JwksSourceSpecifier = &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: r.Jwks}}}
+		inline(r.Jwks)
+	case resolved:
+		// meshlens fetched them (or OpenID discovery found them), as
+		// istiod does; never fetched: no token verifies (fails closed).
+		inline(cmp.Or(fetched.JWKS, jwks.PublicOnly))
 	case r.JwksUri != "":
 		u, err := url.Parse(r.JwksUri)
 		if err != nil || u.Hostname() == "" {
@@ -129,10 +147,10 @@ func (t *translator) jwtProvider(r *security.JWTRule) (*jwtv3.JwtProvider, error
 			CacheDuration: durationpb.New(jwksCacheDuration * 1e9),
 		}}
 	default:
-		// Istio fetches the issuer's OpenID configuration for its jwks_uri;
-		// meshlens does no I/O while translating: without keys every token
-		// of this issuer is refused.
-		p.JwksSourceSpecifier = &jwtv3.JwtProvider_LocalJwks{LocalJwks: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: `{"keys":[]}`}}}
+		// Neither keys nor a jwksUri, and no OpenID discovery (or not
+		// yet): every token of this issuer is refused. Envoy refuses an
+		// empty key set, hence one whose private key nobody has.
+		inline(jwks.PublicOnly)
 	}
 	return p, nil
 }

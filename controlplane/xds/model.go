@@ -12,11 +12,14 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
 // model is the config snapshot indexed the way translation reads it.
 type model struct {
+	// jwks are the key sets fetched for RequestAuthentications (nil: none).
+	jwks     *jwks.Keys
 	services map[string]*service // by FQDN host
 	hosts    []string            // sorted keys of services
 	drs      map[string]*config.Object
@@ -112,6 +115,7 @@ func (m *model) fqdn(host, namespace string) string {
 // which hosts are unchanged by comparing pointers.
 func buildModel(in Input, opts Options, last *model) (*model, error) {
 	m := &model{
+		jwks:     in.JWKS,
 		services: map[string]*service{},
 		drs:      map[string]*config.Object{},
 		vss:      map[string]*config.Object{},

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
@@ -93,6 +94,7 @@ type Server struct {
 	pushMu   sync.Mutex
 	config   *config.Snapshot
 	services *registry.Snapshot
+	jwks     *jwks.Keys
 	push     uint64
 	// translator makes each push's resources, sharing what nodes have in
 	// common and reusing what the push did not change.
@@ -283,6 +285,15 @@ func (s *Server) UpdateServices(sn *registry.Snapshot) error {
 	return s.pushAll()
 }
 
+// UpdateJWKS is Update for new RequestAuthentication key sets fetched by
+// meshlens (jwks.Resolver's OnChange): nodes' JWT filters carry them inline.
+func (s *Server) UpdateJWKS(k *jwks.Keys) error {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.jwks = k
+	return s.pushAll()
+}
+
 // pushAll installs a new translation for every node. Caller holds pushMu.
 func (s *Server) pushAll() error {
 	start := time.Now()
@@ -331,7 +342,7 @@ type class struct {
 // translate makes the class's result for the current push.
 func (s *Server) translate(c *class) {
 	c.push, c.built = s.push, map[string]cachev3.Resources{}
-	res, err := s.translator.Translate(Input{Config: s.config, Services: s.services}, c.node)
+	res, err := s.translator.Translate(Input{Config: s.config, Services: s.services, JWKS: s.jwks}, c.node)
 	if err != nil {
 		c.res, c.err = nil, err
 		return

@@ -27,6 +27,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
@@ -139,6 +140,9 @@ func asResources[T types.Resource](xs []T) []types.Resource {
 type Input struct {
 	Config   *config.Snapshot
 	Services *registry.Snapshot
+	// JWKS are the key sets meshlens fetched for RequestAuthentications'
+	// issuers (jwks.Resolver); nil: proxies fetch jwksUri themselves.
+	JWKS *jwks.Keys
 }
 
 // validator is implemented by every generated Envoy proto (protoc-gen-validate).

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/meshlens/meshlens/controlplane/jwks"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -18,7 +20,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // Envoy gateway node with those labels: testdata/<name>.gateway.golden.json.
 // "# node-labels: k=v,..." labels the sidecar nodes; "# telemetry-addresses:
 // ALS,OTLP" sets where proxies reach meshlens' receivers; "# telemetry-tls:
-// ca=FILE,sni=NAME,client" makes them TLS (ReceiverTLS; each part optional).
+// ca=FILE,sni=NAME,client" makes them TLS (ReceiverTLS; each part optional);
+// each "# jwks: ISSUER | URI | KEYS | ERROR" is a key set meshlens fetched
+// (or failed to: KEYS empty) for a RequestAuthentication issuer.
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -75,7 +79,22 @@ func TestTranslateGolden(t *testing.T) {
 						node.Labels[k] = v
 					}
 				}
-				res, err := Translate(Input{Config: snap}, node, opts)
+				in := Input{Config: snap}
+				if fetched := directives(string(src), "jwks"); len(fetched) > 0 {
+					results := map[jwks.Source]jwks.Result{}
+					for _, d := range fetched {
+						parts := strings.Split(d, "|")
+						if len(parts) != 4 {
+							t.Fatalf("bad jwks directive %q: want ISSUER | URI | KEYS | ERROR", d)
+						}
+						for i := range parts {
+							parts[i] = strings.TrimSpace(parts[i])
+						}
+						results[jwks.Source{Issuer: parts[0], URI: parts[1]}] = jwks.Result{JWKS: parts[2], Err: parts[3]}
+					}
+					in.JWKS = jwks.NewKeys(results)
+				}
+				res, err := Translate(in, node, opts)
 				if err != nil {
 					t.Fatalf("Translate: %v", err)
 				}

@@ -52,6 +52,17 @@ func directive(src, name string) string {
 	return ""
 }
 
+// directives are the values of every "# name:" line of src, in order.
+func directives(src, name string) []string {
+	var out []string
+	for _, l := range strings.Split(src, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "# "+name+":"); ok {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
 // resourcesJSON renders resources as stable, indented protojson
 // (protojson's own output deliberately varies its whitespace).
 func resourcesJSON(t testing.TB, r *Resources) []byte {
