@@ -88,7 +88,7 @@ export function toSVG(s: Scene): string {
   out.push('<defs>' + colors.map((c, i) => `<marker id="a${i}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="${esc(c)}"/></marker>`).join('') + '</defs>');
   for (const b of s.boxes) {
     out.push(`<rect x="${n1(b.x)}" y="${n1(b.y)}" width="${n1(b.w)}" height="${n1(b.h)}" rx="6" fill="${esc(b.fill)}" stroke="${esc(b.stroke)}" stroke-dasharray="5 4"/>`);
-    out.push(`<text x="${n1(b.x + b.w / 2)}" y="${n1(b.y - 4)}" text-anchor="middle" font-size="12" font-weight="600" fill="#334155">${esc(b.label)}</text>`);
+    if (b.label) out.push(`<text x="${n1(b.x + b.w / 2)}" y="${n1(b.y - 4)}" text-anchor="middle" font-size="12" font-weight="600" fill="#334155">${esc(b.label)}</text>`);
   }
   for (const e of s.edges) {
     const m = colors.indexOf(e.color);

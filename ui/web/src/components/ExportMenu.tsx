@@ -3,6 +3,7 @@ import { useRef, useState } from 'preact/hooks';
 import type { Graph, GraphView } from '../api';
 import { download, exportName, toDOT, toSVG } from '../exporting';
 import { toast } from '../toast';
+import { pngOf } from './boxes';
 import { sceneFromCy } from './scene';
 
 export interface ExportMenuProps {
@@ -27,14 +28,14 @@ export function ExportMenu({ graph, view, namespace, cy, end }: ExportMenuProps)
   const close = () => ref.current?.removeAttribute('open');
   const name = (ext: string) => exportName(view, namespace, end ? new Date(end) : new Date(), ext);
   const bg = () => getComputedStyle(document.documentElement).getPropertyValue('--canvas').trim() || '#ffffff';
-  const run = (what: string, f: () => void) => () => {
+  const run = (what: string, f: () => void | Promise<void>) => async () => {
     close();
     if (empty) {
       toast(`Nothing to export as ${what}: the graph has no nodes in this window.`, 'info');
       return;
     }
     try {
-      f();
+      await f();
     } catch (e) {
       toast(`Export as ${what} failed: ${String(e)}`, 'bad');
     }
@@ -71,7 +72,7 @@ export function ExportMenu({ graph, view, namespace, cy, end }: ExportMenuProps)
       </summary>
       <div class="menu-body" role="menu">
         {empty && <div class="muted tiny menu-note">The graph is empty in this window: there is nothing to export.</div>}
-        <button role="menuitem" data-testid="export-png" disabled={empty} onClick={run('PNG', () => download(name('png'), cy()!.png({ output: 'blob', bg: bg(), full: false, scale: 2 }) as Blob))}>
+        <button role="menuitem" data-testid="export-png" disabled={empty} onClick={run('PNG', async () => download(name('png'), await pngOf(cy()!, bg())))}>
           PNG image <span class="muted">what is on screen</span>
         </button>
         <button role="menuitem" data-testid="export-svg" disabled={empty} onClick={run('SVG', () => download(name('svg'), toSVG(sceneFromCy(cy()!, bg(), `meshlens ${view} graph`)), 'image/svg+xml'))}>

@@ -1,9 +1,9 @@
 import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
 import { useEffect, useRef } from 'preact/hooks';
-import { HEALTH_COLOR } from '../format';
 import { flattenGroups, isBox, planUpdate, type Elements, type GroupBox } from '../graph';
-import { graphStyle, LARGE_GRAPH, PALETTE, styleMode, type StyleMode, type Theme } from '../graphstyle';
+import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
+import { hitBox, paintBoxes } from './boxes';
 
 /** cytoscape-dagre is loaded only for graphs small enough to use it. */
 let dagreLoaded: Promise<void> | null = null;
@@ -164,6 +164,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       elements = f.elements;
       boxesRef.current = f.boxes;
     } else boxesRef.current = null;
+    // The exports paint them too (boxes.ts, boxesOf).
+    cy.scratch('_boxes', boxesRef.current);
     cy.scratch('_large', large);
     // cytoscape reads these at render time; they make pan/zoom cheap on big graphs.
     const r = cy as unknown as { renderer(): { textureOnViewport?: boolean; hideEdgesOnViewport?: boolean } };
@@ -310,6 +312,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     if (!cy) return;
     cy.$(':selected').unselect();
     if (selected) cy.getElementById(selected.id).select();
+    cy.scratch('_selectedBox', selected?.id);
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
   }, [selected, input]);
 
@@ -404,32 +407,7 @@ function setMode(cy: Core, mode: StyleMode, theme: Theme = cy.scratch('_theme') 
   cy.style(graphStyle(mode, theme));
 }
 
-const BOX_PAD = 16;
-
-function boxRect(cy: Core, b: GroupBox): { x1: number; y1: number; x2: number; y2: number } | null {
-  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
-  for (const id of b.members) {
-    const n = cy.getElementById(id);
-    if (n.empty()) continue;
-    const p = n.position();
-    x1 = Math.min(x1, p.x);
-    y1 = Math.min(y1, p.y);
-    x2 = Math.max(x2, p.x);
-    y2 = Math.max(y2, p.y);
-  }
-  if (!Number.isFinite(x1)) return null;
-  return { x1: x1 - 20 - BOX_PAD, y1: y1 - 12 - BOX_PAD, x2: x2 + 20 + BOX_PAD, y2: y2 + 12 + BOX_PAD + 12 };
-}
-
-function hitBox(cy: Core, boxes: GroupBox[], p: cytoscape.Position): string | null {
-  for (const b of boxes) {
-    const r = boxRect(cy, b);
-    if (r && p.x >= r.x1 && p.x <= r.x2 && p.y >= r.y1 && p.y <= r.y2) return b.id;
-  }
-  return null;
-}
-
-/** drawBoxes paints the service boxes of a large graph under the nodes. */
+/** drawBoxes paints the service boxes of a large graph under the nodes (boxes.ts). */
 function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[] | null, selected?: string) {
   if (!canvas) return;
   const w = cy.width();
@@ -443,33 +421,7 @@ function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[]
   if (!ctx) return;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  if (!boxes) return;
-  const zoom = cy.zoom();
-  const pan = cy.pan();
-  const dark = cy.scratch('_theme') === 'dark';
-  const p = PALETTE[dark ? 'dark' : 'light'];
-  ctx.setTransform(dpr * zoom, 0, 0, dpr * zoom, dpr * pan.x, dpr * pan.y);
-  ctx.lineWidth = 1.5 / zoom;
-  ctx.setLineDash([5 / zoom, 4 / zoom]);
-  ctx.font = `600 12px Inter, system-ui, sans-serif`;
-  ctx.textAlign = 'center';
-  for (const b of boxes) {
-    const r = boxRect(cy, b);
-    if (!r) continue;
-    // Skip boxes outside the viewport.
-    if (r.x2 * zoom + pan.x < 0 || r.x1 * zoom + pan.x > w || r.y2 * zoom + pan.y < 0 || r.y1 * zoom + pan.y > h) continue;
-    const bad = b.health === 'failing' || b.health === 'degraded';
-    ctx.fillStyle = b.id === selected ? (dark ? '#1c2d4a' : '#e8f0fe') : bad ? (b.health === 'failing' ? p.failingBox : p.degradedBox) : p.box;
-    ctx.strokeStyle = b.id === selected ? '#2563eb' : bad ? HEALTH_COLOR[b.health] : p.boxBorder;
-    ctx.beginPath();
-    ctx.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
-    ctx.fill();
-    ctx.stroke();
-    if (zoom * 12 >= 7) {
-      ctx.fillStyle = p.boxText;
-      ctx.fillText(b.label, (r.x1 + r.x2) / 2, r.y1 - 4);
-    }
-  }
+  if (boxes) paintBoxes(ctx, cy, boxes, selected, dpr);
 }
 
 /**

@@ -1,6 +1,7 @@
 // sceneFromCy reads what the canvas shows, in screen coordinates, for the SVG export.
 import type { Core } from 'cytoscape';
 import type { Scene } from '../exporting';
+import { boxesOf, boxLabelShown, boxRect, boxStyle } from './boxes';
 
 const DASH: Record<string, string> = { dashed: '6 3', dotted: '2 2' };
 
@@ -8,6 +9,20 @@ export function sceneFromCy(cy: Core, background: string, text: string): Scene {
   const zoom = cy.zoom();
   const px = (v: string | number) => (typeof v === 'number' ? v : parseFloat(v) || 0);
   const scene: Scene = { width: cy.width(), height: cy.height(), background, boxes: [], edges: [], nodes: [], text };
+  // A large graph's boxes are not cytoscape's: they are painted from their members (boxes.ts).
+  const { boxes, selected } = boxesOf(cy);
+  const pan = cy.pan();
+  for (const b of boxes) {
+    const r = boxRect(cy, b);
+    if (!r) continue;
+    const st = boxStyle(b, selected, cy.scratch('_theme') === 'dark');
+    const x = r.x1 * zoom + pan.x;
+    const y = r.y1 * zoom + pan.y;
+    const w = (r.x2 - r.x1) * zoom;
+    const h = (r.y2 - r.y1) * zoom;
+    if (x + w < 0 || y + h < 0 || x > scene.width || y > scene.height) continue;
+    scene.boxes.push({ x, y, w, h, label: boxLabelShown(zoom) ? b.label : '', stroke: st.stroke, fill: st.fill });
+  }
   cy.nodes(':visible').forEach((n) => {
     if (n.isParent()) {
       const b = n.renderedBoundingBox({ includeLabels: false });

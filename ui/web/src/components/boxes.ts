@@ -1,0 +1,114 @@
+// The group boxes of a large graph. cytoscape draws a small graph's boxes
+// itself (compound nodes); a large graph's are taken out of cytoscape
+// (graph.ts, flattenGroups) and painted from their members' positions: on
+// a layer under the canvas (GraphCanvas), and by the PNG and SVG exports, so
+// that what is exported is what is on screen.
+import type { Core, Position } from 'cytoscape';
+import { HEALTH_COLOR } from '../format';
+import type { GroupBox } from '../graph';
+import { PALETTE } from '../graphstyle';
+
+const BOX_PAD = 16;
+
+/** boxesOf gives the boxes GraphCanvas paints for cy (none when cytoscape draws them itself), and the selected one. */
+export function boxesOf(cy: Core): { boxes: GroupBox[]; selected?: string } {
+  return { boxes: (cy.scratch('_boxes') as GroupBox[] | null | undefined) ?? [], selected: cy.scratch('_selectedBox') as string | undefined };
+}
+
+/** boxRect is a box's rectangle in model coordinates: around its members' positions, with room for their labels. */
+export function boxRect(cy: Core, b: GroupBox): { x1: number; y1: number; x2: number; y2: number } | null {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  for (const id of b.members) {
+    const n = cy.getElementById(id);
+    if (n.empty()) continue;
+    const p = n.position();
+    x1 = Math.min(x1, p.x);
+    y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x);
+    y2 = Math.max(y2, p.y);
+  }
+  if (!Number.isFinite(x1)) return null;
+  return { x1: x1 - 20 - BOX_PAD, y1: y1 - 12 - BOX_PAD, x2: x2 + 20 + BOX_PAD, y2: y2 + 12 + BOX_PAD + 12 };
+}
+
+/** hitBox is the id of the box at a model position, if any. */
+export function hitBox(cy: Core, boxes: GroupBox[], p: Position): string | null {
+  for (const b of boxes) {
+    const r = boxRect(cy, b);
+    if (r && p.x >= r.x1 && p.x <= r.x2 && p.y >= r.y1 && p.y <= r.y2) return b.id;
+  }
+  return null;
+}
+
+/** boxStyle is how a box is painted: fill and border by its health, or as selected; the theme's label colour. */
+export function boxStyle(b: GroupBox, selected: string | undefined, dark: boolean): { fill: string; stroke: string; text: string } {
+  const p = PALETTE[dark ? 'dark' : 'light'];
+  const bad = b.health === 'failing' || b.health === 'degraded';
+  return {
+    fill: b.id === selected ? (dark ? '#1c2d4a' : '#e8f0fe') : bad ? (b.health === 'failing' ? p.failingBox : p.degradedBox) : p.box,
+    stroke: b.id === selected ? '#2563eb' : bad ? HEALTH_COLOR[b.health] : p.boxBorder,
+    text: p.boxText,
+  };
+}
+
+/** boxLabelShown says whether box labels are readable at this zoom (they are not painted below it). */
+export function boxLabelShown(zoom: number): boolean {
+  return zoom * 12 >= 7;
+}
+
+/**
+ * paintBoxes paints the boxes under the nodes as the viewport shows them,
+ * onto a context of the viewport's size times scale (device pixels per CSS
+ * pixel); boxes outside the viewport are skipped.
+ */
+export function paintBoxes(ctx: CanvasRenderingContext2D, cy: Core, boxes: GroupBox[], selected: string | undefined, scale: number) {
+  const w = cy.width();
+  const h = cy.height();
+  const zoom = cy.zoom();
+  const pan = cy.pan();
+  const dark = cy.scratch('_theme') === 'dark';
+  ctx.save();
+  ctx.setTransform(scale * zoom, 0, 0, scale * zoom, scale * pan.x, scale * pan.y);
+  ctx.lineWidth = 1.5 / zoom;
+  ctx.setLineDash([5 / zoom, 4 / zoom]);
+  ctx.font = `600 12px Inter, system-ui, sans-serif`;
+  ctx.textAlign = 'center';
+  for (const b of boxes) {
+    const r = boxRect(cy, b);
+    if (!r) continue;
+    if (r.x2 * zoom + pan.x < 0 || r.x1 * zoom + pan.x > w || r.y2 * zoom + pan.y < 0 || r.y1 * zoom + pan.y > h) continue;
+    const st = boxStyle(b, selected, dark);
+    ctx.fillStyle = st.fill;
+    ctx.strokeStyle = st.stroke;
+    ctx.beginPath();
+    ctx.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
+    ctx.fill();
+    ctx.stroke();
+    if (boxLabelShown(zoom)) {
+      ctx.fillStyle = st.text;
+      ctx.fillText(b.label, (r.x1 + r.x2) / 2, r.y1 - 4);
+    }
+  }
+  ctx.restore();
+}
+
+/**
+ * pngOf is the viewport as a PNG: cytoscape's picture of it, over the boxes
+ * GraphCanvas paints outside cytoscape when there are any.
+ */
+export async function pngOf(cy: Core, background: string, scale = 2): Promise<Blob> {
+  const { boxes, selected } = boxesOf(cy);
+  if (!boxes.length) return cy.png({ output: 'blob', bg: background, full: false, scale }) as Blob;
+  const graph = await createImageBitmap(cy.png({ output: 'blob', full: false, scale }) as Blob);
+  const canvas = document.createElement('canvas');
+  canvas.width = graph.width;
+  canvas.height = graph.height;
+  const ctx = canvas.getContext('2d');
+  if (!ctx) throw new Error('the browser gave no 2D canvas to compose the PNG on');
+  ctx.fillStyle = background;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  paintBoxes(ctx, cy, boxes, selected, canvas.width / (cy.width() || canvas.width));
+  ctx.drawImage(graph, 0, 0);
+  graph.close();
+  return new Promise((resolve, reject) => canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('the browser could not encode the PNG'))), 'image/png'));
+}
