@@ -25,11 +25,11 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 // MESHLENS_UI_DIST serves another build (e.g. to compare two versions).
 const DIST = normalize(process.env.MESHLENS_UI_DIST ?? join(here, '..', '..', 'dist'));
 
-export function startFixture({ port = 0, nodes = 0, edgesPerNode = 2.5, truncated = false, empty = false, token = process.env.FIXTURE_TOKEN ?? 'operator-token', stepMs = Number(process.env.FIXTURE_STEP_MS ?? 2500), bad = (process.env.FIXTURE_BAD ?? 'v3').split(','), delayMs = Number(process.env.FIXTURE_DELAY_MS ?? 0) } = {}) {
+export function startFixture({ port = 0, nodes = 0, edgesPerNode = 2.5, edges = 0, truncated = false, empty = false, token = process.env.FIXTURE_TOKEN ?? 'operator-token', stepMs = Number(process.env.FIXTURE_STEP_MS ?? 2500), bad = (process.env.FIXTURE_BAD ?? 'v3').split(','), delayMs = Number(process.env.FIXTURE_DELAY_MS ?? 0) } = {}) {
   const mesh = new Mesh({ bad, stepMs });
   // A synthetic graph (for scale; marked as cut by the server's caps with
   // truncated), an empty one (a mesh without traffic), or the moving bookinfo mesh.
-  let synthetic = nodes > 0 ? syntheticGraph(nodes, 1, edgesPerNode) : empty ? syntheticGraph(0) : null;
+  let synthetic = nodes > 0 ? syntheticGraph(nodes, 1, edgesPerNode, edges) : empty ? syntheticGraph(0) : null;
   if (synthetic && truncated) synthetic = { ...synthetic, truncated: true };
   const server = createServer(async (req, res) => {
     try {

@@ -99,7 +99,14 @@ export async function request<T = unknown>(path: string, opts: RequestOptions = 
       if (opts.signal?.aborted) throw e;
       throw new ApiError(0, `cannot reach meshlens (${path}): is \`meshlens serve\` running?`);
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (e) {
+      // The timeout can strike while a large answer is still being read.
+      if (timedOut) throw new ApiError(0, `meshlens did not answer within ${Math.round(timeout / 1000)} s (${path}); it may be overloaded — the page retries automatically`);
+      throw e;
+    }
     let body: unknown = undefined;
     if (text) {
       try {

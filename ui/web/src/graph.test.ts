@@ -120,6 +120,16 @@ describe('toElements in other views', () => {
     expect(m.get('default/productpage/v1->default/details/v1')?.classes).toContain('dim');
   });
 
+  it('marks only the matches of a large graph search, leaving the rest untouched', () => {
+    const plain = byId(toElements(bookinfo, { view: 'version' }));
+    const els = toElements(bookinfo, { view: 'version', search: 'RATINGS', dimOthers: false });
+    const m = byId(els);
+    expect(m.get('default/ratings/v1')?.classes).toContain('match');
+    const changed = [...els.nodes, ...els.edges].filter((e) => e.classes !== plain.get(String(e.data.id))?.classes).map((e) => e.data.id);
+    // the match and its service's box; no edge, no other node
+    expect(changed).toEqual(['group:default/ratings', 'default/ratings/v1']);
+  });
+
   it('can leave edge labels out', () => {
     const els = toElements(bookinfo, { view: 'version', edgeLabels: false });
     expect(els.edges.every((e) => e.data.label === '')).toBe(true);

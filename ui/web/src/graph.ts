@@ -53,6 +53,11 @@ export interface ElementsOptions {
   view: GraphView;
   /** case-insensitive substring; matching nodes get class "match", the rest "dim" */
   search?: string;
+  /**
+   * false: a search marks only its matches and leaves the rest as they are
+   * (large graphs: fading thousands of elements restyles every one of them)
+   */
+  dimOthers?: boolean;
   /** show rps / error % / p99 on edges */
   edgeLabels?: boolean;
   /** put versions and workloads inside a box per service (default true) */
@@ -208,6 +213,7 @@ export function isBox(el: ElementDefinition): boolean {
 export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const { view } = opts;
   const q = (opts.search ?? '').trim().toLowerCase();
+  const dim = opts.dimOthers === false ? [] : ['dim'];
   const namespaces = new Set(g.nodes.filter((n) => !n.unknown).map((n) => n.namespace));
   const multiNamespace = namespaces.size > 1;
 
@@ -264,7 +270,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     }
     const classes = [data.kind, `health-${h}`];
     if (n.inCycle) classes.push('cycle');
-    if (q) classes.push(m ? 'match' : 'dim');
+    if (q) classes.push(...(m ? ['match'] : dim));
     const hc = hlClass(opts.highlight, n.id, false);
     if (hc) classes.push(hc);
     nodes.push({ group: 'nodes', data, classes: classes.join(' ') });
@@ -292,7 +298,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     };
     const classes = ['group', `health-${h}`];
     if (collapsed) classes.push('collapsed');
-    if (q) classes.push(grp.match ? 'match' : 'dim');
+    if (q) classes.push(...(grp.match ? ['match'] : dim));
     if (opts.highlight) classes.push(grp.members.some((id) => opts.highlight!.nodes.has(id)) ? 'hl' : 'faded');
     groupNodes.push({ group: 'nodes', data, classes: classes.join(' ') });
   }
@@ -327,7 +333,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     if (cycleEdges.has(data.id)) classes.push('cycle');
     const hc = hlClass(opts.highlight, data.id, true);
     if (hc) classes.push(hc);
-    if (q) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
+    if (q && dim.length) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
   }
   return { nodes: [...groupNodes, ...nodes], edges };

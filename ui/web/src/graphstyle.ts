@@ -171,6 +171,8 @@ function overview(p: (typeof PALETTE)[Theme]): StylesheetJson {
     ...edgePattern,
     ...[1, 2, 3, 4, 5, 6].map((w) => ({ selector: `edge.w${w}`, style: { width: w } })),
     ...interaction,
+    // A search does not fade the rest of a large graph (graph.ts, dimOthers): its matches get a halo seen from afar.
+    { selector: 'node.match', style: { 'underlay-color': '#2563eb', 'underlay-opacity': 0.45, 'underlay-padding': 40, 'underlay-shape': 'ellipse' } },
   ];
 }
 

@@ -29,7 +29,10 @@ export interface Resource<T> {
 }
 
 export interface ResourceOptions {
-  /** refetch period in ms while the tab is visible; 0 = never */
+  /**
+   * refetch period in ms while the tab is visible; 0 = never. A new period
+   * applies from the next refresh on (changing it does not refetch at once).
+   */
   refreshMs?: number;
 }
 
@@ -50,6 +53,9 @@ export function useResource<T>(
   const fetcherRef = useRef(fetcher);
   fetcherRef.current = fetcher;
   const keyRef = useRef(key);
+  const periodRef = useRef(opts.refreshMs ?? 0);
+  periodRef.current = opts.refreshMs ?? 0;
+  const refreshing = periodRef.current > 0;
 
   // A key change shows that key's cached data (or nothing) at once.
   if (state.key !== key) {
@@ -84,18 +90,20 @@ export function useResource<T>(
     inflight.current = null;
     if (!key) return;
     load();
-    let timer: ReturnType<typeof setInterval> | undefined;
-    if (opts.refreshMs) {
-      timer = setInterval(() => {
-        if (typeof document === 'undefined' || document.visibilityState !== 'hidden') load();
-      }, opts.refreshMs);
-    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const next = () => {
+      timer = setTimeout(() => {
+        if (periodRef.current > 0 && (typeof document === 'undefined' || document.visibilityState !== 'hidden')) load();
+        next();
+      }, periodRef.current || 1000);
+    };
+    if (refreshing) next();
     return () => {
-      if (timer) clearInterval(timer);
+      if (timer) clearTimeout(timer);
       inflight.current?.abort();
       inflight.current = null;
     };
-  }, [key, opts.refreshMs, load]);
+  }, [key, refreshing, load]);
 
   const sameKey = state.key === key;
   return {

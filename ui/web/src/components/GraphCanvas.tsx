@@ -37,6 +37,30 @@ export interface GraphCanvasProps {
   pinned?: Map<string, cytoscape.Position>;
   /** a double click (or Enter) on a group's box or collapsed node */
   onToggleGroup?: (id: string) => void;
+  /**
+   * how the graph is drawn: 'webgl' or 'canvas' (cytoscape's 2D canvas);
+   * unset, graphs of more than WEBGL_GRAPH nodes get WebGL where the browser
+   * has WebGL 2. Read once, when the canvas is made.
+   */
+  renderer?: 'webgl' | 'canvas';
+}
+
+/** Above this many nodes, a graph is drawn with WebGL where the browser has it. */
+export const WEBGL_GRAPH = 1000;
+
+let webgl2: boolean | undefined;
+/** webglAvailable says whether the browser gives a WebGL 2 context (cytoscape's WebGL renderer needs one). */
+export function webglAvailable(): boolean {
+  if (webgl2 === undefined) {
+    try {
+      const gl = document.createElement('canvas').getContext('webgl2');
+      webgl2 = !!gl;
+      gl?.getExtension('WEBGL_lose_context')?.loseContext();
+    } catch {
+      webgl2 = false;
+    }
+  }
+  return webgl2;
 }
 
 function applyPinned(cy: Core) {
@@ -53,7 +77,7 @@ function applyPinned(cy: Core) {
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup }: GraphCanvasProps) {
+export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup, renderer }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLCanvasElement>(null);
   const boxesRef = useRef<GroupBox[] | null>(null);
@@ -69,10 +93,15 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
   onToggleRef.current = onToggleGroup;
   /** set once the first frame is drawn: listeners that only matter afterwards wait for it */
   const afterFirst = useRef<(() => void) | null>(null);
+  /** the ids of the search matches last brought into view (large graphs) */
+  const shownMatches = useRef('');
 
   useEffect(() => {
     const large = input.nodes.length > LARGE_GRAPH;
     const mode = styleMode(large, 0);
+    // WebGL draws every element of a big graph each frame on the GPU, where
+    // the 2D canvas redraws them one by one on the CPU (see README, Performance).
+    const webgl = renderer !== 'canvas' && (renderer === 'webgl' || input.nodes.length > WEBGL_GRAPH) && webglAvailable();
     const cy = cytoscape({
       container: box.current,
       style: graphStyle(mode, theme),
@@ -84,7 +113,9 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       // A large graph is drawn at one pixel per CSS pixel, and pan/zoom move a
       // snapshot of it instead of redrawing thousands of elements per frame.
       ...(large ? { pixelRatio: 1, textureOnViewport: true, hideEdgesOnViewport: true, motionBlur: false } : {}),
+      ...(webgl ? { renderer: { name: 'canvas', webgl: true } } : {}),
     });
+    cy.scratch('_webgl', webgl);
     cy.scratch('_mode', mode);
     cy.scratch('_theme', theme);
     if (large) {
@@ -253,6 +284,15 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       afterFirst.current = null;
       markRendered(after ?? undefined);
       (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+      if (large) {
+        // A large graph's search fades nothing (graph.ts, dimOthers): its matches are brought into view instead.
+        const matches = cy.nodes('.match');
+        const ids = matches.map((n) => n.id()).join(' ');
+        if (ids !== shownMatches.current) {
+          shownMatches.current = ids;
+          if (matches.nonempty()) bringIntoView(cy, matches);
+        }
+      }
     };
     if (positions) {
       if (first) fitTo(cy, positions, 40);
@@ -390,7 +430,10 @@ function markRendered(then?: () => void) {
   requestAnimationFrame(() => {
     const w = window as unknown as { __meshlensFirstRender?: number; __meshlensLastRender?: number };
     w.__meshlensLastRender = performance.now();
-    w.__meshlensFirstRender ??= w.__meshlensLastRender;
+    if (w.__meshlensFirstRender === undefined) {
+      w.__meshlensFirstRender = w.__meshlensLastRender;
+      performance.mark('meshlens:first-render');
+    }
     // Work that can wait (listeners, the box layer) runs in a task of its own after the frame.
     if (then) setTimeout(then, 0);
   });
@@ -442,6 +485,27 @@ function fitTo(cy: Core, positions: Map<string, cytoscape.Position>, padding: nu
   const h = cy.height() || 600;
   const zoom = Math.max(cy.minZoom(), Math.min(1.5, (w - 2 * padding) / Math.max(1, x2 - x1 + 60), (h - 2 * padding) / Math.max(1, y2 - y1 + 60)));
   cy.viewport({ zoom, pan: { x: w / 2 - zoom * (x1 + x2) / 2, y: h / 2 - zoom * (y1 + y2) / 2 } });
+}
+
+/**
+ * bringIntoView centres the viewport on nodes, zooming out only if they do
+ * not fit at the current zoom (zooming in would switch a large graph's
+ * stylesheet, which restyles every element).
+ */
+function bringIntoView(cy: Core, nodes: cytoscape.NodeCollection) {
+  let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+  nodes.forEach((n) => {
+    const p = n.position();
+    x1 = Math.min(x1, p.x);
+    y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x);
+    y2 = Math.max(y2, p.y);
+  });
+  const w = cy.width() || 800;
+  const h = cy.height() || 600;
+  const fit = Math.min((w - 160) / Math.max(1, x2 - x1 + 60), (h - 160) / Math.max(1, y2 - y1 + 60));
+  const zoom = Math.max(cy.minZoom(), Math.min(cy.zoom(), fit));
+  cy.viewport({ zoom, pan: { x: w / 2 - (zoom * (x1 + x2)) / 2, y: h / 2 - (zoom * (y1 + y2)) / 2 } });
 }
 
 function save(cy: Core, key: string) {

@@ -38,6 +38,9 @@ const DiffView = lazy<DiffViewProps>(
 );
 
 const WINDOWS = ['1m', '5m', '15m', '1h'];
+/** Graphs of more nodes than this refresh every SLOW_REFRESH_MS instead of every 5 s. */
+export const SLOW_REFRESH_NODES = 1000;
+const SLOW_REFRESH_MS = 30000;
 const HISTORY_MINUTES = 24 * 60;
 
 export function TopologyPage({ query }: { query: URLSearchParams }) {
@@ -68,7 +71,11 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
 
   // History lives in ClickHouse; the live graph only knows the recent window.
   const q: GraphQuery = { window, view, namespace: ns || undefined, end: end || undefined, source: end && source === 'live' ? 'clickhouse' : source };
-  const r = useResource<Graph>(diffMode ? null : graphPath(q), (s) => fetchGraph(q, s), { refreshMs: end ? 0 : 5000 });
+  // A graph of thousands of nodes refreshes every 30 s, not 5: each refresh
+  // restyles every element whose numbers moved, which keeps the page busy.
+  const bigGraph = useRef(false);
+  const r = useResource<Graph>(diffMode ? null : graphPath(q), (s) => fetchGraph(q, s), { refreshMs: end ? 0 : bigGraph.current ? SLOW_REFRESH_MS : 5000 });
+  bigGraph.current = (r.data?.nodes.length ?? 0) > SLOW_REFRESH_NODES;
 
   const seenNamespaces = useRef(new Set<string>());
   const graph = useMemo(() => (r.data ? filterNamespace(r.data, ns) : undefined), [r.data, ns]);
@@ -89,8 +96,9 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   const elements = useMemo(() => {
     if (!graph) return { nodes: [], edges: [] };
     performance.mark('meshlens:graph-received');
-    return toElements(graph, { view, search, edgeLabels: labels, groups: boxes, highlight, groupBy, collapsed });
-  }, [graph, view, search, labels, boxes, highlight, groupBy, collapsed]);
+    // A large graph's search marks its matches (and the canvas brings them into view) without fading the rest.
+    return toElements(graph, { view, search, dimOthers: !large, edgeLabels: labels, groups: boxes, highlight, groupBy, collapsed });
+  }, [graph, view, search, large, labels, boxes, highlight, groupBy, collapsed]);
 
   const labelKeys = useMemo(() => (r.data ? labelKeysOf(r.data) : []), [r.data]);
   /** the group values on screen, for collapse all */
@@ -298,6 +306,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             theme={theme}
             pinned={pinned}
             onToggleGroup={toggleGroup}
+            renderer={rendererParam(query.get('renderer'))}
           />
         )}
         {!graph && !r.error && <div class="overlay-center"><Spinner label="Loading the graph…" /></div>}
@@ -380,9 +389,14 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         )}
       </div>
       )}
-      <Scrubber end={end} window={window} />
+      <Scrubber end={end} window={window} refreshS={bigGraph.current ? SLOW_REFRESH_MS / 1000 : 5} />
     </div>
   );
+}
+
+/** rendererParam reads ?renderer=webgl|canvas (anything else: the canvas picks by the graph's size). */
+function rendererParam(v: string | null): 'webgl' | 'canvas' | undefined {
+  return v === 'webgl' || v === 'canvas' ? v : undefined;
 }
 
 function center(cy: Core | null) {
@@ -488,7 +502,7 @@ function Legend() {
 }
 
 /** Scrubber picks the end of the window: the right end is live, dragging left goes back up to 24 h. */
-function Scrubber({ end, window }: { end: string; window: string }) {
+function Scrubber({ end, window, refreshS }: { end: string; window: string; refreshS: number }) {
   const endMs = end ? Date.parse(end) : 0;
   const minutesBack = endMs ? Math.max(0, Math.min(HISTORY_MINUTES, Math.round((Date.now() - endMs) / 60000))) : 0;
   const [drag, setDrag] = useState<number | null>(null);
@@ -525,7 +539,7 @@ function Scrubber({ end, window }: { end: string; window: string }) {
       </button>
       <div class="scrub-label">
         {shown === 0 ? (
-          <>Showing the last <b>{window}</b>, refreshing every 5 s</>
+          <>Showing the last <b>{window}</b>, refreshing every {refreshS} s</>
         ) : (
           <>
             <b>{window}</b> ending <b>{at.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })}</b> ({fmtDuration(shown * 60)} ago) · history
