@@ -171,8 +171,10 @@ func (m *Merger) peer(p mesh.Peer) uint32 {
 	return id
 }
 
-// edge returns the merged stats of an edge, creating them.
-func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string) *Stats {
+// edge returns the merged stats of an edge, creating them. key, when not
+// nil, is the edge's key to keep (a live graph's keys never change), so no
+// new one is made.
+func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string, key *EdgeKey) *Stats {
 	k := mergeKey{src, dst, protocol}
 	if i, ok := m.edges[k]; ok {
 		return m.t.order[i].stats
@@ -187,7 +189,10 @@ func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string) *Stat
 	st.Latency = m.hist[:m.nl:m.nl]
 	m.hist = m.hist[m.nl:]
 	m.edges[k] = len(m.t.order)
-	m.t.order = append(m.t.order, trafficEdge{key: &EdgeKey{Source: *sp, Destination: *dp, Protocol: protocol}, stats: st, src: src, dst: dst})
+	if key == nil {
+		key = &EdgeKey{Source: *sp, Destination: *dp, Protocol: protocol}
+	}
+	m.t.order = append(m.t.order, trafficEdge{key: key, stats: st, src: src, dst: dst})
 	return st
 }
 
@@ -223,12 +228,12 @@ func (m *Merger) Add(t *Traffic) {
 		for i := range t.order {
 			te := &t.order[i]
 			k := te.key
-			m.edge(peer(&k.Source, te.src), peer(&k.Destination, te.dst), &k.Source, &k.Destination, k.Protocol).Add(te.stats)
+			m.edge(peer(&k.Source, te.src), peer(&k.Destination, te.dst), &k.Source, &k.Destination, k.Protocol, k).Add(te.stats)
 		}
 		return
 	}
 	for k, st := range t.Edges {
-		m.edge(m.peer(k.Source), m.peer(k.Destination), &k.Source, &k.Destination, k.Protocol).Add(st)
+		m.edge(m.peer(k.Source), m.peer(k.Destination), &k.Source, &k.Destination, k.Protocol, nil).Add(st)
 	}
 }
 
@@ -264,7 +269,7 @@ func (m *Merger) AddWire(data []byte) error {
 		if r.err != nil {
 			break
 		}
-		into := m.edge(peerIDs[src], peerIDs[dst], &peers[src], &peers[dst], proto)
+		into := m.edge(peerIDs[src], peerIDs[dst], &peers[src], &peers[dst], proto, nil)
 		st = Stats{Requests: r.uvarint(), Errors: r.uvarint(), MTLS: r.uvarint(), BytesIn: r.uvarint(), BytesOut: r.uvarint(), DurationSumUs: r.uvarint()}
 		into.Requests += st.Requests
 		into.Errors += st.Errors

@@ -19,6 +19,7 @@
 package replicas
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -378,7 +379,12 @@ func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]b
 	if ns, err := strconv.ParseInt(resp.Header.Get(TimeHeader), 10, 64); err == nil {
 		peerTime = time.Unix(0, ns)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= maxAnswer {
+		buf.Grow(int(n) + 1) // read at once, not by doubling
+	}
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxAnswer))
+	body := buf.Bytes()
 	if err != nil {
 		return nil, inst, peerTime, err
 	}
@@ -390,6 +396,9 @@ func (r *Replicas) do(ctx context.Context, peer, path string, q url.Values) ([]b
 	}
 	return body, inst, peerTime, nil
 }
+
+// maxAnswer bounds a peer's answer.
+const maxAnswer = 256 << 20
 
 // TrafficAt is the live traffic of every replica over the window ending at
 // end, added up, and the replicas left out. Partial is set when any is. The
@@ -633,7 +642,10 @@ func (r *Replicas) getTraffic(c echo.Context) error {
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
 	}
-	return c.Blob(http.StatusOK, graph.TrafficContentType, t.AppendWire(make([]byte, 0, 64<<10)))
+	wire := t.AppendWire(make([]byte, 0, 64<<10))
+	// With its length, the asker reads the answer into one buffer.
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(wire)))
+	return c.Blob(http.StatusOK, graph.TrafficContentType, wire)
 }
 
 func (r *Replicas) getVersion(c echo.Context) error {
