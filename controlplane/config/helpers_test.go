@@ -12,7 +12,7 @@ import (
 // references resolve against the files before it.
 var exampleFiles = []string{
 	"serviceentry.yaml", "workloadentry.yaml", "destinationrule.yaml",
-	"virtualservice.yaml", "peerauthentication.yaml", "authorizationpolicy.yaml", "gateway.yaml", "sidecar.yaml", "requestauthentication.yaml", "workloadgroup.yaml", "telemetry.yaml",
+	"virtualservice.yaml", "peerauthentication.yaml", "authorizationpolicy.yaml", "authorizationpolicy-custom.yaml", "gateway.yaml", "sidecar.yaml", "requestauthentication.yaml", "workloadgroup.yaml", "telemetry.yaml",
 	"../gateway-api/services.yaml", "../gateway-api/gatewayclass.yaml", "../gateway-api/referencegrant.yaml", "../gateway-api/gateway.yaml", "../gateway-api/httproute.yaml", "../gateway-api/grpcroute.yaml",
 }
 

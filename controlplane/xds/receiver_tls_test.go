@@ -79,6 +79,9 @@ func TestOptionsSurviveDefaults(t *testing.T) {
 			f.SetString("set-" + v.Type().Field(i).Name)
 		case reflect.Pointer:
 			f.Set(reflect.New(f.Type().Elem()))
+		case reflect.Map:
+			f.Set(reflect.MakeMap(f.Type()))
+			f.SetMapIndex(reflect.ValueOf("set"), reflect.Zero(f.Type().Elem()))
 		default:
 			t.Fatalf("field %s of kind %s: extend this test", v.Type().Field(i).Name, f.Kind())
 		}

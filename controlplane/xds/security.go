@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/meshlens/meshlens/controlplane/meshconfig"
 )
 
 const (
@@ -262,22 +264,43 @@ func (m *model) authorizationPolicies(w *workload) []*security.AuthorizationPoli
 // (action LOG: it marks matching requests for the access log and decides
 // nothing), then a DENY filter, then an ALLOW filter (present only if some
 // ALLOW policy applies, since then anything not allowed is denied). A
-// CUSTOM policy delegates to an ext_authz provider of Istio's mesh config,
-// which meshlens does not have: it fails closed, its rules deny (Istio
-// does the same with a provider it cannot find). grpc-go implements
-// neither LOG nor ext_authz: AUDIT is not sent to it.
+// CUSTOM policy delegates to an ext_authz provider of Istio's mesh config
+// (extauthz.go: its filters go after AUDIT, before DENY); with no usable
+// provider it fails closed, its rules deny (Istio does the same with a
+// provider it cannot find). grpc-go implements neither LOG nor a usable
+// ext_authz: AUDIT is not sent to it, CUSTOM rules deny.
 func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, error) {
 	deny := map[string]*rbacv3.Policy{}
 	allow := map[string]*rbacv3.Policy{}
 	audit := map[string]*rbacv3.Policy{}
+	custom := map[string]map[string]*rbacv3.Policy{} // provider -> policies
+	customHosts := map[string]string{}
+	customProviders := map[string]*meshconfig.ExtAuthz{}
 	haveAllow := false
 	issuers := t.jwtIssuers(w)
 	for i, ap := range t.m.authorizationPolicies(w) {
+		if ap.Action == security.AuthorizationPolicy_CUSTOM {
+			name := ap.GetProvider().GetName()
+			if p, host := t.extAuthzProvider(name); p != nil {
+				if custom[name] == nil {
+					custom[name] = map[string]*rbacv3.Policy{}
+				}
+				customHosts[name], customProviders[name] = host, p
+				for j, r := range ap.Rules {
+					// As a DENY rule: what the node cannot evaluate is
+					// left out, so the check runs for more requests.
+					if p := t.rbacPolicy(r, false, issuers); p != nil {
+						custom[name][fmt.Sprintf("%s-%s-%d-%d", extAuthzPolicyPrefix, name, i, j)] = p
+					}
+				}
+				continue
+			}
+		}
 		switch ap.Action {
 		case security.AuthorizationPolicy_DENY, security.AuthorizationPolicy_CUSTOM:
 			kind := "deny"
 			if ap.Action == security.AuthorizationPolicy_CUSTOM {
-				kind = "custom-" + ap.GetProvider().GetName()
+				kind = "custom-" + ap.GetProvider().GetName() // no usable provider: fails closed
 			}
 			for j, r := range ap.Rules {
 				if p := t.rbacPolicy(r, false, issuers); p != nil {
@@ -316,6 +339,11 @@ func (t *translator) rbacFilters(w *workload, port uint32) ([]*hcm.HttpFilter, e
 			return nil, err
 		}
 	}
+	ext, err := t.extAuthzFilters(custom, customHosts, customProviders)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, ext...)
 	if len(deny) > 0 {
 		if err := add(rbacFilter+".deny", rbacv3.RBAC_DENY, deny); err != nil {
 			return nil, err

@@ -28,6 +28,7 @@ import (
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/jwks"
+	"github.com/meshlens/meshlens/controlplane/meshconfig"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
@@ -93,6 +94,10 @@ type Options struct {
 	// TelemetryTLS makes those clusters speak TLS to meshlens' receivers
 	// (when they serve it: --tls-cert); nil is plaintext.
 	TelemetryTLS *ReceiverTLS
+	// ExtensionProviders are Istio's MeshConfig extensionProviders
+	// (--mesh-config): the ext_authz services AuthorizationPolicy action
+	// CUSTOM names. None: CUSTOM rules deny.
+	ExtensionProviders meshconfig.Providers
 }
 
 // DefaultOptions returns Istio's defaults.
@@ -433,6 +438,7 @@ func mergeDefaults(o Options) Options {
 	d.TelemetryALSAddress, d.TelemetryOTLPAddress = o.TelemetryALSAddress, o.TelemetryOTLPAddress
 	d.TelemetryTLS = o.TelemetryTLS
 	d.GatewayCredentialDir = o.GatewayCredentialDir
+	d.ExtensionProviders = o.ExtensionProviders
 	return d
 }
 

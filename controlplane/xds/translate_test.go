@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/meshlens/meshlens/controlplane/jwks"
+	"github.com/meshlens/meshlens/controlplane/meshconfig"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -22,7 +23,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // ALS,OTLP" sets where proxies reach meshlens' receivers; "# telemetry-tls:
 // ca=FILE,sni=NAME,client" makes them TLS (ReceiverTLS; each part optional);
 // each "# jwks: ISSUER | URI | KEYS | ERROR" is a key set meshlens fetched
-// (or failed to: KEYS empty) for a RequestAuthentication issuer.
+// (or failed to: KEYS empty) for a RequestAuthentication issuer; "#
+// mesh-config: FILE" (relative to the package) gives the MeshConfig's
+// extension providers.
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -57,6 +60,13 @@ func TestTranslateGolden(t *testing.T) {
 				opts := DefaultOptions()
 				if addrs := directive(string(src), "telemetry-addresses"); addrs != "" {
 					opts.TelemetryALSAddress, opts.TelemetryOTLPAddress, _ = strings.Cut(addrs, ",")
+				}
+				if mc := directive(string(src), "mesh-config"); mc != "" {
+					providers, _, err := meshconfig.Flags{Path: mc}.Load()
+					if err != nil {
+						t.Fatal(err)
+					}
+					opts.ExtensionProviders = providers
 				}
 				if rt := directive(string(src), "telemetry-tls"); rt != "" {
 					opts.TelemetryTLS = &ReceiverTLS{}
