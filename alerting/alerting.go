@@ -66,6 +66,11 @@ type Alerting struct {
 	amSeen     map[string]time.Time  // Alertmanager alert fingerprint+startsAt -> when first seen
 	amFire     map[string]ActiveAlert
 
+	// rollingBack are the rollbacks alerts started, each on its own: a
+	// rollout whose routes cannot be written now holds up neither the
+	// evaluation of the rules nor other rollouts' rollbacks.
+	rollingBack sync.WaitGroup
+
 	evaluations prometheus.Counter
 	firing      prometheus.Gauge
 	received    *prometheus.CounterVec
@@ -134,6 +139,7 @@ func (a *Alerting) Run(ctx context.Context) error {
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()
 	defer a.notifier.Wait()
+	defer a.rollingBack.Wait() // before the notifier's: a rollback ends with a notification
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,7 +152,9 @@ func (a *Alerting) Run(ctx context.Context) error {
 
 // Evaluate runs one round over every AlertRule of the current config. The
 // rules' values are read (from peers, too) and rollbacks are made without
-// a.mu held: only the alerts' states change under it.
+// a.mu held: only the alerts' states change under it. Each rollback runs
+// on its own and is not waited for: its firing notification, which says
+// what the rollback did, is sent when it returns.
 func (a *Alerting) Evaluate(ctx context.Context) {
 	now := a.opts.Now()
 	// One read per window in a round, however many rules share it.
@@ -234,11 +242,15 @@ func (a *Alerting) Evaluate(ctx context.Context) {
 	// The engine writes routes (config store, Kubernetes API): not under
 	// a.mu. The firing notification says what the rollback did.
 	for _, rb := range rollbacks {
-		action := a.rollback(ctx, rb.ns, rb.rollout, rb.source, rb.reason)
-		a.mu.Lock()
-		rb.rs.action = action
-		a.notify(ctx, rb.rs, "firing", now)
-		a.mu.Unlock()
+		a.rollingBack.Add(1)
+		go func() {
+			defer a.rollingBack.Done()
+			action := a.rollback(ctx, rb.ns, rb.rollout, rb.source, rb.reason)
+			a.mu.Lock()
+			rb.rs.action = action
+			a.notify(ctx, rb.rs, "firing", now)
+			a.mu.Unlock()
+		}()
 	}
 }
 

@@ -61,10 +61,11 @@ func (e *env) request(method, path string, body []byte) (int, string) {
 // TestAnAlertRollbackWhoseStateWriteStallsHoldsUpNothingElse: an alert
 // rule rolls rollout a back while a's state write (its Kubernetes status)
 // hangs. Meanwhile GET /api/v1/alerts shows the alert firing, a shows
-// rolling back with its routes not yet written (state comes first), and an
-// Alertmanager webhook naming rollout b rolls b back at once. When the
-// write comes back, a's rollback is written and the firing notification
-// says what was done.
+// rolling back with its routes not yet written (state comes first), an
+// Alertmanager webhook naming rollout b rolls b back at once, and another
+// rule, firing a second later, rolls rollout c back (rules go on being
+// evaluated). When the write comes back, a's rollback is written and the
+// firing notification says what was done.
 func TestAnAlertRollbackWhoseStateWriteStallsHoldsUpNothingElse(t *testing.T) {
 	e := newEnv(t, Options{})
 	sink := newSink(t, "")
@@ -78,8 +79,21 @@ spec:
   candidate: v2
   virtualService: echo-b
   strategy: {canary: {steps: [10, 100], minDuration: 1h}}
+  analysis: {interval: 1h} # only the Alertmanager webhook rolls it back
 `)
 	e.waitRollout("b", rollout.Progressing, 5*time.Second)
+	e.apply(`apiVersion: meshlens.io/v1alpha1
+kind: Rollout
+metadata: {name: c, namespace: default}
+spec:
+  service: echo
+  stable: v1
+  candidate: v2
+  virtualService: echo-c
+  strategy: {canary: {steps: [10, 100], minDuration: 1h}}
+  analysis: {interval: 1h} # only the alert rolls it back
+`)
+	e.waitRollout("c", rollout.Progressing, 5*time.Second)
 	m := &stalledStatusOf{name: "a", entered: make(chan rollout.State, 1), release: make(chan struct{})}
 	e.engine.SetMirror(m)
 	var once sync.Once
@@ -93,6 +107,15 @@ spec:
   condition: {metric: errorRate, service: echo, version: v2, threshold: 0.1, window: 2s, minRequests: 20}
   receivers: [{name: ops, url: ` + sink.srv.URL + `}]
   action: {rollback: {rollout: a}}
+---
+apiVersion: meshlens.io/v1alpha1
+kind: AlertRule
+metadata: {name: c-errors, namespace: default}
+spec:
+  condition: {metric: errorRate, service: echo, version: v2, threshold: 0.1, window: 2s, minRequests: 20}
+  for: 1s
+  receivers: [{name: ops, url: ` + sink.srv.URL + `}]
+  action: {rollback: {rollout: c}}
 `)
 	stalled := false
 	for i := 0; i < 200 && !stalled; i++ {
@@ -125,6 +148,27 @@ spec:
 	}
 	if vs, _ := e.store.Get("VirtualService", "default", "echo-b"); strings.Contains(fmt.Sprint(vs.Spec), `subset:"v2"`) {
 		t.Fatalf("b's routes after its rollback: %v", vs.Spec)
+	}
+
+	// c's rule fires a second after a's, while a's rollback still hangs.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				e.traffic("v2", 20, 10, time.Millisecond)
+			}
+		}
+	}()
+	st := e.waitRollout("c", rollout.RolledBack, 10*time.Second)
+	close(stop)
+	if h := st.History[len(st.History)-3]; h.Source != "alert:c-errors" {
+		t.Fatalf("c's rollback not made by its alert rule: %+v", h)
+	}
+	if st, _ := e.engine.Get("default", "a"); st.State != rollout.RollingBack {
+		t.Fatalf("rollout a after c's rollback: %s, want still %s (its write hangs)", st.State, rollout.RollingBack)
 	}
 
 	release()
