@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/controlplane/config"
 )
 
@@ -62,7 +63,7 @@ func analyzeFiles(paths fileList, stdout io.Writer) (*analysis, error) {
 	if err != nil {
 		return nil, err
 	}
-	kinds, err := configKinds(config.IstioOptions{})
+	kinds, err := app.Kinds(config.IstioOptions{})
 	if err != nil {
 		return nil, err
 	}

@@ -7,43 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/labstack/echo/v4"
-
-	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/app/apptest"
 	"github.com/meshlens/meshlens/controlplane/config"
 )
 
-// configServer serves the config API as `meshlens serve` does, with a
-// generated operator token in dataDir and reads open (loopback).
+// configServer is a whole meshlens (package app, as `meshlens serve` builds
+// it) with its generated operator token in dataDir and reads open
+// (loopback); store is its accepted config.
 func configServer(t *testing.T) (url, dataDir string, store *config.Store) {
 	t.Helper()
-	dataDir = t.TempDir()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kinds, err := configKinds(config.IstioOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err = config.Open(dataDir, kinds, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := echo.New()
-	config.RegisterRoutes(e.Group("/api/v1", a.Viewer(false)), store, a.Operator())
-	srv := httptest.NewServer(e)
-	t.Cleanup(srv.Close)
-	return srv.URL, dataDir, store
+	s := apptest.Start(t)
+	return s.URL, s.Config.DataDir, s.App.ConfigStore()
 }
 
 func run(t *testing.T, fn func(context.Context, []string, io.Writer, io.Writer) error, args ...string) (string, string, error) {

@@ -25,6 +25,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/auth"
 )
 
@@ -214,7 +215,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 // checkServeDeployment checks meshlens' StatefulSet, its ConfigMap and Service
 // against what `meshlens serve` does with the container's arguments and
 // config file, and returns that config.
-func checkServeDeployment(t *testing.T, m deployManifests, want deployLayout) serveConfig {
+func checkServeDeployment(t *testing.T, m deployManifests, want deployLayout) app.Config {
 	t.Helper()
 	cm := m.get(t, "ConfigMap/"+want.name)
 	sts := m.get(t, "StatefulSet/"+want.name)
@@ -264,7 +265,7 @@ func checkServeDeployment(t *testing.T, m deployManifests, want deployLayout) se
 	if cfgPath == "" {
 		t.Fatalf("container args %q have no --config FILE", c["args"])
 	}
-	cfg, err := loadServeConfig(args, io.Discard)
+	cfg, err := app.LoadConfig(args, io.Discard)
 	if err != nil {
 		t.Fatalf("meshlens serve %q with the ConfigMap's meshlens.yaml:\n%s\nfails: %v", args, content, err)
 	}
@@ -465,7 +466,7 @@ func checkServeDeployment(t *testing.T, m deployManifests, want deployLayout) se
 // checkDeployTokens checks that --tokens is the file of the tokens Secret,
 // mounted read-only, and that a Secret of the manifests parses as serve
 // parses it, with an operator token.
-func checkDeployTokens(t *testing.T, m deployManifests, cfg serveConfig, mounts, volumes map[string]map[string]any, want deployLayout) {
+func checkDeployTokens(t *testing.T, m deployManifests, cfg app.Config, mounts, volumes map[string]map[string]any, want deployLayout) {
 	t.Helper()
 	if want.tokensSecret == "" {
 		if cfg.Tokens != "" {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/internal/kubetest"
 )
@@ -94,14 +95,14 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 		istio, rbac, crds                bool
 		providers                        []string // rollouts.trafficProviders
 		// check looks at what only this case sets.
-		check func(t *testing.T, cfg serveConfig, m deployManifests, notes string)
+		check func(t *testing.T, cfg app.Config, m deployManifests, notes string)
 	}{
 		{
 			name: "defaults", release: "meshlens", namespace: deployNamespace,
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
+			check: func(t *testing.T, cfg app.Config, m deployManifests, notes string) {
 				if cfg.DomainSuffix != "cluster.local" || cfg.Kubeconfig != "" {
 					t.Errorf("--domain-suffix %q --kubeconfig %q, want cluster.local and the in-cluster default", cfg.DomainSuffix, cfg.Kubeconfig)
 				}
@@ -121,7 +122,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, _ serveConfig, m deployManifests, _ string) {
+			check: func(t *testing.T, _ app.Config, m deployManifests, _ string) {
 				sts := m.get(t, "StatefulSet/meshlens")
 				sm := m.get(t, "ServiceMonitor/meshlens")
 				// /metrics/istio needs a token off loopback: the viewer's,
@@ -185,7 +186,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
+			check: func(t *testing.T, cfg app.Config, m deployManifests, notes string) {
 				if !strings.Contains(notes, "3 replicas answer as one") {
 					t.Errorf("NOTES.txt does not say how the replicas work:\n%s", notes)
 				}
@@ -224,7 +225,7 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "api-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, _ serveConfig, m deployManifests, notes string) {
+			check: func(t *testing.T, _ app.Config, m deployManifests, notes string) {
 				for key := range m {
 					if strings.HasPrefix(key, "Secret/") {
 						t.Errorf("the chart renders %s, though the tokens Secret is the user's", key)
@@ -255,7 +256,7 @@ tokens: {operator: 0123456789abcdef-operator, viewer: 0123456789abcdef-viewer}
 			want: deployLayout{namespace: "observability", name: "obs-meshlens", meshConfig: "obs-meshlens-mesh-config",
 				clickhouse: "obs-meshlens-clickhouse", tokensSecret: "obs-meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true,
-			check: func(t *testing.T, cfg serveConfig, m deployManifests, notes string) {
+			check: func(t *testing.T, cfg app.Config, m deployManifests, notes string) {
 				if cfg.DomainSuffix != "corp.example" || cfg.Prometheus != "http://prometheus.istio-system:9090" ||
 					cfg.ClickHouseWait != 2*time.Minute || cfg.LogLevel != "debug" || cfg.HTTP != "0.0.0.0:9090" || cfg.XDS != "0.0.0.0:15012" {
 					t.Errorf("serve config %+v does not have the values' settings", cfg)
@@ -279,7 +280,7 @@ crds: {install: false}
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", replicas: 1, persistent: false},
 			istio: true, rbac: false, crds: false,
-			check: func(t *testing.T, _ serveConfig, m deployManifests, notes string) {
+			check: func(t *testing.T, _ app.Config, m deployManifests, notes string) {
 				if sa := dig(m.get(t, "StatefulSet/meshlens"), "spec", "template", "spec", "serviceAccountName"); sa != "meshlens-managed" {
 					t.Errorf("serviceAccountName %v, want meshlens-managed", sa)
 				}

@@ -18,6 +18,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/demo"
 	"github.com/meshlens/meshlens/internal/promtest"
 	"github.com/meshlens/meshlens/mesh"
@@ -671,11 +672,11 @@ func TestServeIstioMetricsFlags(t *testing.T) {
 		{[]string{"--istio-metrics-expiry", "1s"}, "--istio-metrics-expiry 1s: must be at least 10s"},
 		{[]string{"--istio-metrics-cluster", ""}, "--istio-metrics-cluster"},
 	} {
-		if _, err := loadServeConfig(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := app.LoadConfig(append([]string{"--data-dir", t.TempDir()}, tc.args...), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("serve %v: %v, want an error with %q", tc.args, err, tc.want)
 		}
 	}
-	cfg, err := loadServeConfig([]string{"--domain-suffix", "corp.example", "--istio-metrics-max-series", "0"}, io.Discard)
+	cfg, err := app.LoadConfig([]string{"--domain-suffix", "corp.example", "--istio-metrics-max-series", "0"}, io.Discard)
 	if err != nil || cfg.IstioMetrics.Enabled() || cfg.IstioMetrics.DomainSuffix != "corp.example" {
 		t.Fatalf("config %+v, %v", cfg.IstioMetrics, err)
 	}

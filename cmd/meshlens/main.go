@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/meshlens/meshlens/app"
 )
 
 // command is one subcommand: a function of its arguments and output streams.
@@ -33,8 +35,9 @@ func commands() map[string]command {
 	}
 }
 
-// errUsage marks an error already explained to the user.
-var errUsage = errors.New("usage")
+// errUsage marks an error already explained to the user (app.LoadConfig
+// returns it for serve's flags too).
+var errUsage = app.ErrUsage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
@@ -198,7 +199,7 @@ func TestPeerTLSFlagsWithoutTLSAreRefused(t *testing.T) {
 		{[]string{"--peers", "127.0.0.1:1", "--peer-ca", "/ca.pem"}, `--peer-ca "/ca.pem": replicas read each other over HTTPS only when they serve it (--tls-cert and --tls-key)`},
 		{[]string{"--peer-server-name", "meshlens.svc"}, `--peer-server-name "meshlens.svc": replicas read each other over HTTPS only when they serve it`},
 	} {
-		_, err := loadServeConfig(tc.args, io.Discard)
+		_, err := app.LoadConfig(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}

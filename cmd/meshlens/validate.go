@@ -1,26 +1,14 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 
-	"github.com/meshlens/meshlens/alerting"
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/controlplane/config"
-	"github.com/meshlens/meshlens/rollout"
 )
-
-// configKinds is the registry of config kinds this binary understands.
-// `meshlens serve` builds its store with it and `meshlens validate` checks
-// with it, so both accept the same config. Packages with their own kinds
-// (rollout, alerting) add their KindSpecs here.
-func configKinds(opts config.IstioOptions) (*config.Kinds, error) {
-	specs := config.IstioKinds(opts)
-	specs = append(specs, rollout.KindSpec(cmp.Or(opts.DomainSuffix, config.DefaultDomainSuffix)), alerting.KindSpec())
-	return config.NewKinds(specs...)
-}
 
 // errWarnings means --strict turned analysis warnings into a failure; the
 // warnings were printed.
@@ -39,7 +27,7 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	kinds, err := configKinds(config.IstioOptions{})
+	kinds, err := app.Kinds(config.IstioOptions{})
 	if err != nil {
 		return err
 	}

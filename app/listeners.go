@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 
 // registerLimitFlags adds the flags of the listeners' limits (one set for
 // every listener; see package listeners).
-func (c *serveConfig) registerLimitFlags(fs *flag.FlagSet) {
+func (c *Config) registerLimitFlags(fs *flag.FlagSet) {
 	c.registerTLSFlags(fs)
 	l := &c.Collector.Limits
 	fs.Int64Var(&l.MaxBodyBytes, "http-max-body-bytes", l.MaxBodyBytes, "largest HTTP API request body; larger ones get 413")
@@ -41,7 +41,7 @@ func (c *serveConfig) registerLimitFlags(fs *flag.FlagSet) {
 }
 
 // registerTLSFlags adds the TLS flags: one certificate for every listener.
-func (c *serveConfig) registerTLSFlags(fs *flag.FlagSet) {
+func (c *Config) registerTLSFlags(fs *flag.FlagSet) {
 	t := &c.Collector.TLS
 	fs.StringVar(&t.Cert, "tls-cert", t.Cert, "PEM certificate chain: every listener (HTTP API and UI, OTLP gRPC and HTTP, ALS, xDS) serves TLS; empty: plaintext")
 	fs.StringVar(&t.Key, "tls-key", t.Key, "PEM private key of --tls-cert")
