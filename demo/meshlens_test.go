@@ -2,23 +2,22 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
-	"net"
-	"net/http/httptest"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
+	"github.com/meshlens/meshlens/app/apptest"
 	"github.com/meshlens/meshlens/auth"
-	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/xds"
 )
 
 // TestDemoRunsOnMeshlensControlPlane runs the demo against meshlens' own
 // control plane (config API with operator auth, durable store, validation,
-// Istio → xDS translation, ADS server), as `meshlens serve` wires it: the
+// Istio → xDS translation, ADS server), built by package app as `meshlens
+// serve` builds it: the
 // demo's config must be accepted as it is, and its translation must route
 // every hop of the mesh and honour the reviews split.
 func TestDemoRunsOnMeshlensControlPlane(t *testing.T) {
@@ -37,48 +36,16 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	dataDir := t.TempDir()
-
-	kinds, err := config.NewKinds(config.IstioKinds(config.IstioOptions{})...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := config.Open(dataDir, kinds, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	xs, err := xds.NewServer(ctx, logger, nil, xds.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopPush := store.Subscribe(func(sn *config.Snapshot) {
-		if err := xs.Update(sn); err != nil {
-			t.Errorf("xDS update: %v", err)
-		}
-	})
-	defer stopPush()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go xs.ServeListener(ctx, lis)
-
-	authz, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := echo.New()
-	config.RegisterRoutes(e.Group("/api/v1", authz.Viewer(false)), store, authz.Operator())
-	api := httptest.NewServer(e)
-	defer api.Close()
+	ml := apptest.Start(t)
+	store := ml.App.ConfigStore()
 
 	col := startCollector(t)
 	cfg := DefaultConfig()
 	cfg.BasePort = 0
-	cfg.XDS = lis.Addr().String()
+	cfg.XDS = ml.Config.XDS
 	cfg.Collector = col.addr
-	cfg.Server = api.URL
-	cfg.TokenFile = auth.TokenPath(dataDir)
+	cfg.Server = ml.URL
+	cfg.TokenFile = auth.TokenPath(ml.Config.DataDir)
 	cfg.Control = ""
 	cfg.Rate = 50
 	cfg.StatusEvery = 0
@@ -121,7 +88,7 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	}
 
 	var connected []string
-	for _, p := range xs.Proxies() {
+	for _, p := range proxies(t, ml.URL) {
 		connected = append(connected, p.ID)
 	}
 	workloads := []string{"loadgen", "productpage-v1", "reviews-v2", "reviews-v3"}
@@ -137,7 +104,7 @@ func runOnMeshlensControlPlane(t *testing.T, xdsServers bool) {
 	if xdsServers {
 		// The servers follow inbound config too: deny every call to ratings,
 		// and reviews v2/v3, which call it, start failing.
-		a := &Applier{Server: api.URL, TokenFile: cfg.TokenFile, RetryEvery: 50 * time.Millisecond}
+		a := &Applier{Server: ml.URL, TokenFile: cfg.TokenFile, RetryEvery: 50 * time.Millisecond}
 		deny := []byte(`apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: deny-ratings, namespace: bookinfo}
@@ -163,4 +130,19 @@ spec:
 			t.Errorf("no span pair for %s; pairs %v", e, edges)
 		}
 	}
+}
+
+// proxies is meshlens' list of connected xDS nodes (GET /api/v1/proxies).
+func proxies(t *testing.T, url string) []xds.ProxyStatus {
+	t.Helper()
+	resp, err := http.Get(url + "/api/v1/proxies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ps []xds.ProxyStatus
+	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+		t.Fatalf("GET /api/v1/proxies: %v", err)
+	}
+	return ps
 }
