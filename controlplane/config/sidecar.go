@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	networking "istio.io/api/networking/v1"
@@ -76,6 +77,37 @@ func (v *istioValidator) sidecar(o *Object) []FieldError {
 			fe.add(joinPath(p, "port.number"), "sidecar: ports on IP bound listeners must be unique: %d is also %s", in.GetPort().GetNumber(), prev)
 		}
 		ports[in.GetPort().GetNumber()] = p
+		if b := in.GetBind(); b != "" {
+			if _, err := netip.ParseAddr(b); err != nil {
+				fe.add(joinPath(p, "bind"), "sidecar: bind %q must be an IP address (unix domain sockets are not allowed for ingress listeners)", b)
+			}
+		}
+		if tls := in.GetTls(); tls != nil {
+			tp := joinPath(p, "tls")
+			switch tls.GetMode() {
+			case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+			default:
+				fe.add(joinPath(tp, "mode"), "sidecar: cannot set mode to %s in sidecar ingress tls: use SIMPLE, MUTUAL or OPTIONAL_MUTUAL", tls.GetMode())
+			}
+			if tls.GetServerCertificate() == "" || tls.GetPrivateKey() == "" {
+				fe.add(tp, "sidecar: ingress tls needs serverCertificate and privateKey (files on the proxy)")
+			}
+			if tls.GetMode() != networking.ServerTLSSettings_SIMPLE && tls.GetCaCertificates() == "" {
+				fe.add(joinPath(tp, "caCertificates"), "sidecar: mode %s needs caCertificates to verify client certificates", tls.GetMode())
+			}
+			for _, x := range []struct {
+				field string
+				set   bool
+			}{{"subjectAltNames", len(tls.GetSubjectAltNames()) > 0}, {"httpsRedirect", tls.GetHttpsRedirect()},
+				{"credentialName", tls.GetCredentialName() != ""}, {"credentialNames", len(tls.GetCredentialNames()) > 0}, {"tlsCertificates", len(tls.GetTlsCertificates()) > 0}} {
+				if x.set {
+					fe.add(joinPath(tp, x.field), "sidecar: %s is not supported in ingress tls", x.field)
+				}
+			}
+			if proto := strings.ToUpper(in.GetPort().GetProtocol()); proto != "HTTPS" && proto != "TLS" {
+				fe.add(joinPath(tp, "mode"), "sidecar: TLS settings need an HTTPS or TLS port, not %q", in.GetPort().GetProtocol())
+			}
+		}
 		if ep := in.GetDefaultEndpoint(); ep != "" && !strings.HasPrefix(ep, "unix://") {
 			host, portStr, found := strings.Cut(ep, ":")
 			if !found || (host != "127.0.0.1" && host != "0.0.0.0" && host != "[::1]" && host != "[::]") || portStr == "" || strings.Trim(portStr, "0123456789") != "" {

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
 )
 
@@ -108,6 +110,13 @@ type inboundPort struct {
 	w           *workload
 	servicePort uint32
 	port        uint32
+	// Of a Sidecar ingress listener: bindToPort (captureMode NONE) makes it
+	// a listener of its own on bind (default the workload's address)
+	// instead of a chain of the captured virtualInbound; tls terminates the
+	// user's TLS instead of the mesh's mTLS.
+	bind       string
+	bindToPort bool
+	tls        *networking.ServerTLSSettings
 }
 
 // inboundPorts lists, once each, the (address, target port) pairs of the
@@ -314,47 +323,91 @@ func (t *translator) envoyInbound() ([]*listenerv3.Listener, error) {
 			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
 		},
 	}
+	var out []*listenerv3.Listener
 	for _, in := range ins {
-		rc := &routev3.RouteConfiguration{
-			Name: fmt.Sprintf("inbound|%d", in.port),
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name: fmt.Sprintf("inbound|http|%d", in.port), Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: inboundClusterName(in.port)},
-						Timeout:          durationpb.New(0),
-					}},
-				}},
-			}},
-		}
-		m, err := t.inboundManager(in, rc)
+		chains, err := t.envoyInboundChains(in)
 		if err != nil {
 			return nil, err
 		}
-		filters := []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}}
-		mode := t.m.peerMode(in.w, in.port)
-		if mode != security.PeerAuthentication_MutualTLS_DISABLE {
-			ts, err := t.downstreamTLS()
-			if err != nil {
-				return nil, err
-			}
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-				Name:             fmt.Sprintf("inbound|%d|tls", in.port),
-				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "tls"},
-				Filters:          filters,
-				TransportSocket:  ts,
-			})
+		if !in.bindToPort {
+			l.FilterChains = append(l.FilterChains, chains...)
+			continue
 		}
-		if mode != security.PeerAuthentication_MutualTLS_STRICT {
-			l.FilterChains = append(l.FilterChains, &listenerv3.FilterChain{
-				Name:             fmt.Sprintf("inbound|%d|plaintext", in.port),
-				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "raw_buffer"},
-				Filters:          filters,
-			})
-		}
+		// captureMode NONE: the application's clients connect to the
+		// sidecar itself, on bind:port, as istiod builds it.
+		bind := cmp.Or(in.bind, in.w.address)
+		out = append(out, &listenerv3.Listener{
+			Name:             fmt.Sprintf("%s_%d", bind, in.port), // istiod's name of a bound listener
+			Address:          socketAddress(bind, in.port),
+			TrafficDirection: corev3.TrafficDirection_INBOUND,
+			ListenerFilters: []*listenerv3.ListenerFilter{
+				{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
+			},
+			FilterChains: chains,
+		})
 	}
-	return []*listenerv3.Listener{l}, nil
+	if len(l.FilterChains) > 0 {
+		out = append([]*listenerv3.Listener{l}, out...)
+	}
+	return out, nil
+}
+
+// envoyInboundChains are an inbound port's filter chains: mTLS and/or
+// plaintext by the port's PeerAuthentication mode, or, for a Sidecar
+// ingress listener with tls, that TLS terminated.
+func (t *translator) envoyInboundChains(in inboundPort) ([]*listenerv3.FilterChain, error) {
+	var chains []*listenerv3.FilterChain
+	rc := &routev3.RouteConfiguration{
+		Name: fmt.Sprintf("inbound|%d", in.port),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name: fmt.Sprintf("inbound|http|%d", in.port), Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: inboundClusterName(in.port)},
+					Timeout:          durationpb.New(0),
+				}},
+			}},
+		}},
+	}
+	m, err := t.inboundManager(in, rc)
+	if err != nil {
+		return nil, err
+	}
+	filters := []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}}
+	if in.tls != nil {
+		ts, err := t.gatewayServerTLS(gatewayServer{server: &networking.Server{Port: &networking.Port{Number: in.port, Name: fmt.Sprintf("sidecar ingress %d", in.port)}, Tls: in.tls}})
+		if err != nil {
+			return nil, err
+		}
+		return []*listenerv3.FilterChain{{
+			Name:             fmt.Sprintf("inbound|%d|ingress-tls", in.port),
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "tls"},
+			Filters:          filters,
+			TransportSocket:  ts,
+		}}, nil
+	}
+	mode := t.m.peerMode(in.w, in.port)
+	if mode != security.PeerAuthentication_MutualTLS_DISABLE {
+		ts, err := t.downstreamTLS()
+		if err != nil {
+			return nil, err
+		}
+		chains = append(chains, &listenerv3.FilterChain{
+			Name:             fmt.Sprintf("inbound|%d|tls", in.port),
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "tls"},
+			Filters:          filters,
+			TransportSocket:  ts,
+		})
+	}
+	if mode != security.PeerAuthentication_MutualTLS_STRICT {
+		chains = append(chains, &listenerv3.FilterChain{
+			Name:             fmt.Sprintf("inbound|%d|plaintext", in.port),
+			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(in.port), TransportProtocol: "raw_buffer"},
+			Filters:          filters,
+		})
+	}
+	return chains, nil
 }
 
 // envoyInboundClusters are the static clusters from the sidecar to the

@@ -343,8 +343,11 @@ func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.Outboun
 // the application address of each: its workload's service ports on
 // 127.0.0.1, or, when its Sidecar lists ingress listeners, exactly those
 // ports, each to its defaultEndpoint (127.0.0.1:PORT, 0.0.0.0:PORT or
-// unix://PATH), as istiod builds them. As in Istio, ingress ports are
-// served only by a workload that some service selects.
+// unix://PATH), as istiod builds them: captureMode NONE binds a listener
+// of its own on bind:port (meshlens' sidecars are otherwise captured by
+// iptables: DEFAULT is IPTABLES), tls terminates the user's certificate.
+// As in Istio, ingress ports are served only by a workload that some
+// service selects.
 func (t *translator) envoyInboundPorts() ([]inboundPort, map[uint32]*corev3.Address) {
 	ins := t.inboundPorts()
 	scope := t.sidecarScope()
@@ -359,7 +362,8 @@ func (t *translator) envoyInboundPorts() ([]inboundPort, map[uint32]*corev3.Addr
 		if port == 0 {
 			continue
 		}
-		out = append(out, inboundPort{w: w, servicePort: port, port: port})
+		out = append(out, inboundPort{w: w, servicePort: port, port: port, bind: in.Bind,
+			bindToPort: in.CaptureMode == networking.CaptureMode_NONE, tls: in.Tls})
 		apps[port] = ingressEndpoint(in.DefaultEndpoint, port, w.address)
 	}
 	return out, apps
