@@ -27,6 +27,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
@@ -134,10 +135,30 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
 	xdsOpts.TelemetryALSAddress, xdsOpts.TelemetryOTLPAddress = cfg.ProxyReceivers.ALS, cfg.ProxyReceivers.OTLP
 	cfg.ProxyReceivers.warnUnset(logger, cfg.Collector.ALS, cfg.Collector.OTLPGRPC)
+	providers, ignored, err := cfg.MeshConfig.Load()
+	if err != nil {
+		return nil, err
+	}
+	if len(ignored) > 0 {
+		logger.Info("--mesh-config: meshlens uses only extensionProviders; these fields are ignored", "fields", ignored)
+	}
+	xdsOpts.ExtensionProviders = providers
 	xdsServer, err := xds.NewServer(ctx, logger, reg, xdsOpts)
 	if err != nil {
 		return nil, err
 	}
+	// RequestAuthentications' key sets, fetched as istiod does and sent to
+	// proxies inline; a set never fetched fails closed.
+	keys, err := jwks.New(jwks.Config{Logger: logger, Registerer: reg, OnChange: func(k *jwks.Keys) {
+		if err := xdsServer.UpdateJWKS(k); err != nil {
+			logger.Warn("xds push of fetched JWT keys: some nodes keep their previous config", "err", err)
+		}
+	}})
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, cfgStore.Subscribe(keys.Update))
+	a.add(keys.Run)
 	// Accepted config is durable before it is published; every published
 	// snapshot becomes one xDS push.
 	a.closers = append(a.closers, cfgStore.Subscribe(func(snap *config.Snapshot) {

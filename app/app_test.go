@@ -1,12 +1,25 @@
 package app_test
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/app/apptest"
 	"github.com/meshlens/meshlens/query/apidoc"
 )
@@ -73,4 +86,81 @@ func TestAppServesTheUIAPIAndHealth(t *testing.T) {
 	if got := s.App.ConfigStore().Snapshot().Get("VirtualService", "default", "r"); got == nil {
 		t.Error("the accepted VirtualService is not in the config store")
 	}
+}
+
+// A RequestAuthentication's key set is fetched by meshlens (as istiod does)
+// once the object is accepted; --mesh-config's providers are loaded, and a
+// bad file is refused naming the flag.
+func TestServeFetchesJWKSAndReadsTheMeshConfig(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	set := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"k1","alg":"RS256","use":"sig","n":%q,"e":%q}]}`,
+		b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
+	var fetched atomic.Int64
+	issuer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fetched.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, set)
+	}))
+	defer issuer.Close()
+
+	s := apptest.Start(t, "--mesh-config", "../examples/meshconfig/extension-providers.yaml")
+	ra := fmt.Sprintf(`apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  jwtRules: [{issuer: "https://issuer.test", jwksUri: %q}]
+`, issuer.URL+"/jwks.json")
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/v1/config", strings.NewReader(ra))
+	req.Header.Set("Content-Type", "application/yaml")
+	req.Header.Set("Authorization", "Bearer "+s.Token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("apply RequestAuthentication: %d %s", resp.StatusCode, body)
+	}
+	const series = `meshlens_jwks_fetches_total{result="ok"}`
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(get(t, s.URL+"/metrics"), series+" 1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the issuer's key set was not fetched (%d requests to it); /metrics has no %s 1", fetched.Load(), series)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	bad := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(bad, []byte("extensionProviders:\n- name: authz\n  envoyExtAuthzHttp: {port: 9000}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := app.LoadConfig([]string{"--mesh-config", bad, "--data-dir", t.TempDir(), "--kubeconfig", "none",
+		"--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "1ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		a.Close()
+		t.Fatal("a MeshConfig provider without a service was accepted")
+	}
+	if !strings.Contains(err.Error(), "--mesh-config "+bad) || !strings.Contains(err.Error(), "service") {
+		t.Fatalf("error %q does not name --mesh-config, the file and the missing service", err)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/meshconfig"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/istiometrics"
 	"github.com/meshlens/meshlens/rollout"
@@ -59,6 +60,9 @@ type Config struct {
 	ProxyReceivers proxyReceivers
 	// OIDC accepts an SSO issuer's JWTs beside the tokens file.
 	OIDC auth.OIDCConfig
+	// MeshConfig is Istio's MeshConfig file: the ext_authz providers of
+	// AuthorizationPolicy action CUSTOM.
+	MeshConfig meshconfig.Flags
 }
 
 // DefaultConfig is the configuration of `meshlens serve` without flags.
@@ -120,6 +124,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		"most series of each of Istio's standard metrics on /metrics/istio (records beyond are dropped and counted); 0 turns them off")
 	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")
 	fs.StringVar(&c.IstioMetrics.Cluster, "istio-metrics-cluster", c.IstioMetrics.Cluster, "source_cluster and destination_cluster of known peers on /metrics/istio (Istio's CLUSTER_ID)")
+	c.MeshConfig.RegisterFlags(fs)
 	c.Replicas.registerFlags(fs)
 	c.ProxyReceivers.registerFlags(fs)
 }

@@ -31,6 +31,7 @@ type replicaConfig struct {
 	Peers        string
 	PeersService string
 	PeerTimeout  time.Duration
+	MaxClockSkew time.Duration
 	PeerCA       string
 	PeerName     string
 	Advertise    string
@@ -43,7 +44,7 @@ type replicaConfig struct {
 }
 
 func defaultReplicaConfig() replicaConfig {
-	return replicaConfig{PeerTimeout: time.Second, LeaseDur: 15 * time.Second, RenewDl: 10 * time.Second, RetryPer: 2 * time.Second}
+	return replicaConfig{PeerTimeout: time.Second, MaxClockSkew: replicas.DefaultMaxClockSkew, LeaseDur: 15 * time.Second, RenewDl: 10 * time.Second, RetryPer: 2 * time.Second}
 }
 
 func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
@@ -51,6 +52,8 @@ func (c *replicaConfig) registerFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PeersService, "peers-service", c.PeersService,
 		"NAMESPACE/NAME of a headless Kubernetes Service whose ready endpoints (port named http) are the meshlens replicas; needs the cluster")
 	fs.DurationVar(&c.PeerTimeout, "peer-timeout", c.PeerTimeout, "how long a merged read waits for each replica; one that does not answer is left out and the result is marked partial")
+	fs.DurationVar(&c.MaxClockSkew, "peer-max-clock-skew", c.MaxClockSkew,
+		"a replica whose clock is further than this from this one's (plus half the read's round trip) is left out of merged reads and named in missing: its live counts would be misplaced in time; negative: never left out")
 	fs.StringVar(&c.PeerCA, "peer-ca", c.PeerCA,
 		"with --tls-cert: PEM bundle the other replicas' server certificates must chain to (read again when it changes); default --tls-client-ca, else the system's roots")
 	fs.StringVar(&c.PeerName, "peer-server-name", c.PeerName,
@@ -144,7 +147,7 @@ func newReplicas(cfg replicaConfig, live *graph.Live, c *cluster, authz *auth.Au
 		ns, name, _ := strings.Cut(cfg.PeersService, "/")
 		peers = func() []string { return append(serviceAddresses(c.registry.Snapshot(), ns, name), static...) }
 	}
-	opts := replicas.Options{Peers: peers, Self: []string{cfg.Advertise}, Timeout: cfg.PeerTimeout, Token: authz.PeerToken()}
+	opts := replicas.Options{Peers: peers, Self: []string{cfg.Advertise}, Timeout: cfg.PeerTimeout, MaxClockSkew: cfg.MaxClockSkew, Token: authz.PeerToken()}
 	if tlsSrc != nil {
 		opts.TLS = peerTLS(cfg, tlsFiles, tlsSrc, reload)
 	}
