@@ -459,13 +459,19 @@ func TestAReplicaWhoseClockIsOffIsLeftOutOfMergedReadsNamingTheOffset(t *testing
 	if p := view.Peers[0]; p.Address != skewed || p.OK || p.ClockOffsetMs == nil || *p.ClockOffsetMs < 44000 || *p.ClockOffsetMs > 46000 {
 		t.Errorf("GET /api/v1/replicas peer: %s", body)
 	}
-	if log := fr.procs[0].Log(); !strings.Contains(log, "a peer's clock is too far from this replica's") {
-		t.Errorf("no warning logged:\n%s", log)
+	// The log is read from the process's stderr as it comes: wait for it.
+	logged := func(line string) {
+		t.Helper()
+		meshtest.Eventually(t, 5*time.Second, "replica 0 logs "+line, func() error {
+			if !strings.Contains(fr.procs[0].Log(), line) {
+				return fmt.Errorf("not logged yet")
+			}
+			return nil
+		})
 	}
+	logged("a peer's clock is too far from this replica's")
 
 	offset.Store(int64(time.Second))
 	fr.wantGraph(t, 0, 30)
-	if log := fr.procs[0].Log(); !strings.Contains(log, "a peer's clock agrees with this replica's again") {
-		t.Errorf("the end of the skew is not logged:\n%s", log)
-	}
+	logged("a peer's clock agrees with this replica's again")
 }
