@@ -132,7 +132,35 @@ func (v *istioValidator) telemetry(o *Object) []FieldError {
 		}
 	}
 	for i, m := range tm.GetMetrics() {
-		validProviderRefs(m.GetProviders(), indexPath("metrics", i), fe)
+		mp := indexPath("metrics", i)
+		validProviderRefs(m.GetProviders(), mp, fe)
+		if d := m.GetReportingInterval(); d != nil {
+			positive(d, joinPath(mp, "reportingInterval"), fe)
+		}
+		for j, o := range m.GetOverrides() {
+			op := indexPath(joinPath(mp, "overrides"), j)
+			if o == nil {
+				fe.add(op, "overrides may not be null")
+				continue
+			}
+			if cm, ok := o.GetMatch().GetMetricMatch().(*telemetry.MetricSelector_CustomMetric); ok && cm.CustomMetric == "" {
+				fe.add(joinPath(op, "match.customMetric"), "customMetric may not be empty")
+			}
+			for _, name := range tagNames(o.GetTagOverrides()) {
+				to := o.GetTagOverrides()[name]
+				tp := keyPath(joinPath(op, "tagOverrides"), name)
+				switch {
+				case name == "":
+					fe.add(joinPath(op, "tagOverrides"), "tagOverrides.name may not be empty")
+				case to == nil:
+					fe.add(tp, "tagOverrides may not be null")
+				case to.GetOperation() == telemetry.MetricsOverrides_TagOverride_UPSERT && to.GetValue() == "":
+					fe.add(joinPath(tp, "value"), "tagOverrides.value must be set when operation is UPSERT")
+				case to.GetOperation() == telemetry.MetricsOverrides_TagOverride_REMOVE && to.GetValue() != "":
+					fe.add(joinPath(tp, "value"), "tagOverrides.value may only be set when operation is UPSERT")
+				}
+			}
+		}
 	}
 	return fe.errs
 }
@@ -225,8 +253,43 @@ func (v *istioValidator) analyzeTelemetry(o *Object, sn *Snapshot) []Warning {
 	if len(tm.GetTracing()) > 1 {
 		w.add(CodeSchemaWarning, "tracing", "multiple tracing is not currently supported: later entries override earlier ones")
 	}
-	if len(tm.GetMetrics()) > 0 {
-		w.add(CodeSchemaWarning, "metrics", "meshlens does not configure proxy metrics (it derives Istio's standard metrics from the telemetry it receives, /metrics/istio): metrics is ignored")
+	// Proxy metrics are not configured: meshlens derives Istio's standard
+	// metrics itself (/metrics/istio) from the telemetry it receives. Each
+	// setting that would change them is named, so its author knows it has
+	// no effect.
+	for i, m := range tm.GetMetrics() {
+		mp := indexPath("metrics", i)
+		if len(m.GetProviders()) == 0 && len(m.GetOverrides()) == 0 && m.GetReportingInterval() == nil {
+			continue
+		}
+		for j, pr := range m.GetProviders() {
+			if n := pr.GetName(); n != "" && n != "prometheus" {
+				w.add(CodeReferencedResourceNotFound, indexPath(joinPath(mp, "providers"), j)+".name",
+					"Referenced provider not found: %q: meshlens serves Istio's standard metrics itself, for Prometheus (/metrics/istio); no other metrics provider is configured", n)
+			}
+		}
+		if m.GetReportingInterval() != nil {
+			w.add(CodeSchemaWarning, joinPath(mp, "reportingInterval"), "not applied: meshlens configures no proxy metrics; /metrics/istio is as fresh as the telemetry meshlens receives")
+		}
+		for j, o := range m.GetOverrides() {
+			op := indexPath(joinPath(mp, "overrides"), j)
+			metric := "every metric"
+			if mm := o.GetMatch(); mm != nil {
+				metric = mm.GetMetric().String()
+				if c := mm.GetCustomMetric(); c != "" {
+					metric = c
+				}
+			}
+			if o.GetDisabled() != nil {
+				w.add(CodeSchemaWarning, joinPath(op, "disabled"), "not applied: meshlens configures no proxy metrics, and /metrics/istio keeps exporting %s", metric)
+			}
+			for _, name := range tagNames(o.GetTagOverrides()) {
+				w.add(CodeSchemaWarning, keyPath(joinPath(op, "tagOverrides"), name), "not applied: the labels of /metrics/istio are Istio's standard ones; tag %q of %s is not changed", name, metric)
+			}
+		}
+		if len(m.GetOverrides()) == 0 && m.GetReportingInterval() == nil {
+			w.add(CodeSchemaWarning, mp, "meshlens configures no proxy metrics: it serves Istio's standard metrics itself from the telemetry it receives (/metrics/istio), for every workload")
+		}
 	}
 	unmatched := func(r *typev1beta1.PolicyTargetReference, field string) {
 		if r.GetGroup() != "gateway.networking.k8s.io" || r.GetKind() != "Gateway" {
@@ -250,6 +313,16 @@ func TelemetryNamespaceWide(tm *telemetry.Telemetry) bool {
 }
 
 func sortedTagNames(m map[string]*telemetry.Tracing_CustomTag) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tagNames are a metrics override's tag names, sorted.
+func tagNames(m map[string]*telemetry.MetricsOverrides_TagOverride) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
