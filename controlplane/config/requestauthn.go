@@ -98,10 +98,12 @@ func validHeaderName(h string) bool {
 	return true
 }
 
-// analyzeRequestAuthentication reports JWKS that meshlens' proxies cannot
-// fetch: a jwksUri whose host no ServiceEntry or Kubernetes Service defines
-// has no cluster, so the keys never arrive and every request carrying a
-// token of that issuer is refused (fails closed), until one does.
+// analyzeRequestAuthentication reports a jwksUri whose host no
+// ServiceEntry or Kubernetes Service defines: meshlens fetches the keys
+// itself and sends them inline (package jwks), but until it has them the
+// proxies would fetch them through the outbound cluster of that host,
+// which does not exist, so tokens of that issuer are refused meanwhile, and
+// for good if meshlens cannot reach the host either (fails closed).
 func (v *istioValidator) analyzeRequestAuthentication(o *Object, sn *Snapshot) []Warning {
 	ra, ok := o.Spec.(*security.RequestAuthentication)
 	if !ok {
@@ -120,7 +122,7 @@ func (v *istioValidator) analyzeRequestAuthentication(o *Object, sn *Snapshot) [
 		host := strings.ToLower(u.Hostname())
 		if !idx.resolves(host, v.opts.KnownHost) {
 			w.add(CodeReferencedResourceNotFound, indexPath("jwtRules", i)+".jwksUri",
-				"Referenced host not found: %q: no ServiceEntry or Kubernetes Service defines the jwksUri host, so proxies cannot fetch the keys and refuse every request with a token of issuer %q (fails closed) until one does", host, r.GetIssuer())
+				"Referenced host not found: %q: no ServiceEntry or Kubernetes Service defines the jwksUri host, so proxies cannot fetch the keys themselves: tokens of issuer %q are refused (fails closed) until meshlens has fetched them and sends them inline, and for good if meshlens cannot reach the host either (meshlens_jwks_unavailable)", host, r.GetIssuer())
 		}
 	}
 	return w.out
