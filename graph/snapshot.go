@@ -29,6 +29,7 @@ type Snapshot struct {
 	cacheMu sync.Mutex
 	traffic map[trafficKey]*Traffic
 	graphs  map[graphKey]*Graph
+	wires   map[trafficKey][]byte
 }
 
 type trafficKey struct {
@@ -160,6 +161,32 @@ func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, tra
 	t := *cached // same edges, this query's end
 	t.End = now
 	return &t, key, nil
+}
+
+// TrafficWire is the wire form (AppendWire) of TrafficList(now, window),
+// written once per snapshot and window and shared: the other replicas
+// asking this one within a snapshot interval get the same bytes. Its end is
+// the one the first reader asked for (a Merger takes its own). Callers must
+// not modify the result.
+func (s *Snapshot) TrafficWire(now time.Time, window time.Duration) ([]byte, error) {
+	t, key, err := s.trafficAt(now, window)
+	if err != nil {
+		return nil, err
+	}
+	s.cacheMu.Lock()
+	w := s.wires[key]
+	s.cacheMu.Unlock()
+	if w != nil {
+		return w, nil
+	}
+	w = t.AppendWire(make([]byte, 0, 64<<10))
+	s.cacheMu.Lock()
+	if s.wires == nil || len(s.wires) >= maxCached {
+		s.wires = map[trafficKey][]byte{}
+	}
+	s.wires[key] = w
+	s.cacheMu.Unlock()
+	return w, nil
 }
 
 // Graph builds the graph of the window ending now, or returns the one

@@ -638,11 +638,11 @@ func (r *Replicas) getTraffic(c echo.Context) error {
 	if c.Request().Header.Get(InstanceHeader) == r.id {
 		return c.NoContent(http.StatusOK) // the caller is this replica: it skips it
 	}
-	t, err := snapshot(r.live, c.QueryParam("fresh") == "true").TrafficList(end, w)
+	// Shared by every peer that asks within the snapshot's interval.
+	wire, err := snapshot(r.live, c.QueryParam("fresh") == "true").TrafficWire(end, w)
 	if err != nil {
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
 	}
-	wire := t.AppendWire(make([]byte, 0, 64<<10))
 	// With its length, the asker reads the answer into one buffer.
 	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(wire)))
 	return c.Blob(http.StatusOK, graph.TrafficContentType, wire)
