@@ -39,6 +39,12 @@ type IstioOptions struct {
 	// "reviews.NS.svc.DOMAIN"); "" means DefaultDomainSuffix. It must match
 	// the xDS translator's.
 	DomainSuffix string
+	// ExtAuthzProvider says why AuthorizationPolicy action CUSTOM cannot
+	// use the named ext_authz provider of the mesh config (nil: it can);
+	// its rules then deny what they match, which analysis reports (IST0101).
+	// Nil leaves CUSTOM policies unanalysed (the providers are not known,
+	// as in an offline `meshlens validate`).
+	ExtAuthzProvider func(name string) error
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:
@@ -71,7 +77,7 @@ func IstioKinds(opts IstioOptions) []KindSpec {
 		{APIVersions: securityVersions, Kind: KindRequestAuthentication, ShortNames: []string{"ra"},
 			Decode: decodeAs(func() proto.Message { return &security.RequestAuthentication{} }), Validate: v.requestAuthentication, Analyze: v.analyzeRequestAuthentication},
 		{APIVersions: securityVersions, Kind: KindAuthorizationPolicy, ShortNames: []string{"ap"},
-			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy},
+			Decode: decodeAs(func() proto.Message { return &security.AuthorizationPolicy{} }), Validate: v.authorizationPolicy, Analyze: v.analyzeAuthorizationPolicy},
 		{APIVersions: telemetryVersions, Kind: KindTelemetry,
 			Decode: decodeAs(func() proto.Message { return &telemetry.Telemetry{} }), Validate: v.telemetry, Analyze: v.analyzeTelemetry},
 	}, gatewayAPIKinds(v)...)

@@ -591,6 +591,23 @@ var conditionKeys = map[string]bool{
 	"source.trustDomain": true,
 }
 
+// analyzeAuthorizationPolicy reports a CUSTOM policy whose ext_authz
+// provider meshlens cannot use (not in the mesh config, or not an
+// ext_authz provider): its rules deny what they match (fails closed).
+func (v *istioValidator) analyzeAuthorizationPolicy(o *Object, _ *Snapshot) []Warning {
+	ap, ok := o.Spec.(*security.AuthorizationPolicy)
+	if !ok || v.opts.ExtAuthzProvider == nil || ap.GetAction() != security.AuthorizationPolicy_CUSTOM || ap.GetProvider().GetName() == "" {
+		return nil
+	}
+	err := v.opts.ExtAuthzProvider(ap.GetProvider().GetName())
+	if err == nil {
+		return nil
+	}
+	w := &warns{object: o.Key()}
+	w.add(CodeReferencedResourceNotFound, "provider.name", "Referenced provider not usable: %v: the policy fails closed, its rules deny what they match", err)
+	return w.out
+}
+
 func (v *istioValidator) authorizationPolicy(o *Object) []FieldError {
 	ap, ok := o.Spec.(*security.AuthorizationPolicy)
 	if !ok {

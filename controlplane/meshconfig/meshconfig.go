@@ -187,3 +187,18 @@ func (p Providers) ExtAuthzProvider(name string) (*ExtAuthz, bool, error) {
 	}
 	return out, true, nil
 }
+
+// CheckExtAuthz says why AuthorizationPolicy action CUSTOM cannot use the
+// provider name (nil: it can), for config.IstioOptions.ExtAuthzProvider.
+func (p Providers) CheckExtAuthz(name string) error {
+	_, ok, err := p.ExtAuthzProvider(name)
+	switch {
+	case !ok && len(p) == 0:
+		return fmt.Errorf("extension provider %q: meshlens has no mesh config (--mesh-config), so no providers", name)
+	case !ok:
+		return fmt.Errorf("extension provider %q is not in --mesh-config's extensionProviders", name)
+	case err != nil:
+		return fmt.Errorf("extension provider %q: %w", name, err)
+	}
+	return nil
+}

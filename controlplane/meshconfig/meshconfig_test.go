@@ -1,12 +1,16 @@
 package meshconfig
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/meshlens/meshlens/controlplane/config"
 )
 
 // The example file loads through --mesh-config: its two ext_authz
@@ -83,4 +87,52 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// CUSTOM policies whose provider meshlens cannot use are analysis
+// findings naming why, when the validator knows the mesh config's
+// providers; a usable one is not.
+func TestCustomPolicyWithAnUnusableProviderIsReported(t *testing.T) {
+	p, _, err := Flags{Path: filepath.Join("..", "..", "examples", "meshconfig", "extension-providers.yaml")}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		providers Providers
+		name      string
+		want      string
+	}{
+		{p, "ext-authz-http", ""},
+		{p, "ext-authz-grpc", ""},
+		{p, "nope", `extension provider "nope" is not in --mesh-config's extensionProviders`},
+		{p, "otel", `extension provider "otel": not an envoyExtAuthzHttp or envoyExtAuthzGrpc provider`},
+		{nil, "ext-authz-http", "meshlens has no mesh config (--mesh-config)"},
+	} {
+		kinds, err := config.NewKinds(config.IstioKinds(config.IstioOptions{ExtAuthzProvider: tc.providers.CheckExtAuthz})...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := config.Open(t.TempDir(), kinds, slog.New(slog.DiscardHandler), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := kinds.Parse([]byte("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: default}\nspec:\n  action: CUSTOM\n  provider: {name: " + tc.name + "}\n  rules: [{to: [{operation: {paths: [/admin]}}]}]\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, warnings, err := store.Apply(context.Background(), objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range warnings {
+			got = append(got, w.Code+" "+w.Field+" "+w.Message)
+		}
+		switch {
+		case tc.want == "" && len(got) != 0:
+			t.Errorf("%s: unexpected findings %v", tc.name, got)
+		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], "IST0101 provider.name") || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], "fails closed")):
+			t.Errorf("%s: findings %v, want one naming %q", tc.name, got, tc.want)
+		}
+	}
 }
