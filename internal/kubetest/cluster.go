@@ -58,6 +58,9 @@ type Cluster struct {
 	Dynamic dynamic.Interface
 
 	procs []*exec.Cmd
+	// exited is closed, by process, once it was waited for: Stop waits on
+	// it instead of reading ProcessState, which the waiting goroutine writes.
+	exited map[*exec.Cmd]chan struct{}
 }
 
 // Options tune Start.
@@ -186,7 +189,9 @@ func (c *Cluster) run(name string, args ...string) error {
 	// started and waited for on a thread of its own that lives as long as
 	// it does.
 	started := make(chan error, 1)
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		runtime.LockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
@@ -201,6 +206,10 @@ func (c *Cluster) run(name string, args ...string) error {
 		return fmt.Errorf("kubetest: start %s: %w", name, err)
 	}
 	c.procs = append(c.procs, cmd)
+	if c.exited == nil {
+		c.exited = map[*exec.Cmd]chan struct{}{}
+	}
+	c.exited[cmd] = exited
 	return nil
 }
 
@@ -249,6 +258,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 			continue
 		}
 		c.procs = append(c.procs[:i], c.procs[i+1:]...)
+		delete(c.exited, p)
 		if err := c.run("kube-apiserver", p.Args[1:]...); err != nil {
 			return err
 		}
@@ -265,8 +275,9 @@ func (c *Cluster) Stop() {
 		}
 	}
 	for _, p := range c.procs {
-		for i := 0; i < 50 && (p.ProcessState == nil); i++ {
-			time.Sleep(20 * time.Millisecond)
+		select {
+		case <-c.exited[p]:
+		case <-time.After(time.Second):
 		}
 	}
 	if c.Dir != "" && os.Getenv("MESHLENS_KUBETEST_KEEP") == "" {
