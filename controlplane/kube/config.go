@@ -84,6 +84,7 @@ type ConfigSource struct {
 	mu         sync.Mutex
 	conditions map[string]string // key -> last written condition, to write only changes
 	served     *config.Snapshot  // the config served after the last sync (Gateway API status)
+	servedSig  string            // what of served the Gateway API statuses depend on
 
 	refusedGauge prometheus.Gauge
 	syncs        *prometheus.CounterVec
@@ -387,8 +388,10 @@ func (s *ConfigSource) sync(ctx context.Context) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	served := s.servedSnapshot(objs, refused)
+	servedSig := gatewayAPIContext(served) // once per sync, not per object
 	s.mu.Lock()
-	s.served = s.servedSnapshot(objs, refused)
+	s.served, s.servedSig = served, servedSig
 	s.mu.Unlock()
 	for _, key := range keys {
 		s.writeStatus(ctx, refs[key], refused[key], byObject[key])

@@ -3,6 +3,8 @@ package kube
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -42,7 +44,7 @@ const ControllerName = config.GatewayControllerName
 // events as for the other kinds.
 func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs config.FieldErrors, warnings config.Warnings) {
 	s.mu.Lock()
-	sn := s.served
+	sn, servedSig := s.served, s.servedSig
 	s.mu.Unlock()
 	var status func(u *unstructured.Unstructured, now string) (map[string]any, bool)
 	switch r.kind {
@@ -62,7 +64,7 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 	key := r.kind + "/" + r.namespace + "/" + r.name
 	// What the status depends on beyond the object itself: which classes
 	// and Gateways are meshlens', what attaches, which grants exist.
-	sig, _ := json.Marshal([]any{r.generation, errs, warnings, gatewayAPIContext(sn)})
+	sig, _ := json.Marshal([]any{r.generation, errs, warnings, servedSig})
 	s.mu.Lock()
 	same := s.conditions[key] == string(sig)
 	s.conditions[key] = string(sig)
@@ -93,17 +95,19 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 	}
 }
 
-// gatewayAPIContext is what of the served config the Gateway API statuses
-// depend on, so that a change of it writes them again.
-func gatewayAPIContext(sn *config.Snapshot) []string {
-	var out []string
+// gatewayAPIContext is a digest of what of the served config the Gateway
+// API statuses depend on, so that a change of it writes them again.
+func gatewayAPIContext(sn *config.Snapshot) string {
+	h := sha256.New()
 	for _, k := range []string{config.KindGatewayClass, config.KindKubernetesGateway, config.KindReferenceGrant, config.KindHTTPRoute, config.KindGRPCRoute} {
 		for _, o := range sn.OfKind(k) {
 			js, _ := json.Marshal(o.Spec)
-			out = append(out, o.Key()+string(js))
+			h.Write([]byte(o.Key()))
+			h.Write(js)
+			h.Write([]byte{0})
 		}
 	}
-	return out
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // patchGatewayAPIStatus reads the object, lets status compute its status
