@@ -116,7 +116,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}
 
-	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix})
+	// Istio's MeshConfig: the ext_authz providers CUSTOM policies name.
+	providers, ignored, err := cfg.MeshConfig.Load()
+	if err != nil {
+		return nil, err
+	}
+	if len(ignored) > 0 {
+		logger.Info("--mesh-config: meshlens uses only extensionProviders; these fields are ignored", "fields", ignored)
+	}
+	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz})
 	if err != nil {
 		return nil, err
 	}
@@ -135,14 +143,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
 	xdsOpts.TelemetryALSAddress, xdsOpts.TelemetryOTLPAddress = cfg.ProxyReceivers.ALS, cfg.ProxyReceivers.OTLP
 	cfg.ProxyReceivers.warnUnset(logger, cfg.Collector.ALS, cfg.Collector.OTLPGRPC)
-	providers, ignored, err := cfg.MeshConfig.Load()
-	if err != nil {
+	xdsOpts.ExtensionProviders = providers
+	if xdsOpts.TelemetryTLS, err = cfg.ReceiverTLS.Resolve(cfg.Collector.TLS.Cert != "", cfg.Collector.TLS.ClientCA != ""); err != nil {
 		return nil, err
 	}
-	if len(ignored) > 0 {
-		logger.Info("--mesh-config: meshlens uses only extensionProviders; these fields are ignored", "fields", ignored)
-	}
-	xdsOpts.ExtensionProviders = providers
 	xdsServer, err := xds.NewServer(ctx, logger, reg, xdsOpts)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -135,6 +136,29 @@ spec:
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// CUSTOM policies are analysed against --mesh-config's providers: the
+	// example's are defined, another name is warned about.
+	example, err := os.ReadFile("../examples/istio/authorizationpolicy-custom.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := applyWarnings(t, s, string(example)); strings.Contains(w, "extension provider") {
+		t.Errorf("the example's providers are in --mesh-config, yet: %s", w)
+	}
+	unknown := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: opa, namespace: default}
+spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
+`
+	if w := applyWarnings(t, s, unknown); !strings.Contains(w, `extension provider \"opa\" is not in --mesh-config's extensionProviders`) {
+		t.Errorf("a CUSTOM policy naming an undefined provider: warnings %s", w)
+	}
+
+	// The proxies' TLS to meshlens' receivers means nothing without TLS.
+	if _, err := app.LoadConfig([]string{"--proxy-receiver-ca", "/etc/ca.pem"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--proxy-receiver-ca") {
+		t.Errorf("--proxy-receiver-ca without --tls-cert: %v", err)
+	}
+
 	bad := filepath.Join(t.TempDir(), "mesh.yaml")
 	if err := os.WriteFile(bad, []byte("extensionProviders:\n- name: authz\n  envoyExtAuthzHttp: {port: 9000}\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -152,6 +176,27 @@ spec:
 	if !strings.Contains(err.Error(), "--mesh-config "+bad) || !strings.Contains(err.Error(), "service") {
 		t.Fatalf("error %q does not name --mesh-config, the file and the missing service", err)
 	}
+}
+
+// applyWarnings applies YAML as the operator and returns the answer's
+// warnings, as JSON.
+func applyWarnings(t *testing.T, s *apptest.Server, yaml string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/v1/config", strings.NewReader(yaml))
+	req.Header.Set("Content-Type", "application/yaml")
+	req.Header.Set("Authorization", "Bearer "+s.Token(t))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Warnings json.RawMessage `json:"warnings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("apply: %d %v", resp.StatusCode, err)
+	}
+	return string(out.Warnings)
 }
 
 func get(t *testing.T, url string) string {

@@ -63,6 +63,9 @@ type Config struct {
 	// MeshConfig is Istio's MeshConfig file: the ext_authz providers of
 	// AuthorizationPolicy action CUSTOM.
 	MeshConfig meshconfig.Flags
+	// ReceiverTLS is how proxies reach meshlens' receivers over TLS (the
+	// meshlens_als and meshlens_otlp clusters) when --tls-cert is set.
+	ReceiverTLS xds.ReceiverTLSFlags
 }
 
 // DefaultConfig is the configuration of `meshlens serve` without flags.
@@ -125,6 +128,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.IstioMetrics.Expiry, "istio-metrics-expiry", c.IstioMetrics.Expiry, "series of /metrics/istio without a record for this long are removed")
 	fs.StringVar(&c.IstioMetrics.Cluster, "istio-metrics-cluster", c.IstioMetrics.Cluster, "source_cluster and destination_cluster of known peers on /metrics/istio (Istio's CLUSTER_ID)")
 	c.MeshConfig.RegisterFlags(fs)
+	c.ReceiverTLS.RegisterFlags(fs)
 	c.Replicas.registerFlags(fs)
 	c.ProxyReceivers.registerFlags(fs)
 }
@@ -171,6 +175,9 @@ func LoadConfig(args []string, stderr io.Writer) (Config, error) {
 		return cfg, err
 	}
 	if err := cfg.Replicas.validate(cfg.HTTP, cfg.Collector.TLS); err != nil {
+		return cfg, err
+	}
+	if _, err := cfg.ReceiverTLS.Resolve(cfg.Collector.TLS.Cert != "", cfg.Collector.TLS.ClientCA != ""); err != nil {
 		return cfg, err
 	}
 	if err := cfg.ProxyReceivers.resolve(cfg.Collector.ALS, cfg.Collector.OTLPGRPC, cfg.Replicas.Advertise); err != nil {
