@@ -1,5 +1,5 @@
 // Issue 15's scale graph as a user meets it: 5,000 nodes and 20,000 edges
-// from the fixture server, drawn with WebGL; every node on the canvas, a
+// from the fixture server, drawn with WebGL (?renderer=webgl); every node on the canvas, a
 // search that finds its node and brings it into view, a PNG export that is
 // not blank. How fast is make bench's business (e2e/timing.mjs), not this
 // test's. Skipped against a live server (MESHLENS_URL).
@@ -27,7 +27,8 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
   });
 
   it('draws every node and edge, with WebGL', async () => {
-    await page.goto(`${f.url}/topology?view=version&labels=off`);
+    // WebGL asked for: by itself the page uses it only on a GPU, and the test's Chromium has SwiftShader.
+    await page.goto(`${f.url}/topology?view=version&labels=off&renderer=webgl`);
     await page.waitForFunction(() => performance.getEntriesByName('meshlens:first-render').length > 0, null, { timeout: 600000, polling: 500 });
     const drawn = await page.evaluate(() => ({
       nodes: window.__cy.nodes(':childless').length,

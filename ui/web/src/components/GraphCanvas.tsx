@@ -39,8 +39,10 @@ export interface GraphCanvasProps {
   onToggleGroup?: (id: string) => void;
   /**
    * how the graph is drawn: 'webgl' or 'canvas' (cytoscape's 2D canvas);
-   * unset, graphs of more than WEBGL_GRAPH nodes get WebGL where the browser
-   * has WebGL 2. Read once, when the canvas is made.
+   * unset, graphs of more than WEBGL_GRAPH nodes (boxes not counted) get
+   * WebGL where the browser has WebGL 2 on a GPU (not a software renderer,
+   * where the 2D canvas measured faster: README, Performance). Read once,
+   * when the canvas is made.
    */
   renderer?: 'webgl' | 'canvas';
 }
@@ -48,16 +50,25 @@ export interface GraphCanvasProps {
 /** Above this many nodes, a graph is drawn with WebGL where the browser has it. */
 export const WEBGL_GRAPH = 1000;
 
-let webgl2: boolean | undefined;
-/** webglAvailable says whether the browser gives a WebGL 2 context (cytoscape's WebGL renderer needs one). */
-export function webglAvailable(): boolean {
+let webgl2: 'gpu' | 'software' | 'none' | undefined;
+/**
+ * webglAvailable says whether the browser gives a WebGL 2 context (cytoscape's
+ * WebGL renderer needs one), and whether a GPU draws it or a software
+ * rasterizer (SwiftShader, llvmpipe: headless Chromium, machines without a GPU).
+ */
+export function webglAvailable(): 'gpu' | 'software' | 'none' {
   if (webgl2 === undefined) {
     try {
       const gl = document.createElement('canvas').getContext('webgl2');
-      webgl2 = !!gl;
-      gl?.getExtension('WEBGL_lose_context')?.loseContext();
+      if (!gl) webgl2 = 'none';
+      else {
+        const info = gl.getExtension('WEBGL_debug_renderer_info');
+        const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : '';
+        webgl2 = /swiftshader|llvmpipe|softpipe|software|basic render/i.test(name) ? 'software' : 'gpu';
+        gl.getExtension('WEBGL_lose_context')?.loseContext();
+      }
     } catch {
-      webgl2 = false;
+      webgl2 = 'none';
     }
   }
   return webgl2;
@@ -100,8 +111,9 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     const large = input.nodes.length > LARGE_GRAPH;
     const mode = styleMode(large, 0);
     // WebGL draws every element of a big graph each frame on the GPU, where
-    // the 2D canvas redraws them one by one on the CPU (see README, Performance).
-    const webgl = renderer !== 'canvas' && (renderer === 'webgl' || input.nodes.length > WEBGL_GRAPH) && webglAvailable();
+    // the 2D canvas redraws them one by one on the CPU; without a GPU, the 2D
+    // canvas (which pans a snapshot) is the faster (see README, Performance).
+    const webgl = renderer === 'webgl' ? webglAvailable() !== 'none' : renderer !== 'canvas' && input.nodes.filter((n) => !isBox(n)).length > WEBGL_GRAPH && webglAvailable() === 'gpu';
     const cy = cytoscape({
       container: box.current,
       style: graphStyle(mode, theme),
