@@ -295,18 +295,6 @@ func exactlyOnce(t *testing.T, what string, a *acked, stored func() map[string]u
 		what, sent, ok, len(got), unackedStored, errs)
 }
 
-// kill9 kills meshlens with SIGKILL and waits for it.
-func (p *meshlensProcess) kill9(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Kill()
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(30 * time.Second):
-		t.Fatal("meshlens did not die of SIGKILL within 30s")
-	}
-}
-
 // chProxy is a TCP proxy in front of ClickHouse that the test turns slow
 // (each chunk ClickHouse answers waits delay) or down (connections are
 // cut and refused).

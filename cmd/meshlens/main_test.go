@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -11,13 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshlens/meshlens/internal/kubetest"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 // binary is bin/meshlens built once for the tests that run it as users do.
@@ -89,13 +86,11 @@ func (c *clickhouseServer) Start()      { c.script("start") }
 func (c *clickhouseServer) Stop()       { c.script("stop") }
 func (c *clickhouseServer) DSN() string { return "clickhouse://127.0.0.1:" + c.port + "/meshlens" }
 
-// meshlensProcess is `meshlens serve` running as a child process.
+// meshlensProcess is `meshlens serve` running as a child process
+// (meshtest.Serve), http its API's address.
 type meshlensProcess struct {
-	cmd  *exec.Cmd
+	*meshtest.Serve
 	http string
-	done chan error
-	mu   sync.Mutex
-	log  strings.Builder
 }
 
 func startMeshlens(t testing.TB, args ...string) *meshlensProcess {
@@ -107,82 +102,14 @@ func startMeshlens(t testing.TB, args ...string) *meshlensProcess {
 // that must know each other's before they start.
 func startMeshlensAt(t testing.TB, httpAddr string, args ...string) *meshlensProcess {
 	t.Helper()
-	p := &meshlensProcess{http: httpAddr, done: make(chan error, 1)}
-	// Every listener on a free port, unless the test says otherwise.
-	base := []string{"serve", "--http", p.http, "--xds", freeAddr(t), "--otlp-grpc", freeAddr(t), "--otlp-http", freeAddr(t), "--als", freeAddr(t)}
-	p.cmd = exec.Command(binary, append(base, args...)...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.log.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-		p.done <- p.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if p.Running() {
-			p.Stop(t)
-		}
-		if t.Failed() {
-			t.Logf("meshlens log:\n%s", p.Log())
-		}
-	})
-	// With TLS, readiness is asked as Kubernetes asks it: over TLS, not
-	// verifying the server, with no client certificate.
-	readyURL, client := "http://"+p.http+"/readyz", http.DefaultClient
-	if slices.Contains(args, "--tls-cert") {
-		readyURL = "https://" + p.http + "/readyz"
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := client.Get(readyURL)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if !p.Running() || time.Now().After(deadline) {
-			t.Fatalf("meshlens serve did not become ready:\n%s", p.Log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s := meshtest.StartServeAt(t, binary, httpAddr, args...)
+	return &meshlensProcess{Serve: s, http: s.HTTP}
 }
 
-func (p *meshlensProcess) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// Running reports whether the process has not exited.
-func (p *meshlensProcess) Running() bool {
-	return p.cmd.ProcessState == nil && len(p.done) == 0
-}
-
-// Stop sends SIGTERM and expects a clean exit.
+// Stop sends SIGINT and expects a clean exit.
 func (p *meshlensProcess) Stop(t testing.TB) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-p.done:
-		p.done <- err
-		if err != nil {
-			t.Errorf("meshlens exited with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		t.Errorf("meshlens did not stop within 30s of SIGTERM")
-	}
+	p.StopClean(t)
 }
 
 // metric reads one sample of meshlens' /metrics.

@@ -47,7 +47,7 @@ func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *te
 		t.Errorf("nothing queued during the outage")
 	}
 	t.Logf("%v into the outage: %.0f batches queued on disk", time.Since(outage).Round(time.Second), queued)
-	ml.kill9(t)
+	ml.Kill()
 	progress("meshlens killed (SIGKILL)")
 	ml = startMeshlensAt(t, httpAddr, args...)
 	progress("meshlens started again on the same data dir")
@@ -57,7 +57,7 @@ func TestClickHouseOutageUnderOTLPAndALSLoadWithMeshlensKilledLosesNothing(t *te
 	// Killed again as soon as the backlog is being written: some rows are
 	// in ClickHouse and their queue entries not yet committed.
 	waitFor(t, "the backlog being written", 60*time.Second, func() bool { return written(t, ml) > 0 })
-	ml.kill9(t)
+	ml.Kill()
 	progress("meshlens killed (SIGKILL) while writing the backlog")
 	ml = startMeshlensAt(t, httpAddr, args...)
 	time.Sleep(3 * time.Second)

@@ -64,7 +64,7 @@ func (fr *faultReplicas) start(t *testing.T, i int) {
 		"--peers", strings.Join(fr.peers[i], ","), "--peer-timeout", "1s", "--pair-wait", "300ms")
 	// A test that fails while a replica is stopped must not leave it so:
 	// the Stop of the cleanup would wait for nothing.
-	t.Cleanup(func() { _ = p.cmd.Process.Signal(syscall.SIGCONT) })
+	t.Cleanup(func() { _ = p.Process().Signal(syscall.SIGCONT) })
 	fr.procs[i] = p
 }
 
@@ -171,14 +171,14 @@ func TestReplicaRestartingDuringMergedQueriesGivesPartialAnswersThenWholeAgain(t
 	fr.wantGraph(t, 0, 30)
 
 	// Stopped: a query on replica 0 waits for it...
-	if err := fr.procs[2].cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := fr.procs[2].Process().Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	inflight := make(chan graphAnswer, 1)
 	go func() { inflight <- fr.graph(0) }()
 	time.Sleep(400 * time.Millisecond)
 	// ...and it dies under that query.
-	fr.procs[2].kill(t)
+	fr.procs[2].Kill()
 	a := <-inflight
 	if a.err != nil || !a.partial || a.reviews != 20 || a.missing[addrs[2]] == "" || len(a.missing) != 1 {
 		t.Fatalf("query under the kill: %+v; want 200, partial, 20 requests, missing %s", a, addrs[2])

@@ -153,7 +153,7 @@ func TestReplicasAnswerServiceSeriesAndAlertsForTheWholeMesh(t *testing.T) {
 		}
 	}
 
-	rs.procs[0].kill(t)
+	rs.procs[0].Kill()
 	var s seriesAnswer
 	if err := rs.get(t, 1, "/api/v1/services/shop/reviews?range=5m", &s); err != nil {
 		t.Fatal(err)

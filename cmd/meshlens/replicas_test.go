@@ -63,18 +63,6 @@ func startReplicasWith(t testing.TB, n int, args func(i int) []string) *replicaS
 	return rs
 }
 
-// kill ends a replica at once, as a crashed pod (no Lease release).
-func (p *meshlensProcess) kill(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Kill()
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(30 * time.Second):
-		t.Fatal("killed meshlens did not exit")
-	}
-}
-
 // serverSpans posts n server spans of one service version, one in errEvery
 // answering 500 (0: none), over OTLP/HTTP.
 func serverSpans(ctx context.Context, otlp, ns, service, version string, n, errEvery int) error {
@@ -287,7 +275,7 @@ spec:
 		t.Fatalf("no verdicts before the kill: %+v", before)
 	}
 	killedAt := time.Now()
-	rs.procs[first].kill(t)
+	rs.procs[first].Kill()
 
 	next := rs.leader(t, 3*lease+10*time.Second)
 	took := time.Since(killedAt)

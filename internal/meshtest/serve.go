@@ -3,11 +3,13 @@ package meshtest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +58,16 @@ type Serve struct {
 // test failed.
 func StartServe(t testing.TB, bin string, args ...string) *Serve {
 	t.Helper()
-	s := &Serve{HTTP: FreeAddr(t), OTLP: FreeAddr(t), done: make(chan struct{})}
+	return StartServeAt(t, bin, FreeAddr(t), args...)
+}
+
+// StartServeAt is StartServe with the HTTP address given, for replicas
+// that must know each other's before they start. With --tls-cert in args,
+// readiness is asked as Kubernetes asks it: over TLS, not verifying the
+// server, without a client certificate.
+func StartServeAt(t testing.TB, bin, httpAddr string, args ...string) *Serve {
+	t.Helper()
+	s := &Serve{HTTP: httpAddr, OTLP: FreeAddr(t), done: make(chan struct{})}
 	base := []string{"serve", "--http", s.HTTP, "--xds", FreeAddr(t), "--otlp-grpc", s.OTLP, "--otlp-http", FreeAddr(t), "--als", FreeAddr(t)}
 	s.cmd = exec.Command(bin, append(base, args...)...)
 	stderr, err := s.cmd.StderrPipe()
@@ -83,11 +94,16 @@ func StartServe(t testing.TB, bin string, args ...string) *Serve {
 			t.Logf("meshlens serve log:\n%s", s.Log())
 		}
 	})
+	readyURL, client := "http://"+s.HTTP+"/readyz", http.DefaultClient
+	if slices.Contains(args, "--tls-cert") {
+		readyURL = "https://" + s.HTTP + "/readyz"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.HTTP+"/readyz", nil)
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, readyURL, nil)
+		resp, err := client.Do(req)
 		cancel()
 		if err == nil {
 			resp.Body.Close()
@@ -117,12 +133,33 @@ func (s *Serve) Log() string {
 	return s.log.String()
 }
 
-// Stop interrupts the process and waits for it (killing it after 30s).
-func (s *Serve) Stop() {
+// Process is the running process, for tests that signal it (SIGSTOP,
+// SIGKILL).
+func (s *Serve) Process() *os.Process { return s.cmd.Process }
+
+// Running reports whether the process has not exited.
+func (s *Serve) Running() bool {
 	select {
 	case <-s.done:
-		return
+		return false
 	default:
+		return true
+	}
+}
+
+// Exited is closed when the process has exited; Err is then how.
+func (s *Serve) Exited() <-chan struct{} { return s.done }
+
+// Err is how the process exited (nil: status 0), once Exited is closed.
+func (s *Serve) Err() error {
+	<-s.done
+	return s.err
+}
+
+// Stop interrupts the process and waits for it (killing it after 30s).
+func (s *Serve) Stop() {
+	if !s.Running() {
+		return
 	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -130,5 +167,32 @@ func (s *Serve) Stop() {
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
+	}
+}
+
+// Kill ends the process at once with SIGKILL, as a crashed pod (no
+// shutdown, no Lease released), and waits for it.
+func (s *Serve) Kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// StopClean interrupts the process as Kubernetes does (SIGINT here,
+// handled as SIGTERM) and fails the test unless it exits 0 within 30s.
+func (s *Serve) StopClean(t testing.TB) {
+	t.Helper()
+	if !s.Running() {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+		if s.err != nil {
+			t.Errorf("meshlens exited with %v", s.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		t.Errorf("meshlens did not stop within 30s of SIGINT")
 	}
 }
