@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/auth"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/store/storetest"
 )
 
@@ -41,8 +41,8 @@ type Server struct {
 // stops when the test ends; its log is printed if the test failed.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	base := []string{"--http", freeAddr(t), "--xds", freeAddr(t), "--otlp-grpc", freeAddr(t), "--otlp-http", freeAddr(t),
-		"--als", freeAddr(t), "--data-dir", t.TempDir(), "--clickhouse", storetest.DSN(t), "--kubeconfig", "none"}
+	base := []string{"--http", meshtest.FreeAddr(t), "--xds", meshtest.FreeAddr(t), "--otlp-grpc", meshtest.FreeAddr(t), "--otlp-http", meshtest.FreeAddr(t),
+		"--als", meshtest.FreeAddr(t), "--data-dir", t.TempDir(), "--clickhouse", storetest.DSN(t), "--kubeconfig", "none"}
 	log := &syncBuffer{}
 	cfg, err := app.LoadConfig(append(base, args...), log)
 	if err != nil {
@@ -121,16 +121,6 @@ func (s *Server) Token(t testing.TB) string {
 
 // Log is what meshlens logged so far.
 func (s *Server) Log() string { return s.log.String() }
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // syncBuffer is a log the server writes while the test reads it.
 type syncBuffer struct {

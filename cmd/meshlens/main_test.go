@@ -38,15 +38,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is a loopback address nothing listens on yet.
+func freeAddr(t testing.TB) string { return meshtest.FreeAddr(t) }
 
 func repoRoot(t testing.TB) string {
 	t.Helper()
