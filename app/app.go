@@ -100,6 +100,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	sinks := []mesh.RecordSink{live}
 	var istio *istiometrics.Exporter
 	if cfg.IstioMetrics.Enabled() {
+		cfg.IstioMetrics.RootNamespace = xds.DefaultOptions().RootNamespace
 		if istio, err = istiometrics.New(cfg.IstioMetrics, reg); err != nil {
 			return nil, err
 		}
@@ -162,6 +163,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		return nil, err
 	}
 	a.closers = append(a.closers, cfgStore.Subscribe(keys.Update))
+	if istio != nil {
+		// Telemetries' metrics settings (disabled metrics, tag overrides)
+		// apply to /metrics/istio.
+		a.closers = append(a.closers, cfgStore.Subscribe(istio.UpdateConfig))
+	}
 	a.add(keys.Run)
 	// Accepted config is durable before it is published; every published
 	// snapshot becomes one xDS push.

@@ -28,8 +28,7 @@ var (
 	descTCPSent       = prometheus.NewDesc("istio_tcp_sent_bytes_total", "Bytes sent in responses on TCP connections, as Istio counts them (from meshlens' request records).", tcpLabelNames, nil)
 	descTCPReceived   = prometheus.NewDesc("istio_tcp_received_bytes_total", "Bytes received in requests on TCP connections, as Istio counts them (from meshlens' request records).", tcpLabelNames, nil)
 
-	httpDescs = [4]*prometheus.Desc{descRequests, descDuration, descRequestBytes, descResponseBytes}
-	tcpDescs  = [4]*prometheus.Desc{descTCPOpened, descTCPClosed, descTCPSent, descTCPReceived}
+	tcpDescs = [4]*prometheus.Desc{descTCPOpened, descTCPClosed, descTCPSent, descTCPReceived}
 
 	// upperBounds are the histograms' bounds as exposed.
 	upperBounds = func() (b [nBuckets]float64) {
@@ -41,14 +40,9 @@ var (
 // collector is the exporter as a prometheus.Collector.
 type collector struct{ x *Exporter }
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range httpDescs {
-		ch <- d
-	}
-	for _, d := range tcpDescs {
-		ch <- d
-	}
-}
+// Describe describes nothing: the collector is unchecked, because a
+// Telemetry's tag overrides change the label names of some series.
+func (c collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect emits every series. It builds the client's data model directly
 // (no per-series maps or label-value slices): a label set's label pairs are
@@ -62,11 +56,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	https, tcps := x.http.snapshot(), x.tcp.snapshot()
 	x.mu.Unlock()
+	emit := func(m *constMetric) { ch <- m }
+	var f *telemetryFilter
+	if v := x.telemetry.Load(); v != nil {
+		f = newTelemetryFilter(v)
+		emit = f.add
+	}
 	for _, s := range https {
-		x.emitHTTP(s, ch)
+		x.emitHTTP(s, emit)
 	}
 	for _, s := range tcps {
-		x.emitTCP(s, ch)
+		x.emitTCP(s, emit)
+	}
+	if f != nil {
+		f.flush(ch)
 	}
 }
 
@@ -257,7 +260,7 @@ func (v *httpValues) fill(s *httpSnap) {
 	v.hist[2].fill(&s.hist[2], 1)
 }
 
-func (x *Exporter) emitHTTP(s *series[httpKey, httpCounts], ch chan<- prometheus.Metric) {
+func (x *Exporter) emitHTTP(s *series[httpKey, httpCounts], emit func(*constMetric)) {
 	var snaps [2]httpSnap
 	var want [3]bool
 	for b := range 2 {
@@ -307,7 +310,7 @@ func (x *Exporter) emitHTTP(s *series[httpKey, httpCounts], ch chan<- prometheus
 		ms[2] = constMetric{desc: descRequestBytes, labels: labels, hist: &val.hist[1].h}
 		ms[3] = constMetric{desc: descResponseBytes, labels: labels, hist: &val.hist[2].h}
 		for i := range ms {
-			ch <- &ms[i]
+			emit(&ms[i])
 		}
 	}
 }
@@ -327,7 +330,7 @@ type tcpValues struct {
 	c [4]dto.Counter
 }
 
-func (x *Exporter) emitTCP(s *series[tcpKey, tcpCounts], ch chan<- prometheus.Metric) {
+func (x *Exporter) emitTCP(s *series[tcpKey, tcpCounts], emit func(*constMetric)) {
 	var snaps [3]tcpSnap // none, mtls, their sum
 	var want [3]bool
 	for b := range 2 {
@@ -361,7 +364,7 @@ func (x *Exporter) emitTCP(s *series[tcpKey, tcpCounts], ch chan<- prometheus.Me
 		labels, ms := ls.labels(set, true), &ls.metrics[set]
 		for i, d := range tcpDescs {
 			ms[i] = constMetric{desc: d, labels: labels, counter: &val.c[i]}
-			ch <- &ms[i]
+			emit(&ms[i])
 		}
 	}
 }

@@ -40,11 +40,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/mesh"
 )
 
@@ -65,6 +67,9 @@ type Config struct {
 	DomainSuffix string
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// RootNamespace is the mesh root namespace, whose namespace-wide
+	// Telemetry applies to every workload (default istio-system).
+	RootNamespace string
 }
 
 // DefaultConfig returns the documented defaults.
@@ -102,6 +107,8 @@ type Exporter struct {
 	tcp             family[tcpKey, tcpCounts]
 	nextSweep       int64 // ns
 	nextForcedSweep int64 // ns
+
+	telemetry atomic.Pointer[telemetryView]
 }
 
 // New builds an exporter. Its own metrics (series, drops, expiries,
@@ -121,6 +128,9 @@ func New(cfg Config, reg prometheus.Registerer) (*Exporter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RootNamespace == "" {
+		cfg.RootNamespace = "istio-system"
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,6 +145,12 @@ func New(cfg Config, reg prometheus.Registerer) (*Exporter, error) {
 		return nil, err
 	}
 	return x, nil
+}
+
+// UpdateConfig applies the metrics settings of snap's Telemetries from the
+// next scrape on. It is a config.Store subscriber.
+func (x *Exporter) UpdateConfig(snap *config.Snapshot) {
+	x.telemetry.Store(newTelemetryView(x.cfg.RootNamespace, snap))
 }
 
 // Registry is the registry of the Istio metrics.

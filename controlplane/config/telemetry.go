@@ -254,18 +254,25 @@ func (v *istioValidator) analyzeTelemetry(o *Object, sn *Snapshot) []Warning {
 		w.add(CodeSchemaWarning, "tracing", "multiple tracing is not currently supported: later entries override earlier ones")
 	}
 	// Proxy metrics are not configured: meshlens derives Istio's standard
-	// metrics itself (/metrics/istio) from the telemetry it receives. Each
-	// setting that would change them is named, so its author knows it has
-	// no effect.
+	// metrics itself (/metrics/istio) from the telemetry it receives, and
+	// applies there what a request record lets it (istiometrics). Each
+	// setting it cannot apply is named, so its author knows.
+	if len(tm.GetMetrics()) > 0 {
+		for _, k := range sortedKeys(tm.GetSelector().GetMatchLabels()) {
+			if !slices.Contains(MetricSelectorLabels, k) {
+				w.add(CodeSchemaWarning, keyPath("selector.matchLabels", k), "metrics not applied to /metrics/istio: its series know a workload's canonical service (app) and version only, not label %q", k)
+			}
+		}
+		if tm.GetTargetRef() != nil || len(tm.GetTargetRefs()) > 0 {
+			w.add(CodeSchemaWarning, "targetRefs", "metrics not applied to /metrics/istio: its series do not know which gateway reported them")
+		}
+	}
 	for i, m := range tm.GetMetrics() {
 		mp := indexPath("metrics", i)
-		if len(m.GetProviders()) == 0 && len(m.GetOverrides()) == 0 && m.GetReportingInterval() == nil {
-			continue
-		}
 		for j, pr := range m.GetProviders() {
 			if n := pr.GetName(); n != "" && n != "prometheus" {
 				w.add(CodeReferencedResourceNotFound, indexPath(joinPath(mp, "providers"), j)+".name",
-					"Referenced provider not found: %q: meshlens serves Istio's standard metrics itself, for Prometheus (/metrics/istio); no other metrics provider is configured", n)
+					"Referenced provider not found: %q: meshlens serves Istio's standard metrics itself, for Prometheus (/metrics/istio); no other metrics provider is configured, and where prometheus is not among the providers in effect /metrics/istio has no series of the workloads in scope", n)
 			}
 		}
 		if m.GetReportingInterval() != nil {
@@ -273,22 +280,27 @@ func (v *istioValidator) analyzeTelemetry(o *Object, sn *Snapshot) []Warning {
 		}
 		for j, o := range m.GetOverrides() {
 			op := indexPath(joinPath(mp, "overrides"), j)
-			metric := "every metric"
-			if mm := o.GetMatch(); mm != nil {
-				metric = mm.GetMetric().String()
-				if c := mm.GetCustomMetric(); c != "" {
-					metric = c
-				}
+			metric := o.GetMatch().GetMetric()
+			if c := o.GetMatch().GetCustomMetric(); c != "" {
+				w.add(CodeSchemaWarning, joinPath(op, "match.customMetric"), "not applied: /metrics/istio has Istio's standard metrics only, no %q", c)
+				continue
 			}
-			if o.GetDisabled() != nil {
-				w.add(CodeSchemaWarning, joinPath(op, "disabled"), "not applied: meshlens configures no proxy metrics, and /metrics/istio keeps exporting %s", metric)
+			if metric == telemetry.MetricSelector_GRPC_REQUEST_MESSAGES || metric == telemetry.MetricSelector_GRPC_RESPONSE_MESSAGES {
+				w.add(CodeSchemaWarning, joinPath(op, "match.metric"), "not applied: meshlens does not export %s (its records do not count gRPC messages)", metric)
+				continue
 			}
 			for _, name := range tagNames(o.GetTagOverrides()) {
-				w.add(CodeSchemaWarning, keyPath(joinPath(op, "tagOverrides"), name), "not applied: the labels of /metrics/istio are Istio's standard ones; tag %q of %s is not changed", name, metric)
+				to := o.GetTagOverrides()[name]
+				tp := keyPath(joinPath(op, "tagOverrides"), name)
+				if to.GetOperation() != telemetry.MetricsOverrides_TagOverride_UPSERT {
+					continue
+				}
+				if !MetricTagName(name) {
+					w.add(CodeSchemaWarning, tp, "not applied: %q is not a Prometheus label name", name)
+				} else if _, _, ok := MetricTagValue(to.GetValue()); !ok {
+					w.add(CodeSchemaWarning, joinPath(tp, "value"), "not applied: meshlens evaluates a string literal ('x') or one of %s, not %q", strings.Join(sortedKeys(MetricTagAttributes), ", "), to.GetValue())
+				}
 			}
-		}
-		if len(m.GetOverrides()) == 0 && m.GetReportingInterval() == nil {
-			w.add(CodeSchemaWarning, mp, "meshlens configures no proxy metrics: it serves Istio's standard metrics itself from the telemetry it receives (/metrics/istio), for every workload")
 		}
 	}
 	unmatched := func(r *typev1beta1.PolicyTargetReference, field string) {
@@ -323,6 +335,57 @@ func sortedTagNames(m map[string]*telemetry.Tracing_CustomTag) []string {
 
 // tagNames are a metrics override's tag names, sorted.
 func tagNames(m map[string]*telemetry.MetricsOverrides_TagOverride) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// MetricTagAttributes are the attributes a metrics tagOverrides value may
+// name that meshlens can evaluate for /metrics/istio: those its series
+// keep, each the label whose value it is.
+var MetricTagAttributes = map[string]string{
+	"response.code":        "response_code",
+	"response.grpc_status": "grpc_response_status",
+}
+
+// MetricTagValue evaluates a tagOverrides UPSERT value the way meshlens can:
+// a CEL string literal ('x' or "x") is its text, an attribute of
+// MetricTagAttributes is the label holding it. ok is false for any other
+// expression.
+func MetricTagValue(expr string) (literal, fromLabel string, ok bool) {
+	e := strings.TrimSpace(expr)
+	if len(e) >= 2 && (e[0] == '\'' || e[0] == '"') && e[len(e)-1] == e[0] && !strings.ContainsAny(e[1:len(e)-1], `'"\`) {
+		return e[1 : len(e)-1], "", true
+	}
+	if l, found := MetricTagAttributes[e]; found {
+		return "", l, true
+	}
+	return "", "", false
+}
+
+// MetricTagName reports whether name can be a Prometheus label name: a
+// tag meshlens can add to /metrics/istio.
+func MetricTagName(name string) bool {
+	if name == "" || strings.HasPrefix(name, "__") {
+		return false
+	}
+	for i, r := range name {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// MetricSelectorLabels are the workload labels a Telemetry's selector may
+// match for its metrics to apply in /metrics/istio: a request record knows
+// a workload's canonical service (app) and version, no other label.
+var MetricSelectorLabels = []string{"app", "version", "service.istio.io/canonical-name", "service.istio.io/canonical-revision"}
+
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
