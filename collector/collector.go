@@ -12,16 +12,20 @@ package collector
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/provider/yamlprovider"
 	"go.opentelemetry.io/collector/exporter"
@@ -155,6 +159,9 @@ type Collector struct {
 	writer    *Writer
 	deps      meshexporter.Deps
 	running   atomic.Bool
+
+	httpMu      sync.Mutex
+	httpServers []*http.Server // --otlp-http's (serveOTLPHTTP)
 }
 
 // New builds a collector writing to st and feeding sinks; its queue lives in
@@ -258,7 +265,20 @@ func (c *Collector) Run(ctx context.Context) error {
 		return err
 	}
 	go c.watchState(ctx, col)
-	runErr := col.Run(ctx)
+	// --otlp-http's server stops before the receivers and pipelines do.
+	colCtx, stopCol := context.WithCancel(context.WithoutCancel(ctx))
+	colDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-colDone:
+		}
+		c.closeOTLPHTTP()
+		stopCol()
+	}()
+	runErr := col.Run(colCtx)
+	close(colDone)
+	c.closeOTLPHTTP()
 	c.running.Store(false)
 
 	// Drain what is queued while the writer makes progress, for at most 5s.
@@ -305,38 +325,111 @@ var (
 	otlpHTTPExt = listenerExtType.String() + "/otlp_http"
 )
 
+// otlpHTTPUnused is where the OTLP receiver's own HTTP server listens.
+const otlpHTTPUnused = "127.0.0.1:0"
+
+// otlpHTTPConfig is the OTLP/HTTP server's confighttp configuration, as the
+// collector's YAML, listening on endpoint.
+func (c *Collector) otlpHTTPConfig(endpoint string) map[string]any {
+	l := c.cfg.Limits
+	m := map[string]any{"endpoint": endpoint,
+		// One byte over the middleware's bound, so that it is the one
+		// that refuses, and counts.
+		"max_request_body_size": l.MaxMessageBytes + 1,
+		"read_header_timeout":   l.ReadTimeout.String(),
+		"read_timeout":          l.ReadTimeout.String(),
+		"write_timeout":         l.WriteTimeout.String(),
+		"keepalive":             map[string]any{"idle_timeout": l.IdleTimeout.String()},
+		"middlewares":           []any{map[string]any{"id": otlpHTTPExt}}}
+	if c.cfg.TLS.Enabled() {
+		m["tls"] = c.tlsConfig()
+	}
+	return m
+}
+
+// tlsConfig is the OTLP servers' configtls configuration.
+func (c *Collector) tlsConfig() map[string]any {
+	tls := map[string]any{"cert_file": c.cfg.TLS.Cert, "key_file": c.cfg.TLS.Key, "min_version": "1.2",
+		"reload_interval": c.cfg.TLSReload.String()}
+	if c.cfg.TLS.ClientCA != "" {
+		tls["client_ca_file"], tls["client_ca_file_reload"] = c.cfg.TLS.ClientCA, true
+	}
+	return tls
+}
+
+// serveOTLPHTTP serves h, the OTLP receiver's HTTP routes behind meshlens'
+// middleware, on --otlp-http: an http.Server confighttp makes from the
+// receiver's configuration (decompression, body bound, instrumentation,
+// TLS), served on listeners' Listener so that a request cut by a timeout,
+// the header's included, is counted as the API's are. The collector's
+// middleware extension calls it when the receiver builds its server.
+func (c *Collector) serveOTLPHTTP(ctx context.Context, tel component.TelemetrySettings, h http.Handler) error {
+	m := c.otlpHTTPConfig(c.cfg.OTLPHTTP)
+	delete(m, "middlewares")
+	cfg := confighttp.NewDefaultServerConfig()
+	if err := confmap.NewFromStringMap(m).Unmarshal(&cfg); err != nil {
+		return fmt.Errorf("--otlp-http server configuration: %w", err)
+	}
+	srv, err := cfg.ToServer(ctx, nil, tel, h)
+	if err != nil {
+		return fmt.Errorf("--otlp-http server: %w", err)
+	}
+	srv.ConnState = listeners.ConnState
+	srv.IdleTimeout = c.cfg.Limits.IdleTimeout
+	ln, err := cfg.NetAddr.Listen(ctx)
+	if err != nil {
+		return fmt.Errorf("--otlp-http %s: %w", c.cfg.OTLPHTTP, err)
+	}
+	sln := c.listeners.Listener("otlp_http", ln)
+	if cfg.TLS.HasValue() {
+		tlsCfg, err := cfg.TLS.Get().LoadTLSConfig(ctx)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("--otlp-http TLS: %w", err)
+		}
+		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+		sln = tls.NewListener(sln, tlsCfg)
+	}
+	c.httpMu.Lock()
+	c.httpServers = append(c.httpServers, srv)
+	c.httpMu.Unlock()
+	go func() {
+		if err := srv.Serve(sln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.logger.Error("OTLP/HTTP server stopped", "addr", c.cfg.OTLPHTTP, "err", err)
+		}
+	}()
+	return nil
+}
+
+// closeOTLPHTTP closes the servers serveOTLPHTTP started.
+func (c *Collector) closeOTLPHTTP() {
+	c.httpMu.Lock()
+	defer c.httpMu.Unlock()
+	for _, srv := range c.httpServers {
+		_ = srv.Close()
+	}
+	c.httpServers = nil
+}
+
 // pipelineConfig is the collector configuration, as the collector's own YAML.
 func (c *Collector) pipelineConfig() map[string]any {
 	receivers := map[string]any{}
 	var traceRx, logRx, metricRx []string
 	if c.cfg.OTLPGRPC != "" || c.cfg.OTLPHTTP != "" {
 		protocols := map[string]any{}
-		l := c.cfg.Limits
 		if c.cfg.OTLPGRPC != "" {
 			// Size and stream limits come with the middleware's options.
 			protocols["grpc"] = map[string]any{"endpoint": c.cfg.OTLPGRPC,
 				"middlewares": []any{map[string]any{"id": otlpGRPCExt}}}
 		}
 		if c.cfg.OTLPHTTP != "" {
-			protocols["http"] = map[string]any{"endpoint": c.cfg.OTLPHTTP,
-				// One byte over the middleware's bound, so that it is the one
-				// that refuses, and counts.
-				"max_request_body_size": l.MaxMessageBytes + 1,
-				"read_header_timeout":   l.ReadTimeout.String(),
-				"read_timeout":          l.ReadTimeout.String(),
-				"write_timeout":         l.WriteTimeout.String(),
-				"keepalive":             map[string]any{"idle_timeout": l.IdleTimeout.String()},
-				"middlewares":           []any{map[string]any{"id": otlpHTTPExt}}}
+			// The receiver's own server listens on a loopback port no one
+			// is told of (with the same limits and TLS); --otlp-http is
+			// served by serveOTLPHTTP.
+			protocols["http"] = c.otlpHTTPConfig(otlpHTTPUnused)
 		}
-		if c.cfg.TLS.Enabled() {
-			tls := map[string]any{"cert_file": c.cfg.TLS.Cert, "key_file": c.cfg.TLS.Key, "min_version": "1.2",
-				"reload_interval": c.cfg.TLSReload.String()}
-			if c.cfg.TLS.ClientCA != "" {
-				tls["client_ca_file"], tls["client_ca_file_reload"] = c.cfg.TLS.ClientCA, true
-			}
-			for _, p := range protocols {
-				p.(map[string]any)["tls"] = tls
-			}
+		if c.cfg.TLS.Enabled() && c.cfg.OTLPGRPC != "" {
+			protocols["grpc"].(map[string]any)["tls"] = c.tlsConfig()
 		}
 		receivers["otlp"] = map[string]any{"protocols": protocols}
 		traceRx, logRx, metricRx = []string{"otlp"}, []string{"otlp"}, []string{"otlp"}
@@ -383,7 +476,7 @@ func (c *Collector) newOtelcol() (*otelcol.Collector, error) {
 		if f.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](otlpreceiver.NewFactory(), als); err != nil {
 			return f, err
 		}
-		if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](newListenerExtFactory(c.listeners, c.cfg.Limits)); err != nil {
+		if f.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](newListenerExtFactory(c.listeners, c.cfg.Limits, c.serveOTLPHTTP)); err != nil {
 			return f, err
 		}
 		if f.Processors, err = otelcol.MakeFactoryMap[processor.Factory](memorylimiterprocessor.NewFactory()); err != nil {

@@ -18,20 +18,26 @@ import (
 // otlp_http).
 var listenerExtType = component.MustNewType("meshlens_listener")
 
-func newListenerExtFactory(m *listeners.Metrics, l listeners.Limits) extension.Factory {
+// serveHTTP serves the OTLP/HTTP receiver's handler (its routes, behind
+// the middleware) on meshlens' own listener; see Collector.serveOTLPHTTP.
+type serveHTTP func(ctx context.Context, tel component.TelemetrySettings, h http.Handler) error
+
+func newListenerExtFactory(m *listeners.Metrics, l listeners.Limits, serve serveHTTP) extension.Factory {
 	return extension.NewFactory(listenerExtType,
 		func() component.Config { return &struct{}{} },
 		func(_ context.Context, set extension.Settings, _ component.Config) (extension.Extension, error) {
-			return &listenerExt{name: set.ID.Name(), m: m, l: l}, nil
+			return &listenerExt{name: set.ID.Name(), m: m, l: l, serve: serve, tel: set.TelemetrySettings}, nil
 		}, component.StabilityLevelStable)
 }
 
 type listenerExt struct {
 	component.StartFunc
 	component.ShutdownFunc
-	name string
-	m    *listeners.Metrics
-	l    listeners.Limits
+	name  string
+	m     *listeners.Metrics
+	l     listeners.Limits
+	serve serveHTTP
+	tel   component.TelemetrySettings
 }
 
 var (
@@ -44,7 +50,15 @@ func (e *listenerExt) GetGRPCServerOptions(context.Context) ([]grpc.ServerOption
 }
 
 func (e *listenerExt) GetHTTPHandler(context.Context) (extensionmiddleware.WrapHTTPHandlerFunc, error) {
-	return func(_ context.Context, h http.Handler) (http.Handler, error) {
-		return e.m.LimitBodyCountingTimeouts(e.name, int64(e.l.MaxMessageBytes), e.l.WriteTimeout, h), nil
+	return func(ctx context.Context, h http.Handler) (http.Handler, error) {
+		h = e.m.LimitBody(e.name, int64(e.l.MaxMessageBytes), h)
+		// The timeouts are counted by the connections of meshlens' own
+		// listener, which the receiver's server does not use.
+		if e.serve != nil {
+			if err := e.serve(ctx, e.tel, h); err != nil {
+				return nil, err
+			}
+		}
+		return h, nil
 	}, nil
 }

@@ -215,48 +215,15 @@ type countedBody struct {
 	io.ReadCloser
 	once    sync.Once
 	onLimit func()
-	// onTimeout, when set, counts a body cut by the server's read timeout.
-	onTimeout func()
 }
 
 func (b *countedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
+	if errors.As(err, &mbe) {
 		b.once.Do(b.onLimit)
-	case b.onTimeout != nil && errors.Is(err, os.ErrDeadlineExceeded):
-		b.once.Do(b.onTimeout)
 	}
 	return n, err
-}
-
-// LimitBodyCountingTimeouts is LimitBody for a server whose connections
-// meshlens does not hold (the OTLP/HTTP receiver's, which the collector's
-// confighttp makes), counting its timeouts from the handler since Listener
-// cannot wrap them: a body the server's read timeout cuts is counted as
-// read_timeout; a request whose handler ran writeTimeout or longer is
-// counted as write_timeout, because net/http sets the connection's write
-// deadline to writeTimeout after the header was read, before the handler
-// starts, so its buffered answer can no longer be written. A header not
-// sent within the read timeout is cut without reaching a handler, and is
-// not counted.
-func (m *Metrics) LimitBodyCountingTimeouts(listener string, max int64, writeTimeout time.Duration, h http.Handler) http.Handler {
-	limited := m.LimitBody(listener, max, h)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		readCut := false // one bite per request: a body cut is the read timeout's
-		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &countedBody{ReadCloser: r.Body, onLimit: func() {}, onTimeout: func() {
-				readCut = true
-				m.Exceeded(listener, LimitReadTimeout)
-			}}
-		}
-		limited.ServeHTTP(w, r)
-		if writeTimeout > 0 && !readCut && time.Since(start) >= writeTimeout {
-			m.Exceeded(listener, LimitWriteTimeout)
-		}
-	})
 }
 
 // HTTPServer is an http.Server for h with l's header size and timeouts;
@@ -269,16 +236,22 @@ func (m *Metrics) HTTPServer(listener string, l Limits, h http.Handler) *http.Se
 		ReadTimeout:       l.ReadTimeout,
 		WriteTimeout:      l.WriteTimeout,
 		IdleTimeout:       l.IdleTimeout,
-		ConnState: func(c net.Conn, s http.ConnState) {
-			if t, ok := c.(*tls.Conn); ok {
-				c = t.NetConn()
-			}
-			if tc, ok := c.(*timedConn); ok {
-				tc.mu.Lock()
-				tc.state = s
-				tc.mu.Unlock()
-			}
-		},
+		ConnState:         ConnState,
+	}
+}
+
+// ConnState is the http.Server ConnState hook that Listener's connections
+// need to tell a request in flight from an idle kept-alive connection; an
+// http.Server made elsewhere (the OTLP/HTTP receiver's, by confighttp) sets
+// it before serving on Listener.
+func ConnState(c net.Conn, s http.ConnState) {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	if tc, ok := c.(*timedConn); ok {
+		tc.mu.Lock()
+		tc.state = s
+		tc.mu.Unlock()
 	}
 }
 

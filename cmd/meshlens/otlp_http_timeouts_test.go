@@ -70,3 +70,75 @@ func TestOTLPHTTPWriteTimeoutIsCounted(t *testing.T) {
 		t.Errorf("otlp_http read_timeout = %v for a body sent within the read timeout", n)
 	}
 }
+
+// TestOTLPHTTPHeaderTimeoutIsCounted: an OTLP/HTTP sender on loopback that
+// sends half a request header and stalls is cut by --http-read-timeout
+// (the connection closes unanswered) and counted once in
+// meshlens_limit_exceeded_total{listener="otlp_http",limit="read_timeout"},
+// as the API's slow headers are; prompt senders, before and after, are
+// answered and count nothing.
+func TestOTLPHTTPHeaderTimeoutIsCounted(t *testing.T) {
+	otlpHTTP := freeAddr(t)
+	ml := startMeshlens(t, "--clickhouse", "clickhouse://127.0.0.1:1/none", "--clickhouse-wait", "0s", "--data-dir", t.TempDir(),
+		"--otlp-http", otlpHTTP, "--http-read-timeout", "1s")
+	body, err := ptraceotlp.NewExportRequestFromTraces(bigSpans(1)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := fmt.Sprintf("POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: %d\r\n\r\n", len(body))
+	// send writes data and returns the start of the answer or how the
+	// connection ended, and when.
+	send := func(data string) (string, time.Duration) {
+		c, err := net.Dial("tcp", otlpHTTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		if _, err := c.Write([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+		b := make([]byte, 12)
+		n, err := io.ReadFull(c, b)
+		if err != nil && n == 0 {
+			return "closed: " + err.Error(), time.Since(start)
+		}
+		return string(b[:n]), time.Since(start)
+	}
+	waitFor(t, "the OTLP/HTTP receiver answers", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", otlpHTTP)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	if got, _ := send(header + string(body)); got != "HTTP/1.1 200" {
+		t.Fatalf("prompt OTLP/HTTP sender: %q, want HTTP/1.1 200", got)
+	}
+	if n := limitBites(t, ml, "otlp_http", "read_timeout"); n != 0 {
+		t.Fatalf("read_timeout counted %v times for prompt senders", n)
+	}
+
+	// Half a header, then nothing until well after the read timeout.
+	half := len(header) / 2
+	got, took := send(header[:half])
+	if got[:min(len(got), 6)] != "closed" {
+		t.Fatalf("OTLP/HTTP sender that stalls after half a header got %q, want the connection closed unanswered", got)
+	}
+	if took < 900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("stalled header cut after %s, want about --http-read-timeout (1s)", took)
+	}
+	waitFor(t, "otlp_http read_timeout counted", 5*time.Second, func() bool { return limitBites(t, ml, "otlp_http", "read_timeout") == 1 })
+
+	if got, _ := send(header + string(body)); got != "HTTP/1.1 200" {
+		t.Fatalf("prompt OTLP/HTTP sender after the slow one: %q, want HTTP/1.1 200", got)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := limitBites(t, ml, "otlp_http", "read_timeout"); n != 1 {
+		t.Errorf("otlp_http read_timeout = %v after one stalled header and prompt senders, want 1", n)
+	}
+	if n := limitBites(t, ml, "otlp_http", "write_timeout"); n != 0 {
+		t.Errorf("otlp_http write_timeout = %v, want 0", n)
+	}
+}
