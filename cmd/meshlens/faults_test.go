@@ -40,6 +40,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/store/storetest"
 )
 
@@ -295,94 +296,6 @@ func exactlyOnce(t *testing.T, what string, a *acked, stored func() map[string]u
 		what, sent, ok, len(got), unackedStored, errs)
 }
 
-// chProxy is a TCP proxy in front of ClickHouse that the test turns slow
-// (each chunk ClickHouse answers waits delay) or down (connections are
-// cut and refused).
-type chProxy struct {
-	ln     net.Listener
-	target string
-	delay  atomic.Int64
-	down   atomic.Bool
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-}
-
-func startCHProxy(t *testing.T, target string) *chProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &chProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if p.down.Load() {
-				c.Close()
-				continue
-			}
-			go p.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.SetDown(true) })
-	return p
-}
-
-func (p *chProxy) Addr() string { return p.ln.Addr().String() }
-
-// SetDown cuts every connection and refuses new ones, or lets them in.
-func (p *chProxy) SetDown(down bool) {
-	p.down.Store(down)
-	if down {
-		p.mu.Lock()
-		for c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *chProxy) serve(c net.Conn) {
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.mu.Lock()
-	p.conns[c], p.conns[up] = true, true
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.conns, c)
-		delete(p.conns, up)
-		p.mu.Unlock()
-	}()
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(up, c); up.Close(); done <- struct{}{} }()
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := up.Read(buf)
-			if n > 0 {
-				time.Sleep(time.Duration(p.delay.Load()))
-				if _, werr := c.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		c.Close()
-		done <- struct{}{}
-	}()
-	<-done
-	<-done
-}
-
 // sharedCH is a fresh database on the shared test ClickHouse (dropped
 // when the test ends): its native address and name.
 func sharedCH(t *testing.T) (addr, db string) {
@@ -447,7 +360,7 @@ func withFiller(td ptrace.Traces) ptrace.Traces {
 func TestDataDirDiskFullRefusesTelemetryAndLosesNothing(t *testing.T) {
 	dataDir := mountTmpfs(t, 48)
 	addr, db := sharedCH(t)
-	proxy := startCHProxy(t, addr)
+	proxy := meshtest.StartFaultProxy(t, addr)
 	otlp := freeAddr(t)
 	ml := startMeshlens(t, "--clickhouse", "clickhouse://"+proxy.Addr()+"/"+db, "--data-dir", dataDir, "--otlp-grpc", otlp,
 		"--queue-max-bytes", "1073741824", "--clickhouse-wait", "2s")
@@ -525,10 +438,10 @@ func TestDataDirDiskFullRefusesTelemetryAndLosesNothing(t *testing.T) {
 func TestSlowClickHouseSlowsIngestQueuesAndLosesNothing(t *testing.T) {
 	t.Parallel() // with the ClickHouse outage test: both mostly wait
 	addr, db := sharedCH(t)
-	proxy := startCHProxy(t, addr)
+	proxy := meshtest.StartFaultProxy(t, addr)
 	otlp, als := freeAddr(t), freeAddr(t)
 	ml := startMeshlens(t, "--clickhouse", "clickhouse://"+proxy.Addr()+"/"+db, "--data-dir", t.TempDir(), "--otlp-grpc", otlp, "--als", als)
-	proxy.delay.Store(int64(300 * time.Millisecond))
+	proxy.SetDelay(300 * time.Millisecond)
 
 	spans := startOTLPSender(t, otlp, 50, 10*time.Millisecond)
 	logs := startALSSender(t, als, 5, 20, 10*time.Millisecond)

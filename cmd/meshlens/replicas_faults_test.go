@@ -233,99 +233,6 @@ func TestReplicaRestartingDuringMergedQueriesGivesPartialAnswersThenWholeAgain(t
 	fr.wantGraph(t, 2, 25)
 }
 
-// partitionProxy forwards TCP to a replica until it is cut; cut, it drops
-// what either side sends and answers nothing, as a network partition does
-// (connections hang; they are not refused). Healing closes the connections
-// that lost data, so clients dial again.
-type partitionProxy struct {
-	ln     net.Listener
-	target string
-	cut    atomic.Bool
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-}
-
-func startPartitionProxy(t *testing.T, target string) *partitionProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &partitionProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go p.serve(c)
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.closeAll() })
-	return p
-}
-
-func (p *partitionProxy) Addr() string { return p.ln.Addr().String() }
-
-func (p *partitionProxy) Cut() { p.cut.Store(true) }
-
-func (p *partitionProxy) Heal() {
-	p.cut.Store(false)
-	p.closeAll()
-}
-
-func (p *partitionProxy) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-	}
-}
-
-func (p *partitionProxy) track(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		p.conns[c] = true
-	}
-}
-
-func (p *partitionProxy) serve(c net.Conn) {
-	p.track(c)
-	// A connection made while cut is never forwarded: it waits for a heal
-	// (which closes it) or for the client to give up.
-	for p.cut.Load() {
-		if _, err := c.Read(make([]byte, 4096)); err != nil {
-			c.Close()
-			return
-		}
-	}
-	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-	if err != nil {
-		c.Close()
-		return
-	}
-	p.track(up)
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 && !p.cut.Load() {
-				if _, werr := dst.Write(buf[:n]); werr != nil {
-					break
-				}
-			}
-			if err != nil {
-				break
-			}
-		}
-		dst.Close()
-		src.Close()
-	}
-	go pipe(up, c)
-	pipe(c, up)
-}
-
 // A network partition between replicas: replicas 0 and 1 reach replica 2
 // only through a proxy, and it reaches them only through theirs; the test
 // cuts all three (packets dropped, connections hang). Telemetry still
@@ -336,9 +243,9 @@ func (p *partitionProxy) serve(c net.Conn) {
 // again, including what replica 2 counted while it was cut off.
 func TestNetworkPartitionBetweenReplicasGivesPartialAnswersOnBothSidesThenWhole(t *testing.T) {
 	addrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	via := make([]*partitionProxy, 3) // via[i]: the way to replica i from the other side
+	via := make([]*meshtest.FaultProxy, 3) // via[i]: the way to replica i from the other side
 	for i := range via {
-		via[i] = startPartitionProxy(t, addrs[i])
+		via[i] = meshtest.StartFaultProxy(t, addrs[i])
 	}
 	fr := startFaultReplicas(t, addrs, func(i int) []string {
 		if i == 2 {
