@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -38,7 +39,11 @@ import (
 	"go.opentelemetry.io/collector/service/telemetry"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/collector/alsreceiver"
@@ -370,7 +375,7 @@ func (c *Collector) serveOTLPHTTP(ctx context.Context, tel component.TelemetrySe
 	if err := confmap.NewFromStringMap(m).Unmarshal(&cfg); err != nil {
 		return fmt.Errorf("--otlp-http server configuration: %w", err)
 	}
-	srv, err := cfg.ToServer(ctx, nil, tel, h)
+	srv, err := cfg.ToServer(ctx, nil, tel, h, confighttp.WithErrorHandler(otlpHTTPError))
 	if err != nil {
 		return fmt.Errorf("--otlp-http server: %w", err)
 	}
@@ -399,6 +404,34 @@ func (c *Collector) serveOTLPHTTP(ctx context.Context, tel component.TelemetrySe
 		}
 	}()
 	return nil
+}
+
+// otlpHTTPError answers a request confighttp refuses before the receiver
+// sees it (a body it cannot decompress: 400) as the receiver answers its
+// own refusals: a google.rpc.Status, protobuf or JSON as the request's
+// Content-Type.
+func otlpHTTPError(w http.ResponseWriter, r *http.Request, msg string, code int) {
+	c := codes.Unknown
+	switch code {
+	case http.StatusBadRequest:
+		c = codes.InvalidArgument
+	case http.StatusUnauthorized:
+		c = codes.Unauthenticated
+	}
+	st := status.New(c, msg).Proto()
+	ct, body, err := "application/json", []byte(nil), error(nil)
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-protobuf" {
+		ct = mt
+		body, err = proto.Marshal(st)
+	} else {
+		body, err = protojson.Marshal(st)
+	}
+	if err != nil {
+		ct, body, code = "text/plain", []byte(msg), http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
 }
 
 // closeOTLPHTTP closes the servers serveOTLPHTTP started.

@@ -1,13 +1,21 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestOTLPHTTPWriteTimeoutIsCounted: an OTLP/HTTP sender on loopback that
@@ -140,5 +148,58 @@ func TestOTLPHTTPHeaderTimeoutIsCounted(t *testing.T) {
 	}
 	if n := limitBites(t, ml, "otlp_http", "write_timeout"); n != 0 {
 		t.Errorf("otlp_http write_timeout = %v, want 0", n)
+	}
+}
+
+// TestOTLPHTTPCompressedBodies: meshlens' --otlp-http server decompresses
+// as the receiver's did: a gzip body is taken (200), and one that is not
+// gzip is refused 400 with a google.rpc.Status INVALID_ARGUMENT, in
+// protobuf or JSON as the request's Content-Type.
+func TestOTLPHTTPCompressedBodies(t *testing.T) {
+	otlpHTTP := freeAddr(t)
+	startMeshlens(t, "--clickhouse", "clickhouse://127.0.0.1:1/none", "--clickhouse-wait", "0s", "--data-dir", t.TempDir(),
+		"--otlp-http", otlpHTTP)
+	waitFor(t, "the OTLP/HTTP receiver answers", 20*time.Second, func() bool {
+		c, err := net.Dial("tcp", otlpHTTP)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	body, err := ptraceotlp.NewExportRequestFromTraces(bigSpans(1)).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	post := func(contentType string, b []byte) (int, string, []byte) {
+		req, err := http.NewRequest(http.MethodPost, "http://"+otlpHTTP+"/v1/traces", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Content-Encoding", "gzip")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), out
+	}
+	if code, _, out := post("application/x-protobuf", gz.Bytes()); code != http.StatusOK {
+		t.Fatalf("gzip OTLP/HTTP body: %d %q, want 200", code, out)
+	}
+	code, ct, out := post("application/x-protobuf", []byte("not gzip at all"))
+	var st spb.Status
+	if code != http.StatusBadRequest || ct != "application/x-protobuf" || proto.Unmarshal(out, &st) != nil || codes.Code(st.GetCode()) != codes.InvalidArgument {
+		t.Errorf("protobuf body that is not gzip: %d %s %q, want 400 with a protobuf Status INVALID_ARGUMENT", code, ct, out)
+	}
+	code, ct, out = post("application/json", []byte("not gzip at all"))
+	st.Reset()
+	if code != http.StatusBadRequest || ct != "application/json" || protojson.Unmarshal(out, &st) != nil || codes.Code(st.GetCode()) != codes.InvalidArgument || !strings.Contains(st.GetMessage(), "gzip") {
+		t.Errorf("JSON body that is not gzip: %d %s %q, want 400 with a JSON Status INVALID_ARGUMENT naming gzip", code, ct, out)
 	}
 }
