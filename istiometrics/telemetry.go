@@ -1,6 +1,7 @@
 package istiometrics
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -79,8 +80,11 @@ type tagOp struct {
 type reporterSettings struct {
 	off      bool // prometheus is not among the providers in effect
 	disabled [nIstioMetrics]bool
-	tags     [nIstioMetrics]map[string]tagOp
+	tags     [nIstioMetrics]*tagSet // equal sets are one, so a label set's metrics share their rewrite
 }
+
+// tagSet is the tag overrides in effect for one metric.
+type tagSet struct{ ops map[string]tagOp }
 
 // chain is the Telemetries that apply to a workload, least specific first.
 func (v *telemetryView) chain(k reporterKey) []*telemetry.Telemetry {
@@ -142,6 +146,14 @@ func (v *telemetryView) settings(k reporterKey) *reporterSettings {
 		}
 	}
 	st.off = !slices.Contains(providers, prometheusProvider)
+	for i := range st.tags {
+		for j := range i {
+			if st.tags[i] != nil && st.tags[j] != nil && maps.Equal(st.tags[i].ops, st.tags[j].ops) {
+				st.tags[i] = st.tags[j]
+				break
+			}
+		}
+	}
 	return st
 }
 
@@ -184,9 +196,9 @@ func (st *reporterSettings) override(o *telemetry.MetricsOverrides, mode telemet
 				}
 			}
 			if st.tags[m] == nil {
-				st.tags[m] = map[string]tagOp{}
+				st.tags[m] = &tagSet{ops: map[string]tagOp{}}
 			}
-			st.tags[m][name] = op
+			st.tags[m].ops[name] = op
 		}
 	}
 }
@@ -201,6 +213,14 @@ type telemetryFilter struct {
 	seen     map[string]*mergedMetric
 	out      []*mergedMetric
 	key      strings.Builder
+
+	// The last label set rewritten, and its rewrite: the metrics of a
+	// label set come one after the other, sharing its slice. Holding the
+	// slice keeps its array from being reused by another label set.
+	lastIn   []*dto.LabelPair
+	lastTags *tagSet
+	lastOut  []*dto.LabelPair
+	lastKey  string
 }
 
 type mergedMetric struct {
@@ -237,17 +257,27 @@ func (f *telemetryFilter) add(m *constMetric) {
 	if st.off || st.disabled[metric] {
 		return
 	}
-	if tags := st.tags[metric]; len(tags) > 0 {
-		m = &constMetric{desc: m.desc, labels: rewriteLabels(m.labels, tags), counter: m.counter, hist: m.hist}
+	tags := st.tags[metric]
+	if len(m.labels) == 0 || len(f.lastIn) != len(m.labels) || &f.lastIn[0] != &m.labels[0] || tags != f.lastTags {
+		f.lastIn, f.lastTags, f.lastOut = m.labels, tags, m.labels
+		if tags != nil {
+			f.lastOut = rewriteLabels(m.labels, tags.ops)
+		}
+		var b strings.Builder
+		for _, p := range f.lastOut {
+			b.WriteString(p.GetName())
+			b.WriteByte(0xfe)
+			b.WriteString(p.GetValue())
+			b.WriteByte(0xff)
+		}
+		f.lastKey = b.String()
+	}
+	if tags != nil {
+		m = &constMetric{desc: m.desc, labels: f.lastOut, counter: m.counter, hist: m.hist}
 	}
 	f.key.Reset()
-	f.key.WriteString(m.desc.String())
-	for _, p := range m.labels {
-		f.key.WriteByte(0xff)
-		f.key.WriteString(p.GetName())
-		f.key.WriteByte(0xfe)
-		f.key.WriteString(p.GetValue())
-	}
+	f.key.WriteByte(byte(metric)) // one desc per metric
+	f.key.WriteString(f.lastKey)
 	if g := f.seen[f.key.String()]; g != nil {
 		g.add(m)
 		return
