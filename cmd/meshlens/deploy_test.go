@@ -536,8 +536,8 @@ func deployClusterRules(istio bool, providers ...string) []string {
 	}
 	add("core", []string{"namespaces", "services", "pods", "nodes"}, "get", "list", "watch")
 	add("discovery.k8s.io", []string{"endpointslices"}, "get", "list", "watch")
-	add("gateway.networking.k8s.io", []string{"gateways", "httproutes", "grpcroutes"}, "get", "list", "watch")
-	add("gateway.networking.k8s.io", []string{"httproutes/status", "grpcroutes/status"}, "patch")
+	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"}, "get", "list", "watch")
+	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"}, "patch")
 	if istio {
 		for group, kinds := range map[string][]string{
 			"networking.istio.io": {"virtualservices", "destinationrules", "serviceentries", "workloadentries", "workloadgroups", "gateways", "sidecars"},
