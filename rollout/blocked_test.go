@@ -212,29 +212,6 @@ func TestARolloutWhoseRouteWriteHangsHoldsUpNoOtherRollout(t *testing.T) {
 	}
 }
 
-// stalledMirrorOf stalls the Kubernetes status write of one rollout only.
-type stalledMirrorOf struct {
-	name    string
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (m *stalledMirrorOf) SaveRollout(ctx context.Context, st Status) error {
-	if st.Name != m.name {
-		return nil
-	}
-	select {
-	case m.entered <- struct{}{}:
-	default:
-	}
-	select {
-	case <-m.release:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // TestAStalledStateWriteOfOneRolloutHoldsUpNoOtherRollout stalls the
 // status write (the mirror into Kubernetes) of rollout a as it starts: a
 // shows Progressing and writes no routes until its state is written, while
@@ -243,7 +220,7 @@ func TestAStalledStateWriteOfOneRolloutHoldsUpNoOtherRollout(t *testing.T) {
 	r := newRig(t)
 	held := newHeldTraffic(t, r.dir)
 	r.traffic = map[string]Traffic{ProviderIstio: held}
-	m := &stalledMirrorOf{name: "a", entered: make(chan struct{}, 1), release: make(chan struct{})}
+	m := &stalledMirror{name: "a", entered: make(chan Status, 1), release: make(chan struct{})}
 	r.startEngine()
 	r.engine.SetMirror(m)
 	api := r.serveAPI()

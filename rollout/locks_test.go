@@ -10,14 +10,19 @@ import (
 )
 
 // stalledMirror is a Kubernetes status write that does not come back
-// until the test lets it: an API server that stopped answering.
+// until the test lets it: an API server that stopped answering. With name
+// set, only that rollout's writes stall; the others return at once.
 type stalledMirror struct {
+	name    string
 	entered chan Status
 	release chan struct{}
 	calls   atomic.Int64
 }
 
 func (m *stalledMirror) SaveRollout(ctx context.Context, st Status) error {
+	if m.name != "" && st.Name != m.name {
+		return nil
+	}
 	m.calls.Add(1)
 	select {
 	case m.entered <- st:
