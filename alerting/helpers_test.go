@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,6 +141,27 @@ func (e *env) waitRollout(name string, want rollout.State, d time.Duration) roll
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// keepTraffic records traffic(version, n, errs, lat) every 50 ms until
+// stop is called or the test ends: a version that keeps serving (or
+// failing) while a rule watches it.
+func (e *env) keepTraffic(t *testing.T, version string, n, errs int, lat time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done) }) }
+	t.Cleanup(stop)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+				e.traffic(version, n, errs, lat)
+			}
+		}
+	}()
+	return stop
 }
 
 // traffic records n requests to echo's version, errs of them failing,

@@ -99,19 +99,9 @@ spec:
 	if got := sink.statuses(); len(got) != 0 {
 		t.Fatalf("notifications before the condition held: %v", got)
 	}
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				e.traffic("v2", 20, 10, time.Millisecond)
-			}
-		}
-	}()
+	stop := e.keepTraffic(t, "v2", 20, 10, time.Millisecond)
 	waitFor(t, 10*time.Second, "firing notification", func() bool { return len(sink.statuses()) >= 1 })
-	close(stop)
+	stop()
 	st := e.waitRollout("echo", rollout.RolledBack, 5*time.Second)
 	if h := st.History[len(st.History)-3]; h.Source != "alert:echo-v2-errors" {
 		t.Errorf("rollback not attributed to the rule: %+v", h)

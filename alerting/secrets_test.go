@@ -144,18 +144,7 @@ spec:
 	}
 
 	// Notifications are signed with the real secret: the sink refuses others.
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				e.traffic("v2", 20, 10, time.Millisecond)
-			}
-		}
-	}()
+	e.keepTraffic(t, "v2", 20, 10, time.Millisecond)
 	waitFor(t, 10*time.Second, "signed firing notification", func() bool { return len(sink.statuses()) >= 1 && len(unsigned.statuses()) >= 1 })
 	if n := sink.refused.Load(); n != 0 {
 		t.Fatalf("%d notifications were not signed with the real secret", n)

@@ -151,19 +151,9 @@ spec:
 	}
 
 	// c's rule fires a second after a's, while a's rollback still hangs.
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-				e.traffic("v2", 20, 10, time.Millisecond)
-			}
-		}
-	}()
+	stop := e.keepTraffic(t, "v2", 20, 10, time.Millisecond)
 	st := e.waitRollout("c", rollout.RolledBack, 10*time.Second)
-	close(stop)
+	stop()
 	if h := st.History[len(st.History)-3]; h.Source != "alert:c-errors" {
 		t.Fatalf("c's rollback not made by its alert rule: %+v", h)
 	}
