@@ -1,44 +1,25 @@
 package collector_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshlens/meshlens/collector"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/store/storetest"
 )
-
-// lockedBuffer is a log destination the collector's goroutines share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // runCollectorLogging runs a collector whose logger is JSON at level until
 // it is ready and stopped again, and returns what it logged.
 func runCollectorLogging(t *testing.T, level slog.Level) string {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &meshtest.LogBuffer{}
 	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level}))
 	cfg := collector.DefaultConfig()
 	cfg.OTLPGRPC, cfg.OTLPHTTP, cfg.ALS = freeAddr(t), freeAddr(t), freeAddr(t)

@@ -5,14 +5,12 @@
 package apptest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +30,7 @@ type Server struct {
 	// App is the server itself.
 	App *app.App
 
-	log *syncBuffer
+	log *meshtest.LogBuffer
 }
 
 // Start builds meshlens from the flags of `meshlens serve` in args (over
@@ -43,7 +41,7 @@ func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	base := []string{"--http", meshtest.FreeAddr(t), "--xds", meshtest.FreeAddr(t), "--otlp-grpc", meshtest.FreeAddr(t), "--otlp-http", meshtest.FreeAddr(t),
 		"--als", meshtest.FreeAddr(t), "--data-dir", t.TempDir(), "--clickhouse", storetest.DSN(t), "--kubeconfig", "none"}
-	log := &syncBuffer{}
+	log := &meshtest.LogBuffer{}
 	cfg, err := app.LoadConfig(append(base, args...), log)
 	if err != nil {
 		t.Fatalf("meshlens serve %s: %v\n%s", strings.Join(args, " "), err, log)
@@ -121,21 +119,3 @@ func (s *Server) Token(t testing.TB) string {
 
 // Log is what meshlens logged so far.
 func (s *Server) Log() string { return s.log.String() }
-
-// syncBuffer is a log the server writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -1,32 +1,14 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
+
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newTeeLogger logs to the test's logger and, as text, to w.
-func newTeeLogger(l *slog.Logger, w *lockedBuffer) *slog.Logger {
+func newTeeLogger(l *slog.Logger, w *meshtest.LogBuffer) *slog.Logger {
 	return slog.New(teeHandler{l.Handler(), slog.NewTextHandler(w, nil)})
 }
 

@@ -40,7 +40,7 @@ func TestRegistryWithoutPodAccessLogsTheDenialAndServesTheRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &meshtest.LogBuffer{}
 	logger := meshtest.Logger(t)
 	health, err := NewHealth(limited, logger, nil)
 	if err != nil {
