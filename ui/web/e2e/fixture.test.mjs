@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startFixture } from './fixture-server.mjs';
-import { launch, shot } from './lib.mjs';
+import { launch, pixelShare, shot } from './lib.mjs';
 
 const skip = process.env.MESHLENS_URL ? 'runs against the fixture server only' : false;
 let b;
@@ -63,22 +63,7 @@ describe('graphs the fixture makes', { skip, timeout: 180000 }, () => {
         return readFile(await dl.path());
       };
       // A picture's share of pixels in a box's fill (light theme: plain, degraded, failing, selected).
-      const boxShare = (png) =>
-        page.evaluate(async (b64) => {
-          const img = new Image();
-          img.src = `data:image/png;base64,${b64}`;
-          await img.decode();
-          const c = document.createElement('canvas');
-          c.width = img.width;
-          c.height = img.height;
-          const ctx = c.getContext('2d');
-          ctx.drawImage(img, 0, 0);
-          const px = ctx.getImageData(0, 0, c.width, c.height).data;
-          const fills = new Set(['248,250,252', '255,247,230', '253,240,233', '232,240,254']);
-          let n = 0;
-          for (let i = 0; i < px.length; i += 4) if (fills.has(`${px[i]},${px[i + 1]},${px[i + 2]}`)) n++;
-          return n / (px.length / 4);
-        }, png.toString('base64'));
+      const boxShare = (png) => pixelShare(page, png, { colours: ['248,250,252', '255,247,230', '253,240,233', '232,240,254'] });
 
       // The PNG shows the boxes as much as the screen does (a large graph's are
       // painted on a layer of their own, under cytoscape's canvas).

@@ -93,3 +93,33 @@ export async function api(base, token, path, init = {}) {
   }
   return { status: res.status, body };
 }
+
+/**
+ * pixelShare decodes a PNG in the page and returns the share of its pixels
+ * that are one of `colours` ("r,g,b" strings), or, with `inked`, that differ
+ * from its top-left (background) pixel by more than `inked` in all.
+ */
+export async function pixelShare(page, png, { colours, inked }) {
+  return page.evaluate(
+    async ({ b64, colours, inked }) => {
+      const img = new Image();
+      img.src = `data:image/png;base64,${b64}`;
+      await img.decode();
+      const c = document.createElement('canvas');
+      c.width = img.width;
+      c.height = img.height;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const px = ctx.getImageData(0, 0, c.width, c.height).data;
+      const want = new Set(colours ?? []);
+      const bg = [px[0], px[1], px[2]];
+      const counts = colours
+        ? (i) => want.has(`${px[i]},${px[i + 1]},${px[i + 2]}`)
+        : (i) => Math.abs(px[i] - bg[0]) + Math.abs(px[i + 1] - bg[1]) + Math.abs(px[i + 2] - bg[2]) > inked;
+      let n = 0;
+      for (let i = 0; i < px.length; i += 4) if (counts(i)) n++;
+      return n / (px.length / 4);
+    },
+    { b64: png.toString('base64'), colours, inked },
+  );
+}

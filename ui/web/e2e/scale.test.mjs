@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startFixture } from './fixture-server.mjs';
-import { launch, shot } from './lib.mjs';
+import { launch, pixelShare, shot } from './lib.mjs';
 
 const skip = process.env.MESHLENS_URL ? 'runs against the fixture server only' : false;
 
@@ -72,22 +72,8 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
     const { readFile } = await import('node:fs/promises');
     const data = await readFile(await dl.path());
     assert.deepEqual([...data.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47], 'a PNG file');
-    // Decode it in the page and count the pixels that are not the background.
-    const inked = await page.evaluate(async (b64) => {
-      const img = new Image();
-      img.src = `data:image/png;base64,${b64}`;
-      await img.decode();
-      const c = document.createElement('canvas');
-      c.width = img.width;
-      c.height = img.height;
-      const ctx = c.getContext('2d');
-      ctx.drawImage(img, 0, 0);
-      const px = ctx.getImageData(0, 0, c.width, c.height).data;
-      const bg = [px[0], px[1], px[2]];
-      let n = 0;
-      for (let i = 0; i < px.length; i += 4) if (Math.abs(px[i] - bg[0]) + Math.abs(px[i + 1] - bg[1]) + Math.abs(px[i + 2] - bg[2]) > 30) n++;
-      return n / (px.length / 4);
-    }, data.toString('base64'));
+    // The pixels that are not the background.
+    const inked = await pixelShare(page, data, { inked: 30 });
     assert.ok(inked > 0.001, `the PNG shows the graph (${(inked * 100).toFixed(2)}% of its pixels drawn)`);
     assert.deepEqual(page.errors, []);
   });
