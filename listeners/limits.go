@@ -251,6 +251,7 @@ func ConnState(c net.Conn, s http.ConnState) {
 	if tc, ok := c.(*timedConn); ok {
 		tc.mu.Lock()
 		tc.state = s
+		tc.idleDeadlines = 0
 		tc.mu.Unlock()
 	}
 }
@@ -284,21 +285,35 @@ type timedConn struct {
 	state   http.ConnState
 	counted bool
 	aborted bool // the read deadline was set in the past: net/http stopping its own read
+	// idleDeadlines counts the read deadlines set since the connection
+	// went idle. net/http sets two: the idle timeout, then, once the first
+	// bytes of the next request arrive, the header timeout. After the
+	// second the connection is reading a request, though net/http calls
+	// it idle until the whole header is in.
+	idleDeadlines int
 }
 
 func (c *timedConn) SetReadDeadline(t time.Time) error {
-	c.noteDeadline(t)
+	c.noteReadDeadline(t)
 	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *timedConn) SetDeadline(t time.Time) error {
-	c.noteDeadline(t)
+	c.noteReadDeadline(t)
 	return c.Conn.SetDeadline(t)
 }
 
-func (c *timedConn) noteDeadline(t time.Time) {
+func (c *timedConn) noteReadDeadline(t time.Time) {
 	c.mu.Lock()
 	c.aborted = !t.IsZero() && time.Until(t) < -time.Hour
+	if c.state == http.StateIdle {
+		c.idleDeadlines++
+		if c.idleDeadlines >= 2 {
+			// The next request has begun: a stall from here on is a
+			// slow client, not an idle connection.
+			c.state = http.StateActive
+		}
+	}
 	c.mu.Unlock()
 }
 
