@@ -363,6 +363,24 @@ ORDER BY (time, time_ns)`,
 ORDER BY name`,
 		distributed("views", "cityHash64(name)"),
 	}},
+	// Config applied through the REST API, shared by every replica outside
+	// Kubernetes (config.Sharing): each apply or delete of an object is a
+	// row with a revision (a delete has deleted = 1, a tombstone kept for
+	// replicas that were down). Readers take the highest revision of a key
+	// themselves, so nothing depends on merges; ReplacingMergeTree only
+	// lets merges drop the superseded rows. On a cluster every row of a key
+	// goes to one shard, where the merges can drop them.
+	{5, "shared config", []string{
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.config_log{{.Local}}{{.OnCluster}} (
+  key String,
+  revision UInt64,
+  replica String,
+  deleted UInt8,
+  object String{{.ZSTD}}
+) ENGINE = {{if .Cluster}}ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{{.DB}}/config_log{{.Local}}', '{replica}', revision){{else}}ReplacingMergeTree(revision){{end}}
+ORDER BY key`,
+		distributed("config_log", "cityHash64(key)"),
+	}},
 }
 
 // Migrate brings the schema up to date. It is safe to run on every start and
