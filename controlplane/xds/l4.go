@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -50,12 +52,9 @@ func (t *translator) envoyOutboundL4(httpPorts map[uint32]bool) ([]*listenerv3.L
 	sni := map[uint32]map[string]bool{}
 	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
-		if !scope.visible(h) {
-			continue
-		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {
-			if isHTTP(p.Protocol) || httpPorts[p.Number] {
+			if isHTTP(p.Protocol) || httpPorts[p.Number] || !scope.visibleOn(h, p.Number) {
 				continue
 			}
 			if isTLSPort(p.Protocol) {
@@ -97,13 +96,26 @@ func (t *translator) envoyOutboundL4(httpPorts map[uint32]bool) ([]*listenerv3.L
 	}
 	var out []*listenerv3.Listener
 	for _, port := range sortedPorts(byPort) {
+		bind, bindToPort := scope.egressBind(port)
+		bind = cmp.Or(bind, "0.0.0.0")
 		l := &listenerv3.Listener{
-			Name:             fmt.Sprintf("0.0.0.0_%d", port),
-			Address:          socketAddress("0.0.0.0", port),
+			Name:             fmt.Sprintf("%s_%d", bind, port),
+			Address:          socketAddress(bind, port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-			BindToPort:       wrapperspb.Bool(false),
+		}
+		if !bindToPort {
+			l.BindToPort = wrapperspb.Bool(false)
 		}
 		for _, c := range byPort[port] {
+			if bind != "0.0.0.0" && !c.tls {
+				// Traffic to bind:port has no service VIP to tell TCP
+				// services apart: the first one takes the port.
+				if slices.ContainsFunc(l.FilterChains, func(fc *listenerv3.FilterChain) bool { return fc.FilterChainMatch == nil }) {
+					continue
+				}
+				c.fc = proto.Clone(c.fc).(*listenerv3.FilterChain)
+				c.fc.FilterChainMatch = nil
+			}
 			l.FilterChains = append(l.FilterChains, c.fc)
 			if c.tls && l.ListenerFilters == nil {
 				l.ListenerFilters = []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}}}

@@ -80,13 +80,13 @@ func (t *translator) grpcClientListeners() ([]*listenerv3.Listener, []*routev3.R
 	var rs []*routev3.RouteConfiguration
 	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
-		if !scope.visible(h) || strings.HasPrefix(h, "*") {
+		if strings.HasPrefix(h, "*") {
 			continue // no wildcard targets for grpc-go
 		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {
-			if !isHTTP(p.Protocol) {
-				continue
+			if !isHTTP(p.Protocol) || !scope.visibleOn(h, p.Number) {
+				continue // out of the Sidecar's egress hosts for this port
 			}
 			name := net.JoinHostPort(h, strconv.FormatUint(uint64(p.Number), 10))
 			vh, err := t.virtualHost(svc, p)
@@ -239,13 +239,10 @@ func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteCo
 	used := map[uint32]map[string]bool{}
 	scope := t.sidecarScope()
 	for _, h := range t.m.hosts {
-		if !scope.visible(h) {
-			continue // out of the Sidecar's egress hosts
-		}
 		svc := t.m.services[h]
 		for _, p := range svc.ports {
-			if !isHTTP(p.Protocol) {
-				continue
+			if !isHTTP(p.Protocol) || !scope.visibleOn(h, p.Number) {
+				continue // out of the Sidecar's egress hosts for this port
 			}
 			vh, err := t.virtualHost(svc, p)
 			if err != nil {
@@ -280,16 +277,24 @@ func (t *translator) envoyOutbound() ([]*listenerv3.Listener, []*routev3.RouteCo
 	for _, port := range sortedPorts(byPort) {
 		rc := byPort[port]
 		rs = append(rs, rc)
-		m := t.outboundTelemetry(rdsManager(fmt.Sprintf("outbound_0.0.0.0_%d", port), rc.Name, t.clientFilters()))
-		ls = append(ls, &listenerv3.Listener{
-			Name:             fmt.Sprintf("0.0.0.0_%d", port),
-			Address:          socketAddress("0.0.0.0", port),
+		// A Sidecar egress listener of this port may bind it elsewhere
+		// (istiod's listener "BIND_PORT"); otherwise traffic arrives
+		// through the iptables capture.
+		bind, bindToPort := scope.egressBind(port)
+		bind = cmp.Or(bind, "0.0.0.0")
+		m := t.outboundTelemetry(rdsManager(fmt.Sprintf("outbound_%s_%d", bind, port), rc.Name, t.clientFilters()))
+		l := &listenerv3.Listener{
+			Name:             fmt.Sprintf("%s_%d", bind, port),
+			Address:          socketAddress(bind, port),
 			TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-			BindToPort:       wrapperspb.Bool(false), // traffic arrives through the iptables capture
 			FilterChains: []*listenerv3.FilterChain{{
 				Filters: []*listenerv3.Filter{{Name: hcmFilter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}},
 			}},
-		})
+		}
+		if !bindToPort {
+			l.BindToPort = wrapperspb.Bool(false)
+		}
+		ls = append(ls, l)
 	}
 	return ls, rs, nil
 }

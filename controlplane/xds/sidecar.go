@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"slices"
@@ -89,24 +90,81 @@ func (t *translator) sidecarScope() sidecarScope {
 	return sidecarScope{o: o, sc: o.Spec.(*networking.Sidecar), m: t.m}
 }
 
-// visible reports whether the Sidecar's egress hosts let the node reach a
-// host; without egress hosts (Istio's default) every host is visible.
-func (s sidecarScope) visible(host string) bool {
-	if s.o == nil || len(s.sc.Egress) == 0 {
-		return true
-	}
+// allows reports whether one egress listener's hosts name host.
+func (s sidecarScope) allows(eg *networking.IstioEgressListener, host string) bool {
 	ns := ""
 	if svc := s.m.services[host]; svc != nil {
 		ns = svc.namespace
 	}
-	for _, eg := range s.sc.Egress {
-		for _, h := range eg.Hosts {
-			if config.SidecarEgressAllows(h, s.o.Meta.Namespace, host, ns) {
-				return true
-			}
+	for _, h := range eg.Hosts {
+		if config.SidecarEgressAllows(h, s.o.Meta.Namespace, host, ns) {
+			return true
 		}
 	}
 	return false
+}
+
+// egressFor is the egress listener that decides what the node reaches on
+// port, as istiod picks it for a route (GetEgressListenerForRDS): the one
+// of that port, else the catch-all one without a port; nil when neither
+// exists, so nothing is reached on that port.
+func (s sidecarScope) egressFor(port uint32) *networking.IstioEgressListener {
+	for _, eg := range s.sc.Egress {
+		if eg.GetPort() == nil || eg.GetPort().GetNumber() == port {
+			return eg
+		}
+	}
+	return nil
+}
+
+// visibleOn reports whether the node gets a listener and route to host on
+// port: the egress listener of that port decides alone (its hosts are the
+// port's only ones, whatever the catch-all listener names), else the
+// catch-all one.
+func (s sidecarScope) visibleOn(host string, port uint32) bool {
+	if s.o == nil || len(s.sc.Egress) == 0 {
+		return true
+	}
+	eg := s.egressFor(port)
+	return eg != nil && s.allows(eg, host)
+}
+
+// clusterVisible reports whether the node gets host's clusters of port:
+// as istiod's SidecarScope imports services, any egress listener of that
+// port or without a port that names host (a port's listener imports only
+// that port of its hosts).
+func (s sidecarScope) clusterVisible(host string, port uint32) bool {
+	if s.o == nil || len(s.sc.Egress) == 0 {
+		return true
+	}
+	for _, eg := range s.sc.Egress {
+		if (eg.GetPort() == nil || eg.GetPort().GetNumber() == port) && s.allows(eg, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// egressBind is where the node listens for port when its egress listener
+// of that port says so, as istiod builds it: captureMode NONE binds a real
+// port on bind (default 127.0.0.1), so the application calls the sidecar
+// at bind:port; a bind address alone keeps the capture (not bound) but
+// matches only traffic to that address. addr "" is the usual captured
+// 0.0.0.0:port.
+func (s sidecarScope) egressBind(port uint32) (addr string, bindToPort bool) {
+	if s.o == nil {
+		return "", false
+	}
+	for _, eg := range s.sc.Egress {
+		if eg.GetPort() == nil || eg.GetPort().GetNumber() != port {
+			continue
+		}
+		if eg.CaptureMode == networking.CaptureMode_NONE {
+			return cmp.Or(eg.Bind, "127.0.0.1"), true
+		}
+		return eg.Bind, false
+	}
+	return "", false
 }
 
 // scopeToSidecar returns the node's resources as its Sidecar scopes them;
@@ -120,7 +178,7 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 	if scope.o == nil {
 		return out, nil
 	}
-	o, sc, visible := scope.o, scope.sc, scope.visible
+	o, sc := scope.o, scope.sc
 	scoped := &Resources{}
 	keptRoutes := map[string]bool{}
 	used := map[string]bool{} // clusters the kept routes send traffic to
@@ -128,11 +186,11 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 		switch {
 		case strings.HasPrefix(rc.Name, "inbound|"):
 		case t.node.Flavour == FlavourGRPC:
-			if !visible(hostOfName(rc.Name)) {
+			if !scope.visibleOn(hostPortOfName(rc.Name)) {
 				continue
 			}
 		default:
-			vhs := slices.DeleteFunc(slices.Clone(rc.VirtualHosts), func(vh *routev3.VirtualHost) bool { return !visible(hostOfName(vh.Name)) })
+			vhs := slices.DeleteFunc(slices.Clone(rc.VirtualHosts), func(vh *routev3.VirtualHost) bool { return !scope.visibleOn(hostPortOfName(vh.Name)) })
 			if len(vhs) == 0 {
 				continue
 			}
@@ -170,7 +228,11 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 			return true
 		}
 		parts := strings.SplitN(name, "|", 4)
-		return len(parts) == 4 && visible(parts[3])
+		if len(parts) != 4 {
+			return false
+		}
+		port, err := strconv.ParseUint(parts[1], 10, 32)
+		return err == nil && scope.clusterVisible(parts[3], uint32(port))
 	}
 	for _, c := range out.Clusters {
 		if keep(c.Name) {
@@ -190,12 +252,18 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 	return scoped, nil
 }
 
-// hostOfName is the host of a "host:port" resource or virtual host name.
-func hostOfName(name string) string {
-	if h, _, err := net.SplitHostPort(name); err == nil {
-		return h
+// hostPortOfName splits a "host:port" resource or virtual host name; port
+// 0 when it has none.
+func hostPortOfName(name string) (string, uint32) {
+	h, p, err := net.SplitHostPort(name)
+	if err != nil {
+		return name, 0
 	}
-	return name
+	n, err := strconv.ParseUint(p, 10, 32)
+	if err != nil {
+		return h, 0
+	}
+	return h, uint32(n)
 }
 
 // listenerRouteName is the RDS route configuration an outbound listener's
