@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	stdmaps "maps" // a test of this package declares maps
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,7 @@ type Store struct {
 	changes *prometheus.CounterVec
 
 	auditor func(context.Context, Change) // see SetAuditor; under mu
+	sharing *Sharing                      // see NewSharing; under mu
 }
 
 // persisted is the on-disk form of the store.
@@ -342,7 +345,19 @@ func (s *Store) commit(ctx context.Context, source string, batch []*Object, orig
 			newOrigins[key] = s.origins[key]
 		}
 	}
+	if source == SourceAPI && s.sharing != nil {
+		// Shared with the other replicas before it is served here, as it
+		// is persisted before it is pushed.
+		if err := s.sharing.record(ctx, apiObjects(batch, origins), slices.Sorted(stdmaps.Keys(remove))); err != nil {
+			s.changes.WithLabelValues(source, "error").Inc()
+			return nil, nil, err
+		}
+	}
 	if err := s.persist(next, newOrigins); err != nil {
+		if source == SourceAPI && s.sharing != nil {
+			// The other replicas take it: so will this one, from the log.
+			s.sharing.forget(batch, remove)
+		}
 		s.changes.WithLabelValues(source, "error").Inc()
 		return nil, nil, err
 	}
@@ -354,7 +369,9 @@ func (s *Store) commit(ctx context.Context, source string, batch []*Object, orig
 	s.changes.WithLabelValues(source, "applied").Inc()
 	// Recorded before it is published: the trail has a change before
 	// whatever it causes (a rollout starting).
-	if s.auditor != nil {
+	// A change taken from another replica is in the trail the replica that
+	// took it wrote, in the same ClickHouse.
+	if s.auditor != nil && source != sourceShared {
 		s.auditor(ctx, s.changeOf(cur, next, prevOrigins, newOrigins))
 	}
 	s.publish(next)
