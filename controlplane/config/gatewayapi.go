@@ -152,9 +152,6 @@ func (v *istioValidator) kubernetesGateway(o *Object) []FieldError {
 				if c.Name == "" {
 					fe.add(joinPath(cp, "name"), "required")
 				}
-				if c.Namespace != nil && string(*c.Namespace) != o.Meta.Namespace {
-					fe.add(joinPath(cp, "namespace"), "the Secret must be in the Gateway's namespace %s: meshlens reads no ReferenceGrants", o.Meta.Namespace)
-				}
 			}
 		case "":
 			fe.add(joinPath(p, "protocol"), "required")

@@ -264,6 +264,11 @@ func analyzeKubernetesGateway(o *Object, sn *Snapshot) []Warning {
 			w.add(CodeSchemaWarning, joinPath(p, "protocol"), "listener %q: meshlens serves HTTPRoutes and GRPCRoutes on HTTP and HTTPS listeners only; nothing is served on this %s listener", l.Name, l.Protocol)
 		case l.Protocol == gatewayv1.HTTPSProtocolType && (l.TLS == nil || len(l.TLS.CertificateRefs) == 0):
 			w.add(CodeSchemaWarning, joinPath(p, "tls.certificateRefs"), "listener %q has no certificate: meshlens serves nothing on it", l.Name)
+		case l.Protocol == gatewayv1.HTTPSProtocolType:
+			if ns, name, permitted, _ := CertificateRef(sn, o.Meta.Namespace, l); !permitted {
+				w.add(CodeReferencedResourceNotFound, indexPath(joinPath(p, "tls.certificateRefs"), 0),
+					"listener %q: Secret %s/%s is in another namespace and no ReferenceGrant there allows Gateways of %s: meshlens serves nothing on it", l.Name, ns, name, o.Meta.Namespace)
+			}
 		}
 		if ar := l.AllowedRoutes; ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil && *ar.Namespaces.From == gatewayv1.NamespacesFromSelector {
 			w.add(CodeSchemaWarning, joinPath(p, "allowedRoutes.namespaces.from"), "listener %q: meshlens does not know namespaces' labels, so a Selector allows routes from no namespace; use Same or All", l.Name)

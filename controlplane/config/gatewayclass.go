@@ -184,10 +184,28 @@ type GatewayListenerState struct {
 	Message            string
 }
 
-// ListenerState says whether meshlens serves a listener: HTTP, and HTTPS
-// terminating TLS with a certificate, take HTTPRoutes and GRPCRoutes
-// (those of its allowedRoutes.kinds); other protocols are not supported.
-func ListenerState(l gatewayv1.Listener) GatewayListenerState {
+// CertificateRef is the Secret a listener of a Gateway in gatewayNS takes
+// its certificate from (its first certificateRef), and whether the Gateway
+// may read it: a Secret of its own namespace, or of another one whose
+// ReferenceGrant allows Gateways of gatewayNS. ok is false when the
+// listener names no certificate.
+func CertificateRef(sn *Snapshot, gatewayNS string, l gatewayv1.Listener) (ns, name string, permitted, ok bool) {
+	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
+		return "", "", false, false
+	}
+	ref := l.TLS.CertificateRefs[0]
+	ns = gatewayNS
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		ns = string(*ref.Namespace)
+	}
+	return ns, string(ref.Name), ReferencePermitted(sn, GatewayAPIGroup, "Gateway", gatewayNS, "", "Secret", ns, string(ref.Name)), true
+}
+
+// ListenerState says whether meshlens serves a listener of the Gateway g:
+// HTTP, and HTTPS terminating TLS with a certificate it may read, take
+// HTTPRoutes and GRPCRoutes (those of its allowedRoutes.kinds); other
+// protocols are not supported.
+func ListenerState(sn *Snapshot, g *Object, l gatewayv1.Listener) GatewayListenerState {
 	st := GatewayListenerState{Accepted: true, AcceptedReason: "Accepted", Programmed: true, ResolvedRefs: true, ResolvedRefsReason: "ResolvedRefs",
 		Message: "meshlens serves HTTPRoutes and GRPCRoutes on this listener"}
 	if l.Protocol != gatewayv1.HTTPProtocolType && l.Protocol != gatewayv1.HTTPSProtocolType {
@@ -197,6 +215,9 @@ func ListenerState(l gatewayv1.Listener) GatewayListenerState {
 	if l.Protocol == gatewayv1.HTTPSProtocolType && (l.TLS == nil || len(l.TLS.CertificateRefs) == 0) {
 		st.Programmed, st.ResolvedRefs, st.ResolvedRefsReason = false, false, "InvalidCertificateRef"
 		st.Message = "an HTTPS listener needs tls.certificateRefs: meshlens serves nothing on it"
+	} else if ns, name, permitted, ok := CertificateRef(sn, g.Meta.Namespace, l); ok && !permitted {
+		st.Programmed, st.ResolvedRefs, st.ResolvedRefsReason = false, false, "RefNotPermitted"
+		st.Message = fmt.Sprintf("tls.certificateRefs names Secret %s/%s of another namespace, and no ReferenceGrant there allows Gateways of %s: meshlens serves nothing on it", ns, name, g.Meta.Namespace)
 	}
 	for _, k := range []string{KindHTTPRoute, KindGRPCRoute} {
 		if ar := l.AllowedRoutes; ar == nil || len(ar.Kinds) == 0 || slices.ContainsFunc(ar.Kinds, func(rk gatewayv1.RouteGroupKind) bool { return string(rk.Kind) == k }) {

@@ -211,7 +211,7 @@ func gatewayStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs confi
 	var listeners []any
 	programmed, invalid := 0, 0
 	for _, l := range g.Spec.(*gatewayv1.GatewaySpec).Listeners {
-		ls := config.ListenerState(l)
+		ls := config.ListenerState(sn, g, l)
 		if ls.Programmed {
 			programmed++
 		}

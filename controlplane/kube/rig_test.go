@@ -28,6 +28,7 @@ import (
 	"github.com/meshlens/meshlens/alerting"
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/graph"
@@ -129,6 +130,12 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Gateway servers' credentialName from the cluster's Secrets, over SDS.
+	creds, err := NewCredentials(c.Client, health, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds.Subscribe(func(sn *credentials.Snapshot) { _ = srv.UpdateCredentials(sn) })
 	cleanups = append(cleanups, store.Subscribe(func(sn *config.Snapshot) { _ = srv.Update(sn) }),
 		reg.Subscribe(func(sn *registry.Snapshot) { _ = srv.UpdateServices(sn) }))
 	lis := meshtest.Listen(t)
@@ -136,6 +143,7 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 	run(health.Run)
 	run(reg.Run)
 	run(src.Run)
+	run(creds.Run)
 	*cp = controlPlane{store: store, registry: reg, source: src, xdsAddr: lis.Addr().String(), stop: cp.stop}
 	if opts.rollouts {
 		cp.startRollouts(t, c, opts, store, run, &cleanups)

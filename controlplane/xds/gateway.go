@@ -305,6 +305,9 @@ func (t *translator) gatewayTLSChains(port uint32, servers []gatewayServer) ([]*
 				return nil, nil, err
 			}
 			ts, err := t.gatewayServerTLS(s)
+			if skipServer(err) {
+				continue
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("gateway %s port %d: %w", gatewayName(s.gw), port, err)
 			}
@@ -331,13 +334,16 @@ func (t *translator) gatewayTLSChains(port uint32, servers []gatewayServer) ([]*
 			if fc == nil {
 				continue
 			}
+			ts, err := t.gatewayServerTLS(s)
+			if skipServer(err) {
+				continue
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("gateway %s port %d: %w", gatewayName(s.gw), port, err)
+			}
 			sni, ok := serverNames(s.server.Hosts, seenSNI)
 			if !ok {
 				continue
-			}
-			ts, err := t.gatewayServerTLS(s)
-			if err != nil {
-				return nil, nil, fmt.Errorf("gateway %s port %d: %w", gatewayName(s.gw), port, err)
 			}
 			fc.Name = fmt.Sprintf("tls.%d.%s.%s.%s", port, s.server.Port.Name, s.gw.Meta.Name, s.gw.Meta.Namespace)
 			fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: sni}
@@ -504,8 +510,9 @@ func (t *translator) tcpProxy(statPrefix string, route []*networking.RouteDestin
 
 // gatewayServerTLS is the TLS a server terminates: the workload identity
 // for ISTIO_MUTUAL, else the server's certificate from credentialName's
-// files or the paths it names, and for MUTUAL the CA that client
-// certificates must chain to.
+// Secret over SDS (with a cluster) or files, or the paths it names, and
+// for MUTUAL the CA that client certificates must chain to. A
+// *credentialError says the server cannot be served.
 func (t *translator) gatewayServerTLS(s gatewayServer) (*corev3.TransportSocket, error) {
 	tls := s.server.GetTls()
 	if tls.GetMode() == networking.ServerTLSSettings_ISTIO_MUTUAL {
@@ -513,7 +520,10 @@ func (t *translator) gatewayServerTLS(s gatewayServer) (*corev3.TransportSocket,
 	}
 	cert, key, ca := tls.GetServerCertificate(), tls.GetPrivateKey(), tls.GetCaCertificates()
 	if name := tls.GetCredentialName(); name != "" {
-		dir := filepath.Join(cmp.Or(t.opts.GatewayCredentialDir, DefaultGatewayCredentialDir), name)
+		if t.m.creds != nil {
+			return t.sdsServerTLS(s)
+		}
+		dir := filepath.Join(cmp.Or(t.opts.GatewayCredentialDir, DefaultGatewayCredentialDir), fileCredentialName(name))
 		cert, key = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 		if ca == "" {
 			ca = filepath.Join(dir, "ca.crt")

@@ -51,7 +51,7 @@ func gatewayAPIObjects(snap *config.Snapshot, fqdn func(host, ns string) string)
 	var out []*config.Object
 	for _, g := range gateways {
 		if config.ServesGateway(snap, g) {
-			out = append(out, istioGateways(g)...)
+			out = append(out, istioGateways(snap, g)...)
 		}
 	}
 	type vsKey struct{ ns, gateway, host string }
@@ -127,7 +127,10 @@ func listenerGatewayName(gateway string, listener gatewayv1.SectionName) string 
 }
 
 // istioGateways are a Gateway API Gateway's listeners as Istio Gateways.
-func istioGateways(g *config.Object) []*config.Object {
+// An HTTPS listener's certificate is its first certificateRef, as istiod
+// names it (GatewayAPICredentialName); one of another namespace that no
+// ReferenceGrant allows leaves the listener out.
+func istioGateways(snap *config.Snapshot, g *config.Object) []*config.Object {
 	spec := g.Spec.(*gatewayv1.GatewaySpec)
 	var out []*config.Object
 	for _, l := range spec.Listeners {
@@ -145,7 +148,11 @@ func istioGateways(g *config.Object) []*config.Object {
 			Hosts: []string{"*/" + host},
 		}
 		if l.Protocol == gatewayv1.HTTPSProtocolType {
-			s.Tls = &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: string(l.TLS.CertificateRefs[0].Name)}
+			ns, name, permitted, _ := config.CertificateRef(snap, g.Meta.Namespace, l)
+			if !permitted {
+				continue
+			}
+			s.Tls = &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: GatewayAPICredentialName(ns, name)}
 		}
 		out = append(out, &config.Object{APIVersion: "networking.istio.io/v1", Kind: config.KindGateway,
 			Meta: config.Meta{Namespace: g.Meta.Namespace, Name: listenerGatewayName(g.Meta.Name, l.Name)},

@@ -12,6 +12,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
@@ -41,7 +42,9 @@ type model struct {
 	// delegates are the VirtualServices without hosts, by "ns/name": what
 	// other VirtualServices' http[].delegate hand traffic to.
 	delegates map[string]*config.Object
-	opts      Options
+	// creds are the cluster's credentials (nil: credentialName is files).
+	creds *credentials.Snapshot
+	opts  Options
 }
 
 // service is one host: a Kubernetes Service or a ServiceEntry host.
@@ -116,6 +119,7 @@ func (m *model) fqdn(host, namespace string) string {
 func buildModel(in Input, opts Options, last *model) (*model, error) {
 	m := &model{
 		jwks:     in.JWKS,
+		creds:    in.Credentials,
 		services: map[string]*service{},
 		drs:      map[string]*config.Object{},
 		vss:      map[string]*config.Object{},

@@ -21,6 +21,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/log"
@@ -34,6 +35,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 )
@@ -95,6 +97,7 @@ type Server struct {
 	config   *config.Snapshot
 	services *registry.Snapshot
 	jwks     *jwks.Keys
+	creds    *credentials.Snapshot
 	push     uint64
 	// translator makes each push's resources, sharing what nodes have in
 	// common and reusing what the push did not change.
@@ -225,6 +228,7 @@ func (s *Server) Register(g *grpc.Server) {
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 }
 
 // Serve listens on addr (e.g. DefaultAddr) and serves xDS until ctx ends.
@@ -294,6 +298,16 @@ func (s *Server) UpdateJWKS(k *jwks.Keys) error {
 	return s.pushAll()
 }
 
+// UpdateCredentials is Update for a new snapshot of the cluster's Secrets:
+// gateway proxies get their servers' certificates over SDS, the rotated
+// ones pushed. Never called without a cluster: credentialName stays files.
+func (s *Server) UpdateCredentials(c *credentials.Snapshot) error {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	s.creds = c
+	return s.pushAll()
+}
+
 // pushAll installs a new translation for every node. Caller holds pushMu.
 func (s *Server) pushAll() error {
 	start := time.Now()
@@ -342,7 +356,7 @@ type class struct {
 // translate makes the class's result for the current push.
 func (s *Server) translate(c *class) {
 	c.push, c.built = s.push, map[string]cachev3.Resources{}
-	res, err := s.translator.Translate(Input{Config: s.config, Services: s.services, JWKS: s.jwks}, c.node)
+	res, err := s.translator.Translate(Input{Config: s.config, Services: s.services, JWKS: s.jwks, Credentials: s.creds}, c.node)
 	if err != nil {
 		c.res, c.err = nil, err
 		return
@@ -610,6 +624,8 @@ func shortType(typeURL string) string {
 		return "cds"
 	case resource.EndpointType:
 		return "eds"
+	case resource.SecretType:
+		return "sds"
 	}
 	return typeURL
 }

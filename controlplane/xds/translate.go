@@ -21,12 +21,14 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/meshconfig"
 	"github.com/meshlens/meshlens/controlplane/registry"
@@ -119,15 +121,19 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Secrets are a gateway's SDS secrets: the certificates of its
+	// servers' credentialName, with a cluster.
+	Secrets []*tlsv3.Secret
 }
 
 // ByType lists the resources by xDS type URL, each list in its order.
 func (r *Resources) ByType() map[string][]types.Resource {
-	out := make(map[string][]types.Resource, 4)
+	out := make(map[string][]types.Resource, 5)
 	out[resource.ListenerType] = asResources(r.Listeners)
 	out[resource.RouteType] = asResources(r.Routes)
 	out[resource.ClusterType] = asResources(r.Clusters)
 	out[resource.EndpointType] = asResources(r.Endpoints)
+	out[resource.SecretType] = asResources(r.Secrets)
 	return out
 }
 
@@ -148,6 +154,10 @@ type Input struct {
 	// JWKS are the key sets meshlens fetched for RequestAuthentications'
 	// issuers (jwks.Resolver); nil: proxies fetch jwksUri themselves.
 	JWKS *jwks.Keys
+	// Credentials are the cluster's Secrets that Gateway servers'
+	// credentialName names, served over SDS; nil (no cluster): proxies
+	// read credentialName from files.
+	Credentials *credentials.Snapshot
 }
 
 // validator is implemented by every generated Envoy proto (protoc-gen-validate).
@@ -211,8 +221,11 @@ type outboundResources struct {
 	m         *model
 	listeners []*listenerv3.Listener
 	routes    []*routev3.RouteConfiguration
-	routed    map[string]bool
-	used      uint64
+	// secrets are a gateway's SDS secrets, which its listeners name.
+	secrets []*tlsv3.Secret
+	gateway bool
+	routed  map[string]bool
+	used    uint64
 }
 
 // clusterKey names every property of a node that its clusters and load
@@ -254,6 +267,8 @@ func (tr *Translator) model(in Input) (*model, error) {
 	if in.Config != tr.in.Config { // a config change can touch anything
 		clear(tr.hosts)
 		clear(tr.outbound)
+	} else if in.Credentials != tr.in.Credentials { // only gateways read Secrets
+		maps.DeleteFunc(tr.outbound, func(_ string, o *outboundResources) bool { return o.gateway })
 	}
 	// Registry Services need no config to model: keep the unchanged ones.
 	m, err := buildModel(in, tr.opts, tr.m)
@@ -314,9 +329,12 @@ func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
 	ok := outboundKey(node)
 	ob := tr.outbound[ok]
 	if ob == nil || (ob.m != m && !sameShape(ob.m, m)) {
-		ob = &outboundResources{m: m}
+		ob = &outboundResources{m: m, gateway: node.Gateway}
 		if ob.listeners, ob.routes, err = t.outbound(); err != nil {
 			return nil, err
+		}
+		for _, name := range sortedKeys(t.secrets) {
+			ob.secrets = append(ob.secrets, t.secrets[name])
 		}
 		ob.routed = t.routed
 		tr.outbound[ok] = ob
@@ -325,6 +343,7 @@ func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
 	t.routed = ob.routed // read only from here on
 	out.Listeners = append(out.Listeners, ob.listeners...)
 	out.Routes = append(out.Routes, ob.routes...)
+	out.Secrets = ob.secrets
 	inbound, err := t.inbound()
 	if err != nil {
 		return nil, err
@@ -475,6 +494,8 @@ type translator struct {
 	// matchGateway is the gateway ("ns/name") whose routes are being
 	// built, "" for the mesh: HTTP matches naming gateways apply only there.
 	matchGateway string
+	// secrets are the SDS secrets the gateway's listeners name, by name.
+	secrets map[string]*tlsv3.Secret
 }
 
 // ads is the config source every generated resource points at: the same ADS

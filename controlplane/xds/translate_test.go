@@ -25,7 +25,9 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // each "# jwks: ISSUER | URI | KEYS | ERROR" is a key set meshlens fetched
 // (or failed to: KEYS empty) for a RequestAuthentication issuer; "#
 // mesh-config: FILE" (relative to the package) gives the MeshConfig's
-// extension providers.
+// extension providers; each "# credential: NS/NAME KEY=FILE,..." is a
+// cluster Secret (files of testdata/credentials), and with any, the
+// translation serves credentialName over SDS.
 // Translate itself runs ValidateAll on every resource.
 func TestTranslateGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -103,6 +105,9 @@ func TestTranslateGolden(t *testing.T) {
 						results[jwks.Source{Issuer: parts[0], URI: parts[1]}] = jwks.Result{JWKS: parts[2], Err: parts[3]}
 					}
 					in.JWKS = jwks.NewKeys(results)
+				}
+				if cs := directives(string(src), "credential"); len(cs) > 0 {
+					in.Credentials = testCredentials(t, cs)
 				}
 				res, err := Translate(in, node, opts)
 				if err != nil {

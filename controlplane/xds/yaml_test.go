@@ -83,6 +83,9 @@ func resourcesJSON(t testing.TB, r *Resources) []byte {
 		"listeners": section(all[resource.ListenerType]), "routes": section(all[resource.RouteType]),
 		"clusters": section(all[resource.ClusterType]), "endpoints": section(all[resource.EndpointType]),
 	}
+	if len(r.Secrets) > 0 {
+		doc["secrets"] = section(all[resource.SecretType])
+	}
 	compact, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
