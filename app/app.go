@@ -139,6 +139,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		return nil, err
 	}
 	cfgStore.SetAuditor(auditLog.ConfigChange)
+	// Outside Kubernetes (whose CRDs every replica reads), replicas share
+	// the config applied through the API through ClickHouse.
+	var sharing *config.Sharing
+	if cluster == nil && cfg.Replicas.Peers != "" {
+		if sharing, err = config.NewSharing(cfgStore, st, config.SharingOptions{DataDir: cfg.DataDir, Replica: cfg.Replicas.Advertise}, logger, reg); err != nil {
+			return nil, err
+		}
+		a.add(sharing.Run)
+	}
 	xdsOpts := xds.DefaultOptions()
 	xdsOpts.DomainSuffix = cfg.DomainSuffix
 	xdsOpts.GatewayCredentialDir = cfg.GatewayCredentialDir
@@ -219,7 +228,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 
 	// Ready means telemetry and proxies are served. ClickHouse being down
 	// does not make meshlens unready: ingest queues on disk; /readyz says so.
-	e := newRouter(reg, readiness{col: col, st: st, xds: xdsServer, cluster: cluster}.check)
+	e := newRouter(reg, readiness{col: col, st: st, xds: xdsServer, cluster: cluster, sharing: sharing}.check)
 	api := e.Group("/api/v1", authz.Viewer(auth.RequireForReads(cfg.HTTP)))
 	query.RegisterRoutes(api, query.Deps{Live: live, Store: st, Prometheus: prom, Logger: logger, Replicas: mergedReads(cfg.Replicas, reps), Registry: cluster.registrySnapshot})
 	reps.RegisterRoutes(api)

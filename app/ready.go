@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/collector/spool"
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/xds"
 	"github.com/meshlens/meshlens/store"
 )
@@ -22,6 +23,7 @@ type readiness struct {
 	st      *store.Store
 	xds     *xds.Server
 	cluster *cluster
+	sharing *config.Sharing // nil unless replicas share config through ClickHouse
 }
 
 // queueWarnFill is the share of --queue-max-bytes from which /readyz warns.
@@ -62,6 +64,11 @@ func (r readiness) check(ctx context.Context) (warning string, err error) {
 		// A shard down, ZooKeeper gone: ClickHouse answers but refuses writes.
 		warnings = append(warnings, fmt.Sprintf("clickhouse writes failing for %s (%s): telemetry is queued on disk until they succeed",
 			time.Since(since).Round(time.Second), firstLine(err)))
+	}
+	if r.sharing != nil {
+		if w := r.sharing.Health(); w != "" {
+			warnings = append(warnings, w)
+		}
 	}
 	for _, w := range []string{xdsWarning, kubeWarning} {
 		if w != "" {

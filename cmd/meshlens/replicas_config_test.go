@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/meshlens/meshlens/controlplane/xds"
+	"github.com/meshlens/meshlens/internal/meshtest"
+	"github.com/meshlens/meshlens/store/storetest"
+)
+
+// Three `meshlens serve` replicas outside Kubernetes (--peers, two of them
+// --follower) on one ClickHouse database act as one for config: what is
+// applied through the REST API on a follower reaches an Envoy-style ADS
+// client of another replica, and so does a delete; a replica stopped while
+// the config changes serves the change once started again on its data dir;
+// and with the meshlens traffic provider the acting replica's canary
+// weights reach a proxyless grpc-go client of a follower, for a Rollout
+// applied on the other follower.
+func TestReplicasOutsideKubernetesServeConfigAppliedOnAnyOfThem(t *testing.T) {
+	dsn := storetest.DSN(t)
+	v1, v2 := meshtest.StartBackend(t, "v1", "v1").Port, meshtest.StartBackend(t, "v2", "v2").Port
+	const token = "replicas-config-test-operator-token-0123456789"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokens, []byte(token+" operator\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	var https, xdsAddrs, dirs [n]string
+	for i := range n {
+		https[i], xdsAddrs[i], dirs[i] = freeAddr(t), freeAddr(t), t.TempDir()
+	}
+	start := func(i int) *meshlensProcess {
+		args := []string{"--kubeconfig", "none", "--clickhouse", dsn, "--data-dir", dirs[i], "--tokens", tokens, "--xds", xdsAddrs[i],
+			"--peers", strings.Join(https[:], ","), "--peer-timeout", "1s"}
+		if i > 0 {
+			args = append(args, "--follower")
+		}
+		return startMeshlensAt(t, https[i], args...)
+	}
+	var procs [n]*meshlensProcess
+	for i := range n {
+		procs[i] = start(i)
+	}
+	call := func(i int, method, path, body string) {
+		t.Helper()
+		if code, resp := meshtest.HTTP(t, method, "http://"+https[i]+path, token, body); code != http.StatusOK {
+			t.Fatalf("%s %s on replica %d: %d %s", method, path, i, code, resp)
+		}
+	}
+	weightsAre := func(i, w1, w2 int) {
+		t.Helper()
+		what := fmt.Sprintf("replica %d's xDS routes echo v1 %d, v2 %d", i, w1, w2)
+		if w1 < 0 {
+			what = fmt.Sprintf("replica %d's xDS routes echo without weights", i)
+		}
+		meshtest.Eventually(t, 20*time.Second, what, func() error {
+			w, err := subsetWeights(xdsAddrs[i], "shop", "echo")
+			if err != nil {
+				return err
+			}
+			if (w1 < 0 && len(w) != 0) || (w1 >= 0 && (int(w["v1"]) != w1 || int(w["v2"]) != w2)) {
+				return fmt.Errorf("weights %v", w)
+			}
+			return nil
+		})
+	}
+
+	// Applied on follower 1: every replica serves it.
+	call(1, http.MethodPost, "/api/v1/config", fmt.Sprintf(echoConfig, v1, v2)+"---\n"+routeTo(80, 20))
+	for i := range n {
+		weightsAre(i, 80, 20)
+	}
+	// Deleted on follower 2: no replica serves it.
+	call(2, http.MethodDelete, "/api/v1/config/VirtualService/shop/echo", "")
+	for i := range n {
+		weightsAre(i, -1, 0)
+	}
+
+	// Follower 2 down while the acting replica applies routes: started
+	// again, it serves them.
+	procs[2].Stop(t)
+	call(0, http.MethodPost, "/api/v1/config", routeTo(30, 70))
+	weightsAre(1, 30, 70)
+	procs[2] = start(2)
+	weightsAre(2, 30, 70)
+
+	// A Rollout applied on follower 2 is run by the acting replica (0),
+	// whose canary weights reach the proxies of follower 1.
+	call(2, http.MethodPost, "/api/v1/config", `apiVersion: meshlens.io/v1alpha1
+kind: Rollout
+metadata: {name: echo, namespace: shop}
+spec:
+  service: echo
+  stable: v1
+  candidate: v2
+  strategy: {canary: {steps: [10, 100], minDuration: 1h, minRequests: 1000000}}
+`)
+	for i := range n {
+		weightsAre(i, 90, 10)
+	}
+	boot, err := xds.GRPCBootstrap{ServerAddr: xdsAddrs[1], NodeID: "sidecar~127.0.0.1~client.shop~shop.svc.cluster.local",
+		Cluster: "client", Metadata: map[string]string{"NAMESPACE": "shop"}}.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := meshtest.XDSClient(t, boot, "echo.shop.svc.cluster.local:9080", nil)
+	got := map[string]int{}
+	for range 200 {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		resp, err := client.UnaryCall(cctx, &testpb.SimpleRequest{})
+		cancel()
+		if err != nil {
+			got["error: "+err.Error()]++
+			continue
+		}
+		got[resp.GetHostname()]++
+	}
+	// 10% of 200: 20 expected; 70 (the 30/70 split before) is far above.
+	if got["v1"]+got["v2"] != 200 || got["v2"] < 3 || got["v2"] > 45 {
+		t.Errorf("calls through follower 1 went %v, want about 180 to v1 and 20 to v2", got)
+	}
+}
