@@ -65,3 +65,40 @@ func TestConfigLogWrittenByOneReplicaIsReadByAnother(t *testing.T) {
 		})
 	}
 }
+
+// The rollouts' state saved by the acting replica reads back, the newest
+// save of each rollout alone, through another replica's store.
+func TestRolloutStateSavedByOneReplicaIsReadByAnother(t *testing.T) {
+	for _, b := range storetest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			a := b.Open(t)
+			other := storetest.Reopen(t, a)
+			ctx := context.Background()
+			for _, r := range []store.RolloutStateRow{
+				{Key: "shop/reviews", Updated: 10, Replica: "10.0.0.1:8080", State: `{"step":0}`},
+				{Key: "shop/reviews", Updated: 30, Replica: "10.0.0.1:8080", State: `{"step":2}`},
+				{Key: "shop/reviews", Updated: 20, Replica: "10.0.0.1:8080", State: `{"step":1}`},
+				{Key: "shop/ratings", Updated: 5, Replica: "10.0.0.1:8080", State: `{"step":0}`},
+			} {
+				if err := a.SaveRolloutState(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got []store.RolloutStateRow
+			deadline := time.Now().Add(30 * time.Second) // on a cluster, replication to the replica read is in the background
+			for {
+				var err error
+				if got, err = other.RolloutStates(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if (len(got) == 2 && got[1].Updated == 30) || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if len(got) != 2 || got[0].Key != "shop/ratings" || got[1].Key != "shop/reviews" || got[1].State != `{"step":2}` || got[1].Updated != 30 {
+				t.Fatalf("read %+v, want ratings at step 0 and reviews' newest save (step 2)", got)
+			}
+		})
+	}
+}

@@ -381,6 +381,20 @@ ORDER BY name`,
 ORDER BY key`,
 		distributed("config_log", "cityHash64(key)"),
 	}},
+	// The rollouts' state as the acting replica last saved it, for the
+	// replicas that follow it outside Kubernetes (where the Rollouts'
+	// status.engine holds it): one row per save, the newest of a rollout
+	// wins (read with argMax; merges only drop older rows).
+	{6, "shared rollout state", []string{
+		`CREATE TABLE IF NOT EXISTS {{.DB}}.rollout_state{{.Local}}{{.OnCluster}} (
+  key String,
+  updated UInt64,
+  replica String,
+  state String{{.ZSTD}}
+) ENGINE = {{if .Cluster}}ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{{.DB}}/rollout_state{{.Local}}', '{replica}', updated){{else}}ReplacingMergeTree(updated){{end}}
+ORDER BY key`,
+		distributed("rollout_state", "cityHash64(key)"),
+	}},
 }
 
 // Migrate brings the schema up to date. It is safe to run on every start and
