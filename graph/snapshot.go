@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -166,20 +167,30 @@ func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, tra
 // TrafficWire is the wire form (AppendWire) of TrafficList(now, window),
 // written once per snapshot and window and shared: the other replicas
 // asking this one within a snapshot interval get the same bytes. Its end is
-// the one the first reader asked for (a Merger takes its own). Callers must
-// not modify the result.
+// the one the first reader asked for (a Merger takes its own). It is
+// written straight from the window's sums: the traffic is not listed for
+// an answer that is only sent. Callers must not modify the result.
 func (s *Snapshot) TrafficWire(now time.Time, window time.Duration) ([]byte, error) {
-	t, key, err := s.trafficAt(now, window)
+	rg, ri, lo, hi, err := s.pickIndex(now, window)
 	if err != nil {
 		return nil, err
 	}
+	key := trafficKey{ring: ri, lo: lo, hi: hi, window: window}
 	s.cacheMu.Lock()
 	w := s.wires[key]
 	s.cacheMu.Unlock()
 	if w != nil {
 		return w, nil
 	}
-	w = t.AppendWire(make([]byte, 0, 64<<10))
+	accs := s.accs.get(len(s.edges))
+	for _, sg := range s.segments(ri, rg, lo, hi) {
+		s.sumInto(accs, sg)
+	}
+	scratch := s.accs.buf()
+	*scratch = s.appendWireSums((*scratch)[:0], accs, now, window)
+	w = bytes.Clone(*scratch) // its own size, not the scratch's
+	s.accs.putBuf(scratch)
+	s.accs.put(accs)
 	s.cacheMu.Lock()
 	if s.wires == nil || len(s.wires) >= maxCached {
 		s.wires = map[trafficKey][]byte{}
@@ -187,6 +198,42 @@ func (s *Snapshot) TrafficWire(now time.Time, window time.Duration) ([]byte, err
 	s.wires[key] = w
 	s.cacheMu.Unlock()
 	return w, nil
+}
+
+// Sums are a snapshot's per-edge sums over a window, for a Merger to add
+// (AddSums) without listing them as traffic first: a merged read's own
+// share costs one pass over the buckets and one over the edges.
+type Sums struct {
+	s      *Snapshot
+	accs   []acc
+	edges  int      // edges with traffic
+	listed *Traffic // the snapshot's traffic of the window, already listed
+}
+
+// Sums sums every edge over the window ending at now, or hands over the
+// traffic of the window a reader of this snapshot already listed.
+func (s *Snapshot) Sums(now time.Time, window time.Duration) (*Sums, error) {
+	rg, ri, lo, hi, err := s.pickIndex(now, window)
+	if err != nil {
+		return nil, err
+	}
+	s.cacheMu.Lock()
+	cached := s.traffic[trafficKey{ring: ri, lo: lo, hi: hi, window: window}]
+	s.cacheMu.Unlock()
+	if cached != nil {
+		return &Sums{s: s, listed: cached}, nil
+	}
+	accs := s.accs.get(len(s.edges))
+	for _, sg := range s.segments(ri, rg, lo, hi) {
+		s.sumInto(accs, sg)
+	}
+	n := 0
+	for i := range accs {
+		if accs[i].requests != 0 {
+			n++
+		}
+	}
+	return &Sums{s: s, accs: accs, edges: n}, nil
 }
 
 // Graph builds the graph of the window ending now, or returns the one
@@ -582,7 +629,18 @@ func (s *Snapshot) ServiceSeriesAt(ns, service string, now time.Time, rng time.D
 // accPool recycles the per-edge accumulators of a window sum: a cold query
 // over 10,000 edges needs 3 MB of them, and fresh memory costs page faults
 // and zeroing on every query.
-type accPool struct{ p sync.Pool }
+type accPool struct{ p, bufs sync.Pool }
+
+// buf is a scratch buffer to write a wire answer into.
+func (p *accPool) buf() *[]byte {
+	if b, _ := p.bufs.Get().(*[]byte); b != nil {
+		return b
+	}
+	b := make([]byte, 0, 64<<10)
+	return &b
+}
+
+func (p *accPool) putBuf(b *[]byte) { p.bufs.Put(b) }
 
 func (p *accPool) get(n int) []acc {
 	if v, _ := p.p.Get().(*[]acc); v != nil && cap(*v) >= n {

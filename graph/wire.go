@@ -31,26 +31,7 @@ func (t *Traffic) AppendWire(buf []byte) []byte {
 	buf = binary.AppendUvarint(buf, uint64(t.Window))
 	var flags []string
 	flagIdx := map[string]uint64{}
-	peers := map[mesh.Peer]uint64{}
-	var peerList []mesh.Peer
-	byID := map[uint32]uint64{}
-	peerOf := func(p *mesh.Peer, id uint32) uint64 {
-		if id != noPeer {
-			if i, ok := byID[id]; ok {
-				return i
-			}
-		}
-		i, ok := peers[*p]
-		if !ok {
-			i = uint64(len(peerList))
-			peers[*p] = i
-			peerList = append(peerList, *p)
-		}
-		if id != noPeer {
-			byID[id] = i
-		}
-		return i
-	}
+	var w wirePeers
 	type wireEdge struct {
 		src, dst uint64
 		key      *EdgeKey
@@ -61,13 +42,13 @@ func (t *Traffic) AppendWire(buf []byte) []byte {
 		edges = make([]wireEdge, 0, len(t.order))
 		for i := range t.order {
 			te := &t.order[i]
-			edges = append(edges, wireEdge{peerOf(&te.key.Source, te.src), peerOf(&te.key.Destination, te.dst), te.key, te.stats})
+			edges = append(edges, wireEdge{w.of(&te.key.Source, te.src), w.of(&te.key.Destination, te.dst), te.key, te.stats})
 		}
 	} else {
 		edges = make([]wireEdge, 0, len(t.Edges))
 		for k, st := range t.Edges {
 			k := k
-			edges = append(edges, wireEdge{peerOf(&k.Source, noPeer), peerOf(&k.Destination, noPeer), &k, st})
+			edges = append(edges, wireEdge{w.of(&k.Source, noPeer), w.of(&k.Destination, noPeer), &k, st})
 		}
 	}
 	for _, e := range edges {
@@ -82,13 +63,7 @@ func (t *Traffic) AppendWire(buf []byte) []byte {
 	for _, f := range flags {
 		buf = appendString(buf, f)
 	}
-	buf = binary.AppendUvarint(buf, uint64(len(peerList)))
-	for _, p := range peerList {
-		buf = appendString(buf, p.Namespace)
-		buf = appendString(buf, p.Service)
-		buf = appendString(buf, p.Workload)
-		buf = appendString(buf, p.Version)
-	}
+	buf = w.append(buf)
 	buf = binary.AppendUvarint(buf, uint64(len(edges)))
 	for _, e := range edges {
 		st := e.st
@@ -126,6 +101,123 @@ func (t *Traffic) AppendWire(buf []byte) []byte {
 	return buf
 }
 
+// appendWireSums appends the wire form of a snapshot's per-edge sums (accs,
+// by edge id) to buf: the bytes AppendWire writes for the traffic sumEdges
+// would list from them, without listing it (no stats, histograms or status
+// lists are allocated for an answer that is only sent).
+func (s *Snapshot) appendWireSums(buf []byte, accs []acc, end time.Time, window time.Duration) []byte {
+	buf = append(buf, wireMagic...)
+	buf = binary.AppendVarint(buf, end.UnixNano())
+	buf = binary.AppendUvarint(buf, uint64(window))
+	var w wirePeers
+	type wireEdge struct {
+		id       uint32
+		src, dst uint64
+	}
+	var flags []uint16 // flag ids in the order the answer lists them
+	var flagIdx map[uint16]uint64
+	edges := make([]wireEdge, 0, len(accs))
+	for id := range accs {
+		a := &accs[id]
+		if a.requests == 0 {
+			continue
+		}
+		e := s.edges[id]
+		edges = append(edges, wireEdge{uint32(id), w.of(&e.key.Source, e.src), w.of(&e.key.Destination, e.dst)})
+		for _, f := range a.flags {
+			if _, ok := flagIdx[f.id]; !ok {
+				if flagIdx == nil {
+					flagIdx = map[uint16]uint64{}
+				}
+				flagIdx[f.id] = uint64(len(flags))
+				flags = append(flags, f.id)
+			}
+		}
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(flags)))
+	for _, f := range flags {
+		buf = appendString(buf, s.flags[f])
+	}
+	buf = w.append(buf)
+	buf = binary.AppendUvarint(buf, uint64(len(edges)))
+	nl := len(mesh.LatencyBucketsMs) + 1
+	for _, e := range edges {
+		a := &accs[e.id]
+		buf = binary.AppendUvarint(buf, e.src)
+		buf = binary.AppendUvarint(buf, e.dst)
+		buf = appendString(buf, s.edges[e.id].key.Protocol)
+		for _, v := range [...]uint64{a.requests, a.errors, a.mtls, a.bytesIn, a.bytesOut, a.dur} {
+			buf = binary.AppendUvarint(buf, v)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(a.codes)))
+		for _, c := range a.codes {
+			buf = binary.AppendUvarint(buf, uint64(c.k.Code))
+			buf = binary.AppendVarint(buf, int64(c.k.GRPCStatus))
+			buf = binary.AppendUvarint(buf, c.n)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(a.flags)))
+		for _, f := range a.flags {
+			buf = binary.AppendUvarint(buf, flagIdx[f.id])
+			buf = binary.AppendUvarint(buf, f.n)
+		}
+		nz := 0
+		for _, n := range a.latency[:nl] {
+			if n != 0 {
+				nz++
+			}
+		}
+		buf = binary.AppendUvarint(buf, uint64(nz))
+		for i, n := range a.latency[:nl] {
+			if n != 0 {
+				buf = binary.AppendUvarint(buf, uint64(i))
+				buf = binary.AppendUvarint(buf, n)
+			}
+		}
+	}
+	return buf
+}
+
+// wirePeers numbers the peers of an answer in the order they are first
+// seen, each once: by the live graph's peer id when there is one (no
+// hashing of four strings), else by value.
+type wirePeers struct {
+	byID  map[uint32]uint64
+	byKey map[mesh.Peer]uint64
+	list  []*mesh.Peer
+}
+
+func (w *wirePeers) of(p *mesh.Peer, id uint32) uint64 {
+	if id != noPeer {
+		if i, ok := w.byID[id]; ok {
+			return i
+		}
+	}
+	if w.byKey == nil {
+		w.byID, w.byKey = map[uint32]uint64{}, map[mesh.Peer]uint64{}
+	}
+	i, ok := w.byKey[*p]
+	if !ok {
+		i = uint64(len(w.list))
+		w.byKey[*p] = i
+		w.list = append(w.list, p)
+	}
+	if id != noPeer {
+		w.byID[id] = i
+	}
+	return i
+}
+
+func (w *wirePeers) append(buf []byte) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(w.list)))
+	for _, p := range w.list {
+		buf = appendString(buf, p.Namespace)
+		buf = appendString(buf, p.Service)
+		buf = appendString(buf, p.Workload)
+		buf = appendString(buf, p.Version)
+	}
+	return buf
+}
+
 func appendString(buf []byte, s string) []byte {
 	buf = binary.AppendUvarint(buf, uint64(len(s)))
 	return append(buf, s...)
@@ -145,6 +237,8 @@ type Merger struct {
 	nl    int
 	slab  []Stats
 	hist  []uint64
+	codes []CodeCount
+	strs  map[string]string // the strings of answers read, each kept once
 }
 
 type mergeKey struct {
@@ -188,6 +282,13 @@ func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string, key *
 	m.slab = m.slab[1:]
 	st.Latency = m.hist[:m.nl:m.nl]
 	m.hist = m.hist[m.nl:]
+	// Room for a few statuses, from a slab too; a longer list reallocates
+	// instead of writing over the next edge's.
+	if len(m.codes) < slabCodes {
+		m.codes = make([]CodeCount, 1024*slabCodes)
+	}
+	st.Codes = m.codes[:0:slabCodes]
+	m.codes = m.codes[slabCodes:]
 	m.edges[k] = len(m.t.order)
 	if key == nil {
 		key = &EdgeKey{Source: *sp, Destination: *dp, Protocol: protocol}
@@ -196,35 +297,17 @@ func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string, key *
 	return st
 }
 
+// slabCodes is the statuses an edge's merged list holds before it grows.
+const slabCodes = 4
+
 // Add merges traffic in.
 func (m *Merger) Add(t *Traffic) {
 	if t.Partial {
 		m.t.Partial = true
 	}
-	if n := t.edgeCount(); len(m.edges) == 0 && n > 64 && cap(m.t.order) < n {
-		// The first traffic in sizes the merge (the others mostly share its
-		// edges): growing the maps edge by edge rehashed them a dozen times.
-		m.edges = make(map[mergeKey]int, n+n/4)
-		m.t.order = make([]trafficEdge, 0, n+n/4)
-		if len(m.peers) == 0 {
-			m.peers = make(map[mesh.Peer]uint32, n/2)
-		}
-	}
+	m.size(t.edgeCount())
 	if t.ordered {
-		// The live graph's own peer ids say which peers are one without
-		// hashing them again.
-		ids := make(map[uint32]uint32, len(t.order)/4)
-		peer := func(p *mesh.Peer, id uint32) uint32 {
-			if id == noPeer {
-				return m.peer(*p)
-			}
-			v, ok := ids[id]
-			if !ok {
-				v = m.peer(*p)
-				ids[id] = v
-			}
-			return v
-		}
+		peer := m.livePeers(len(t.order))
 		for i := range t.order {
 			te := &t.order[i]
 			k := te.key
@@ -237,6 +320,60 @@ func (m *Merger) Add(t *Traffic) {
 	}
 }
 
+// size makes room for n edges when the merge is empty: the first traffic
+// in sizes it (the others mostly share its edges), since growing the maps
+// edge by edge rehashed them a dozen times.
+func (m *Merger) size(n int) {
+	if len(m.edges) != 0 || n <= 64 || cap(m.t.order) >= n {
+		return
+	}
+	m.edges = make(map[mergeKey]int, n+n/4)
+	m.t.order = make([]trafficEdge, 0, n+n/4)
+	if len(m.peers) == 0 {
+		m.peers = make(map[mesh.Peer]uint32, n/2)
+	}
+}
+
+// livePeers maps a live graph's peers to the merge's: its own peer ids say
+// which peers are one without hashing them again.
+func (m *Merger) livePeers(n int) func(p *mesh.Peer, id uint32) uint32 {
+	ids := make(map[uint32]uint32, n/4)
+	return func(p *mesh.Peer, id uint32) uint32 {
+		if id == noPeer {
+			return m.peer(*p)
+		}
+		v, ok := ids[id]
+		if !ok {
+			v = m.peer(*p)
+			ids[id] = v
+		}
+		return v
+	}
+}
+
+// AddSums merges a snapshot's sums in (Snapshot.Sums) and gives their
+// memory back; sums must not be used after.
+func (m *Merger) AddSums(sums *Sums) {
+	if sums.listed != nil {
+		m.Add(sums.listed)
+		return
+	}
+	s, accs := sums.s, sums.accs
+	sums.accs = nil
+	defer s.accs.put(accs)
+	m.size(sums.edges)
+	peer := m.livePeers(sums.edges)
+	for id := range accs {
+		a := &accs[id]
+		if a.requests == 0 {
+			continue
+		}
+		e := s.edges[id]
+		k := &e.key
+		a.addTo(m.edge(peer(&k.Source, e.src), peer(&k.Destination, e.dst), &k.Source, &k.Destination, k.Protocol, k), s.flags)
+	}
+}
+
 // AddWire merges traffic in its wire form.
 func (m *Merger) AddWire(data []byte) error {
 	r := wireReader{b: data}
@@ -246,26 +383,37 @@ func (m *Merger) AddWire(data []byte) error {
 	r.b = r.b[len(wireMagic):]
 	r.varint() // end: the merge's own
 	r.uvarint()
+	if m.strs == nil {
+		m.strs = map[string]string{}
+	}
+	// Strings repeat (namespaces, versions, one protocol on every edge):
+	// each is made once per merge, not once per use.
+	str := func() string {
+		b := r.bytes()
+		if s, ok := m.strs[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		m.strs[s] = s
+		return s
+	}
 	flags := make([]string, r.count())
 	for i := range flags {
-		flags[i] = r.string()
+		flags[i] = str()
 	}
 	n := r.count()
 	peerIDs := make([]uint32, n)
 	peers := make([]mesh.Peer, n)
 	for i := range peers {
-		peers[i] = mesh.Peer{Namespace: r.string(), Service: r.string(), Workload: r.string(), Version: r.string()}
+		peers[i] = mesh.Peer{Namespace: str(), Service: str(), Workload: str(), Version: str()}
 		peerIDs[i] = m.peer(peers[i])
 	}
 	n = r.count()
-	if len(m.edges) == 0 && n > 64 {
-		m.edges = make(map[mergeKey]int, n+n/4) // sized as Add sizes it
-		m.t.order = make([]trafficEdge, 0, n+n/4)
-	}
+	m.size(n)
 	var st Stats
 	for range n {
 		src, dst := r.index(len(peers)), r.index(len(peers))
-		proto := r.string()
+		proto := str()
 		if r.err != nil {
 			break
 		}
@@ -378,12 +526,13 @@ func (r *wireReader) index(n int) int {
 	return int(v)
 }
 
-func (r *wireReader) string() string {
+// bytes reads a string's bytes, which alias the data.
+func (r *wireReader) bytes() []byte {
 	n := r.count()
 	if r.err != nil {
-		return ""
+		return nil
 	}
-	s := string(r.b[:n])
+	b := r.b[:n:n]
 	r.b = r.b[n:]
-	return s
+	return b
 }

@@ -423,10 +423,10 @@ func (r *Replicas) trafficAt(ctx context.Context, end time.Time, window time.Dur
 	var mu sync.Mutex // the merger, between the local sum and the answers
 	localErr := make(chan error, 1)
 	go func() {
-		local, err := snap.TrafficList(end, window)
+		sums, err := snap.Sums(end, window)
 		if err == nil {
 			mu.Lock()
-			m.Add(local)
+			m.AddSums(sums)
 			mu.Unlock()
 		}
 		localErr <- err
