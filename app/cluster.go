@@ -116,6 +116,16 @@ func (c *cluster) start(component func(func(context.Context) error), store *conf
 	return nil
 }
 
+// resyncStatus has the config source write the analysis findings into
+// the custom resources' status again (they depend on more than the
+// objects: fetched JWT keys).
+func (c *cluster) resyncStatus() {
+	if c == nil || c.source == nil {
+		return
+	}
+	c.source.Resync()
+}
+
 // readiness is what /readyz says about the cluster: not ready until the
 // first registry snapshot and config sync; ready but warning while the API
 // server does not answer (the last registry and config are served).

@@ -45,6 +45,13 @@ type IstioOptions struct {
 	// Nil leaves CUSTOM policies unanalysed (the providers are not known,
 	// as in an offline `meshlens validate`).
 	ExtAuthzProvider func(name string) error
+	// JWKSUnavailable says why the keys of a RequestAuthentication issuer
+	// (with its jwksUri, "" for OpenID discovery) were never fetched:
+	// the URL tried and the last error; ok is false once they were
+	// fetched (or before the first try). Analysis then reports the
+	// issuer (CodeJWKSUnavailable): its tokens are refused. Nil: not
+	// known (an offline `meshlens validate`).
+	JWKSUnavailable func(issuer, jwksURI string) (url, lastErr string, ok bool)
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:

@@ -103,7 +103,9 @@ func validHeaderName(h string) bool {
 // itself and sends them inline (package jwks), but until it has them the
 // proxies would fetch them through the outbound cluster of that host,
 // which does not exist, so tokens of that issuer are refused meanwhile, and
-// for good if meshlens cannot reach the host either (fails closed).
+// for good if meshlens cannot reach the host either (fails closed); and an
+// issuer whose keys meshlens tried and failed to fetch (JWKSUnavailable),
+// with the URL and the last error, until they are fetched.
 func (v *istioValidator) analyzeRequestAuthentication(o *Object, sn *Snapshot) []Warning {
 	ra, ok := o.Spec.(*security.RequestAuthentication)
 	if !ok {
@@ -112,7 +114,20 @@ func (v *istioValidator) analyzeRequestAuthentication(o *Object, sn *Snapshot) [
 	w := &warns{object: o.Key()}
 	idx := v.index(sn)
 	for i, r := range ra.GetJwtRules() {
-		if r.GetJwks() != "" || r.GetJwksUri() == "" {
+		if r.GetJwks() != "" {
+			continue
+		}
+		if v.opts.JWKSUnavailable != nil && r.GetIssuer() != "" {
+			if at, why, ok := v.opts.JWKSUnavailable(r.GetIssuer(), r.GetJwksUri()); ok {
+				field := indexPath("jwtRules", i) + ".issuer"
+				if r.GetJwksUri() != "" {
+					field = indexPath("jwtRules", i) + ".jwksUri"
+				}
+				w.add(CodeJWKSUnavailable, field,
+					"The keys of issuer %q cannot be fetched from %s: %s; tokens of this issuer are refused until its keys are fetched", r.GetIssuer(), at, why)
+			}
+		}
+		if r.GetJwksUri() == "" {
 			continue
 		}
 		u, err := url.Parse(r.GetJwksUri())

@@ -51,6 +51,10 @@ const (
 	// CodeMultipleTelemetriesWithoutWorkloadSelectors: a namespace has two
 	// Telemetries for all of its workloads.
 	CodeMultipleTelemetriesWithoutWorkloadSelectors = "IST0160"
+	// CodeJWKSUnavailable: the keys of a RequestAuthentication issuer
+	// could not be fetched (yet), so its tokens are refused. Istio has no
+	// code for it (istiod only logs the failure): meshlens' own.
+	CodeJWKSUnavailable = "ML0001"
 )
 
 // codeNames are the names Istio gives the codes.
@@ -64,6 +68,7 @@ var codeNames = map[string]string{
 	CodeUnknownDestinationRuleHost:                  "UnknownDestinationRuleHost",
 	CodeInvalidTelemetryProvider:                    "InvalidTelemetryProvider",
 	CodeMultipleTelemetriesWithoutWorkloadSelectors: "MultipleTelemetriesWithoutWorkloadSelectors",
+	CodeJWKSUnavailable:                             "JwksUnavailable",
 }
 
 // CodeName is Istio's name for an analysis code ("ReferencedResourceNotFound"),

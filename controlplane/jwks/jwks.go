@@ -427,3 +427,19 @@ func ValidateJWKS(body []byte) error {
 // empty key set, so an issuer without keys gets this one, and fails
 // closed.
 const PublicOnly = `{"keys":[{"kty":"RSA","e":"AQAB","kid":"meshlens-no-keys","n":"3zirSpWNvmHnv17rPoR1ROSUbmnJsgakSNP-wcUwq2O4kC632WaNGK95wk-Qhru0CP2dGYfZO4DBoqFGVPg9DGDpWevjhq3pDwagRdpbZbPX6SBU5dmIi2PS6AUujwVTksgOwCJOins_BmpN0sTycPK1QdjqKVAw-TSuNa35-Khr0A_wm8CbSftk7ar3r7jjqsenDKMWGbBI8tJ161g_xmU89tGytGpRgewdIEcpbLCq0agQQfoSqlTx1hi6IavQ_euh5znLvU1584L-44k_XcAQBcRsABOKAbsHLSUe8-vX-QGLjBFGzuNKcD8la8oNyW6ym4ayE6lp7r6aN0ohxQ"}]}`
+
+// Unavailable says why the keys of issuer at uri ("" for OpenID
+// discovery) were never fetched: the URL tried and the last error; ok is
+// false once they were fetched, and before the first try. It fits
+// config.IstioOptions.JWKSUnavailable.
+func (k *Keys) Unavailable(issuer, uri string) (at, lastErr string, ok bool) {
+	r, found := k.Lookup(issuer, uri)
+	if !found || r.JWKS != "" || r.Err == "" {
+		return "", "", false
+	}
+	at = uri
+	if at == "" {
+		at = strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+	}
+	return at, r.Err, true
+}

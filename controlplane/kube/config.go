@@ -329,6 +329,16 @@ func (s *ConfigSource) Run(ctx context.Context) error {
 	}
 }
 
+// Resync syncs again soon, though no object changed: the analysis
+// findings written into the objects' status depend on more than the
+// objects (the JWT keys meshlens could fetch).
+func (s *ConfigSource) Resync() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
+}
+
 // Ready is closed after the first sync.
 func (s *ConfigSource) Ready() <-chan struct{} { return s.ready }
 
@@ -443,8 +453,11 @@ func (s *ConfigSource) writeStatus(ctx context.Context, r ref, errs config.Field
 	for _, w := range warnings {
 		// Istio's AnalysisMessageBase holds no text; the text goes into an
 		// event (below), as kubectl describe shows it.
-		msgs = append(msgs, map[string]any{"type": map[string]any{"code": w.Code, "name": cmp.Or(config.CodeName(w.Code), w.Code)},
-			"level": "WARNING", "documentationUrl": "https://istio.io/latest/docs/reference/config/analysis/" + strings.ToLower(w.Code) + "/"})
+		msg := map[string]any{"type": map[string]any{"code": w.Code, "name": cmp.Or(config.CodeName(w.Code), w.Code)}, "level": "WARNING"}
+		if strings.HasPrefix(w.Code, "IST") { // meshlens' own codes have no page on istio.io
+			msg["documentationUrl"] = "https://istio.io/latest/docs/reference/config/analysis/" + strings.ToLower(w.Code) + "/"
+		}
+		msgs = append(msgs, msg)
 	}
 	sig, _ := json.Marshal([]any{cond, msgs})
 	key := r.kind + "/" + r.namespace + "/" + r.name
