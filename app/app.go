@@ -125,16 +125,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if len(ignored) > 0 {
 		logger.Info("--mesh-config: meshlens uses only extensionProviders; these fields are ignored", "fields", ignored)
 	}
-	// Analysis names the RequestAuthentication issuers whose keys the
-	// resolver (below) cannot fetch, for as long as it cannot.
-	var keys *jwks.Resolver
-	jwksUnavailable := func(issuer, uri string) (string, string, bool) {
-		if keys == nil {
-			return "", "", false
-		}
-		return keys.Keys().Unavailable(issuer, uri)
-	}
-	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz, JWKSUnavailable: jwksUnavailable})
+	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz})
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +163,10 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}
 	// RequestAuthentications' key sets, fetched as istiod does and sent to
 	// proxies inline; a set never fetched fails closed.
-	keys, err = jwks.New(jwks.Config{Logger: logger, Registerer: reg, OnChange: func(k *jwks.Keys) {
+	keys, err := jwks.New(jwks.Config{Logger: logger, Registerer: reg, OnChange: func(k *jwks.Keys) {
 		if err := xdsServer.UpdateJWKS(k); err != nil {
 			logger.Warn("xds push of fetched JWT keys: some nodes keep their previous config", "err", err)
 		}
-		// The analysis changed: the RequestAuthentications' status too.
-		cluster.resyncStatus()
 	}})
 	if err != nil {
 		return nil, err
@@ -273,6 +262,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, logger, reg); err != nil {
 		return nil, err
 	}
+	// Outside Kubernetes the followers show the acting replica's rollouts.
+	shareRollouts(a.add, cfg.Replicas, cluster, st, cfgStore, rollouts, logger)
 	return a, nil
 }
 

@@ -46,3 +46,40 @@ func (e *Engine) FollowRoutes(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Follow is Restore for a replica that only follows the acting one: states
+// are every rollout the acting replica runs, so the rollouts this replica
+// knows and states lack (deleted there) are forgotten.
+func (e *Engine) Follow(ctx context.Context, states []Status) error {
+	if err := e.Restore(ctx, states); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, st := range states {
+		keep[st.Namespace+"/"+st.Name] = true
+	}
+	e.mu.Lock()
+	var drop []string
+	for key := range e.runs {
+		if !keep[key] {
+			drop = append(drop, key)
+		}
+	}
+	e.mu.Unlock()
+	var seq uint64
+	for _, key := range drop {
+		r, err := e.acquire(ctx, key)
+		if err != nil {
+			return fmt.Errorf("rollout engine: follow: %w", err)
+		}
+		if r == nil {
+			continue
+		}
+		seq = e.remove(r)
+		r.unlock()
+	}
+	if seq != 0 {
+		e.writeState(seq)
+	}
+	return nil
+}

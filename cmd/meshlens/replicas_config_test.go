@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,7 +25,8 @@ import (
 // the config changes serves the change once started again on its data dir;
 // and with the meshlens traffic provider the acting replica's canary
 // weights reach a proxyless grpc-go client of a follower, for a Rollout
-// applied on the other follower.
+// applied on the other follower, and the followers show the rollout's state
+// as the acting replica runs it, until it is deleted.
 func TestReplicasOutsideKubernetesServeConfigAppliedOnAnyOfThem(t *testing.T) {
 	dsn := storetest.DSN(t)
 	v1, v2 := meshtest.StartBackend(t, "v1", "v1").Port, meshtest.StartBackend(t, "v2", "v2").Port
@@ -107,6 +109,53 @@ spec:
 	for i := range n {
 		weightsAre(i, 90, 10)
 	}
+	// Follower 1 shows the rollout as the acting replica runs it, and
+	// sends an operator to that replica for actions.
+	type status struct {
+		State   string `json:"state"`
+		Step    int    `json:"step"`
+		Weights struct {
+			Stable    int `json:"stable"`
+			Candidate int `json:"candidate"`
+		} `json:"weights"`
+		StepStartedAt time.Time `json:"stepStartedAt"`
+		History       []any     `json:"history"`
+	}
+	var acting status
+	if code, body := meshtest.HTTP(t, http.MethodGet, "http://"+https[0]+"/api/v1/rollouts/shop/echo", token, ""); code != http.StatusOK {
+		t.Fatalf("the acting replica's rollout: %d %s", code, body)
+	} else if err := json.Unmarshal([]byte(body), &acting); err != nil {
+		t.Fatal(err)
+	}
+	if acting.State != "progressing" || acting.Weights.Stable != 90 || acting.Weights.Candidate != 10 {
+		t.Fatalf("the acting replica's rollout: %+v", acting)
+	}
+	meshtest.Eventually(t, 20*time.Second, "follower 1 shows the acting replica's rollout state", func() error {
+		code, body := meshtest.HTTP(t, http.MethodGet, "http://"+https[1]+"/api/v1/rollouts/shop/echo", token, "")
+		if code != http.StatusOK {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		var got status
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			return err
+		}
+		if got.State != acting.State || got.Step != acting.Step || got.Weights != acting.Weights ||
+			!got.StepStartedAt.Equal(acting.StepStartedAt) || len(got.History) < len(acting.History) {
+			return fmt.Errorf("follower: %+v; acting replica: %+v", got, acting)
+		}
+		return nil
+	})
+	req, _ := http.NewRequest(http.MethodPost, "http://"+https[1]+"/api/v1/rollouts/shop/echo/pause", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Meshlens-Leader") != https[0] {
+		t.Fatalf("pause on follower 1: %s, Meshlens-Leader %q; want 503 naming %s", resp.Status, resp.Header.Get("Meshlens-Leader"), https[0])
+	}
+
 	boot, err := xds.GRPCBootstrap{ServerAddr: xdsAddrs[1], NodeID: "sidecar~127.0.0.1~client.shop~shop.svc.cluster.local",
 		Cluster: "client", Metadata: map[string]string{"NAMESPACE": "shop"}}.JSON()
 	if err != nil {
@@ -128,4 +177,13 @@ spec:
 	if got["v1"]+got["v2"] != 200 || got["v2"] < 3 || got["v2"] > 45 {
 		t.Errorf("calls through follower 1 went %v, want about 180 to v1 and 20 to v2", got)
 	}
+
+	// The Rollout deleted on follower 2: follower 1 no longer shows it.
+	call(2, http.MethodDelete, "/api/v1/config/Rollout/shop/echo", "")
+	meshtest.Eventually(t, 20*time.Second, "follower 1 forgets the deleted rollout", func() error {
+		if code, body := meshtest.HTTP(t, http.MethodGet, "http://"+https[1]+"/api/v1/rollouts/shop/echo", token, ""); code != http.StatusNotFound {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
 }
