@@ -125,7 +125,16 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if len(ignored) > 0 {
 		logger.Info("--mesh-config: meshlens uses only extensionProviders; these fields are ignored", "fields", ignored)
 	}
-	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz})
+	// Analysis names the RequestAuthentication issuers whose keys the
+	// resolver (below) cannot fetch, for as long as it cannot.
+	var keys *jwks.Resolver
+	jwksUnavailable := func(issuer, uri string) (string, string, bool) {
+		if keys == nil {
+			return "", "", false
+		}
+		return keys.Keys().Unavailable(issuer, uri)
+	}
+	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz, JWKSUnavailable: jwksUnavailable})
 	if err != nil {
 		return nil, err
 	}
@@ -163,10 +172,12 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}
 	// RequestAuthentications' key sets, fetched as istiod does and sent to
 	// proxies inline; a set never fetched fails closed.
-	keys, err := jwks.New(jwks.Config{Logger: logger, Registerer: reg, OnChange: func(k *jwks.Keys) {
+	keys, err = jwks.New(jwks.Config{Logger: logger, Registerer: reg, OnChange: func(k *jwks.Keys) {
 		if err := xdsServer.UpdateJWKS(k); err != nil {
 			logger.Warn("xds push of fetched JWT keys: some nodes keep their previous config", "err", err)
 		}
+		// The analysis changed: the RequestAuthentications' status too.
+		cluster.resyncStatus()
 	}})
 	if err != nil {
 		return nil, err
