@@ -27,6 +27,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector"
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/registry"
 	"github.com/meshlens/meshlens/controlplane/xds"
@@ -85,7 +86,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err != nil {
 		return nil, err
 	}
-	cluster, err := newCluster(cfg.Kubeconfig, cfg.DomainSuffix, logger, reg)
+	cluster, err := newCluster(cfg.Kubeconfig, cfg.DomainSuffix, cfg.GatewayCredentials == GatewayCredentialsAuto, logger, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -196,6 +197,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 			logger.Warn("xds push: some nodes keep their previous config", "version", snap.Version, "err", err)
 		}
 	}))
+	if cluster != nil && cluster.credentials != nil {
+		// Gateway servers' certificates: the cluster's Secrets, over SDS;
+		// a rotated Secret is one push.
+		cluster.credentials.Subscribe(func(c *credentials.Snapshot) {
+			if err := xdsServer.UpdateCredentials(c); err != nil {
+				logger.Warn("xds push of gateway credentials: some nodes keep their previous config", "credentials", c.Version(), "err", err)
+			}
+		})
+	}
 	if cluster != nil {
 		// Every registry snapshot (a Pod turning ready, a Service scaled) is
 		// one push too.
@@ -273,8 +283,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, logger, reg); err != nil {
 		return nil, err
 	}
-	// Outside Kubernetes the followers show the acting replica's rollouts.
-	shareRollouts(a.add, cfg.Replicas, cluster, st, cfgStore, rollouts, logger)
 	return a, nil
 }
 

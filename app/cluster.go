@@ -34,13 +34,16 @@ type cluster struct {
 	gateway  gatewayclient.Interface
 	health   *kube.Health
 	registry *kube.Registry
-	source   *kube.ConfigSource
+	// credentials are the Secrets Gateway servers' credentialName names
+	// (nil: --gateway-credentials files).
+	credentials *kube.Credentials
+	source      *kube.ConfigSource
 	// status writes Rollouts' and AlertRules' status; it runs where the
 	// rollouts do (see acting).
 	status *kube.StatusWriter
 }
 
-func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
+func newCluster(kubeconfig, domainSuffix string, secrets bool, logger *slog.Logger, reg prometheus.Registerer) (*cluster, error) {
 	rc, err := kube.RESTConfig(kubeconfig)
 	if errors.Is(err, kube.ErrDisabled) {
 		logger.Info("kubernetes: off (no --kubeconfig, not in a pod, no KUBECONFIG); hosts come from ServiceEntries and WorkloadEntries")
@@ -75,7 +78,12 @@ func newCluster(kubeconfig, domainSuffix string, logger *slog.Logger, reg promet
 	if c.registry, err = kube.NewRegistry(c.client, c.health, kube.RegistryOptions{DomainSuffix: domainSuffix}, logger, reg); err != nil {
 		return nil, err
 	}
-	logger.Info("kubernetes: reading the cluster", "server", rc.Host, "domain-suffix", domainSuffix)
+	if secrets {
+		if c.credentials, err = kube.NewCredentials(c.client, c.health, logger, reg); err != nil {
+			return nil, err
+		}
+	}
+	logger.Info("kubernetes: reading the cluster", "server", rc.Host, "domain-suffix", domainSuffix, "gateway-credentials-from-secrets", secrets)
 	return c, nil
 }
 
@@ -112,6 +120,9 @@ func (c *cluster) start(component func(func(context.Context) error), store *conf
 	component(c.health.Run)
 	component(c.registry.Run)
 	component(src.Run)
+	if c.credentials != nil {
+		component(c.credentials.Run)
+	}
 	c.status = kube.NewStatusWriter(c.dynamic, store, rollouts.List, alerts.Firing, logger)
 	return nil
 }

@@ -47,6 +47,9 @@ type Config struct {
 	DomainSuffix   string
 	// GatewayCredentialDir holds Gateway servers' credentialName files.
 	GatewayCredentialDir string
+	// GatewayCredentials is where credentialName is read: "auto" (the
+	// cluster's Secrets over SDS with a cluster, else files) or "files".
+	GatewayCredentials string
 	// TrafficProvider is where rollouts that name none write their routes.
 	TrafficProvider string
 	Collector       collector.Config
@@ -68,21 +71,28 @@ type Config struct {
 	ReceiverTLS xds.ReceiverTLSFlags
 }
 
+// --gateway-credentials values.
+const (
+	GatewayCredentialsAuto  = "auto"
+	GatewayCredentialsFiles = "files"
+)
+
 // DefaultConfig is the configuration of `meshlens serve` without flags.
 func DefaultConfig() Config {
 	return Config{
-		ClickHouse:      store.DefaultDSN,
-		ClickHouseWait:  10 * time.Second,
-		HTTP:            "127.0.0.1:8080",
-		DataDir:         ".run/data",
-		LogLevel:        "info",
-		XDS:             "127.0.0.1:15010",
-		DomainSuffix:    config.DefaultDomainSuffix,
-		TrafficProvider: rollout.ProviderMeshlens,
-		Collector:       collector.DefaultConfig(),
-		IstioMetrics:    istiometrics.DefaultConfig(),
-		Replicas:        defaultReplicaConfig(),
-		OIDC:            auth.DefaultOIDCConfig(),
+		ClickHouse:         store.DefaultDSN,
+		ClickHouseWait:     10 * time.Second,
+		HTTP:               "127.0.0.1:8080",
+		DataDir:            ".run/data",
+		LogLevel:           "info",
+		XDS:                "127.0.0.1:15010",
+		DomainSuffix:       config.DefaultDomainSuffix,
+		GatewayCredentials: GatewayCredentialsAuto,
+		TrafficProvider:    rollout.ProviderMeshlens,
+		Collector:          collector.DefaultConfig(),
+		IstioMetrics:       istiometrics.DefaultConfig(),
+		Replicas:           defaultReplicaConfig(),
+		OIDC:               auth.DefaultOIDCConfig(),
 	}
 }
 
@@ -110,6 +120,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DomainSuffix, "domain-suffix", c.DomainSuffix, "the cluster's DNS domain: short hosts are NAME.NAMESPACE.svc.DOMAIN")
 	fs.StringVar(&c.GatewayCredentialDir, "gateway-credential-dir", c.GatewayCredentialDir,
 		"directory, on the gateway proxies, of Gateway servers' credentialName certificates: DIR/NAME/tls.crt, tls.key, ca.crt; default "+xds.DefaultGatewayCredentialDir)
+	fs.StringVar(&c.GatewayCredentials, "gateway-credentials", c.GatewayCredentials,
+		`where Gateway servers' credentialName (and Gateway API certificateRefs) are read: "auto" is the cluster's Secrets, served to gateway proxies over SDS, when meshlens reads a cluster (it then needs get, list and watch on secrets), else files under --gateway-credential-dir; "files" is always files`)
 	fs.StringVar(&c.TrafficProvider, "traffic-provider", c.TrafficProvider,
 		`where rollouts that name no spec.trafficProvider write their routes: "meshlens" (meshlens' own config and xDS server), "istio" (VirtualServices in the Kubernetes API, for istiod) or "gatewayAPI" (HTTPRoute backendRefs weights); the last two need --kubeconfig`)
 	c.registerLimitFlags(fs)
@@ -166,6 +178,9 @@ func LoadConfig(args []string, stderr io.Writer) (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.XDS); err != nil {
 		return cfg, fmt.Errorf("--xds %q: want host:port", cfg.XDS)
+	}
+	if cfg.GatewayCredentials != GatewayCredentialsAuto && cfg.GatewayCredentials != GatewayCredentialsFiles {
+		return cfg, fmt.Errorf("--gateway-credentials %q: want %s or %s", cfg.GatewayCredentials, GatewayCredentialsAuto, GatewayCredentialsFiles)
 	}
 	if !slices.Contains(rollout.Providers, cfg.TrafficProvider) {
 		return cfg, fmt.Errorf("--traffic-provider %q: want one of %s", cfg.TrafficProvider, strings.Join(rollout.Providers, ", "))

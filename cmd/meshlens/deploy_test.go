@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshlens/meshlens/app"
@@ -199,7 +200,7 @@ type deployLayout struct {
 }
 
 // clusterScoped are the kinds of deploy/ that have no namespace.
-var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true}
+var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "CustomResourceDefinition": true, "GatewayClass": true}
 
 func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *testing.T) {
 	m := loadManifests(t, "deploy/kubernetes/meshlens.yaml", "deploy/kubernetes/rbac.yaml")
@@ -208,7 +209,7 @@ func TestDeployManifestConfigLoadsWithServeAndMatchesPortsProbesAndVolumes(t *te
 		namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 		clickhouse: "clickhouse", replicas: 1, persistent: true,
 	})
-	checkDeployRBAC(t, m, deployNamespace, "meshlens", true)
+	checkDeployRBAC(t, m, deployNamespace, "meshlens", true, true)
 	checkDeployObjectsDecode(t, m)
 }
 
@@ -523,9 +524,10 @@ func checkDeployTokens(t *testing.T, m deployManifests, cfg app.Config, mounts, 
 }
 
 // deployClusterRules are the rights meshlens uses cluster-wide, one
-// "group resource verb" each; istio adds Istio's kinds, and providers the
+// "group resource verb" each; istio adds Istio's kinds, secrets the reads
+// of Gateway credentials (--gateway-credentials auto), and providers the
 // writes of Rollouts' traffic providers (istio, gatewayAPI).
-func deployClusterRules(istio bool, providers ...string) []string {
+func deployClusterRules(istio, secrets bool, providers ...string) []string {
 	var rules []string
 	add := func(group string, resources []string, verbs ...string) {
 		for _, r := range resources {
@@ -536,6 +538,9 @@ func deployClusterRules(istio bool, providers ...string) []string {
 	}
 	add("core", []string{"namespaces", "services", "pods", "nodes"}, "get", "list", "watch")
 	add("discovery.k8s.io", []string{"endpointslices"}, "get", "list", "watch")
+	if secrets {
+		add("core", []string{"secrets"}, "get", "list", "watch")
+	}
 	add("gateway.networking.k8s.io", []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants"}, "get", "list", "watch")
 	add("gateway.networking.k8s.io", []string{"gatewayclasses/status", "gateways/status", "httproutes/status", "grpcroutes/status"}, "patch")
 	if istio {
@@ -594,7 +599,7 @@ func roleRules(t *testing.T, key string, role map[string]any) []string {
 // checkDeployRBAC checks that meshlens' ServiceAccount exists and is bound
 // to a ClusterRole with exactly the rights meshlens uses, and to a Role of
 // its namespace for its Lease.
-func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, istio bool, providers ...string) {
+func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, istio, secrets bool, providers ...string) {
 	t.Helper()
 	sa, _ := dig(m.get(t, "StatefulSet/"+name), "spec", "template", "spec", "serviceAccountName").(string)
 	if _, ok := m["ServiceAccount/"+sa]; !ok {
@@ -604,7 +609,7 @@ func checkDeployRBAC(t *testing.T, m deployManifests, namespace, name string, is
 		kind  string
 		rules []string
 	}{
-		{"ClusterRole", deployClusterRules(istio, providers...)},
+		{"ClusterRole", deployClusterRules(istio, secrets, providers...)},
 		{"Role", deployLeaseRules},
 	} {
 		key := r.kind + "/" + name
@@ -647,6 +652,9 @@ func checkDeployObjectsDecode(t *testing.T, m deployManifests) map[string]runtim
 		t.Fatal(err)
 	}
 	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := gatewayv1.Install(scheme); err != nil {
 		t.Fatal(err)
 	}
 	codec := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme, scheme, kjson.SerializerOptions{Strict: true})

@@ -23,6 +23,7 @@ import (
 	"helm.sh/helm/v4/pkg/engine"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -63,8 +64,28 @@ func renderChart(t *testing.T, release, namespace, values string, cfg *rest.Conf
 	if upgrade {
 		revision = 2
 	}
+	// Against a cluster, .Capabilities.APIVersions are its own, as helm
+	// install discovers them (the GatewayClass needs the Gateway API's).
+	var caps *chartcommon.Capabilities
+	if cfg != nil {
+		dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, resources, err := dc.ServerGroupsAndResources()
+		if err != nil {
+			t.Fatal(err)
+		}
+		caps = chartcommon.DefaultCapabilities.Copy()
+		for _, rl := range resources {
+			caps.APIVersions = append(caps.APIVersions, rl.GroupVersion)
+			for _, r := range rl.APIResources {
+				caps.APIVersions = append(caps.APIVersions, rl.GroupVersion+"/"+r.Kind)
+			}
+		}
+	}
 	top, err := chartutil.ToRenderValues(c, vals, chartcommon.ReleaseOptions{
-		Name: release, Namespace: namespace, Revision: revision, IsInstall: !upgrade, IsUpgrade: upgrade}, nil)
+		Name: release, Namespace: namespace, Revision: revision, IsInstall: !upgrade, IsUpgrade: upgrade}, caps)
 	if err != nil {
 		return nil, "", err
 	}
@@ -93,7 +114,10 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 		name, release, namespace, values string
 		want                             deployLayout
 		istio, rbac, crds                bool
-		providers                        []string // rollouts.trafficProviders
+		// fileCredentials: gateway.credentialsFromSecrets false (no
+		// secrets right, --gateway-credentials files).
+		fileCredentials bool
+		providers       []string // rollouts.trafficProviders
 		// check looks at what only this case sets.
 		check func(t *testing.T, cfg app.Config, m deployManifests, notes string)
 	}{
@@ -180,6 +204,13 @@ func TestHelmChartRendersWhatServeRunsForEachValueSet(t *testing.T) {
 			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
 				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
 			istio: true, rbac: true, crds: true, providers: []string{"istio", "gatewayAPI"},
+		},
+		{
+			name: "gateway certificates as files", release: "meshlens", namespace: deployNamespace,
+			values: "gateway: {credentialsFromSecrets: false}",
+			want: deployLayout{namespace: deployNamespace, name: "meshlens", meshConfig: "meshlens-mesh-config",
+				clickhouse: "meshlens-clickhouse", tokensSecret: "meshlens-tokens", replicas: 3, persistent: true},
+			istio: true, rbac: true, crds: true, fileCredentials: true,
 		},
 		{
 			name: "three replicas answer as one", release: "meshlens", namespace: deployNamespace, values: "replicaCount: 3",
@@ -300,8 +331,16 @@ crds: {install: false}
 			}
 			cfg := checkServeDeployment(t, m, c.want)
 			checkDeployObjectsDecode(t, m)
+			if want := map[bool]string{false: app.GatewayCredentialsAuto, true: app.GatewayCredentialsFiles}[c.fileCredentials]; cfg.GatewayCredentials != want {
+				t.Errorf("--gateway-credentials %q, want %q", cfg.GatewayCredentials, want)
+			}
+			// helm template knows no Gateway API: no GatewayClass, which
+			// would fail to install on a cluster without its CRDs.
+			if _, ok := m["GatewayClass/meshlens"]; ok {
+				t.Error("the chart renders a GatewayClass without the Gateway API in the cluster's API versions")
+			}
 			if c.rbac {
-				checkDeployRBAC(t, m, c.namespace, c.want.name, c.istio, c.providers...)
+				checkDeployRBAC(t, m, c.namespace, c.want.name, c.istio, !c.fileCredentials, c.providers...)
 			} else {
 				for _, kind := range []string{"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} {
 					if _, ok := m[kind+"/"+c.want.name]; ok {
@@ -419,7 +458,8 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 	ns := cluster.Namespace(t, "helm")
 	release := ns // unique, so that its ClusterRole is too
 	name := release + "-meshlens"
-	const values = "crds: {install: false}\nrollouts: {trafficProviders: [istio, gatewayAPI]}"
+	// The GatewayClass is cluster-scoped: a name of this test's own.
+	values := "crds: {install: false}\nrollouts: {trafficProviders: [istio, gatewayAPI]}\ngateway: {gatewayClass: {name: " + release + "}}"
 	m, _, err := renderChart(t, release, ns, values, cluster.Config, false)
 	if err != nil {
 		t.Fatalf("render: %v", err)
@@ -449,6 +489,11 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 	}
 	if t.Failed() {
 		t.FailNow()
+	}
+	// The Gateway API is installed: the chart's GatewayClass names
+	// meshlens' controller.
+	if gc := m.get(t, "GatewayClass/"+release); dig(gc, "spec", "controllerName") != "meshlens.io/gateway-controller" {
+		t.Errorf("GatewayClass/%s: controllerName %v, want meshlens.io/gateway-controller", release, dig(gc, "spec", "controllerName"))
 	}
 
 	secret, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, name+"-tokens", metav1.GetOptions{})
@@ -499,7 +544,7 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 		}
 		return res.Status.Allowed
 	}
-	for _, rule := range deployClusterRules(true, "istio", "gatewayAPI") {
+	for _, rule := range deployClusterRules(true, true, "istio", "gatewayAPI") {
 		f := strings.Fields(rule)
 		group, resource, verb := strings.TrimPrefix(f[0], "core"), f[1], f[2]
 		resource, sub, _ := strings.Cut(resource, "/")
@@ -518,7 +563,8 @@ func TestHelmChartInstallsOnARealAPIServerWithTheRightsMeshlensUses(t *testing.T
 		}
 	}
 	for _, denied := range []struct{ group, resource, sub, verb, namespace string }{
-		{"", "secrets", "", "get", "bookinfo"},
+		{"", "secrets", "", "update", "bookinfo"},
+		{"", "secrets", "", "create", "bookinfo"},
 		{"", "pods", "", "delete", "bookinfo"},
 		{"", "configmaps", "", "list", "bookinfo"},
 		{"networking.istio.io", "virtualservices", "", "delete", "bookinfo"},

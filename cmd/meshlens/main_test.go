@@ -141,6 +141,7 @@ func TestServeRejectsBadFlagsNamingThem(t *testing.T) {
 		{[]string{"--clickhouse", "mysql://x"}, "--clickhouse"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--inbound-access-logs", "some"}, `--inbound-access-logs "some": want "outside-mesh" or "all"`},
+		{[]string{"--gateway-credentials", "vault"}, `--gateway-credentials "vault": want auto or files`},
 		{[]string{"--traffic-provider", "linkerd"}, `--traffic-provider "linkerd": want one of meshlens, istio, gatewayAPI`},
 		{[]string{"--traffic-provider", "istio", "--kubeconfig", "none", "--clickhouse-wait", "1ms"}, "--traffic-provider istio writes routes to the Kubernetes API: it needs the cluster"},
 		{[]string{"--peers", "replica-a,replica-b:8080"}, `--peers "replica-a,replica-b:8080": want a comma-separated list of host:port`},
