@@ -31,6 +31,8 @@ func TestClusterSchemaIsReplicatedAndDistributedOnEveryServer(t *testing.T) {
 		"edges_1m_local": "ReplicatedAggregatingMergeTree", "edges_1m": "Distributed",
 		"edges_1h_local": "ReplicatedAggregatingMergeTree", "edges_1h": "Distributed",
 		"edges_1m_mv": "MaterializedView", "edges_1h_mv": "MaterializedView",
+		"config_log_local": "ReplicatedReplacingMergeTree", "config_log": "Distributed",
+		"rollout_state_local": "ReplicatedReplacingMergeTree", "rollout_state": "Distributed",
 	}
 	c := chcluster.Shared(t)
 	for _, n := range c.Nodes() {
