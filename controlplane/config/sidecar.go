@@ -73,6 +73,11 @@ func (v *istioValidator) sidecar(o *Object) []FieldError {
 			continue
 		}
 		port(in.GetPort(), joinPath(p, "port"))
+		//lint:ignore SA1019 deprecated, and refused on Sidecars as Istio's webhook does
+		if in.GetPort().GetTargetPort() > 0 {
+			fe.add(joinPath(p, "port.targetPort"), "sidecar: targetPort has no impact on Sidecars")
+		}
+		connectionPool(in.GetConnectionPool(), joinPath(p, "connectionPool"), fe)
 		if prev, dup := ports[in.GetPort().GetNumber()]; dup {
 			fe.add(joinPath(p, "port.number"), "sidecar: ports on IP bound listeners must be unique: %d is also %s", in.GetPort().GetNumber(), prev)
 		}
@@ -115,6 +120,7 @@ func (v *istioValidator) sidecar(o *Object) []FieldError {
 			}
 		}
 	}
+	connectionPool(sc.GetInboundConnectionPool(), "inboundConnectionPool", fe)
 	ports = map[uint32]string{}
 	for i, eg := range sc.GetEgress() {
 		p := indexPath("egress", i)
@@ -123,11 +129,28 @@ func (v *istioValidator) sidecar(o *Object) []FieldError {
 		}
 		if eg.GetPort() != nil {
 			port(eg.GetPort(), joinPath(p, "port"))
+			//lint:ignore SA1019 deprecated, and refused on Sidecars as Istio's webhook does
+			if eg.GetPort().GetTargetPort() > 0 {
+				fe.add(joinPath(p, "port.targetPort"), "sidecar: targetPort has no impact on Sidecars")
+			}
 			if prev, dup := ports[eg.GetPort().GetNumber()]; dup {
 				fe.add(joinPath(p, "port.number"), "sidecar: ports on IP bound listeners must be unique: %d is also %s", eg.GetPort().GetNumber(), prev)
 			}
 			ports[eg.GetPort().GetNumber()] = p
 		}
+		if b := eg.GetBind(); b != "" {
+			switch {
+			case strings.HasPrefix(b, "unix://"):
+				// Istio takes a unix socket with port number 0; meshlens
+				// builds no such listener.
+				fe.add(joinPath(p, "bind"), "sidecar: unix domain socket egress listeners (bind %q) are not supported by meshlens: bind an IP address", b)
+			default:
+				if _, err := netip.ParseAddr(b); err != nil {
+					fe.add(joinPath(p, "bind"), "sidecar: bind %q must be an IP address", b)
+				}
+			}
+		}
+
 		if len(eg.GetHosts()) == 0 {
 			fe.add(joinPath(p, "hosts"), "sidecar: egress listener must contain at least one host")
 		}
@@ -146,10 +169,74 @@ func (v *istioValidator) sidecar(o *Object) []FieldError {
 			}
 		}
 	}
-	if otp := sc.GetOutboundTrafficPolicy(); otp != nil && otp.GetEgressProxy() != nil && otp.GetMode() != networking.OutboundTrafficPolicy_ALLOW_ANY {
-		fe.add("outboundTrafficPolicy.egressProxy", "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode")
+	if ep := sc.GetOutboundTrafficPolicy().GetEgressProxy(); ep != nil {
+		const p = "outboundTrafficPolicy.egressProxy"
+		switch {
+		case sc.GetOutboundTrafficPolicy().GetMode() != networking.OutboundTrafficPolicy_ALLOW_ANY:
+			fe.add(p, "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode")
+		case ep.GetPort() == nil:
+			fe.add(joinPath(p, "port"), "sidecar: egress_proxy port must be non-nil")
+		default:
+			if ep.GetHost() == "" {
+				fe.add(joinPath(p, "host"), "sidecar: egress_proxy host is required")
+			} else if strings.Contains(ep.GetHost(), "*") {
+				fe.add(joinPath(p, "host"), "sidecar: egress_proxy host %q must be a fully qualified domain name, not a wildcard", ep.GetHost())
+			} else if msg := validHost(ep.GetHost(), false); msg != "" {
+				fe.add(joinPath(p, "host"), "%s", msg)
+			}
+			validPort(ep.GetPort().GetNumber(), joinPath(p, "port.number"), fe)
+		}
 	}
 	return fe.errs
+}
+
+// connectionPool checks a Sidecar's inbound connection pool as Istio's
+// webhook does (validateConnectionPool).
+func connectionPool(cp *networking.ConnectionPoolSettings, path string, fe *fieldErrs) {
+	if cp == nil {
+		return
+	}
+	if cp.GetHttp() == nil && cp.GetTcp() == nil {
+		fe.add(path, "connection pool must have at least one field: set tcp or http")
+		return
+	}
+	if h := cp.GetHttp(); h != nil {
+		for _, x := range []struct {
+			field string
+			n     int32
+		}{{"http1MaxPendingRequests", h.GetHttp1MaxPendingRequests()}, {"http2MaxRequests", h.GetHttp2MaxRequests()},
+			{"maxRequestsPerConnection", h.GetMaxRequestsPerConnection()}, {"maxRetries", h.GetMaxRetries()}, {"maxConcurrentStreams", h.GetMaxConcurrentStreams()}} {
+			if x.n < 0 {
+				fe.add(joinPath(path, "http."+x.field), "must not be negative")
+			}
+		}
+		positive(h.GetIdleTimeout(), joinPath(path, "http.idleTimeout"), fe)
+		if h.GetH2UpgradePolicy() == networking.ConnectionPoolSettings_HTTPSettings_UPGRADE && h.GetUseClientProtocol() {
+			fe.add(joinPath(path, "http.useClientProtocol"), "use client protocol must not be true when h2UpgradePolicy is UPGRADE")
+		}
+		if ka := h.GetHttp2KeepAlive(); ka != nil {
+			if ka.GetInterval() == nil {
+				fe.add(joinPath(path, "http.http2KeepAlive.interval"), "http2 keepalive interval is required")
+			}
+			if ka.GetTimeout() == nil {
+				fe.add(joinPath(path, "http.http2KeepAlive.timeout"), "http2 keepalive timeout is required")
+			}
+			positive(ka.GetInterval(), joinPath(path, "http.http2KeepAlive.interval"), fe)
+			positive(ka.GetTimeout(), joinPath(path, "http.http2KeepAlive.timeout"), fe)
+		}
+	}
+	if tcp := cp.GetTcp(); tcp != nil {
+		if tcp.GetMaxConnections() < 0 {
+			fe.add(joinPath(path, "tcp.maxConnections"), "must not be negative")
+		}
+		positive(tcp.GetConnectTimeout(), joinPath(path, "tcp.connectTimeout"), fe)
+		positive(tcp.GetMaxConnectionDuration(), joinPath(path, "tcp.maxConnectionDuration"), fe)
+		if d := tcp.GetIdleTimeout(); d != nil && d.AsDuration() != 0 { // 0s turns the timeout off
+			positive(d, joinPath(path, "tcp.idleTimeout"), fe)
+		}
+		positive(tcp.GetTcpKeepalive().GetTime(), joinPath(path, "tcp.tcpKeepalive.time"), fe)
+		positive(tcp.GetTcpKeepalive().GetInterval(), joinPath(path, "tcp.tcpKeepalive.interval"), fe)
+	}
 }
 
 // analyzeSidecar reports what istioctl analyze does about Sidecars: two of
@@ -188,5 +275,28 @@ func (v *istioValidator) analyzeSidecar(o *Object, sn *Snapshot) []Warning {
 			}
 		}
 	}
+	if ep := sc.GetOutboundTrafficPolicy().GetEgressProxy(); ep != nil && ep.GetHost() != "" && !strings.Contains(ep.GetHost(), "*") {
+		host := FQDN(ep.GetHost(), o.Meta.Namespace, v.opts.DomainSuffix)
+		if !idx.resolves(host, v.opts.KnownHost) {
+			w.add(CodeReferencedResourceNotFound, "outboundTrafficPolicy.egressProxy.host",
+				"Referenced host not found: %q: no ServiceEntry, WorkloadEntry or Kubernetes Service defines the egress proxy, so traffic to unknown destinations, which goes there, fails", host)
+		}
+	}
+	for i, in := range sc.GetIngress() {
+		if in.GetConnectionPool().GetHttp() != nil && !isHTTPProtocol(in.GetPort().GetProtocol()) {
+			w.add(CodeSchemaWarning, indexPath("ingress", i)+".connectionPool.http",
+				"sidecar: HTTP connection pool settings are configured for port %d (%q) but its protocol is not HTTP (%s); only TCP settings will apply", in.GetPort().GetNumber(), in.GetPort().GetName(), in.GetPort().GetProtocol())
+		}
+	}
 	return w.out
+}
+
+// isHTTPProtocol reports whether an Istio port protocol is HTTP-based (as
+// Istio's protocol.IsHTTP).
+func isHTTPProtocol(p string) bool {
+	switch strings.ToUpper(p) {
+	case "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTP_PROXY":
+		return true
+	}
+	return false
 }

@@ -416,12 +416,14 @@ func (t *translator) envoyInboundChains(in inboundPort) ([]*listenerv3.FilterCha
 }
 
 // envoyInboundClusters are the static clusters from the sidecar to the
-// application on localhost.
-func (t *translator) envoyInboundClusters() []*clusterv3.Cluster {
+// application on localhost, with the connection pool its Sidecar sets for
+// the port (inboundConnectionPool, or the ingress listener's own).
+func (t *translator) envoyInboundClusters() ([]*clusterv3.Cluster, error) {
 	if len(t.node.IPs) == 0 {
-		return nil
+		return nil, nil
 	}
 	var out []*clusterv3.Cluster
+	scope := t.sidecarScope()
 	ins, apps := t.envoyInboundPorts()
 	for _, in := range ins {
 		name := inboundClusterName(in.port)
@@ -429,7 +431,7 @@ func (t *translator) envoyInboundClusters() []*clusterv3.Cluster {
 		if app == nil {
 			app = socketAddress("127.0.0.1", in.port)
 		}
-		out = append(out, &clusterv3.Cluster{
+		c := &clusterv3.Cluster{
 			Name:                 name,
 			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			ConnectTimeout:       durationpb.New(defaultConnectTimeout),
@@ -438,7 +440,13 @@ func (t *translator) envoyInboundClusters() []*clusterv3.Cluster {
 					Address: app,
 				}}}},
 			}}},
-		})
+		}
+		// The application's protocol is the downstream one: no port
+		// protocol forces HTTP/2.
+		if err := t.applyPool(c, scope.inboundPool(in.port), &networking.ServicePort{Number: in.port}); err != nil {
+			return nil, fmt.Errorf("node %s: Sidecar %s/%s inbound connection pool of port %d: %w", t.node.ID, scope.o.Meta.Namespace, scope.o.Meta.Name, in.port, err)
+		}
+		out = append(out, c)
 	}
-	return out
+	return out, nil
 }

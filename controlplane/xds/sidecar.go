@@ -145,26 +145,41 @@ func (s sidecarScope) clusterVisible(host string, port uint32) bool {
 	return false
 }
 
-// egressBind is where the node listens for port when its egress listener
-// of that port says so, as istiod builds it: captureMode NONE binds a real
-// port on bind (default 127.0.0.1), so the application calls the sidecar
-// at bind:port; a bind address alone keeps the capture (not bound) but
-// matches only traffic to that address. addr "" is the usual captured
-// 0.0.0.0:port.
+// egressBind is where the node listens for port when the egress listener
+// that decides the port (egressFor) says so, as istiod builds it:
+// captureMode NONE binds a real port on bind (default 127.0.0.1), so the
+// application calls the sidecar at bind:port; a bind address alone keeps
+// the capture (not bound) but matches only traffic to that address. A
+// catch-all listener's bind applies to every port it decides. addr "" is
+// the usual captured 0.0.0.0:port.
 func (s sidecarScope) egressBind(port uint32) (addr string, bindToPort bool) {
 	if s.o == nil {
 		return "", false
 	}
-	for _, eg := range s.sc.Egress {
-		if eg.GetPort() == nil || eg.GetPort().GetNumber() != port {
-			continue
-		}
-		if eg.CaptureMode == networking.CaptureMode_NONE {
-			return cmp.Or(eg.Bind, "127.0.0.1"), true
-		}
-		return eg.Bind, false
+	eg := s.egressFor(port)
+	if eg == nil {
+		return "", false
 	}
-	return "", false
+	if eg.CaptureMode == networking.CaptureMode_NONE {
+		return cmp.Or(eg.Bind, "127.0.0.1"), true
+	}
+	return eg.Bind, false
+}
+
+// inboundPool is the connection pool of the node's inbound cluster of
+// port, as istiod's InboundConnectionPoolForPort: the connectionPool of
+// the Sidecar's ingress listener of that port, else its
+// inboundConnectionPool; nil for none.
+func (s sidecarScope) inboundPool(port uint32) *networking.ConnectionPoolSettings {
+	if s.o == nil {
+		return nil
+	}
+	for _, in := range s.sc.Ingress {
+		if in.GetPort().GetNumber() == port && in.ConnectionPool != nil {
+			return in.ConnectionPool
+		}
+	}
+	return s.sc.InboundConnectionPool
 }
 
 // scopeToSidecar returns the node's resources as its Sidecar scopes them;
@@ -245,7 +260,24 @@ func (t *translator) scopeToSidecar(out *Resources) (*Resources, error) {
 		}
 	}
 	if t.node.Flavour != FlavourGRPC && sc.OutboundTrafficPolicy != nil {
-		if err := t.outboundTrafficPolicy(scoped, sc.OutboundTrafficPolicy.Mode); err != nil {
+		if ep := sc.OutboundTrafficPolicy.EgressProxy; ep != nil {
+			// Its cluster is kept whatever the egress hosts say: it is
+			// where every unknown destination goes.
+			egress := outboundName(ep.GetPort().GetNumber(), ep.GetSubset(), t.m.fqdn(ep.GetHost(), o.Meta.Namespace))
+			if !slices.ContainsFunc(scoped.Clusters, func(c *clusterv3.Cluster) bool { return c.Name == egress }) {
+				for _, c := range out.Clusters {
+					if c.Name == egress {
+						scoped.Clusters = append(scoped.Clusters, c)
+					}
+				}
+				for _, e := range out.Endpoints {
+					if e.ClusterName == egress {
+						scoped.Endpoints = append(scoped.Endpoints, e)
+					}
+				}
+			}
+		}
+		if err := t.outboundTrafficPolicy(scoped, sc.OutboundTrafficPolicy); err != nil {
 			return nil, fmt.Errorf("node %s: Sidecar %s/%s outboundTrafficPolicy: %w", t.node.ID, o.Meta.Namespace, o.Meta.Name, err)
 		}
 	}
@@ -339,9 +371,10 @@ func routeClusters(r *routev3.Route) []string {
 // outbound route configuration's last virtual host ("allow_any" or
 // "block_all"), pass it through to its original destination
 // (PassthroughCluster) for ALLOW_ANY, or refuse it (BlackHoleCluster, 502)
-// for REGISTRY_ONLY.
-func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.OutboundTrafficPolicy_Mode) error {
-	allow := mode == networking.OutboundTrafficPolicy_ALLOW_ANY
+// for REGISTRY_ONLY. With an egressProxy (ALLOW_ANY only) that traffic
+// goes to the egress proxy's cluster instead of its original destination.
+func (t *translator) outboundTrafficPolicy(r *Resources, otp *networking.OutboundTrafficPolicy) error {
+	allow := otp.GetMode() == networking.OutboundTrafficPolicy_ALLOW_ANY
 	clusters := []*clusterv3.Cluster{
 		{
 			Name:                 passthroughCluster,
@@ -359,6 +392,10 @@ func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.Outboun
 	fallback := blackHoleCluster
 	if allow {
 		fallback = passthroughCluster
+		if ep := otp.GetEgressProxy(); ep != nil {
+			// istiod's GetDestinationCluster(egressProxy, nil, 0).
+			fallback = outboundName(ep.GetPort().GetNumber(), ep.GetSubset(), t.m.fqdn(ep.GetHost(), t.sidecarScope().o.Meta.Namespace))
+		}
 	}
 	tp := &tcpproxy.TcpProxy{StatPrefix: fallback, ClusterSpecifier: &tcpproxy.TcpProxy_Cluster{Cluster: fallback}}
 	l := &listenerv3.Listener{
@@ -376,7 +413,7 @@ func (t *translator) outboundTrafficPolicy(r *Resources, mode networking.Outboun
 		vh = &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"}, Routes: []*routev3.Route{{
 			Name:   "allow_any",
 			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: passthroughCluster}, Timeout: durationpb.New(0)}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: fallback}, Timeout: durationpb.New(0)}},
 		}}}
 	} else {
 		vh = &routev3.VirtualHost{Name: "block_all", Domains: []string{"*"}, Routes: []*routev3.Route{{

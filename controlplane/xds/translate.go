@@ -309,8 +309,11 @@ func (tr *Translator) Translate(in Input, node Node) (*Resources, error) {
 		out.Endpoints = append(out.Endpoints, hr.endpoints...)
 	}
 	if node.Flavour != FlavourGRPC {
-		inbound := t.envoyInboundClusters()
-		if err := validateAll("cluster", inbound); err != nil {
+		inbound, err := t.envoyInboundClusters()
+		if err == nil {
+			err = validateAll("cluster", inbound)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", node.ID, err)
 		}
 		out.Clusters = append(out.Clusters, inbound...)
