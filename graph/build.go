@@ -286,6 +286,13 @@ func (b *Builder) node(v View, p mesh.Peer) *Node {
 func (b *Builder) nodeByID(v View, p mesh.Peer) *Node {
 	n := NodeOf(v, p)
 	if got := b.Graph.byID[n.ID]; got != nil {
+		if got.Version != n.Version {
+			// Peers of several versions under one node (the workload view of
+			// callees known by service only) name none: the first one met
+			// would depend on the order edges come in, which differs between
+			// a replica's own graph and a merged one.
+			got.Version = ""
+		}
 		return got
 	}
 	if len(b.nodeSlab) == cap(b.nodeSlab) {
