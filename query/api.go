@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -49,7 +50,8 @@ type Replicas interface {
 
 type handlers struct {
 	Deps
-	history *History
+	history  *History
+	jsonBufs sync.Pool // graph answers' buffers (writeGraph)
 }
 
 // RegisterRoutes adds the query routes to g, the /api/v1 group.
@@ -147,7 +149,7 @@ func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
 		return nil, p, err
 	}
 	opts := graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()}
-	if p.Source == SourceLive && a.Replicas == nil {
+	if a.sharedGraph(p) {
 		// Shared with every reader of the same snapshot and window.
 		g, err := a.Live.Graph(p.Window, opts)
 		return g, p, err
@@ -171,11 +173,18 @@ func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
 }
 
 func (a *handlers) getGraph(c echo.Context) error {
-	g, _, err := a.graphFor(c)
+	g, p, err := a.graphFor(c)
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return a.writeGraph(c, g)
+	return a.writeGraph(c, g, a.sharedGraph(p))
+}
+
+// sharedGraph says whether graphFor answers p with a graph shared by every
+// reader of the live graph's snapshot (one replica's own live graph), not
+// one built for the request alone.
+func (a *handlers) sharedGraph(p GraphParams) bool {
+	return p.Source == SourceLive && a.Replicas == nil
 }
 
 func pathParam(c echo.Context, name string) string {
