@@ -347,14 +347,23 @@ func (s *Store) takeShared(ctx context.Context, sh *Sharing, winners map[string]
 	sh.mu.Lock()
 	for _, key := range slices.Sorted(stdmaps.Keys(winners)) {
 		w := winners[key]
-		if cur, ok := sh.seen[key]; ok && !(stamp{w.Revision, w.Replica}).after(cur) {
+		ws := stamp{w.Revision, w.Replica}
+		cur, seen := sh.seen[key]
+		// A change seen before is taken again by a full read, in case
+		// this replica lacks it (the config dir held the object then and
+		// has let go of it since); a newer change of this replica's own
+		// (queued) is kept.
+		if seen && (cur.after(ws) || (!full && cur == ws)) {
 			continue
 		}
+		fresh := !seen || ws.after(cur)
 		sh.see(w)
 		origin, exists := s.origins[key]
 		if exists && origin != SourceAPI {
-			sh.taken.WithLabelValues("skipped").Inc()
-			sh.logger.Info("shared config: another source defines this object here and wins", "object", key, "source", DescribeOrigin(origin))
+			if fresh {
+				sh.taken.WithLabelValues("skipped").Inc()
+				sh.logger.Info("shared config: another source defines this object here and wins", "object", key, "source", DescribeOrigin(origin))
+			}
 			continue
 		}
 		if w.Deleted {
@@ -371,9 +380,14 @@ func (s *Store) takeShared(ctx context.Context, sh *Sharing, winners map[string]
 			errs = FieldErrors{{Object: key, Message: "shared config row holds " + o.Key()}}
 		}
 		if len(errs) > 0 {
-			sh.taken.WithLabelValues("refused").Inc()
-			sh.logger.Error("shared config: a change from another replica is refused here", "object", key, "replica", w.Replica, "error", errs.Error())
+			if fresh {
+				sh.taken.WithLabelValues("refused").Inc()
+				sh.logger.Error("shared config: a change from another replica is refused here", "object", key, "replica", w.Replica, "error", errs.Error())
+			}
 			continue
+		}
+		if old := s.Snapshot().getKey(key); old != nil && sameObject(old, o) {
+			continue // served as it is
 		}
 		batch = append(batch, o)
 		origins[key] = SourceAPI

@@ -138,6 +138,7 @@ func TestSharedConfigIsEveryReplicasConfig(t *testing.T) {
 	// Replica 2 stopped while an object is created and another one created
 	// and deleted: started again on its data dir, it catches up.
 	applyYAML(t, rs[0].store, routeVS("ratings", 50))
+	waitWeight(t, "replica 1 serves ratings", rs[1].store, "ratings", 50)
 	waitWeight(t, "replica 2 serves ratings before it stops", rs[2].store, "ratings", 50)
 	rs[2].Stop()
 	applyYAML(t, rs[1].store, routeVS("details", 60))
@@ -187,5 +188,50 @@ func TestSharedConfigIsEveryReplicasConfig(t *testing.T) {
 	})
 	if _, err := os.Stat(dirs[0] + "/" + OutboxFile); !os.IsNotExist(err) {
 		t.Fatalf("the queue file is still there once shared: %v", err)
+	}
+}
+
+// An object the config dir of a replica defines stays the dir's there when
+// another replica applies it through the API; once the file no longer
+// defines it, that replica serves the shared one (taken by its next full
+// read of the log).
+func TestSharedConfigYieldsToTheConfigDirUntilItLetsGo(t *testing.T) {
+	st := storetest.Open(t)
+	a := startShared(t, t.TempDir(), "10.0.0.1:8080", st)
+	dataB, confB := t.TempDir(), t.TempDir()
+	csB := openStore(t, dataB)
+	file := confB + "/reviews.yaml"
+	if err := os.WriteFile(file, []byte(routeVS("reviews", 50)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := NewDirSource(confB, csB, testLogger())
+	if _, _, err := dir.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	shB, err := NewSharing(csB, storetest.Reopen(t, st), SharingOptions{DataDir: dataB, Replica: "10.0.0.2:8080", Interval: 100 * time.Millisecond}, testLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shB.fullEvery = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = shB.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	applyYAML(t, a.store, routeVS("reviews", 90)+"---\n"+routeVS("ratings", 80))
+	waitWeight(t, "replica B takes ratings", csB, "ratings", 80)
+	time.Sleep(time.Second) // several reads, full ones included
+	if got, origin := v1Weight(csB, "reviews"), csB.Origin("VirtualService", "shop", "reviews"); got != 50 || origin != "dir:reviews.yaml" {
+		t.Fatalf("replica B serves reviews v1 %d from %q, want its config dir's 50", got, origin)
+	}
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := dir.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitWeight(t, "replica B serves the shared reviews once its dir lets go", csB, "reviews", 90)
+	if origin := csB.Origin("VirtualService", "shop", "reviews"); origin != SourceAPI {
+		t.Fatalf("replica B holds reviews as %q", origin)
 	}
 }
