@@ -26,7 +26,9 @@ import (
 // and with the meshlens traffic provider the acting replica's canary
 // weights reach a proxyless grpc-go client of a follower, for a Rollout
 // applied on the other follower, and the followers show the rollout's state
-// as the acting replica runs it, until it is deleted.
+// as the acting replica runs it, until it is deleted; a follower cut off
+// from ClickHouse serves what is applied on it, says so in /readyz, and
+// shares it once ClickHouse is back.
 func TestReplicasOutsideKubernetesServeConfigAppliedOnAnyOfThem(t *testing.T) {
 	dsn := storetest.DSN(t)
 	v1, v2 := meshtest.StartBackend(t, "v1", "v1").Port, meshtest.StartBackend(t, "v2", "v2").Port
@@ -40,7 +42,14 @@ func TestReplicasOutsideKubernetesServeConfigAppliedOnAnyOfThem(t *testing.T) {
 	for i := range n {
 		https[i], xdsAddrs[i], dirs[i] = freeAddr(t), freeAddr(t), t.TempDir()
 	}
+	// Follower 1 reaches ClickHouse through a proxy the test takes down.
+	chHost := strings.SplitN(os.Getenv(storetest.EnvDSN), "/", 4)[2] // clickhouse://HOST:PORT/
+	chProxy := meshtest.StartFaultProxy(t, chHost)
 	start := func(i int) *meshlensProcess {
+		dsn := dsn
+		if i == 1 {
+			dsn = strings.Replace(dsn, chHost, chProxy.Addr(), 1)
+		}
 		args := []string{"--kubeconfig", "none", "--clickhouse", dsn, "--data-dir", dirs[i], "--tokens", tokens, "--xds", xdsAddrs[i],
 			"--peers", strings.Join(https[:], ","), "--peer-timeout", "1s"}
 		if i > 0 {
@@ -176,6 +185,45 @@ spec:
 	// 10% of 200: 20 expected; 70 (the 30/70 split before) is far above.
 	if got["v1"]+got["v2"] != 200 || got["v2"] < 3 || got["v2"] > 45 {
 		t.Errorf("calls through follower 1 went %v, want about 180 to v1 and 20 to v2", got)
+	}
+
+	// Follower 1 cut off from ClickHouse: it serves the change applied on
+	// it, /readyz says it is not shared yet, and the others get it once
+	// ClickHouse is back.
+	chProxy.SetDown(true)
+	call(1, http.MethodPost, "/api/v1/config", `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo-direct, namespace: shop}
+spec:
+  hosts: [echo-direct]
+  http:
+  - route:
+    - destination: {host: echo, subset: v1}
+`)
+	meshtest.Eventually(t, 20*time.Second, "follower 1's /readyz names the unreachable shared config log", func() error {
+		code, body := meshtest.HTTP(t, http.MethodGet, "http://"+https[1]+"/readyz", "", "")
+		if code != http.StatusOK || !strings.Contains(body, "shared config log unreachable") || !strings.Contains(body, "1 changes of this replica wait") {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	sharedTo := func(i int) error {
+		code, _ := meshtest.HTTP(t, http.MethodGet, "http://"+https[i]+"/api/v1/config/VirtualService/shop/echo-direct", token, "")
+		if code != http.StatusOK {
+			return fmt.Errorf("replica %d: VirtualService echo-direct: %d", i, code)
+		}
+		return nil
+	}
+	if err := sharedTo(1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if sharedTo(0) == nil {
+		t.Fatal("replica 0 has the change follower 1 could not share")
+	}
+	chProxy.SetDown(false)
+	for _, i := range []int{0, 2} {
+		meshtest.Eventually(t, 20*time.Second, fmt.Sprintf("replica %d gets follower 1's queued change", i), func() error { return sharedTo(i) })
 	}
 
 	// The Rollout deleted on follower 2: follower 1 no longer shows it.
