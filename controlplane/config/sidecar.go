@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1"
@@ -275,6 +276,48 @@ func (v *istioValidator) analyzeSidecar(o *Object, sn *Snapshot) []Warning {
 			}
 		}
 	}
+	// A port's egress listener imports only that port of its hosts (as
+	// istiod's serviceMatchingListenerPort): a ServiceEntry host without
+	// the port is reached by nothing on it.
+	for i, eg := range sc.GetEgress() {
+		port := eg.GetPort().GetNumber()
+		if port == 0 {
+			continue
+		}
+		for j, h := range eg.GetHosts() {
+			ns, host, ok := SidecarEgressHost(h)
+			if !ok || ns == "~" || strings.Contains(host, "*") || validHost(host, false) != "" {
+				continue
+			}
+			if ports, defined := serviceEntryPorts(sn, host, v.opts.DomainSuffix); defined && !slices.Contains(ports, port) {
+				w.add(CodeReferencedResourceNotFound, indexPath(indexPath("egress", i)+".hosts", j),
+					"Referenced host %q has no port %d (its ServiceEntries define %v): the egress listener of port %d imports only that port of its hosts, so these proxies reach nothing of it there", host, port, ports, port)
+			}
+		}
+	}
+	// Duplicated egress hosts, as Istio's webhook warns.
+	for i, eg := range sc.GetEgress() {
+		seen := map[string]map[string]bool{}
+		for j, h := range eg.GetHosts() {
+			ns, host, ok := SidecarEgressHost(h)
+			if !ok || strings.HasPrefix(ns, "~") {
+				continue
+			}
+			if ns == "." {
+				ns = o.Meta.Namespace
+			}
+			if seen[ns] == nil {
+				seen[ns] = map[string]bool{}
+			}
+			if (host != "*" && (seen[ns][host] || seen[ns]["*"])) || (host == "*" && len(seen[ns]) != 0) {
+				w.add(CodeSchemaWarning, indexPath(indexPath("egress", i)+".hosts", j), "duplicated egress host: %s", h)
+			}
+			seen[ns][host] = true
+		}
+		if seen["*"]["*"] && len(seen) != 1 {
+			w.add(CodeSchemaWarning, indexPath("egress", i)+".hosts", "`*/*` host select all resources, no other hosts can be added")
+		}
+	}
 	if ep := sc.GetOutboundTrafficPolicy().GetEgressProxy(); ep != nil && ep.GetHost() != "" && !strings.Contains(ep.GetHost(), "*") {
 		host := FQDN(ep.GetHost(), o.Meta.Namespace, v.opts.DomainSuffix)
 		if !idx.resolves(host, v.opts.KnownHost) {
@@ -299,4 +342,24 @@ func isHTTPProtocol(p string) bool {
 		return true
 	}
 	return false
+}
+
+// serviceEntryPorts are the port numbers the ServiceEntries defining host
+// (a FQDN) give it; defined is false when no ServiceEntry names it (a
+// Kubernetes Service's ports are not known here).
+func serviceEntryPorts(sn *Snapshot, host, domain string) (ports []uint32, defined bool) {
+	for _, o := range sn.OfKind(KindServiceEntry) {
+		se, ok := o.Spec.(*networking.ServiceEntry)
+		if !ok || !slices.ContainsFunc(se.GetHosts(), func(h string) bool { return FQDN(h, o.Meta.Namespace, domain) == host }) {
+			continue
+		}
+		defined = true
+		for _, p := range se.GetPorts() {
+			if !slices.Contains(ports, p.GetNumber()) {
+				ports = append(ports, p.GetNumber())
+			}
+		}
+	}
+	slices.Sort(ports)
+	return ports, defined
 }
