@@ -207,9 +207,9 @@ func alertPeers(cfg replicaConfig, r *replicas.Replicas) alerting.Peers {
 // rollout engine, alert rules and the Kubernetes status writer. With
 // --leader-elect they run while this replica holds the Lease, and a new
 // leader first restores the rollouts from their objects' status; with
-// --follower never; else always.
+// --follower never; else always, after before (when not nil) returns.
 func acting(component func(func(context.Context) error), cfg replicaConfig, c *cluster, reps *replicas.Replicas,
-	rollouts *rollout.Engine, alerts *alerting.Alerting, logger *slog.Logger, reg prometheus.Registerer) error {
+	rollouts *rollout.Engine, alerts *alerting.Alerting, before func(context.Context), logger *slog.Logger, reg prometheus.Registerer) error {
 	var status *kube.StatusWriter
 	if c != nil {
 		status = c.status
@@ -230,7 +230,13 @@ func acting(component func(func(context.Context) error), cfg replicaConfig, c *c
 		logger.Info("follower: this replica does not run rollouts or alert rules (--follower)")
 		return nil
 	case !cfg.LeaderElect:
-		component(func(ctx context.Context) error { run(ctx); return nil })
+		component(func(ctx context.Context) error {
+			if before != nil {
+				before(ctx)
+			}
+			run(ctx)
+			return nil
+		})
 		return nil
 	case c == nil:
 		return errors.New("--leader-elect holds a Lease in Kubernetes: it needs the cluster (--kubeconfig, or meshlens running in a pod); outside Kubernetes start every replica but one with --follower")

@@ -78,16 +78,20 @@ func (l *rolloutStateLog) states(ctx context.Context, cfg *config.Store) ([]roll
 // shareRollouts makes, outside Kubernetes with --peers, the followers show
 // the acting replica's rollouts: it saves their state to ClickHouse and
 // every follower takes it every 2 s (and names the acting replica when it
-// refuses a rollout action).
+// refuses a rollout action). For the acting replica it returns what runs
+// before it acts: once its config has caught up with the shared config, the
+// saved state of each rollout its data dir does not hold (a new disk) is
+// taken, so the rollout resumes at its state and step rather than starting
+// over.
 func shareRollouts(component func(func(context.Context) error), cfg replicaConfig, c *cluster, st *store.Store, cfgStore *config.Store,
-	rollouts *rollout.Engine, logger *slog.Logger) {
-	if c != nil || cfg.Peers == "" {
-		return
+	sharing *config.Sharing, rollouts *rollout.Engine, logger *slog.Logger) (before func(context.Context)) {
+	if c != nil || cfg.Peers == "" || sharing == nil {
+		return nil
 	}
 	l := &rolloutStateLog{st: st, replica: cfg.Advertise}
 	if !cfg.Follower {
 		rollouts.SetMirror(l)
-		return
+		return func(ctx context.Context) { restoreLost(ctx, l, cfgStore, sharing, rollouts, logger) }
 	}
 	component(func(ctx context.Context) error {
 		t := time.NewTicker(2 * time.Second)
@@ -109,4 +113,44 @@ func shareRollouts(component func(func(context.Context) error), cfg replicaConfi
 			}
 		}
 	})
+	return nil
+}
+
+// restoreWait bounds how long the acting replica waits for the shared
+// config before it acts without the saved rollout state.
+const restoreWait = 30 * time.Second
+
+// restoreLost takes the saved state of the rollouts the engine does not
+// know (see shareRollouts); it is run before the engine is.
+func restoreLost(ctx context.Context, l *rolloutStateLog, cfgStore *config.Store, sharing *config.Sharing, rollouts *rollout.Engine, logger *slog.Logger) {
+	select {
+	case <-sharing.FirstRead():
+	case <-ctx.Done():
+		return
+	case <-time.After(restoreWait):
+		logger.Warn("rollouts start without the state saved in ClickHouse: the shared config was not read in time", "waited", restoreWait)
+		return
+	}
+	states, _, err := l.states(ctx, cfgStore)
+	if err != nil {
+		logger.Warn("rollouts start without the state saved in ClickHouse", "err", err)
+		return
+	}
+	var lost []rollout.Status
+	for _, s := range states {
+		if _, ok := rollouts.Get(s.Namespace, s.Name); !ok {
+			lost = append(lost, s)
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	rollouts.SetActing(false, "")
+	err = rollouts.Restore(ctx, lost)
+	rollouts.SetActing(true, "")
+	if err != nil {
+		logger.Warn("rollouts start without the state saved in ClickHouse", "err", err)
+		return
+	}
+	logger.Info("rollouts this data dir lacked resume from the state saved in ClickHouse", "rollouts", len(lost))
 }

@@ -26,7 +26,8 @@ import (
 // and with the meshlens traffic provider the acting replica's canary
 // weights reach a proxyless grpc-go client of a follower, for a Rollout
 // applied on the other follower, and the followers show the rollout's state
-// as the acting replica runs it, until it is deleted; a follower cut off
+// as the acting replica runs it, until it is deleted; the acting replica
+// started again on an empty data dir resumes it where it was; a follower cut off
 // from ClickHouse serves what is applied on it, says so in /readyz, and
 // shares it once ClickHouse is back.
 func TestReplicasOutsideKubernetesServeConfigAppliedOnAnyOfThem(t *testing.T) {
@@ -127,6 +128,7 @@ spec:
 			Stable    int `json:"stable"`
 			Candidate int `json:"candidate"`
 		} `json:"weights"`
+		StartedAt     time.Time `json:"startedAt"`
 		StepStartedAt time.Time `json:"stepStartedAt"`
 		History       []any     `json:"history"`
 	}
@@ -186,6 +188,47 @@ spec:
 	if got["v1"]+got["v2"] != 200 || got["v2"] < 3 || got["v2"] > 45 {
 		t.Errorf("calls through follower 1 went %v, want about 180 to v1 and 20 to v2", got)
 	}
+
+	// The acting replica pauses the rollout, stops, and starts again on an
+	// empty data dir: its config comes back from the shared log, and the
+	// rollout resumes paused at its step with its history, from the state
+	// saved in ClickHouse, instead of starting over.
+	call(0, http.MethodPost, "/api/v1/rollouts/shop/echo/pause", "")
+	rolloutOn := func(i int) (status, error) {
+		var st status
+		code, body := meshtest.HTTP(t, http.MethodGet, "http://"+https[i]+"/api/v1/rollouts/shop/echo", token, "")
+		if code != http.StatusOK {
+			return st, fmt.Errorf("replica %d: %d %s", i, code, body)
+		}
+		return st, json.Unmarshal([]byte(body), &st)
+	}
+	paused, err := rolloutOn(0)
+	if err != nil || paused.State != "paused" {
+		t.Fatalf("after pause the acting replica shows %+v (%v)", paused, err)
+	}
+	meshtest.Eventually(t, 20*time.Second, "follower 1 shows the rollout paused", func() error {
+		st, err := rolloutOn(1)
+		if err == nil && st.State != "paused" {
+			err = fmt.Errorf("state %s", st.State)
+		}
+		return err
+	})
+	procs[0].Stop(t)
+	if err := os.RemoveAll(dirs[0]); err != nil {
+		t.Fatal(err)
+	}
+	procs[0] = start(0)
+	meshtest.Eventually(t, 30*time.Second, "the acting replica, on a new data dir, resumes the rollout paused", func() error {
+		st, err := rolloutOn(0)
+		if err != nil {
+			return err
+		}
+		if st.State != "paused" || st.Step != paused.Step || st.Weights != paused.Weights || !st.StartedAt.Equal(paused.StartedAt) || len(st.History) < len(paused.History) {
+			return fmt.Errorf("now %+v; before the restart %+v", st, paused)
+		}
+		return nil
+	})
+	weightsAre(0, 90, 10)
 
 	// Follower 1 cut off from ClickHouse: it serves the change applied on
 	// it, /readyz says it is not shared yet, and the others get it once

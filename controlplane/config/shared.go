@@ -72,6 +72,8 @@ type Sharing struct {
 	failErr  error // the last failure to read or write the log; nil once one succeeds
 	failFrom time.Time
 
+	firstRead chan struct{} // closed after the first whole read of the log
+
 	pendingG   prometheus.Gauge
 	errs       *prometheus.CounterVec
 	taken      *prometheus.CounterVec
@@ -107,7 +109,7 @@ func NewSharing(st *Store, log SharedLog, opts SharingOptions, logger *slog.Logg
 	sh := &Sharing{store: st, log: log, replica: opts.Replica, outboxPath: filepath.Join(opts.DataDir, OutboxFile),
 		logger:   logger.With("component", "shared config"),
 		interval: opts.Interval, lookback: time.Minute, fullEvery: 5 * time.Minute, writeTimeout: 2 * time.Second,
-		seen: map[string]stamp{},
+		seen: map[string]stamp{}, firstRead: make(chan struct{}),
 		pendingG: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshlens_config_shared_pending",
 			Help: "Config changes of this replica queued on disk (config-outbox.json) until the shared config log takes them."}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshlens_config_shared_errors_total",
@@ -236,6 +238,10 @@ func (sh *Sharing) Health() string {
 		time.Since(sh.failFrom).Round(time.Second), firstLine(sh.failErr), len(sh.pending))
 }
 
+// FirstRead is closed once Run has read the whole log and applied it: this
+// replica's config has caught up with the others'.
+func (sh *Sharing) FirstRead() <-chan struct{} { return sh.firstRead }
+
 // Run writes what is queued and takes the other replicas' changes, every
 // Interval, until ctx ends.
 func (sh *Sharing) Run(ctx context.Context) error {
@@ -247,6 +253,13 @@ func (sh *Sharing) Run(ctx context.Context) error {
 		if err := sh.Sync(ctx, full); err != nil {
 			lastFull = time.Time{} // read everything once it is back
 		} else if full {
+			if lastFull.IsZero() {
+				select {
+				case <-sh.firstRead:
+				default:
+					close(sh.firstRead)
+				}
+			}
 			lastFull = time.Now()
 		}
 		select {
