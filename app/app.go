@@ -135,7 +135,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 		return keys.Keys().Unavailable(issuer, uri)
 	}
-	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz, JWKSUnavailable: jwksUnavailable})
+	kinds, err := Kinds(config.IstioOptions{KnownHost: cluster.knownHost, DomainSuffix: cfg.DomainSuffix, ExtAuthzProvider: providers.CheckExtAuthz, JWKSUnavailable: jwksUnavailable,
+		GatewayCredential: cluster.gatewayCredential})
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +205,8 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 			if err := xdsServer.UpdateCredentials(c); err != nil {
 				logger.Warn("xds push of gateway credentials: some nodes keep their previous config", "credentials", c.Version(), "err", err)
 			}
+			// Gateways' analysis names missing and invalid Secrets.
+			cluster.resyncStatus()
 		})
 	}
 	if cluster != nil {
@@ -280,9 +283,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}
 	// Exactly one replica runs rollouts and alert rules.
-	// Outside Kubernetes the followers show the acting replica's rollouts.
-	restoreRollouts := shareRollouts(a.add, cfg.Replicas, cluster, st, cfgStore, sharing, rollouts, logger)
-	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, restoreRollouts, logger, reg); err != nil {
+	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, logger, reg); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -127,6 +127,16 @@ func (c *cluster) start(component func(func(context.Context) error), store *conf
 	return nil
 }
 
+// gatewayCredential is what analysis says of a Gateway server's Secret
+// (config.IstioOptions.GatewayCredential); nothing without Secrets (no
+// cluster, --gateway-credentials files).
+func (c *cluster) gatewayCredential(r config.GatewayCredentialRef) (code, message string, ok bool) {
+	if c == nil || c.credentials == nil {
+		return "", "", false
+	}
+	return c.credentials.GatewayCredential(c.registry.Snapshot(), r)
+}
+
 // resyncStatus has the config source write the analysis findings into
 // the custom resources' status again (they depend on more than the
 // objects: fetched JWT keys).

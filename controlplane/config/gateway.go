@@ -172,6 +172,15 @@ func (v *istioValidator) analyzeGateway(o *Object, sn *Snapshot) []Warning {
 	w := &warns{object: o.Key()}
 	for i, s := range gw.GetServers() {
 		p := indexPath("servers", i)
+		if name := s.GetTls().GetCredentialName(); name != "" && v.opts.GatewayCredential != nil {
+			switch m := s.GetTls().GetMode(); m {
+			case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+				if code, msg, bad := v.opts.GatewayCredential(GatewayCredentialRef{GatewayNamespace: o.Meta.Namespace, Selector: gw.GetSelector(), Name: name,
+					NeedCA: m != networking.ServerTLSSettings_SIMPLE}); bad {
+					w.add(code, joinPath(p, "tls.credentialName"), "%s: this server (port %d) is not served", msg, s.GetPort().GetNumber())
+				}
+			}
+		}
 		for j, t := range gw.GetServers()[:i] {
 			if s.GetPort().GetNumber() == t.GetPort().GetNumber() && listenerFamily(s) != listenerFamily(t) {
 				w.add(CodeConflictingGateways, joinPath(p, "port"),

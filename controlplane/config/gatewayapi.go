@@ -37,7 +37,7 @@ var (
 func gatewayAPIKinds(v *istioValidator) []KindSpec {
 	return append([]KindSpec{
 		{APIVersions: gatewayAPIVersions, Kind: KindKubernetesGateway, ShortNames: []string{"gtw"},
-			Decode: decodeJSONAs[gatewayv1.GatewaySpec], Validate: v.kubernetesGateway, Analyze: analyzeKubernetesGateway},
+			Decode: decodeJSONAs[gatewayv1.GatewaySpec], Validate: v.kubernetesGateway, Analyze: v.analyzeKubernetesGateway},
 		{APIVersions: gatewayAPIVersions, Kind: KindHTTPRoute,
 			Decode: decodeJSONAs[gatewayv1.HTTPRouteSpec], Validate: v.httpRouteAPI, Analyze: v.analyzeRoute},
 		{APIVersions: grpcRouteVersions, Kind: KindGRPCRoute,

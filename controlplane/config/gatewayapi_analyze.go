@@ -243,7 +243,7 @@ func hostList(hs []gatewayv1.Hostname) string {
 // serves no routes on: protocols other than HTTP and HTTPS (TLSRoute, TCPRoute and
 // UDPRoute are not served), HTTPS without a certificate, and routes
 // allowed by a namespace selector (meshlens knows no namespace labels).
-func analyzeKubernetesGateway(o *Object, sn *Snapshot) []Warning {
+func (v *istioValidator) analyzeKubernetesGateway(o *Object, sn *Snapshot) []Warning {
 	gw, ok := o.Spec.(*gatewayv1.GatewaySpec)
 	if !ok {
 		return nil
@@ -265,9 +265,15 @@ func analyzeKubernetesGateway(o *Object, sn *Snapshot) []Warning {
 		case l.Protocol == gatewayv1.HTTPSProtocolType && (l.TLS == nil || len(l.TLS.CertificateRefs) == 0):
 			w.add(CodeSchemaWarning, joinPath(p, "tls.certificateRefs"), "listener %q has no certificate: meshlens serves nothing on it", l.Name)
 		case l.Protocol == gatewayv1.HTTPSProtocolType:
-			if ns, name, permitted, _ := CertificateRef(sn, o.Meta.Namespace, l); !permitted {
+			ns, name, permitted, _ := CertificateRef(sn, o.Meta.Namespace, l)
+			if !permitted {
 				w.add(CodeReferencedResourceNotFound, indexPath(joinPath(p, "tls.certificateRefs"), 0),
 					"listener %q: Secret %s/%s is in another namespace and no ReferenceGrant there allows Gateways of %s: meshlens serves nothing on it", l.Name, ns, name, o.Meta.Namespace)
+			} else if v.opts.GatewayCredential != nil {
+				if code, msg, bad := v.opts.GatewayCredential(GatewayCredentialRef{GatewayNamespace: o.Meta.Namespace,
+					Selector: map[string]string{GatewayNameLabel: o.Meta.Name}, Namespace: ns, Name: name}); bad {
+					w.add(code, indexPath(joinPath(p, "tls.certificateRefs"), 0), "listener %q: %s: meshlens serves nothing on it", l.Name, msg)
+				}
 			}
 		}
 		if ar := l.AllowedRoutes; ar != nil && ar.Namespaces != nil && ar.Namespaces.From != nil && *ar.Namespaces.From == gatewayv1.NamespacesFromSelector {

@@ -52,6 +52,30 @@ type IstioOptions struct {
 	// issuer (CodeJWKSUnavailable): its tokens are refused. Nil: not
 	// known (an offline `meshlens validate`).
 	JWKSUnavailable func(issuer, jwksURI string) (url, lastErr string, ok bool)
+	// GatewayCredential says why the Secret of a Gateway server's
+	// credentialName (or a Gateway API listener's certificateRef) cannot be
+	// served to the gateway proxies the Gateway selects: code
+	// CodeReferencedResourceNotFound (no such Secret) or
+	// CodeInvalidGatewayCredential (no certificate, key or CA in it); ok is
+	// false when it can. Analysis reports it on the server: its filter
+	// chain is not served. Nil: not known (no cluster, or certificates
+	// are files on the proxies).
+	GatewayCredential func(GatewayCredentialRef) (code, message string, ok bool)
+}
+
+// GatewayCredentialRef is the Secret a Gateway server names, as analysis
+// asks IstioOptions.GatewayCredential about it.
+type GatewayCredentialRef struct {
+	// GatewayNamespace and Selector are the Gateway's: its gateway proxies
+	// are the workloads Selector selects.
+	GatewayNamespace string
+	Selector         map[string]string
+	// Namespace is the Secret's namespace when the reference names one (a
+	// Gateway API certificateRef); "" is the gateway proxies' own (an
+	// Istio Gateway's credentialName, as istiod reads it).
+	Namespace, Name string
+	// NeedCA: the server verifies client certificates (MUTUAL).
+	NeedCA bool
 }
 
 // IstioKinds returns the specs of the Istio kinds meshlens serves:

@@ -51,6 +51,9 @@ const (
 	// CodeMultipleTelemetriesWithoutWorkloadSelectors: a namespace has two
 	// Telemetries for all of its workloads.
 	CodeMultipleTelemetriesWithoutWorkloadSelectors = "IST0160"
+	// CodeInvalidGatewayCredential: the Secret a Gateway server's
+	// credentialName names lacks a certificate, key or CA it needs.
+	CodeInvalidGatewayCredential = "IST0161"
 	// CodeJWKSUnavailable: the keys of a RequestAuthentication issuer
 	// could not be fetched (yet), so its tokens are refused. Istio has no
 	// code for it (istiod only logs the failure): meshlens' own.
@@ -68,6 +71,7 @@ var codeNames = map[string]string{
 	CodeUnknownDestinationRuleHost:                  "UnknownDestinationRuleHost",
 	CodeInvalidTelemetryProvider:                    "InvalidTelemetryProvider",
 	CodeMultipleTelemetriesWithoutWorkloadSelectors: "MultipleTelemetriesWithoutWorkloadSelectors",
+	CodeInvalidGatewayCredential:                    "InvalidGatewayCredential",
 	CodeJWKSUnavailable:                             "JwksUnavailable",
 }
 

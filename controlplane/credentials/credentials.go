@@ -17,6 +17,7 @@ package credentials
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -35,6 +36,9 @@ const (
 	CASuffix  = "-cacert" // a Secret holding only the CA of NAME
 	maxSecret = 1 << 20   // Kubernetes' own limit on a Secret's data
 )
+
+// ErrNotFound: the Secret does not exist.
+var ErrNotFound = errors.New("not found")
 
 // DataKeys are the only data keys meshlens keeps of a Secret.
 var DataKeys = []string{TLSCert, TLSKey, TLSCA, Cert, Key, CACert}
@@ -160,7 +164,7 @@ func (s *Snapshot) Equal(o *Snapshot) bool {
 func (s *Snapshot) Certificate(ref Ref) (cert, key []byte, version string, err error) {
 	sec := s.get(ref)
 	if sec == nil {
-		return nil, nil, "", fmt.Errorf("secret %s not found", ref)
+		return nil, nil, "", fmt.Errorf("secret %s %w", ref, ErrNotFound)
 	}
 	if sec.CertErr != nil {
 		return nil, nil, "", sec.CertErr
@@ -174,7 +178,7 @@ func (s *Snapshot) CA(ref Ref) (ca []byte, version string, err error) {
 	sec := s.get(Ref{ref.Namespace, ref.Name + CASuffix})
 	if sec == nil {
 		if sec = s.get(ref); sec == nil {
-			return nil, "", fmt.Errorf("neither secret %s nor %s%s found", ref, ref, CASuffix)
+			return nil, "", fmt.Errorf("secret %s (or %s%s, for the CA) %w", ref, ref, CASuffix, ErrNotFound)
 		}
 	}
 	if sec.CAErr != nil {
@@ -188,4 +192,18 @@ func (s *Snapshot) get(ref Ref) *Secret {
 		return nil
 	}
 	return s.secrets[ref]
+}
+
+// Check says why Secret ref cannot serve a gateway server: missing
+// (ErrNotFound), no certificate and key, or, with needCA (MUTUAL), no CA.
+func (s *Snapshot) Check(ref Ref, needCA bool) error {
+	if _, _, _, err := s.Certificate(ref); err != nil {
+		return err
+	}
+	if needCA {
+		if _, _, err := s.CA(ref); err != nil {
+			return fmt.Errorf("the CA of client certificates: %w", err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,8 +62,17 @@ func TestSecretsReadAsIstioReadsThem(t *testing.T) {
 	if _, _, err := sn.CA(ref("badca")); err == nil || !strings.Contains(err.Error(), "secret gw/badca: ca.crt holds no PEM certificate") {
 		t.Errorf("badca: %v", err)
 	}
-	if _, _, err := sn.CA(ref("missing")); err == nil || !strings.Contains(err.Error(), "neither secret gw/missing nor gw/missing-cacert found") {
+	if _, _, err := sn.CA(ref("missing")); err == nil || !strings.Contains(err.Error(), "secret gw/missing (or gw/missing-cacert, for the CA) not found") {
 		t.Errorf("missing CA: %v", err)
+	}
+	if err := sn.Check(ref("missing"), false); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Check of a missing Secret: %v, want ErrNotFound", err)
+	}
+	if err := sn.Check(ref("nokey"), false); err == nil || errors.Is(err, ErrNotFound) {
+		t.Errorf("Check of a Secret without a key: %v", err)
+	}
+	if err := sn.Check(ref("badca"), true); err == nil || sn.Check(ref("badca"), false) != nil || sn.Check(ref("split"), true) != nil {
+		t.Errorf("Check with and without the CA: %v", err)
 	}
 	if !sn.Equal(New(2, secrets)) || sn.Equal(New(2, map[Ref]*Secret{ref("tls"): secrets[ref("tls")]})) {
 		t.Error("Equal compares the Secrets held and their versions")

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -17,7 +18,9 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/controlplane/credentials"
+	"github.com/meshlens/meshlens/controlplane/registry"
 )
 
 // Credentials reads the cluster's Secrets as istiod's credentials
@@ -197,4 +200,31 @@ func (c *Credentials) publish(first bool) {
 	for _, fn := range subs {
 		fn(sn)
 	}
+}
+
+// GatewayCredential is what analysis says of a Gateway server's Secret
+// (config.IstioOptions.GatewayCredential): why it cannot be served to the
+// gateway proxies the Gateway selects, which services locates as Istio's
+// analysis does (the namespaces of the Pods the selector selects; the
+// Gateway's own if none). Nothing before the Secrets have listed.
+func (c *Credentials) GatewayCredential(services *registry.Snapshot, r config.GatewayCredentialRef) (code, message string, ok bool) {
+	creds := c.Snapshot()
+	if creds.Version() == 0 {
+		return "", "", false
+	}
+	namespaces := []string{r.Namespace}
+	if r.Namespace == "" {
+		if namespaces = services.NamespacesSelected(r.Selector); len(namespaces) == 0 {
+			namespaces = []string{r.GatewayNamespace}
+		}
+	}
+	for _, ns := range namespaces {
+		if err := creds.Check(credentials.Ref{Namespace: ns, Name: r.Name}, r.NeedCA); err != nil {
+			if errors.Is(err, credentials.ErrNotFound) {
+				return config.CodeReferencedResourceNotFound, err.Error(), true
+			}
+			return config.CodeInvalidGatewayCredential, err.Error(), true
+		}
+	}
+	return "", "", false
 }

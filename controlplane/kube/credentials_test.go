@@ -8,11 +8,13 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +30,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/internal/kubetest"
 	"github.com/meshlens/meshlens/internal/meshtest"
 )
@@ -157,8 +163,8 @@ func (g *gatewayStream) hasListener(name string) bool {
 // kubernetes.io/tls Secret created with kubectl over SDS and a listener
 // whose TLS names it; replacing the Secret's certificate pushes the new
 // one; a gateway proxy of another namespace selected by the same Gateway
-// gets neither. Deleting the Secret takes the listener away and the
-// Gateway's status says which Secret is missing.
+// gets neither. Deleting the Secret takes the listener away, and the
+// Gateway's status and a Warning event say which Secret is missing.
 func TestGatewayCredentialFromSecretServedOverSDSAndRotated(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
@@ -236,6 +242,24 @@ spec:
 		return nil
 	})
 
+	// While the Secret is there, analysis finds nothing wrong.
+	gwGVR := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "gateways"}
+	gwStatus := func() string {
+		u, err := c.Dynamic.Resource(gwGVR).Namespace(ns).Get(ctx, "bookinfo-gateway", metav1.GetOptions{})
+		if err != nil {
+			return err.Error()
+		}
+		b, _ := json.Marshal(u.Object["status"])
+		return string(b)
+	}
+	const finding = `{"code":"` + config.CodeReferencedResourceNotFound + `","name":"ReferencedResourceNotFound"}`
+	meshtest.Eventually(t, 30*time.Second, "the Gateway is accepted without findings", func() error {
+		if s := gwStatus(); strings.Contains(s, "IST01") || !strings.Contains(s, `"status":"True"`) {
+			return fmt.Errorf("status %s", s)
+		}
+		return nil
+	})
+
 	// The proxy of the other namespace, selected by the same Gateway, got
 	// neither the secret nor the listener needing it.
 	stranger.mu.Lock()
@@ -261,4 +285,72 @@ spec:
 		}
 		return nil
 	})
+	meshtest.Eventually(t, 30*time.Second, "the Gateway's status has the finding", func() error {
+		if s := gwStatus(); !strings.Contains(s, finding) {
+			return fmt.Errorf("status %s: want validationMessages with %s", s, finding)
+		}
+		return nil
+	})
+	want := "servers[0].tls.credentialName: secret " + ns + "/bookinfo-cert not found: this server (port 443) is not served"
+	meshtest.Eventually(t, 30*time.Second, "a Warning event names the Secret", func() error {
+		evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == "bookinfo-gateway" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, want) {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events, none a warning on bookinfo-gateway saying %q", len(evs.Items), want)
+	})
+}
+
+// A Gateway API listener whose certificate Secret analysis finds missing
+// is reported as Gateway API controllers do: ResolvedRefs False,
+// InvalidCertificateRef, not Programmed, with analysis' message; the
+// Gateway's other listener stays programmed.
+func TestGatewayAPIListenerWithAMissingSecretIsNotProgrammed(t *testing.T) {
+	https := gatewayv1.HTTPSProtocolType
+	spec := &gatewayv1.GatewaySpec{GatewayClassName: "meshlens", Listeners: []gatewayv1.Listener{
+		{Name: "http", Port: 80, Protocol: gatewayv1.HTTPProtocolType},
+		{Name: "https", Port: 443, Protocol: https, TLS: &gatewayv1.ListenerTLSConfig{CertificateRefs: []gatewayv1.SecretObjectReference{{Name: "edge-cert"}}}},
+	}}
+	sn := &config.Snapshot{Objects: []*config.Object{
+		{Kind: config.KindGatewayClass, Meta: config.Meta{Namespace: config.DefaultNamespace, Name: "meshlens"}, Spec: &gatewayv1.GatewayClassSpec{ControllerName: ControllerName}},
+		{Kind: config.KindKubernetesGateway, Meta: config.Meta{Namespace: "web", Name: "edge"}, Spec: spec},
+	}}
+	slices.SortFunc(sn.Objects, func(a, b *config.Object) int { return strings.Compare(a.Key(), b.Key()) })
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"gatewayClassName": "meshlens"}}}
+	u.SetNamespace("web")
+	u.SetName("edge")
+	warnings := config.Warnings{{Code: config.CodeReferencedResourceNotFound, Object: "Gateway.gateway.networking.k8s.io/web/edge",
+		Field: "listeners[1].tls.certificateRefs[0]", Message: `listener "https": secret web/edge-cert not found: meshlens serves nothing on it`}}
+	st, ok := gatewayStatus(u, sn, nil, warnings, "2026-01-01T00:00:00Z")
+	if !ok {
+		t.Fatal("no status for a Gateway of meshlens' class")
+	}
+	b, _ := json.Marshal(st["listeners"])
+	var listeners []struct {
+		Name       string
+		Conditions []struct{ Type, Status, Reason, Message string }
+	}
+	if err := json.Unmarshal(b, &listeners); err != nil || len(listeners) != 2 {
+		t.Fatalf("listeners %s: %v", b, err)
+	}
+	got := map[string]string{}
+	for _, l := range listeners {
+		for _, c := range l.Conditions {
+			got[l.Name+"/"+c.Type] = c.Status + " " + c.Reason + " " + c.Message
+		}
+	}
+	if s := got["https/ResolvedRefs"]; !strings.HasPrefix(s, "False InvalidCertificateRef ") || !strings.Contains(s, "secret web/edge-cert not found") {
+		t.Errorf("https ResolvedRefs: %s", s)
+	}
+	if s := got["https/Programmed"]; !strings.HasPrefix(s, "False ") {
+		t.Errorf("https Programmed: %s", s)
+	}
+	if s := got["http/Programmed"]; !strings.HasPrefix(s, "True ") {
+		t.Errorf("http Programmed: %s", s)
+	}
 }

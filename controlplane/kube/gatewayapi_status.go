@@ -54,7 +54,7 @@ func (s *ConfigSource) writeGatewayAPIStatus(ctx context.Context, r ref, errs co
 		}
 	case config.KindKubernetesGateway:
 		status = func(u *unstructured.Unstructured, now string) (map[string]any, bool) {
-			return gatewayStatus(u, sn, errs, now)
+			return gatewayStatus(u, sn, errs, warnings, now)
 		}
 	case config.KindGatewayClass:
 		status = func(u *unstructured.Unstructured, now string) (map[string]any, bool) {
@@ -188,7 +188,7 @@ func gatewayClassStatus(u *unstructured.Unstructured, errs config.FieldErrors, n
 
 // gatewayStatus is the status of a Gateway of meshlens' class: Accepted
 // and Programmed, and each listener's conditions and attached routes.
-func gatewayStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs config.FieldErrors, now string) (map[string]any, bool) {
+func gatewayStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs config.FieldErrors, warnings config.Warnings, now string) (map[string]any, bool) {
 	class, _, _ := unstructured.NestedString(u.Object, "spec", "gatewayClassName")
 	if c, _ := config.GatewayClassController(sn, class); c != ControllerName {
 		return nil, false
@@ -210,8 +210,16 @@ func gatewayStatus(u *unstructured.Unstructured, sn *config.Snapshot, errs confi
 	attached := config.AttachedRoutes(sn, g)
 	var listeners []any
 	programmed, invalid := 0, 0
-	for _, l := range g.Spec.(*gatewayv1.GatewaySpec).Listeners {
+	for i, l := range g.Spec.(*gatewayv1.GatewaySpec).Listeners {
 		ls := config.ListenerState(sn, g, l)
+		// A certificate Secret missing or without a key (analysis, which
+		// reads the cluster's Secrets): the listener is not served.
+		for _, w := range warnings {
+			if w.Field == fmt.Sprintf("listeners[%d].tls.certificateRefs[0]", i) && ls.ResolvedRefs &&
+				(w.Code == config.CodeReferencedResourceNotFound || w.Code == config.CodeInvalidGatewayCredential) {
+				ls.Programmed, ls.ResolvedRefs, ls.ResolvedRefsReason, ls.Message = false, false, "InvalidCertificateRef", w.Message
+			}
+		}
 		if ls.Programmed {
 			programmed++
 		}

@@ -24,7 +24,7 @@ import (
 )
 
 // examples/gateway-api applied with kubectl as written (namespaces store
-// and payments): meshlens reads the GatewayClass, Gateway, HTTPRoutes,
+// and payments, the TLS Secret store-cert created): meshlens reads the GatewayClass, Gateway, HTTPRoutes,
 // GRPCRoute and ReferenceGrant from the API server, grpc-go clients calling
 // the Service cart follow the HTTPRoute attached to it (GAMMA: 90/10 to
 // cart-v1 and cart-v2, x-canary: true to cart-v2), and the statuses say
@@ -50,6 +50,13 @@ func TestKubectlAppliedGatewayAPIRoutesMoveXDSClients(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "checkout", Namespace: "payments"},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "checkout"}, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
 	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	// The HTTPS listener's certificate, as users create it (kubectl create
+	// secret tls store-cert): without it the listener is not programmed.
+	crt, key := selfSigned(t, "www.store.example.com")
+	if _, err := c.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "store-cert", Namespace: ns},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	cp := startControlPlane(t, c, cpOptions{})

@@ -109,7 +109,16 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds, err := config.NewKinds(append(config.IstioKinds(config.IstioOptions{KnownHost: func(h string) bool { return reg.Snapshot().Has(h) }}),
+	// Gateway servers' credentialName from the cluster's Secrets, over SDS,
+	// and analysis of them.
+	creds, err := NewCredentials(c.Client, health, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := config.NewKinds(append(config.IstioKinds(config.IstioOptions{KnownHost: func(h string) bool { return reg.Snapshot().Has(h) },
+		GatewayCredential: func(r config.GatewayCredentialRef) (string, string, bool) {
+			return creds.GatewayCredential(reg.Snapshot(), r)
+		}}),
 		rollout.KindSpec(""), alerting.KindSpec())...)
 	if err != nil {
 		t.Fatal(err)
@@ -130,12 +139,10 @@ func startControlPlane(t *testing.T, c *kubetest.Cluster, opts cpOptions) *contr
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Gateway servers' credentialName from the cluster's Secrets, over SDS.
-	creds, err := NewCredentials(c.Client, health, logger, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds.Subscribe(func(sn *credentials.Snapshot) { _ = srv.UpdateCredentials(sn) })
+	creds.Subscribe(func(sn *credentials.Snapshot) {
+		_ = srv.UpdateCredentials(sn)
+		src.Resync()
+	})
 	cleanups = append(cleanups, store.Subscribe(func(sn *config.Snapshot) { _ = srv.Update(sn) }),
 		reg.Subscribe(func(sn *registry.Snapshot) { _ = srv.UpdateServices(sn) }))
 	lis := meshtest.Listen(t)

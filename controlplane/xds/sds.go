@@ -31,7 +31,8 @@ import (
 //   - A proxy of another namespace than the Secret's gets neither the
 //     secret nor the filter chain using it; nor does any proxy when the
 //     Secret is missing or lacks a key. The other servers are served;
-//     analysis says which Secret and why (CredentialWarnings).
+//     analysis says which Secret and why
+//     (config.IstioOptions.GatewayCredential, kube.Credentials).
 //
 // Without a cluster, credentialName names files on the proxy
 // (Options.GatewayCredentialDir).
