@@ -15,8 +15,9 @@ import (
 
 // Peers reads the other meshlens replicas (replicas.Replicas).
 type Peers interface {
-	// Read asks every other replica for path and hands each answer to use;
-	// it returns the replicas that did not answer.
+	// Read asks every other replica for path and hands each answer to use
+	// (whose bytes are reused once use returns); it returns the replicas
+	// that did not answer.
 	Read(ctx context.Context, path string, q url.Values, use func(peer string, body []byte) error) []graph.MissingReplica
 	// PeerRoute serves a route the others Read.
 	PeerRoute(g *echo.Group, path string, h echo.HandlerFunc)
