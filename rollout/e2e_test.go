@@ -64,7 +64,7 @@ func TestHealthyCanaryIsPromotedThroughAllSteps(t *testing.T) {
 	if st.Weights != (Weights{Candidate: 100}) {
 		t.Errorf("final weights %+v", st.Weights)
 	}
-	meshtest.Eventually(t, 10*time.Second, "clients see only the candidate", func() error {
+	meshtest.Eventually(t, 30*time.Second, "clients see only the candidate", func() error {
 		last := l.LastNot("v2")
 		if got := l.Since(last.Add(time.Nanosecond)); time.Since(last) < 500*time.Millisecond || got["v2"] < 50 {
 			return fmt.Errorf("last response not from the candidate at %s; since then %v", last.Format("15:04:05.000"), got)
@@ -183,7 +183,7 @@ func TestRestartMidRolloutResumesSameStepAndWeights(t *testing.T) {
 
 	r.openStore()
 	r.startEngine()
-	meshtest.Eventually(t, 5*time.Second, "restarted engine resumes the rollout", func() error {
+	meshtest.Eventually(t, 30*time.Second, "restarted engine resumes the rollout", func() error {
 		st := r.status("echo")
 		if st.State == "" {
 			return fmt.Errorf("not loaded yet")

@@ -17,6 +17,9 @@ type stalledMirror struct {
 	entered chan Status
 	release chan struct{}
 	calls   atomic.Int64
+	// returned counts the stalled writes that came back (released or
+	// cancelled).
+	returned atomic.Int64
 }
 
 func (m *stalledMirror) SaveRollout(ctx context.Context, st Status) error {
@@ -28,6 +31,7 @@ func (m *stalledMirror) SaveRollout(ctx context.Context, st Status) error {
 	case m.entered <- st:
 	default:
 	}
+	defer m.returned.Add(1)
 	select {
 	case <-m.release:
 		return nil
@@ -63,8 +67,13 @@ spec:
 		t.Fatal("the engine never wrote the rollout's state")
 	}
 	defer close(m.release)
+	// The write returns only when the test lets it (below), so a reader
+	// that waited for it would never answer: answering at all, before the
+	// release, is the behaviour. The client's timeout only catches that
+	// hang; how fast the answer came is logged, not asserted (a loaded
+	// machine is slow without the engine being wrong).
 	start := time.Now()
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := &http.Client{Timeout: 2 * time.Minute}
 	resp, err := client.Get(api + "/rollouts/default/echo")
 	took := time.Since(start)
 	if err != nil {
@@ -78,9 +87,6 @@ spec:
 	if st.State != stalled.State || st.State != Progressing {
 		t.Errorf("GET while the write of %s is stalled says %s, want %s", stalled.State, st.State, Progressing)
 	}
-	if took > time.Second {
-		t.Errorf("GET took %v while the state write was stalled", took)
-	}
 	start = time.Now()
 	lresp, err := client.Get(api + "/rollouts")
 	if err != nil || lresp.StatusCode != http.StatusOK {
@@ -90,8 +96,8 @@ spec:
 	if got := r.engine.FindByVersion(ns, svc, "v2"); len(got) != 1 {
 		t.Errorf("FindByVersion while the state write is stalled: %v", got)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("list and FindByVersion took %v while the state write was stalled", d)
+	if n := m.returned.Load(); n != 0 {
+		t.Errorf("%d state writes returned before the test let the stalled one go: the reads above did not answer during the stall", n)
 	}
 	t.Logf("GET answered in %v, list and FindByVersion in %v, while the state write was stalled", took.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 

@@ -287,7 +287,7 @@ func (r *rig) breakCandidate(l *load, name string) (Status, time.Duration) {
 	}
 	// Clients see only stable once a run of responses, all from v1, ends
 	// the record.
-	meshtest.Eventually(r.t, 10*time.Second, "clients see only stable", func() error {
+	meshtest.Eventually(r.t, 30*time.Second, "clients see only stable", func() error {
 		if last := l.LastNot("v1"); time.Since(last) < time.Second {
 			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
 		}
