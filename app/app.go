@@ -283,7 +283,9 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 		}
 	}
 	// Exactly one replica runs rollouts and alert rules.
-	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, logger, reg); err != nil {
+	// Outside Kubernetes the followers show the acting replica's rollouts.
+	restoreRollouts := shareRollouts(a.add, cfg.Replicas, cluster, st, cfgStore, sharing, rollouts, logger)
+	if err := acting(a.add, cfg.Replicas, cluster, reps, rollouts, alerts, restoreRollouts, logger, reg); err != nil {
 		return nil, err
 	}
 	return a, nil
