@@ -2689,7 +2689,7 @@ export interface components {
         /** @description An analysis finding, as `istioctl analyze` reports it: config Istio accepts that probably does not do what was meant, such as a route to a host or subset nothing defines. It never refuses a change. */
         Warning: {
             /**
-             * @description Stable; istioctl analyze's code where Istio has one: IST0101 ReferencedResourceNotFound (a destination host, subset, Rollout or DestinationRule that nothing defines), IST0109 ConflictingMeshGatewayVirtualServiceHosts (two VirtualServices route one host for sidecars; the first in key order is used), IST0174 UnknownDestinationRuleHost; meshlens' own where Istio has none: ML0001 JwksUnavailable (a RequestAuthentication issuer whose keys cannot be fetched: its tokens are refused until they are; the finding goes once they are fetched).
+             * @description Stable; istioctl analyze's code where Istio has one: IST0101 ReferencedResourceNotFound (a destination host, subset, Rollout or DestinationRule that nothing defines), IST0109 ConflictingMeshGatewayVirtualServiceHosts (two VirtualServices route one host for sidecars; the first in key order is used), IST0174 UnknownDestinationRuleHost, IST0161 InvalidGatewayCredential (with a cluster: a Gateway server's credentialName Secret without a certificate, key or CA; its filter chain is not served); meshlens' own where Istio has none: ML0001 JwksUnavailable (a RequestAuthentication issuer whose keys cannot be fetched: its tokens are refused until they are; the finding goes once they are fetched).
              * @example IST0101
              */
             code?: string;
