@@ -128,7 +128,13 @@ func restoreLost(ctx context.Context, l *rolloutStateLog, cfgStore *config.Store
 	case <-ctx.Done():
 		return
 	case <-time.After(restoreWait):
-		logger.Warn("rollouts start without the state saved in ClickHouse: the shared config was not read in time", "waited", restoreWait)
+		logger.Warn("rollouts run from this replica's data dir alone: the shared config was not read in time", "waited", restoreWait)
+		return
+	}
+	if h := sharing.Health(); h != "" {
+		// The data dir's state, if any, is this replica's own and
+		// newest; a new disk's rollouts start over.
+		logger.Info("rollouts run from this replica's data dir alone: the state saved in ClickHouse cannot be read", "reason", h)
 		return
 	}
 	states, _, err := l.states(ctx, cfgStore)

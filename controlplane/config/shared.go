@@ -72,7 +72,7 @@ type Sharing struct {
 	failErr  error // the last failure to read or write the log; nil once one succeeds
 	failFrom time.Time
 
-	firstRead chan struct{} // closed after the first whole read of the log
+	firstRead chan struct{} // closed after the first attempt to read the whole log
 
 	pendingG   prometheus.Gauge
 	errs       *prometheus.CounterVec
@@ -238,8 +238,9 @@ func (sh *Sharing) Health() string {
 		time.Since(sh.failFrom).Round(time.Second), firstLine(sh.failErr), len(sh.pending))
 }
 
-// FirstRead is closed once Run has read the whole log and applied it: this
-// replica's config has caught up with the others'.
+// FirstRead is closed once Run has tried to read the whole log and apply
+// it: unless Health then names a failure, this replica's config has caught
+// up with the others'.
 func (sh *Sharing) FirstRead() <-chan struct{} { return sh.firstRead }
 
 // Run writes what is queued and takes the other replicas' changes, every
@@ -253,14 +254,12 @@ func (sh *Sharing) Run(ctx context.Context) error {
 		if err := sh.Sync(ctx, full); err != nil {
 			lastFull = time.Time{} // read everything once it is back
 		} else if full {
-			if lastFull.IsZero() {
-				select {
-				case <-sh.firstRead:
-				default:
-					close(sh.firstRead)
-				}
-			}
 			lastFull = time.Now()
+		}
+		select {
+		case <-sh.firstRead:
+		default:
+			close(sh.firstRead)
 		}
 		select {
 		case <-ctx.Done():
