@@ -1063,7 +1063,8 @@ export interface paths {
          *     queue full (--queue-max-bytes), the data dir's disk full, the xDS server down, a required Kubernetes watch
          *     failing). 200 "ready" otherwise, with "; "-separated warnings while meshlens serves around a fault:
          *     ClickHouse unreachable or refusing writes (telemetry is queued on disk), the queue 80% full, proxies
-         *     NACKing config, a Kubernetes watch retrying.
+         *     NACKing config, a Kubernetes watch retrying, the shared config log unreachable (replicas outside
+         *     Kubernetes: other replicas' config changes are not taken, and this one's wait on disk to be shared).
          */
         get: {
             parameters: {
@@ -1557,7 +1558,7 @@ export interface paths {
                     };
                     content?: never;
                 };
-                /** @description This replica does not run the rollouts (--leader-elect, --follower): {"error"} names the leader, and so does the header Meshlens-Leader when it is known. */
+                /** @description This replica does not run the rollouts (--leader-elect, --follower): {"error"} names the leader, and so does the header Meshlens-Leader when it is known (with --follower: the replica that last saved a rollout's state). */
                 503: {
                     headers: {
                         /** @description HTTP address of the replica that runs the rollouts. */
