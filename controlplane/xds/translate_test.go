@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshlens/meshlens/controlplane/credentials"
 	"github.com/meshlens/meshlens/controlplane/jwks"
 	"github.com/meshlens/meshlens/controlplane/meshconfig"
 )
@@ -190,6 +191,15 @@ spec:
   parentRefs: [{group: "", kind: Service, name: x, port: 9000}]
   rules: [{matches: [{method: {type: RegularExpression, service: "(("}}], filters: [{type: RequestMirror}]}]
 `)
+	// Gateway proxies, credentialName from files and from Secrets (any
+	// Gateway's server may name them, of any namespace).
+	sds, err := os.ReadFile("testdata/gateway-sds.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	creds := testCredentials(f, directives(string(sds), "credential"))
+	gateway := Node{ID: "fuzz-gw", Flavour: FlavourEnvoy, Gateway: true, Namespace: "istio-system",
+		Labels: map[string]string{"istio": "ingressgateway", "gateway.networking.k8s.io/gateway-name": "edge"}}
 	f.Fuzz(func(t *testing.T, src string) {
 		snap, err := decodeSnapshot(1, src)
 		if err != nil {
@@ -197,6 +207,12 @@ spec:
 		}
 		for _, fl := range []Flavour{FlavourGRPC, FlavourEnvoy} {
 			_, _ = Translate(Input{Config: snap}, Node{ID: "fuzz", Flavour: fl, Namespace: "default", IPs: []string{"10.1.0.1"}}, DefaultOptions())
+		}
+		for _, c := range []*credentials.Snapshot{nil, creds} {
+			res, err := Translate(Input{Config: snap, Credentials: c}, gateway, DefaultOptions())
+			if err == nil && c == nil && len(res.Secrets) > 0 {
+				t.Fatalf("%d SDS secrets without a cluster's credentials", len(res.Secrets))
+			}
 		}
 	})
 }
