@@ -96,14 +96,17 @@ func shareRollouts(component func(func(context.Context) error), cfg replicaConfi
 	component(func(ctx context.Context) error {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
+		var taken string // the states last taken, as JSON: the same ones are not taken (and written to disk) again
 		for {
 			states, acting, err := l.states(ctx, cfgStore)
 			if err != nil {
 				logger.Debug("follower: cannot read the rollouts' state from ClickHouse", "err", err)
-			} else {
+			} else if b, _ := json.Marshal(states); string(b) != taken {
 				rollouts.SetActing(false, acting)
 				if err := rollouts.Follow(ctx, states); err != nil {
 					logger.Warn("follower: cannot take the acting replica's rollout state", "err", err)
+				} else {
+					taken = string(b)
 				}
 			}
 			select {
