@@ -225,7 +225,7 @@ func TestOIDCRoleMatrix(t *testing.T) {
 	newKey := iss.Rotate(t, jose.ES256)
 	newToken := iss.SignWith(t, newKey, claims("root@example.com", []any{"admin"}))
 	start := time.Now()
-	meshtest.Eventually(t, 5*time.Second, "a token of the rotated key accepted", func() error {
+	meshtest.Eventually(t, 30*time.Second, "a token of the rotated key accepted", func() error {
 		if code, out := call("POST", "/config", newToken, serviceEntry("team-b", "rotated")); code != 200 {
 			return fmt.Errorf("%d %s", code, out)
 		}
@@ -237,7 +237,7 @@ func TestOIDCRoleMatrix(t *testing.T) {
 	}
 	iss.Retire("key-1")
 	start = time.Now()
-	meshtest.Eventually(t, 10*time.Second, "the retired key refused", func() error {
+	meshtest.Eventually(t, 30*time.Second, "the retired key refused", func() error {
 		code, out := call("GET", "/config", oldToken, "")
 		if code == 401 && strings.Contains(out, `its key id \"key-1\" is not among the issuer's signing keys`) {
 			return nil

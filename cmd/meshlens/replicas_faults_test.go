@@ -86,10 +86,17 @@ type graphAnswer struct {
 	err     error
 }
 
+// answerBound is how long a merged read may take while a peer is stopped,
+// dead or cut off: --peer-timeout (1s) plus a margin for a loaded machine.
+// A read that waited for such a peer would wait until graph's own timeout
+// (a minute) and fail there; the bound tells such a hang from a slow
+// machine, it does not measure speed (the benchmarks do).
+const answerBound = 15 * time.Second
+
 // graph reads the merged service graph on replica i, with its own timeout
-// well above --peer-timeout, so that a hang shows as one.
+// well above answerBound, so that a hang shows as one.
 func (fr *faultReplicas) graph(i int) graphAnswer {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
 	var g mergedGraph
@@ -183,7 +190,7 @@ func TestReplicaRestartingDuringMergedQueriesGivesPartialAnswersThenWholeAgain(t
 	if a.err != nil || !a.partial || a.reviews != 20 || a.missing[addrs[2]] == "" || len(a.missing) != 1 {
 		t.Fatalf("query under the kill: %+v; want 200, partial, 20 requests, missing %s", a, addrs[2])
 	}
-	if a.took > 3*time.Second {
+	if a.took > answerBound {
 		t.Errorf("query under the kill took %v; --peer-timeout is 1s", a.took)
 	}
 	t.Logf("query under the kill: %v, missing %v", a.took.Round(time.Millisecond), a.missing)
@@ -215,7 +222,7 @@ func TestReplicaRestartingDuringMergedQueriesGivesPartialAnswersThenWholeAgain(t
 		switch {
 		case a.err != nil:
 			t.Errorf("while replica 2 restarted: %v (after %v)", a.err, a.took)
-		case a.took > 3*time.Second:
+		case a.took > answerBound:
 			t.Errorf("while replica 2 restarted: an answer took %v", a.took)
 		case a.partial && len(a.missing) == 1 && a.missing[addrs[2]] != "":
 			partial++
@@ -273,7 +280,7 @@ func TestNetworkPartitionBetweenReplicasGivesPartialAnswersOnBothSidesThenWhole(
 	b := fr.wantGraph(t, 2, 20, via[0].Addr(), via[1].Addr())
 	fr.wantGraph(t, 1, 40, via[2].Addr())
 	for _, x := range []graphAnswer{a, b} {
-		if x.took > 3*time.Second {
+		if x.took > answerBound {
 			t.Errorf("a partitioned read took %v; --peer-timeout is 1s", x.took)
 		}
 	}
@@ -369,7 +376,7 @@ func TestAReplicaWhoseClockIsOffIsLeftOutOfMergedReadsNamingTheOffset(t *testing
 	// The log is read from the process's stderr as it comes: wait for it.
 	logged := func(line string) {
 		t.Helper()
-		meshtest.Eventually(t, 5*time.Second, "replica 0 logs "+line, func() error {
+		meshtest.Eventually(t, 30*time.Second, "replica 0 logs "+line, func() error {
 			if !strings.Contains(fr.procs[0].Log(), line) {
 				return fmt.Errorf("not logged yet")
 			}
