@@ -168,7 +168,7 @@ spec:
 				t.Fatal(err)
 			}
 			go a.run()
-			meshtest.Eventually(t, 5*time.Second, "listeners arrive", func() error {
+			meshtest.Eventually(t, 20*time.Second, "listeners arrive", func() error {
 				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.want) {
 					return fmt.Errorf("got listeners %v, want %v", got, tc.want)
 				}

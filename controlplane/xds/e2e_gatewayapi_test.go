@@ -77,7 +77,7 @@ func TestHTTPRouteForAServiceSplitsAndMatchesHeadersForGRPCClients(t *testing.T)
 		return nil
 	})
 	// grpc-go took every resource, retry policy and timeouts included.
-	meshtest.Eventually(t, 5*time.Second, "the client is in sync without a NACK", func() error {
+	meshtest.Eventually(t, 20*time.Second, "the client is in sync without a NACK", func() error {
 		for _, p := range m.srv.Proxies() {
 			if !p.InSync || p.LastNack != nil {
 				return fmt.Errorf("proxy %+v not in sync", p)
@@ -275,7 +275,7 @@ spec:
 				t.Fatal(err)
 			}
 			go a.run()
-			meshtest.Eventually(t, 5*time.Second, "listeners and routes arrive", func() error {
+			meshtest.Eventually(t, 20*time.Second, "listeners and routes arrive", func() error {
 				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.listeners) {
 					return fmt.Errorf("got listeners %v, want %v", got, tc.listeners)
 				}

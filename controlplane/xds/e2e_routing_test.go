@@ -60,7 +60,7 @@ func TestWeightChangeIsPushedAndClientsFollow(t *testing.T) {
 		}
 		return nil
 	})
-	meshtest.Eventually(t, 5*time.Second, "the client reports the new version", func() error {
+	meshtest.Eventually(t, 20*time.Second, "the client reports the new version", func() error {
 		for _, p := range m.srv.Proxies() {
 			if !p.InSync || p.LastNack != nil {
 				return fmt.Errorf("proxy %+v not in sync", p)

@@ -79,7 +79,7 @@ func TestProxiesAPIServesConnectedNodes(t *testing.T) {
 	ts := httptest.NewServer(e)
 	defer ts.Close()
 
-	meshtest.Eventually(t, 5*time.Second, "the proxy is listed in sync", func() error {
+	meshtest.Eventually(t, 20*time.Second, "the proxy is listed in sync", func() error {
 		resp, err := http.Get(ts.URL + "/api/v1/proxies")
 		if err != nil {
 			return err
@@ -208,7 +208,7 @@ func TestNodeFlavourSelectsResourceShape(t *testing.T) {
 				t.Fatal(err)
 			}
 			go a.run()
-			meshtest.Eventually(t, 5*time.Second, "listeners arrive", func() error {
+			meshtest.Eventually(t, 20*time.Second, "listeners arrive", func() error {
 				if got := a.resourceNames(resource.ListenerType); !slices.Equal(got, tc.want) {
 					return fmt.Errorf("got listeners %v, want %v", got, tc.want)
 				}
