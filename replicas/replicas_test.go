@@ -193,9 +193,13 @@ func TestAPeerThatAnswersTooLateIsLeftOutWithinTheTimeout(t *testing.T) {
 	if !tr.Partial || len(missing) != 1 || !strings.Contains(missing[0].Error, "no answer within 200ms") {
 		t.Fatalf("partial %v missing %+v", tr.Partial, missing)
 	}
-	if took > 5*time.Second {
+	// The missing entry above names the 200ms timeout; this bound only
+	// catches a read that waited for the silent peer anyway (it answers
+	// when the test ends), loose enough for a loaded machine.
+	if took > time.Minute {
 		t.Fatalf("a silent peer held the read for %v", took)
 	}
+	t.Logf("read with a silent peer answered in %v (timeout 200ms)", took.Round(time.Millisecond))
 }
 
 func sameTraffic(t *testing.T, what string, got, want map[graph.EdgeKey]*graph.Stats) {
