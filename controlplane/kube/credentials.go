@@ -212,6 +212,9 @@ func (c *Credentials) GatewayCredential(services *registry.Snapshot, r config.Ga
 	if creds.Version() == 0 {
 		return "", "", false
 	}
+	if c.health.unavailable("secrets") {
+		return config.CodeReferencedResourceNotFound, fmt.Sprintf("secret %s cannot be read: meshlens' RBAC forbids listing secrets (grant get, list and watch on secrets, or run meshlens with --gateway-credentials files)", r.Name), true
+	}
 	namespaces := []string{r.Namespace}
 	if r.Namespace == "" {
 		if namespaces = services.NamespacesSelected(r.Selector); len(namespaces) == 0 {

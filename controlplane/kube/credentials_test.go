@@ -32,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshlens/meshlens/controlplane/config"
@@ -353,4 +354,36 @@ func TestGatewayAPIListenerWithAMissingSecretIsNotProgrammed(t *testing.T) {
 	if s := got["http/Programmed"]; !strings.HasPrefix(s, "True ") {
 		t.Errorf("http Programmed: %s", s)
 	}
+}
+
+// With RBAC that forbids Secrets, analysis of a Gateway's credentialName
+// says that meshlens may not read them and how to fix it, rather than that
+// the Secret does not exist.
+func TestGatewayCredentialAnalysisNamesForbiddenSecrets(t *testing.T) {
+	c := kubetest.Shared(t)
+	limited, err := kubernetes.NewForConfig(c.RESTConfig(kubetest.LimitedToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := meshtest.Logger(t)
+	health, err := NewHealth(limited, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := NewCredentials(limited, health, logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = creds.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ref := config.GatewayCredentialRef{GatewayNamespace: "web", Name: "edge-cert"}
+	meshtest.Eventually(t, 60*time.Second, "analysis names the forbidden Secrets", func() error {
+		code, msg, ok := creds.GatewayCredential(nil, ref)
+		if !ok || code != config.CodeReferencedResourceNotFound || !strings.Contains(msg, "RBAC forbids listing secrets") || !strings.Contains(msg, "--gateway-credentials files") {
+			return fmt.Errorf("%v %s %q", ok, code, msg)
+		}
+		return nil
+	})
 }
