@@ -211,7 +211,7 @@ func TestIstioProviderRollsBackFailingCanaryInTheAPIServer(t *testing.T) {
 		return nil
 	})
 	st := waitRollout(t, e.cp, e.ns, "reviews", 10*time.Second, "rolled back", inState(rollout.RolledBack))
-	meshtest.Eventually(t, 10*time.Second, "clients see only stable", func() error {
+	meshtest.Eventually(t, 30*time.Second, "clients see only stable", func() error {
 		if last := l.LastNot("v1"); time.Since(last) < time.Second {
 			return fmt.Errorf("last non-stable response at %v", last.Format("15:04:05.000"))
 		}
@@ -261,7 +261,7 @@ spec:
 	if got := split(e.vs(t, "reviews")); got != "v2=0" {
 		t.Errorf("split %q, want all on v2", got)
 	}
-	meshtest.Eventually(t, 10*time.Second, "clients see only the candidate", func() error {
+	meshtest.Eventually(t, 30*time.Second, "clients see only the candidate", func() error {
 		last := l.LastNot("v2")
 		if got := l.Since(last.Add(time.Nanosecond)); time.Since(last) < 500*time.Millisecond || got["v2"] < 50 {
 			return fmt.Errorf("last response not from the candidate at %s; since then %v", last.Format("15:04:05.000"), got)
