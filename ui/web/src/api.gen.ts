@@ -2450,6 +2450,7 @@ export interface components {
             service: string;
             /** @description The node of callers the telemetry could not identify (id "unknown"). */
             unknown?: boolean;
+            /** @description The version the node stands for; empty when the node stands for several versions (in the workload view, callees known by service only). */
             version: string;
             workload: string;
         };
