@@ -582,7 +582,10 @@ spec: {service: reviews, stable: v1, candidate: v2, strategy: {canary: {steps: [
 				if dr.Error == nil || dr.Status != tc.status || !strings.Contains(dr.Error.Error(), tc.want) {
 					t.Errorf("got status %d error %v, want %d and %q", dr.Status, dr.Error, tc.status, tc.want)
 				}
-				if d := time.Since(start); d > 10*time.Second {
+				// A loose bound: it catches retries or waits that go on
+				// (the hung case's own timeout is 1s, the others' 30s),
+				// not a machine that is merely busy.
+				if d := time.Since(start); d > time.Minute {
 					t.Errorf("the error took %v", d)
 				}
 			})
