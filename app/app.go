@@ -200,7 +200,11 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (_ *App, err erro
 	}))
 	if cluster != nil && cluster.credentials != nil {
 		// Gateway servers' certificates: the cluster's Secrets, over SDS;
-		// a rotated Secret is one push.
+		// a rotated Secret is one push. Until they have listed, no
+		// credentialName is served (rather than as files).
+		if err := xdsServer.UpdateCredentials(cluster.credentials.Snapshot()); err != nil {
+			return nil, err
+		}
 		cluster.credentials.Subscribe(func(c *credentials.Snapshot) {
 			if err := xdsServer.UpdateCredentials(c); err != nil {
 				logger.Warn("xds push of gateway credentials: some nodes keep their previous config", "credentials", c.Version(), "err", err)

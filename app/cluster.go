@@ -157,6 +157,9 @@ func (c *cluster) readiness() (warning string, err error) {
 	if !c.registry.Ready() {
 		return "", errors.New("kubernetes: listing the cluster's Services and endpoints")
 	}
+	if c.credentials != nil && c.credentials.Snapshot().Version() == 0 {
+		return "", errors.New("kubernetes: listing the Secrets of Gateway certificates")
+	}
 	if c.source != nil {
 		select {
 		case <-c.source.Ready():
