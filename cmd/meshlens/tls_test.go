@@ -288,7 +288,7 @@ func TestTLSAndMutualTLSOnEveryListenerWithRotation(t *testing.T) {
 
 	// The server certificate is rotated on disk: new connections get it.
 	ca.issue("server", "meshlens-rotated", "")
-	meshtest.Eventually(t, 10*time.Second, "the rotated certificate is served", func() error {
+	meshtest.Eventually(t, 30*time.Second, "the rotated certificate is served", func() error {
 		for _, addr := range []string{ml.http, otlpGRPC, als, xdsAddr} {
 			conn, err := tls.Dial("tcp", addr, ca.clientTLS(webCert, webKey))
 			if err != nil {
