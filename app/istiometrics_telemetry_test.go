@@ -68,7 +68,7 @@ func TestAppliedTelemetryShapesTheIstioMetrics(t *testing.T) {
 	if w := applyWarnings(t, s, string(example)); strings.Contains(w, "metrics") {
 		t.Errorf("the example's metrics are all applied, yet: %s", w)
 	}
-	meshtest.Eventually(t, 10*time.Second, "the Telemetries applied to /metrics/istio", func() error {
+	meshtest.Eventually(t, 30*time.Second, "the Telemetries applied to /metrics/istio", func() error {
 		got := metrics()
 		if hasLabel(got["istio_requests_total"], "request_protocol") {
 			return fmt.Errorf("istio_requests_total still has request_protocol")
