@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Graph } from './api';
-import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, impactHighlight, nodeTraffic, pathHighlight, planUpdate, toElements } from './graph';
+import { edgeLabel, edgeWidth, filterNamespace, flattenGroups, groupId, impactHighlight, isBox, nodeTraffic, pathHighlight, planUpdate, searchMatches, toElements } from './graph';
 import { HEALTH_COLOR } from './format';
 // @ts-expect-error plain JS module shared with the fixture server
 import { syntheticGraph } from '../e2e/synthetic.mjs';
@@ -120,14 +120,12 @@ describe('toElements in other views', () => {
     expect(m.get('default/productpage/v1->default/details/v1')?.classes).toContain('dim');
   });
 
-  it('marks only the matches of a large graph search, leaving the rest untouched', () => {
-    const plain = byId(toElements(bookinfo, { view: 'version' }));
-    const els = toElements(bookinfo, { view: 'version', search: 'RATINGS', dimOthers: false });
-    const m = byId(els);
-    expect(m.get('default/ratings/v1')?.classes).toContain('match');
-    const changed = [...els.nodes, ...els.edges].filter((e) => e.classes !== plain.get(String(e.data.id))?.classes).map((e) => e.data.id);
-    // the match and its service's box; no edge, no other node
-    expect(changed).toEqual(['group:default/ratings', 'default/ratings/v1']);
+  it('finds for a large graph\'s canvas the same matches a search marks in the elements', () => {
+    const marked = (els: ReturnType<typeof toElements>) => els.nodes.filter((n) => String(n.classes).split(' ').includes('match') && !isBox(n)).map((n) => n.data.id).sort();
+    for (const q of ['RATINGS', ' v2 ', 'default/details', 'nothing-like-it']) {
+      expect([...searchMatches(bookinfo, q)].sort()).toEqual(marked(toElements(bookinfo, { view: 'version', search: q })));
+    }
+    expect(searchMatches(bookinfo, '  ').size).toBe(0);
   });
 
   it('can leave edge labels out', () => {

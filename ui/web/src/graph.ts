@@ -51,13 +51,11 @@ export interface Elements {
 
 export interface ElementsOptions {
   view: GraphView;
-  /** case-insensitive substring; matching nodes get class "match", the rest "dim" */
-  search?: string;
   /**
-   * false: a search marks only its matches and leaves the rest as they are
-   * (large graphs: fading thousands of elements restyles every one of them)
+   * case-insensitive substring; matching nodes get class "match", the rest
+   * "dim" (a large graph's search is not given here: searchMatches)
    */
-  dimOthers?: boolean;
+  search?: string;
   /** show rps / error % / p99 on edges */
   edgeLabels?: boolean;
   /** put versions and workloads inside a box per service (default true) */
@@ -213,7 +211,7 @@ export function isBox(el: ElementDefinition): boolean {
 export function toElements(g: Graph, opts: ElementsOptions): Elements {
   const { view } = opts;
   const q = (opts.search ?? '').trim().toLowerCase();
-  const dim = opts.dimOthers === false ? [] : ['dim'];
+  const dim = ['dim'];
   const namespaces = new Set(g.nodes.filter((n) => !n.unknown).map((n) => n.namespace));
   const multiNamespace = namespaces.size > 1;
 
@@ -233,8 +231,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
   };
   /** node id → the collapsed group it is drawn as */
   const into = collapsedInto(g, groupBy, opts.collapsed);
-  const matches = (n: GraphNode) =>
-    !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
+  const matches = (n: GraphNode) => nodeMatches(n, q);
 
   for (const n of g.nodes) {
     const rps = n.rps;
@@ -333,7 +330,7 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
     if (cycleEdges.has(data.id)) classes.push('cycle');
     const hc = hlClass(opts.highlight, data.id, true);
     if (hc) classes.push(hc);
-    if (q && dim.length) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
+    if (q) classes.push(matchById.get(e.source) || matchById.get(e.target) ? 'match' : 'dim');
     edges.push({ group: 'edges', data, classes: classes.join(' ') });
   }
   return { nodes: [...groupNodes, ...nodes], edges };
@@ -345,6 +342,31 @@ export function toElements(g: Graph, opts: ElementsOptions): Elements {
  * members (see mergeCollapsed).
  */
 export type DrawnEdge = GraphEdge & { parts?: GraphEdge[] };
+
+/** nodeMatches says whether a node matches a search (q: trimmed, lower case; empty matches all). */
+export function nodeMatches(n: Pick<GraphNode, 'service' | 'version' | 'workload' | 'namespace' | 'id'>, q: string): boolean {
+  return !q || [n.service, n.version, n.workload, n.namespace, n.id].some((s) => s.toLowerCase().includes(q));
+}
+
+/**
+ * searchMatches are the ids of the nodes a search marks, as toElements marks
+ * them (a collapsed group when one of its members matches): what a large
+ * graph's canvas marks by itself, so a search does not rebuild and compare
+ * all of its elements (GraphCanvas, marked).
+ */
+export function searchMatches(g: Pick<Graph, 'nodes' | 'nodeLabels'>, search: string, groupBy = '', collapsed?: Set<string>): Set<string> {
+  const q = search.trim().toLowerCase();
+  const out = new Set<string>();
+  if (!q) return out;
+  const into = collapsedInto(g, groupBy, collapsed);
+  for (const n of g.nodes) {
+    if (!nodeMatches(n, q)) continue;
+    out.add(n.id);
+    const gid = into.get(n.id);
+    if (gid) out.add(gid);
+  }
+  return out;
+}
 
 /**
  * collapsedInto maps every node drawn as a collapsed group to that group's id

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Graph } from './api';
-import { drawnEdge, goneNodes, groupMembers, labelGroupId, labelKeysOf, mergeCollapsed, toElements } from './graph';
+import { drawnEdge, goneNodes, groupMembers, labelGroupId, labelKeysOf, mergeCollapsed, searchMatches, toElements } from './graph';
 // @ts-expect-error plain JS module shared with the fixture server
 import { apiGraph } from '../e2e/apigraph.mjs';
 
@@ -140,6 +140,13 @@ describe('edges of collapsed groups', () => {
     expect(e.health).toBe('degraded');
     // The parts themselves are left as they were.
     expect(g.edges[2].codes).toEqual({ '200': 891, '500': 9 });
+  });
+
+  it('marks a collapsed group in a large graph\'s search when one of its members matches', () => {
+    expect([...searchMatches(g, 'cart', 'app', new Set(['cart']))].sort()).toEqual(['group:app=cart', 'shop/cart/v1', 'shop/cart/v2']);
+    expect([...searchMatches(g, 'card', 'app', new Set(['cart']))]).toEqual(['pay/card/v1']);
+    const els = ids(toElements(g, { view: 'version', groupBy: 'app', collapsed: new Set(['cart']), search: 'cart' }));
+    expect(els.get('group:app=cart')?.classes).toContain('match');
   });
 
   it('merges an edge from a plain node into one collapsed group, and finds the graph\'s own edges', () => {

@@ -3,7 +3,7 @@ import { useEffect, useRef } from 'preact/hooks';
 import { flattenGroups, isBox, planUpdate, type Elements, type GroupBox } from '../graph';
 import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
-import { hitBox, paintBoxes } from './boxes';
+import { hitBox, marksOf, paintBoxes, paintMarks } from './boxes';
 
 /** cytoscape-dagre is loaded only for graphs small enough to use it. */
 let dagreLoaded: Promise<void> | null = null;
@@ -45,6 +45,14 @@ export interface GraphCanvasProps {
    * when the canvas is made.
    */
   renderer?: 'webgl' | 'canvas';
+  /**
+   * the ids of a large graph's search matches (graph.ts, searchMatches): the
+   * canvas paints a halo under each (boxes.ts, paintMarks; cy.scratch
+   * '_marked' holds them) and brings them into view if one is off screen,
+   * restyling no element; unset, the elements' own classes carry the
+   * search (small graphs, which fade the rest)
+   */
+  marked?: Set<string>;
 }
 
 /** Above this many nodes, a graph is drawn with WebGL where the browser has it. */
@@ -88,7 +96,7 @@ function applyPinned(cy: Core) {
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup, renderer }: GraphCanvasProps) {
+export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup, renderer, marked }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLCanvasElement>(null);
   const boxesRef = useRef<GroupBox[] | null>(null);
@@ -109,7 +117,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
 
   useEffect(() => {
     const large = input.nodes.length > LARGE_GRAPH;
-    const mode = styleMode(large, 0);
+    const mode = styleMode(large);
     // WebGL draws every element of a big graph each frame on the GPU, where
     // the 2D canvas redraws them one by one on the CPU; without a GPU, the 2D
     // canvas (which pans a snapshot) is the faster (see README, Performance).
@@ -127,17 +135,21 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       ...(large ? { pixelRatio: 1, textureOnViewport: true, hideEdgesOnViewport: true, motionBlur: false } : {}),
       ...(webgl ? { renderer: { name: 'canvas', webgl: true } } : {}),
     });
+    if (large && !webgl) snapshotOnViewport(cy);
     cy.scratch('_webgl', webgl);
     cy.scratch('_mode', mode);
     cy.scratch('_theme', theme);
-    if (large) {
-      // cytoscape's first draw would build the layered texture cache for
-      // every element before showing anything; marking it as not the first
-      // draw lets it draw the elements directly and build the layers in idle
-      // time afterwards (the same path it takes on every later change).
+    if (large && !webgl) {
+      // cytoscape's layered texture cache draws the elements into a few
+      // large bitmaps, a few elements per idle frame, asking for a redraw of
+      // the whole graph after each batch; at 5,000 nodes it drew ~500 of
+      // 25,000 elements in 2 s, so the bitmaps were never complete, and
+      // every one of those redraws drew every element (1–3 s each, idle
+      // page included; a search waited for one). Without it, cytoscape draws
+      // the elements when something changes and is idle otherwise.
       try {
-        const cache = (cy as unknown as { renderer(): { data?: { lyrTxrCache?: { firstGet?: boolean } } } }).renderer().data?.lyrTxrCache;
-        if (cache && cache.firstGet === true) cache.firstGet = false;
+        const cache = (cy as unknown as { renderer(): { data?: { lyrTxrCache?: { getLayers?: unknown } } } }).renderer().data?.lyrTxrCache;
+        if (cache && typeof cache.getLayers === 'function') cache.getLayers = () => null;
       } catch {
         /* renderer internals differ: keep the default */
       }
@@ -180,10 +192,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     // once the first frame is on screen.
     afterFirst.current = () => {
       cy.on('viewport position resize', redraw);
-      // Large graphs draw labels and arrows only when zoomed in enough to read them.
-      cy.on('zoom', () => setMode(cy, styleMode(cy.scratch('_large') === true, cy.zoom())));
       cy.on('dragfree', 'node', () => save(cy, keyRef.current));
-      setMode(cy, styleMode(cy.scratch('_large') === true, cy.zoom()));
       redraw();
     };
     cyRef.current = cy;
@@ -218,9 +227,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     } catch {
       /* headless */
     }
-    // Large graphs start at overview detail; the zoom handler adds labels back.
-    if (!large) setMode(cy, 'full');
-    else if (cy.scratch('_mode') === 'full') setMode(cy, 'overview');
+    // One stylesheet per size, the same at every zoom (graphstyle.ts).
+    setMode(cy, styleMode(large));
     const newKey = keyRef.current !== layoutKey;
     if (newKey) {
       save(cy, keyRef.current);
@@ -296,19 +304,9 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       afterFirst.current = null;
       markRendered(after ?? undefined);
       (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
-      if (large) {
-        // A large graph's search fades nothing (graph.ts, dimOthers): its matches are brought into view instead.
-        const matches = cy.nodes('.match');
-        const ids = matches.map((n) => n.id()).join(' ');
-        if (ids !== shownMatches.current) {
-          shownMatches.current = ids;
-          if (matches.nonempty()) bringIntoView(cy, matches);
-        }
-      }
     };
     if (positions) {
       if (first) fitTo(cy, positions, 40);
-      if (large) setMode(cy, styleMode(true, cy.zoom()));
       performance.mark('meshlens:layout-done');
       done();
     } else if (needLayout) {
@@ -338,6 +336,31 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       done();
     }
   }, [input, layoutKey]);
+
+  // A large graph's search: its matches get a halo painted with the boxes
+  // (boxes.ts, paintMarks), and are brought into view if one is off screen.
+  useEffect(() => {
+    const cy = cyRef.current;
+    if (!cy || !marked) return;
+    const nodes: cytoscape.NodeSingular[] = [];
+    for (const id of marked) {
+      const n = cy.getElementById(id);
+      if (n.nonempty() && n.isNode()) nodes.push(n);
+    }
+    cy.scratch('_marked', nodes.map((n) => n.id()));
+    (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
+    const ids = nodes.map((n) => n.id()).sort().join(' ');
+    if (ids === shownMatches.current) return;
+    shownMatches.current = ids;
+    const w = cy.width();
+    const h = cy.height();
+    const offScreen = nodes.some((n) => {
+      const p = n.renderedPosition();
+      return p.x < 20 || p.y < 20 || p.x > w - 20 || p.y > h - 20;
+    });
+    // Moving the viewport redraws every element; a match already in view stays where it is.
+    if (offScreen) bringIntoView(cy, cy.collection(nodes as unknown as cytoscape.CollectionArgument) as cytoscape.NodeCollection);
+  }, [marked, input]);
 
   // A loaded view's pins replace the current ones and apply at once.
   const firstPins = useRef(true);
@@ -452,14 +475,68 @@ function markRendered(then?: () => void) {
 }
 
 /**
- * setMode swaps the stylesheet when the mode changes: a large graph at
- * overview zoom skips labels, arrows and curved edges (see graphstyle.ts).
+ * setMode sets the stylesheet when the mode (a graph crossing LARGE_GRAPH
+ * nodes) or the theme changes; never on zoom (see graphstyle.ts).
  */
 function setMode(cy: Core, mode: StyleMode, theme: Theme = cy.scratch('_theme') ?? 'light') {
   if (cy.scratch('_mode') === mode && cy.scratch('_theme') === theme) return;
   cy.scratch('_mode', mode);
   cy.scratch('_theme', theme);
   cy.style(graphStyle(mode, theme));
+}
+
+/** The parts of cytoscape's 2D canvas renderer snapshotOnViewport uses (cytoscape 3.34). */
+interface CanvasRenderer {
+  render(opts?: { forcedContext?: unknown }): void;
+  textureOnViewport: boolean;
+  textureCache?: unknown;
+  pinching?: boolean;
+  swipePanning?: boolean;
+  hoverData: { dragging?: boolean };
+  prevViewport?: { zoom: number; pan: { x: number; y: number } };
+  canvasWidth: number;
+  canvasHeight: number;
+  NODE: number;
+  TEXTURE_BUFFER: number;
+  data: { wheelZooming?: boolean; canvases: HTMLCanvasElement[]; bufferCanvases: HTMLCanvasElement[]; bufferContexts: CanvasRenderingContext2D[] };
+}
+
+/**
+ * snapshotOnViewport makes a large graph's pan and zoom by the user cheap.
+ * With textureOnViewport, cytoscape draws a snapshot of the graph, moved and
+ * scaled, while the user drags, pinches or wheels, instead of redrawing
+ * every element per frame; but it makes that snapshot by drawing every node
+ * again at twice the resolution, which at 5,000 nodes without a GPU took
+ * longer than the gesture (2–19 s). The picture is already on screen: this
+ * hands cytoscape a copy of its own node layer, as drawn at the last
+ * viewport, as the snapshot (one image copy), in the shape its renderer
+ * keeps it. If the renderer is not the one expected, nothing is changed.
+ */
+function snapshotOnViewport(cy: Core) {
+  let r: CanvasRenderer;
+  try {
+    r = (cy as unknown as { renderer(): CanvasRenderer }).renderer();
+    if (typeof r.render !== 'function' || !r.data?.canvases?.[r.NODE] || !r.data.bufferCanvases?.[r.TEXTURE_BUFFER] || !r.hoverData) return;
+  } catch {
+    return;
+  }
+  const render = r.render;
+  r.render = function (opts) {
+    const gesture = r.pinching || r.hoverData.dragging || r.swipePanning || r.data.wheelZooming;
+    const vp = r.prevViewport;
+    if (!opts?.forcedContext && gesture && r.textureOnViewport && !r.textureCache && vp) {
+      const texture = r.data.bufferCanvases[r.TEXTURE_BUFFER];
+      const ctx = r.data.bufferContexts[r.TEXTURE_BUFFER];
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      ctx.clearRect(0, 0, texture.width, texture.height);
+      ctx.drawImage(r.data.canvases[r.NODE], 0, 0, texture.width, texture.height);
+      r.textureCache = {
+        texture,
+        viewport: { zoom: vp.zoom, pan: { ...vp.pan }, width: r.canvasWidth, height: r.canvasHeight, mpan: { x: -vp.pan.x / vp.zoom, y: -vp.pan.y / vp.zoom } },
+      };
+    }
+    return render.call(this, opts);
+  };
 }
 
 /** drawBoxes paints the service boxes of a large graph under the nodes (boxes.ts). */
@@ -477,6 +554,7 @@ function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[]
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   if (boxes) paintBoxes(ctx, cy, boxes, selected, dpr);
+  paintMarks(ctx, cy, marksOf(cy), dpr);
 }
 
 /**
@@ -501,8 +579,8 @@ function fitTo(cy: Core, positions: Map<string, cytoscape.Position>, padding: nu
 
 /**
  * bringIntoView centres the viewport on nodes, zooming out only if they do
- * not fit at the current zoom (zooming in would switch a large graph's
- * stylesheet, which restyles every element).
+ * not fit at the current zoom (the overview keeps its zoom, and an unchanged
+ * zoom lets cytoscape reuse its cached textures).
  */
 function bringIntoView(cy: Core, nodes: cytoscape.NodeCollection) {
   let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
