@@ -64,7 +64,7 @@ func cluster(t testing.TB, n int, now func() time.Time) []*replica {
 	out := make([]*replica, n)
 	for i := range out {
 		live := newLive(t, now)
-		reps, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler), nil)
+		reps, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 30 * time.Second}, slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,7 +261,7 @@ func skewedCluster(t *testing.T, end time.Time, skews []time.Duration, maxSkew t
 		if i == 0 && reg != nil {
 			rg = reg
 		}
-		r, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 2 * time.Second, MaxClockSkew: maxSkew}, slog.New(slog.DiscardHandler), rg)
+		r, err := New(live, Options{Peers: func() []string { return addrs }, Timeout: 30 * time.Second, MaxClockSkew: maxSkew}, slog.New(slog.DiscardHandler), rg)
 		if err != nil {
 			t.Fatal(err)
 		}
