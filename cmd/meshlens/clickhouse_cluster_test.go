@@ -107,7 +107,13 @@ func TestClickHouseClusterFaultsLoseNothing(t *testing.T) {
 			t.Errorf("/readyz = %q, want it to say telemetry is queued on disk", ready)
 		}
 		time.Sleep(3 * time.Second) // load keeps arriving meanwhile
-		if ml.metric(t, "meshlens_ingest_queued_batches") == 0 || ml.metric(t, "meshlens_ingest_retries_total") <= retries {
+		// Queued batches and a retry, within 30 s more: a retry's backoff on
+		// a loaded machine can outlast the 3 s above.
+		queuedAndRetried := false
+		for end := time.Now().Add(30 * time.Second); !queuedAndRetried && time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+			queuedAndRetried = ml.metric(t, "meshlens_ingest_queued_batches") > 0 && ml.metric(t, "meshlens_ingest_retries_total") > retries
+		}
+		if !queuedAndRetried {
 			t.Errorf("nothing queued or no retries counted while %v were down", processes)
 		}
 		log := ml.Log()
