@@ -101,8 +101,9 @@ spec:
 	}
 	t.Logf("GET answered in %v, list and FindByVersion in %v, while the state write was stalled", took.Round(time.Microsecond), time.Since(start).Round(time.Microsecond))
 
-	// The write comes back: the engine goes on and applies the routes.
-	for range 100 {
+	// The write comes back: the engine goes on and applies the routes
+	// (up to 600 rounds of at least 50 ms: 30 s for a loaded machine).
+	for range 600 {
 		select {
 		case m.release <- struct{}{}:
 		case <-time.After(50 * time.Millisecond):
