@@ -57,7 +57,7 @@ func exampleKeys(t *testing.T, path string) []string {
 func TestKubectlAppliedExamplesOfTheNewerIstioKindsAreServedAndInvalidOnesRefused(t *testing.T) {
 	c := kubetest.Shared(t)
 	ctx := context.Background()
-	ensureNamespaces(t, c, "bookinfo")
+	ensureNamespaces(t, c, "bookinfo", "istio-system")
 	data := t.TempDir()
 	p := startMeshlens(t, "--kubeconfig", deployIdentity(t, c), "--data-dir", data, "--clickhouse", "clickhouse://127.0.0.1:1/x", "--clickhouse-wait", "0s")
 	token := readToken(t, data)
