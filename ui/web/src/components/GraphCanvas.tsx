@@ -82,6 +82,16 @@ export function webglAvailable(): 'gpu' | 'software' | 'none' {
   return webgl2;
 }
 
+/**
+ * note keeps a value in cy.scratch() (read back with cy.scratch(key)) without
+ * cy.scratch(key, value), which restyles every element (a style may map
+ * scratch data): 25,000 elements restyled and redrawn per call at 5,000
+ * nodes, seconds without a GPU, for each search, selection or update.
+ */
+function note(cy: Core, key: string, value: unknown) {
+  (cy.scratch() as Record<string, unknown>)[key] = value;
+}
+
 function applyPinned(cy: Core) {
   const pinned = cy.scratch('_pinned') as Map<string, cytoscape.Position> | undefined;
   if (!pinned?.size) return;
@@ -136,9 +146,9 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       ...(webgl ? { renderer: { name: 'canvas', webgl: true } } : {}),
     });
     if (large && !webgl) snapshotOnViewport(cy);
-    cy.scratch('_webgl', webgl);
-    cy.scratch('_mode', mode);
-    cy.scratch('_theme', theme);
+    note(cy, '_webgl', webgl);
+    note(cy, '_mode', mode);
+    note(cy, '_theme', theme);
     if (large && !webgl) {
       // cytoscape's layered texture cache draws the elements into a few
       // large bitmaps, a few elements per idle frame, asking for a redraw of
@@ -158,7 +168,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       const t = e.target;
       onSelectRef.current({ type: t.isNode() ? 'node' : 'edge', id: t.id() });
     });
-    cy.scratch('_pinned', new Map(pinned ?? []));
+    note(cy, '_pinned', new Map(pinned ?? []));
     cy.on('dragfree', 'node', (e) => {
       const n = e.target as cytoscape.NodeSingular;
       if (!n.isParent()) (cy.scratch('_pinned') as Map<string, cytoscape.Position>).set(n.id(), { ...n.position() });
@@ -217,8 +227,8 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       boxesRef.current = f.boxes;
     } else boxesRef.current = null;
     // The exports paint them too (boxes.ts, boxesOf).
-    cy.scratch('_boxes', boxesRef.current);
-    cy.scratch('_large', large);
+    note(cy, '_boxes', boxesRef.current);
+    note(cy, '_large', large);
     // cytoscape reads these at render time; they make pan/zoom cheap on big graphs.
     const r = cy as unknown as { renderer(): { textureOnViewport?: boolean; hideEdgesOnViewport?: boolean } };
     try {
@@ -347,7 +357,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       const n = cy.getElementById(id);
       if (n.nonempty() && n.isNode()) nodes.push(n);
     }
-    cy.scratch('_marked', nodes.map((n) => n.id()));
+    note(cy, '_marked', nodes.map((n) => n.id()));
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
     const ids = nodes.map((n) => n.id()).sort().join(' ');
     if (ids === shownMatches.current) return;
@@ -370,7 +380,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
       firstPins.current = false;
       return;
     }
-    cy.scratch('_pinned', new Map(pinned ?? []));
+    note(cy, '_pinned', new Map(pinned ?? []));
     applyPinned(cy);
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
   }, [pinned]);
@@ -387,7 +397,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     if (!cy) return;
     cy.$(':selected').unselect();
     if (selected) cy.getElementById(selected.id).select();
-    cy.scratch('_selectedBox', selected?.id);
+    note(cy, '_selectedBox', selected?.id);
     (cy as unknown as { __redrawBoxes: () => void }).__redrawBoxes();
   }, [selected, input]);
 
@@ -480,8 +490,8 @@ function markRendered(then?: () => void) {
  */
 function setMode(cy: Core, mode: StyleMode, theme: Theme = cy.scratch('_theme') ?? 'light') {
   if (cy.scratch('_mode') === mode && cy.scratch('_theme') === theme) return;
-  cy.scratch('_mode', mode);
-  cy.scratch('_theme', theme);
+  note(cy, '_mode', mode);
+  note(cy, '_theme', theme);
   cy.style(graphStyle(mode, theme));
 }
 
