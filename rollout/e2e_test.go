@@ -273,9 +273,18 @@ spec:
 `)
 	r.startEngine()
 	r.apply(canaryYAML("echo", "[50, 100]", "1h", 30, 30, ""))
-	st := r.waitState("echo", Progressing, 5*time.Second)
-	if st.VirtualService != "echo-routes" || st.Applied == nil || *st.Applied != st.Weights {
-		t.Fatalf("rollout writes %q (applied %+v), want it to take over echo-routes", st.VirtualService, st.Applied)
+	r.waitState("echo", Progressing, 30*time.Second)
+	// Readers see a step's state before its routes are written: wait for
+	// the first step's weights to be applied, then check where they went.
+	var st Status
+	meshtest.Eventually(t, 30*time.Second, "the first step's weights applied", func() error {
+		if st = r.status("echo"); st.Applied == nil || *st.Applied != st.Weights {
+			return fmt.Errorf("applied %+v, weights %+v", st.Applied, st.Weights)
+		}
+		return nil
+	})
+	if st.VirtualService != "echo-routes" {
+		t.Fatalf("rollout writes %q, want it to take over echo-routes", st.VirtualService)
 	}
 	if _, ok := r.store.Get("VirtualService", ns, "echo"); ok {
 		t.Fatal("a second VirtualService was created for the host")
