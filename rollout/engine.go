@@ -22,6 +22,7 @@ import (
 
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/atomicfile"
 )
 
 // StateFile is the file, under the data dir, holding rollout state.
@@ -999,37 +1000,13 @@ func (e *Engine) Restore(ctx context.Context, states []Status) error {
 	return nil
 }
 
+// writeFileAtomic writes v as JSON to path durably (atomicfile.Write).
 func writeFileAtomic(path string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data)
 }
 
 // Tick judges every progressing rollout whose interval has passed, retries

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshlens/meshlens/internal/atomicfile"
 )
 
 // StateFile is the file, under the data dir, that holds accepted config.
@@ -431,34 +433,8 @@ func (s *Store) persist(sn *Snapshot, origins map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("persist config: %w", err)
 	}
-	dir := filepath.Dir(s.path)
-	f, err := os.CreateTemp(dir, StateFile+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(s.path, data); err != nil {
 		return fmt.Errorf("persist config: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("persist config: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("persist config: fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("persist config: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("persist config: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("persist config: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("persist config: fsync %s: %w", dir, err)
 	}
 	return nil
 }
