@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,11 +61,36 @@ type clickhouseServer struct {
 
 func startClickHouse(t testing.TB) *clickhouseServer {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	c := &clickhouseServer{t: t, dir: t.TempDir(), port: port}
+	c := &clickhouseServer{t: t, dir: t.TempDir(), port: clickHousePort(t)}
 	c.Start()
 	t.Cleanup(c.Stop)
 	return c
+}
+
+// clickHousePort is a native port for a test's ClickHouse whose HTTP port,
+// 123 above it (as scripts/clickhouse.sh sets it), is free too. Both are
+// below the kernel's ephemeral range (32768 and up on Linux), so no
+// connection's local port can take either before the server binds them:
+// with a free port from the kernel, the one 123 above was sometimes some
+// connection's, and the server exited at start.
+func clickHousePort(t testing.TB) string {
+	t.Helper()
+	free := func(port int) bool {
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
+	}
+	for range 200 {
+		p := 20000 + rand.IntN(12000)
+		if free(p) && free(p+123) {
+			return strconv.Itoa(p)
+		}
+	}
+	t.Fatal("no free pair of loopback ports (native, native+123) between 20000 and 32123 for ClickHouse")
+	return ""
 }
 
 func (c *clickhouseServer) script(verb string) {
