@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshlens/meshlens/internal/meshtest"
@@ -40,18 +41,7 @@ spec:
 	}
 	m.apply(base + sidecar(`"./ratings.default.svc.cluster.local"`))
 	c := m.client(echoTarget, nil, nil)
-	meshtest.Eventually(t, 20*time.Second, "echo is out of the client's scope", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := call(ctx, c)
-		// grpc-go fails (UNAVAILABLE, or at the deadline while it keeps
-		// resolving) saying the listener resource does not exist.
-		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded || !strings.Contains(err.Error(), `"`+echoTarget+`"`) ||
-			!strings.Contains(err.Error(), "removed") && !strings.Contains(err.Error(), "does not exist") {
-			return fmt.Errorf("want the RPC to fail for want of listener %s, got %v", echoTarget, err)
-		}
-		return nil
-	})
+	meshtest.Eventually(t, 20*time.Second, "echo is out of the client's scope", func() error { return failsForWantOfListener(c, echoTarget) })
 
 	m.apply(base + sidecar(`"./ratings.default.svc.cluster.local", "./echo.default.svc.cluster.local"`))
 	meshtest.Eventually(t, 20*time.Second, "echo is reachable once in the egress hosts", func() error {
@@ -107,16 +97,7 @@ spec:
 		return nil
 	})
 	c := m.client(echoTarget, nil, nil)
-	meshtest.Eventually(t, 20*time.Second, "echo:9000 is out of port 9000's egress hosts", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_, err := call(ctx, c)
-		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded || !strings.Contains(err.Error(), `"`+echoTarget+`"`) ||
-			!strings.Contains(err.Error(), "removed") && !strings.Contains(err.Error(), "does not exist") {
-			return fmt.Errorf("want the RPC to fail for want of listener %s, got %v", echoTarget, err)
-		}
-		return nil
-	})
+	meshtest.Eventually(t, 20*time.Second, "echo:9000 is out of port 9000's egress hosts", func() error { return failsForWantOfListener(c, echoTarget) })
 
 	m.apply(base + sidecar(`"./ratings.default.svc.cluster.local", "./echo.default.svc.cluster.local"`))
 	meshtest.Eventually(t, 20*time.Second, "echo:9000 is reachable once port 9000's listener names it", func() error {
@@ -125,4 +106,19 @@ spec:
 		}
 		return nil
 	})
+}
+
+// failsForWantOfListener calls target through c and says why unless the
+// call fails as grpc-go fails for a listener resource it does not get
+// (UNAVAILABLE, or at the deadline while it keeps resolving, naming the
+// target and saying the resource was removed or does not exist).
+func failsForWantOfListener(c testgrpc.TestServiceClient, target string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := call(ctx, c)
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded || !strings.Contains(err.Error(), `"`+target+`"`) ||
+		!strings.Contains(err.Error(), "removed") && !strings.Contains(err.Error(), "does not exist") {
+		return fmt.Errorf("want the RPC to fail for want of listener %s, got %v", target, err)
+	}
+	return nil
 }
