@@ -893,7 +893,7 @@ func (e *Engine) writeState(seq uint64) {
 	sort.Slice(p.Rollouts, func(i, j int) bool {
 		return p.Rollouts[i].Namespace+"/"+p.Rollouts[i].Name < p.Rollouts[j].Namespace+"/"+p.Rollouts[j].Name
 	})
-	if err := writeFileAtomic(e.path, p); err != nil {
+	if err := atomicfile.WriteJSON(e.path, p); err != nil {
 		e.logger.Error("rollout state not saved", "err", err)
 		return
 	}
@@ -998,15 +998,6 @@ func (e *Engine) Restore(ctx context.Context, states []Status) error {
 	}
 	e.writeState(seq)
 	return nil
-}
-
-// writeFileAtomic writes v as JSON to path durably (atomicfile.Write).
-func writeFileAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, data)
 }
 
 // Tick judges every progressing rollout whose interval has passed, retries

@@ -189,7 +189,7 @@ func (sh *Sharing) record(ctx context.Context, objs []*Object, removed []string)
 	defer sh.mu.Unlock()
 	if failing || err != nil {
 		next := append(append([]store.ConfigRow(nil), sh.pending...), rows...)
-		if werr := writeJSONAtomic(sh.outboxPath, next); werr != nil {
+		if werr := atomicfile.WriteJSON(sh.outboxPath, next); werr != nil {
 			return fmt.Errorf("config change not shared with the other replicas (%v) and not queued: %w", err, werr)
 		}
 		sh.pending = next
@@ -335,7 +335,7 @@ func (sh *Sharing) flush(ctx context.Context) error {
 		if err := os.Remove(sh.outboxPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("shared config: %w", err)
 		}
-	} else if err := writeJSONAtomic(sh.outboxPath, rest); err != nil {
+	} else if err := atomicfile.WriteJSON(sh.outboxPath, rest); err != nil {
 		return fmt.Errorf("shared config: %w", err)
 	}
 	sh.pending = rest
@@ -476,13 +476,4 @@ func firstLine(err error) string {
 		}
 	}
 	return s
-}
-
-// writeJSONAtomic writes v to path durably (atomicfile.Write).
-func writeJSONAtomic(path string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(path, data)
 }
