@@ -138,6 +138,23 @@ func (fr *faultReplicas) graph(i int) graphAnswer {
 	return a
 }
 
+// waitSilent waits until replica i, sent SIGSTOP, no longer answers. A
+// kill(2) returns once the stop is set in motion; on a sandboxed kernel
+// (gVisor, as CI runs) a thread can still be answering a few milliseconds
+// later, and a merged query sent then would be whole.
+func (fr *faultReplicas) waitSilent(t *testing.T, i int) {
+	t.Helper()
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	meshtest.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d stops answering after SIGSTOP", i), func() error {
+		resp, err := client.Get("http://" + fr.http[i] + "/healthz")
+		if err != nil {
+			return nil // no answer within 300ms: stopped
+		}
+		resp.Body.Close()
+		return fmt.Errorf("still answers: %s", resp.Status)
+	})
+}
+
 // wantGraph waits until replica i's merged graph counts want requests of
 // reviews and is missing exactly the replicas named (whole when none).
 func (fr *faultReplicas) wantGraph(t *testing.T, i int, want uint64, missing ...string) graphAnswer {
@@ -181,6 +198,7 @@ func TestReplicaRestartingDuringMergedQueriesGivesPartialAnswersThenWholeAgain(t
 	if err := fr.procs[2].Process().Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	fr.waitSilent(t, 2)
 	inflight := make(chan graphAnswer, 1)
 	go func() { inflight <- fr.graph(0) }()
 	time.Sleep(400 * time.Millisecond)
