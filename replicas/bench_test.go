@@ -144,8 +144,13 @@ func BenchmarkMergedGraphQuery(b *testing.B) {
 			for _, l := range append(lives, single) {
 				l.Refresh()
 			}
+			_, g0 := heapAllocs()
 			took, c := get(url)
 			out[i], cpu = took, cpu+c
+			if os.Getenv("MESHLENS_GRAPHQUERY_TRACE") != "" {
+				_, g1 := heapAllocs()
+				b.Logf("query %d: %.1f ms, %.1f CPU-ms, gcs %d", i, ms(took), ms(c), g1-g0)
+			}
 		}
 		a1, gc1 := heapAllocs()
 		return out, ms(cpu) / float64(n), float64(a1-a0) / (1 << 20) / float64(n), gc1 - gc0
