@@ -101,8 +101,8 @@ func BenchmarkMergedGraphQuery(b *testing.B) {
 	// byte it allocates is (io.ReadAll and decoding every edge were 13 MB
 	// per query, as much as a merged query's own).
 	var body bytes.Buffer
-	get := func(url string) (time.Duration, time.Duration) {
-		c0 := cpuTime()
+	get := func(url string) (took, cpu time.Duration, faults int64) {
+		c0, f0 := usage()
 		start := time.Now()
 		resp, err := http.Get(url + "/api/v1/graph?window=5m&view=version")
 		if err != nil {
@@ -110,8 +110,8 @@ func BenchmarkMergedGraphQuery(b *testing.B) {
 		}
 		body.Reset()
 		_, err = body.ReadFrom(resp.Body)
-		took := time.Since(start)
-		cpu := cpuTime() - c0
+		took = time.Since(start)
+		c1, f1 := usage()
 		resp.Body.Close()
 		if err != nil {
 			b.Fatal(err)
@@ -125,35 +125,45 @@ func BenchmarkMergedGraphQuery(b *testing.B) {
 		if err != nil || len(g.Edges) != benchEdges || g.Partial {
 			b.Fatalf("graph: %s: %d edges, partial %v %v, %v: %.300s", resp.Status, len(g.Edges), g.Partial, g.Missing, err, body.Bytes())
 		}
-		return took, cpu
+		return took, c1 - c0, f1 - f0
 	}
 	// cold also returns the CPU the process spent per query until its last
 	// byte (servers, peers and the client's reading; not the snapshots'
 	// publishing nor the check), which the machine's other load moves far
-	// less than the latencies.
+	// less than the latencies, and the page faults (memory new to the
+	// process, first touched: ~15 µs each here).
 	//
 	// It also returns the MB the process allocated per query (servers, peers
 	// and the client, the check included) and the garbage collections that
 	// ended while the queries ran: the three replicas and the client share
 	// one heap here, so every collection lands on some query's latency.
-	cold := func(n int, url string) ([]time.Duration, float64, float64, uint64) {
-		out := make([]time.Duration, n)
+	// MESHLENS_GRAPHQUERY_TRACE=1 prints each query's figures to stderr.
+	trace := os.Getenv("MESHLENS_GRAPHQUERY_TRACE") != ""
+	type phase struct {
+		took            []time.Duration
+		cpu, mb, faults float64
+		gcs             uint64
+	}
+	cold := func(name string, n int, url string) phase {
+		p := phase{took: make([]time.Duration, n)}
 		var cpu time.Duration
+		var faults int64
 		a0, gc0 := heapAllocs()
-		for i := range out {
+		for i := range p.took {
 			for _, l := range append(lives, single) {
 				l.Refresh()
 			}
 			_, g0 := heapAllocs()
-			took, c := get(url)
-			out[i], cpu = took, cpu+c
-			if os.Getenv("MESHLENS_GRAPHQUERY_TRACE") != "" {
+			took, c, f := get(url)
+			p.took[i], cpu, faults = took, cpu+c, faults+f
+			if trace {
 				_, g1 := heapAllocs()
-				b.Logf("query %d: %.1f ms, %.1f CPU-ms, gcs %d", i, ms(took), ms(c), g1-g0)
+				fmt.Fprintf(os.Stderr, "%s query %d: %.1f ms, %.1f CPU-ms, %d page faults, %d GCs\n", name, i, ms(took), ms(c), f, g1-g0)
 			}
 		}
 		a1, gc1 := heapAllocs()
-		return out, ms(cpu) / float64(n), float64(a1-a0) / (1 << 20) / float64(n), gc1 - gc0
+		p.cpu, p.mb, p.faults, p.gcs = ms(cpu)/float64(n), float64(a1-a0)/(1<<20)/float64(n), float64(faults)/float64(n), gc1-gc0
+		return p
 	}
 	for _, l := range append(lives, single) {
 		l.Refresh()
@@ -173,24 +183,27 @@ func BenchmarkMergedGraphQuery(b *testing.B) {
 		defer pprof.StopCPUProfile()
 	}
 	b.ResetTimer()
-	merged, mergedCPU, mergedAlloc, mergedGCs := cold(40, servers[0].URL)
-	one, oneCPU, oneAlloc, oneGCs := cold(40, singleSrv.URL)
+	merged := cold("merged", 40, servers[0].URL)
+	one := cold("single", 40, singleSrv.URL)
 	b.StopTimer()
-	b.ReportMetric(mergedCPU, "merged3-cpu-ms/query")
-	b.ReportMetric(oneCPU, "single-cpu-ms/query")
-	b.ReportMetric(mergedAlloc, "merged3-alloc-MB/query")
-	b.ReportMetric(oneAlloc, "single-alloc-MB/query")
-	b.ReportMetric(float64(mergedGCs), "merged3-gcs")
-	b.ReportMetric(float64(oneGCs), "single-gcs")
-	b.ReportMetric(ms(pct(merged, 0.5)), "merged3-p50-ms")
-	b.ReportMetric(ms(pct(merged, 0.99)), "merged3-p99-ms")
-	b.ReportMetric(ms(pct(one, 0.5)), "single-p50-ms")
-	b.ReportMetric(ms(pct(one, 0.99)), "single-p99-ms")
-	b.ReportMetric(float64(pct(merged, 0.99))/float64(pct(one, 0.99)), "merged/single-p99")
+	b.ReportMetric(merged.cpu, "merged3-cpu-ms/query")
+	b.ReportMetric(one.cpu, "single-cpu-ms/query")
+	b.ReportMetric(merged.mb, "merged3-alloc-MB/query")
+	b.ReportMetric(one.mb, "single-alloc-MB/query")
+	b.ReportMetric(merged.faults, "merged3-faults/query")
+	b.ReportMetric(one.faults, "single-faults/query")
+	b.ReportMetric(float64(merged.gcs), "merged3-gcs")
+	b.ReportMetric(float64(one.gcs), "single-gcs")
+	b.ReportMetric(ms(pct(merged.took, 0.5)), "merged3-p50-ms")
+	b.ReportMetric(ms(pct(merged.took, 0.99)), "merged3-p99-ms")
+	b.ReportMetric(ms(pct(one.took, 0.5)), "single-p50-ms")
+	b.ReportMetric(ms(pct(one.took, 0.99)), "single-p99-ms")
+	b.ReportMetric(float64(pct(merged.took, 0.99))/float64(pct(one.took, 0.99)), "merged/single-p99")
 	load, _ := os.ReadFile("/proc/loadavg")
-	b.Logf("graph 5m, version view, %d edges, HTTP+JSON, cold: 3 replicas merged p50 %.1f ms p99 %.1f ms, %.1f CPU-ms and %.1f MB/query, %d GCs; one replica p50 %.1f ms p99 %.1f ms, %.1f CPU-ms and %.1f MB/query, %d GCs; ratio p99 %.2f; load average %s",
-		benchEdges, ms(pct(merged, 0.5)), ms(pct(merged, 0.99)), mergedCPU, mergedAlloc, mergedGCs, ms(pct(one, 0.5)), ms(pct(one, 0.99)), oneCPU, oneAlloc, oneGCs,
-		float64(pct(merged, 0.99))/float64(pct(one, 0.99)), strings.Join(strings.Fields(string(load))[:3], " "))
+	b.Logf("graph 5m, version view, %d edges, HTTP+JSON, cold: 3 replicas merged p50 %.1f ms p99 %.1f ms, %.1f CPU-ms, %.1f MB and %.0f page faults/query, %d GCs; one replica p50 %.1f ms p99 %.1f ms, %.1f CPU-ms, %.1f MB and %.0f page faults/query, %d GCs; ratio p99 %.2f; load average %s",
+		benchEdges, ms(pct(merged.took, 0.5)), ms(pct(merged.took, 0.99)), merged.cpu, merged.mb, merged.faults, merged.gcs,
+		ms(pct(one.took, 0.5)), ms(pct(one.took, 0.99)), one.cpu, one.mb, one.faults, one.gcs,
+		float64(pct(merged.took, 0.99))/float64(pct(one.took, 0.99)), strings.Join(strings.Fields(string(load))[:3], " "))
 }
 
 // heapAllocs are the bytes the process has allocated on the heap and the
@@ -201,11 +214,12 @@ func heapAllocs() (bytes, gcs uint64) {
 	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
-// cpuTime is the CPU (user and system) the process has used.
-func cpuTime() time.Duration {
+// usage is the CPU (user and system) the process has used and the page
+// faults it took without I/O (memory touched for the first time).
+func usage() (time.Duration, int64) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Minflt
 }
 
 func pct(ds []time.Duration, q float64) time.Duration {
