@@ -31,7 +31,14 @@ func appendTopology(b *Builder) {
 			selfLoops = append(selfLoops, e.src.ID)
 		}
 	}
-	dg := newAdjacency(len(g.Nodes), g.Edges)
+	var reuse *adjacency
+	if g.mem != nil {
+		reuse = g.mem.adj
+	}
+	dg := newAdjacency(len(g.Nodes), g.Edges, reuse)
+	if g.mem != nil {
+		g.mem.adj = dg
+	}
 	g.g = dg
 	var cycles [][]string
 	for _, scc := range topo.TarjanSCC(dg) {
@@ -69,13 +76,34 @@ type adjacency struct {
 	succ    []gonum.Node // successors of node i: succ[out[i]:out[i+1]], ascending
 	pred    []gonum.Node
 	succIDs []int64 // ids of succ, for Edge lookups
+
+	nextOut, nextIn []int32 // scratch of newAdjacency
 }
 
-func newAdjacency(n int, edges []*Edge) *adjacency {
-	a := &adjacency{nodes: make([]gonum.Node, n), out: make([]int32, n+1), in: make([]int32, n+1)}
-	for i := range a.nodes {
-		a.nodes[i] = simple.Node(i)
+// resized is s with length n and every element zero, reusing its array
+// when it is large enough.
+func resized[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
 	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// newAdjacency indexes edges between n nodes, in the slices of reuse
+// (an adjacency of a graph no longer used) when it has one.
+func newAdjacency(n int, edges []*Edge, reuse *adjacency) *adjacency {
+	a := reuse
+	if a == nil {
+		a = &adjacency{}
+	}
+	// Boxed nodes stay valid: node i is always simple.Node(i).
+	for i := len(a.nodes); i < n; i++ {
+		a.nodes = append(a.nodes, simple.Node(i))
+	}
+	a.nodes = a.nodes[:n]
+	a.out, a.in = resized(a.out, n+1), resized(a.in, n+1)
 	m := 0
 	for _, e := range edges {
 		if e.src != e.dst {
@@ -88,9 +116,10 @@ func newAdjacency(n int, edges []*Edge) *adjacency {
 		a.out[i+1] += a.out[i]
 		a.in[i+1] += a.in[i]
 	}
-	a.succ, a.pred, a.succIDs = make([]gonum.Node, m), make([]gonum.Node, m), make([]int64, m)
-	nextOut := append([]int32(nil), a.out[:n]...)
-	nextIn := append([]int32(nil), a.in[:n]...)
+	a.succ, a.pred, a.succIDs = resized(a.succ, m), resized(a.pred, m), resized(a.succIDs, m)
+	a.nextOut = append(a.nextOut[:0], a.out[:n]...)
+	a.nextIn = append(a.nextIn[:0], a.in[:n]...)
+	nextOut, nextIn := a.nextOut, a.nextIn
 	for _, e := range edges {
 		s, t := e.src.gid, e.dst.gid
 		if s == t {

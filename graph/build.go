@@ -111,7 +111,14 @@ type Graph struct {
 	byID  map[string]*Node
 	byGID []*Node // by gonum node id
 	g     *adjacency
-	enc   encoded // JSON, once
+	enc   encoded   // JSON, once
+	mem   *graphMem // this graph's memory, recycled (see recycle.go)
+	// Of a graph shared in a snapshot's cache (under its cacheMu): the
+	// UseGraph calls running, whether a Graph call handed it out for good,
+	// and whether the cache still holds it.
+	pins         int
+	kept, cached bool
+	from         *trafficShare // the snapshot's traffic it was built from
 }
 
 // MissingReplica is a meshlens replica left out of a merged live read, and why.
@@ -137,6 +144,7 @@ type Builder struct {
 	slab     []Edge              // backs Graph.Edges: one allocation, not one per edge
 	byPeer   map[uint32]*Node    // by peer id, when the traffic has them
 	nodeSlab []Node
+	mem      *graphMem
 }
 
 // DefaultAppenders are the steps Build runs, in order.
@@ -170,16 +178,31 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	b := &Builder{Traffic: t, Opts: opts, edges: make(map[[2]*Node]*Edge, t.edgeCount()), nodes: map[mesh.Peer]*Node{}, Graph: &Graph{
+	// The maps, slabs and lists come from the memory of an earlier graph
+	// when the traffic's Live has one to give (see recycle.go).
+	mem := t.pool.graphMem()
+	n := t.edgeCount()
+	if mem.edgeMap == nil {
+		mem.edgeMap = make(map[[2]*Node]*Edge, n)
+		mem.peerNodes = map[mesh.Peer]*Node{}
+		mem.byID = make(map[string]*Node, max(mem.wantNodes, n/2))
+	}
+	if cap(mem.nodes) < mem.wantNodes {
+		mem.nodes = make([]Node, 0, mem.wantNodes+mem.wantNodes/4)
+	}
+	b := &Builder{Traffic: t, Opts: opts, edges: mem.edgeMap, nodes: mem.peerNodes, nodeSlab: mem.nodes, mem: mem, Graph: &Graph{
 		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
 		Window: t.Window.String(), WindowSeconds: t.Window.Seconds(),
 		End: t.End.UTC(), Generated: opts.Now.UTC(), Partial: t.Partial,
-		byID: make(map[string]*Node, t.edgeCount()/2),
+		byID: mem.byID, Nodes: mem.nodePtrs[:0], Edges: mem.edgePtrs[:0], mem: mem,
 	}}
 	for _, s := range steps {
 		s.Append(b)
 	}
 	g := b.Graph
+	mem.builderDone()
+	mem.nodePtrs, mem.edgePtrs, mem.wantNodes = g.Nodes, g.Edges, len(g.Nodes)
+	mem.recyclable = true
 	slices.SortFunc(g.Nodes, func(a, b *Node) int { return strings.Compare(a.ID, b.ID) })
 	for i, n := range g.Nodes {
 		n.rank = i
@@ -206,6 +229,13 @@ func sortEdges(g *Graph) {
 	}
 	n := len(g.Nodes)
 	start := make([]int32, n+1)
+	if m := g.mem; m != nil {
+		if cap(m.sortStart) < n+1 {
+			m.sortStart = make([]int32, n+1+n/4)
+		}
+		start = m.sortStart[:n+1]
+		clear(start)
+	}
 	for _, e := range g.Edges {
 		r := e.src.rank
 		if r >= n || g.Nodes[r] != e.src || e.dst.rank >= n || g.Nodes[e.dst.rank] != e.dst {
@@ -219,7 +249,15 @@ func sortEdges(g *Graph) {
 	for i := 0; i < n; i++ {
 		start[i+1] += start[i]
 	}
-	sorted := make([]*Edge, len(g.Edges))
+	var sorted []*Edge
+	if m := g.mem; m != nil {
+		if cap(m.sortTmp) < len(g.Edges) {
+			m.sortTmp = make([]*Edge, len(g.Edges)+len(g.Edges)/4)
+		}
+		sorted = m.sortTmp[:len(g.Edges)]
+	} else {
+		sorted = make([]*Edge, len(g.Edges))
+	}
 	for _, e := range g.Edges {
 		sorted[start[e.src.rank]] = e
 		start[e.src.rank]++
@@ -360,9 +398,23 @@ func (b *Builder) peerNode(id uint32, p *mesh.Peer) *Node {
 func appendTraffic(b *Builder) {
 	secs := b.Traffic.Window.Seconds()
 	t := b.Traffic
-	b.slab = make([]Edge, 0, t.edgeCount())
+	if m := b.mem; m != nil && cap(m.edges) >= t.edgeCount() {
+		b.slab = m.edges[:0]
+	} else {
+		b.slab = make([]Edge, 0, t.edgeCount())
+		if m != nil {
+			m.edges = b.slab // for the next graph
+		}
+	}
 	if t.ordered {
-		b.byPeer = make(map[uint32]*Node, len(t.order)/2)
+		if m := b.mem; m != nil {
+			if m.byPeer == nil {
+				m.byPeer = make(map[uint32]*Node, len(t.order)/2)
+			}
+			b.byPeer = m.byPeer
+		} else {
+			b.byPeer = make(map[uint32]*Node, len(t.order)/2)
+		}
 		for i := range t.order {
 			te := &t.order[i]
 			b.addEdge(te.key, te.stats, te.src, te.dst)
@@ -372,25 +424,31 @@ func appendTraffic(b *Builder) {
 			b.addEdge(&k, st, noPeer, noPeer)
 		}
 	}
-	for _, e := range b.Graph.Edges {
+	m := b.mem
+	if m == nil {
+		m = &graphMem{}
+	}
+	for i, e := range b.Graph.Edges {
 		st := e.stats
 		e.Requests, e.Errors, e.ErrorRate = st.Requests, st.Errors, st.ErrorRate()
 		if secs > 0 {
 			e.RPS = float64(st.Requests) / secs
 		}
 		e.BytesIn, e.BytesOut = st.BytesIn, st.BytesOut
-		e.Codes = make(map[string]uint64, len(st.Codes))
+		// The maps of the graph before, emptied (10,000 small maps were a
+		// fifth of a cold query's garbage).
+		e.Codes = spareMap(&m.codeMaps, i, len(st.Codes))
 		for _, c := range st.Codes {
 			e.Codes[codeString(c.Code)] += c.N
 			if c.GRPCStatus >= 0 {
 				if e.GRPC == nil {
-					e.GRPC = map[string]uint64{}
+					e.GRPC = spareMap(&m.grpcMaps, i, 1)
 				}
 				e.GRPC[strconv.Itoa(int(c.GRPCStatus))] += c.N
 			}
 		}
 		if len(st.Flags) > 0 {
-			e.Flags = make(map[string]uint64, len(st.Flags))
+			e.Flags = spareMap(&m.flagMaps, i, len(st.Flags))
 			for f, n := range st.Flags {
 				e.Flags[f] = n
 			}

@@ -168,7 +168,17 @@ type encoded struct {
 // modify the result.
 func (g *Graph) JSON() ([]byte, error) {
 	g.enc.once.Do(func() {
-		g.enc.b, g.enc.err = g.AppendJSON(make([]byte, 0, 256+len(g.Nodes)*160+len(g.Edges)*300))
+		var buf []byte
+		if g.mem != nil && g.mem.pool != nil {
+			buf = g.mem.json[:0] // recycled with the graph
+		}
+		if want := 256 + len(g.Nodes)*160 + len(g.Edges)*300; cap(buf) < want {
+			buf = make([]byte, 0, want)
+		}
+		g.enc.b, g.enc.err = g.AppendJSON(buf)
+		if g.mem != nil && g.mem.pool != nil {
+			g.mem.json = g.enc.b
+		}
 	})
 	return g.enc.b, g.enc.err
 }

@@ -111,7 +111,7 @@ type Live struct {
 	lastPublish time.Time
 
 	snap atomic.Pointer[Snapshot]
-	accs accPool
+	accs queryPool
 	m    liveMetrics
 }
 
@@ -564,7 +564,8 @@ func (l *Live) publishLocked(now time.Time) *Snapshot {
 		}
 		s.rings = append(s.rings, ringView{width: rg.width, buckets: bs})
 	}
-	if prev := l.snap.Load(); prev != nil && !l.resDirty {
+	prev := l.snap.Load()
+	if prev != nil && !l.resDirty {
 		s.reservoirs = prev.reservoirs
 	} else {
 		s.reservoirs = make(map[mesh.Peer]*reservoir, len(l.reservoirs))
@@ -574,6 +575,9 @@ func (l *Live) publishLocked(now time.Time) *Snapshot {
 		l.resDirty = false
 	}
 	l.snap.Store(s)
+	if prev != nil {
+		prev.retire()
+	}
 	l.dirty = false
 	l.lastPublish = now
 	l.m.edges.Set(float64(len(l.edges)))

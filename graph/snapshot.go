@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshlens/meshlens/internal/recycle"
 	"github.com/meshlens/meshlens/mesh"
 )
 
@@ -21,9 +22,9 @@ type Snapshot struct {
 	reservoirs map[mesh.Peer]*reservoir
 	bounds     []uint64
 	base       time.Time
-	edges      []*edge  // by id
-	flags      []string // by id
-	accs       *accPool // shared by every snapshot of one Live
+	edges      []*edge    // by id
+	flags      []string   // by id
+	accs       *queryPool // shared by every snapshot of one Live
 
 	// Results computed from this snapshot, shared by every reader until the
 	// next publish: a window's traffic and the graphs built from it.
@@ -31,6 +32,7 @@ type Snapshot struct {
 	traffic map[trafficKey]*Traffic
 	graphs  map[graphKey]*Graph
 	wires   map[trafficKey][]byte
+	retired bool // a newer snapshot is published (see retire)
 }
 
 type trafficKey struct {
@@ -123,7 +125,7 @@ func (s *Snapshot) Traffic(window time.Duration) (*Traffic, error) {
 // TrafficAt sums every edge over the window ending at now. The result is
 // shared: callers must not modify it.
 func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, error) {
-	t, _, err := s.trafficAt(now, window)
+	t, _, err := s.keptTraffic(now, window)
 	if err != nil {
 		return nil, err
 	}
@@ -135,33 +137,82 @@ func (s *Snapshot) TrafficAt(now time.Time, window time.Duration) (*Traffic, err
 // only, which is all Merger and AppendWire read (hashing every key costs
 // more than they do). The result is shared: callers must not modify it.
 func (s *Snapshot) TrafficList(now time.Time, window time.Duration) (*Traffic, error) {
-	t, _, err := s.trafficAt(now, window)
+	t, _, err := s.keptTraffic(now, window)
 	return t, err
 }
 
+// keptTraffic is trafficAt for a caller that may keep the traffic: its
+// memory is never recycled.
+func (s *Snapshot) keptTraffic(now time.Time, window time.Duration) (*Traffic, trafficKey, error) {
+	t, _, key, err := s.trafficAt(now, window, true)
+	return t, key, err
+}
+
 // trafficAt returns a copy of the shared traffic of the window, ending at
-// now, without its Edges map.
-func (s *Snapshot) trafficAt(now time.Time, window time.Duration) (*Traffic, trafficKey, error) {
+// now, without its Edges map, and the shared one: kept for good, or held
+// for a graph to be built from it (graphs, given back by releaseLocked).
+func (s *Snapshot) trafficAt(now time.Time, window time.Duration, keep bool) (*Traffic, *trafficShare, trafficKey, error) {
 	rg, ri, lo, hi, err := s.pickIndex(now, window)
 	if err != nil {
-		return nil, trafficKey{}, err
+		return nil, nil, trafficKey{}, err
 	}
 	key := trafficKey{ring: ri, lo: lo, hi: hi, window: window}
+	hold := func(t *Traffic) {
+		if keep {
+			t.share.kept = true
+		} else {
+			t.share.graphs++
+		}
+	}
 	s.cacheMu.Lock()
 	cached := s.traffic[key]
+	if cached != nil {
+		hold(cached)
+	}
 	s.cacheMu.Unlock()
 	if cached == nil {
-		cached = s.sumEdges(s.segments(ri, rg, lo, hi), now, window)
+		summed := s.sumEdges(s.segments(ri, rg, lo, hi), now, window)
 		s.cacheMu.Lock()
-		if s.traffic == nil || len(s.traffic) >= maxCached {
-			s.traffic = map[trafficKey]*Traffic{}
+		if cached = s.traffic[key]; cached == nil {
+			cached = summed
+			if !s.retired {
+				if s.traffic == nil || len(s.traffic) >= maxCached {
+					s.dropTrafficLocked()
+					s.traffic = map[trafficKey]*Traffic{}
+				}
+				cached.share.cached = true
+				s.traffic[key] = cached
+			}
+		} else {
+			summed.share.mem.put() // another reader summed it meanwhile
 		}
-		s.traffic[key] = cached
+		hold(cached)
 		s.cacheMu.Unlock()
 	}
 	t := *cached // same edges, this query's end
 	t.End = now
-	return &t, key, nil
+	return &t, cached.share, key, nil
+}
+
+// dropTrafficLocked takes every traffic out of the cache, recycling those
+// no graph and no other reader holds.
+func (s *Snapshot) dropTrafficLocked() {
+	for _, t := range s.traffic {
+		t.share.cached = false
+		t.share.recycleLocked()
+	}
+	s.traffic = nil
+}
+
+// recycleLocked gives a snapshot's traffic's memory back once nothing
+// refers to it: not the cache, no graph built from it, no other reader.
+func (t *trafficShare) recycleLocked() {
+	if t.cached || t.kept || t.graphs > 0 {
+		return
+	}
+	m := t.mem
+	t.mem = nil
+	m.put()
 }
 
 // TrafficWire is the wire form (AppendWire) of TrafficList(now, window),
@@ -219,6 +270,9 @@ func (s *Snapshot) Sums(now time.Time, window time.Duration) (*Sums, error) {
 	}
 	s.cacheMu.Lock()
 	cached := s.traffic[trafficKey{ring: ri, lo: lo, hi: hi, window: window}]
+	if cached != nil {
+		cached.share.kept = true // a Merger keeps its keys
+	}
 	s.cacheMu.Unlock()
 	if cached != nil {
 		return &Sums{s: s, listed: cached}, nil
@@ -238,32 +292,131 @@ func (s *Snapshot) Sums(now time.Time, window time.Duration) (*Sums, error) {
 
 // Graph builds the graph of the window ending now, or returns the one
 // already built from this snapshot for the same window and options. The
-// result is shared: callers must not modify it.
+// result is shared: callers must not modify it. It is kept for as long as
+// anyone holds it; a reader done with it when it returns uses UseGraph.
 func (s *Snapshot) Graph(window time.Duration, opts Options) (*Graph, error) {
-	t, tk, err := s.trafficAt(s.now(), window)
+	return s.graph(window, opts, false)
+}
+
+// UseGraph calls use with Graph(window, opts), which it must not keep: the
+// graph's memory goes to the next graph once this snapshot is replaced and
+// no use of it is running (see recycle.go). An error of use is returned as
+// it is.
+func (s *Snapshot) UseGraph(window time.Duration, opts Options, use func(*Graph) error) error {
+	g, err := s.graph(window, opts, true)
+	if err != nil {
+		return err
+	}
+	defer s.unpin(g)
+	return use(g)
+}
+
+// graph is the shared graph of window and opts, pinned for a UseGraph or
+// else kept for good (never recycled).
+func (s *Snapshot) graph(window time.Duration, opts Options, pin bool) (*Graph, error) {
+	t, from, tk, err := s.trafficAt(s.now(), window, false)
 	if err != nil {
 		return nil, err
 	}
 	key := graphKey{traffic: tk, view: opts.View, ns: opts.Namespace, maxN: opts.MaxNodes, maxE: opts.MaxEdges}
+	unhold := func() { // the graph is not built from this reader's hold
+		from.graphs--
+		from.recycleLocked()
+	}
 	s.cacheMu.Lock()
 	g := s.graphs[key]
-	s.cacheMu.Unlock()
 	if g != nil {
+		unhold()
+		s.holdLocked(g, pin)
+		s.cacheMu.Unlock()
 		return g, nil
 	}
-	g = Build(t, opts)
-	s.cacheMu.Lock()
-	if s.graphs == nil || len(s.graphs) >= maxCached {
-		s.graphs = map[graphKey]*Graph{}
-	}
-	s.graphs[key] = g
 	s.cacheMu.Unlock()
+	built := Build(t, opts)
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if g = s.graphs[key]; g != nil {
+		// Another reader built it meanwhile: theirs is the shared one.
+		built.Release()
+		unhold()
+		s.holdLocked(g, pin)
+		return g, nil
+	}
+	g = built
+	g.from = from // its edges' stats are from's, held until it is recycled
+	if !s.retired {
+		if s.graphs == nil || len(s.graphs) >= maxCached {
+			s.dropGraphsLocked()
+			s.graphs = map[graphKey]*Graph{}
+		}
+		s.graphs[key] = g
+		g.cached = true
+	}
+	s.holdLocked(g, pin)
 	return g, nil
+}
+
+func (s *Snapshot) holdLocked(g *Graph, pin bool) {
+	if pin {
+		g.pins++
+	} else {
+		g.kept = true
+	}
+}
+
+// unpin ends a UseGraph, recycling the graph when it was the last use of
+// a graph no longer cached.
+func (s *Snapshot) unpin(g *Graph) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	g.pins--
+	if g.pins == 0 && !g.kept && !g.cached {
+		releaseLocked(g)
+	}
+}
+
+// releaseLocked recycles a snapshot's graph no one holds, and then its
+// traffic if no other graph or reader holds that.
+func releaseLocked(g *Graph) {
+	from := g.from
+	g.Release()
+	if from != nil {
+		from.graphs--
+		from.recycleLocked()
+	}
+}
+
+// dropGraphsLocked takes every graph out of the cache, recycling those no
+// reader holds.
+func (s *Snapshot) dropGraphsLocked() {
+	for _, g := range s.graphs {
+		g.cached = false
+		if g.pins == 0 && !g.kept {
+			releaseLocked(g)
+		}
+	}
+	s.graphs = nil
+}
+
+// retire is called once a newer snapshot is published: the graphs built
+// from this one go to the next ones' use as their readers finish, and
+// later graphs of this snapshot are not cached.
+func (s *Snapshot) retire() {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.retired = true
+	s.dropGraphsLocked()
+	s.dropTrafficLocked()
 }
 
 // Graph is Snapshot().Graph on the latest snapshot.
 func (l *Live) Graph(window time.Duration, opts Options) (*Graph, error) {
 	return l.Snapshot().Graph(window, opts)
+}
+
+// UseGraph is Snapshot().UseGraph on the latest snapshot.
+func (l *Live) UseGraph(window time.Duration, opts Options, use func(*Graph) error) error {
+	return l.Snapshot().UseGraph(window, opts, use)
 }
 
 // segment is the buckets (lo, hi] of a ring.
@@ -318,10 +471,9 @@ func (s *Snapshot) sumEdges(segs []segment, now time.Time, window time.Duration)
 		}
 	}
 	nl := len(mesh.LatencyBucketsMs) + 1
-	slab := make([]Stats, live)
-	hist := make([]uint64, live*nl)
-	codes := make([]CodeCount, ncodes)
-	t := &Traffic{End: now, Window: window, ordered: true, lazy: &lazyEdges{}, order: make([]trafficEdge, 0, live)}
+	mem := s.accs.trafficMem(live, nl, ncodes)
+	slab, hist, codes := mem.stats, mem.hist, mem.codes
+	t := &Traffic{End: now, Window: window, ordered: true, lazy: &lazyEdges{}, order: mem.order, pool: s.accs, share: &trafficShare{mem: mem}}
 	for id := range accs {
 		a := &accs[id]
 		if a.requests == 0 {
@@ -337,6 +489,7 @@ func (s *Snapshot) sumEdges(segs []segment, now time.Time, window time.Duration)
 		a.addTo(st, s.flags)
 		t.order = append(t.order, trafficEdge{key: &e.key, stats: st, src: e.src, dst: e.dst})
 	}
+	mem.order = t.order
 	return t
 }
 
@@ -629,11 +782,14 @@ func (s *Snapshot) ServiceSeriesAt(ns, service string, now time.Time, rng time.D
 // accPool recycles the per-edge accumulators of a window sum: a cold query
 // over 10,000 edges needs 3 MB of them, and fresh memory costs page faults
 // and zeroing on every query.
-type accPool struct{ p, bufs sync.Pool }
+type accPool struct {
+	p    recycle.List[*[]acc]
+	bufs recycle.List[*[]byte]
+}
 
 // buf is a scratch buffer to write a wire answer into.
 func (p *accPool) buf() *[]byte {
-	if b, _ := p.bufs.Get().(*[]byte); b != nil {
+	if b, ok := p.bufs.Get(); ok {
 		return b
 	}
 	b := make([]byte, 0, 64<<10)
@@ -643,7 +799,7 @@ func (p *accPool) buf() *[]byte {
 func (p *accPool) putBuf(b *[]byte) { p.bufs.Put(b) }
 
 func (p *accPool) get(n int) []acc {
-	if v, _ := p.p.Get().(*[]acc); v != nil && cap(*v) >= n {
+	if v, ok := p.p.Get(); ok && cap(*v) >= n {
 		return (*v)[:n]
 	}
 	return make([]acc, n)

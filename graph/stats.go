@@ -154,6 +154,19 @@ type Traffic struct {
 	order   []trafficEdge
 	ordered bool
 	lazy    *lazyEdges
+	pool    *queryPool    // the Live's, to build graphs in recycled memory
+	merged  *mergerMem    // a Merger's memory, given back by Release
+	share   *trafficShare // a snapshot's sum: its memory and holders
+}
+
+// trafficShare is a snapshot's window sum shared by its readers (under the
+// snapshot's cacheMu): its memory (recycleLocked), whether the cache holds
+// it, whether a reader was handed it for good, and the graphs built from it
+// not yet recycled.
+type trafficShare struct {
+	mem          *trafficMem
+	cached, kept bool
+	graphs       int
 }
 
 // lazyEdges builds a Traffic's Edges map from its list once, for every copy.

@@ -109,21 +109,20 @@ func (s *Snapshot) appendWireSums(buf []byte, accs []acc, end time.Time, window 
 	buf = append(buf, wireMagic...)
 	buf = binary.AppendVarint(buf, end.UnixNano())
 	buf = binary.AppendUvarint(buf, uint64(window))
-	var w wirePeers
-	type wireEdge struct {
-		id       uint32
-		src, dst uint64
-	}
+	ws := s.accs.wireScratch()
+	defer s.accs.putWireScratch(ws)
+	w := &ws.peers
 	var flags []uint16 // flag ids in the order the answer lists them
 	var flagIdx map[uint16]uint64
-	edges := make([]wireEdge, 0, len(accs))
+	edges := ws.edges[:0]
+	defer func() { ws.edges = edges[:0] }()
 	for id := range accs {
 		a := &accs[id]
 		if a.requests == 0 {
 			continue
 		}
 		e := s.edges[id]
-		edges = append(edges, wireEdge{uint32(id), w.of(&e.key.Source, e.src), w.of(&e.key.Destination, e.dst)})
+		edges = append(edges, wireSumEdge{uint32(id), w.of(&e.key.Source, e.src), w.of(&e.key.Destination, e.dst)})
 		for _, f := range a.flags {
 			if _, ok := flagIdx[f.id]; !ok {
 				if flagIdx == nil {
@@ -175,6 +174,32 @@ func (s *Snapshot) appendWireSums(buf []byte, accs []acc, end time.Time, window 
 		}
 	}
 	return buf
+}
+
+type wireSumEdge struct {
+	id       uint32
+	src, dst uint64
+}
+
+// wireScratch is appendWireSums' memory, kept for the next answer.
+type wireScratch struct {
+	peers wirePeers
+	edges []wireSumEdge
+}
+
+func (p *queryPool) wireScratch() *wireScratch {
+	if w, ok := p.wires.Get(); ok {
+		return w
+	}
+	return &wireScratch{}
+}
+
+func (p *queryPool) putWireScratch(w *wireScratch) {
+	clear(w.peers.byID)
+	clear(w.peers.byKey)
+	clear(w.peers.list[:cap(w.peers.list)])
+	w.peers.list = w.peers.list[:0]
+	p.wires.Put(w)
 }
 
 // wirePeers numbers the peers of an answer in the order they are first
@@ -239,6 +264,83 @@ type Merger struct {
 	hist  []uint64
 	codes []CodeCount
 	strs  map[string]string // the strings of answers read, each kept once
+	mem   *mergerMem
+}
+
+// mergerMem is the memory of one merge, kept for the next one (see
+// recycle.go): its maps, the merged traffic's list, and the stats,
+// histograms and status lists in chunks of mergeChunk edges.
+type mergerMem struct {
+	peers    map[mesh.Peer]uint32
+	edges    map[mergeKey]int
+	strs     map[string]string
+	live     map[uint32]uint32 // livePeers'
+	order    []trafficEdge
+	stats    [][]Stats
+	hists    [][]uint64
+	codes    [][]CodeCount
+	used     int         // chunks handed out
+	wire     []mesh.Peer // an answer's peers, while it is read
+	wireIDs  []uint32
+	pool     *queryPool
+	released bool
+}
+
+// mergeChunk is the edges whose stats share one allocation.
+const mergeChunk = 1024
+
+func (p *queryPool) mergerMem() *mergerMem {
+	if p != nil {
+		if m, ok := p.mergers.Get(); ok {
+			m.released = false
+			return m
+		}
+	}
+	return &mergerMem{pool: p}
+}
+
+// chunk hands out the next chunk of stats, histograms and status lists,
+// zeroed.
+func (m *mergerMem) chunk(nl int) ([]Stats, []uint64, []CodeCount) {
+	if m.used == len(m.stats) {
+		m.stats = append(m.stats, make([]Stats, mergeChunk))
+		m.hists = append(m.hists, make([]uint64, mergeChunk*nl))
+		m.codes = append(m.codes, make([]CodeCount, mergeChunk*slabCodes))
+	}
+	i := m.used
+	m.used++
+	return m.stats[i], m.hists[i], m.codes[i]
+}
+
+func (m *mergerMem) put() {
+	if m == nil || m.pool == nil || m.released {
+		return
+	}
+	m.released = true
+	for i := range m.used {
+		clear(m.stats[i])
+		clear(m.hists[i])
+		clear(m.codes[i])
+	}
+	m.used = 0
+	clear(m.peers)
+	clear(m.edges)
+	clear(m.strs)
+	clear(m.live)
+	clear(m.order[:cap(m.order)])
+	m.order = m.order[:0]
+	clear(m.wire[:cap(m.wire)])
+	m.pool.mergers.Put(m)
+}
+
+// Release gives the memory of a merged traffic (Live.NewMerger) back for
+// the next merge, once its one holder is done with it and with every graph
+// built from it (their edges' stats are this memory). It does nothing for
+// other traffic.
+func (t *Traffic) Release() {
+	m := t.merged
+	t.merged = nil
+	m.put()
 }
 
 type mergeKey struct {
@@ -248,11 +350,30 @@ type mergeKey struct {
 
 // NewMerger starts an empty merge of the window ending at end.
 func NewMerger(end time.Time, window time.Duration, sizeHint int) *Merger {
+	return newMerger(end, window, sizeHint, nil)
+}
+
+// NewMerger is graph.NewMerger in memory recycled from the Live's earlier
+// merges; Release the merged traffic to give it back.
+func (l *Live) NewMerger(end time.Time, window time.Duration) *Merger {
+	return newMerger(end, window, 0, &l.accs)
+}
+
+func newMerger(end time.Time, window time.Duration, sizeHint int, pool *queryPool) *Merger {
+	mem := pool.mergerMem()
+	if mem.peers == nil {
+		mem.peers = make(map[mesh.Peer]uint32, sizeHint/2)
+		mem.edges = make(map[mergeKey]int, sizeHint)
+	}
+	if cap(mem.order) < sizeHint {
+		mem.order = make([]trafficEdge, 0, sizeHint)
+	}
 	return &Merger{
-		t:     &Traffic{End: end, Window: window, ordered: true, lazy: &lazyEdges{}, order: make([]trafficEdge, 0, sizeHint)},
-		peers: make(map[mesh.Peer]uint32, sizeHint/2),
-		edges: make(map[mergeKey]int, sizeHint),
+		t:     &Traffic{End: end, Window: window, ordered: true, lazy: &lazyEdges{}, order: mem.order[:0], pool: pool, merged: mem},
+		peers: mem.peers,
+		edges: mem.edges,
 		nl:    len(mesh.LatencyBucketsMs) + 1,
+		mem:   mem,
 	}
 }
 
@@ -273,20 +394,16 @@ func (m *Merger) edge(src, dst uint32, sp, dp *mesh.Peer, protocol string, key *
 	if i, ok := m.edges[k]; ok {
 		return m.t.order[i].stats
 	}
-	// Stats and histograms come from slabs: one allocation per 1,024 edges.
+	// Stats, histograms and room for a few statuses come from chunks: one
+	// allocation each per 1,024 edges, recycled. A longer status list
+	// reallocates instead of writing over the next edge's.
 	if len(m.slab) == 0 {
-		m.slab = make([]Stats, 1024)
-		m.hist = make([]uint64, 1024*m.nl)
+		m.slab, m.hist, m.codes = m.mem.chunk(m.nl)
 	}
 	st := &m.slab[0]
 	m.slab = m.slab[1:]
 	st.Latency = m.hist[:m.nl:m.nl]
 	m.hist = m.hist[m.nl:]
-	// Room for a few statuses, from a slab too; a longer list reallocates
-	// instead of writing over the next edge's.
-	if len(m.codes) < slabCodes {
-		m.codes = make([]CodeCount, 1024*slabCodes)
-	}
 	st.Codes = m.codes[:0:slabCodes]
 	m.codes = m.codes[slabCodes:]
 	m.edges[k] = len(m.t.order)
@@ -329,15 +446,21 @@ func (m *Merger) size(n int) {
 	}
 	m.edges = make(map[mergeKey]int, n+n/4)
 	m.t.order = make([]trafficEdge, 0, n+n/4)
+	m.mem.edges, m.mem.order = m.edges, m.t.order
 	if len(m.peers) == 0 {
 		m.peers = make(map[mesh.Peer]uint32, n/2)
+		m.mem.peers = m.peers
 	}
 }
 
 // livePeers maps a live graph's peers to the merge's: its own peer ids say
 // which peers are one without hashing them again.
 func (m *Merger) livePeers(n int) func(p *mesh.Peer, id uint32) uint32 {
-	ids := make(map[uint32]uint32, n/4)
+	if m.mem.live == nil {
+		m.mem.live = make(map[uint32]uint32, n/4)
+	}
+	ids := m.mem.live
+	clear(ids) // a peer id is another Live's peer in the next traffic
 	return func(p *mesh.Peer, id uint32) uint32 {
 		if id == noPeer {
 			return m.peer(*p)
@@ -384,7 +507,10 @@ func (m *Merger) AddWire(data []byte) error {
 	r.varint() // end: the merge's own
 	r.uvarint()
 	if m.strs == nil {
-		m.strs = map[string]string{}
+		if m.mem.strs == nil {
+			m.mem.strs = map[string]string{}
+		}
+		m.strs = m.mem.strs
 	}
 	// Strings repeat (namespaces, versions, one protocol on every edge):
 	// each is made once per merge, not once per use.
@@ -402,8 +528,10 @@ func (m *Merger) AddWire(data []byte) error {
 		flags[i] = str()
 	}
 	n := r.count()
-	peerIDs := make([]uint32, n)
-	peers := make([]mesh.Peer, n)
+	if cap(m.mem.wire) < n {
+		m.mem.wire, m.mem.wireIDs = make([]mesh.Peer, n+n/4), make([]uint32, n+n/4)
+	}
+	peerIDs, peers := m.mem.wireIDs[:n], m.mem.wire[:n]
 	for i := range peers {
 		peers[i] = mesh.Peer{Namespace: str(), Service: str(), Workload: str(), Version: str()}
 		peerIDs[i] = m.peer(peers[i])
@@ -460,6 +588,7 @@ func (m *Merger) SetPartial() { m.t.Partial = true }
 func (m *Merger) Traffic() *Traffic {
 	t := m.t
 	t.Edges = nil
+	m.mem.order = t.order // grown or not, the list to reuse
 	return t
 }
 

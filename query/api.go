@@ -11,12 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/recycle"
 	"github.com/meshlens/meshlens/store"
 )
 
@@ -51,7 +51,7 @@ type Replicas interface {
 type handlers struct {
 	Deps
 	history  *History
-	jsonBufs sync.Pool // graph answers' buffers (writeGraph)
+	jsonBufs recycle.List[*[]byte] // graph answers' buffers (writeGraph)
 }
 
 // RegisterRoutes adds the query routes to g, the /api/v1 group.
@@ -144,40 +144,72 @@ func (a *handlers) sourceTraffic(ctx context.Context, p GraphParams) (*graph.Tra
 }
 
 func (a *handlers) graphFor(c echo.Context) (*graph.Graph, GraphParams, error) {
-	p, err := ParseGraphParams(c.QueryParams(), a.Now(), a.Live.MaxWindow())
+	p, opts, err := a.graphParams(c)
 	if err != nil {
 		return nil, p, err
 	}
-	opts := graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()}
 	if a.sharedGraph(p) {
 		// Shared with every reader of the same snapshot and window.
 		g, err := a.Live.Graph(p.Window, opts)
 		return g, p, err
 	}
+	g, _, err := a.buildGraph(c, p, opts)
+	return g, p, err
+}
+
+func (a *handlers) graphParams(c echo.Context) (GraphParams, graph.Options, error) {
+	p, err := ParseGraphParams(c.QueryParams(), a.Now(), a.Live.MaxWindow())
+	opts := graph.Options{View: p.View, Namespace: p.Namespace, MaxNodes: a.MaxNodes, MaxEdges: a.MaxEdges, Source: p.Source, Now: a.Now()}
+	return p, opts, err
+}
+
+// buildGraph builds the graph of a request alone (merged across replicas,
+// or from history) and returns the traffic it is built from.
+func (a *handlers) buildGraph(c echo.Context, p GraphParams, opts graph.Options) (*graph.Graph, *graph.Traffic, error) {
 	ctx, cancel := a.ctx(c)
 	defer cancel()
 	if p.Source == SourceLive {
 		t, missing, err := a.Replicas.TrafficAt(ctx, opts.Now, p.Window)
 		if err != nil {
-			return nil, p, err
+			return nil, nil, err
 		}
 		g := graph.Build(t, opts)
 		g.Missing = missing
-		return g, p, nil
+		return g, t, nil
 	}
 	t, err := a.sourceTraffic(ctx, p)
 	if err != nil {
-		return nil, p, err
+		return nil, nil, err
 	}
-	return graph.Build(t, opts), p, nil
+	return graph.Build(t, opts), t, nil
 }
 
+// getGraph answers the graph and then gives its memory back for the next
+// query's (graph.Graph.Release, graph.Snapshot.UseGraph): a cold
+// 10,000-edge graph is ~10 MB.
 func (a *handlers) getGraph(c echo.Context) error {
-	g, p, err := a.graphFor(c)
+	p, opts, err := a.graphParams(c)
 	if err != nil {
 		return a.fail(c, err)
 	}
-	return a.writeGraph(c, g, a.sharedGraph(p))
+	if a.sharedGraph(p) {
+		var used bool
+		err := a.Live.UseGraph(p.Window, opts, func(g *graph.Graph) error {
+			used = true
+			return a.writeGraph(c, g, true)
+		})
+		if err != nil && !used {
+			return a.fail(c, err)
+		}
+		return err
+	}
+	g, t, err := a.buildGraph(c, p, opts)
+	if err != nil {
+		return a.fail(c, err)
+	}
+	defer t.Release() // after the graph: its edges' stats are the traffic's
+	defer g.Release()
+	return a.writeGraph(c, g, false)
 }
 
 // sharedGraph says whether graphFor answers p with a graph shared by every

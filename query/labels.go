@@ -111,7 +111,7 @@ func (a *handlers) writeGraph(c echo.Context, g *graph.Graph, shared bool) error
 const maxPooledJSON = 64 << 20
 
 func (a *handlers) jsonBuf() *[]byte {
-	if b, _ := a.jsonBufs.Get().(*[]byte); b != nil {
+	if b, ok := a.jsonBufs.Get(); ok {
 		return b
 	}
 	b := make([]byte, 0, 64<<10)

@@ -40,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/recycle"
 )
 
 // InstanceHeader carries a replica's instance id on every answer to a peer,
@@ -93,7 +94,7 @@ type Replicas struct {
 	id     string
 	logger *slog.Logger
 
-	bodies sync.Pool // peers' answers' buffers (get, putBody)
+	bodies recycle.List[*bytes.Buffer] // peers' answers' buffers (get, putBody)
 
 	mu     sync.Mutex
 	self   map[string]bool // addresses found to be this replica
@@ -361,7 +362,7 @@ const maxPooledBody = 16 << 20
 // body is a buffer to read a peer's answer into: a merged graph reads
 // about a megabyte from each peer, every query.
 func (r *Replicas) body() *bytes.Buffer {
-	if b, _ := r.bodies.Get().(*bytes.Buffer); b != nil {
+	if b, ok := r.bodies.Get(); ok {
 		b.Reset()
 		return b
 	}
@@ -444,7 +445,7 @@ func (r *Replicas) trafficAt(ctx context.Context, end time.Time, window time.Dur
 	}
 	// This replica's own sum is made and merged while the peers are asked:
 	// the asker's cores are idle while it waits for them.
-	m := graph.NewMerger(end, window, 0)
+	m := r.live.NewMerger(end, window)
 	var mu sync.Mutex // the merger, between the local sum and the answers
 	localErr := make(chan error, 1)
 	go func() {
