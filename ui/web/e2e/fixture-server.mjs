@@ -56,6 +56,10 @@ export function startFixture({ port = 0, nodes = 0, edgesPerNode = 2.5, edges = 
         url: `http://127.0.0.1:${addr.port}`,
         token,
         mesh,
+        // A test changes the synthetic graph the next requests get (a refresh's new numbers).
+        updateGraph: (f) => {
+          synthetic = f(synthetic);
+        },
         close: () => new Promise((r) => {
           clearInterval(tick);
           server.closeAllConnections?.();

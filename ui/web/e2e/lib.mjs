@@ -140,13 +140,18 @@ export async function mouseFps(page) {
   const box = await page.locator('[data-testid=graph-canvas]').boundingBox();
   // A point of the background near the middle: a drag there pans (on a node it would move the node).
   const p = await page.evaluate(() => {
-    const cy = window.__cy;
+    // a large graph is drawn by BigGraph (window.__big), a smaller one by cytoscape (window.__cy)
+    const big = window.__big;
+    const cy = big ?? window.__cy;
     const w = cy.width();
     const h = cy.height();
-    const hit = (x, y) => cy.nodes().some((n) => {
-      const b = n.renderedBoundingBox({ includeLabels: false });
-      return x >= b.x1 - 4 && x <= b.x2 + 4 && y >= b.y1 - 4 && y <= b.y2 + 4;
-    });
+    const hit = (x, y) =>
+      big
+        ? !!big.nodeAt(x, y)
+        : cy.nodes().some((n) => {
+            const b = n.renderedBoundingBox({ includeLabels: false });
+            return x >= b.x1 - 4 && x <= b.x2 + 4 && y >= b.y1 - 4 && y <= b.y2 + 4;
+          });
     for (let r = 0; r < Math.min(w, h) / 2; r += 7) {
       for (const [dx, dy] of [[r, 0], [-r, 0], [0, r], [0, -r]]) if (!hit(w / 2 + dx, h / 2 + dy)) return { x: w / 2 + dx, y: h / 2 + dy };
     }
@@ -173,7 +178,7 @@ export async function mouseFps(page) {
       window.__counting = false;
       const ms = performance.measure('meshlens:gesture', 'meshlens:gesture-start').duration;
       const t = performance.now();
-      // the redraw once the gesture is over (cytoscape waits 150 ms after the last wheel event)
+      // the redraw once the gesture is over (cytoscape and BigGraph wait 150 ms after the last wheel event)
       await new Promise((r) => setTimeout(r, 200));
       await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
       return { frames: window.__frames, ms, settleMs: performance.now() - t - 200 };

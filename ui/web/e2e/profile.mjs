@@ -78,10 +78,17 @@ try {
   console.log(`pan/zoom by the mouse: ${JSON.stringify(await mouseFps(page))}`);
   await page.waitForTimeout(500);
   const tSearch = Date.now();
-  const svc = await page.evaluate(() => window.__cy.nodes(':childless')[Math.floor(window.__cy.nodes(':childless').length / 2)].data('service'));
+  const svc = await page.evaluate(() => {
+    // a large graph is drawn by BigGraph (window.__big), a smaller one by cytoscape (window.__cy)
+    if (window.__big) {
+      const n = [...window.__big.nodes.values()];
+      return n[Math.floor(n.length / 2)].data.service;
+    }
+    return window.__cy.nodes(':childless')[Math.floor(window.__cy.nodes(':childless').length / 2)].data('service');
+  });
   await page.fill('[data-testid=search]', svc);
   await page.press('[data-testid=search]', 'Enter');
-  await page.waitForFunction(() => (window.__cy.scratch('_marked') ?? []).length > 0 || window.__cy.nodes('.match').length > 0, null, { timeout: 300000, polling: 50 });
+  await page.waitForFunction(() => (window.__big ? window.__big.marked.length > 0 : (window.__cy.scratch('_marked') ?? []).length > 0 || window.__cy.nodes('.match').length > 0), null, { timeout: 300000, polling: 50 });
   await page.waitForTimeout(300);
   const tEnd = Date.now();
   const { profile } = await cdp.send('Profiler.stop');

@@ -1,6 +1,6 @@
 import cytoscape from 'cytoscape';
 import { describe, expect, it } from 'vitest';
-import { boxesOf, boxLabelShown, boxRect, boxStyle, hitBox } from './components/boxes';
+import { boxesOf, boxLabelShown, boxRect, boxStyle, hitBox, placeOfCy } from './components/boxes';
 import { toSVG } from './exporting';
 import { PALETTE } from './graphstyle';
 import { HEALTH_COLOR } from './format';
@@ -20,10 +20,10 @@ const cy = cytoscape({
 
 describe('the boxes of a large graph', () => {
   it('are around their members, with room for their labels', () => {
-    expect(boxRect(cy, box)).toEqual({ x1: 64, y1: 22, x2: 136, y2: 150 });
-    expect(boxRect(cy, { ...box, members: ['gone'] })).toBeNull();
-    expect(hitBox(cy, [box], { x: 70, y: 140 })).toBe(box.id);
-    expect(hitBox(cy, [box], { x: 140, y: 140 })).toBeNull();
+    expect(boxRect(placeOfCy(cy), box)).toEqual({ x1: 64, y1: 22, x2: 136, y2: 150 });
+    expect(boxRect(placeOfCy(cy), { ...box, members: ['gone'] })).toBeNull();
+    expect(hitBox(placeOfCy(cy), [box], { x: 70, y: 140 })).toBe(box.id);
+    expect(hitBox(placeOfCy(cy), [box], { x: 140, y: 140 })).toBeNull();
   });
 
   it('are painted by health or as selected, in the theme\'s colours', () => {

@@ -1,17 +1,16 @@
-import type { Core } from 'cytoscape';
 import { useRef, useState } from 'preact/hooks';
 import type { Graph, GraphView } from '../api';
 import { download, exportName, toDOT, toSVG } from '../exporting';
 import { toast } from '../toast';
-import { pngOf } from './boxes';
-import { sceneFromCy } from './scene';
+import type { GraphHandle } from './GraphCanvas';
 
 export interface ExportMenuProps {
   /** the API's answer, as it came */
   graph: Graph | undefined;
   view: GraphView;
   namespace: string;
-  cy: () => Core | null;
+  /** the graph view on screen (cytoscape's or the large-graph canvas), for PNG and SVG */
+  picture: () => GraphHandle | null;
   /** the window's end when looking at history, else empty (live) */
   end: string;
 }
@@ -21,7 +20,7 @@ export interface ExportMenuProps {
  * (the API's document) or Graphviz DOT, and gives the link that reproduces
  * the view: live, or pinned to this moment.
  */
-export function ExportMenu({ graph, view, namespace, cy, end }: ExportMenuProps) {
+export function ExportMenu({ graph, view, namespace, picture, end }: ExportMenuProps) {
   const ref = useRef<HTMLDetailsElement>(null);
   const [copied, setCopied] = useState('');
   const empty = !graph || graph.nodes.length === 0;
@@ -72,10 +71,10 @@ export function ExportMenu({ graph, view, namespace, cy, end }: ExportMenuProps)
       </summary>
       <div class="menu-body" role="menu">
         {empty && <div class="muted tiny menu-note">The graph is empty in this window: there is nothing to export.</div>}
-        <button role="menuitem" data-testid="export-png" disabled={empty} onClick={run('PNG', async () => download(name('png'), await pngOf(cy()!, bg())))}>
+        <button role="menuitem" data-testid="export-png" disabled={empty} onClick={run('PNG', async () => download(name('png'), await picture()!.png(bg())))}>
           PNG image <span class="muted">what is on screen</span>
         </button>
-        <button role="menuitem" data-testid="export-svg" disabled={empty} onClick={run('SVG', () => download(name('svg'), toSVG(sceneFromCy(cy()!, bg(), `meshlens ${view} graph`)), 'image/svg+xml'))}>
+        <button role="menuitem" data-testid="export-svg" disabled={empty} onClick={run('SVG', () => download(name('svg'), toSVG(picture()!.scene(bg(), `meshlens ${view} graph`)), 'image/svg+xml'))}>
           SVG image <span class="muted">what is on screen</span>
         </button>
         <button role="menuitem" data-testid="export-json" disabled={empty} onClick={run('JSON', () => download(name('json'), JSON.stringify(graph, null, 2) + '\n', 'application/json'))}>

@@ -1,9 +1,12 @@
 import cytoscape, { type Core, type ElementDefinition } from 'cytoscape';
 import { useEffect, useRef } from 'preact/hooks';
-import { flattenGroups, isBox, planUpdate, type Elements, type GroupBox } from '../graph';
+import { flattenGroups, isBox, pinnedPositions, planUpdate, type Elements, type GroupBox } from '../graph';
 import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
-import { hitBox, marksOf, paintBoxes, paintMarks } from './boxes';
+import type { Scene } from '../exporting';
+import { BigGraph } from './BigGraph';
+import { hitBox, marksOf, paintBoxes, paintMarks, placeOfCy, pngOf } from './boxes';
+import { sceneFromCy } from './scene';
 
 /** cytoscape-dagre is loaded only for graphs small enough to use it. */
 let dagreLoaded: Promise<void> | null = null;
@@ -27,7 +30,8 @@ export interface GraphCanvasProps {
   layoutKey: string;
   selected: Selection | null;
   onSelect: (s: Selection | null) => void;
-  onReady?: (cy: Core) => void;
+  /** called once the view is made, with what the page reads from it (pins to save, exports) */
+  onReady?: (h: GraphHandle) => void;
   theme?: Theme;
   /**
    * positions of pinned nodes (a saved view's): they stay where they are
@@ -38,11 +42,11 @@ export interface GraphCanvasProps {
   /** a double click (or Enter) on a group's box or collapsed node */
   onToggleGroup?: (id: string) => void;
   /**
-   * how the graph is drawn: 'webgl' or 'canvas' (cytoscape's 2D canvas);
-   * unset, graphs of more than WEBGL_GRAPH nodes (boxes not counted) get
-   * WebGL where the browser has WebGL 2 on a GPU (not a software renderer,
-   * where the 2D canvas measured faster: README, Performance). Read once,
-   * when the canvas is made.
+   * how the graph is drawn: 'webgl' or 'canvas' (cytoscape's WebGL or 2D
+   * canvas renderer, whatever the size); unset, graphs of more than
+   * WEBGL_GRAPH nodes (boxes not counted) are drawn by BigGraph (our own 2D
+   * canvas renderer: README, Large graphs), smaller ones by cytoscape's 2D
+   * canvas. Read once, when the canvas is made.
    */
   renderer?: 'webgl' | 'canvas';
   /**
@@ -55,8 +59,43 @@ export interface GraphCanvasProps {
   marked?: Set<string>;
 }
 
-/** Above this many nodes, a graph is drawn with WebGL where the browser has it. */
+/** Above this many nodes (boxes not counted), a graph is drawn by BigGraph, not cytoscape. */
 export const WEBGL_GRAPH = 1000;
+
+/** What the topology page reads from the graph view, whichever draws it. */
+export interface GraphHandle {
+  /** the nodes placed by a saved view or dragged by the user, where they are now */
+  pinned(): Record<string, { x: number; y: number }>;
+  /** the view as a PNG, as on screen */
+  png(background: string): Promise<Blob>;
+  /** what is on screen, for the SVG export */
+  scene(background: string, text: string): Scene;
+  /** zoom about the middle of the view */
+  zoomBy(factor: number): void;
+  /** show the whole graph */
+  fit(): void;
+}
+
+/** cyHandle is cytoscape's view as a GraphHandle. */
+export function cyHandle(cy: Core): GraphHandle {
+  return {
+    pinned: () => pinnedPositions(cy),
+    png: (bg) => pngOf(cy, bg),
+    scene: (bg, text) => sceneFromCy(cy, bg, text),
+    zoomBy: (f) => cy.zoom({ level: cy.zoom() * f, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } }),
+    fit: () => cy.fit(undefined, 40),
+  };
+}
+
+/**
+ * GraphCanvas draws the topology: with cytoscape up to WEBGL_GRAPH nodes
+ * (boxes not counted), with BigGraph above, where cytoscape took 10 s for a
+ * 5,000-node graph's first frame without a GPU (README, Large graphs).
+ */
+export function GraphCanvas(props: GraphCanvasProps) {
+  const big = !props.renderer && props.elements.nodes.reduce((k, n) => (isBox(n) ? k : k + 1), 0) > WEBGL_GRAPH;
+  return big ? <BigGraph {...props} /> : <CyGraph {...props} />;
+}
 
 let webgl2: 'gpu' | 'software' | 'none' | undefined;
 /**
@@ -106,7 +145,7 @@ function applyPinned(cy: Core) {
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, cytoscape.Position>>();
 
-export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup, renderer, marked }: GraphCanvasProps) {
+function CyGraph({ elements: input, layoutKey, selected, onSelect, onReady, theme = 'light', pinned, onToggleGroup, renderer, marked }: GraphCanvasProps) {
   const box = useRef<HTMLDivElement>(null);
   const layer = useRef<HTMLCanvasElement>(null);
   const boxesRef = useRef<GroupBox[] | null>(null);
@@ -128,10 +167,10 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
   useEffect(() => {
     const large = input.nodes.length > LARGE_GRAPH;
     const mode = styleMode(large);
-    // WebGL draws every element of a big graph each frame on the GPU, where
-    // the 2D canvas redraws them one by one on the CPU; without a GPU, the 2D
-    // canvas (which pans a snapshot) is the faster (see README, Performance).
-    const webgl = renderer === 'webgl' ? webglAvailable() !== 'none' : renderer !== 'canvas' && input.nodes.filter((n) => !isBox(n)).length > WEBGL_GRAPH && webglAvailable() === 'gpu';
+    // Cytoscape's WebGL renderer only when asked for (?renderer=webgl): graphs
+    // above WEBGL_GRAPH nodes go to BigGraph, and below it the 2D canvas is
+    // fast enough (see README, Large graphs).
+    const webgl = renderer === 'webgl' && webglAvailable() !== 'none';
     const cy = cytoscape({
       container: box.current,
       style: graphStyle(mode, theme),
@@ -179,12 +218,12 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     });
     cy.on('dbltap', (e) => {
       if (e.target !== cy) return;
-      const hit = boxesRef.current && hitBox(cy, boxesRef.current, e.position);
+      const hit = boxesRef.current && hitBox(placeOfCy(cy), boxesRef.current, e.position);
       if (hit) onToggleRef.current?.(hit);
     });
     cy.on('tap', (e) => {
       if (e.target !== cy) return;
-      const hit = boxesRef.current && hitBox(cy, boxesRef.current, e.position);
+      const hit = boxesRef.current && hitBox(placeOfCy(cy), boxesRef.current, e.position);
       onSelectRef.current(hit ? { type: 'node', id: hit } : null);
     });
     let pending = false;
@@ -207,7 +246,7 @@ export function GraphCanvas({ elements: input, layoutKey, selected, onSelect, on
     };
     cyRef.current = cy;
     (window as unknown as { __cy?: Core }).__cy = cy; // for e2e tests and debugging
-    onReady?.(cy);
+    onReady?.(cyHandle(cy));
     return () => {
       save(cy, keyRef.current);
       cy.destroy();
@@ -563,8 +602,9 @@ function drawBoxes(cy: Core, canvas: HTMLCanvasElement | null, boxes: GroupBox[]
   if (!ctx) return;
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
-  if (boxes) paintBoxes(ctx, cy, boxes, selected, dpr);
-  paintMarks(ctx, cy, marksOf(cy), dpr);
+  const place = placeOfCy(cy);
+  if (boxes) paintBoxes(ctx, place, boxes, selected, dpr);
+  paintMarks(ctx, place, marksOf(cy), dpr);
 }
 
 /**

@@ -10,6 +10,38 @@ import { PALETTE } from '../graphstyle';
 
 const BOX_PAD = 16;
 
+/**
+ * Place is what painting boxes and marks needs of a view: its viewport and
+ * its nodes' model positions and sizes. Cytoscape's (placeOfCy) and the
+ * large-graph canvas (bigcanvas.ts) both give one.
+ */
+export interface Place {
+  zoom(): number;
+  pan(): Position;
+  width(): number;
+  height(): number;
+  /** a node's model position and size, or undefined when it is not drawn */
+  node(id: string): { x: number; y: number; w: number; h: number } | undefined;
+  dark: boolean;
+}
+
+/** placeOfCy is cytoscape's view as a Place. */
+export function placeOfCy(cy: Core): Place {
+  return {
+    zoom: () => cy.zoom(),
+    pan: () => cy.pan(),
+    width: () => cy.width(),
+    height: () => cy.height(),
+    node: (id) => {
+      const n = cy.getElementById(id);
+      if (n.empty()) return undefined;
+      const p = n.position();
+      return { x: p.x, y: p.y, w: n.width(), h: n.height() };
+    },
+    dark: cy.scratch('_theme') === 'dark',
+  };
+}
+
 /** boxesOf gives the boxes GraphCanvas paints for cy (none when cytoscape draws them itself), and the selected one. */
 export function boxesOf(cy: Core): { boxes: GroupBox[]; selected?: string } {
   return { boxes: (cy.scratch('_boxes') as GroupBox[] | null | undefined) ?? [], selected: cy.scratch('_selectedBox') as string | undefined };
@@ -34,7 +66,7 @@ export const MARK_PAD = 40;
  * elements (seconds at 5,000 nodes without a GPU), repainting this layer
  * takes milliseconds.
  */
-export function paintMarks(ctx: CanvasRenderingContext2D, cy: Core, ids: string[], scale: number) {
+export function paintMarks(ctx: CanvasRenderingContext2D, cy: Place, ids: string[], scale: number) {
   if (!ids.length) return;
   const zoom = cy.zoom();
   const pan = cy.pan();
@@ -44,10 +76,9 @@ export function paintMarks(ctx: CanvasRenderingContext2D, cy: Core, ids: string[
   ctx.fillStyle = MARK_COLOR;
   ctx.beginPath();
   for (const id of ids) {
-    const n = cy.getElementById(id);
-    if (n.empty()) continue;
-    const p = n.position();
-    const r = Math.max(n.width(), n.height()) / 2 + MARK_PAD;
+    const p = cy.node(id);
+    if (!p) continue;
+    const r = Math.max(p.w, p.h) / 2 + MARK_PAD;
     ctx.moveTo(p.x + r, p.y);
     ctx.arc(p.x, p.y, r, 0, 2 * Math.PI);
   }
@@ -56,12 +87,11 @@ export function paintMarks(ctx: CanvasRenderingContext2D, cy: Core, ids: string[
 }
 
 /** boxRect is a box's rectangle in model coordinates: around its members' positions, with room for their labels. */
-export function boxRect(cy: Core, b: GroupBox): { x1: number; y1: number; x2: number; y2: number } | null {
+export function boxRect(cy: Place, b: GroupBox): { x1: number; y1: number; x2: number; y2: number } | null {
   let x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
   for (const id of b.members) {
-    const n = cy.getElementById(id);
-    if (n.empty()) continue;
-    const p = n.position();
+    const p = cy.node(id);
+    if (!p) continue;
     x1 = Math.min(x1, p.x);
     y1 = Math.min(y1, p.y);
     x2 = Math.max(x2, p.x);
@@ -72,7 +102,7 @@ export function boxRect(cy: Core, b: GroupBox): { x1: number; y1: number; x2: nu
 }
 
 /** hitBox is the id of the box at a model position, if any. */
-export function hitBox(cy: Core, boxes: GroupBox[], p: Position): string | null {
+export function hitBox(cy: Place, boxes: GroupBox[], p: Position): string | null {
   for (const b of boxes) {
     const r = boxRect(cy, b);
     if (r && p.x >= r.x1 && p.x <= r.x2 && p.y >= r.y1 && p.y <= r.y2) return b.id;
@@ -101,12 +131,12 @@ export function boxLabelShown(zoom: number): boolean {
  * onto a context of the viewport's size times scale (device pixels per CSS
  * pixel); boxes outside the viewport are skipped.
  */
-export function paintBoxes(ctx: CanvasRenderingContext2D, cy: Core, boxes: GroupBox[], selected: string | undefined, scale: number) {
+export function paintBoxes(ctx: CanvasRenderingContext2D, cy: Place, boxes: GroupBox[], selected: string | undefined, scale: number) {
   const w = cy.width();
   const h = cy.height();
   const zoom = cy.zoom();
   const pan = cy.pan();
-  const dark = cy.scratch('_theme') === 'dark';
+  const dark = cy.dark;
   ctx.save();
   ctx.setTransform(scale * zoom, 0, 0, scale * zoom, scale * pan.x, scale * pan.y);
   ctx.lineWidth = 1.5 / zoom;
@@ -139,6 +169,7 @@ export function paintBoxes(ctx: CanvasRenderingContext2D, cy: Core, boxes: Group
 export async function pngOf(cy: Core, background: string, scale = 2): Promise<Blob> {
   const { boxes, selected } = boxesOf(cy);
   const marks = marksOf(cy);
+  const place = placeOfCy(cy);
   if (!boxes.length && !marks.length) return cy.png({ output: 'blob', bg: background, full: false, scale }) as Blob;
   const graph = await createImageBitmap(cy.png({ output: 'blob', full: false, scale }) as Blob);
   const canvas = document.createElement('canvas');
@@ -148,8 +179,8 @@ export async function pngOf(cy: Core, background: string, scale = 2): Promise<Bl
   if (!ctx) throw new Error('the browser gave no 2D canvas to compose the PNG on');
   ctx.fillStyle = background;
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  paintBoxes(ctx, cy, boxes, selected, canvas.width / (cy.width() || canvas.width));
-  paintMarks(ctx, cy, marks, canvas.width / (cy.width() || canvas.width));
+  paintBoxes(ctx, place, boxes, selected, canvas.width / (cy.width() || canvas.width));
+  paintMarks(ctx, place, marks, canvas.width / (cy.width() || canvas.width));
   ctx.drawImage(graph, 0, 0);
   graph.close();
   return new Promise((resolve, reject) => canvas.toBlob((b) => (b ? resolve(b) : reject(new Error('the browser could not encode the PNG'))), 'image/png'));

@@ -1,7 +1,7 @@
 // sceneFromCy reads what the canvas shows, in screen coordinates, for the SVG export.
 import type { Core } from 'cytoscape';
 import type { Scene } from '../exporting';
-import { boxesOf, boxLabelShown, boxRect, boxStyle } from './boxes';
+import { boxesOf, boxLabelShown, boxRect, boxStyle, placeOfCy } from './boxes';
 
 const DASH: Record<string, string> = { dashed: '6 3', dotted: '2 2' };
 
@@ -12,8 +12,9 @@ export function sceneFromCy(cy: Core, background: string, text: string): Scene {
   // A large graph's boxes are not cytoscape's: they are painted from their members (boxes.ts).
   const { boxes, selected } = boxesOf(cy);
   const pan = cy.pan();
+  const place = placeOfCy(cy);
   for (const b of boxes) {
-    const r = boxRect(cy, b);
+    const r = boxRect(place, b);
     if (!r) continue;
     const st = boxStyle(b, selected, cy.scratch('_theme') === 'dark');
     const x = r.x1 * zoom + pan.x;

@@ -1,14 +1,13 @@
-import type { Core } from 'cytoscape';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { fetchGraph, fetchImpact, fetchPath, graphPath, type Graph, type GraphQuery, type GraphSource, type GraphView, type Impact, type SavedView } from '../api';
 import { Empty, ErrorBox, Segmented, Spinner, Updated } from '../components/common';
 import { DetailPanel } from '../components/DetailPanel';
-import type { GraphCanvasProps, Selection } from '../components/GraphCanvas';
+import type { GraphCanvasProps, GraphHandle, Selection } from '../components/GraphCanvas';
 import { ChangeMarks } from '../components/ChangeMarks';
 import type { DiffViewProps } from '../components/DiffView';
 import { ViewsMenu } from '../components/ViewsMenu';
 import { fmtDuration, fmtPct, fmtRps, HEALTH_COLOR, HEALTH_THRESHOLDS, parseWindow, type Health } from '../format';
-import { filterNamespace, goneNodes, pinnedPositions, GROUP_KEYS, groupValue, impactHighlight, labelKeysOf, namespacesOf, pathHighlight, searchMatches, toElements } from '../graph';
+import { filterNamespace, goneNodes, GROUP_KEYS, groupValue, impactHighlight, labelKeysOf, namespacesOf, pathHighlight, searchMatches, toElements } from '../graph';
 import { ImpactPanel } from '../components/ImpactPanel';
 import { ExportMenu } from '../components/ExportMenu';
 import { useTheme } from '../theme';
@@ -66,7 +65,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
     return sel ? { type: sel.includes('->') ? 'edge' : 'node', id: sel } : null;
   });
   const [searchText, setSearchText] = useState(search);
-  const cyRef = useRef<Core | null>(null);
+  const viewRef = useRef<GraphHandle | null>(null);
   const theme = useTheme();
 
   // History lives in ClickHouse; the live graph only knows the recent window.
@@ -128,8 +127,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
   }, [loadedView, r.data, r.updatedAt, groupBy]);
 
   const currentView = (): Omit<SavedView, 'name'> => {
-    const cy = cyRef.current;
-    const pins = cy ? pinnedPositions(cy) : {};
+    const pins = viewRef.current?.pinned() ?? {};
     return {
       graph: view,
       namespace: ns || undefined,
@@ -284,7 +282,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         <div class="spacer" />
         {!diffMode && <Updated at={r.updatedAt} loading={r.loading} error={r.error} />}
         <ViewsMenu current={currentView} loaded={loadedView?.name ?? ''} onLoad={loadView} />
-        <ExportMenu graph={r.data} view={view} namespace={ns} cy={() => cyRef.current} end={end} />
+        <ExportMenu graph={r.data} view={view} namespace={ns} picture={() => viewRef.current} end={end} />
         <button
           class={`btn small${diffMode ? ' on' : ''}`}
           aria-pressed={diffMode}
@@ -306,7 +304,7 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
             layoutKey={`${view}|${ns}`}
             selected={selection}
             onSelect={select}
-            onReady={(cy) => (cyRef.current = cy)}
+            onReady={(h) => (viewRef.current = h)}
             theme={theme}
             pinned={pinned}
             onToggleGroup={toggleGroup}
@@ -354,9 +352,9 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
         {graph && graph.nodes.length > 0 && (
           <>
             <div class="graph-controls">
-              <button title="Zoom in" onClick={() => cyRef.current?.zoom({ level: cyRef.current.zoom() * 1.25, renderedPosition: center(cyRef.current) })}>+</button>
-              <button title="Zoom out" onClick={() => cyRef.current?.zoom({ level: cyRef.current.zoom() / 1.25, renderedPosition: center(cyRef.current) })}>−</button>
-              <button title="Fit to screen" onClick={() => cyRef.current?.fit(undefined, 40)}>⤢</button>
+              <button title="Zoom in" onClick={() => viewRef.current?.zoomBy(1.25)}>+</button>
+              <button title="Zoom out" onClick={() => viewRef.current?.zoomBy(1 / 1.25)}>−</button>
+              <button title="Fit to screen" onClick={() => viewRef.current?.fit()}>⤢</button>
             </div>
             <Legend />
             {totals && (
@@ -402,10 +400,6 @@ export function TopologyPage({ query }: { query: URLSearchParams }) {
 /** rendererParam reads ?renderer=webgl|canvas (anything else: the canvas picks by the graph's size). */
 function rendererParam(v: string | null): 'webgl' | 'canvas' | undefined {
   return v === 'webgl' || v === 'canvas' ? v : undefined;
-}
-
-function center(cy: Core | null) {
-  return { x: (cy?.width() ?? 0) / 2, y: (cy?.height() ?? 0) / 2 };
 }
 
 /**
