@@ -188,7 +188,7 @@ func BuildWith(t *Traffic, opts Options, steps []Appender) *Graph {
 		mem.byID = make(map[string]*Node, max(mem.wantNodes, n/2))
 	}
 	if cap(mem.nodes) < mem.wantNodes {
-		mem.nodes = make([]Node, 0, mem.wantNodes+mem.wantNodes/4)
+		mem.nodes = make([]Node, 0, mem.wantNodes+mem.wantNodes/16)
 	}
 	b := &Builder{Traffic: t, Opts: opts, edges: mem.edgeMap, nodes: mem.peerNodes, nodeSlab: mem.nodes, mem: mem, Graph: &Graph{
 		View: opts.View, Namespace: opts.Namespace, Source: opts.Source,
@@ -231,7 +231,7 @@ func sortEdges(g *Graph) {
 	start := make([]int32, n+1)
 	if m := g.mem; m != nil {
 		if cap(m.sortStart) < n+1 {
-			m.sortStart = make([]int32, n+1+n/4)
+			m.sortStart = make([]int32, n+1+n/16)
 		}
 		start = m.sortStart[:n+1]
 		clear(start)
@@ -252,7 +252,7 @@ func sortEdges(g *Graph) {
 	var sorted []*Edge
 	if m := g.mem; m != nil {
 		if cap(m.sortTmp) < len(g.Edges) {
-			m.sortTmp = make([]*Edge, len(g.Edges)+len(g.Edges)/4)
+			m.sortTmp = make([]*Edge, len(g.Edges)+len(g.Edges)/16)
 		}
 		sorted = m.sortTmp[:len(g.Edges)]
 	} else {
@@ -427,6 +427,9 @@ func appendTraffic(b *Builder) {
 	m := b.mem
 	if m == nil {
 		m = &graphMem{}
+	}
+	if n := len(b.Graph.Edges); cap(m.codeMaps) < n {
+		m.codeMaps = append(make([]map[string]uint64, 0, n), m.codeMaps...)
 	}
 	for i, e := range b.Graph.Edges {
 		st := e.stats

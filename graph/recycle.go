@@ -58,20 +58,22 @@ type trafficMem struct {
 }
 
 // trafficMem returns zeroed memory for the sums of n edges with ncodes
-// statuses in all, recycled when the pool has enough.
+// statuses in all, recycled when the pool has enough. New memory has room
+// for a sixteenth more edges, for a mesh that grows a little between
+// queries; a sum kept for good wastes little of it.
 func (p *queryPool) trafficMem(n, nl, ncodes int) *trafficMem {
 	m, ok := p.traffics.Get()
 	if !ok {
 		m = &trafficMem{pool: p}
 	}
 	if cap(m.stats) < n || cap(m.hist) < n*nl {
-		m.stats, m.hist = make([]Stats, n, n+n/4), make([]uint64, n*nl, (n+n/4)*nl)
+		m.stats, m.hist = make([]Stats, n, n+n/16), make([]uint64, n*nl, (n+n/16)*nl)
 	}
 	if cap(m.codes) < ncodes {
-		m.codes = make([]CodeCount, ncodes, ncodes+ncodes/4)
+		m.codes = make([]CodeCount, ncodes, ncodes+ncodes/16)
 	}
 	if cap(m.order) < n {
-		m.order = make([]trafficEdge, 0, n+n/4)
+		m.order = make([]trafficEdge, 0, n+n/16)
 	}
 	m.stats, m.hist, m.codes, m.order = m.stats[:n], m.hist[:n*nl], m.codes[:ncodes], m.order[:0]
 	return m

@@ -55,6 +55,11 @@ func TestRecycledGraphsAnswerAsFreshOnesUnderConcurrentReaders(t *testing.T) {
 	}
 	want := bytes.Clone(keptJSON)
 	wantMerged := mergedJSON(t, nil, l, l.Refresh(), w, opts, false)
+	keptWire, err := l.Refresh().TrafficWire(t0, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantWire := bytes.Clone(keptWire)
 	if !bytes.Contains(want, []byte(`"grpc":{`)) || !bytes.Contains(want, []byte(`"flags":{`)) {
 		t.Fatalf("the graph has no gRPC statuses or flags to recycle: %.300s", want)
 	}
@@ -75,12 +80,29 @@ func TestRecycledGraphsAnswerAsFreshOnesUnderConcurrentReaders(t *testing.T) {
 	}()
 	errs := make(chan string, 8)
 	var readers sync.WaitGroup
-	for r := range 4 {
+	for r := range 6 {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
 			for i := range 60 {
-				if r%2 == 0 {
+				if r%3 == 2 { // a peer's answer to a merged read
+					err := l.Snapshot().UseTrafficWire(t0, w, func(got []byte) error {
+						l.Refresh()
+						if err := l.Snapshot().UseTrafficWire(t0, time.Minute, func([]byte) error { return nil }); err != nil {
+							return err
+						}
+						if !bytes.Equal(got, wantWire) {
+							return fmt.Errorf("reader %d, query %d: a shared wire answer differs from a fresh one", r, i)
+						}
+						return nil
+					})
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					continue
+				}
+				if r%3 == 0 {
 					err := l.UseGraph(w, opts, func(g *Graph) error {
 						got, err := g.JSON()
 						if err != nil {
@@ -121,6 +143,9 @@ func TestRecycledGraphsAnswerAsFreshOnesUnderConcurrentReaders(t *testing.T) {
 	again, err := kept.AppendJSON(nil)
 	if err != nil || !bytes.Equal(again, want) {
 		t.Fatalf("the graph handed out by Snapshot.Graph changed after the snapshot was replaced (err %v)", err)
+	}
+	if !bytes.Equal(keptWire, wantWire) {
+		t.Fatal("the wire answer handed out by Snapshot.TrafficWire changed after the snapshot was replaced")
 	}
 }
 

@@ -1,7 +1,6 @@
 package graph
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -31,7 +30,7 @@ type Snapshot struct {
 	cacheMu sync.Mutex
 	traffic map[trafficKey]*Traffic
 	graphs  map[graphKey]*Graph
-	wires   map[trafficKey][]byte
+	wires   map[trafficKey]*wireAnswer
 	retired bool // a newer snapshot is published (see retire)
 }
 
@@ -220,15 +219,61 @@ func (t *trafficShare) recycleLocked() {
 // asking this one within a snapshot interval get the same bytes. Its end is
 // the one the first reader asked for (a Merger takes its own). It is
 // written straight from the window's sums: the traffic is not listed for
-// an answer that is only sent. Callers must not modify the result.
+// an answer that is only sent. Callers must not modify the result, which
+// is kept for as long as they hold it; a reader done with it when it
+// returns uses UseTrafficWire.
 func (s *Snapshot) TrafficWire(now time.Time, window time.Duration) ([]byte, error) {
+	w, err := s.trafficWire(now, window, false)
+	if err != nil {
+		return nil, err
+	}
+	return *w.b, nil
+}
+
+// UseTrafficWire calls use with TrafficWire(now, window), which it must not
+// keep: the bytes go to the next answer once this snapshot is replaced and
+// no use of them is running. An error of use is returned as it is.
+func (s *Snapshot) UseTrafficWire(now time.Time, window time.Duration, use func([]byte) error) error {
+	w, err := s.trafficWire(now, window, true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		s.cacheMu.Lock()
+		defer s.cacheMu.Unlock()
+		w.pins--
+		s.recycleWireLocked(w)
+	}()
+	return use(*w.b)
+}
+
+// wireAnswer is a snapshot's shared wire answer of one window (under the
+// snapshot's cacheMu): the UseTrafficWire calls running, whether a
+// TrafficWire call handed it out for good, whether the cache holds it.
+type wireAnswer struct {
+	b            *[]byte // from the pool's scratch buffers, and back to them
+	pins         int
+	kept, cached bool
+}
+
+func (s *Snapshot) trafficWire(now time.Time, window time.Duration, pin bool) (*wireAnswer, error) {
 	rg, ri, lo, hi, err := s.pickIndex(now, window)
 	if err != nil {
 		return nil, err
 	}
+	hold := func(w *wireAnswer) {
+		if pin {
+			w.pins++
+		} else {
+			w.kept = true
+		}
+	}
 	key := trafficKey{ring: ri, lo: lo, hi: hi, window: window}
 	s.cacheMu.Lock()
 	w := s.wires[key]
+	if w != nil {
+		hold(w)
+	}
 	s.cacheMu.Unlock()
 	if w != nil {
 		return w, nil
@@ -237,18 +282,44 @@ func (s *Snapshot) TrafficWire(now time.Time, window time.Duration) ([]byte, err
 	for _, sg := range s.segments(ri, rg, lo, hi) {
 		s.sumInto(accs, sg)
 	}
-	scratch := s.accs.buf()
-	*scratch = s.appendWireSums((*scratch)[:0], accs, now, window)
-	w = bytes.Clone(*scratch) // its own size, not the scratch's
-	s.accs.putBuf(scratch)
+	buf := s.accs.buf()
+	*buf = s.appendWireSums((*buf)[:0], accs, now, window)
 	s.accs.put(accs)
 	s.cacheMu.Lock()
-	if s.wires == nil || len(s.wires) >= maxCached {
-		s.wires = map[trafficKey][]byte{}
+	defer s.cacheMu.Unlock()
+	if w = s.wires[key]; w != nil { // another reader wrote it meanwhile
+		s.accs.putBuf(buf)
+		hold(w)
+		return w, nil
 	}
-	s.wires[key] = w
-	s.cacheMu.Unlock()
+	w = &wireAnswer{b: buf}
+	if !s.retired {
+		if s.wires == nil || len(s.wires) >= maxCached {
+			s.dropWiresLocked()
+			s.wires = map[trafficKey]*wireAnswer{}
+		}
+		s.wires[key] = w
+		w.cached = true
+	}
+	hold(w)
 	return w, nil
+}
+
+// recycleWireLocked gives a wire answer's buffer back once nothing holds it.
+func (s *Snapshot) recycleWireLocked(w *wireAnswer) {
+	if w.pins > 0 || w.kept || w.cached || w.b == nil {
+		return
+	}
+	s.accs.putBuf(w.b)
+	w.b = nil
+}
+
+func (s *Snapshot) dropWiresLocked() {
+	for _, w := range s.wires {
+		w.cached = false
+		s.recycleWireLocked(w)
+	}
+	s.wires = nil
 }
 
 // Sums are a snapshot's per-edge sums over a window, for a Merger to add
@@ -407,6 +478,7 @@ func (s *Snapshot) retire() {
 	s.retired = true
 	s.dropGraphsLocked()
 	s.dropTrafficLocked()
+	s.dropWiresLocked()
 }
 
 // Graph is Snapshot().Graph on the latest snapshot.

@@ -665,14 +665,19 @@ func (r *Replicas) getTraffic(c echo.Context) error {
 	if c.Request().Header.Get(InstanceHeader) == r.id {
 		return c.NoContent(http.StatusOK) // the caller is this replica: it skips it
 	}
-	// Shared by every peer that asks within the snapshot's interval.
-	wire, err := snapshot(r.live, c.QueryParam("fresh") == "true").TrafficWire(end, w)
-	if err != nil {
+	// Shared by every peer that asks within the snapshot's interval, and
+	// its memory the next snapshot's once written.
+	var used bool
+	err = snapshot(r.live, c.QueryParam("fresh") == "true").UseTrafficWire(end, w, func(wire []byte) error {
+		used = true
+		// With its length, the asker reads the answer into one buffer.
+		c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(wire)))
+		return c.Blob(http.StatusOK, graph.TrafficContentType, wire)
+	})
+	if err != nil && !used {
 		return c.JSON(http.StatusBadRequest, map[string]string{"error": err.Error(), "parameter": "window"})
 	}
-	// With its length, the asker reads the answer into one buffer.
-	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(wire)))
-	return c.Blob(http.StatusOK, graph.TrafficContentType, wire)
+	return err
 }
 
 func (r *Replicas) getVersion(c echo.Context) error {
