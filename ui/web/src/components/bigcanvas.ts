@@ -55,6 +55,8 @@ const WHEEL_SENSITIVITY = 0.3;
 const WHEEL_SETTLE_MS = 150;
 /** below this zoom, edge and node-border patterns are drawn solid (health stays in the colour) */
 const PATTERN_ZOOM = 0.3;
+/** below this zoom (a node under ~7 pixels wide), nodes are drawn as dots of their health colour */
+const DOT_ZOOM = 0.2;
 const DASH: Record<string, number[]> = { 'health-degraded': [2, 2], 'health-failing': [8, 3] };
 const SVG_DASH: Record<string, string> = { 'health-degraded': '2 2', 'health-failing': '8 3' };
 
@@ -114,6 +116,11 @@ export class BigCanvas implements Place {
   readonly canvas: HTMLCanvasElement;
   private ctx: CanvasRenderingContext2D;
   private snap = document.createElement('canvas');
+  /** the boxes and the graph as last painted, and for what (see draw) */
+  private boxLayer = document.createElement('canvas');
+  private graphLayer = document.createElement('canvas');
+  private layerKey = '';
+  private version = 0;
   private snapView: { zoom: number; pan: { x: number; y: number } } | null = null;
   nodes = new Map<string, BigNode>();
   edges = new Map<string, BigEdge>();
@@ -258,7 +265,7 @@ export class BigCanvas implements Place {
     this.nodes = nodes;
     this.edges = edges;
     this.boxes = boxes;
-    this.schedule();
+    this.changed();
   }
 
   /** moveNodes places nodes (pinned ones included: a loaded view's pins) */
@@ -270,7 +277,7 @@ export class BigCanvas implements Place {
         n.y = p.y;
       }
     }
-    this.schedule();
+    this.changed();
   }
 
   // --- drawing
@@ -300,14 +307,52 @@ export class BigCanvas implements Place {
     return true;
   }
 
-  /** draw paints the whole picture now, for the current viewport. */
+  /**
+   * draw paints the whole picture now, for the current viewport: the boxes
+   * and the graph from bitmaps of their own, drawn again only when the
+   * elements, the viewport or the theme changed, and between them the
+   * search halos and the selection, so that a search or a click costs three
+   * image copies and a few shapes, not a picture of every element.
+   */
   draw() {
     const t0 = performance.now();
     cancelAnimationFrame(this.frame);
     this.frame = 0;
-    this.paint(this.ctx, this.scale, true);
+    const cw = this.canvas.width;
+    const ch = this.canvas.height;
+    const selectedBox = this.boxes.some((b) => b.id === this.selected) ? this.selected : '';
+    const key = `${this.version}|${this.z}|${this.p.x}|${this.p.y}|${cw}|${ch}|${this.theme}|${selectedBox}`;
+    if (key !== this.layerKey) {
+      this.layerKey = key;
+      for (const c of [this.boxLayer, this.graphLayer]) {
+        if (c.width !== cw || c.height !== ch) {
+          c.width = cw;
+          c.height = ch;
+        }
+      }
+      const b = this.boxLayer.getContext('2d')!;
+      b.setTransform(1, 0, 0, 1, 0, 0);
+      b.clearRect(0, 0, cw, ch);
+      paintBoxes(b, this, this.boxes, this.selected, this.scale);
+      const g = this.graphLayer.getContext('2d')!;
+      g.setTransform(1, 0, 0, 1, 0, 0);
+      g.clearRect(0, 0, cw, ch);
+      this.paintGraph(g, this.scale, true);
+    }
+    const ctx = this.ctx;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, cw, ch);
+    ctx.drawImage(this.boxLayer, 0, 0);
+    this.paintOverlay(ctx, this.scale);
+    ctx.drawImage(this.graphLayer, 0, 0);
     this.snapView = null;
     this.lastDrawMs = performance.now() - t0;
+  }
+
+  /** changed says the elements moved or changed: the next draw paints them again. */
+  changed() {
+    this.version++;
+    this.schedule();
   }
 
   /**
@@ -316,12 +361,47 @@ export class BigCanvas implements Place {
    * skipped (labels always; edges and nodes when cull is set).
    */
   paint(ctx: CanvasRenderingContext2D, scale: number, cull: boolean) {
-    const z = this.z;
-    const pal = PALETTE[this.theme];
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     paintBoxes(ctx, this, this.boxes, this.selected, scale);
+    this.paintOverlay(ctx, scale);
+    this.paintGraph(ctx, scale, cull);
+  }
+
+  /**
+   * paintOverlay draws what a search or a selection changes, between the
+   * boxes and the graph: the search halos and the selection's underlay.
+   */
+  private paintOverlay(ctx: CanvasRenderingContext2D, scale: number) {
     paintMarks(ctx, this, this.marked, scale);
+    const id = this.selected;
+    if (!id) return;
+    ctx.save();
+    ctx.setTransform(scale * this.z, 0, 0, scale * this.z, scale * this.p.x, scale * this.p.y);
+    const n = this.nodes.get(id);
+    const e = n ? undefined : this.edges.get(id);
+    if (n) {
+      const p = new Path2D();
+      shapePath(p, n, 8);
+      ctx.globalAlpha = 0.25;
+      ctx.fillStyle = '#2563eb';
+      ctx.fill(p);
+    } else if (e) {
+      ctx.globalAlpha = 0.3;
+      ctx.strokeStyle = '#2563eb';
+      ctx.lineWidth = 12;
+      ctx.beginPath();
+      ctx.moveTo(e.source.x, e.source.y);
+      ctx.lineTo(e.target.x, e.target.y);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
+  /** paintGraph draws the edges, nodes and names (over the boxes and the overlay). */
+  private paintGraph(ctx: CanvasRenderingContext2D, scale: number, cull: boolean) {
+    const z = this.z;
+    const pal = PALETTE[this.theme];
     ctx.save();
     ctx.setTransform(scale * z, 0, 0, scale * z, scale * this.p.x, scale * this.p.y);
     // the model rectangle in view, with a margin for a node's size
@@ -335,7 +415,6 @@ export class BigCanvas implements Place {
     const under = (key: string, color: string, alpha: number, width: number) => ({ key, color, alpha, width, path: new Path2D() });
     const edgeUnder = [under('cycle', '#7c3aed', 0.18, 6), under('hl', '#f97316', 0.45, 8)];
     const edgeBuckets = new Map<string, { color: string; width: number; dash: number[]; alpha: number; path: Path2D }>();
-    let selectedEdge: BigEdge | undefined;
     for (const e of this.edges.values()) {
       if (!edgeInView(e)) continue;
       const c = e.classes;
@@ -346,7 +425,6 @@ export class BigCanvas implements Place {
           u.path.lineTo(e.target.x, e.target.y);
         }
       }
-      if (e.id === this.selected) selectedEdge = e;
       const health = healthOf(c);
       const dashKey = c.has('health-failing') ? 'health-failing' : c.has('health-degraded') ? 'health-degraded' : '';
       const alpha = alphaOf(c);
@@ -362,15 +440,6 @@ export class BigCanvas implements Place {
       ctx.strokeStyle = u.color;
       ctx.lineWidth = u.width;
       ctx.stroke(u.path);
-    }
-    if (selectedEdge) {
-      ctx.globalAlpha = 0.3;
-      ctx.strokeStyle = '#2563eb';
-      ctx.lineWidth = 12;
-      ctx.beginPath();
-      ctx.moveTo(selectedEdge.source.x, selectedEdge.source.y);
-      ctx.lineTo(selectedEdge.target.x, selectedEdge.target.y);
-      ctx.stroke();
     }
     // Patterns in screen pixels, and only once an edge is long enough on
     // screen to show one: at the overview a pattern in model units would be
@@ -391,13 +460,25 @@ export class BigCanvas implements Place {
     const nodeBuckets = new Map<string, { fill: string; stroke: string; width: number; dash: number[]; alpha: number; double: boolean; path: Path2D }>();
     const cycles = new Path2D();
     const shown: BigNode[] = [];
-    let selectedNode: BigNode | undefined;
+    // Seen from afar (a node a few pixels wide), a node is a dot of its
+    // health colour: one filled rectangle, no border to stroke.
+    const dots = z < DOT_ZOOM;
+    const dotPaths = new Map<string, Path2D>();
     for (const n of this.nodes.values()) {
       if (cull && !inView(n.x, n.y)) continue;
       shown.push(n);
       const c = n.classes;
+      if (dots && !c.has('group')) {
+        const a = alphaOf(c);
+        const key = `${HEALTH_COLOR[healthOf(c)]}|${a}`;
+        let p = dotPaths.get(key);
+        if (!p) dotPaths.set(key, (p = new Path2D()));
+        p.rect(n.x - n.w / 2, n.y - n.h / 2, n.w, n.h);
+        for (const u of nodeUnder) if (c.has(u.key)) shapePath(u.path, n, u.width);
+        if (c.has('cycle')) shapePath(cycles, n, 4);
+        continue;
+      }
       for (const u of nodeUnder) if (c.has(u.key)) shapePath(u.path, n, u.width);
-      if (n.id === this.selected) selectedNode = n;
       if (c.has('cycle')) shapePath(cycles, n, 4);
       const health = healthOf(c);
       const group = c.has('group');
@@ -417,17 +498,16 @@ export class BigCanvas implements Place {
       ctx.fillStyle = u.color;
       ctx.fill(u.path);
     }
-    if (selectedNode) {
-      const p = new Path2D();
-      shapePath(p, selectedNode, 8);
-      ctx.globalAlpha = 0.25;
-      ctx.fillStyle = '#2563eb';
-      ctx.fill(p);
-    }
     ctx.globalAlpha = 1;
     ctx.strokeStyle = '#7c3aed';
     ctx.lineWidth = 2;
     ctx.stroke(cycles);
+    for (const [key, p] of dotPaths) {
+      const [color, alpha] = key.split('|');
+      ctx.globalAlpha = Number(alpha);
+      ctx.fillStyle = color;
+      ctx.fill(p);
+    }
     for (const b of nodeBuckets.values()) {
       ctx.globalAlpha = b.alpha;
       ctx.fillStyle = b.fill;
@@ -596,7 +676,7 @@ export class BigCanvas implements Place {
         // Dragging a node moves it (and pins it where it is dropped).
         down.node.x += dx / this.z;
         down.node.y += dy / this.z;
-        this.schedule();
+        this.changed();
       } else this.panBy({ x: dx, y: dy });
     });
     const up = (e: PointerEvent) => {

@@ -140,24 +140,35 @@ export function paintBoxes(ctx: CanvasRenderingContext2D, cy: Place, boxes: Grou
   ctx.save();
   ctx.setTransform(scale * zoom, 0, 0, scale * zoom, scale * pan.x, scale * pan.y);
   ctx.lineWidth = 1.5 / zoom;
-  ctx.setLineDash([5 / zoom, 4 / zoom]);
+  // Dashed once a box is big enough on screen to show it; below, a dash
+  // pattern on thousands of small boxes is most of a frame's rasterizing.
+  ctx.setLineDash(zoom >= 0.3 ? [5 / zoom, 4 / zoom] : []);
   ctx.font = `600 12px Inter, system-ui, sans-serif`;
   ctx.textAlign = 'center';
+  // One path per look (fill and border): thousands of boxes in a few fills and strokes.
+  const looks = new Map<string, { st: ReturnType<typeof boxStyle>; path: Path2D }>();
+  const labels: { text: string; x: number; y: number; color: string }[] = [];
+  const named = boxLabelShown(zoom);
   for (const b of boxes) {
     const r = boxRect(cy, b);
     if (!r) continue;
     if (r.x2 * zoom + pan.x < 0 || r.x1 * zoom + pan.x > w || r.y2 * zoom + pan.y < 0 || r.y1 * zoom + pan.y > h) continue;
     const st = boxStyle(b, selected, dark);
+    const key = `${st.fill}|${st.stroke}`;
+    let look = looks.get(key);
+    if (!look) looks.set(key, (look = { st, path: new Path2D() }));
+    look.path.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
+    if (named) labels.push({ text: b.label, x: (r.x1 + r.x2) / 2, y: r.y1 - 4, color: st.text });
+  }
+  for (const { st, path } of looks.values()) {
     ctx.fillStyle = st.fill;
     ctx.strokeStyle = st.stroke;
-    ctx.beginPath();
-    ctx.roundRect(r.x1, r.y1, r.x2 - r.x1, r.y2 - r.y1, 6);
-    ctx.fill();
-    ctx.stroke();
-    if (boxLabelShown(zoom)) {
-      ctx.fillStyle = st.text;
-      ctx.fillText(b.label, (r.x1 + r.x2) / 2, r.y1 - 4);
-    }
+    ctx.fill(path);
+    ctx.stroke(path);
+  }
+  for (const l of labels) {
+    ctx.fillStyle = l.color;
+    ctx.fillText(l.text, l.x, l.y);
   }
   ctx.restore();
 }
