@@ -430,9 +430,13 @@ func (s *Snapshot) graph(window time.Duration, opts Options, pin bool) (*Graph, 
 func (s *Snapshot) holdLocked(g *Graph, pin bool) {
 	if pin {
 		g.pins++
-	} else {
-		g.kept = true
+		return
 	}
+	if !g.kept && g.mem != nil {
+		// Never recycled: the builder's emptied maps need not stay with it.
+		g.mem.edgeMap, g.mem.peerNodes, g.mem.byPeer = nil, nil, nil
+	}
+	g.kept = true
 }
 
 // unpin ends a UseGraph, recycling the graph when it was the last use of
