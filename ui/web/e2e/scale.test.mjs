@@ -2,12 +2,13 @@
 // from the fixture server, drawn by BigGraph (our own 2D canvas renderer,
 // src/components/bigcanvas.ts). Every node on the canvas; a click on a node
 // or an edge opens its details and marks it; a drag pans, the wheel and the
-// + key zoom; a search marks its match with a halo and brings it into view;
-// a double click on a group's box collapses it and on the collapsed group
-// expands it; a refresh recolours what changed and leaves the view where the
-// user put it; a PNG export that is not blank. How fast is make bench's
-// business (e2e/timing.mjs), not this test's. Skipped against a live server
-// (MESHLENS_URL).
+// + key zoom; a dragged node stays where it is dropped; a search marks its
+// match with a halo and brings it into view; a refresh recolours what
+// changed and leaves the view where the user put it; the dark theme repaints
+// the graph; a double click on a group's box collapses it and one on the
+// collapsed group expands it; PNG and SVG exports that are not blank. How
+// fast is make bench's business (e2e/timing.mjs), not this test's. Skipped
+// against a live server (MESHLENS_URL).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startFixture } from './fixture-server.mjs';
@@ -126,6 +127,22 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
     assert.ok(Math.abs(keyed / wheeled - 1.25) < 0.01, `+ zooms in by a quarter: ${wheeled} → ${keyed}`);
   });
 
+  it('moves a dragged node and pins it there', async () => {
+    const node = await page.evaluate(() => [...window.__big.nodes.values()].find((n) => n.data.service === 'svc-1700'));
+    await look(1, node);
+    const p = await page.evaluate((id) => window.__big.rendered(window.__big.nodes.get(id)), node.id);
+    const o = await origin();
+    await page.mouse.move(o.x + p.x, o.y + p.y);
+    await page.mouse.down();
+    for (let i = 1; i <= 8; i++) await page.mouse.move(o.x + p.x + 10 * i, o.y + p.y + 5 * i);
+    await page.mouse.up();
+    await settle();
+    const moved = await page.evaluate((id) => ({ at: window.__big.nodes.get(id), pinned: window.__big.pinned.get(id), under: window.__big.nodeAt(window.__big.rendered(window.__big.nodes.get(id)).x, window.__big.rendered(window.__big.nodes.get(id)).y)?.id }), node.id);
+    assert.deepEqual({ dx: Math.round(moved.at.x - node.x), dy: Math.round(moved.at.y - node.y) }, { dx: 80, dy: 40 }, 'the node follows the mouse');
+    assert.deepEqual(moved.pinned, { x: moved.at.x, y: moved.at.y }, 'and is pinned where it was dropped (a saved view keeps it)');
+    assert.equal(moved.under, node.id, 'a click where it was dropped finds it');
+  });
+
   it('finds a node by search, marks it with a halo and brings it into view', async () => {
     const want = await page.evaluate(() => [...window.__big.nodes.values()].filter((n) => n.data.service === 'svc-2401').map((n) => n.id).sort());
     assert.ok(want.length >= 1, 'the graph has svc-2401');
@@ -208,6 +225,25 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
     assert.equal(now.failing, true, 'the edge is failing now');
     const redAfter = await around(edge.m, 4, FAILING);
     assert.ok(redBefore < 0.05 && redAfter > 0.15, `the edge is drawn in the failing colour: ${(redBefore * 100).toFixed(0)}% of its middle's pixels before, ${(redAfter * 100).toFixed(0)}% after`);
+  });
+
+  it('follows the theme: nodes in the dark theme\'s colours, and back', async () => {
+    const node = await page.evaluate(() => [...window.__big.nodes.values()].find((n) => n.data.service === 'svc-1500'));
+    await look(1, node);
+    const p = await page.evaluate((id) => window.__big.rendered(window.__big.nodes.get(id)), node.id);
+    const fill = (rgb) => around(p, 3, { rgb, within: 20 });
+    const light = await fill([255, 255, 255]);
+    await page.click('.theme-toggle');
+    await page.waitForFunction(() => window.__big.theme === 'dark');
+    await settle();
+    // PALETTE.dark.node (#111a2b) inside the node
+    const dark = await fill([17, 26, 43]);
+    await shot(page, 'e2e-scale-5000-dark');
+    await page.click('.theme-toggle');
+    await page.waitForFunction(() => window.__big.theme === 'light');
+    await settle();
+    const back = await fill([255, 255, 255]);
+    assert.ok(light > 0.9 && dark > 0.9 && back > 0.9, `the node is white, then dark blue, then white again: ${[light, dark, back].map((x) => (x * 100).toFixed(0) + '%').join(', ')} of its middle`);
   });
 
   it('collapses a group by a double click on its box and expands it by one on the group', async () => {
