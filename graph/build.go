@@ -142,7 +142,7 @@ type Builder struct {
 	edges    map[[2]*Node]*Edge
 	nodes    map[mesh.Peer]*Node // peers reduced to the view's grain
 	slab     []Edge              // backs Graph.Edges: one allocation, not one per edge
-	byPeer   map[uint32]*Node    // by peer id, when the traffic has them
+	byPeer   *idTable[*Node]     // by peer id, when the traffic has them
 	nodeSlab []Node
 	mem      *graphMem
 }
@@ -384,12 +384,12 @@ func (b *Builder) peerNode(id uint32, p *mesh.Peer) *Node {
 	if id == noPeer || b.byPeer == nil {
 		return b.node(b.Opts.View, *p)
 	}
-	if n := b.byPeer[id]; n != nil {
+	if n := b.byPeer.get(id); n != nil {
 		return n
 	}
 	// One id is one peer: its grain needs no lookup of its own.
 	n := b.nodeByID(b.Opts.View, *p)
-	b.byPeer[id] = n
+	b.byPeer.put(id, n)
 	return n
 }
 
@@ -408,13 +408,11 @@ func appendTraffic(b *Builder) {
 	}
 	if t.ordered {
 		if m := b.mem; m != nil {
-			if m.byPeer == nil {
-				m.byPeer = make(map[uint32]*Node, len(t.order)/2)
-			}
-			b.byPeer = m.byPeer
+			b.byPeer = &m.byPeer
 		} else {
-			b.byPeer = make(map[uint32]*Node, len(t.order)/2)
+			b.byPeer = &idTable[*Node]{}
 		}
+		b.byPeer.reset(2 * len(t.order))
 		for i := range t.order {
 			te := &t.order[i]
 			b.addEdge(te.key, te.stats, te.src, te.dst)

@@ -32,7 +32,7 @@ type graphMem struct {
 	sortTmp    []*Edge
 	edgeMap    map[[2]*Node]*Edge // the builder's, emptied after each build
 	peerNodes  map[mesh.Peer]*Node
-	byPeer     map[uint32]*Node
+	byPeer     idTable[*Node]
 	pool       *queryPool
 	recyclable bool // set for graphs whose memory may go back
 }
@@ -131,12 +131,12 @@ func (m *graphMem) put() {
 // drops them when there is no next build to keep them for.
 func (m *graphMem) builderDone() {
 	if m.pool == nil {
-		m.edgeMap, m.peerNodes, m.byPeer = nil, nil, nil
+		m.edgeMap, m.peerNodes, m.byPeer = nil, nil, idTable[*Node]{}
 		return
 	}
 	clear(m.edgeMap)
 	clear(m.peerNodes)
-	clear(m.byPeer)
+	m.byPeer.reset(0)
 }
 
 // spareMap returns the kept map at index i of maps, emptied, or a new one
@@ -165,4 +165,55 @@ func (g *Graph) Release() {
 	g.mem = nil
 	*g = Graph{}
 	m.put()
+}
+
+// idTable maps peer ids (small and dense: a Live numbers its peers from
+// 0, a merge too) to values through a slice, kept for the next query: a map
+// lookup per edge end was a tenth of a merged query's CPU. Ids from limit
+// up (a Live's counter runs on after its table is cleared) go through a
+// map. The zero V means none.
+type idTable[V comparable] struct {
+	slots []V
+	over  map[uint32]V
+	limit uint32
+}
+
+// reset empties the table for ids below about limit.
+func (t *idTable[V]) reset(limit int) {
+	clear(t.slots)
+	clear(t.over)
+	t.limit = uint32(min(max(limit, 1024), 1<<24))
+}
+
+func (t *idTable[V]) get(id uint32) V {
+	if id < t.limit {
+		if int(id) < len(t.slots) {
+			return t.slots[id]
+		}
+		var zero V
+		return zero
+	}
+	return t.over[id]
+}
+
+func (t *idTable[V]) put(id uint32, v V) {
+	if id >= t.limit {
+		if t.over == nil {
+			t.over = map[uint32]V{}
+		}
+		t.over[id] = v
+		return
+	}
+	if int(id) >= len(t.slots) {
+		n := max(int(id)+1, 2*len(t.slots))
+		if n > int(t.limit) {
+			n = int(t.limit)
+		}
+		if n <= cap(t.slots) {
+			t.slots = t.slots[:n]
+		} else {
+			t.slots = append(t.slots, make([]V, n-len(t.slots))...)
+		}
+	}
+	t.slots[id] = v
 }

@@ -198,3 +198,28 @@ func TestAColdGraphQueryReusesTheMemoryOfTheQueryBefore(t *testing.T) {
 		t.Errorf("a cold merged graph query allocated %d bytes, more than a third of the %d of one whose memory is not recycled", merged, mergedKept)
 	}
 }
+
+// Peer ids index a slice up to the table's limit and a map beyond it (a
+// Live's id counter runs on after its table is cleared); reset forgets both.
+func TestIDTableFindsIDsBelowAndBeyondItsLimit(t *testing.T) {
+	var tb idTable[uint32]
+	tb.reset(2000)
+	ids := []uint32{0, 1, 1999, 2047, 5000, 1 << 20, noPeer - 1}
+	for i, id := range ids {
+		tb.put(id, uint32(i+1))
+	}
+	for i, id := range ids {
+		if got := tb.get(id); got != uint32(i+1) {
+			t.Errorf("id %d: got %d, want %d", id, got, i+1)
+		}
+	}
+	if got := tb.get(7); got != 0 {
+		t.Errorf("id 7 was never put, got %d", got)
+	}
+	tb.reset(10)
+	for _, id := range ids {
+		if got := tb.get(id); got != 0 {
+			t.Errorf("after reset, id %d still has %d", id, got)
+		}
+	}
+}

@@ -434,7 +434,7 @@ func (s *Snapshot) holdLocked(g *Graph, pin bool) {
 	}
 	if !g.kept && g.mem != nil {
 		// Never recycled: the builder's emptied maps need not stay with it.
-		g.mem.edgeMap, g.mem.peerNodes, g.mem.byPeer = nil, nil, nil
+		g.mem.edgeMap, g.mem.peerNodes, g.mem.byPeer = nil, nil, idTable[*Node]{}
 	}
 	g.kept = true
 }

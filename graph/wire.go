@@ -32,6 +32,7 @@ func (t *Traffic) AppendWire(buf []byte) []byte {
 	var flags []string
 	flagIdx := map[string]uint64{}
 	var w wirePeers
+	w.byID.reset(2 * t.edgeCount())
 	type wireEdge struct {
 		src, dst uint64
 		key      *EdgeKey
@@ -112,6 +113,7 @@ func (s *Snapshot) appendWireSums(buf []byte, accs []acc, end time.Time, window 
 	ws := s.accs.wireScratch()
 	defer s.accs.putWireScratch(ws)
 	w := &ws.peers
+	w.byID.reset(2 * len(accs))
 	var flags []uint16 // flag ids in the order the answer lists them
 	var flagIdx map[uint16]uint64
 	edges := ws.edges[:0]
@@ -195,7 +197,7 @@ func (p *queryPool) wireScratch() *wireScratch {
 }
 
 func (p *queryPool) putWireScratch(w *wireScratch) {
-	clear(w.peers.byID)
+	w.peers.byID.reset(0)
 	clear(w.peers.byKey)
 	clear(w.peers.list[:cap(w.peers.list)])
 	w.peers.list = w.peers.list[:0]
@@ -206,19 +208,19 @@ func (p *queryPool) putWireScratch(w *wireScratch) {
 // seen, each once: by the live graph's peer id when there is one (no
 // hashing of four strings), else by value.
 type wirePeers struct {
-	byID  map[uint32]uint64
+	byID  idTable[uint64] // index + 1
 	byKey map[mesh.Peer]uint64
 	list  []*mesh.Peer
 }
 
 func (w *wirePeers) of(p *mesh.Peer, id uint32) uint64 {
 	if id != noPeer {
-		if i, ok := w.byID[id]; ok {
-			return i
+		if i := w.byID.get(id); i != 0 {
+			return i - 1
 		}
 	}
 	if w.byKey == nil {
-		w.byID, w.byKey = map[uint32]uint64{}, map[mesh.Peer]uint64{}
+		w.byKey = map[mesh.Peer]uint64{}
 	}
 	i, ok := w.byKey[*p]
 	if !ok {
@@ -227,7 +229,7 @@ func (w *wirePeers) of(p *mesh.Peer, id uint32) uint64 {
 		w.list = append(w.list, p)
 	}
 	if id != noPeer {
-		w.byID[id] = i
+		w.byID.put(id, i+1)
 	}
 	return i
 }
@@ -274,7 +276,7 @@ type mergerMem struct {
 	peers    map[mesh.Peer]uint32
 	edges    map[mergeKey]int
 	strs     map[string]string
-	live     map[uint32]uint32 // livePeers'
+	live     idTable[uint32] // livePeers'
 	order    []trafficEdge
 	stats    [][]Stats
 	hists    [][]uint64
@@ -326,7 +328,7 @@ func (m *mergerMem) put() {
 	clear(m.peers)
 	clear(m.edges)
 	clear(m.strs)
-	clear(m.live)
+	m.live.reset(0)
 	clear(m.order[:cap(m.order)])
 	m.order = m.order[:0]
 	clear(m.wire[:cap(m.wire)])
@@ -456,21 +458,18 @@ func (m *Merger) size(n int) {
 // livePeers maps a live graph's peers to the merge's: its own peer ids say
 // which peers are one without hashing them again.
 func (m *Merger) livePeers(n int) func(p *mesh.Peer, id uint32) uint32 {
-	if m.mem.live == nil {
-		m.mem.live = make(map[uint32]uint32, n/4)
-	}
-	ids := m.mem.live
-	clear(ids) // a peer id is another Live's peer in the next traffic
+	ids := &m.mem.live
+	ids.reset(2 * n) // a peer id is another Live's peer in the next traffic
 	return func(p *mesh.Peer, id uint32) uint32 {
 		if id == noPeer {
 			return m.peer(*p)
 		}
-		v, ok := ids[id]
-		if !ok {
-			v = m.peer(*p)
-			ids[id] = v
+		v := ids.get(id) // the merge's id + 1
+		if v == 0 {
+			v = m.peer(*p) + 1
+			ids.put(id, v)
 		}
-		return v
+		return v - 1
 	}
 }
 
