@@ -10,6 +10,7 @@ import { flattenGroups, isBox } from '../graph';
 import { layeredPositions } from '../layered';
 import { BigCanvas } from './bigcanvas';
 import type { GraphCanvasProps, GraphHandle, Selection } from './GraphCanvas';
+import { keyNav, markRendered, type KeyView } from './graphkeys';
 
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, { x: number; y: number }>>();
@@ -164,45 +165,26 @@ export function BigGraph({ elements: input, layoutKey, selected, onSelect, onRea
           e.preventDefault();
           return;
         }
-        if (keyNav(v, e, sel, (s) => onSelectRef.current(s))) e.preventDefault();
+        if (keyNav(bigKeys(v), e, sel, (s) => onSelectRef.current(s))) e.preventDefault();
       }}
     />
   );
 }
 
-/** keyNav is GraphCanvas' keyboard for the large view: arrows, Escape, + and −, 0. */
-function keyNav(v: BigCanvas, e: KeyboardEvent, selected: Selection | null, select: (s: Selection | null) => void): boolean {
-  switch (e.key) {
-    case 'Escape':
-      select(null);
-      return true;
-    case '+':
-    case '=':
-      v.zoomAt(v.zoom() * 1.25);
-      return true;
-    case '-':
-      v.zoomAt(v.zoom() / 1.25);
-      return true;
-    case '0':
-      v.fit(undefined, 40, Infinity);
-      return true;
-    case 'ArrowRight':
-    case 'ArrowDown':
-    case 'ArrowLeft':
-    case 'ArrowUp': {
-      const nodes = [...v.nodes.values()];
-      if (!nodes.length) return false;
-      nodes.sort((a, b) => a.x - b.x || a.y - b.y);
-      const i = selected ? nodes.findIndex((n) => n.id === selected.id) : -1;
-      const forward = e.key === 'ArrowRight' || e.key === 'ArrowDown';
-      const next = nodes[i < 0 ? (forward ? 0 : nodes.length - 1) : (i + (forward ? 1 : -1) + nodes.length) % nodes.length];
-      select({ type: 'node', id: next.id });
-      const p = v.rendered(next);
-      if (p.x < 40 || p.y < 40 || p.x > v.width() - 40 || p.y > v.height() - 40) v.viewport({ pan: { x: v.width() / 2 - next.x * v.zoom(), y: v.height() / 2 - next.y * v.zoom() } });
-      return true;
-    }
-  }
-  return false;
+/** bigKeys is BigGraph's view as keyNav uses it. */
+function bigKeys(v: BigCanvas): KeyView {
+  return {
+    width: () => v.width(),
+    height: () => v.height(),
+    zoomBy: (f) => v.zoomAt(v.zoom() * f),
+    fit: () => v.fit(undefined, 40, Infinity),
+    nodes: () => [...v.nodes.values()].map((n) => ({ id: n.id, x: n.x, y: n.y })),
+    rendered: (id) => v.rendered(v.nodes.get(id)!),
+    center: (id) => {
+      const n = v.nodes.get(id)!;
+      v.viewport({ pan: { x: v.width() / 2 - n.x * v.zoom(), y: v.height() / 2 - n.y * v.zoom() } });
+    },
+  };
 }
 
 /** bringIntoView centres the view on nodes, zooming out only if they do not fit at the current zoom. */
@@ -220,16 +202,4 @@ function bringIntoView(v: BigCanvas, ids: string[]) {
   const fit = Math.min((w - 160) / Math.max(1, x2 - x1 + 60), (h - 160) / Math.max(1, y2 - y1 + 60));
   const zoom = Math.max(0.05, Math.min(v.zoom(), fit));
   v.viewport({ zoom, pan: { x: w / 2 - (zoom * (x1 + x2)) / 2, y: h / 2 - (zoom * (y1 + y2)) / 2 } });
-}
-
-/** markRendered records the first frame after the graph was drawn (meshlens:first-render), as GraphCanvas does. */
-function markRendered() {
-  requestAnimationFrame(() => {
-    const w = window as unknown as { __meshlensFirstRender?: number; __meshlensLastRender?: number };
-    w.__meshlensLastRender = performance.now();
-    if (w.__meshlensFirstRender === undefined) {
-      w.__meshlensFirstRender = w.__meshlensLastRender;
-      performance.mark('meshlens:first-render');
-    }
-  });
 }

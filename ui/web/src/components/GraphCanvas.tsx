@@ -6,6 +6,7 @@ import { layeredPositions } from '../layered';
 import type { Scene } from '../exporting';
 import { BigGraph } from './BigGraph';
 import { hitBox, marksOf, paintBoxes, paintMarks, placeOfCy, pngOf } from './boxes';
+import { keyNav, markRendered, type KeyView } from './graphkeys';
 import { sceneFromCy } from './scene';
 
 /** cytoscape-dagre is loaded only for graphs small enough to use it. */
@@ -458,69 +459,25 @@ function CyGraph({ elements: input, layoutKey, selected, onSelect, onReady, them
             e.preventDefault();
             return;
           }
-          if (cy && keyNav(cy, e, sel, (s) => onSelectRef.current(s))) e.preventDefault();
+          if (cy && keyNav(cyKeys(cy), e, sel, (s) => onSelectRef.current(s))) e.preventDefault();
         }}
       />
     </>
   );
 }
 
-/**
- * keyNav moves through the graph from the keyboard: arrows select the next or
- * previous node in reading order (left to right, then top to bottom) and
- * bring it into view; Escape clears; + and − zoom; 0 fits. It says whether
- * it used the key.
- */
-export function keyNav(cy: Core, e: KeyboardEvent, selected: Selection | null, select: (s: Selection | null) => void): boolean {
-  const centre = { x: cy.width() / 2, y: cy.height() / 2 };
-  switch (e.key) {
-    case 'Escape':
-      select(null);
-      return true;
-    case '+':
-    case '=':
-      cy.zoom({ level: cy.zoom() * 1.25, renderedPosition: centre });
-      return true;
-    case '-':
-      cy.zoom({ level: cy.zoom() / 1.25, renderedPosition: centre });
-      return true;
-    case '0':
-      cy.fit(undefined, 40);
-      return true;
-    case 'ArrowRight':
-    case 'ArrowDown':
-    case 'ArrowLeft':
-    case 'ArrowUp': {
-      const nodes = cy.nodes().filter((n) => !n.isParent()).toArray() as cytoscape.NodeSingular[];
-      if (!nodes.length) return false;
-      nodes.sort((a, b) => a.position().x - b.position().x || a.position().y - b.position().y);
-      const i = selected ? nodes.findIndex((n) => n.id() === selected.id) : -1;
-      const forward = e.key === 'ArrowRight' || e.key === 'ArrowDown';
-      const next = nodes[i < 0 ? (forward ? 0 : nodes.length - 1) : (i + (forward ? 1 : -1) + nodes.length) % nodes.length];
-      select({ type: 'node', id: next.id() });
-      const p = next.renderedPosition();
-      if (p.x < 40 || p.y < 40 || p.x > cy.width() - 40 || p.y > cy.height() - 40) cy.center(next);
-      return true;
-    }
-  }
-  return false;
-}
-
-/**
- * markRendered records when the graph was last drawn (performance.now()),
- * after the next frame; the timing script reads the first one.
- */
-function markRendered(then?: () => void) {
-  requestAnimationFrame(() => {
-    const w = window as unknown as { __meshlensFirstRender?: number; __meshlensLastRender?: number };
-    w.__meshlensLastRender = performance.now();
-    if (w.__meshlensFirstRender === undefined) {
-      w.__meshlensFirstRender = w.__meshlensLastRender;
-      performance.mark('meshlens:first-render');
-    }
-    // Work that can wait (listeners, the box layer) runs in a task of its own after the frame.
-    if (then) setTimeout(then, 0);
-  });
+/** cyKeys is cytoscape's view as keyNav uses it. */
+function cyKeys(cy: Core): KeyView {
+  const middle = () => ({ x: cy.width() / 2, y: cy.height() / 2 });
+  return {
+    width: () => cy.width(),
+    height: () => cy.height(),
+    zoomBy: (f) => cy.zoom({ level: cy.zoom() * f, renderedPosition: middle() }),
+    fit: () => cy.fit(undefined, 40),
+    nodes: () => (cy.nodes().filter((n) => !n.isParent()).toArray() as cytoscape.NodeSingular[]).map((n) => ({ id: n.id(), ...n.position() })),
+    rendered: (id) => cy.getElementById(id).renderedPosition(),
+    center: (id) => cy.center(cy.getElementById(id)),
+  };
 }
 
 /**

@@ -683,8 +683,18 @@ export class BigCanvas implements Place {
       if (!down || e.pointerId !== down.pointer) return;
       const d = down;
       down = null;
+      const p = local(e);
+      if (d.moved && e.type === 'pointerup') {
+        // The last moves may have been merged into this event (a busy page gets fewer pointermoves): end where the pointer is.
+        const dx = p.x - d.x;
+        const dy = p.y - d.y;
+        if (d.node) {
+          d.node.x += dx / this.z;
+          d.node.y += dy / this.z;
+          this.changed();
+        } else if (dx || dy) this.panBy({ x: dx, y: dy });
+      }
       if (!d.moved) {
-        const p = local(e);
         this.events.select(this.hit(p.x, p.y));
       } else if (d.node) {
         this.pinned.set(d.node.id, { x: d.node.x, y: d.node.y });
