@@ -33,7 +33,7 @@ export function bigHandle(v: BigCanvas): GraphHandle {
     },
     png: (bg) => v.png(bg),
     scene: (bg, text) => v.scene(bg, text),
-    zoomBy: (f) => v.zoomAt(v.zoom() * f),
+    zoomBy: (f) => v.zoomBy(f),
     fit: () => v.fit(undefined, 40, Infinity),
   };
 }
@@ -176,7 +176,7 @@ function bigKeys(v: BigCanvas): KeyView {
   return {
     width: () => v.width(),
     height: () => v.height(),
-    zoomBy: (f) => v.zoomAt(v.zoom() * f),
+    zoomBy: (f) => v.zoomBy(f),
     fit: () => v.fit(undefined, 40, Infinity),
     nodes: () => [...v.nodes.values()].map((n) => ({ id: n.id, x: n.x, y: n.y })),
     rendered: (id) => v.rendered(v.nodes.get(id)!),
