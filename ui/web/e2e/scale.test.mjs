@@ -1,14 +1,14 @@
 // Issue 15's scale graph as a user meets it: 5,000 nodes and 20,000 edges
 // from the fixture server, drawn by BigGraph (our own 2D canvas renderer,
 // src/components/bigcanvas.ts). Every node on the canvas; a click on a node
-// or an edge opens its details and marks it; a drag pans, the wheel and the
-// + key zoom; a dragged node stays where it is dropped; a search marks its
-// match with a halo and brings it into view; a refresh recolours what
-// changed and leaves the view where the user put it; the dark theme repaints
-// the graph; a double click on a group's box collapses it and one on the
-// collapsed group expands it; PNG and SVG exports that are not blank. How
-// fast is make bench's business (e2e/timing.mjs), not this test's. Skipped
-// against a live server (MESHLENS_URL).
+// or an edge opens its details and marks it; a drag pans; the wheel, the +
+// key and a two-finger pinch zoom; a dragged node stays where it is dropped;
+// a search marks its match with a halo and brings it into view; a refresh
+// recolours what changed and leaves the view where the user put it; the
+// dark theme repaints the graph; a double click on a group's box collapses
+// it and one on the collapsed group expands it; PNG and SVG exports that are
+// not blank. How fast is make bench's business (e2e/timing.mjs), not this
+// test's. Skipped against a live server (MESHLENS_URL).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startFixture } from './fixture-server.mjs';
@@ -125,6 +125,30 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
     await page.keyboard.press('+');
     const keyed = await page.evaluate(() => window.__big.zoom());
     assert.ok(Math.abs(keyed / wheeled - 1.25) < 0.01, `+ zooms in by a quarter: ${wheeled} → ${keyed}`);
+  });
+
+  it('zooms by a two-finger pinch about the fingers\' middle', async () => {
+    // zoomed out enough that twice the zoom stays under the maximum (3)
+    await look(0.5, await page.evaluate(() => window.__big.model({ x: window.__big.width() / 2, y: window.__big.height() / 2 })));
+    const o = await origin();
+    const mid = { x: 400, y: 300 };
+    const at = () => page.evaluate((m) => ({ zoom: window.__big.zoom(), under: window.__big.model(m) }), mid);
+    const before = await at();
+    const cdp = await page.context().newCDPSession(page);
+    try {
+      await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: true, maxTouchPoints: 2 });
+      const fingers = (d) => [{ x: o.x + mid.x - d, y: o.y + mid.y, id: 0 }, { x: o.x + mid.x + d, y: o.y + mid.y, id: 1 }];
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: fingers(50) });
+      for (let d = 55; d <= 100; d += 5) await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: fingers(d) });
+      await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    } finally {
+      await cdp.send('Emulation.setTouchEmulationEnabled', { enabled: false });
+      await cdp.detach();
+    }
+    await settle();
+    const after = await at();
+    assert.ok(Math.abs(after.zoom / before.zoom - 2) < 0.01, `fingers twice as far apart zoom in twice: ${before.zoom} → ${after.zoom}`);
+    assert.ok(Math.hypot(after.under.x - before.under.x, after.under.y - before.under.y) < 1, 'what was between the fingers stays there');
   });
 
   it('moves a dragged node and pins it there', async () => {

@@ -666,13 +666,40 @@ export class BigCanvas implements Place {
       c.addEventListener(type, f as EventListener, opts);
       this.cleanup.push(() => c.removeEventListener(type, f as EventListener));
     };
+    // Two fingers pinch: the view zooms by how far they spread, about their middle, and follows it.
+    const touch = new Map<number, { x: number; y: number }>();
+    let pinch: { d: number; mid: { x: number; y: number } } | null = null;
+    const spread = () => {
+      const [a, b] = [...touch.values()];
+      return { d: Math.max(1, Math.hypot(a.x - b.x, a.y - b.y)), mid: { x: (a.x + b.x) / 2, y: (a.y + b.y) / 2 } };
+    };
     on('pointerdown', (e) => {
+      if (e.pointerType === 'touch') {
+        touch.set(e.pointerId, local(e));
+        if (touch.size === 2) {
+          down = null;
+          pinch = spread();
+          this.startGesture();
+          c.setPointerCapture?.(e.pointerId);
+          return;
+        }
+      }
       if (e.button !== 0) return;
       const p = local(e);
       down = { ...p, node: this.nodeAt(p.x, p.y), moved: false, pointer: e.pointerId };
       c.setPointerCapture?.(e.pointerId);
     });
     on('pointermove', (e) => {
+      if (touch.has(e.pointerId)) touch.set(e.pointerId, local(e));
+      if (pinch) {
+        if (touch.size === 2) {
+          const now = spread();
+          this.panBy({ x: now.mid.x - pinch.mid.x, y: now.mid.y - pinch.mid.y });
+          this.zoomAt((this.z * now.d) / pinch.d, now.mid);
+          pinch = now;
+        }
+        return;
+      }
       if (!down || e.pointerId !== down.pointer) return;
       const p = local(e);
       if (!down.moved && Math.hypot(p.x - down.x, p.y - down.y) < 4) return;
@@ -692,6 +719,14 @@ export class BigCanvas implements Place {
       } else this.panBy({ x: dx, y: dy });
     });
     const up = (e: PointerEvent) => {
+      touch.delete(e.pointerId);
+      if (pinch) {
+        if (touch.size < 2) {
+          pinch = null;
+          this.endGesture();
+        }
+        return;
+      }
       if (!down || e.pointerId !== down.pointer) return;
       const d = down;
       down = null;
