@@ -60,8 +60,16 @@ describe('a 5,000-node, 20,000-edge graph', { skip, timeout: 900000 }, () => {
   const settle = () => page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(r, 250)))));
 
   it('draws every node and edge with its own canvas renderer', async () => {
+    // What the page loads for it: the graph once, and not cytoscape's code
+    // (GraphCanvas loads CyGraph, and cytoscape with it, only for small graphs).
+    const loads = [];
+    let answered = false;
+    page.on('request', (r) => !answered && loads.push(new URL(r.url()).pathname));
+    page.on('requestfinished', (r) => (answered ||= new URL(r.url()).pathname === '/api/v1/graph'));
     await page.goto(`${f.url}/topology?view=version&labels=off`);
     await page.waitForFunction(() => performance.getEntriesByName('meshlens:first-render').length > 0, null, { timeout: 300000, polling: 200 });
+    assert.equal(loads.filter((p) => p === '/api/v1/graph').length, 1, `one graph request until the answer: ${loads.join(' ')}`);
+    assert.ok(!loads.some((p) => /cytoscape|CyGraph/.test(p)), `no cytoscape code loaded for a graph BigGraph draws: ${loads.join(' ')}`);
     const drawn = await page.evaluate(() => ({ nodes: window.__big?.nodes.size, edges: window.__big?.edges.size, cytoscape: !!window.__cy }));
     assert.deepEqual(drawn, { nodes: 5000, edges: 20000, cytoscape: false });
     assert.equal(await page.locator('[data-testid=graph-canvas][data-renderer=bigcanvas]').count(), 1);

@@ -16,8 +16,10 @@ import { lazy } from '../lazy';
 import { useResource } from '../resource';
 import { setQuery } from '../router';
 
-// cytoscape is most of the code; it loads in its own chunk, started as soon
-// as this module runs, so it downloads and compiles while the graph is fetched.
+// The graph's code loads in its own chunk, started as soon as this module
+// runs, so it downloads and compiles while the graph is fetched; cytoscape,
+// most of the UI's code, loads only for a graph small enough for it
+// (GraphCanvas.tsx, CyGraph.tsx).
 const GraphCanvas = lazy<GraphCanvasProps>(
   () => import('../components/GraphCanvas').then((m) => m.GraphCanvas),
   () => (
