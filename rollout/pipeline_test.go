@@ -71,10 +71,7 @@ func (r *rig) startCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, c.Run)
 	deadline := time.Now().Add(30 * time.Second)
 	for !c.Ready() {
 		if time.Now().After(deadline) {

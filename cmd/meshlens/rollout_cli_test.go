@@ -14,6 +14,7 @@ import (
 	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/controlplane/config"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/internal/meshtest"
 	"github.com/meshlens/meshlens/rollout"
 )
 
@@ -38,10 +39,7 @@ func TestCLIRolloutStatusPauseResumeAbort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = eng.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, eng.Run)
 	a, err := auth.Load(auth.Config{DataDir: dataDir}, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -213,10 +213,7 @@ func TestSharedConfigYieldsToTheConfigDirUntilItLetsGo(t *testing.T) {
 		t.Fatal(err)
 	}
 	shB.fullEvery = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = shB.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, shB.Run)
 
 	applyYAML(t, a.store, routeVS("reviews", 90)+"---\n"+routeVS("ratings", 80))
 	waitWeight(t, "replica B takes ratings", csB, "ratings", 80)

@@ -1,7 +1,6 @@
 package jwks
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meshlens/meshlens/controlplane/config"
+	"github.com/meshlens/meshlens/internal/meshtest"
 )
 
 const keysA = `{"keys":[{"kty":"EC","crv":"P-256","kid":"a1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`
@@ -103,10 +103,7 @@ func start(t *testing.T, cfg Config) (*Resolver, *latest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, r.Run)
 	return r, l
 }
 

@@ -374,10 +374,7 @@ func TestGatewayCredentialAnalysisNamesForbiddenSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = creds.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, creds.Run)
 	ref := config.GatewayCredentialRef{GatewayNamespace: "web", Name: "edge-cert"}
 	meshtest.Eventually(t, 60*time.Second, "analysis names the forbidden Secrets", func() error {
 		code, msg, ok := creds.GatewayCredential(nil, ref)

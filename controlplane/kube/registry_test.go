@@ -28,10 +28,7 @@ func startRegistry(t *testing.T, c *kubetest.Cluster) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, r.Run)
 	meshtest.Eventually(t, 30*time.Second, "registry ready", func() error {
 		if !r.Ready() {
 			return fmt.Errorf("not ready")

@@ -55,10 +55,7 @@ func TestFetchedJWKSReachEnvoyInlineAndFailClosedMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = res.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	meshtest.Background(t, res.Run)
 
 	cfg := serviceYAML(echoHost, meshtest.NewBackend("v1", "v1", 7001)) + fmt.Sprintf(`---
 apiVersion: security.istio.io/v1
