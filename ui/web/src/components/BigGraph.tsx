@@ -10,7 +10,7 @@ import { flattenGroups, isBox } from '../graph';
 import { layeredPositions } from '../layered';
 import { BigCanvas } from './bigcanvas';
 import type { GraphCanvasProps, GraphHandle, Selection } from './GraphCanvas';
-import { keyNav, markRendered, type KeyView } from './graphkeys';
+import { keyNav, markRendered, offScreen, type KeyView } from './graphkeys';
 
 /** Positions per layout key survive unmounts, so coming back to the page shows the same picture. */
 const savedPositions = new Map<string, Map<string, { x: number; y: number }>>();
@@ -114,11 +114,7 @@ export function BigGraph({ elements: input, layoutKey, selected, onSelect, onRea
     const key = [...ids].sort().join(' ');
     if (key === shownMatches.current) return;
     shownMatches.current = key;
-    const offScreen = ids.some((id) => {
-      const p = v.rendered(v.nodes.get(id)!);
-      return p.x < 20 || p.y < 20 || p.x > v.width() - 20 || p.y > v.height() - 20;
-    });
-    if (offScreen) bringIntoView(v, ids);
+    if (offScreen(ids.map((id) => v.rendered(v.nodes.get(id)!)), v.width(), v.height())) bringIntoView(v, ids);
   }, [marked, input]);
 
   // A loaded view's pins replace the current ones and apply at once.

@@ -7,7 +7,7 @@ import { flattenGroups, isBox, pinnedPositions, planUpdate, type GroupBox } from
 import { graphStyle, LARGE_GRAPH, styleMode, type StyleMode, type Theme } from '../graphstyle';
 import { layeredPositions } from '../layered';
 import { hitBox, marksOf, paintBoxes, paintMarks, placeOfCy, pngOf } from './boxes';
-import { keyNav, markRendered, type KeyView } from './graphkeys';
+import { keyNav, markRendered, offScreen, type KeyView } from './graphkeys';
 import { sceneFromCy } from './scene';
 import type { GraphCanvasProps, GraphHandle, Selection } from './GraphCanvas';
 
@@ -335,14 +335,8 @@ export function CyGraph({ elements: input, layoutKey, selected, onSelect, onRead
     const ids = nodes.map((n) => n.id()).sort().join(' ');
     if (ids === shownMatches.current) return;
     shownMatches.current = ids;
-    const w = cy.width();
-    const h = cy.height();
-    const offScreen = nodes.some((n) => {
-      const p = n.renderedPosition();
-      return p.x < 20 || p.y < 20 || p.x > w - 20 || p.y > h - 20;
-    });
     // Moving the viewport redraws every element; a match already in view stays where it is.
-    if (offScreen) bringIntoView(cy, cy.collection(nodes as unknown as cytoscape.CollectionArgument) as cytoscape.NodeCollection);
+    if (offScreen(nodes.map((n) => n.renderedPosition()), cy.width(), cy.height())) bringIntoView(cy, cy.collection(nodes as unknown as cytoscape.CollectionArgument) as cytoscape.NodeCollection);
   }, [marked, input]);
 
   // A loaded view's pins replace the current ones and apply at once.

@@ -75,3 +75,15 @@ export function markRendered(then?: () => void) {
     if (then) setTimeout(then, 0);
   });
 }
+
+/**
+ * offScreen says whether any of these rendered positions lies outside the
+ * view or within 20 px of its edge: a search brings its matches into view
+ * only then, since moving the view draws the whole graph again.
+ */
+export function offScreen(points: Iterable<{ x: number; y: number }>, width: number, height: number): boolean {
+  for (const p of points) {
+    if (p.x < 20 || p.y < 20 || p.x > width - 20 || p.y > height - 20) return true;
+  }
+  return false;
+}
